@@ -1,0 +1,85 @@
+"""The exception tree of resolver. Imports nothing of ours.
+
+DNS response codes (NXDOMAIN, SERVFAIL, REFUSED) are answers, never exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "BadResponse",
+    "ConfigError",
+    "GuardReleased",
+    "PoolClosed",
+    "PoolError",
+    "PoolTimeout",
+    "ResolutionFailed",
+    "ResolverError",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "UpstreamUnreachable",
+    "WireError",
+]
+
+
+class ResolverError(Exception):
+    """Base of every error raised by resolver."""
+
+
+class ConfigError(ResolverError, ValueError):
+    """A configuration value is invalid; the message names the field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class PoolError(ResolverError):
+    """Base of the pool's errors."""
+
+
+class PoolClosed(PoolError):
+    """The pool is closed (or closing) and hands out nothing more."""
+
+
+class PoolTimeout(PoolError, TimeoutError):
+    """No object became free before the acquire timeout."""
+
+
+class GuardReleased(PoolError):
+    """The guard was already released or discarded; its object is no longer yours."""
+
+
+class WireError(ResolverError):
+    """Bytes that are not a well-formed DNS message."""
+
+
+class UpstreamError(ResolverError):
+    """One exchange with one upstream server failed."""
+
+    def __init__(self, server: str, reason: str) -> None:
+        super().__init__(f"{server}: {reason}")
+        self.server = server
+        self.reason = reason
+
+
+class UpstreamTimeout(UpstreamError, TimeoutError):
+    """The upstream did not send a matching reply before the deadline."""
+
+
+class UpstreamUnreachable(UpstreamError):
+    """The upstream could not be reached (ICMP unreachable, connection refused)."""
+
+
+class BadResponse(UpstreamError):
+    """The upstream replied with something unusable (malformed, wrong question, truncated TCP)."""
+
+
+class ResolutionFailed(ResolverError):
+    """Every attempt to answer a query failed; ``attempts`` holds the errors in order."""
+
+    def __init__(self, message: str, attempts: Sequence[BaseException] = ()) -> None:
+        super().__init__(message)
+        self.attempts = tuple(attempts)
