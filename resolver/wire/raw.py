@@ -1,0 +1,460 @@
+"""Raw-bytes fast paths over DNS messages (RFC 1035 section 4): header, names, question, records.
+
+Stdlib only. Every function here reads untrusted bytes, so every malformation (short packet,
+label or pointer out of bounds, compression loop, bad count) raises ``WireError`` and never an
+``IndexError``, ``struct.error`` or an endless loop.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from resolver.errors import WireError
+
+__all__ = [
+    "AA",
+    "AD",
+    "CD",
+    "CLASS_IN",
+    "FORMERR",
+    "HEADER_SIZE",
+    "NOERROR",
+    "NOTIMP",
+    "NXDOMAIN",
+    "OPCODE_QUERY",
+    "QR",
+    "RA",
+    "RD",
+    "REFUSED",
+    "SERVFAIL",
+    "TC",
+    "TYPE_A",
+    "TYPE_ANY",
+    "TYPE_AXFR",
+    "TYPE_CNAME",
+    "TYPE_IXFR",
+    "TYPE_NS",
+    "TYPE_OPT",
+    "TYPE_SOA",
+    "Header",
+    "QueryEdns",
+    "Question",
+    "RecordSpan",
+    "Sections",
+    "error_reply",
+    "name_to_text",
+    "read_header",
+    "read_name",
+    "read_query_edns",
+    "read_question",
+    "section_offsets",
+    "set_id",
+    "skip_name",
+    "truncated_reply",
+    "walk_records",
+]
+
+HEADER_SIZE = 12
+
+# Masks on the 16-bit flags word (RFC 1035 4.1.1, RFC 4035 3.2 for AD and CD).
+QR = 0x8000
+AA = 0x0400
+TC = 0x0200
+RD = 0x0100
+RA = 0x0080
+AD = 0x0020
+CD = 0x0010
+_OPCODE_SHIFT = 11
+_OPCODE_MASK = 0x7800
+_RCODE_MASK = 0x000F
+
+OPCODE_QUERY = 0
+
+NOERROR = 0
+FORMERR = 1
+SERVFAIL = 2
+NXDOMAIN = 3
+NOTIMP = 4
+REFUSED = 5
+
+TYPE_A = 1
+TYPE_NS = 2
+TYPE_CNAME = 5
+TYPE_SOA = 6
+TYPE_OPT = 41
+TYPE_IXFR = 251
+TYPE_AXFR = 252
+TYPE_ANY = 255
+
+CLASS_IN = 1
+
+_MAX_NAME = 255  # wire length including the root label (RFC 1035 2.3.4)
+# Every pointer must point strictly backwards, so a loop is impossible already; the hop limit
+# additionally bounds the work one name can cost (a chain of 1-label pointers).
+_MAX_HOPS = 127
+_DO = 0x8000  # in the low 16 bits of the OPT TTL (RFC 6891 6.1.3)
+
+_HEADER = struct.Struct("!6H")
+_U16 = struct.Struct("!H")
+_TYPE_CLASS = struct.Struct("!HH")
+_RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
+_OPT_TTL = struct.Struct("!BBH")  # extended rcode, version, flags
+
+
+class Header(NamedTuple):
+    """The fixed 12-byte message header; ``flags`` is the raw 16-bit flags word."""
+
+    id: int
+    flags: int
+    qdcount: int
+    ancount: int
+    nscount: int
+    arcount: int
+
+    @property
+    def qr(self) -> bool:
+        return bool(self.flags & QR)
+
+    @property
+    def opcode(self) -> int:
+        return (self.flags & _OPCODE_MASK) >> _OPCODE_SHIFT
+
+    @property
+    def aa(self) -> bool:
+        return bool(self.flags & AA)
+
+    @property
+    def tc(self) -> bool:
+        return bool(self.flags & TC)
+
+    @property
+    def rd(self) -> bool:
+        return bool(self.flags & RD)
+
+    @property
+    def ra(self) -> bool:
+        return bool(self.flags & RA)
+
+    @property
+    def ad(self) -> bool:
+        return bool(self.flags & AD)
+
+    @property
+    def cd(self) -> bool:
+        return bool(self.flags & CD)
+
+    @property
+    def rcode(self) -> int:
+        """The low 4 bits of the rcode; EDNS extends it with the OPT record's high bits."""
+        return self.flags & _RCODE_MASK
+
+
+def read_header(data: bytes) -> Header:
+    """Return the header of ``data``; raise WireError if it is shorter than 12 bytes."""
+    if len(data) < HEADER_SIZE:
+        raise WireError(f"message of {len(data)} bytes is shorter than the 12-byte header")
+    return Header._make(_HEADER.unpack_from(data))
+
+
+def _label_error(data: bytes, pos: int) -> WireError:
+    return WireError(f"label type 0x{data[pos] & 0xC0:02x} at offset {pos} is not supported")
+
+
+def _pointer_target(data: bytes, pos: int) -> int:
+    """The target of the compression pointer at ``pos``; WireError unless it points backwards."""
+    if pos + 2 > len(data):
+        raise WireError(f"compression pointer at offset {pos} is cut off")
+    target = ((data[pos] & 0x3F) << 8) | data[pos + 1]
+    if target >= pos:
+        raise WireError(f"compression pointer at offset {pos} points forward to {target}")
+    return target
+
+
+def skip_name(data: bytes, offset: int) -> int:
+    """Return the offset just after the (possibly compressed) name starting at ``offset``.
+
+    Pointers are checked but not followed. Raises WireError if the name runs past the end of
+    ``data``, a pointer does not point backwards, or a label type is reserved.
+    """
+    end = len(data)
+    pos = offset
+    while True:
+        if pos >= end:
+            raise WireError(f"name at offset {offset} runs past the end of the message")
+        length = data[pos]
+        if length == 0:
+            return pos + 1
+        if length >= 0xC0:
+            _pointer_target(data, pos)
+            return pos + 2
+        if length > 63:
+            raise _label_error(data, pos)
+        pos += 1 + length
+        if pos - offset >= _MAX_NAME:
+            raise WireError(f"name at offset {offset} is longer than 255 bytes")
+
+
+def read_name(data: bytes, offset: int) -> tuple[bytes, int]:
+    """Return the name at ``offset`` in uncompressed wire form and the offset just after it.
+
+    The name keeps its case and ends with the root label ``b"\\x00"``. Pointers are followed;
+    each must point strictly backwards. Raises WireError on a name that runs past the end,
+    a forward or looping pointer, a reserved label type or a name longer than 255 bytes.
+    """
+    end = len(data)
+    parts: list[bytes] = []
+    size = 0
+    pos = offset
+    after = -1  # offset after the name in the packet: fixed at the first pointer
+    hops = 0
+    while True:
+        if pos >= end:
+            raise WireError(f"name at offset {offset} runs past the end of the message")
+        length = data[pos]
+        if length == 0:
+            parts.append(b"\x00")
+            return b"".join(parts), (pos + 1 if after < 0 else after)
+        if length >= 0xC0:
+            target = _pointer_target(data, pos)
+            if after < 0:
+                after = pos + 2
+            hops += 1
+            if hops > _MAX_HOPS:
+                raise WireError(f"name at offset {offset} follows too many pointers")
+            pos = target
+            continue
+        if length > 63:
+            raise _label_error(data, pos)
+        stop = pos + 1 + length
+        if stop > end:
+            raise WireError(f"label at offset {pos} runs past the end of the message")
+        size += 1 + length
+        if size + 1 > _MAX_NAME:
+            raise WireError(f"name at offset {offset} is longer than 255 bytes")
+        parts.append(data[pos:stop])
+        pos = stop
+
+
+def _escape_label(label: bytes) -> str:
+    out: list[str] = []
+    for byte in label:
+        if byte in b".\\":
+            out.append("\\" + chr(byte))
+        elif 0x21 <= byte <= 0x7E:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03d}")
+    return "".join(out)
+
+
+def name_to_text(name: bytes) -> str:
+    """Dotted text of an uncompressed wire name, with a trailing dot ("." for the root).
+
+    Dots and backslashes inside labels are escaped with a backslash, other bytes outside
+    printable ASCII as ``\\DDD`` as dig prints them. The name must be well-formed (as returned
+    by ``read_name``); this is not checked.
+    """
+    labels: list[str] = []
+    pos = 0
+    while name[pos]:
+        stop = pos + 1 + name[pos]
+        label = name[pos + 1 : stop]
+        text = label.decode("ascii", "replace")
+        # The common case needs no escaping; only fall back to the byte loop when it might.
+        if text.isascii() and text.isprintable() and " " not in text and "." not in text:
+            labels.append(text if "\\" not in text else _escape_label(label))
+        else:
+            labels.append(_escape_label(label))
+        pos = stop
+    return ".".join(labels) + "." if labels else "."
+
+
+class Question(NamedTuple):
+    """A question: ``name`` in uncompressed wire form (case kept), ``end`` its end offset."""
+
+    name: bytes
+    qtype: int
+    qclass: int
+    end: int
+
+    @property
+    def text(self) -> str:
+        """The name as dotted text with a trailing dot, escaped as dig does."""
+        return name_to_text(self.name)
+
+    def key(self) -> bytes:
+        """The name lowercased (ASCII only, as RFC 4343 asks): the cache and matching key."""
+        # Length bytes are at most 63, below b"A", so lower() only touches label bytes.
+        return self.name.lower()
+
+
+def read_question(data: bytes) -> Question:
+    """Return the single question of ``data``.
+
+    Raises WireError if the header is short, qdcount is not exactly 1 or the question is
+    malformed or cut off.
+    """
+    header = read_header(data)
+    if header.qdcount != 1:
+        raise WireError(f"expected exactly one question, the message has {header.qdcount}")
+    name, pos = read_name(data, HEADER_SIZE)
+    if pos + 4 > len(data):
+        raise WireError("question is cut off before its type and class")
+    qtype, qclass = _TYPE_CLASS.unpack_from(data, pos)
+    return Question(name, qtype, qclass, pos + 4)
+
+
+def set_id(data: bytes, qid: int) -> bytes:
+    """Return ``data`` with its message ID replaced by ``qid``.
+
+    Raises WireError if ``data`` is shorter than a header, ValueError if ``qid`` is not 0-65535.
+    """
+    if len(data) < HEADER_SIZE:
+        raise WireError(f"message of {len(data)} bytes is shorter than the 12-byte header")
+    if not 0 <= qid <= 0xFFFF:
+        raise ValueError(f"message ID {qid} is not in 0-65535")
+    return _U16.pack(qid) + data[2:]
+
+
+class RecordSpan(NamedTuple):
+    """Where one resource record sits in a message, with its fixed fields decoded."""
+
+    name_offset: int
+    rtype: int
+    rclass: int
+    ttl_offset: int
+    rdata_offset: int
+    rdlength: int
+
+    @property
+    def end(self) -> int:
+        """The offset just after the record."""
+        return self.rdata_offset + self.rdlength
+
+
+def walk_records(data: bytes, offset: int, count: int) -> Iterator[RecordSpan]:
+    """Yield the spans of ``count`` consecutive resource records starting at ``offset``.
+
+    Owner names are skipped, not decoded. Raises WireError (when the iteration reaches it) if
+    a record is malformed or runs past the end of ``data``.
+    """
+    end = len(data)
+    pos = offset
+    for _ in range(count):
+        name_offset = pos
+        pos = skip_name(data, pos)
+        if pos + 10 > end:
+            raise WireError(f"resource record at offset {name_offset} is cut off")
+        rtype, rclass, _ttl, rdlength = _RR_FIXED.unpack_from(data, pos)
+        rdata = pos + 10
+        if rdata + rdlength > end:
+            raise WireError(f"rdata of the record at offset {name_offset} runs past the end")
+        yield RecordSpan(name_offset, rtype, rclass, pos + 4, rdata, rdlength)
+        pos = rdata + rdlength
+
+
+class Sections(NamedTuple):
+    """Start offsets of the answer, authority and additional sections and the message end."""
+
+    answer: int
+    authority: int
+    additional: int
+    end: int
+
+
+def _skip_questions(data: bytes, count: int) -> int:
+    pos = HEADER_SIZE
+    for _ in range(count):
+        pos = skip_name(data, pos) + 4
+        if pos > len(data):
+            raise WireError("question is cut off before its type and class")
+    return pos
+
+
+def _skip_records(data: bytes, offset: int, count: int) -> int:
+    for span in walk_records(data, offset, count):
+        offset = span.end
+    return offset
+
+
+def section_offsets(data: bytes) -> Sections:
+    """Locate the sections of ``data`` by walking all its counts.
+
+    ``end`` is where the last record ends; trailing bytes after it are ignored. Raises
+    WireError if any count promises more than the message holds.
+    """
+    header = read_header(data)
+    answer = _skip_questions(data, header.qdcount)
+    authority = _skip_records(data, answer, header.ancount)
+    additional = _skip_records(data, authority, header.nscount)
+    end = _skip_records(data, additional, header.arcount)
+    return Sections(answer, authority, additional, end)
+
+
+class QueryEdns(NamedTuple):
+    """The OPT record of a message (RFC 6891 6.1): ``offset`` is where the OPT record starts.
+
+    ``udp_size`` is as sent; RFC 6891 says to treat values below 512 as 512.
+    """
+
+    udp_size: int
+    do: bool
+    version: int
+    ext_rcode: int
+    offset: int
+
+
+def read_query_edns(data: bytes, question_end: int) -> QueryEdns | None:
+    """Return the OPT record of ``data`` or None when it has none.
+
+    Records of all sections are walked from ``question_end``; the OPT is looked for in the
+    additional section. Raises WireError if a record is malformed, the OPT owner is not the
+    root, or there is more than one OPT (RFC 6891 6.1.1 asks for FORMERR).
+    """
+    header = read_header(data)
+    pos = _skip_records(data, question_end, header.ancount + header.nscount)
+    found: QueryEdns | None = None
+    for span in walk_records(data, pos, header.arcount):
+        if span.rtype != TYPE_OPT:
+            continue
+        if found is not None:
+            raise WireError("message has more than one OPT record")
+        if data[span.name_offset] != 0:
+            raise WireError("OPT record owner is not the root")
+        ext_rcode, version, flags = _OPT_TTL.unpack_from(data, span.ttl_offset)
+        found = QueryEdns(span.rclass, bool(flags & _DO), version, ext_rcode, span.name_offset)
+    return found
+
+
+def error_reply(query: bytes, rcode: int) -> bytes:
+    """Build a reply carrying ``rcode`` to the raw ``query``, without parsing more than needed.
+
+    The reply has the query's ID, opcode and RD, QR and RA set, and the question copied when
+    the query has exactly one well-formed question (otherwise no question). It has no records.
+    Raises WireError if ``query`` is shorter than a header (the caller should drop it) and
+    ValueError if ``rcode`` does not fit the header's 4 bits.
+    """
+    if not 0 <= rcode <= _RCODE_MASK:
+        raise ValueError(f"rcode {rcode} does not fit in the header; it needs EDNS")
+    header = read_header(query)
+    flags = QR | RA | (header.flags & (_OPCODE_MASK | RD)) | rcode
+    try:
+        question = read_question(query)
+    except WireError:
+        return _HEADER.pack(header.id, flags, 0, 0, 0, 0)
+    return _HEADER.pack(header.id, flags, 1, 0, 0, 0) + query[HEADER_SIZE : question.end]
+
+
+def truncated_reply(reply: bytes) -> bytes:
+    """Return the header and question section of ``reply`` with TC set and no records.
+
+    Meant for answers larger than the client's UDP size (RFC 1035 4.2.1); the caller adds an
+    OPT record when the client used EDNS. Raises WireError if the header or questions are
+    malformed.
+    """
+    header = read_header(reply)
+    end = _skip_questions(reply, header.qdcount)
+    head = _HEADER.pack(header.id, header.flags | TC, header.qdcount, 0, 0, 0)
+    return head + reply[HEADER_SIZE:end]
