@@ -1,0 +1,335 @@
+"""The dnslib edge: full parses, fresh queries, names, mnemonics and OPT rewriting.
+
+These are the slow paths (CLI, recursion, error handling). dnslib's exceptions are translated
+here, once, into ``WireError``. OPT rewriting and the RFC 8482 reply work on raw bytes because a
+forwarder runs them on every reply.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from dnslib import QTYPE, DNSRecord
+from dnslib.bimap import BimapError
+from dnslib.buffer import BufferError as DNSBufferError
+from dnslib.dns import DNSError
+from dnslib.label import DNSLabelError
+
+from resolver.errors import WireError
+from resolver.wire.raw import (
+    CD,
+    HEADER_SIZE,
+    NOERROR,
+    QR,
+    RA,
+    RD,
+    TYPE_OPT,
+    read_header,
+    read_question,
+    section_offsets,
+    walk_records,
+)
+
+__all__ = [
+    "build_query",
+    "check_name",
+    "minimal_any_reply",
+    "name_to_wire",
+    "parse",
+    "qclass_name",
+    "qclass_value",
+    "qtype_name",
+    "qtype_value",
+    "rcode_name",
+    "replace_opt",
+    "strip_opt",
+    "to_text",
+]
+
+# dnslib raises these for bad input, and its rdata parsers leak plain Python errors on some
+# malformed rdata; deep pointer chains recurse in its name decoder.
+_DNSLIB_ERRORS: tuple[type[BaseException], ...] = (
+    DNSError,
+    DNSBufferError,
+    BimapError,
+    DNSLabelError,
+    ValueError,
+    IndexError,
+    KeyError,
+    TypeError,
+    struct.error,
+    UnicodeError,
+    RecursionError,
+)
+
+_HEADER = struct.Struct("!6H")
+_QUESTION_TAIL = struct.Struct("!HH")
+# Root owner, type, UDP size (the class field), extended rcode, version, flags, rdlength.
+_OPT_FIXED = struct.Struct("!BHHBBHH")
+_DO = 0x8000
+_TYPE_HINFO = 13
+_ANY_TTL = 3600
+
+_MAX_LABEL = 63
+_MAX_NAME = 255
+
+_CLASSES = {1: "IN", 3: "CH", 4: "HS", 254: "NONE", 255: "ANY"}
+_CLASS_VALUES = {text: value for value, text in _CLASSES.items()}
+_RCODES = {
+    0: "NOERROR",
+    1: "FORMERR",
+    2: "SERVFAIL",
+    3: "NXDOMAIN",
+    4: "NOTIMP",
+    5: "REFUSED",
+    6: "YXDOMAIN",
+    7: "YXRRSET",
+    8: "NXRRSET",
+    9: "NOTAUTH",
+    10: "NOTZONE",
+    11: "DSOTYPENI",
+    16: "BADVERS",
+    17: "BADKEY",
+    18: "BADTIME",
+    19: "BADMODE",
+    20: "BADNAME",
+    21: "BADALG",
+    22: "BADTRUNC",
+    23: "BADCOOKIE",
+}
+
+
+def parse(data: bytes) -> DNSRecord:
+    """Parse a whole message with dnslib; raise WireError if it is malformed.
+
+    dnslib also rejects labels that are not valid UTF-8, which the raw functions accept.
+    """
+    try:
+        return DNSRecord.parse(data)
+    except _DNSLIB_ERRORS as exc:
+        raise WireError(f"cannot parse message: {exc}") from exc
+
+
+def to_text(data: bytes) -> str:
+    """The message in dig's presentation format; raise WireError if it is malformed."""
+    return str(parse(data))
+
+
+def _labels(name: str) -> list[bytes]:
+    """The labels of a text name (UTF-8 encoded, root excluded); WireError naming the problem."""
+    if not name:
+        raise WireError("the name is empty; use '.' for the root")
+    if name == ".":
+        return []
+    labels = (name[:-1] if name.endswith(".") else name).split(".")
+    encoded = []
+    for label in labels:
+        raw = label.encode("utf-8")
+        if not raw:
+            raise WireError(f"name {name!r} has an empty label")
+        if len(raw) > _MAX_LABEL:
+            shown = label if len(label) <= 20 else label[:20] + "…"
+            raise WireError(f"label {shown!r} is {len(raw)} bytes, the limit is {_MAX_LABEL}")
+        encoded.append(raw)
+    size = sum(len(raw) + 1 for raw in encoded) + 1
+    if size > _MAX_NAME:
+        raise WireError(f"name is {size} bytes in wire form, the limit is {_MAX_NAME}")
+    return encoded
+
+
+def check_name(name: str) -> str:
+    """Validate a user-given domain name and return it with a trailing dot.
+
+    Labels are measured in UTF-8 bytes; escapes are not interpreted. Raises WireError for an
+    empty name, an empty label (other than the root), a label over 63 bytes or a name over
+    255 bytes in wire form.
+    """
+    _labels(name)
+    return name if name.endswith(".") else name + "."
+
+
+def name_to_wire(name: str) -> bytes:
+    """The uncompressed wire form of a text name, case kept; WireError as ``check_name``."""
+    return b"".join(bytes((len(raw),)) + raw for raw in _labels(name)) + b"\x00"
+
+
+def _opt_record(udp_size: int, do: bool, ext_rcode: int = 0) -> bytes:
+    if not 0 <= udp_size <= 0xFFFF:
+        raise ValueError(f"EDNS UDP size {udp_size} is not in 0-65535")
+    return _OPT_FIXED.pack(0, TYPE_OPT, udp_size, ext_rcode, 0, _DO if do else 0, 0)
+
+
+def build_query(
+    name: str,
+    qtype: int,
+    qclass: int = 1,
+    *,
+    qid: int,
+    rd: bool = True,
+    cd: bool = False,
+    do: bool = False,
+    edns_size: int | None = 1232,
+) -> bytes:
+    """Build a query for ``name`` (text, case kept for 0x20) with one question.
+
+    An OPT record advertising ``edns_size`` is added unless it is None. Raises WireError for
+    an invalid name, ValueError for an ID, type, class or size out of range or for ``do``
+    without EDNS (the DO bit lives in the OPT record).
+    """
+    if not 0 <= qid <= 0xFFFF:
+        raise ValueError(f"message ID {qid} is not in 0-65535")
+    if not (0 <= qtype <= 0xFFFF and 0 <= qclass <= 0xFFFF):
+        raise ValueError(f"type {qtype} or class {qclass} is not in 0-65535")
+    if do and edns_size is None:
+        raise ValueError("the DO bit needs EDNS; pass an edns_size")
+    flags = (RD if rd else 0) | (CD if cd else 0)
+    arcount = 0 if edns_size is None else 1
+    parts = [
+        _HEADER.pack(qid, flags, 1, 0, 0, arcount),
+        name_to_wire(name),
+        _QUESTION_TAIL.pack(qtype, qclass),
+    ]
+    if edns_size is not None:
+        parts.append(_opt_record(edns_size, do))
+    return b"".join(parts)
+
+
+def qtype_value(text: str) -> int:
+    """The numeric type of a mnemonic ("a", "AAAA") or RFC 3597 form ("TYPE65").
+
+    Raises WireError for an unknown mnemonic or a number out of range.
+    """
+    upper = text.strip().upper()
+    reverse: dict[str, int] = QTYPE.reverse
+    if upper in reverse:
+        return reverse[upper]
+    return _generic_value(text, upper, "TYPE")
+
+
+def qtype_name(value: int) -> str:
+    """The mnemonic of a type, or "TYPEnnn" when it has none; WireError if out of range."""
+    _check_u16(value, "type")
+    forward: dict[int, str] = QTYPE.forward
+    return forward.get(value, f"TYPE{value}")
+
+
+def qclass_value(text: str) -> int:
+    """The numeric class of "IN", "CH", "HS", "NONE", "ANY" or "CLASSnnn" (any case).
+
+    Raises WireError for an unknown mnemonic or a number out of range.
+    """
+    upper = text.strip().upper()
+    if upper in _CLASS_VALUES:
+        return _CLASS_VALUES[upper]
+    return _generic_value(text, upper, "CLASS")
+
+
+def qclass_name(value: int) -> str:
+    """The mnemonic of a class, or "CLASSnnn" when it has none; WireError if out of range."""
+    _check_u16(value, "class")
+    return _CLASSES.get(value, f"CLASS{value}")
+
+
+def rcode_name(value: int) -> str:
+    """The mnemonic of an (extended, 12-bit) rcode, or "RCODEnnn"; WireError if out of range."""
+    if not 0 <= value <= 0xFFF:
+        raise WireError(f"rcode {value} is not in 0-4095")
+    return _RCODES.get(value, f"RCODE{value}")
+
+
+def _check_u16(value: int, what: str) -> None:
+    if not 0 <= value <= 0xFFFF:
+        raise WireError(f"{what} {value} is not in 0-65535")
+
+
+def _generic_value(text: str, upper: str, prefix: str) -> int:
+    digits = upper.removeprefix(prefix)
+    if upper.startswith(prefix) and digits.isdecimal() and digits.isascii():
+        value = int(digits)
+        _check_u16(value, prefix.lower())
+        return value
+    raise WireError(f"unknown {prefix.lower()} {text!r}")
+
+
+def _split_opt(reply: bytes) -> tuple[bytes, int] | None:
+    """The reply without its OPT record and the OPT's extended rcode, or None without OPT.
+
+    Raw when the OPT is the last record (the usual place); otherwise records after it could
+    point into records before it, so removing bytes in the middle is left to dnslib.
+    """
+    header = read_header(reply)
+    sections = section_offsets(reply)
+    opts = [
+        span
+        for span in walk_records(reply, sections.additional, header.arcount)
+        if span.rtype == TYPE_OPT
+    ]
+    if not opts:
+        return None
+    if len(opts) > 1:
+        raise WireError("message has more than one OPT record")
+    opt = opts[0]
+    ext_rcode = reply[opt.ttl_offset]
+    if opt.end == sections.end:
+        head = _HEADER.pack(*header[:5], header.arcount - 1)
+        return head + reply[HEADER_SIZE : opt.name_offset], ext_rcode
+    record = parse(reply)
+    record.ar = [rr for rr in record.ar if rr.rtype != TYPE_OPT]
+    try:
+        packed: bytes = record.pack()
+    except _DNSLIB_ERRORS as exc:
+        raise WireError(f"cannot rebuild message without its OPT record: {exc}") from exc
+    return packed, ext_rcode
+
+
+def strip_opt(reply: bytes) -> bytes:
+    """Return ``reply`` without its OPT record (unchanged if it has none).
+
+    Raises WireError if the message is malformed, has several OPT records, or its OPT carries
+    an extended rcode, which cannot be expressed without OPT.
+    """
+    split = _split_opt(reply)
+    if split is None:
+        return reply
+    stripped, ext_rcode = split
+    if ext_rcode:
+        raise WireError(f"extended rcode bits {ext_rcode} cannot be kept without OPT")
+    return stripped
+
+
+def replace_opt(reply: bytes, *, udp_size: int, do: bool) -> bytes:
+    """Return ``reply`` with its OPT record (if any) replaced by our own, appended last.
+
+    OPT is hop-by-hop (RFC 6891), so the upstream's options are dropped; its extended rcode
+    bits are kept so the full rcode does not change. Raises WireError if the message is
+    malformed or has several OPT records, ValueError if ``udp_size`` is out of range.
+    """
+    split = _split_opt(reply)
+    if split is None:
+        header = read_header(reply)
+        body, ext_rcode = reply[HEADER_SIZE : section_offsets(reply).end], 0
+    else:
+        stripped, ext_rcode = split
+        header = read_header(stripped)
+        body = stripped[HEADER_SIZE:]
+    head = _HEADER.pack(*header[:5], header.arcount + 1)
+    return head + body + _opt_record(udp_size, do, ext_rcode)
+
+
+def minimal_any_reply(query: bytes) -> bytes:
+    """A NOERROR reply to ``query`` holding one synthesized HINFO "RFC8482" "" record.
+
+    This is the minimal answer of RFC 8482 section 4.2 for qtype ANY, with TTL 3600 as BIND
+    and Cloudflare send; the caller decides when to use it and adds an OPT if the query had
+    one. ID, opcode, RD and CD are copied. Raises WireError unless the query has exactly one
+    well-formed question.
+    """
+    header = read_header(query)
+    question = read_question(query)
+    flags = QR | RA | (header.flags & (0x7800 | RD | CD)) | NOERROR
+    rdata = b"\x07RFC8482\x00"
+    answer = struct.pack(
+        "!HHHIH", 0xC000 | HEADER_SIZE, _TYPE_HINFO, question.qclass, _ANY_TTL, len(rdata)
+    )
+    head = _HEADER.pack(header.id, flags, 1, 1, 0, 0)
+    return head + query[HEADER_SIZE : question.end] + answer + rdata
