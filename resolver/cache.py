@@ -1,0 +1,415 @@
+"""The answer cache: whole replies kept as wire bytes, served by copy + patch.
+
+Plain synchronous code with an injected clock (monotonic seconds), so every decision is tested
+without a loop or a sleep. What is cached, and for how long:
+
+* positive answers for their smallest record TTL, clamped to ``ttl_floor``..``ttl_ceiling``;
+* negative answers (NXDOMAIN, NODATA) for min(SOA TTL, SOA MINIMUM) as RFC 2308 section 5 asks,
+  capped by ``negative_ttl_max`` and ``ttl_ceiling``; without an SOA they are not cached;
+* SERVFAIL for ``servfail_ttl`` seconds (at most 30), never served stale;
+* never: truncated replies, other rcodes, anything whose lifetime comes out as 0.
+
+Expired answers stay ``stale_max`` seconds more for serve-stale (RFC 8767): ``get`` reports them
+as STALE and ``serve`` gives them ``stale_ttl`` (30 s, RFC 8767 section 4). A fresh hit in the
+last ``prefetch_fraction`` of its lifetime asks for a refresh once per entry.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import time
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from resolver.errors import ConfigError
+from resolver.wire.raw import HEADER_SIZE, NOERROR, NXDOMAIN, SERVFAIL, read_question
+from resolver.wire.ttl import MAX_TTL, decrement_ttls_into, scan, set_ttls_into
+
+__all__ = [
+    "Cache",
+    "CacheConfig",
+    "CacheEntry",
+    "CacheHit",
+    "CacheKey",
+    "CacheStatistics",
+    "Freshness",
+]
+
+_MAX_SERVFAIL_TTL = 30
+
+_U16 = struct.Struct("!H")
+
+# CacheEntry._flags: the kind in the low bits, then whether a prefetch was already requested.
+_POSITIVE = 0
+_NEGATIVE = 1
+_FAILURE = 2
+_KIND_MASK = 0x3
+_PREFETCHED = 0x4
+
+
+def _check_int(field: str, value: object, low: int, high: int) -> None:
+    # bool is an int, but `ttl_floor = true` in a TOML file is a mistake worth naming.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(field, f"must be an integer, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ConfigError(field, f"must be between {low} and {high}, not {value}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheConfig:
+    """Settings of the answer cache; every duration is whole seconds.
+
+    Defaults: ``max_entries`` 100 000 (tens of MB at a few hundred bytes per answer);
+    ``ttl_floor`` 0 and ``ttl_ceiling`` 86 400 (a day, as Unbound's cache-max-ttl);
+    ``negative_ttl_max`` 3600 (Unbound's cache-max-negative-ttl; RFC 2308 section 5 suggests
+    one to three hours, and shorter means a newly added name shows up sooner); ``servfail_ttl``
+    5 (long enough to absorb a retry storm, short enough that a fixed upstream is seen quickly;
+    at most 30, 0 disables); ``stale_max`` 86 400 (RFC 8767 suggests one to three days, 0
+    disables serve-stale); ``stale_ttl`` 30 (RFC 8767 section 4); ``prefetch_fraction`` 0.1
+    (the last tenth of the lifetime, as Unbound's prefetch; 0 disables).
+
+    Raises ConfigError naming the field when a value is out of range or of the wrong type.
+    """
+
+    max_entries: int = 100_000
+    ttl_floor: int = 0
+    ttl_ceiling: int = 86_400
+    negative_ttl_max: int = 3_600
+    servfail_ttl: int = 5
+    stale_max: int = 86_400
+    stale_ttl: int = 30
+    prefetch_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_int("max_entries", self.max_entries, 1, 2**40)
+        _check_int("ttl_ceiling", self.ttl_ceiling, 1, MAX_TTL)
+        _check_int("ttl_floor", self.ttl_floor, 0, self.ttl_ceiling)
+        _check_int("negative_ttl_max", self.negative_ttl_max, 0, MAX_TTL)
+        _check_int("servfail_ttl", self.servfail_ttl, 0, _MAX_SERVFAIL_TTL)
+        _check_int("stale_max", self.stale_max, 0, MAX_TTL)
+        _check_int("stale_ttl", self.stale_ttl, 1, MAX_TTL)
+        fraction = self.prefetch_fraction
+        if not isinstance(fraction, int | float) or isinstance(fraction, bool):
+            raise ConfigError("prefetch_fraction", f"must be a number, not {fraction!r}")
+        if not 0.0 <= fraction < 1.0:
+            raise ConfigError("prefetch_fraction", f"must be in [0, 1), not {fraction}")
+
+
+class CacheKey(NamedTuple):
+    """What an answer is cached under; build it with ``CacheKey.of`` to get the name lowercased.
+
+    ``do`` is the query's EDNS DO bit and ``cd`` its CD header bit: both change what a
+    validating upstream returns (RRSIGs, bogus data), so answers to them are kept apart.
+    """
+
+    name: bytes
+    qtype: int
+    qclass: int
+    do: bool
+    cd: bool
+
+    @classmethod
+    def of(cls, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool) -> CacheKey:
+        """The key for a question whose ``name`` is uncompressed wire form in any case."""
+        # Length bytes are at most 63, below b"A", so lower() only touches label bytes.
+        return cls(name.lower(), qtype, qclass, do, cd)
+
+
+class Freshness(enum.Enum):
+    """How a cached answer stands when looked up."""
+
+    FRESH = "fresh"
+    """Within its TTL: serve it."""
+    STALE = "stale"
+    """Past its TTL but within ``stale_max``: refresh it, and serve it only if that fails."""
+
+
+class CacheEntry:
+    """One cached reply. Read-only to callers; hand it back to ``Cache.serve``.
+
+    Kept small because there may be a million: the reply bytes with TTLs already clamped, the
+    TTL field offsets packed as native uint16, the store time, the lifetime and a flags int.
+    """
+
+    __slots__ = ("_flags", "_lifetime", "_offsets", "_reply", "_stored_at")
+
+    def __init__(
+        self, reply: bytes, offsets: bytes, stored_at: float, lifetime: int, kind: int
+    ) -> None:
+        self._reply = reply
+        self._offsets = offsets
+        self._stored_at = stored_at
+        self._lifetime = lifetime
+        self._flags = kind
+
+    @property
+    def reply(self) -> bytes:
+        """The reply as stored: upstream ID and question case, TTLs as of ``stored_at``."""
+        return self._reply
+
+    @property
+    def ttl_offsets(self) -> tuple[int, ...]:
+        """Offsets in ``reply`` of every TTL field to patch (OPT excluded)."""
+        return tuple(memoryview(self._offsets).cast("H"))
+
+    @property
+    def stored_at(self) -> float:
+        """Clock time at which the entry was stored."""
+        return self._stored_at
+
+    @property
+    def lifetime(self) -> int:
+        """Seconds the entry is fresh for, counted from ``stored_at``."""
+        return self._lifetime
+
+    @property
+    def expires(self) -> float:
+        """Clock time at which the entry stops being fresh."""
+        return self._stored_at + self._lifetime
+
+    @property
+    def negative(self) -> bool:
+        """True for a cached NXDOMAIN or NODATA answer."""
+        return self._flags & _KIND_MASK == _NEGATIVE
+
+    @property
+    def failure(self) -> bool:
+        """True for a cached SERVFAIL."""
+        return self._flags & _KIND_MASK == _FAILURE
+
+    def __repr__(self) -> str:
+        kind = ("positive", "negative", "servfail")[self._flags & _KIND_MASK]
+        return (
+            f"<CacheEntry {kind} {len(self._reply)} bytes ttls={len(self._offsets) // 2}"
+            f" stored_at={self._stored_at:.3f} lifetime={self._lifetime}>"
+        )
+
+
+class CacheHit(NamedTuple):
+    """A lookup that found an entry: its freshness and whether to refresh it ahead of time."""
+
+    entry: CacheEntry
+    freshness: Freshness
+    needs_prefetch: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStatistics:
+    """Counts since the cache was made. Each ``get`` adds one to hits, stale_hits or misses.
+
+    ``evictions`` counts entries pushed out by ``max_entries``, ``expired`` those dropped
+    because they were past their stale window when looked up, ``inserts`` stored replies.
+    """
+
+    entries: int
+    hits: int
+    misses: int
+    stale_hits: int
+    evictions: int
+    expired: int
+    inserts: int
+
+
+class Cache:
+    """An LRU-bounded cache of whole DNS replies keyed by ``CacheKey``.
+
+    ``clock`` returns monotonic seconds; every method taking ``now`` reads it when ``now`` is
+    None, so one query can pass a single reading to ``get`` and ``serve``.
+    """
+
+    def __init__(
+        self, config: CacheConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._config = config if config is not None else CacheConfig()
+        self._clock = clock
+        self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
+        self._hits = 0
+        self._misses = 0
+        self._stale_hits = 0
+        self._evictions = 0
+        self._expired = 0
+        self._inserts = 0
+
+    @property
+    def config(self) -> CacheConfig:
+        return self._config
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether an entry is held for ``key`` (fresh or stale); counts nothing, moves nothing."""
+        return key in self._entries
+
+    def get(self, key: CacheKey, now: float | None = None) -> CacheHit | None:
+        """Look ``key`` up; None on a miss.
+
+        A hit is FRESH within the entry's lifetime, STALE after it for up to ``stale_max``
+        seconds (never for a SERVFAIL); beyond that the entry is dropped and this is a miss.
+        A hit marks the entry most recently used. ``needs_prefetch`` is True on the first FRESH
+        hit in the last ``prefetch_fraction`` of a positive or negative entry's lifetime, and
+        never again for that entry. Raises nothing.
+        """
+        entry = self._entries.get(key)
+        if entry is None:
+            self._misses += 1
+            return None
+        if now is None:
+            now = self._clock()
+        age = now - entry._stored_at
+        lifetime = entry._lifetime
+        if age < lifetime:
+            self._hits += 1
+            self._entries.move_to_end(key)
+            return CacheHit(entry, Freshness.FRESH, self._prefetch_due(entry, lifetime - age))
+        flags = entry._flags
+        if flags & _KIND_MASK == _FAILURE or age >= lifetime + self._config.stale_max:
+            del self._entries[key]
+            self._expired += 1
+            self._misses += 1
+            return None
+        self._stale_hits += 1
+        self._entries.move_to_end(key)
+        return CacheHit(entry, Freshness.STALE, False)
+
+    def _prefetch_due(self, entry: CacheEntry, remaining: float) -> bool:
+        flags = entry._flags
+        if flags & (_PREFETCHED | _FAILURE):
+            return False
+        if remaining > entry._lifetime * self._config.prefetch_fraction:
+            return False
+        # Reported once: the forwarder refreshes on this hit, concurrent hits keep serving.
+        entry._flags = flags | _PREFETCHED
+        return True
+
+    def put(self, key: CacheKey, reply: bytes, now: float | None = None) -> CacheEntry | None:
+        """Store ``reply`` (the full upstream reply to the query ``key`` came from) if cacheable.
+
+        Returns the new entry, or None when the reply is not cached: truncated, an rcode other
+        than NOERROR, NXDOMAIN or SERVFAIL, a negative answer without an SOA, a lifetime of 0,
+        or a SERVFAIL while a still-servable entry exists for ``key`` (it is kept for
+        serve-stale). Record TTLs are clamped in the stored copy: positive ones to
+        ``ttl_floor``..``ttl_ceiling``, negative ones to the entry's lifetime. Storing replaces
+        any entry for ``key`` (and so resets its prefetch flag) and may evict the least
+        recently used entry. Raises WireError if ``reply`` is malformed or has not exactly one
+        question, ValueError if its question is not the one ``key`` was made from.
+        """
+        info = scan(reply)
+        question = read_question(reply)
+        if (question.key(), question.qtype, question.qclass) != key[:3]:
+            raise ValueError("the reply's question does not match the cache key")
+        if now is None:
+            now = self._clock()
+        kind, lifetime = self._lifetime(info.rcode, info.negative, info.negative_ttl, info.min_ttl)
+        if info.truncated or lifetime <= 0:
+            return None
+        if kind == _FAILURE and self._servable(key, now):
+            return None
+        buf = bytearray(reply)
+        if kind == _POSITIVE:
+            floor, ceiling = self._config.ttl_floor, self._config.ttl_ceiling
+            set_ttls_into(buf, info.offsets, [max(floor, min(t, ceiling)) for t in info.ttls])
+        else:
+            # The whole reply states something true for `lifetime` seconds (RFC 2308 section 5
+            # has the SOA's TTL lowered the same way), so no record may outlive it downstream.
+            set_ttls_into(buf, info.offsets, [min(t, lifetime) for t in info.ttls])
+        entry = CacheEntry(bytes(buf), array("H", info.offsets).tobytes(), now, lifetime, kind)
+        entries = self._entries
+        entries[key] = entry
+        entries.move_to_end(key)
+        self._inserts += 1
+        while len(entries) > self._config.max_entries:
+            entries.popitem(last=False)
+            self._evictions += 1
+        return entry
+
+    def _lifetime(
+        self, rcode: int, negative: bool, negative_ttl: int | None, min_ttl: int | None
+    ) -> tuple[int, int]:
+        """The entry kind and its lifetime in seconds (0: do not cache)."""
+        config = self._config
+        if rcode == SERVFAIL:
+            return _FAILURE, config.servfail_ttl
+        if rcode not in (NOERROR, NXDOMAIN):
+            # REFUSED, FORMERR, NOTIMP and the EDNS rcodes say something about one upstream
+            # and one query, not about the name: the forwarder should try elsewhere.
+            return _POSITIVE, 0
+        if negative:
+            if negative_ttl is None or min_ttl is None:
+                return _NEGATIVE, 0  # RFC 2308 section 5: no SOA, no negative caching
+            # No floor: holding a negative answer longer than its zone says hides new names.
+            cap = min(config.negative_ttl_max, config.ttl_ceiling)
+            return _NEGATIVE, min(negative_ttl, min_ttl, cap)
+        assert min_ttl is not None, "a positive answer has at least one answer record"
+        # The reply is served whole, so it lives as long as its shortest-lived record.
+        return _POSITIVE, max(config.ttl_floor, min(min_ttl, config.ttl_ceiling))
+
+    def _servable(self, key: CacheKey, now: float) -> bool:
+        """Whether ``key`` has an entry, other than a SERVFAIL, still fresh or stale-servable."""
+        entry = self._entries.get(key)
+        if entry is None or entry._flags & _KIND_MASK == _FAILURE:
+            return False
+        return now - entry._stored_at < entry._lifetime + self._config.stale_max
+
+    def serve(
+        self,
+        entry: CacheEntry,
+        query_id: int,
+        question_name: bytes,
+        now: float | None = None,
+    ) -> bytes:
+        """The cached reply ready to send to a client: the copy + patch hot path.
+
+        The ID becomes ``query_id``; the question name becomes ``question_name`` (the client's
+        name in wire form, restoring its case; it must be the entry's name up to case); each TTL
+        loses the whole seconds elapsed since the entry was stored, stopping at 0, or, once the
+        entry is past its lifetime, becomes ``stale_ttl``. Counts nothing. Raises ValueError if
+        ``query_id`` is not 0-65535.
+        """
+        if not 0 <= query_id <= 0xFFFF:
+            raise ValueError(f"message ID {query_id} is not in 0-65535")
+        if now is None:
+            now = self._clock()
+        buf = bytearray(entry._reply)
+        _U16.pack_into(buf, 0, query_id)
+        end = HEADER_SIZE + len(question_name)
+        assert buf[HEADER_SIZE:end].lower() == question_name.lower(), "question name mismatch"
+        buf[HEADER_SIZE:end] = question_name
+        offsets = memoryview(entry._offsets).cast("H")
+        age = now - entry._stored_at
+        if age < entry._lifetime:
+            decrement_ttls_into(buf, offsets, int(age))
+        else:
+            set_ttls_into(buf, offsets, self._config.stale_ttl)
+        return bytes(buf)
+
+    def remove(self, key: CacheKey) -> bool:
+        """Drop the entry for ``key``; return whether there was one. Counts nothing."""
+        return self._entries.pop(key, None) is not None
+
+    def clear(self) -> None:
+        """Drop every entry; the counters keep counting."""
+        self._entries.clear()
+
+    def statistics(self) -> CacheStatistics:
+        """A snapshot of the counters and the current number of entries."""
+        return CacheStatistics(
+            entries=len(self._entries),
+            hits=self._hits,
+            misses=self._misses,
+            stale_hits=self._stale_hits,
+            evictions=self._evictions,
+            expired=self._expired,
+            inserts=self._inserts,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Cache entries={len(self._entries)}/{self._config.max_entries}"
+            f" hits={self._hits} misses={self._misses} stale_hits={self._stale_hits}"
+            f" evictions={self._evictions} expired={self._expired} inserts={self._inserts}>"
+        )
