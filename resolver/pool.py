@@ -207,6 +207,9 @@ class Pool(Generic[T]):
         self._entries: set[_Entry[T]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._creations: set[asyncio.Task[None]] = set()
+        # The loop the pool lives on, bound at first use, so that a release from outside a task
+        # (a callback, a finally in sync code) still schedules its work on the right loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
         self._drained: asyncio.Event | None = None
@@ -248,6 +251,7 @@ class Pool(Generic[T]):
     async def start(self) -> None:
         """Create objects up to ``min_size`` concurrently. Raises what the factory raises."""
         factory = self._factory
+        self._bind_loop()
         if factory is None or self._closed:
             return
         missing = self._min_size - (len(self._entries) + self._creating)
@@ -278,7 +282,7 @@ class Pool(Generic[T]):
             self._fail_waiters(PoolClosed("the pool is closed"))
             while self._idle:
                 self._retire(self._idle.popleft(), replace=False)
-            self._close_task = asyncio.get_running_loop().create_task(self._finish_close(timeout))
+            self._close_task = self._bind_loop().create_task(self._finish_close(timeout))
         await asyncio.shield(self._close_task)
 
     @property
@@ -333,6 +337,9 @@ class Pool(Generic[T]):
         """Check out an idle object if one is free; None means the caller must wait."""
         if self._closed:
             raise PoolClosed("the pool is closed")
+        if self._loop is None:
+            with contextlib.suppress(RuntimeError):  # acquire_nowait from sync code
+                self._loop = asyncio.get_running_loop()
         idle = self._idle
         while idle:
             if self._random is not None and len(idle) > 1:
@@ -347,8 +354,13 @@ class Pool(Generic[T]):
             return entry
         return None
 
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
     async def _wait(self, timeout: float | None) -> _Entry[T]:
-        loop = asyncio.get_running_loop()
+        loop = self._bind_loop()
         fut: asyncio.Future[_Entry[T]] = loop.create_future()
         self._waiters.append(fut)
         self._live_waiters += 1
@@ -439,7 +451,7 @@ class Pool(Generic[T]):
         return self._now() - entry.created_at >= self._max_age
 
     def _now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        return self._clock() if self._clock is not None else self._bind_loop().time()
 
     # ----------------------------------------------------------------- growing
 
@@ -500,7 +512,7 @@ class Pool(Generic[T]):
             self._spawn(self._close_hook(entry.obj))
 
     def _spawn(self, aw: Awaitable[None], *, creation: bool = False) -> None:
-        task = asyncio.ensure_future(aw)
+        task = asyncio.ensure_future(aw, loop=self._bind_loop())
         self._tasks.add(task)
         if creation:
             self._creations.add(task)
