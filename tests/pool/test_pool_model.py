@@ -131,7 +131,9 @@ def make_machine(loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> type:
             if not candidates or not waiting:
                 return
             holder = data.draw(st.sampled_from(candidates))
-            assert holder.guard is not None and holder.obj is not None and holder.action
+            assert holder.guard is not None
+            assert holder.obj is not None
+            assert holder.action is not None
             del self.holders[holder.obj.n]
             holder.guard.release()
             holder.action.set_result("external")
