@@ -1,0 +1,299 @@
+"""The authoritative answering logic, sans I/O: query bytes in, reply bytes out.
+
+`Responder.answer` picks the closest enclosing zone it serves and follows RFC 1034 4.3.2:
+authoritative answers, referrals at zone cuts, CNAME chains across the zones it serves,
+wildcards (RFC 4592), and negative answers with the SOA (RFC 2308).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from resolver.authority.zone import Key, Zone, name_key
+from resolver.errors import ConfigError, WireError
+from resolver.wire import (
+    CLASS_IN,
+    EDNS0,
+    FORMERR,
+    NOERROR,
+    NOTIMP,
+    NXDOMAIN,
+    OPCODE_QUERY,
+    RA,
+    REFUSED,
+    RR,
+    TYPE_ANY,
+    TYPE_AXFR,
+    TYPE_CNAME,
+    TYPE_IXFR,
+    TYPE_NS,
+    DNSHeader,
+    DNSLabel,
+    DNSQuestion,
+    DNSRecord,
+    QueryEdns,
+    error_reply,
+    read_header,
+    read_query_edns,
+    read_question,
+)
+
+__all__ = [
+    "EDNS_UDP_SIZE",
+    "Lookup",
+    "Responder",
+    "Step",
+    "error_response",
+    "lookup_in_zone",
+]
+
+EDNS_UDP_SIZE = 1232
+"""The UDP payload size this server advertises and the most it sends over UDP (DNS flag day
+2020)."""
+
+_CLASSIC_UDP_SIZE = 512  # RFC 1035 4.2.1, and the floor RFC 6891 6.2.5 sets for EDNS sizes
+_MAX_CHAIN = 16  # CNAMEs followed before giving up on what must be a loop
+_BADVERS_HIGH = 1  # extended rcode 16 (BADVERS) = high bits 1, header rcode 0 (RFC 6891 9)
+_FLAGS = struct.Struct("!H")
+
+
+class Step(enum.Enum):
+    """What one zone says about one name."""
+
+    ANSWER = "answer"
+    CNAME = "cname"
+    REFERRAL = "referral"
+    NODATA = "nodata"
+    NXDOMAIN = "nxdomain"
+
+
+@dataclass(slots=True)
+class Lookup:
+    """The outcome of a lookup: header flags and the three record sections."""
+
+    rcode: int = NOERROR
+    aa: bool = True
+    answer: list[Any] = field(default_factory=list)
+    authority: list[Any] = field(default_factory=list)
+    additional: list[Any] = field(default_factory=list)
+    step: Step = Step.ANSWER
+
+
+class Responder:
+    """Answers queries from a set of zones; holds no I/O and no mutable state.
+
+    Raises ConfigError on construction if two zones have the same origin.
+    """
+
+    def __init__(self, zones: Iterable[Zone]) -> None:
+        self._zones: dict[Key, Zone] = {}
+        for zone in zones:
+            if zone.apex in self._zones:
+                raise ConfigError(zone.source, f"zone {zone.origin} is loaded twice")
+            self._zones[zone.apex] = zone
+
+    def __repr__(self) -> str:
+        return f"<Responder zones={sorted(z.origin for z in self._zones.values())}>"
+
+    @property
+    def zones(self) -> list[Zone]:
+        """The zones served, in the order given."""
+        return list(self._zones.values())
+
+    def zone_for(self, key: Key) -> Zone | None:
+        """The closest enclosing zone served for the name ``key``, or None."""
+        for start in range(len(key) + 1):
+            zone = self._zones.get(key[start:])
+            if zone is not None:
+                return zone
+        return None
+
+    def answer(self, query: bytes, *, max_udp: int | None) -> bytes | None:
+        """Return the reply to the raw ``query``, or None when nothing should be sent.
+
+        ``max_udp`` is the largest reply the transport may carry (``EDNS_UDP_SIZE`` for this
+        server's UDP), or None for TCP. Over UDP the reply is also capped at 512 bytes, or at
+        the client's EDNS size when it sent one; a larger reply is cut to header and question
+        (plus OPT) with TC set. Returns None for messages shorter than a header and for
+        responses (QR set), so that two servers cannot ping-pong. Raises nothing for bad input:
+        malformed queries get FORMERR, other opcodes NOTIMP, names outside every zone, zone
+        transfers and classes other than IN REFUSED.
+        """
+        try:
+            header = read_header(query)
+        except WireError:
+            return None
+        if header.qr:
+            return None
+        if header.opcode != OPCODE_QUERY:
+            return error_response(query, NOTIMP)
+        try:
+            question = read_question(query)
+            edns = read_query_edns(query, question.end)
+        except WireError:
+            return error_response(query, FORMERR)
+        qname = DNSLabel(_labels(question.name))
+        reply = DNSRecord(
+            DNSHeader(id=header.id, qr=1, rd=int(header.rd)),
+            q=DNSQuestion(qname, question.qtype, question.qclass),
+        )
+        if edns is not None and edns.version != 0:
+            reply.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE, ext_rcode=_BADVERS_HIGH))
+            return bytes(reply.pack())
+        self._fill(reply, qname, question.qtype, question.qclass)
+        if edns is not None:
+            reply.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE))
+        wire = bytes(reply.pack())
+        limit = _udp_limit(edns, max_udp)
+        if limit is not None and len(wire) > limit:
+            return _truncated(reply, edns)
+        return wire
+
+    def _fill(self, reply: Any, qname: Any, qtype: int, qclass: int) -> None:
+        if qclass != CLASS_IN or qtype in (TYPE_AXFR, TYPE_IXFR):
+            # Only IN data is served, and zone transfers are not offered to anyone.
+            reply.header.rcode = REFUSED
+            return
+        result = self.lookup(qname, qtype)
+        if result is None:
+            reply.header.rcode = REFUSED
+            return
+        reply.header.rcode = result.rcode
+        reply.header.aa = int(result.aa)
+        reply.add_answer(*result.answer)
+        reply.add_auth(*result.authority)
+        reply.add_ar(*result.additional)
+
+    def lookup(self, qname: Any, qtype: int) -> Lookup | None:
+        """Resolve ``qname``/``qtype`` (class IN) from the zones served, following CNAMEs.
+
+        Returns None when no zone encloses ``qname`` (the caller answers REFUSED). A CNAME
+        chain stops at a name outside every zone, at a referral, or at a loop, keeping the
+        CNAMEs found so far; AA reflects the first zone, the rcode the last name (RFC 6604).
+        """
+        key = name_key(qname)
+        zone = self.zone_for(key)
+        if zone is None:
+            return None
+        result = Lookup()
+        seen = {key}
+        name = qname
+        for _ in range(_MAX_CHAIN):
+            step = lookup_in_zone(zone, name, qtype)
+            if step.step is Step.REFERRAL and result.answer:
+                break
+            result.answer.extend(step.answer)
+            result.authority, result.additional = step.authority, step.additional
+            result.rcode, result.step = step.rcode, step.step
+            result.aa = result.aa and step.aa
+            if step.step is not Step.CNAME:
+                break
+            name = step.answer[-1].rdata.label
+            key = name_key(name)
+            next_zone = self.zone_for(key)
+            if next_zone is None or key in seen:
+                break
+            seen.add(key)
+            zone = next_zone
+        return result
+
+
+def lookup_in_zone(zone: Zone, qname: Any, qtype: int) -> Lookup:
+    """What ``zone`` alone says about ``qname``/``qtype``: one step, CNAMEs not followed.
+
+    ``qname`` must be inside the zone (an assert). Wildcard answers are synthesized with
+    ``qname`` as owner; TYPE ANY returns every rrset at the name.
+    """
+    key = name_key(qname)
+    assert zone.contains(key), f"{qname} is not in {zone.origin}"
+    cut = zone.cut_above(key)
+    if cut is not None:
+        return _referral(zone, cut)
+    owner = key
+    if not zone.exists(key):
+        encloser = _closest_encloser(zone, key)
+        owner = (b"*", *encloser)
+        if not zone.exists(owner):
+            return Lookup(NXDOMAIN, authority=[zone.negative_soa()], step=Step.NXDOMAIN)
+    rrsets = zone.types_at(owner)
+    if qtype == TYPE_ANY and rrsets:
+        records = [rr for rrs in rrsets.values() for rr in rrs]
+    elif qtype in rrsets:
+        records = list(rrsets[qtype])
+    elif TYPE_CNAME in rrsets:
+        return Lookup(answer=_owned_by(rrsets[TYPE_CNAME], qname, owner != key), step=Step.CNAME)
+    else:
+        return Lookup(authority=[zone.negative_soa()], step=Step.NODATA)
+    additional = _targets(zone, records) if qtype == TYPE_NS else []
+    return Lookup(answer=_owned_by(records, qname, owner != key), additional=additional)
+
+
+def _referral(zone: Zone, cut: Key) -> Lookup:
+    ns = zone.rrset(cut, TYPE_NS)
+    return Lookup(aa=False, authority=ns, additional=_targets(zone, ns), step=Step.REFERRAL)
+
+
+def _targets(zone: Zone, ns_records: list[Any]) -> list[Any]:
+    """The addresses (glue) this zone holds for the NS targets; out-of-zone targets get none."""
+    glue: list[Any] = []
+    for rr in ns_records:
+        target = name_key(rr.rdata.label)
+        if zone.contains(target):
+            glue.extend(zone.addresses(target))
+    return glue
+
+
+def _closest_encloser(zone: Zone, key: Key) -> Key:
+    for start in range(1, len(key) + 1):
+        if zone.exists(key[start:]):
+            return key[start:]
+    raise AssertionError("the apex always exists")
+
+
+def _owned_by(records: list[Any], qname: Any, synthesized: bool) -> list[Any]:
+    if not synthesized:
+        return list(records)
+    return [RR(qname, rr.rtype, rr.rclass, rr.ttl, rr.rdata) for rr in records]
+
+
+def _labels(wire_name: bytes) -> tuple[bytes, ...]:
+    labels: list[bytes] = []
+    pos = 0
+    while wire_name[pos]:
+        length = wire_name[pos]
+        labels.append(wire_name[pos + 1 : pos + 1 + length])
+        pos += 1 + length
+    return tuple(labels)
+
+
+def _udp_limit(edns: QueryEdns | None, max_udp: int | None) -> int | None:
+    if max_udp is None:
+        return None
+    client = max(_CLASSIC_UDP_SIZE, edns.udp_size) if edns is not None else _CLASSIC_UDP_SIZE
+    return min(client, max_udp)
+
+
+def _truncated(reply: Any, edns: QueryEdns | None) -> bytes:
+    short = DNSRecord(DNSHeader(id=reply.header.id, qr=1, rd=reply.header.rd), q=reply.q)
+    short.header.tc = 1
+    short.header.aa = reply.header.aa
+    short.header.rcode = reply.header.rcode
+    if edns is not None:
+        # RFC 6891 7: a responder that understood EDNS includes OPT in every reply.
+        short.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE))
+    return bytes(short.pack())
+
+
+def error_response(query: bytes, rcode: int) -> bytes | None:
+    """A reply to ``query`` with ``rcode``, no records and RA clear; None if it has no header."""
+    try:
+        reply = error_reply(query, rcode)
+    except WireError:
+        return None
+    # error_reply speaks as a resolver; an authoritative server offers no recursion.
+    (flags,) = _FLAGS.unpack_from(reply, 2)
+    return reply[:2] + _FLAGS.pack(flags & ~RA) + reply[4:]
