@@ -67,6 +67,7 @@ _QUESTION_TAIL = struct.Struct("!HH")
 # Root owner, type, UDP size (the class field), extended rcode, version, flags, rdlength.
 _OPT_FIXED = struct.Struct("!BHHBBHH")
 _DO = 0x8000
+_OPCODE_MASK = 0x7800
 _TYPE_HINFO = 13
 _ANY_TTL = 3600
 
@@ -326,7 +327,7 @@ def minimal_any_reply(query: bytes) -> bytes:
     """
     header = read_header(query)
     question = read_question(query)
-    flags = QR | RA | (header.flags & (0x7800 | RD | CD)) | NOERROR
+    flags = QR | RA | (header.flags & (_OPCODE_MASK | RD | CD)) | NOERROR
     rdata = b"\x07RFC8482\x00"
     answer = struct.pack(
         "!HHHIH", 0xC000 | HEADER_SIZE, _TYPE_HINFO, question.qclass, _ANY_TTL, len(rdata)
