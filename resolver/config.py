@@ -1,0 +1,274 @@
+"""Configuration: one frozen dataclass per component, validated on construction.
+
+Every invalid value raises ConfigError naming the field (``server.listen``, ``forwarder.policy``)
+and the reason. A Config is built once, in the CLI, from an optional TOML file plus flags.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from resolver.errors import ConfigError
+
+__all__ = [
+    "CacheConfig",
+    "Config",
+    "ForwarderConfig",
+    "ServerConfig",
+    "SocketPoolConfig",
+    "TransportConfig",
+    "load_config",
+    "parse_address",
+]
+
+Address = tuple[str, int]
+Policy = Literal["sequential", "round_robin", "random", "fastest"]
+Order = Literal["fifo", "random"]
+Mode = Literal["forward", "recursive"]
+
+
+def parse_address(text: str, default_port: int, *, name: str = "address") -> Address:
+    """Parse ``"127.0.0.1"``, ``"127.0.0.1:5353"``, ``"::1"`` or ``"[::1]:53"``.
+
+    Only IP addresses are accepted (a resolver must not need a resolver to find its upstreams).
+    Raises ConfigError naming ``name``.
+    """
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ConfigError(name, f"{text!r} has an unclosed '['")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ConfigError(name, f"{text!r} has junk after ']'")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(name, f"{host!r} is not an IP address") from None
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(name, f"port {port_text!r} is not a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(name, f"must be positive, got {value!r}")
+
+
+def _choice(name: str, value: object, allowed: object) -> None:
+    options = get_args(allowed)
+    if value not in options:
+        raise ConfigError(name, f"must be one of {', '.join(map(str, options))}; got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SocketPoolConfig:
+    """The pool of pre-bound UDP sockets kept per upstream.
+
+    RFC 5452 section 4.5 wants an unpredictable source port per query. A pre-bound socket
+    fixes its port for its lifetime, so sockets retire after ``max_uses`` queries or
+    ``max_age`` seconds and are replaced in the background; idle sockets are used oldest-first,
+    so consecutive queries leave from different ports. With the defaults a port serves at most
+    100 queries or a minute: an attacker who learns one gets a short window, while binding a
+    replacement (tens of microseconds) costs well under a microsecond per query.
+    """
+
+    min_size: int = 8
+    max_size: int = 256
+    max_uses: int = 100
+    max_age: float = 60.0
+    order: Order = "fifo"
+
+    def __post_init__(self) -> None:
+        if self.min_size < 0:
+            raise ConfigError("pool.min_size", "must be 0 or more")
+        if self.max_size < max(1, self.min_size):
+            raise ConfigError("pool.max_size", "must be at least 1 and at least min_size")
+        if self.max_uses < 1:
+            raise ConfigError("pool.max_uses", "must be at least 1")
+        _positive("pool.max_age", self.max_age)
+        _choice("pool.order", self.order, Order)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransportConfig:
+    """How queries go upstream: EDNS size, 0x20 case randomisation, the socket pools."""
+
+    edns_size: int = 1232
+    randomize_case: bool = False
+    pool: SocketPoolConfig = field(default_factory=SocketPoolConfig)
+
+    def __post_init__(self) -> None:
+        if not 512 <= self.edns_size <= 65535:
+            raise ConfigError("transport.edns_size", "must be from 512 to 65535")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwarderConfig:
+    """Upstreams and how to choose among them.
+
+    ``upstream_timeout`` bounds one attempt at one upstream; ``query_timeout`` bounds the
+    whole answer to one client query, failover included. A server with ``down_after``
+    consecutive failures is skipped for ``down_for`` seconds unless every server is down.
+    """
+
+    upstreams: tuple[Address, ...] = ()
+    policy: Policy = "sequential"
+    upstream_timeout: float = 2.0
+    query_timeout: float = 5.0
+    down_after: int = 3
+    down_for: float = 30.0
+
+    def __post_init__(self) -> None:
+        _choice("forwarder.policy", self.policy, Policy)
+        _positive("forwarder.upstream_timeout", self.upstream_timeout)
+        _positive("forwarder.query_timeout", self.query_timeout)
+        _positive("forwarder.down_for", self.down_for)
+        if self.down_after < 1:
+            raise ConfigError("forwarder.down_after", "must be at least 1")
+        for host, port in self.upstreams:
+            if not 1 <= port <= 65535:
+                raise ConfigError("forwarder.upstreams", f"port {port} of {host} is not 1-65535")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheConfig:
+    """The answer cache (RFC 2308 negative caching, RFC 8767 serve-stale)."""
+
+    enabled: bool = True
+    max_entries: int = 100_000
+    min_ttl: int = 0
+    max_ttl: int = 86_400
+    negative_max_ttl: int = 3_600
+    servfail_ttl: int = 5
+    stale_ttl: int = 30
+    stale_max: int = 86_400
+    prefetch: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_entries < 1:
+            raise ConfigError("cache.max_entries", "must be at least 1")
+        if not 0 <= self.min_ttl <= self.max_ttl:
+            raise ConfigError("cache.min_ttl", "must be from 0 to max_ttl")
+        if self.negative_max_ttl < 0:
+            raise ConfigError("cache.negative_max_ttl", "must be 0 or more")
+        if not 0 <= self.servfail_ttl <= 30:
+            raise ConfigError("cache.servfail_ttl", "must be from 0 to 30 seconds")
+        if self.stale_ttl < 1:
+            raise ConfigError("cache.stale_ttl", "must be at least 1")
+        if self.stale_max < 0:
+            raise ConfigError("cache.stale_max", "must be 0 or more")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """The listeners. By default only loopback clients are served; others get REFUSED."""
+
+    listen: tuple[Address, ...] = (("127.0.0.1", 53),)
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    tcp: bool = True
+    tcp_idle_timeout: float = 10.0
+    max_tcp_connections: int = 256
+    max_inflight: int = 10_000
+    shutdown_grace: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.listen:
+            raise ConfigError("server.listen", "needs at least one address")
+        for network in self.allow:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError("server.allow", f"{network!r} is not a network") from None
+        _positive("server.tcp_idle_timeout", self.tcp_idle_timeout)
+        _positive("server.shutdown_grace", self.shutdown_grace)
+        if self.max_tcp_connections < 1:
+            raise ConfigError("server.max_tcp_connections", "must be at least 1")
+        if self.max_inflight < 1:
+            raise ConfigError("server.max_inflight", "must be at least 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole daemon's configuration."""
+
+    mode: Mode = "forward"
+    server: ServerConfig = field(default_factory=ServerConfig)
+    forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+
+    def __post_init__(self) -> None:
+        _choice("mode", self.mode, Mode)
+        if self.mode == "forward" and not self.forwarder.upstreams:
+            raise ConfigError("forwarder.upstreams", "forward mode needs at least one upstream")
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerConfig,
+    "forwarder": ForwarderConfig,
+    "transport": TransportConfig,
+    "cache": CacheConfig,
+}
+
+
+def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{section}.{key}"
+        if key not in known:
+            raise ConfigError(name, "unknown setting")
+        if key == "pool" and isinstance(value, Mapping):
+            value = _build(SocketPoolConfig, "transport.pool", value)
+        elif key in ("listen", "upstreams"):
+            default_port = 53
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(name, "must be a list of addresses such as '127.0.0.1:53'")
+            value = tuple(parse_address(v, default_port, name=name) for v in value)
+        elif key == "allow":
+            if not isinstance(value, list):
+                raise ConfigError(name, "must be a list of networks")
+            value = tuple(value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(section, str(exc)) from exc
+
+
+def config_from_mapping(data: Mapping[str, Any]) -> Config:
+    """Build a Config from a parsed TOML document. Raises ConfigError naming the field."""
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "mode":
+            kwargs["mode"] = value
+        elif key in _SECTIONS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(key, "must be a table")
+            kwargs[key] = _build(_SECTIONS[key], key, value)
+        else:
+            raise ConfigError(key, "unknown section")
+    return Config(**kwargs)
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """Read a TOML config file. Raises ConfigError naming the file on unreadable or bad TOML."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(str(path), exc.strerror or str(exc)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"invalid TOML: {exc}") from exc
