@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from resolver.errors import ConfigError
+from resolver.config import CacheConfig
 from resolver.wire.raw import HEADER_SIZE, NOERROR, NXDOMAIN, SERVFAIL, read_question
-from resolver.wire.ttl import MAX_TTL, decrement_ttls_into, scan, set_ttls_into
+from resolver.wire.ttl import decrement_ttls_into, scan, set_ttls_into
 
 __all__ = [
     "Cache",
@@ -49,54 +49,6 @@ _NEGATIVE = 1
 _FAILURE = 2
 _KIND_MASK = 0x3
 _PREFETCHED = 0x4
-
-
-def _check_int(field: str, value: object, low: int, high: int) -> None:
-    # bool is an int, but `ttl_floor = true` in a TOML file is a mistake worth naming.
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(field, f"must be an integer, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise ConfigError(field, f"must be between {low} and {high}, not {value}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CacheConfig:
-    """Settings of the answer cache; every duration is whole seconds.
-
-    Defaults: ``max_entries`` 100 000 (tens of MB at a few hundred bytes per answer);
-    ``ttl_floor`` 0 and ``ttl_ceiling`` 86 400 (a day, as Unbound's cache-max-ttl);
-    ``negative_ttl_max`` 3600 (Unbound's cache-max-negative-ttl; RFC 2308 section 5 suggests
-    one to three hours, and shorter means a newly added name shows up sooner); ``servfail_ttl``
-    5 (long enough to absorb a retry storm, short enough that a fixed upstream is seen quickly;
-    at most 30, 0 disables); ``stale_max`` 86 400 (RFC 8767 suggests one to three days, 0
-    disables serve-stale); ``stale_ttl`` 30 (RFC 8767 section 4); ``prefetch_fraction`` 0.1
-    (the last tenth of the lifetime, as Unbound's prefetch; 0 disables).
-
-    Raises ConfigError naming the field when a value is out of range or of the wrong type.
-    """
-
-    max_entries: int = 100_000
-    ttl_floor: int = 0
-    ttl_ceiling: int = 86_400
-    negative_ttl_max: int = 3_600
-    servfail_ttl: int = 5
-    stale_max: int = 86_400
-    stale_ttl: int = 30
-    prefetch_fraction: float = 0.1
-
-    def __post_init__(self) -> None:
-        _check_int("max_entries", self.max_entries, 1, 2**40)
-        _check_int("ttl_ceiling", self.ttl_ceiling, 1, MAX_TTL)
-        _check_int("ttl_floor", self.ttl_floor, 0, self.ttl_ceiling)
-        _check_int("negative_ttl_max", self.negative_ttl_max, 0, MAX_TTL)
-        _check_int("servfail_ttl", self.servfail_ttl, 0, _MAX_SERVFAIL_TTL)
-        _check_int("stale_max", self.stale_max, 0, MAX_TTL)
-        _check_int("stale_ttl", self.stale_ttl, 1, MAX_TTL)
-        fraction = self.prefetch_fraction
-        if not isinstance(fraction, int | float) or isinstance(fraction, bool):
-            raise ConfigError("prefetch_fraction", f"must be a number, not {fraction!r}")
-        if not 0.0 <= fraction < 1.0:
-            raise ConfigError("prefetch_fraction", f"must be in [0, 1), not {fraction}")
 
 
 class CacheKey(NamedTuple):

@@ -30,6 +30,7 @@ Address = tuple[str, int]
 Policy = Literal["sequential", "round_robin", "random", "fastest"]
 Order = Literal["fifo", "random"]
 Mode = Literal["forward", "recursive"]
+_MAX_TTL = 0x7FFF_FFFF  # RFC 2181 section 8
 
 
 def parse_address(text: str, default_port: int, *, name: str = "address") -> Address:
@@ -142,33 +143,53 @@ class ForwarderConfig:
                 raise ConfigError("forwarder.upstreams", f"port {port} of {host} is not 1-65535")
 
 
+def _check_int(field: str, value: object, low: int, high: int) -> None:
+    # bool is an int, but `ttl_floor = true` in a TOML file is a mistake worth naming.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(field, f"must be an integer, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ConfigError(field, f"must be between {low} and {high}, not {value}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CacheConfig:
-    """The answer cache (RFC 2308 negative caching, RFC 8767 serve-stale)."""
+    """Settings of the answer cache; every duration is whole seconds.
+
+    Defaults: ``max_entries`` 100 000 (tens of MB at a few hundred bytes per answer);
+    ``ttl_floor`` 0 and ``ttl_ceiling`` 86 400 (a day, as Unbound's cache-max-ttl);
+    ``negative_ttl_max`` 3600 (Unbound's cache-max-negative-ttl; RFC 2308 section 5 suggests
+    one to three hours, and shorter means a newly added name shows up sooner); ``servfail_ttl``
+    5 (long enough to absorb a retry storm, short enough that a fixed upstream is seen quickly;
+    at most 30, 0 disables); ``stale_max`` 86 400 (RFC 8767 suggests one to three days, 0
+    disables serve-stale); ``stale_ttl`` 30 (RFC 8767 section 4); ``prefetch_fraction`` 0.1
+    (the last tenth of the lifetime, as Unbound's prefetch; 0 disables).
+
+    Raises ConfigError naming the field when a value is out of range or of the wrong type.
+    """
 
     enabled: bool = True
     max_entries: int = 100_000
-    min_ttl: int = 0
-    max_ttl: int = 86_400
-    negative_max_ttl: int = 3_600
+    ttl_floor: int = 0
+    ttl_ceiling: int = 86_400
+    negative_ttl_max: int = 3_600
     servfail_ttl: int = 5
-    stale_ttl: int = 30
     stale_max: int = 86_400
-    prefetch: bool = True
+    stale_ttl: int = 30
+    prefetch_fraction: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.max_entries < 1:
-            raise ConfigError("cache.max_entries", "must be at least 1")
-        if not 0 <= self.min_ttl <= self.max_ttl:
-            raise ConfigError("cache.min_ttl", "must be from 0 to max_ttl")
-        if self.negative_max_ttl < 0:
-            raise ConfigError("cache.negative_max_ttl", "must be 0 or more")
-        if not 0 <= self.servfail_ttl <= 30:
-            raise ConfigError("cache.servfail_ttl", "must be from 0 to 30 seconds")
-        if self.stale_ttl < 1:
-            raise ConfigError("cache.stale_ttl", "must be at least 1")
-        if self.stale_max < 0:
-            raise ConfigError("cache.stale_max", "must be 0 or more")
+        _check_int("cache.max_entries", self.max_entries, 1, 2**40)
+        _check_int("cache.ttl_ceiling", self.ttl_ceiling, 1, _MAX_TTL)
+        _check_int("cache.ttl_floor", self.ttl_floor, 0, self.ttl_ceiling)
+        _check_int("cache.negative_ttl_max", self.negative_ttl_max, 0, _MAX_TTL)
+        _check_int("cache.servfail_ttl", self.servfail_ttl, 0, 30)
+        _check_int("cache.stale_max", self.stale_max, 0, _MAX_TTL)
+        _check_int("cache.stale_ttl", self.stale_ttl, 1, _MAX_TTL)
+        fraction = self.prefetch_fraction
+        if not isinstance(fraction, int | float) or isinstance(fraction, bool):
+            raise ConfigError("cache.prefetch_fraction", f"must be a number, not {fraction!r}")
+        if not 0.0 <= fraction < 1.0:
+            raise ConfigError("cache.prefetch_fraction", f"must be in [0, 1), not {fraction}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -409,7 +409,7 @@ def test_remove_and_clear(cache: Cache) -> None:
 def test_config_validation_names_the_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError) as info:
         CacheConfig(**{field: value})  # type: ignore[arg-type]
-    assert info.value.field == field
+    assert info.value.field == f"cache.{field}"
 
 
 _RDATA = st.one_of(
