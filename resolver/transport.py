@@ -323,4 +323,3 @@ class Upstream:
 def _expire(future: asyncio.Future[bytes], name: str) -> None:
     if not future.done():
         future.set_exception(UpstreamTimeout(name, "no matching reply before the deadline"))
-
