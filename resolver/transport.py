@@ -201,7 +201,14 @@ class Upstream:
             sock.transport.close()
 
     def build_query(
-        self, name: bytes, qtype: int, qclass: int, *, cd: bool = False, do: bool = False
+        self,
+        name: bytes,
+        qtype: int,
+        qclass: int,
+        *,
+        cd: bool = False,
+        do: bool = False,
+        rd: bool = True,
     ) -> tuple[bytes, bytes]:
         """Our query for a question: a random ID, RD, EDNS with our size, 0x20 if configured.
 
@@ -210,7 +217,7 @@ class Upstream:
         if self.config.randomize_case:
             name = _randomize_case(name)
         question = name + _TYPE_CLASS.pack(qtype, qclass)
-        header = _HEADER.pack(qid, _RD | (_CD if cd else 0), 1, 0, 0, 1)
+        header = _HEADER.pack(qid, (_RD if rd else 0) | (_CD if cd else 0), 1, 0, 0, 1)
         opt = _OPT.pack(0, 41, self.config.edns_size, 0, 0, _DO if do else 0, 0)
         return header + question + opt, question
 
@@ -223,13 +230,18 @@ class Upstream:
         deadline: float,
         cd: bool = False,
         do: bool = False,
+        rd: bool = True,
+        tcp: bool = False,
     ) -> bytes:
-        """Ask this upstream one question by ``deadline`` (loop time); return its raw reply."""
-        query, question = self.build_query(name, qtype, qclass, cd=cd, do=do)
+        """Ask this upstream one question by ``deadline`` (loop time); return its raw reply.
+
+        UDP first from a pooled socket, TCP when the reply is truncated (or at once with
+        ``tcp``). ``name`` is the question name in wire form."""
+        query, question = self.build_query(name, qtype, qclass, cd=cd, do=do, rd=rd)
         self._queries += 1
         try:
-            reply = await self._udp(query, question, deadline)
-            if reply[2] & _TC_BYTE2:
+            reply = b"" if tcp else await self._udp(query, question, deadline)
+            if tcp or reply[2] & _TC_BYTE2:
                 self._tcp += 1
                 reply = await self._over_tcp(query, question, deadline)
         except UpstreamTimeout:
