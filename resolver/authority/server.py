@@ -238,7 +238,8 @@ class Authority:
             qname, qtype = question.text, question.qtype
         except WireError:
             qname, qtype = "", 0
-        qid = read_header(data).id if len(data) >= 2 else 0
+        # Even a message too short for a header may carry the ID a test wants to see.
+        qid = int.from_bytes(data[:2], "big")
         self.queries.append(ReceivedQuery(transport, qname, qtype, client, qid))
         for count, waiter in self._waiters:
             if count <= len(self.queries) and not waiter.done():

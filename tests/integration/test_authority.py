@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 
-from resolver.authority import Authority, Faults, load_zone, serve_authority
+from resolver.authority import Authority, Faults, ReceivedQuery, load_zone, serve_authority
 from resolver.errors import ConfigError
 from resolver.wire import EDNS0, NOERROR, REFUSED, SERVFAIL, DNSRecord, read_header
 
@@ -90,6 +90,11 @@ async def tcp_ask(authority: Authority, *messages: bytes) -> list[Any]:
         writer.close()
 
 
+async def received(authority: Authority, count: int) -> list[ReceivedQuery]:
+    async with asyncio.timeout(TIMEOUT):
+        return await authority.wait_queries(count)
+
+
 def answers(reply: Any) -> list[str]:
     return [str(rr.rdata) for rr in reply.rr]
 
@@ -121,7 +126,7 @@ async def test_queries_are_recorded_with_transport_case_type_client_and_id(
         await client.next()
         client_address = client.address
     await tcp_ask(authority, query("mAiL.example.com.", "A", qid=12))
-    first, second = await authority.wait_queries(2)
+    first, second = await received(authority, 2)
     assert (first.transport, first.qname, first.qtype_name, first.id) == (
         "udp",
         "WwW.Example.com.",
@@ -137,6 +142,23 @@ async def test_queries_are_recorded_with_transport_case_type_client_and_id(
     )
     stats = authority.statistics()
     assert (stats["udp_queries"], stats["tcp_queries"], stats["replies"]) == (1, 1, 2)
+
+
+@pytest.mark.parametrize(
+    "junk", [b"\x12\x34\x01", b"\x12\x34" + b"\xff" * 20], ids=["short", "no-question"]
+)
+async def test_junk_datagrams_are_recorded_and_the_server_keeps_answering(
+    authority: Authority, junk: bytes
+) -> None:
+    async with udp_client() as client:
+        client.send(junk, authority.address)
+        client.send(query("www.example.com.", qid=77), authority.address)
+        data, _ = await client.next()
+        if read_header(data).id == 0x1234:  # the FORMERR to the junk with a header
+            data, _ = await client.next()
+    assert read_header(data).id == 77
+    junk_query, _ = await received(authority, 2)
+    assert (junk_query.qname, junk_query.qtype, junk_query.id) == ("", 0, 0x1234)
 
 
 async def test_wait_queries_wakes_when_the_count_is_reached(authority: Authority) -> None:
@@ -269,7 +291,7 @@ async def test_drop_ignores_udp_until_cleared(authority: Authority) -> None:
     authority.faults.drop = True
     async with udp_client() as client:
         client.send(query("www.example.com.", qid=1), authority.address)
-        await authority.wait_queries(1)
+        await received(authority, 1)
         authority.faults.drop = False
         client.send(query("www.example.com.", qid=2), authority.address)
         data, _ = await client.next()
@@ -303,7 +325,7 @@ async def test_delayed_reply_is_cancelled_by_aclose(fixtures_dir: Path) -> None:
     authority.faults.delay = 30
     async with udp_client() as client:
         client.send(query("www.example.com."), authority.address)
-        await authority.wait_queries(1)
+        await received(authority, 1)
         async with asyncio.timeout(TIMEOUT):
             await authority.aclose()
     assert authority.statistics()["replies"] == 0
@@ -392,8 +414,8 @@ async def test_close_tcp_closes_without_answering(authority: Authority) -> None:
     async with asyncio.timeout(TIMEOUT):
         assert await reader.read() == b""
     writer.close()
-    (received,) = await authority.wait_queries(1)
-    assert received.transport == "tcp"
+    (only,) = await received(authority, 1)
+    assert only.transport == "tcp"
     assert answers(await udp_ask(authority, query("www.example.com."))) == ["127.1.0.1"]
 
 
