@@ -1,13 +1,196 @@
-"""The command line: the only importer of click and uvloop, and the only caller of asyncio.run."""
+"""The command line: the only importer of click and uvloop, and the only caller of asyncio.run.
+
+Every error reaches the user as one line on stderr and a non-zero exit code, never a traceback.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from resolver import __version__
+from resolver.config import (
+    Config,
+    config_from_mapping,
+    load_config,
+    parse_address,
+)
+from resolver.errors import ConfigError, ResolverError
+
+T = TypeVar("T")
+
+# Exit codes. 0: success; 9: no server replied (as dig); the rest name the kind of failure.
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_NO_REPLY = 9
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    """Print one readable line on stderr and exit with ``code``."""
+    click.echo(f"resolver: error: {message}", err=True)
+    sys.exit(code)
+
+
+def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main`` on uvloop where it exists (Linux), else on asyncio's loop."""
+    try:
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a Linux dependency
+        factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="resolver")
 def main() -> None:
     """resolver: a caching DNS forwarder on an async pool of pre-bound UDP sockets."""
+
+
+def _merge(base: dict[str, Any], section: str, key: str, value: object) -> None:
+    if value is None or (isinstance(value, list) and not value):
+        return
+    base.setdefault(section, {})[key] = value
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file.")
+@click.option("--listen", multiple=True, help="ADDR:PORT to serve on (repeatable).")
+@click.option("--upstream", multiple=True, help="Upstream ADDR[:PORT] (repeatable).")
+@click.option(
+    "--policy",
+    type=click.Choice(["sequential", "round_robin", "random", "fastest"]),
+    help="How to choose among upstreams.",
+)
+@click.option("--upstream-timeout", type=float, help="Seconds per upstream attempt.")
+@click.option("--query-timeout", type=float, help="Seconds for a whole client query.")
+@click.option("--allow", multiple=True, help="Client network to serve (repeatable).")
+@click.option("--0x20/--no-0x20", "randomize_case", default=None, help="0x20 case randomisation.")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
+def serve(
+    config_path: Path | None,
+    listen: tuple[str, ...],
+    upstream: tuple[str, ...],
+    policy: str | None,
+    upstream_timeout: float | None,
+    query_timeout: float | None,
+    allow: tuple[str, ...],
+    randomize_case: bool | None,
+    log_level: str,
+) -> None:
+    """Run the forwarding DNS daemon until SIGINT or SIGTERM."""
+    try:
+        config = build_serve_config(
+            config_path,
+            listen=listen,
+            upstream=upstream,
+            policy=policy,
+            upstream_timeout=upstream_timeout,
+            query_timeout=query_timeout,
+            allow=allow,
+            randomize_case=randomize_case,
+        )
+    except ConfigError as exc:
+        fail(f"bad configuration: {exc}", EXIT_CONFIG)
+    setup_logging(log_level)
+    try:
+        run_async(lambda: _serve(config))
+    except ResolverError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot start: {exc.strerror or exc}")
+
+
+def build_serve_config(
+    config_path: Path | None,
+    *,
+    listen: tuple[str, ...] = (),
+    upstream: tuple[str, ...] = (),
+    policy: str | None = None,
+    upstream_timeout: float | None = None,
+    query_timeout: float | None = None,
+    allow: tuple[str, ...] = (),
+    randomize_case: bool | None = None,
+) -> Config:
+    """The daemon's Config: the TOML file (if any), then flags on top. Raises ConfigError."""
+    data: dict[str, Any] = load_config(config_path) if config_path is not None else {}
+    _merge(data, "server", "listen", list(listen))
+    _merge(data, "server", "allow", list(allow))
+    _merge(data, "forwarder", "upstreams", list(upstream))
+    _merge(data, "forwarder", "policy", policy)
+    _merge(data, "forwarder", "upstream_timeout", upstream_timeout)
+    _merge(data, "forwarder", "query_timeout", query_timeout)
+    _merge(data, "transport", "randomize_case", randomize_case)
+    return config_from_mapping(data)
+
+
+async def _serve(config: Config) -> None:
+    from resolver.daemon import Daemon
+
+    daemon = Daemon(config)
+    await daemon.start()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, daemon.request_stop)
+    listening = ", ".join(f"{h}:{p}" for h, p in daemon.addresses)
+    logging.getLogger("resolver").info("serving on %s (udp and tcp)", listening)
+    await daemon.serve_until_stopped()
+    logging.getLogger("resolver").info("stopped")
+
+
+@main.command()
+@click.option(
+    "--zone",
+    "zones",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Zone file to serve (repeatable).",
+)
+@click.option("--listen", multiple=True, required=True, help="ADDR:PORT (repeatable).")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
+def authority(zones: tuple[Path, ...], listen: tuple[str, ...], log_level: str) -> None:
+    """Serve zone files authoritatively (the fake authority for tests and the demo)."""
+    from resolver.authority import serve_authority
+
+    try:
+        listens = [parse_address(text, 53, name="--listen") for text in listen]
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    setup_logging(log_level)
+
+    async def run() -> None:
+        task = asyncio.ensure_future(serve_authority(list(zones), listens))
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+
+    try:
+        run_async(run)
+    except ConfigError as exc:
+        fail(f"bad zone: {exc}", EXIT_CONFIG)
+    except OSError as exc:
+        fail(f"cannot listen: {exc.strerror or exc}")

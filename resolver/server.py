@@ -15,17 +15,20 @@ import logging
 import struct
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from resolver.config import Address, ServerConfig
 from resolver.errors import ResolutionFailed, WireError
 from resolver.wire.message import minimal_any_reply, replace_opt, strip_opt
 from resolver.wire.raw import (
+    AA,
     FORMERR,
     HEADER_SIZE,
     NOTIMP,
     OPCODE_QUERY,
     QR,
+    RA,
+    RD,
     REFUSED,
     SERVFAIL,
     TYPE_ANY,
@@ -276,7 +279,17 @@ class Server:
         """The upstream's reply made the client's: its ID, its question case, our OPT."""
         if reply[12:question_end].lower() != query[12:question_end].lower():
             raise WireError("reply question does not match the query")
-        reply = query[:2] + reply[2:12] + query[12:question_end] + reply[question_end:]
+        # We answer as a recursive service: RA set, AA cleared (the answer is not ours), and
+        # the client's own RD echoed back.
+        flags = int.from_bytes(reply[2:4], "big") & ~(AA | RD) | RA
+        flags |= int.from_bytes(query[2:4], "big") & RD
+        reply = (
+            query[:2]
+            + flags.to_bytes(2, "big")
+            + reply[4:12]
+            + query[12:question_end]
+            + reply[question_end:]
+        )
         if edns is None:
             return strip_opt(reply)
         return replace_opt(reply, udp_size=_OUR_UDP_SIZE, do=edns.do)
@@ -346,8 +359,8 @@ class _UdpListener(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
+        self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         server = self._server

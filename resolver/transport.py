@@ -16,6 +16,7 @@ import secrets
 import socket
 import struct
 from dataclasses import dataclass
+from typing import cast
 
 from resolver.config import Address, TransportConfig
 from resolver.errors import (
@@ -100,8 +101,8 @@ class _UdpSocket(asyncio.DatagramProtocol):
         self.expecting: _Expectation | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1]) if peer else None
 

@@ -1,0 +1,61 @@
+"""Assemble the daemon from a Config: the answerer (forwarder), the listeners, their lifetimes.
+
+The CLI builds a Config, makes a Daemon, and drives it; signals only call ``request_stop``.
+"""
+
+from __future__ import annotations
+
+from resolver.config import Address, Config
+from resolver.forwarder import Forwarder
+from resolver.server import Server
+
+__all__ = ["Daemon"]
+
+
+class Daemon:
+    """A forwarding DNS server built from ``config``.
+
+    ``start`` opens the upstream socket pools and binds the listeners before it returns;
+    ``serve_until_stopped`` returns after ``request_stop`` once in-flight queries finished and
+    every socket is closed. ``aclose`` is idempotent.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.forwarder = Forwarder(config.forwarder, config.transport)
+        self.server = Server(
+            config.server, self.forwarder, query_timeout=config.forwarder.query_timeout
+        )
+        self._closed = False
+
+    @property
+    def addresses(self) -> list[Address]:
+        return self.server.addresses
+
+    async def start(self) -> None:
+        """Open upstream pools, then bind listeners. Raises OSError or UpstreamError."""
+        await self.forwarder.start()
+        try:
+            await self.server.start()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    def request_stop(self) -> None:
+        self.server.request_stop()
+
+    async def serve_until_stopped(self) -> None:
+        try:
+            await self.server.serve_until_stopped()
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.server.aclose()
+        await self.forwarder.aclose()
+
+    def __repr__(self) -> str:
+        return f"<Daemon {self.server!r} {self.forwarder!r}>"
