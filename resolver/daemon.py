@@ -5,6 +5,7 @@ The CLI builds a Config, makes a Daemon, and drives it; signals only call ``requ
 
 from __future__ import annotations
 
+from resolver.cache import Cache
 from resolver.config import Address, Config
 from resolver.forwarder import Forwarder
 from resolver.server import Server
@@ -22,7 +23,8 @@ class Daemon:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.forwarder = Forwarder(config.forwarder, config.transport)
+        cache = Cache(config.cache) if config.cache.enabled else None
+        self.forwarder = Forwarder(config.forwarder, config.transport, cache=cache)
         self.server = Server(
             config.server, self.forwarder, query_timeout=config.forwarder.query_timeout
         )

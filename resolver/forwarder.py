@@ -1,21 +1,28 @@
-"""Forwarding: choose an upstream, ask it, fail over to the next, within one deadline.
+"""Forwarding: cache, then upstreams chosen by policy, with failover inside one deadline.
 
 The selection and health bookkeeping (:class:`Selector`) is plain code with an injected clock;
-:class:`Forwarder` is the short async loop around it. An answer is never invented: when every
-attempt fails the caller gets ResolutionFailed and answers SERVFAIL, never NXDOMAIN.
+:class:`Forwarder` is the short async loop around it, plus the cache's companions: coalescing
+(identical questions in flight share one upstream query), prefetch (an entry asked for in the
+last tenth of its TTL is refreshed once in the background) and serve-stale (RFC 8767: when the
+upstreams fail or are slow, an expired answer is served with TTL 30 while the refresh goes on).
+An answer is never invented: when every attempt fails and nothing stale is at hand the caller
+gets ResolutionFailed and answers SERVFAIL, never NXDOMAIN.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
 from resolver.config import ForwarderConfig, TransportConfig
-from resolver.errors import ResolutionFailed, UpstreamError, UpstreamUnreachable
+from resolver.errors import ResolutionFailed, UpstreamError, UpstreamUnreachable, WireError
 from resolver.transport import Upstream, UpstreamStatistics
-from resolver.wire.raw import REFUSED, SERVFAIL
+from resolver.wire.message import strip_opt
+from resolver.wire.raw import AA, RA, REFUSED, SERVFAIL
 
 __all__ = ["Forwarder", "ForwarderStatistics", "Selector"]
 
@@ -23,6 +30,16 @@ __all__ = ["Forwarder", "ForwarderStatistics", "Selector"]
 _SRTT_WEIGHT = 0.875
 # Tries per upstream within one client query: a lost datagram deserves one retry.
 _ROUNDS = 2
+# RFC 8767 section 5 suggests answering from stale data after 1.8 s of trying to refresh.
+_STALE_ANSWER_AFTER = 1.8
+
+
+def normalize(reply: bytes) -> bytes:
+    """An upstream's reply in the form we store and serve: the OPT record removed (it is
+    hop-by-hop, RFC 6891), RA set, AA cleared (the answer is not ours). Raises WireError."""
+    reply = strip_opt(reply)
+    flags = (int.from_bytes(reply[2:4], "big") & ~AA) | RA
+    return reply[:2] + flags.to_bytes(2, "big") + reply[4:]
 
 
 class _Health:
@@ -98,7 +115,13 @@ class ForwarderStatistics:
     answered: int
     failed: int
     failovers: int
+    cache_answers: int
+    coalesced: int
+    prefetches: int
+    stale_answers: int
+    upstream_queries: int
     upstreams: tuple[UpstreamStatistics, ...]
+    cache: CacheStatistics | None
 
 
 class Forwarder:
@@ -115,6 +138,7 @@ class Forwarder:
         transport: TransportConfig | None = None,
         *,
         upstreams: Sequence[Upstream] | None = None,
+        cache: Cache | None = None,
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -125,11 +149,19 @@ class Forwarder:
             raise ValueError("a forwarder needs at least one upstream")
         self.upstreams = list(upstreams)
         self.selector = Selector(len(self.upstreams), config, rng=rng)
+        self.cache = cache
         self._clock = clock
+        self._inflight: dict[CacheKey, asyncio.Task[bytes]] = {}
+        self._background: set[asyncio.Task[bytes]] = set()
         self._queries = 0
         self._answered = 0
         self._failed = 0
         self._failovers = 0
+        self._cache_answers = 0
+        self._coalesced = 0
+        self._prefetches = 0
+        self._stale_answers = 0
+        self._upstream_queries = 0
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
@@ -140,13 +172,143 @@ class Forwarder:
                 group.create_task(upstream.start())
 
     async def aclose(self) -> None:
+        """Cancel background refreshes, close every upstream's sockets. Idempotent."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await asyncio.gather(*(u.aclose() for u in self.upstreams))
+
+    # ----------------------------------------------------------------- answering
+
+    def answer_cached(
+        self, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool
+    ) -> bytes | None:
+        """A fresh cached reply for the question, TTLs counted down, or None. Never awaits:
+        the server calls it on the hot path. Starts a background prefetch when one is due."""
+        if self.cache is None:
+            return None
+        key = CacheKey.of(name, qtype, qclass, do=do, cd=cd)
+        return self._lookup(key, name, qtype, qclass, do, cd)[0]
+
+    def _lookup(
+        self, key: CacheKey, name: bytes, qtype: int, qclass: int, do: bool, cd: bool
+    ) -> tuple[bytes | None, CacheEntry | None]:
+        """(a fresh reply to serve, or None; a stale entry to fall back on, or None)."""
+        cache = self.cache
+        hit = cache.get(key) if cache is not None else None
+        if hit is None:
+            return None, None
+        if hit.freshness is not Freshness.FRESH:
+            return None, hit.entry
+        if hit.needs_prefetch:
+            self._prefetch(key, name, qtype, qclass, do, cd)
+        self._queries += 1
+        self._cache_answers += 1
+        assert cache is not None
+        return cache.serve(hit.entry, 0, name), None
 
     async def resolve(
         self, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool, deadline: float
     ) -> bytes:
-        """The upstream's raw reply to one question (ID and question case are ours)."""
+        """The reply to one question, in normalized form (see ``normalize``), from the cache
+        or the upstreams; its ID is arbitrary and its question case may differ from ``name``.
+
+        Raises ResolutionFailed when no upstream answered by ``deadline`` and nothing stale
+        could be served instead."""
+        key = CacheKey.of(name, qtype, qclass, do=do, cd=cd)
+        cached, stale = self._lookup(key, name, qtype, qclass, do, cd)
+        if cached is not None:
+            return cached
         self._queries += 1
+        task = self._inflight.get(key)
+        if task is None:
+            task = self._start_fetch(key, name, qtype, qclass, do, cd, deadline)
+        else:
+            self._coalesced += 1
+        loop = asyncio.get_running_loop()
+        wait_until = deadline if stale is None else min(deadline, loop.time() + _STALE_ANSWER_AFTER)
+        try:
+            async with asyncio.timeout_at(wait_until):
+                reply = await asyncio.shield(task)
+        except (ResolutionFailed, TimeoutError) as exc:
+            stale = stale or self._stale_entry(key)
+            if stale is not None and self.cache is not None:
+                self._stale_answers += 1
+                return self.cache.serve(stale, 0, name)
+            self._failed += 1
+            if isinstance(exc, ResolutionFailed):
+                raise
+            raise ResolutionFailed("no upstream answered before the deadline") from exc
+        self._answered += 1
+        return reply
+
+    def _stale_entry(self, key: CacheKey) -> CacheEntry | None:
+        if self.cache is None:
+            return None
+        hit = self.cache.get(key)
+        return hit.entry if hit is not None and hit.freshness is Freshness.STALE else None
+
+    def _prefetch(
+        self, key: CacheKey, name: bytes, qtype: int, qclass: int, do: bool, cd: bool
+    ) -> None:
+        if key in self._inflight:
+            return
+        self._prefetches += 1
+        deadline = asyncio.get_running_loop().time() + self.config.query_timeout
+        self._start_fetch(key, name, qtype, qclass, do, cd, deadline)
+
+    def _start_fetch(
+        self,
+        key: CacheKey,
+        name: bytes,
+        qtype: int,
+        qclass: int,
+        do: bool,
+        cd: bool,
+        deadline: float,
+    ) -> asyncio.Task[bytes]:
+        """One shared upstream query for ``key``: it runs in its own task so that a client
+        giving up (or cancelled) does not cancel it for the others waiting on it."""
+        coro = self._fetch(key, name, qtype, qclass, do, cd, deadline)
+        task = asyncio.get_running_loop().create_task(coro)
+        self._inflight[key] = task
+        self._background.add(task)
+        task.add_done_callback(lambda t: self._fetch_done(key, t))
+        return task
+
+    def _fetch_done(self, key: CacheKey, task: asyncio.Task[bytes]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        self._background.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a refresh nobody waited for must not log noise
+
+    async def _fetch(
+        self,
+        key: CacheKey,
+        name: bytes,
+        qtype: int,
+        qclass: int,
+        do: bool,
+        cd: bool,
+        deadline: float,
+    ) -> bytes:
+        raw = await self._ask_upstreams(name, qtype, qclass, do=do, cd=cd, deadline=deadline)
+        try:
+            reply = normalize(raw)
+        except WireError as exc:
+            raise ResolutionFailed("upstream reply cannot be relayed", [exc]) from exc
+        if self.cache is not None:
+            # A reply the cache cannot take is still relayed: the client gets its answer.
+            with contextlib.suppress(WireError, ValueError):
+                self.cache.put(key, reply)
+        return reply
+
+    async def _ask_upstreams(
+        self, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool, deadline: float
+    ) -> bytes:
+        """The first usable upstream reply, trying upstreams in policy order."""
+        self._upstream_queries += 1
         attempts: list[BaseException] = []
         fallback: bytes | None = None
         unreachable: set[int] = set()
@@ -181,14 +343,11 @@ class Forwarder:
                     fallback = reply
                     attempts.append(UpstreamError(upstream.name, "answered SERVFAIL/REFUSED"))
                     continue
-                self._answered += 1
                 return reply
             if fallback is not None:
                 break
         if fallback is not None:
-            self._answered += 1
             return fallback
-        self._failed += 1
         raise ResolutionFailed("no upstream answered", attempts)
 
     def statistics(self) -> ForwarderStatistics:
@@ -197,7 +356,13 @@ class Forwarder:
             answered=self._answered,
             failed=self._failed,
             failovers=self._failovers,
+            cache_answers=self._cache_answers,
+            coalesced=self._coalesced,
+            prefetches=self._prefetches,
+            stale_answers=self._stale_answers,
+            upstream_queries=self._upstream_queries,
             upstreams=tuple(u.statistics() for u in self.upstreams),
+            cache=self.cache.statistics() if self.cache is not None else None,
         )
 
     def __repr__(self) -> str:

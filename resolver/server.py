@@ -19,15 +19,14 @@ from typing import Protocol, cast
 
 from resolver.config import Address, ServerConfig
 from resolver.errors import ResolutionFailed, WireError
-from resolver.wire.message import minimal_any_reply, replace_opt, strip_opt
+from resolver.wire.message import minimal_any_reply
 from resolver.wire.raw import (
-    AA,
+    CD,
     FORMERR,
     HEADER_SIZE,
     NOTIMP,
     OPCODE_QUERY,
     QR,
-    RA,
     RD,
     REFUSED,
     SERVFAIL,
@@ -52,10 +51,22 @@ _DO = 0x8000
 _OUR_UDP_SIZE = 1232
 _BADVERS_HIGH = 1  # rcode 16 = extended rcode 1 << 4 | 0
 _UNANSWERABLE_TYPES = (TYPE_AXFR, TYPE_IXFR)
+_SPECIAL_TYPES = (TYPE_ANY, TYPE_AXFR, TYPE_IXFR)
+# Flag bits as seen in the first flags byte (message byte 2).
+_QR_HIGH = QR >> 8
+_RD_HIGH = RD >> 8
+_OPCODE_HIGH = 0x78
 
 
 class Answerer(Protocol):
-    """What the server asks for answers: a forwarder or the recursive resolver."""
+    """What the server asks for answers: a forwarder or the recursive resolver.
+
+    Both return replies in normalized form: no OPT record, RA set, AA clear; the ID and the
+    question's case are the server's to set."""
+
+    def answer_cached(
+        self, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool
+    ) -> bytes | None: ...
 
     async def resolve(
         self, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool, deadline: float
@@ -107,6 +118,7 @@ class Server:
         self.answerer = answerer
         self.query_timeout = query_timeout
         self._allowed = [ipaddress.ip_network(n, strict=False) for n in config.allow]
+        self._allow_memo: dict[str, bool] = {}
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -200,11 +212,18 @@ class Server:
         return True
 
     def _allowed_client(self, host: str) -> bool:
+        known = self._allow_memo.get(host)
+        if known is not None:
+            return known
         try:
             address = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
             return False
-        return any(address in network for network in self._allowed)
+        allowed = any(address in network for network in self._allowed)
+        if len(self._allow_memo) >= 4096:  # bounded: a spray of sources cannot grow it
+            self._allow_memo.clear()
+        self._allow_memo[host] = allowed
+        return allowed
 
     async def answer(self, query: bytes, client_host: str, *, tcp: bool) -> bytes | None:
         """The reply to one raw query, or None when it must be dropped. Never raises
@@ -276,23 +295,46 @@ class Server:
     def _for_client(
         self, reply: bytes, query: bytes, question_end: int, edns: QueryEdns | None
     ) -> bytes:
-        """The upstream's reply made the client's: its ID, its question case, our OPT."""
+        """A normalized reply made the client's: its ID, its RD, its question case, our OPT."""
         if reply[12:question_end].lower() != query[12:question_end].lower():
             raise WireError("reply question does not match the query")
-        # We answer as a recursive service: RA set, AA cleared (the answer is not ours), and
-        # the client's own RD echoed back.
-        flags = int.from_bytes(reply[2:4], "big") & ~(AA | RD) | RA
-        flags |= int.from_bytes(query[2:4], "big") & RD
+        flags = (reply[2] & ~_RD_HIGH) | (query[2] & _RD_HIGH)
         reply = (
             query[:2]
-            + flags.to_bytes(2, "big")
-            + reply[4:12]
+            + bytes((flags,))
+            + reply[3:12]
             + query[12:question_end]
             + reply[question_end:]
         )
-        if edns is None:
-            return strip_opt(reply)
-        return replace_opt(reply, udp_size=_OUR_UDP_SIZE, do=edns.do)
+        return _with_opt(reply, edns)
+
+    def answer_fast(self, query: bytes, client_host: str) -> bytes | None:
+        """The hot path, without a task: a well-formed query from an allowed client whose
+        answer is fresh in the cache. None means "take the full path" (which also handles
+        every error), so this never raises for bad input."""
+        try:
+            flags = query[2]
+            if flags & _QR_HIGH or flags & _OPCODE_HIGH:
+                return None
+            question = read_question(query)
+            if question.qtype in _SPECIAL_TYPES:
+                return None
+            edns = read_query_edns(query, question.end)
+            if edns is not None and edns.version:
+                return None
+            if not self._allowed_client(client_host):
+                return None
+            do = edns.do if edns is not None else False
+            reply = self.answerer.answer_cached(
+                question.name, question.qtype, question.qclass, do=do, cd=bool(query[3] & CD)
+            )
+            if reply is None:
+                return None
+            reply = self._for_client(reply, query, question.end, edns)
+        except (WireError, IndexError):
+            return None
+        self._counts["answered"] += 1
+        return self._fit(reply, edns, tcp=False)
 
     def _fit(self, reply: bytes, edns: QueryEdns | None, tcp: bool) -> bytes:
         """Truncate (TC, header and question only) what exceeds the client's UDP size."""
@@ -365,8 +407,13 @@ class _UdpListener(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         server = self._server
         server._counts["udp"] += 1
-        assert self._transport is not None
-        server._track(server._udp_query(self._transport, data, addr))
+        transport = self._transport
+        assert transport is not None
+        reply = server.answer_fast(data, addr[0])
+        if reply is not None:
+            transport.sendto(reply, addr)
+            return
+        server._track(server._udp_query(transport, data, addr))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for replies to clients that went away: nothing to do, keep serving.
