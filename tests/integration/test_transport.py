@@ -1,0 +1,401 @@
+"""resolver.transport.Upstream against the fake authority over loopback: reply matching,
+socket rotation, every fault knob, TCP fallback, 0x20 and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
+
+import pytest
+
+from resolver.authority import Authority
+from resolver.config import SocketPoolConfig, TransportConfig
+from resolver.errors import BadResponse, UpstreamTimeout, UpstreamUnreachable
+from resolver.transport import Upstream
+from resolver.wire import (
+    CLASS_IN,
+    QR,
+    SERVFAIL,
+    TYPE_A,
+    DNSRecord,
+    name_to_wire,
+    qtype_value,
+    read_header,
+    read_question,
+)
+
+BOUND = 5.0  # every test finishes well within this; reached only when a test is failing
+SHORT = 0.3  # the deadline of exchanges that are expected to time out
+TXT = qtype_value("TXT")
+
+
+def pool(**kwargs: Any) -> TransportConfig:
+    return TransportConfig(pool=SocketPoolConfig(**kwargs))
+
+
+@contextlib.asynccontextmanager
+async def open_upstream(
+    address: tuple[str, int], config: TransportConfig | None = None
+) -> AsyncIterator[Upstream]:
+    upstream = Upstream(address, config or pool(min_size=1, max_size=4))
+    await upstream.start()
+    try:
+        yield upstream
+    finally:
+        await upstream.aclose()
+
+
+async def ask(
+    upstream: Upstream,
+    name: str = "www.example.com.",
+    qtype: int = TYPE_A,
+    *,
+    timeout: float = 2.0,
+    tcp: bool = False,
+) -> bytes:
+    deadline = asyncio.get_running_loop().time() + timeout
+    return await upstream.exchange(name_to_wire(name), qtype, CLASS_IN, deadline=deadline, tcp=tcp)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Bounded polling, one loop iteration at a time, until ``condition`` holds."""
+    async with asyncio.timeout(timeout):
+        for _ in itertools.count():
+            if condition():
+                return
+            await asyncio.sleep(0)
+
+
+def answers(reply: bytes) -> list[str]:
+    return [str(rr.rdata) for rr in DNSRecord.parse(reply).rr]
+
+
+def assert_pool_balanced(upstream: Upstream) -> None:
+    stats = upstream.pool.statistics()
+    assert stats.size == stats.idle + stats.in_use
+    assert stats.in_use == 0
+
+
+async def timed_out(upstream: Upstream, name: str = "www.example.com.") -> float:
+    """Ask once with a SHORT deadline, expect UpstreamTimeout; return the elapsed time."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(UpstreamTimeout):
+        await ask(upstream, name, timeout=SHORT)
+    return loop.time() - start
+
+
+# --- plain exchanges ----------------------------------------------------------------------
+
+
+async def test_exchange_returns_the_reply_with_our_random_id_and_question(
+    authority: Authority,
+) -> None:
+    async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
+        reply = await ask(upstream, "www.example.com.")
+        (received,) = authority.queries
+        assert read_header(reply).id == received.id
+        assert read_header(reply).qr
+        question = read_question(reply)
+        assert (question.text, question.qtype) == ("www.example.com.", TYPE_A)
+        assert answers(reply) == ["127.1.0.1"]
+        stats = upstream.statistics()
+        assert (stats.queries, stats.replies, stats.strays, stats.tcp_queries) == (1, 1, 0, 0)
+        assert_pool_balanced(upstream)
+
+
+async def test_each_query_gets_a_fresh_random_id(authority: Authority) -> None:
+    async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
+        for _ in range(20):
+            await ask(upstream)
+        ids = [q.id for q in authority.queries]
+        # 20 draws from 65536: a repeat is possible (p ~ 0.3%), three equal IDs are not.
+        assert len(set(ids)) >= 18
+        assert ids != sorted(ids)
+
+
+async def test_idle_sockets_are_used_in_turn_from_different_source_ports(
+    authority: Authority,
+) -> None:
+    async with (
+        asyncio.timeout(BOUND),
+        open_upstream(authority.address, pool(min_size=4, max_size=4)) as upstream,
+    ):
+        for _ in range(8):
+            await ask(upstream)
+        ports = [q.client[1] for q in authority.queries]
+        assert len(set(ports)) == 4
+        # FIFO order: each socket is used once before any is used twice.
+        assert ports[:4] == ports[4:]
+
+
+async def test_concurrent_queries_leave_from_different_source_ports(
+    authority: Authority,
+) -> None:
+    authority.faults.delay = 0.05  # keep every socket busy while the others are checked out
+    async with (
+        asyncio.timeout(BOUND),
+        open_upstream(authority.address, pool(min_size=1, max_size=3)) as upstream,
+    ):
+        replies = await asyncio.gather(*(ask(upstream) for _ in range(3)))
+        assert all(answers(r) == ["127.1.0.1"] for r in replies)
+        assert len({q.client[1] for q in authority.queries}) == 3
+        assert_pool_balanced(upstream)
+
+
+async def test_sockets_rotate_after_max_uses(authority: Authority) -> None:
+    config = pool(max_uses=2, min_size=1, max_size=2)
+    async with asyncio.timeout(BOUND), open_upstream(authority.address, config) as upstream:
+        for _ in range(6):
+            await ask(upstream)
+        per_port = Counter(q.client[1] for q in authority.queries)
+        assert max(per_port.values()) <= 2
+        assert len(per_port) >= 3
+        assert upstream.pool.statistics().retired >= 2
+        assert_pool_balanced(upstream)
+
+
+# --- faults -------------------------------------------------------------------------------
+
+
+async def test_dropped_query_times_out_at_the_deadline_and_its_socket_is_discarded(
+    authority: Authority,
+) -> None:
+    authority.faults.drop = True
+    async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
+        elapsed = await timed_out(upstream)
+        assert SHORT - 0.05 <= elapsed < SHORT + 0.5
+        dropped_port = authority.queries[0].client[1]
+        stats = upstream.statistics()
+        assert (stats.timeouts, stats.replies) == (1, 0)
+        assert stats.pool.discarded == 1
+        assert stats.pool.retired >= 1
+        assert_pool_balanced(upstream)
+
+        authority.faults.drop = False
+        for _ in range(4):
+            assert answers(await ask(upstream)) == ["127.1.0.1"]
+        assert dropped_port not in {q.client[1] for q in authority.queries[1:]}
+
+
+async def test_wrong_id_alone_is_a_stray_and_the_query_times_out(authority: Authority) -> None:
+    authority.faults.wrong_id = True
+    async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
+        await timed_out(upstream)
+        stats = upstream.statistics()
+        assert stats.strays == 1
+        assert stats.pool.discarded == 1
+        assert_pool_balanced(upstream)
+
+
+async def test_one_forged_reply_does_not_end_the_query(authority: Authority) -> None:
+    authority.faults.wrong_id = True
+    authority.faults.also_right_id = True
+    async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
+        reply = await ask(upstream)
+        assert answers(reply) == ["127.1.0.1"]
+        assert read_header(reply).id == authority.queries[0].id
+        stats = upstream.statistics()
+        assert (stats.strays, stats.replies, stats.pool.discarded) == (1, 1, 0)
+
+
+async def test_reply_from_another_source_port_is_not_accepted(authority: Authority) -> None:
+    authority.faults.other_port = True
+    async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
+        await timed_out(upstream)
+        # The kernel drops datagrams from other ports on a connected socket, so the stray
+        # count may stay 0; what matters is that the reply was not taken.
+        stats = upstream.statistics()
+        assert (stats.replies, stats.timeouts) == (0, 1)
+        assert authority.statistics()["replies"] == 1
+
+
+async def test_garbage_is_a_stray_and_the_query_times_out(authority: Authority) -> None:
+    authority.faults.garbage = True
+    async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
+        await timed_out(upstream)
+        assert upstream.statistics().strays == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "expected"),
+    [
+        pytest.param("www.example.com.", TYPE_A, 1, id="always-tc"),
+        pytest.param("big.example.com.", TXT, 8, id="big-txt"),
+    ],
+)
+async def test_truncated_udp_reply_falls_back_to_tcp_for_the_full_answer(
+    authority: Authority, name: str, qtype: int, expected: int
+) -> None:
+    authority.faults.always_tc = name == "www.example.com."
+    async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
+        reply = await ask(upstream, name, qtype)
+        assert not read_header(reply).tc
+        assert len(DNSRecord.parse(reply).rr) == expected
+        assert upstream.statistics().tcp_queries == 1
+        assert [q.transport for q in authority.queries] == ["udp", "tcp"]
+        assert authority.queries[0].id == authority.queries[1].id == read_header(reply).id
+        assert_pool_balanced(upstream)
+
+
+async def test_tcp_closed_without_a_reply_is_a_bad_response(authority: Authority) -> None:
+    authority.faults.always_tc = True
+    authority.faults.close_tcp = True
+    async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
+        with pytest.raises(BadResponse):
+            await ask(upstream)
+        assert upstream.statistics().bad_responses == 1
+        assert_pool_balanced(upstream)
+
+
+async def test_servfail_is_returned_as_an_answer(authority: Authority) -> None:
+    authority.faults.servfail = True
+    async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
+        reply = await ask(upstream)
+        assert read_header(reply).rcode == SERVFAIL
+        assert upstream.statistics().replies == 1
+
+
+async def test_tcp_only_exchange_skips_udp(authority: Authority) -> None:
+    async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
+        reply = await ask(upstream, tcp=True)
+        assert answers(reply) == ["127.1.0.1"]
+        assert [q.transport for q in authority.queries] == ["tcp"]
+
+
+# --- 0x20 ---------------------------------------------------------------------------------
+
+
+async def test_0x20_sends_mixed_case_and_accepts_the_echoed_reply(authority: Authority) -> None:
+    config = TransportConfig(randomize_case=True, pool=SocketPoolConfig(min_size=1, max_size=2))
+    async with asyncio.timeout(BOUND), open_upstream(authority.address, config) as upstream:
+        replies = [await ask(upstream, "www.example.com.") for _ in range(5)]
+        sent = [q.qname for q in authority.queries]
+        assert all(name.lower() == "www.example.com." for name in sent)
+        # 13 letters each: five all-lowercase names in a row happen once in 2**65.
+        assert any(name != "www.example.com." for name in sent)
+        for reply, name in zip(replies, sent, strict=True):
+            assert read_question(reply).text == name
+            assert answers(reply) == ["127.1.0.1"]
+
+
+class _CaseBendingResponder(asyncio.DatagramProtocol):
+    """Answers every query with an empty NOERROR reply whose question case is ``bend``-ed."""
+
+    def __init__(self, bend: Callable[[bytes], bytes]) -> None:
+        self.bend = bend
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        end = read_question(data).end
+        question = data[12 : end - 4]
+        header = data[:2] + (QR | 0x0100 | 0x0080).to_bytes(2, "big") + b"\x00\x01" + bytes(6)
+        assert self.transport is not None
+        self.transport.sendto(header + self.bend(question) + data[end - 4 : end], addr)
+
+
+@pytest.mark.parametrize(
+    ("randomize_case", "bend", "accepted"),
+    [
+        pytest.param(True, bytes.swapcase, False, id="0x20-on-case-changed-rejected"),
+        pytest.param(True, lambda q: q, True, id="0x20-on-case-kept-accepted"),
+        pytest.param(False, bytes.swapcase, True, id="0x20-off-case-changed-accepted"),
+    ],
+)
+async def test_reply_question_case_is_checked_only_with_0x20(
+    randomize_case: bool, bend: Callable[[bytes], bytes], accepted: bool
+) -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _CaseBendingResponder(bend), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        address = transport.get_extra_info("sockname")[:2]
+        config = TransportConfig(
+            randomize_case=randomize_case, pool=SocketPoolConfig(min_size=1, max_size=2)
+        )
+        async with asyncio.timeout(BOUND), open_upstream(address, config) as upstream:
+            if accepted:
+                reply = await ask(upstream, "www.example.com.")
+                assert read_question(reply).text.lower() == "www.example.com."
+                assert upstream.statistics().strays == 0
+            else:
+                await timed_out(upstream)
+                assert upstream.statistics().strays == 1
+    finally:
+        transport.close()
+
+
+# --- unreachable and cancelled ------------------------------------------------------------
+
+
+def dead_udp_port() -> int:
+    """A loopback UDP port with nothing listening (freed just now)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_unreachable_upstream_fails_at_once_not_at_the_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    async with (
+        asyncio.timeout(BOUND),
+        open_upstream(("127.0.0.1", dead_udp_port())) as upstream,
+    ):
+        start = loop.time()
+        # On loopback the ICMP port unreachable arrives at once and ends the exchange.
+        with pytest.raises(UpstreamUnreachable):
+            await ask(upstream, timeout=3.0)
+        assert loop.time() - start < 1.0
+        stats = upstream.statistics()
+        assert (stats.unreachable, stats.pool.discarded) == (1, 1)
+        assert_pool_balanced(upstream)
+
+
+@pytest.mark.parametrize("tcp", [pytest.param(False, id="udp"), pytest.param(True, id="tcp")])
+async def test_cancelled_exchange_discards_its_socket_and_the_pool_balances(
+    authority: Authority, tcp: bool
+) -> None:
+    authority.faults.delay = 30.0
+    async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
+        task = asyncio.ensure_future(ask(upstream, timeout=30.0, tcp=tcp))
+        await authority.wait_queries(1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stats = upstream.pool.statistics()
+        assert stats.discarded == (0 if tcp else 1)
+        assert_pool_balanced(upstream)
+
+        authority.faults.delay = 0.0
+        assert answers(await ask(upstream)) == ["127.1.0.1"]
+        assert_pool_balanced(upstream)
+
+
+async def test_cancelled_while_waiting_for_a_socket_leaves_no_waiter(
+    authority: Authority,
+) -> None:
+    authority.faults.drop = True
+    config = pool(min_size=1, max_size=1)
+    async with asyncio.timeout(BOUND), open_upstream(authority.address, config) as upstream:
+        holder = asyncio.ensure_future(ask(upstream, timeout=30.0))
+        await authority.wait_queries(1)
+        waiter = asyncio.ensure_future(ask(upstream, timeout=30.0))
+        await until(lambda: upstream.pool.statistics().waiting == 1)
+        waiter.cancel()
+        holder.cancel()
+        for task in (waiter, holder):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        stats = upstream.pool.statistics()
+        assert stats.waiting == 0
+        assert stats.cancelled == 1
+        assert_pool_balanced(upstream)
