@@ -232,6 +232,8 @@ class Config:
 
     def __post_init__(self) -> None:
         _choice("mode", self.mode, Mode)
+        if self.mode == "recursive":
+            raise ConfigError("mode", "recursive mode is not built yet; use 'forward'")
         if self.mode == "forward" and not self.forwarder.upstreams:
             raise ConfigError("forwarder.upstreams", "forward mode needs at least one upstream")
 

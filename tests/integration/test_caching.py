@@ -1,0 +1,216 @@
+"""The cache in the daemon: coalescing, serve-stale, prefetch, TTL decrement seen by dig."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from resolver.authority import Authority
+from resolver.cache import Cache
+from resolver.config import CacheConfig, ForwarderConfig, ServerConfig, TransportConfig
+from resolver.errors import ResolutionFailed
+from resolver.forwarder import Forwarder
+from resolver.server import Server
+from resolver.wire import DNSRecord, build_query, name_to_wire, parse
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def wire(name: str) -> bytes:
+    return name_to_wire(name)
+
+
+def make_forwarder(authority: Authority, clock: FakeClock) -> Forwarder:
+    config = ForwarderConfig(upstreams=(authority.address,), upstream_timeout=3.0)
+    return Forwarder(config, TransportConfig(), cache=Cache(CacheConfig(), clock=clock))
+
+
+async def resolve(
+    forwarder: Forwarder, name: str, qtype: int = 1, timeout: float = 4.0
+) -> DNSRecord:
+    deadline = asyncio.get_running_loop().time() + timeout
+    reply = await forwarder.resolve(wire(name), qtype, 1, do=False, cd=False, deadline=deadline)
+    return parse(reply)
+
+
+@pytest.fixture
+async def clock_and_forwarder(
+    authority: Authority,
+) -> AsyncIterator[tuple[FakeClock, Forwarder]]:
+    clock = FakeClock()
+    forwarder = make_forwarder(authority, clock)
+    await forwarder.start()
+    try:
+        yield clock, forwarder
+    finally:
+        await forwarder.aclose()
+
+
+async def test_second_question_is_answered_from_cache_without_upstream(
+    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
+) -> None:
+    _, forwarder = clock_and_forwarder
+    first = await resolve(forwarder, "www.example.com.")
+    second = await resolve(forwarder, "WWW.example.com.")
+    assert str(first.rr[0].rdata) == str(second.rr[0].rdata) == "127.1.0.1"
+    assert len(authority.queries) == 1
+    assert forwarder.statistics().cache_answers == 1
+
+
+async def test_concurrent_identical_questions_share_one_upstream_query(
+    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
+) -> None:
+    _, forwarder = clock_and_forwarder
+    authority.faults.delay = 0.1
+    replies = await asyncio.gather(*(resolve(forwarder, "www.example.com.") for _ in range(20)))
+    assert all(str(r.rr[0].rdata) == "127.1.0.1" for r in replies)
+    assert len(authority.queries) == 1
+    assert forwarder.statistics().coalesced == 19
+
+
+async def test_ttls_count_down_in_cached_answers(
+    clock_and_forwarder: tuple[FakeClock, Forwarder],
+) -> None:
+    clock, forwarder = clock_and_forwarder
+    assert (await resolve(forwarder, "www.example.com.")).rr[0].ttl == 300
+    clock.now += 100.4
+    assert (await resolve(forwarder, "www.example.com.")).rr[0].ttl == 200
+
+
+async def test_negative_answer_is_cached_for_the_soa_minimum(
+    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
+) -> None:
+    clock, forwarder = clock_and_forwarder
+    assert (await resolve(forwarder, "nothere.example.com.")).header.rcode == 3
+    clock.now += 299
+    assert (await resolve(forwarder, "nothere.example.com.")).header.rcode == 3
+    assert len(authority.queries) == 1
+    clock.now += 2
+    await resolve(forwarder, "nothere.example.com.")
+    assert len(authority.queries) == 2
+
+
+async def test_expired_answer_is_served_stale_when_upstreams_fail(
+    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
+) -> None:
+    clock, forwarder = clock_and_forwarder
+    await resolve(forwarder, "short.example.com.")
+    await authority.aclose()  # every upstream is gone now
+    clock.now += 61
+    stale = await resolve(forwarder, "short.example.com.")
+    assert str(stale.rr[0].rdata) == "127.1.0.2"
+    assert stale.rr[0].ttl == 30
+    assert forwarder.statistics().stale_answers == 1
+
+
+async def test_without_stale_data_a_failure_is_resolution_failed_not_nxdomain(
+    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
+) -> None:
+    _, forwarder = clock_and_forwarder
+    await authority.aclose()
+    with pytest.raises(ResolutionFailed):
+        await resolve(forwarder, "www.example.com.", timeout=1.0)
+
+
+async def test_stale_answer_comes_while_refresh_continues_in_background(
+    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
+) -> None:
+    clock, forwarder = clock_and_forwarder
+    await resolve(forwarder, "short.example.com.")
+    clock.now += 61
+    authority.faults.delay = 1.9  # slower than the RFC 8767 client timer of 1.8 s
+    stale = await resolve(forwarder, "short.example.com.")
+    assert stale.rr[0].ttl == 30
+    async with asyncio.timeout(3):
+        await authority.wait_queries(2)  # the refresh reached the upstream
+        while forwarder.statistics().cache is None or not _fresh_again(forwarder):
+            await asyncio.sleep(0.05)
+
+
+def _fresh_again(forwarder: Forwarder) -> bool:
+    name = wire("short.example.com.")
+    return forwarder.answer_cached(name, 1, 1, do=False, cd=False) is not None
+
+
+async def test_hit_in_last_tenth_of_ttl_prefetches_once(
+    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
+) -> None:
+    clock, forwarder = clock_and_forwarder
+    await resolve(forwarder, "short.example.com.")  # TTL 60
+    clock.now += 55
+    answers = [await resolve(forwarder, "short.example.com.") for _ in range(5)]
+    assert all(a.rr[0].ttl == 5 for a in answers)  # served from cache meanwhile
+    async with asyncio.timeout(2):
+        await authority.wait_queries(2)
+        while (await resolve(forwarder, "short.example.com.")).rr[0].ttl != 60:
+            await asyncio.sleep(0.01)
+    assert len(authority.queries) == 2  # one refresh, not one per hit
+    assert forwarder.statistics().prefetches == 1
+
+
+def udp_exchange(port: int, query: bytes) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2.0)
+        sock.sendto(query, ("127.0.0.1", port))
+        return sock.recv(65535)
+
+
+async def test_coalesced_clients_each_get_their_own_id_and_case(authority: Authority) -> None:
+    clock = FakeClock()
+    forwarder = make_forwarder(authority, clock)
+    await forwarder.start()
+    server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), forwarder, query_timeout=2.0)
+    await server.start()
+    port = server.addresses[0][1]
+    authority.faults.delay = 0.2
+    names = ["www.example.com.", "WWW.EXAMPLE.COM.", "wWw.ExAmPlE.cOm."]
+    queries = [build_query(name, 1, qid=100 + i) for i, name in enumerate(names)]
+    try:
+        replies = await asyncio.gather(*(asyncio.to_thread(udp_exchange, port, q) for q in queries))
+    finally:
+        await server.aclose()
+        await forwarder.aclose()
+    for i, (name, reply) in enumerate(zip(names, replies, strict=True)):
+        record = parse(reply)
+        assert record.header.id == 100 + i
+        assert str(record.q.qname) == name
+        assert str(record.rr[0].rdata) == "127.1.0.1"
+    assert len(authority.queries) == 1
+
+
+async def test_dig_sees_ttl_decrease_in_cached_answer(authority: Authority) -> None:
+    dig = shutil.which("dig")
+    assert dig is not None, "dig (bind9-dnsutils) is required: .ci/run installs it"
+    clock = FakeClock()
+    forwarder = make_forwarder(authority, clock)
+    await forwarder.start()
+    server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), forwarder)
+    await server.start()
+    port = server.addresses[0][1]
+
+    async def dig_ttl() -> int:
+        proc = await asyncio.create_subprocess_exec(
+            dig, "@127.0.0.1", "-p", str(port), "www.example.com", "A",
+            "+noall", "+answer", "+tries=1", "+time=2",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        return int(out.decode().split()[1])
+
+    try:
+        assert await dig_ttl() == 300
+        clock.now += 42
+        assert await dig_ttl() == 258
+    finally:
+        await server.aclose()
+        await forwarder.aclose()
