@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -22,7 +23,7 @@ from resolver.config import (
     load_config,
     parse_address,
 )
-from resolver.errors import ConfigError, ResolverError
+from resolver.errors import ConfigError, ResolverError, UpstreamError
 
 T = TypeVar("T")
 
@@ -194,3 +195,111 @@ def authority(zones: tuple[Path, ...], listen: tuple[str, ...], log_level: str) 
         fail(f"bad zone: {exc}", EXIT_CONFIG)
     except OSError as exc:
         fail(f"cannot listen: {exc.strerror or exc}")
+
+
+# ----------------------------------------------------------------------------- query
+
+EXIT_BAD_SERVER = 10
+EXIT_INTERRUPTED = 130
+
+
+class _OneLineUsage(click.Command):
+    """A command whose usage errors are one line on stderr (exit 2), not click's usage block."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            fail(f"{exc.format_message()} (see 'resolver {ctx.info_name} --help')", EXIT_USAGE)
+
+
+@main.command(cls=_OneLineUsage)
+@click.argument("args", nargs=-1, metavar="[@SERVER] NAME [TYPE] [CLASS]")
+@click.option("-p", "--port", type=int, help="Server port (default 53, or the @SERVER's).")
+@click.option("--tcp", is_flag=True, help="Ask over TCP only.")
+@click.option("--short", is_flag=True, help="Print only the answer's rdata, one per line.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for each try.",
+)
+@click.option(
+    "--tries",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="UDP tries: a try that times out is repeated.",
+)
+@click.option("--dnssec", is_flag=True, help="Set the DO bit (request DNSSEC records).")
+@click.option("--norecurse", is_flag=True, help="Clear the RD bit.")
+@click.option(
+    "--resolv-conf",
+    type=click.Path(path_type=Path),
+    default=Path("/etc/resolv.conf"),
+    hidden=True,
+)
+def query(
+    args: tuple[str, ...],
+    port: int | None,
+    tcp: bool,
+    short: bool,
+    as_json: bool,
+    timeout: float,
+    tries: int,
+    dnssec: bool,
+    norecurse: bool,
+    resolv_conf: Path,
+) -> None:
+    """Ask a DNS server one question and print the reply as dig does.
+
+    NAME is looked up with TYPE (default A) and CLASS (default IN). @SERVER (an IP address,
+    optionally with :PORT, anywhere among the arguments) overrides the environment variable
+    RESOLVER_SERVER, which overrides the first nameserver in /etc/resolv.conf.
+
+    \b
+    Exit codes:
+      0   a reply came (whatever its rcode, NXDOMAIN included)
+      2   usage error: bad option, bad name, unknown type or class
+      9   no server replied (timeout, unreachable, unusable reply)
+      10  unusable server address (not an IP, port not 1-65535)
+    """
+    from resolver.dig import format_json, format_short, format_text
+    from resolver.query import QueryOptions, parse_arguments, run_query, server_address
+
+    if short and as_json:
+        fail("--short and --json exclude each other", EXIT_USAGE)
+    try:
+        question, server_text = parse_arguments(args)
+        options = QueryOptions(
+            timeout=timeout, tries=tries, tcp=tcp, dnssec=dnssec, recurse=not norecurse
+        )
+    except ResolverError as exc:
+        fail(str(exc), EXIT_USAGE)
+    try:
+        server = server_address(
+            server_text,
+            port,
+            env_server=os.environ.get("RESOLVER_SERVER"),
+            resolv_conf=resolv_conf,
+        )
+    except ConfigError as exc:
+        fail(f"unusable server address: {exc}", EXIT_BAD_SERVER)
+    try:
+        reply = run_async(lambda: run_query(server, question, options))
+    except ConfigError as exc:
+        fail(f"unusable server address: {exc.reason}", EXIT_BAD_SERVER)
+    except UpstreamError as exc:
+        fail(f"no reply: {exc}", EXIT_NO_REPLY)
+    except (ResolverError, OSError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERRUPTED)
+    if as_json:
+        click.echo(format_json(reply), nl=False)
+    elif short:
+        click.echo(format_short(reply), nl=False)
+    else:
+        click.echo(format_text(reply), nl=False)
