@@ -1,0 +1,242 @@
+"""Decoding a reply and printing it as dig does, as +short and as JSON: no sockets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from resolver.dig import Reply, decode, format_json, format_short, format_text
+from resolver.errors import WireError
+from resolver.wire import EDNS0, RR, DNSRecord
+
+WHEN = datetime(2024, 3, 1, 12, 30, 5, tzinfo=UTC)
+
+
+def reply_bytes(
+    name: str = "www.example.com.",
+    qtype: str = "A",
+    *,
+    answers: Sequence[str] = (),
+    authority: Sequence[str] = (),
+    additional: Sequence[str] = (),
+    rcode: int = 0,
+    flags: str = "qr aa rd",
+    edns: bool = True,
+    do: bool = False,
+    ext_rcode: int = 0,
+    qid: int = 4242,
+) -> bytes:
+    record = DNSRecord.question(name, qtype)
+    record.header.id = qid
+    record.header.rcode = rcode
+    for flag in flags.split():
+        setattr(record.header, flag, 1)
+    for text in answers:
+        record.add_answer(*RR.fromZone(text))
+    for text in authority:
+        record.add_auth(*RR.fromZone(text))
+    for text in additional:
+        record.add_ar(*RR.fromZone(text))
+    if edns:
+        record.add_ar(EDNS0(udp_len=1232, flags="do" if do else "", ext_rcode=ext_rcode))
+    return bytes(record.pack())
+
+
+def make_reply(data: bytes, transport: str = "UDP") -> Reply:
+    return Reply(decode(data), ("127.0.0.1", 5353), transport, 0.0123, WHEN)  # type: ignore[arg-type]
+
+
+def test_decode_reads_header_flags_counts_and_opt() -> None:
+    data = reply_bytes(answers=["www.example.com. 300 IN A 127.1.0.1"], do=True)
+    message = decode(data)
+    assert message.id == 4242
+    assert message.opcode == "QUERY"
+    assert message.status == "NOERROR"
+    assert message.flags == ("qr", "aa", "rd")
+    assert message.counts == (1, 1, 0, 1)
+    assert message.opt is not None
+    assert (message.opt.version, message.opt.flags, message.opt.udp) == (0, ("do",), 1232)
+    assert message.additional == ()
+    assert message.size == len(data)
+
+
+def test_decode_lists_flags_in_digs_order() -> None:
+    message = decode(reply_bytes(flags="cd ad ra rd tc aa qr"))
+    assert message.flags == ("qr", "aa", "tc", "rd", "ra", "ad", "cd")
+
+
+def test_decode_combines_the_extended_rcode_from_opt() -> None:
+    assert decode(reply_bytes(rcode=0, ext_rcode=1)).status == "BADVERS"
+
+
+def test_decode_without_edns_has_no_opt() -> None:
+    message = decode(reply_bytes(edns=False, rcode=3))
+    assert message.opt is None
+    assert message.status == "NXDOMAIN"
+    assert message.counts == (1, 0, 0, 0)
+
+
+def test_decode_keeps_sections_apart() -> None:
+    message = decode(
+        reply_bytes(
+            "example.com.",
+            "MX",
+            answers=["example.com. 300 IN MX 10 mail.example.com."],
+            authority=["example.com. 300 IN NS ns1.example.com."],
+            additional=["mail.example.com. 300 IN A 127.1.0.25"],
+        )
+    )
+    assert [r.data for r in message.answer] == ["10 mail.example.com."]
+    assert [r.rtype for r in message.authority] == ["NS"]
+    assert [(r.name, r.ttl, r.rclass, r.rtype, r.data) for r in message.additional] == [
+        ("mail.example.com.", 300, "IN", "A", "127.1.0.25")
+    ]
+    assert message.counts == (1, 1, 1, 2)
+
+
+def with_raw_answer(name: str, rtype: int, rdata: bytes) -> bytes:
+    """A reply to ``name`` with one answer record of any type and hand-made rdata."""
+    data = bytearray(DNSRecord.question(name, "A").pack())
+    data[2] |= 0x80  # QR
+    data[7] = 1  # ancount
+    data += b"\xc0\x0c" + rtype.to_bytes(2, "big") + b"\x00\x01" + (5).to_bytes(4, "big")
+    return bytes(data + len(rdata).to_bytes(2, "big") + rdata)
+
+
+def test_txt_strings_are_quoted_and_escaped_as_dig_does() -> None:
+    message = decode(with_raw_answer("t.example.", 16, b'\x08say "hi"\x03a\\b\x02\x00\xff'))
+    assert message.answer[0].data == '"say \\"hi\\"" "a\\\\b" "\\000\\255"'
+
+
+def test_unknown_types_use_the_generic_rfc3597_form() -> None:
+    message = decode(with_raw_answer("x.example.", 999, b"\x01\x02"))
+    assert (message.answer[0].rtype, message.answer[0].data) == ("TYPE999", "\\# 2 0102")
+
+
+def test_type_names_come_from_the_record_not_from_the_question() -> None:
+    message = decode(with_raw_answer("x.example.", 16, b"\x02ok"))
+    assert message.question[0].qtype == "A"
+    assert (message.answer[0].rtype, message.answer[0].data) == ("TXT", '"ok"')
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"\x00\x01\x81", id="shorter-than-a-header"),
+        pytest.param(reply_bytes(answers=["a.example. 1 IN A 127.0.0.1"])[:-15], id="cut-off"),
+    ],
+)
+def test_decode_rejects_malformed_replies(data: bytes) -> None:
+    with pytest.raises(WireError):
+        decode(data)
+
+
+def test_decode_rejects_two_opt_records() -> None:
+    record = DNSRecord.question("a.example.", "A")
+    record.add_ar(EDNS0(udp_len=1232))
+    record.add_ar(EDNS0(udp_len=1232))
+    with pytest.raises(WireError, match="more than one OPT"):
+        decode(bytes(record.pack()))
+
+
+def test_format_text_has_digs_sections_and_footer() -> None:
+    data = reply_bytes(answers=["www.example.com. 300 IN A 127.1.0.1"])
+    assert format_text(make_reply(data)) == (
+        ";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 4242\n"
+        ";; flags: qr aa rd; QUERY: 1, ANSWER: 1, AUTHORITY: 0, ADDITIONAL: 1\n"
+        ";; WARNING: recursion requested but not available\n"
+        "\n"
+        ";; OPT PSEUDOSECTION:\n"
+        "; EDNS: version: 0, flags:; udp: 1232\n"
+        ";; QUESTION SECTION:\n"
+        ";www.example.com.\t\tIN\tA\n"
+        "\n"
+        ";; ANSWER SECTION:\n"
+        "www.example.com.\t300\tIN\tA\t127.1.0.1\n"
+        "\n"
+        ";; Query time: 12 msec\n"
+        ";; SERVER: 127.0.0.1#5353(127.0.0.1) (UDP)\n"
+        ";; WHEN: Fri Mar 01 12:30:05 UTC 2024\n"
+        f";; MSG SIZE  rcvd: {len(data)}\n"
+        "\n"
+    )
+
+
+def test_format_text_pads_short_names_to_digs_columns() -> None:
+    data = reply_bytes("a.example.", answers=["a.example. 5 IN A 127.0.0.1"], flags="qr rd ra")
+    text = format_text(make_reply(data))
+    assert "a.example.\t\t5\tIN\tA\t127.0.0.1\n" in text
+    assert ";a.example.\t\t\tIN\tA\n" in text
+    assert "WARNING" not in text
+
+
+def test_format_text_shows_do_and_tcp_and_skips_empty_sections() -> None:
+    data = reply_bytes(
+        "nothere.example.com.",
+        rcode=3,
+        do=True,
+        authority=["example.com. 300 IN SOA ns1.example.com. h.example.com. 1 2 3 4 300"],
+    )
+    text = format_text(make_reply(data, "TCP"))
+    assert "status: NXDOMAIN" in text
+    assert "; EDNS: version: 0, flags: do; udp: 1232\n" in text
+    assert ";; AUTHORITY SECTION:\n" in text
+    assert "ANSWER SECTION" not in text
+    assert "ADDITIONAL SECTION" not in text
+    assert "(127.0.0.1) (TCP)\n" in text
+
+
+def test_format_short_prints_answer_rdata_one_per_line() -> None:
+    data = reply_bytes(
+        "alias.example.com.",
+        answers=[
+            "alias.example.com. 300 IN CNAME www.example.com.",
+            "www.example.com. 300 IN A 127.1.0.1",
+        ],
+        authority=["example.com. 300 IN NS ns1.example.com."],
+    )
+    assert format_short(make_reply(data)) == "www.example.com.\n127.1.0.1\n"
+
+
+def test_format_short_of_an_empty_answer_is_empty() -> None:
+    assert format_short(make_reply(reply_bytes(rcode=3))) == ""
+
+
+def test_format_json_is_one_object_with_the_same_content() -> None:
+    data = reply_bytes(answers=["www.example.com. 300 IN A 127.1.0.1"], do=True)
+    text = format_json(make_reply(data))
+    assert text.endswith("\n")
+    assert text.count("\n") == 1
+    document = json.loads(text)
+    assert document == {
+        "id": 4242,
+        "opcode": "QUERY",
+        "status": "NOERROR",
+        "flags": ["qr", "aa", "rd"],
+        "counts": {"query": 1, "answer": 1, "authority": 0, "additional": 1},
+        "opt": {"version": 0, "flags": ["do"], "udp": 1232},
+        "question": [{"name": "www.example.com.", "class": "IN", "type": "A"}],
+        "answer": [
+            {
+                "name": "www.example.com.",
+                "ttl": 300,
+                "class": "IN",
+                "type": "A",
+                "data": "127.1.0.1",
+            }
+        ],
+        "authority": [],
+        "additional": [],
+        "query_time_ms": 12.3,
+        "server": "127.0.0.1#5353",
+        "transport": "UDP",
+        "when": "2024-03-01T12:30:05+00:00",
+        "size": len(data),
+    }
+
+
+def test_format_json_without_edns_has_null_opt() -> None:
+    assert json.loads(format_json(make_reply(reply_bytes(edns=False))))["opt"] is None
