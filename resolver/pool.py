@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar, cast
 
 from resolver.errors import ConfigError, GuardReleased, PoolClosed, PoolTimeout
 
@@ -76,7 +76,7 @@ class Guard(Generic[T]):
 
     __slots__ = ("_entry", "_pool")
 
-    def __init__(self, pool: Pool[T], entry: _Entry[T]) -> None:
+    def __init__(self, pool: Pool[T], entry: _Entry[T] | None) -> None:
         self._pool = pool
         self._entry: _Entry[T] | None = entry
 
@@ -125,9 +125,26 @@ class Guard(Generic[T]):
         return f"<Guard {state}>"
 
 
+class _Ready:
+    """An awaitable that completes at once with None, without a coroutine frame: what the
+    context manager's exit returns, since returning an object never needs to wait."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[object, None, None]:
+        # Any iterator will do for await; an empty one finishes at once with None.
+        return cast(Generator[object, None, None], iter(()))
+
+
+_READY = _Ready()
+
+
 class _Acquire(Generic[T]):
     """What ``pool.acquire()`` returns: awaitable (a Guard) and an async context manager (the
-    object itself, returned to the pool when the block ends)."""
+    object itself, returned to the pool when the block ends).
+
+    ``__aenter__`` and ``__aexit__`` are plain methods returning awaitables: the common cases
+    (an idle object; any release) then cost no coroutine frame at all."""
 
     __slots__ = ("_entry", "_pool", "_timeout")
 
@@ -139,24 +156,38 @@ class _Acquire(Generic[T]):
     def __await__(self) -> Generator[object, None, Guard[T]]:
         return self._pool._acquire(self._timeout).__await__()
 
-    async def __aenter__(self) -> T:
+    def __aenter__(self) -> Awaitable[T]:
         pool = self._pool
-        entry = pool._take_idle()
+        entry = pool._take_idle() if pool._idle or pool._closed else None
         if entry is None:
-            entry = await pool._wait(self._timeout)
+            return pool._wait(self._timeout, self)
         self._entry = entry
-        return entry.obj
+        return _Value(entry.obj)
 
-    async def __aexit__(
+    def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> Awaitable[None]:
         entry = self._entry
         if entry is not None:
             self._entry = None
             self._pool._put_back(entry)
+        return _READY
+
+
+class _Value(Generic[T]):
+    """An awaitable that completes at once with a value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+
+    def __await__(self) -> Generator[object, None, T]:
+        return self._value
+        yield  # unreachable: makes this a generator that returns at once
 
 
 class Pool(Generic[T]):
@@ -195,6 +226,7 @@ class Pool(Generic[T]):
         self._max_size = max_size if max_size is not None else max(len(given), min_size, 1)
         self._max_uses = max_uses
         self._max_age = max_age
+        self._recycles = max_uses is not None or max_age is not None
         self._random = rng if order == "random" else None
         if order == "random" and self._random is None:
             self._random = random.Random()
@@ -329,9 +361,11 @@ class Pool(Generic[T]):
 
     async def _acquire(self, timeout: float | None) -> Guard[T]:
         entry = self._take_idle()
-        if entry is None:
-            entry = await self._wait(timeout)
-        return Guard(self, entry)
+        if entry is not None:
+            return Guard(self, entry)
+        guard: Guard[T] = Guard(self, None)
+        await self._wait(timeout, guard)
+        return guard
 
     def _take_idle(self) -> _Entry[T] | None:
         """Check out an idle object if one is free; None means the caller must wait."""
@@ -359,8 +393,11 @@ class Pool(Generic[T]):
             self._loop = asyncio.get_running_loop()
         return self._loop
 
-    async def _wait(self, timeout: float | None) -> _Entry[T]:
-        loop = self._bind_loop()
+    async def _wait(self, timeout: float | None, holder: Guard[T] | _Acquire[T]) -> T:
+        """Queue as a waiter until an object is handed over; store it in ``holder``."""
+        if self._closed:
+            raise PoolClosed("the pool is closed")
+        loop = self._loop or self._bind_loop()
         fut: asyncio.Future[_Entry[T]] = loop.create_future()
         self._waiters.append(fut)
         self._live_waiters += 1
@@ -370,19 +407,23 @@ class Pool(Generic[T]):
         try:
             entry = await fut
         except asyncio.CancelledError:
-            if fut.cancelled():
-                self._live_waiters -= 1
-                self._purge_waiters()
-            elif fut.exception() is None:
-                # Cancelled after the hand-off but before we resumed: the object is ours, so
-                # pass it on rather than lose it.
-                self._put_back(fut.result())
-            self._n_cancelled += 1
+            self._cancelled_waiter(fut)
             raise
         finally:
             if timer is not None:
                 timer.cancel()
-        return entry
+        holder._entry = entry
+        return entry.obj
+
+    def _cancelled_waiter(self, fut: asyncio.Future[_Entry[T]]) -> None:
+        self._n_cancelled += 1
+        if fut.cancelled():
+            self._live_waiters -= 1
+            self._purge_waiters()
+        elif fut.exception() is None:
+            # Cancelled after the hand-off but before it resumed: the object is the waiter's,
+            # so pass it on rather than lose it.
+            self._put_back(fut.result())
 
     def _expire(self, fut: asyncio.Future[_Entry[T]]) -> None:
         if not fut.done():
@@ -412,8 +453,9 @@ class Pool(Generic[T]):
             self._in_use -= 1
             self._retire(entry, replace=False)
             return
-        if (self._max_uses is not None and entry.uses >= self._max_uses) or (
-            self._max_age is not None and self._too_old(entry)
+        if self._recycles and (
+            (self._max_uses is not None and entry.uses >= self._max_uses)
+            or (self._max_age is not None and self._too_old(entry))
         ):
             self._in_use -= 1
             self._retire(entry, replace=True)
@@ -429,7 +471,8 @@ class Pool(Generic[T]):
                 return
         self._in_use -= 1
         self._idle.append(entry)
-        self._notify_drained()
+        if self._drained is not None:
+            self._notify_drained()
 
     def _discard(self, entry: _Entry[T]) -> None:
         self._in_use -= 1
