@@ -11,14 +11,18 @@ from resolver.errors import (
     UpstreamError,
     WireError,
 )
+from resolver.pool import Guard, Pool, PoolStatistics
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "Guard",
     "GuardReleased",
+    "Pool",
     "PoolClosed",
     "PoolError",
+    "PoolStatistics",
     "PoolTimeout",
     "ResolutionFailed",
     "ResolverError",
