@@ -43,6 +43,7 @@ DEFAULT_RESOLV_CONF = Path("/etc/resolv.conf")
 DEFAULT_PORT = 53
 # glibc (and so dig) ask the local host when resolv.conf names no server.
 _FALLBACK_SERVER = "127.0.0.1"
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 # One query needs one socket; a retry after a timeout opens a fresh one anyway.
 _ONE_SHOT_TRANSPORT = TransportConfig(pool=SocketPoolConfig(min_size=1, max_size=4))
 
@@ -160,7 +161,7 @@ def server_address(
 
     ``server`` and ``env_server`` may carry a port (``127.0.0.1:5353``, ``[::1]:53``); ``port``
     (``-p``) overrides it; the default is 53. Raises ConfigError naming the bad part for an
-    address that is not an IP or a port outside 1-65535.
+    address that is not an IP, is multicast or broadcast, or a port outside 1-65535.
     """
     if server is not None:
         text, field = server, "@SERVER"
@@ -172,6 +173,9 @@ def server_address(
         # resolv.conf holds bare addresses: an IPv6 one must not be split at its colons.
         text = f"[{text}]" if ":" in text else text
     host, text_port = parse_address(text, DEFAULT_PORT, name=field)
+    ip = ipaddress.ip_address(host.partition("%")[0])
+    if ip.is_multicast or ip == _BROADCAST:
+        raise ConfigError(field, f"{host} is a multicast or broadcast address, not a server")
     if port is not None:
         text_port, field = port, "--port"
     if not 1 <= text_port <= 65535:

@@ -151,6 +151,8 @@ def test_env_server_overrides_resolv_conf_and_at_server_overrides_both(tmp_path:
         pytest.param("127.0.0.1:0", None, "@SERVER: port 0", id="at-port-0"),
         pytest.param("127.0.0.1:70000", None, "@SERVER: port '70000'", id="at-port-70000"),
         pytest.param("[::1", None, "unclosed", id="unclosed-bracket"),
+        pytest.param("255.255.255.255", None, "broadcast", id="broadcast"),
+        pytest.param("ff02::fb", None, "multicast", id="multicast"),
     ],
 )
 def test_server_address_rejects(server: str, port: int | None, match: str, tmp_path: Path) -> None:
