@@ -262,9 +262,11 @@ def query(
     \b
     Exit codes:
       0   a reply came (whatever its rcode, NXDOMAIN included)
+      1   any other failure
       2   usage error: bad option, bad name, unknown type or class
       9   no server replied (timeout, unreachable, unusable reply)
-      10  unusable server address (not an IP, port not 1-65535)
+      10  unusable server address (not an IP, port not 1-65535, multicast,
+          broadcast, no socket can be opened toward it)
     """
     from resolver.dig import format_json, format_short, format_text
     from resolver.query import QueryOptions, parse_arguments, run_query, server_address
