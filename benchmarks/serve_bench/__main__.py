@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.serve_bench.main import main
+
+sys.exit(main())

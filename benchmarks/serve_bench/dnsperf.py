@@ -1,0 +1,121 @@
+"""One bounded dnsperf run and what it measured, with the CPU the servers used meanwhile."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+
+from benchmarks.serve_bench.servers import (
+    HOST,
+    LOAD_CORE,
+    QUERIES,
+    Proc,
+    SetupError,
+    UpstreamCounter,
+    cpu_seconds,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    server: str
+    workload: str
+    sent: int
+    completed: int
+    lost: int
+    qps: float
+    latency_ms: float
+    rcodes: str
+    server_cpu: float  # share of one core, 1.0 = 100%
+    upstream_cpu: float
+    upstream_per_query: float
+    wall: float
+
+    @property
+    def per_cpu_second(self) -> float:
+        """Queries answered per second of the server's own CPU time: less noisy than qps
+        on a shared machine, where the server under test rarely gets its core to itself."""
+        cpu = self.server_cpu * self.wall
+        return self.completed / cpu if cpu else 0.0
+
+
+def dnsperf_argv(port: int, workload: str, seconds: float, outstanding: int) -> list[str]:
+    return [
+        "taskset",
+        "-c",
+        LOAD_CORE,
+        "dnsperf",
+        "-s",
+        HOST,
+        "-p",
+        str(port),
+        "-d",
+        str(QUERIES / f"{workload}.txt"),
+        "-l",
+        f"{seconds:g}",
+        "-c",
+        "1",
+        "-q",
+        str(outstanding),
+        "-t",
+        "2",
+    ]
+
+
+def _field(text: str, label: str) -> str:
+    match = re.search(rf"^\s*{re.escape(label)}:\s*(.+)$", text, re.MULTILINE)
+    if match is None:
+        raise SetupError(f"dnsperf output lacks {label!r}:\n{text}")
+    return match.group(1).strip()
+
+
+def parse_dnsperf(text: str) -> tuple[int, int, int, float, float, str]:
+    """(sent, completed, lost, qps, average latency in ms, response codes) from dnsperf."""
+    sent = int(_field(text, "Queries sent").split()[0])
+    completed = int(_field(text, "Queries completed").split()[0])
+    lost = int(_field(text, "Queries lost").split()[0])
+    qps = float(_field(text, "Queries per second").split()[0])
+    latency = float(_field(text, "Average Latency (s)").split()[0]) * 1000
+    rcodes = re.search(r"^\s*Response codes:\s*(.*)$", text, re.MULTILINE)
+    return sent, completed, lost, qps, latency, rcodes.group(1).strip() if rcodes else "-"
+
+
+def measure(
+    server: str,
+    target: Proc,
+    upstream: Proc,
+    counter: UpstreamCounter,
+    workload: str,
+    seconds: float,
+    outstanding: int,
+) -> Run:
+    """One bounded dnsperf run at ``target``, with the CPU both servers used meanwhile."""
+    argv = dnsperf_argv(target.port, workload, seconds, outstanding)
+    answered_before = counter.read()
+    cpu_before = (cpu_seconds(target.pid), cpu_seconds(upstream.pid))
+    wall = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    wall = time.monotonic() - wall
+    cpu_after = (cpu_seconds(target.pid), cpu_seconds(upstream.pid))
+    answered = counter.read() - answered_before
+    if done.returncode != 0:
+        raise SetupError(f"dnsperf failed ({done.returncode}):\n{done.stderr}{done.stdout}")
+    sent, completed, lost, qps, latency, rcodes = parse_dnsperf(done.stdout)
+    if target is upstream:
+        answered = completed  # dnsperf's own queries: one upstream query each
+    return Run(
+        server=server,
+        workload=workload,
+        sent=sent,
+        completed=completed,
+        lost=lost,
+        qps=qps,
+        latency_ms=latency,
+        rcodes=rcodes,
+        server_cpu=(cpu_after[0] - cpu_before[0]) / wall,
+        upstream_cpu=(cpu_after[1] - cpu_before[1]) / wall,
+        upstream_per_query=answered / completed if completed else 0.0,
+        wall=wall,
+    )
