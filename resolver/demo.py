@@ -78,7 +78,7 @@ def _record_text(record: Record) -> str:
     return _clip(record.data)
 
 
-def summarize(message: Message) -> str:
+def _summarize(message: Message) -> str:
     """One line: the status and the first few answer records."""
     if not message.answer:
         soa = any(r.rtype == "SOA" for r in message.authority)
@@ -121,7 +121,7 @@ async def _ask_all(client: Upstream, authority: Authority, write: Write) -> int:
             write(f"    no reply: {exc}")
             continue
         asked = len(authority.queries) - asked_before
-        write(f"    {summarize(reply.message)}")
+        write(f"    {_summarize(reply.message)}")
         write(
             f"    {reply.elapsed * 1000:.1f} ms over {reply.transport}, {reply.message.size} bytes;"
             f" the authority was asked {asked} time{'' if asked == 1 else 's'}"

@@ -240,3 +240,20 @@ def test_format_json_is_one_object_with_the_same_content() -> None:
 
 def test_format_json_without_edns_has_null_opt() -> None:
     assert json.loads(format_json(make_reply(reply_bytes(edns=False))))["opt"] is None
+
+
+def test_dig_module_exports_the_model_and_the_formatters() -> None:
+    import resolver.dig
+
+    assert sorted(resolver.dig.__all__) == [
+        "Message",
+        "Opt",
+        "QuestionEntry",
+        "Record",
+        "Reply",
+        "decode",
+        "format_json",
+        "format_short",
+        "format_text",
+        "server_text",
+    ]

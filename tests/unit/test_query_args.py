@@ -176,3 +176,20 @@ def test_bad_env_server_is_named(tmp_path: Path) -> None:
 def test_query_options_reject(kwargs: dict[str, float], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         QueryOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_query_and_demo_modules_pin_their_public_names() -> None:
+    import resolver.demo
+    import resolver.query
+
+    assert sorted(resolver.query.__all__) == [
+        "DEFAULT_RESOLV_CONF",
+        "QueryOptions",
+        "Question",
+        "ask",
+        "nameserver_from_resolv_conf",
+        "parse_arguments",
+        "run_query",
+        "server_address",
+    ]
+    assert sorted(resolver.demo.__all__) == ["DEMO_QUESTIONS", "find_fixtures", "run_demo"]
