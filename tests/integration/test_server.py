@@ -1,0 +1,525 @@
+"""The daemon (Server + Forwarder) in front of the fake authority, driven by raw UDP and TCP
+clients: relayed answers, header rules, malformed queries, access control, truncation, TCP
+pipelining and limits, graceful shutdown, and random bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import struct
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from resolver.authority import Authority
+from resolver.config import Config, ForwarderConfig, ServerConfig, SocketPoolConfig, TransportConfig
+from resolver.daemon import Daemon
+from resolver.wire import (
+    EDNS0,
+    FORMERR,
+    NOERROR,
+    NOTIMP,
+    NXDOMAIN,
+    REFUSED,
+    SERVFAIL,
+    DNSRecord,
+    read_header,
+)
+
+BOUND = 10.0  # every test finishes well within this; reached only when a test is failing
+WAIT = 3.0  # the longest any single reply may take
+Address = tuple[str, int]
+
+
+# --- clients ------------------------------------------------------------------------------
+
+
+def query(
+    name: str = "www.example.com.",
+    qtype: str = "A",
+    *,
+    qid: int = 4321,
+    edns: int | None = None,
+    rd: bool = True,
+) -> bytes:
+    message = DNSRecord.question(name, qtype)
+    message.header.id = qid
+    message.header.rd = int(rd)
+    if edns is not None:
+        message.add_ar(EDNS0(udp_len=edns))
+    return bytes(message.pack())
+
+
+class UdpClient(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[bytes] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.received.put_nowait(data)
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data)
+
+    async def next(self) -> bytes:
+        async with asyncio.timeout(WAIT):
+            return await self.received.get()
+
+    async def reply_to(self, qid: int) -> bytes:
+        """The next datagram carrying ``qid``, skipping others."""
+        while True:
+            data = await self.next()
+            if data[:2] == qid.to_bytes(2, "big"):
+                return data
+
+
+@contextlib.asynccontextmanager
+async def udp_client(address: Address) -> AsyncIterator[UdpClient]:
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_datagram_endpoint(UdpClient, remote_addr=address)
+    try:
+        yield client
+    finally:
+        transport.close()
+
+
+async def udp_ask(address: Address, message: bytes) -> bytes:
+    async with udp_client(address) as client:
+        client.send(message)
+        return await client.next()
+
+
+def frame(message: bytes) -> bytes:
+    return len(message).to_bytes(2, "big") + message
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes:
+    async with asyncio.timeout(WAIT):
+        size = int.from_bytes(await reader.readexactly(2), "big")
+        return await reader.readexactly(size)
+
+
+async def tcp_ask(address: Address, *messages: bytes) -> list[bytes]:
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        writer.write(b"".join(frame(m) for m in messages))
+        return [await read_frame(reader) for _ in messages]
+    finally:
+        writer.close()
+
+
+async def ask(address: Address, message: bytes, transport: str) -> bytes:
+    if transport == "udp":
+        return await udp_ask(address, message)
+    (reply,) = await tcp_ask(address, message)
+    return reply
+
+
+def records(section: list[Any]) -> list[tuple[str, int, str]]:
+    """Records without TTLs (a cache may count them down), sorted."""
+    return sorted((str(rr.rname), rr.rtype, str(rr.rdata)) for rr in section)
+
+
+def rcode(reply: bytes) -> int:
+    """The full rcode: header bits plus the OPT record's extended bits."""
+    parsed = DNSRecord.parse(reply)
+    extended = [rr.ttl >> 24 for rr in parsed.ar if rr.rtype == 41]
+    return (extended[0] << 4 if extended else 0) | read_header(reply).rcode
+
+
+async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Bounded polling, one loop iteration at a time, until ``condition`` holds."""
+    async with asyncio.timeout(timeout):
+        for _ in itertools.count():
+            if condition():
+                return
+            await asyncio.sleep(0)
+
+
+async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
+    """Read until the server closes the connection: EOF, or a reset when it closed with our
+    query unread. False if it sent anything instead."""
+    try:
+        async with asyncio.timeout(WAIT):
+            return await reader.read() == b""
+    except ConnectionResetError:
+        return True
+
+
+# --- the daemon ---------------------------------------------------------------------------
+
+
+async def start_daemon(config: Config) -> Daemon:
+    """Start a Daemon on port 0. Server.start binds UDP to port 0, then TCP to the same
+    number, and fails when that TCP port is taken (seen with tests running in parallel); the
+    Authority retries with another port, the Server does not yet, so this helper does."""
+    for _ in range(5):
+        instance = Daemon(config)
+        try:
+            await instance.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            continue
+        return instance
+    raise AssertionError("no port free for both UDP and TCP after 5 tries")
+
+
+@contextlib.asynccontextmanager
+async def daemon(
+    authority: Authority, *, query_timeout: float = 2.0, **server: Any
+) -> AsyncIterator[Daemon]:
+    config = Config(
+        server=ServerConfig(listen=(("127.0.0.1", 0),), **server),
+        forwarder=ForwarderConfig(
+            upstreams=(authority.address,),
+            upstream_timeout=min(0.5, query_timeout / 2),
+            query_timeout=query_timeout,
+        ),
+        transport=TransportConfig(pool=SocketPoolConfig(min_size=2, max_size=16)),
+    )
+    instance = await start_daemon(config)
+    try:
+        yield instance
+    finally:
+        # Let upstream sockets being created finish first: closing a pool mid-creation leaks
+        # the socket on uvloop (see test_forwarder.py's leak test).
+        with contextlib.suppress(TimeoutError):
+            await until(
+                lambda: all(
+                    u.pool.statistics().creating == 0 for u in instance.forwarder.upstreams
+                ),
+                timeout=2.0,
+            )
+        await instance.aclose()
+
+
+@pytest.fixture
+async def served(authority: Authority) -> AsyncIterator[Address]:
+    """The address of a daemon in front of ``authority`` with default server settings."""
+    async with daemon(authority) as instance:
+        yield instance.addresses[0]
+
+
+TRANSPORTS = [pytest.param("udp", id="udp"), pytest.param("tcp", id="tcp")]
+
+
+# --- relayed answers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("name", "qtype"),
+    [
+        pytest.param("www.example.com.", "A", id="www-A"),
+        pytest.param("www.example.com.", "AAAA", id="www-AAAA"),
+        pytest.param("example.com.", "MX", id="apex-MX"),
+        pytest.param("_sip._udp.example.com.", "SRV", id="SRV"),
+        pytest.param("txtonly.example.com.", "TXT", id="TXT"),
+        pytest.param("txtonly.example.com.", "A", id="nodata"),
+        pytest.param("alias.example.com.", "A", id="cname"),
+        pytest.param("chain1.example.com.", "A", id="cname-chain"),
+        pytest.param("nothere.example.com.", "A", id="nxdomain"),
+        pytest.param("dangling.example.com.", "A", id="cname-to-nxdomain"),
+    ],
+)
+async def test_answer_equals_the_authoritys(
+    authority: Authority, served: Address, transport: str, name: str, qtype: str
+) -> None:
+    async with asyncio.timeout(BOUND):
+        direct = DNSRecord.parse(await ask(authority.address, query(name, qtype), transport))
+        relayed = DNSRecord.parse(await ask(served, query(name, qtype), transport))
+    assert relayed.header.rcode == direct.header.rcode
+    assert records(relayed.rr) == records(direct.rr)
+    assert records(relayed.auth) == records(direct.auth)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_client_id_and_question_case_are_preserved(served: Address, transport: str) -> None:
+    message = query("wWw.ExAmPlE.CoM.", qid=0xBEEF)
+    async with asyncio.timeout(BOUND):
+        reply = await ask(served, message, transport)
+        again = await ask(served, query("WWW.example.COM.", qid=7), transport)  # maybe cached
+    end = 12 + len(b"\x03wWw\x07ExAmPlE\x03CoM\x00") + 4
+    assert reply[:2] == b"\xbe\xef"
+    assert reply[12:end] == message[12:end]
+    assert again[:2] == b"\x00\x07"
+    assert again[12:end] == query("WWW.example.COM.", qid=7)[12:end]
+    assert [str(rr.rdata) for rr in DNSRecord.parse(again).rr] == ["127.1.0.1"]
+
+
+@pytest.mark.parametrize(
+    "rd", [pytest.param(True, id="rd-set"), pytest.param(False, id="rd-clear")]
+)
+async def test_reply_sets_ra_clears_aa_and_echoes_rd(served: Address, rd: bool) -> None:
+    async with asyncio.timeout(BOUND):
+        header = read_header(await udp_ask(served, query(rd=rd)))
+    assert (header.qr, header.ra, header.aa, header.rd) == (True, True, False, rd)
+
+
+async def test_nxdomain_passes_through_with_the_soa(served: Address) -> None:
+    async with asyncio.timeout(BOUND):
+        reply = DNSRecord.parse(await udp_ask(served, query("nothere.example.com.")))
+    assert reply.header.rcode == NXDOMAIN
+    assert reply.rr == []
+    assert [(str(rr.rname), rr.rtype) for rr in reply.auth] == [("example.com.", 6)]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_dropping_upstream_gives_servfail_within_the_query_timeout(
+    authority: Authority, transport: str
+) -> None:
+    authority.faults.drop = True
+    if transport == "tcp":
+        authority.faults.close_tcp = True  # TCP upstream queries fail too (never used here)
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(BOUND), daemon(authority, query_timeout=0.6) as instance:
+        start = loop.time()
+        reply = await ask(instance.addresses[0], query(), transport)
+        elapsed = loop.time() - start
+    assert read_header(reply).rcode == SERVFAIL
+    assert read_header(reply).id == 4321
+    assert elapsed < 0.6 + 0.3
+
+
+# --- malformed and unusual queries --------------------------------------------------------
+
+
+def _header(flags: int, qd: int = 1, an: int = 0, ns: int = 0, ar: int = 0) -> bytes:
+    return struct.pack("!6H", 0x1234, flags, qd, an, ns, ar)
+
+
+_QUESTION = b"\x03www\x07example\x03com\x00\x00\x01\x00\x01"
+_OPT_V0 = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"
+_OPT_V1 = b"\x00\x00\x29\x04\xd0\x00\x01\x00\x00\x00\x00"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param(b"\x12\x34\x01\x00\x00", id="5-bytes"),
+        pytest.param(_header(0x8000) + _QUESTION, id="qr-set"),
+    ],
+)
+async def test_unanswerable_datagram_is_dropped_and_the_server_keeps_answering(
+    served: Address, message: bytes
+) -> None:
+    async with asyncio.timeout(BOUND), udp_client(served) as client:
+        client.send(message)
+        client.send(query(qid=99))
+        reply = await client.next()
+        assert reply[:2] == b"\x00\x63"  # the first datagram back answers the valid query
+        assert client.received.empty()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        pytest.param(_header(0x0100, qd=2) + _QUESTION + _QUESTION, FORMERR, id="qdcount-2"),
+        pytest.param(_header(0x0100) + b"\x05ab", FORMERR, id="junk-question"),
+        pytest.param(_header(0x0100, qd=0), FORMERR, id="no-question"),
+        pytest.param(_header(0x0100 | 4 << 11) + _QUESTION, NOTIMP, id="opcode-notify"),
+        pytest.param(_header(0x0100 | 5 << 11) + _QUESTION, NOTIMP, id="opcode-update"),
+        pytest.param(_header(0x0100, ar=1) + _QUESTION + _OPT_V1, 16, id="edns-version-1"),
+        pytest.param(_header(0x0100, ar=2) + _QUESTION + _OPT_V0 + _OPT_V0, FORMERR, id="two-opt"),
+    ],
+)
+async def test_malformed_or_unsupported_query_gets_an_error_rcode(
+    served: Address, transport: str, message: bytes, expected: int
+) -> None:
+    async with asyncio.timeout(BOUND):
+        reply = await ask(served, message, transport)
+        assert reply[:2] == b"\x12\x34"
+        assert read_header(reply).qr
+        assert rcode(reply) == expected
+        # ...and the server still answers.
+        valid = DNSRecord.parse(await ask(served, query(), transport))
+    assert [str(rr.rdata) for rr in valid.rr] == ["127.1.0.1"]
+
+
+async def test_client_outside_allow_is_refused(authority: Authority) -> None:
+    async with asyncio.timeout(BOUND), daemon(authority, allow=("10.0.0.0/8",)) as instance:
+        for transport in ("udp", "tcp"):
+            reply = await ask(instance.addresses[0], query(), transport)
+            assert read_header(reply).rcode == REFUSED
+    assert authority.queries == []
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_any_gets_the_rfc8482_hinfo_answer(
+    authority: Authority, served: Address, transport: str
+) -> None:
+    async with asyncio.timeout(BOUND):
+        raw = await ask(served, query("example.com.", "ANY"), transport)
+    reply = DNSRecord.parse(raw)
+    assert reply.header.rcode == NOERROR
+    (record,) = reply.rr
+    assert (record.rtype, record.ttl) == (13, 3600)  # HINFO
+    assert raw.endswith(b"\x00\x09\x07RFC8482\x00")  # rdlength 9: CPU "RFC8482", OS ""
+    assert authority.queries == []
+
+
+@pytest.mark.parametrize("qtype", ["AXFR", "IXFR"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_zone_transfer_is_refused(
+    authority: Authority, served: Address, transport: str, qtype: str
+) -> None:
+    async with asyncio.timeout(BOUND):
+        reply = await ask(served, query("example.com.", qtype), transport)
+    assert read_header(reply).rcode == REFUSED
+    assert authority.queries == []
+
+
+# --- sizes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "edns", "transport", "truncated", "count"),
+    [
+        pytest.param("many.example.com.", "A", None, "udp", True, 0, id="many-udp-no-edns"),
+        pytest.param("many.example.com.", "A", None, "tcp", False, 48, id="many-tcp-no-edns"),
+        pytest.param("many.example.com.", "A", 1232, "udp", False, 48, id="many-udp-edns"),
+        pytest.param("big.example.com.", "TXT", 1232, "udp", True, 0, id="big-udp-edns"),
+        pytest.param("big.example.com.", "TXT", 4096, "udp", True, 0, id="big-udp-edns-4096"),
+        pytest.param("big.example.com.", "TXT", 1232, "tcp", False, 8, id="big-tcp"),
+    ],
+)
+async def test_large_answers_are_truncated_to_the_client_udp_size_and_whole_over_tcp(
+    served: Address,
+    name: str,
+    qtype: str,
+    edns: int | None,
+    transport: str,
+    truncated: bool,
+    count: int,
+) -> None:
+    async with asyncio.timeout(BOUND):
+        raw = await ask(served, query(name, qtype, edns=edns), transport)
+    reply = DNSRecord.parse(raw)
+    assert bool(reply.header.tc) == truncated
+    assert len(reply.rr) == count
+    assert str(reply.q.qname) == name
+    if transport == "udp":
+        assert len(raw) <= (512 if edns is None else 1232)
+
+
+# --- TCP ----------------------------------------------------------------------------------
+
+
+async def test_pipelined_tcp_queries_are_all_answered_matched_by_id(served: Address) -> None:
+    names = ["www.example.com.", "mail.example.com.", "sip.example.com.", "nothere.example.com."]
+    messages = [query(name, qid=100 + i) for i, name in enumerate(names)]
+    async with asyncio.timeout(BOUND):
+        replies = await tcp_ask(served, *messages)
+    by_id = {read_header(r).id: DNSRecord.parse(r) for r in replies}
+    assert sorted(by_id) == [100, 101, 102, 103]
+    for i, name in enumerate(names):
+        assert str(by_id[100 + i].q.qname) == name
+    assert [str(rr.rdata) for rr in by_id[101].rr] == ["127.1.0.25"]
+    assert by_id[103].header.rcode == NXDOMAIN
+
+
+@pytest.mark.parametrize(
+    "ask_first", [pytest.param(False, id="silent"), pytest.param(True, id="after-a-query")]
+)
+async def test_idle_tcp_connection_is_closed(authority: Authority, ask_first: bool) -> None:
+    async with (
+        asyncio.timeout(BOUND),
+        daemon(authority, tcp_idle_timeout=0.2) as instance,
+    ):
+        reader, writer = await asyncio.open_connection(*instance.addresses[0])
+        try:
+            if ask_first:
+                writer.write(frame(query()))
+                await read_frame(reader)
+            assert await closed_by_peer(reader)
+        finally:
+            writer.close()
+        await until(lambda: instance.server.statistics().tcp_connections == 0)
+
+
+async def test_tcp_connections_beyond_the_cap_are_closed(authority: Authority) -> None:
+    async with (
+        asyncio.timeout(BOUND),
+        daemon(authority, max_tcp_connections=2) as instance,
+    ):
+        address = instance.addresses[0]
+        held = [await asyncio.open_connection(*address) for _ in range(2)]
+        try:
+            for reader, writer in held:  # answered, so the server has registered both
+                writer.write(frame(query()))
+                await read_frame(reader)
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(frame(query()))
+            assert await closed_by_peer(reader)
+            writer.close()
+            # Once one leaves, a new connection is served again.
+            held[0][1].close()
+            await until(lambda: instance.server.statistics().tcp_connections == 1)
+            (reply,) = await tcp_ask(address, query(qid=5))
+            assert read_header(reply).id == 5
+        finally:
+            for _, held_writer in held:
+                held_writer.close()
+
+
+# --- shutdown -----------------------------------------------------------------------------
+
+
+async def _refused(address: Address) -> bool:
+    """Whether TCP connections are refused (or reset while the listener closes)."""
+    try:
+        _, writer = await asyncio.open_connection(*address)
+    except (ConnectionRefusedError, ConnectionResetError):
+        return True
+    writer.close()
+    return False
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_graceful_shutdown_answers_queries_in_flight_and_stops_listening(
+    authority: Authority, transport: str
+) -> None:
+    authority.faults.delay = 0.3
+    async with asyncio.timeout(BOUND), daemon(authority) as instance:
+        address = instance.addresses[0]
+        pending = asyncio.ensure_future(ask(address, query(), transport))
+        await authority.wait_queries(1)
+        closing = asyncio.ensure_future(instance.aclose())
+        async with asyncio.timeout(WAIT):
+            # aclose stops the listeners before it waits for the queries in flight.
+            while not await _refused(address):
+                pass
+        assert not closing.done()
+        reply = DNSRecord.parse(await pending)
+        assert [str(rr.rdata) for rr in reply.rr] == ["127.1.0.1"]
+        await closing
+        assert await _refused(address)
+        await instance.aclose()  # idempotent
+
+
+# --- random bytes -------------------------------------------------------------------------
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.binary(max_size=600))
+async def test_random_datagrams_never_stop_the_server(served: Address, data: bytes) -> None:
+    async with asyncio.timeout(BOUND), udp_client(served) as client:
+        client.send(data)
+        client.send(query(qid=0xD0D0))
+        reply = await client.reply_to(0xD0D0)
+    assert read_header(reply).rcode == NOERROR
