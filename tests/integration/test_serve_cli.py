@@ -1,0 +1,210 @@
+"""`resolver authority` and `resolver serve` as real subprocesses: readiness, answering through
+the daemon, SIGTERM, and configuration errors (exit 3, one line naming the field)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from resolver.wire import NOERROR, DNSRecord
+
+STARTUP = 15.0  # bound on a subprocess becoming ready (interpreter start included)
+STOP = 5.0  # bound on a clean exit after SIGTERM
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP right now (racy, but only against this machine)."""
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no free port")
+
+
+def udp_query(port: int, name: str = "www.example.com.", timeout: float = 0.2) -> DNSRecord:
+    """One UDP query to 127.0.0.1:port; raises OSError (timeout, refused) without a reply."""
+    message = DNSRecord.question(name, "A")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", port))
+        sock.send(message.pack())
+        while True:
+            reply = DNSRecord.parse(sock.recv(65535))
+            if reply.header.id == message.header.id:
+                return reply
+
+
+def wait_ready(process: subprocess.Popen[str], port: int) -> None:
+    """Poll with DNS queries until ``port`` answers; fail with the stderr if the process
+    exits or STARTUP passes."""
+    deadline = time.monotonic() + STARTUP
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _, err = process.communicate()
+            pytest.fail(f"exited with {process.returncode} before answering:\n{err}")
+        with contextlib.suppress(OSError):
+            udp_query(port)
+            return
+    pytest.fail(f"no answer on port {port} within {STARTUP}s")
+
+
+def resolver(*args: str) -> list[str]:
+    return [sys.executable, "-m", "resolver", *args]
+
+
+@contextlib.contextmanager
+def running(args: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """Start a subprocess; kill it on the way out, whatever happened."""
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path.cwd()
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=STOP)
+
+
+@pytest.fixture
+def authority_port(fixtures_dir: Path) -> Iterator[int]:
+    """A `resolver authority` subprocess serving every fixture zone; its port."""
+    port = free_port()
+    zones = [f"--zone={path}" for path in sorted((fixtures_dir / "zones").glob("*.zone"))]
+    with running(resolver("authority", *zones, "--listen", f"127.0.0.1:{port}")) as process:
+        wait_ready(process, port)
+        yield port
+
+
+def test_serve_answers_through_the_daemon_and_stops_on_sigterm(authority_port: int) -> None:
+    port = free_port()
+    args = resolver(
+        "serve", "--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{authority_port}"
+    )
+    with running(args) as daemon:
+        wait_ready(daemon, port)
+        reply = udp_query(port, timeout=2.0)
+        assert reply.header.rcode == NOERROR
+        assert (reply.header.ra, reply.header.aa) == (1, 0)
+        assert [str(rr.rdata) for rr in reply.rr] == ["127.1.0.1"]
+        nxdomain = udp_query(port, "nothere.example.com.", timeout=2.0)
+        assert nxdomain.header.rcode == 3
+
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=STOP)
+        assert daemon.returncode == 0, err
+    assert "serving on 127.0.0.1:" in err
+    assert err.rstrip().endswith("stopped")
+    assert "Traceback" not in err
+
+
+def test_authority_stops_on_sigterm(authority_port: int) -> None:
+    # The fixture's process answered; a second one on another port is stopped here.
+    port = free_port()
+    zone = Path(__file__).resolve().parents[2] / "fixtures" / "zones" / "example.com.zone"
+    with running(resolver("authority", "--zone", str(zone), "--listen", f"127.0.0.1:{port}")) as p:
+        wait_ready(p, port)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=STOP)
+        assert p.returncode == 0, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "toml", "field"),
+    [
+        pytest.param(
+            ["--upstream", "not-an-ip"], None, "forwarder.upstreams", id="upstream-not-ip"
+        ),
+        pytest.param(
+            ["--listen", "1.2.3.4:99999", "--upstream", "127.0.0.1:53"],
+            None,
+            "server.listen",
+            id="listen-port-out-of-range",
+        ),
+        pytest.param([], None, "forwarder.upstreams", id="no-upstream"),
+        pytest.param(
+            ["--upstream-timeout", "-1", "--upstream", "127.0.0.1"],
+            None,
+            "forwarder.upstream_timeout",
+            id="negative-timeout",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            "[server]\nbogus = 1\n",
+            "server.bogus",
+            id="toml-unknown-key",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            "[nosuchsection]\nx = 1\n",
+            "nosuchsection",
+            id="toml-unknown-section",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            "[transport.pool]\nmax_uses = 0\n",
+            "pool.max_uses",
+            id="toml-bad-pool-value",
+        ),
+        pytest.param(["--upstream", "127.0.0.1"], "[server\n", "invalid TOML", id="toml-syntax"),
+    ],
+)
+def test_bad_configuration_exits_3_with_one_line_naming_the_field(
+    tmp_path: Path, args: list[str], toml: str | None, field: str
+) -> None:
+    if toml is not None:
+        path = tmp_path / "resolver.toml"
+        path.write_text(toml)
+        args = [*args, "--config", str(path)]
+    if not any(a == "--listen" for a in args):
+        args = [*args, "--listen", f"127.0.0.1:{free_port()}"]
+    result = subprocess.run(
+        resolver("serve", *args), capture_output=True, text=True, timeout=STARTUP
+    )
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert field in lines[0]
+    assert lines[0].startswith("resolver: error:")
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_on_a_taken_port_fails_with_one_line(authority_port: int) -> None:
+    args = resolver(
+        "serve",
+        "--listen",
+        f"127.0.0.1:{authority_port}",
+        "--upstream",
+        f"127.0.0.1:{authority_port}",
+    )
+    result = subprocess.run(args, capture_output=True, text=True, timeout=STARTUP)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1
+    assert "cannot start" in errors[0]
+
+
+def test_authority_with_a_bad_zone_exits_3(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.zone"
+    bad.write_text("$ORIGIN bad.\n@ 60 IN SOA ns host 1 2 3 4 5\n@ 60 IN NS ns\nx 60 IN A y\n")
+    args = resolver("authority", "--zone", str(bad), "--listen", f"127.0.0.1:{free_port()}")
+    result = subprocess.run(args, capture_output=True, text=True, timeout=STARTUP)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{bad}:4" in result.stderr
