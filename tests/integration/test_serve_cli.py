@@ -44,7 +44,9 @@ def udp_query(port: int, name: str = "www.example.com.", timeout: float = 0.2) -
         sock.send(message.pack())
         while True:
             reply = DNSRecord.parse(sock.recv(65535))
-            if reply.header.id == message.header.id:
+            # QR: while nothing listens on ``port`` the kernel may give this socket that very
+            # port, and it then receives its own query.
+            if reply.header.id == message.header.id and reply.header.qr:
                 return reply
 
 
@@ -56,8 +58,13 @@ def wait_ready(process: subprocess.Popen[str], port: int) -> None:
         if process.poll() is not None:
             _, err = process.communicate()
             pytest.fail(f"exited with {process.returncode} before answering:\n{err}")
-        with contextlib.suppress(OSError):
+        try:
             udp_query(port)
+        except ConnectionRefusedError:
+            time.sleep(0.02)  # nothing listens yet: pace the polling, not an ordering sleep
+        except OSError:
+            pass  # no reply within udp_query's timeout: ask again
+        else:
             return
     pytest.fail(f"no answer on port {port} within {STARTUP}s")
 
