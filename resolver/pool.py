@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, Literal, TypeVar, cast
+from typing import Generic, Literal, TypeVar
 
 from resolver.errors import ConfigError, GuardReleased, PoolClosed, PoolTimeout
 
@@ -125,26 +125,9 @@ class Guard(Generic[T]):
         return f"<Guard {state}>"
 
 
-class _Ready:
-    """An awaitable that completes at once with None, without a coroutine frame: what the
-    context manager's exit returns, since returning an object never needs to wait."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[object, None, None]:
-        # Any iterator will do for await; an empty one finishes at once with None.
-        return cast(Generator[object, None, None], iter(()))
-
-
-_READY = _Ready()
-
-
 class _Acquire(Generic[T]):
     """What ``pool.acquire()`` returns: awaitable (a Guard) and an async context manager (the
-    object itself, returned to the pool when the block ends).
-
-    ``__aenter__`` and ``__aexit__`` are plain methods returning awaitables: the common cases
-    (an idle object; any release) then cost no coroutine frame at all."""
+    object itself, returned to the pool when the block ends)."""
 
     __slots__ = ("_entry", "_pool", "_timeout")
 
@@ -156,38 +139,39 @@ class _Acquire(Generic[T]):
     def __await__(self) -> Generator[object, None, Guard[T]]:
         return self._pool._acquire(self._timeout).__await__()
 
-    def __aenter__(self) -> Awaitable[T]:
+    async def __aenter__(self) -> T:
         pool = self._pool
-        entry = pool._take_idle() if pool._idle or pool._closed else None
-        if entry is None:
-            return pool._wait(self._timeout, self)
+        if pool._idle or pool._closed:
+            entry = pool._take_idle()
+            if entry is not None:
+                self._entry = entry
+                return entry.obj
+        if self._timeout is not None or pool._factory is not None or pool._closed:
+            return await pool._wait(self._timeout, self)
+        # The plain wait (no timer, nothing to create), inlined: one coroutine per waiter
+        # instead of two, which is most of the cost of a contended acquire.
+        loop = pool._loop or pool._bind_loop()
+        fut: asyncio.Future[_Entry[T]] = loop.create_future()
+        pool._waiters.append(fut)
+        pool._live_waiters += 1
+        try:
+            entry = await fut
+        except asyncio.CancelledError:
+            pool._cancelled_waiter(fut)
+            raise
         self._entry = entry
-        return _Value(entry.obj)
+        return entry.obj
 
-    def __aexit__(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> Awaitable[None]:
+    ) -> None:
         entry = self._entry
         if entry is not None:
             self._entry = None
             self._pool._put_back(entry)
-        return _READY
-
-
-class _Value(Generic[T]):
-    """An awaitable that completes at once with a value."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: T) -> None:
-        self._value = value
-
-    def __await__(self) -> Generator[object, None, T]:
-        return self._value
-        yield  # unreachable: makes this a generator that returns at once
 
 
 class Pool(Generic[T]):
@@ -382,7 +366,8 @@ class Pool(Generic[T]):
             if self._max_age is not None and self._too_old(entry):
                 self._retire(entry, replace=True)
                 continue
-            entry.uses += 1
+            if self._max_uses is not None:
+                entry.uses += 1
             self._in_use += 1
             self._n_acquired += 1
             return entry
@@ -465,7 +450,8 @@ class Pool(Generic[T]):
             fut = waiters.popleft()
             if not fut.done():
                 self._live_waiters -= 1
-                entry.uses += 1
+                if self._max_uses is not None:
+                    entry.uses += 1
                 self._n_acquired += 1
                 fut.set_result(entry)
                 return
