@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from resolver.authority import Authority
 from resolver.config import Config, ForwarderConfig, ServerConfig, SocketPoolConfig, TransportConfig
 from resolver.daemon import Daemon
+from resolver.transport import Upstream
 from resolver.wire import (
     EDNS0,
     FORMERR,
@@ -136,6 +137,13 @@ def rcode(reply: bytes) -> int:
     return (extended[0] << 4 if extended else 0) | read_header(reply).rcode
 
 
+def idle_pool(upstream: Upstream) -> bool:
+    """No exchange holds a socket and none is being made: a socket still in use may yet be
+    discarded and replaced, and closing the pool mid-creation leaks on uvloop."""
+    stats = upstream.pool.statistics()
+    return stats.in_use == 0 and stats.creating == 0
+
+
 async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
     """Bounded polling, one loop iteration at a time, until ``condition`` holds."""
     async with asyncio.timeout(timeout):
@@ -195,9 +203,7 @@ async def daemon(
         # the socket on uvloop (see test_forwarder.py's leak test).
         with contextlib.suppress(TimeoutError):
             await until(
-                lambda: all(
-                    u.pool.statistics().creating == 0 for u in instance.forwarder.upstreams
-                ),
+                lambda: all(idle_pool(u) for u in instance.forwarder.upstreams),
                 timeout=2.0,
             )
         await instance.aclose()

@@ -50,7 +50,7 @@ async def open_upstream(
         # Closing a pool while a socket is half-made leaks it on uvloop (the leak test in
         # test_forwarder.py); let creations finish so that bug fails one test, not all.
         with contextlib.suppress(TimeoutError):
-            await until(lambda: upstream.pool.statistics().creating == 0)
+            await until(lambda: idle_pool(upstream))
         await upstream.aclose()
 
 
@@ -64,6 +64,13 @@ async def ask(
 ) -> bytes:
     deadline = asyncio.get_running_loop().time() + timeout
     return await upstream.exchange(name_to_wire(name), qtype, CLASS_IN, deadline=deadline, tcp=tcp)
+
+
+def idle_pool(upstream: Upstream) -> bool:
+    """No exchange holds a socket and none is being made: a socket still in use may yet be
+    discarded and replaced, and closing the pool mid-creation leaks on uvloop."""
+    stats = upstream.pool.statistics()
+    return stats.in_use == 0 and stats.creating == 0
 
 
 async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
