@@ -189,12 +189,28 @@ class Upstream:
         await self.pool.aclose(timeout=1.0)
 
     async def _open_socket(self) -> _UdpSocket:
+        """A fresh connected UDP socket. Cancellation-safe: a socket finished after its
+        opener was cancelled is closed, never leaked (uvloop hangs at close on a leaked one)."""
         loop = asyncio.get_running_loop()
+        opening = loop.create_task(self._bind_and_wrap(loop))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_if_opened)
+            raise
+
+    async def _bind_and_wrap(self, loop: asyncio.AbstractEventLoop) -> _UdpSocket:
         # connect() binds a fresh random ephemeral port and makes the kernel drop datagrams
-        # from any other source; the protocol still checks the source itself.
-        _, protocol = await loop.create_datagram_endpoint(
-            lambda: _UdpSocket(self), remote_addr=self.address, family=self._family
-        )
+        # from any other source (the protocol checks the source itself too). Done here with
+        # the socket module: the address is numeric, so no resolver thread is involved.
+        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect(self.address)
+            _, protocol = await loop.create_datagram_endpoint(lambda: _UdpSocket(self), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         return protocol
 
     async def _close_socket(self, sock: _UdpSocket) -> None:
@@ -331,6 +347,13 @@ class Upstream:
             f"<Upstream {self.name} queries={s.queries} replies={s.replies} strays={s.strays} "
             f"timeouts={s.timeouts} sockets={s.pool.size}>"
         )
+
+
+def _close_if_opened(task: asyncio.Task[_UdpSocket]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        transport = task.result().transport
+        if transport is not None:
+            transport.close()
 
 
 def _expire(future: asyncio.Future[bytes], name: str) -> None:
