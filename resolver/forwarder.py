@@ -42,6 +42,37 @@ def normalize(reply: bytes) -> bytes:
     return reply[:2] + flags.to_bytes(2, "big") + reply[4:]
 
 
+class _Shared:
+    """One upstream query in flight for a question. Later askers of the same question wait on
+    ``future``, made only when the first of them arrives (usually nobody does)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[bytes] | None = None
+
+    def follow(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[bytes]:
+        if self.future is None:
+            self.future = loop.create_future()
+            # A follower that gave up never reads the outcome; reading it here keeps asyncio
+            # from logging "exception was never retrieved".
+            self.future.add_done_callback(_retrieve)
+        return self.future
+
+    def succeed(self, reply: bytes) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_result(reply)
+
+    def fail(self, exc: BaseException) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_exception(exc)
+
+
+def _retrieve(future: asyncio.Future[bytes]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class _Health:
     __slots__ = ("down_until", "failures", "srtt")
 
@@ -71,6 +102,8 @@ class Selector:
 
     def order(self, now: float) -> list[int]:
         count = len(self._health)
+        if count == 1:
+            return [0]
         policy = self._config.policy
         if policy == "round_robin":
             start = self._next
@@ -151,7 +184,8 @@ class Forwarder:
         self.selector = Selector(len(self.upstreams), config, rng=rng)
         self.cache = cache
         self._clock = clock
-        self._inflight: dict[CacheKey, asyncio.Task[bytes]] = {}
+        self._inflight: dict[CacheKey, _Shared] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[bytes]] = set()
         self._queries = 0
         self._answered = 0
@@ -164,9 +198,13 @@ class Forwarder:
         self._upstream_queries = 0
 
     def _now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        if self._clock is not None:
+            return self._clock()
+        return (self._loop or asyncio.get_running_loop()).time()
 
     async def start(self) -> None:
+        """Open every upstream's socket pool. Raises UpstreamUnreachable."""
+        self._loop = asyncio.get_running_loop()
         async with asyncio.TaskGroup() as group:
             for upstream in self.upstreams:
                 group.create_task(upstream.start())
@@ -220,16 +258,18 @@ class Forwarder:
         if cached is not None:
             return cached
         self._queries += 1
-        task = self._inflight.get(key)
-        if task is None:
-            task = self._start_fetch(key, name, qtype, qclass, do, cd, deadline)
+        shared = self._inflight.get(key)
+        if shared is None and stale is None:
+            return await self._lead(key, name, qtype, qclass, do, cd, deadline)
+        if shared is None:
+            shared = self._start_background(key, name, qtype, qclass, do, cd, deadline)
         else:
             self._coalesced += 1
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         wait_until = deadline if stale is None else min(deadline, loop.time() + _STALE_ANSWER_AFTER)
         try:
             async with asyncio.timeout_at(wait_until):
-                reply = await asyncio.shield(task)
+                reply = await asyncio.shield(shared.follow(loop))
         except (ResolutionFailed, TimeoutError) as exc:
             stale = stale or self._stale_entry(key)
             if stale is not None and self.cache is not None:
@@ -239,6 +279,36 @@ class Forwarder:
             if isinstance(exc, ResolutionFailed):
                 raise
             raise ResolutionFailed("no upstream answered before the deadline") from exc
+        self._answered += 1
+        return reply
+
+    async def _lead(
+        self,
+        key: CacheKey,
+        name: bytes,
+        qtype: int,
+        qclass: int,
+        do: bool,
+        cd: bool,
+        deadline: float,
+    ) -> bytes:
+        """Ask upstream in this client's own task (no extra task or timer on the common
+        path); identical questions arriving meanwhile wait for this one's outcome."""
+        shared = _Shared()
+        self._inflight[key] = shared
+        try:
+            reply = await self._fetch(key, name, qtype, qclass, do, cd, deadline)
+        except BaseException as exc:
+            if isinstance(exc, ResolutionFailed):
+                self._failed += 1
+                shared.fail(exc)
+            else:  # cancelled, or a bug: the followers must not wait for nothing
+                shared.fail(ResolutionFailed("the query was abandoned", [exc]))
+            raise
+        finally:
+            if self._inflight.get(key) is shared:
+                del self._inflight[key]
+        shared.succeed(reply)
         self._answered += 1
         return reply
 
@@ -254,10 +324,11 @@ class Forwarder:
         if key in self._inflight:
             return
         self._prefetches += 1
-        deadline = asyncio.get_running_loop().time() + self.config.query_timeout
-        self._start_fetch(key, name, qtype, qclass, do, cd, deadline)
+        loop = self._loop or asyncio.get_running_loop()
+        deadline = loop.time() + self.config.query_timeout
+        self._start_background(key, name, qtype, qclass, do, cd, deadline)
 
-    def _start_fetch(
+    def _start_background(
         self,
         key: CacheKey,
         name: bytes,
@@ -266,22 +337,27 @@ class Forwarder:
         do: bool,
         cd: bool,
         deadline: float,
-    ) -> asyncio.Task[bytes]:
-        """One shared upstream query for ``key``: it runs in its own task so that a client
-        giving up (or cancelled) does not cancel it for the others waiting on it."""
-        coro = self._fetch(key, name, qtype, qclass, do, cd, deadline)
-        task = asyncio.get_running_loop().create_task(coro)
-        self._inflight[key] = task
+    ) -> _Shared:
+        """A refresh (prefetch, or behind a stale answer) in its own task, so that the client
+        that started it may stop waiting while it goes on for the cache and for others."""
+        shared = _Shared()
+        self._inflight[key] = shared
+        loop = self._loop or asyncio.get_running_loop()
+        task = loop.create_task(self._fetch(key, name, qtype, qclass, do, cd, deadline))
         self._background.add(task)
-        task.add_done_callback(lambda t: self._fetch_done(key, t))
-        return task
+        task.add_done_callback(lambda t: self._background_done(key, shared, t))
+        return shared
 
-    def _fetch_done(self, key: CacheKey, task: asyncio.Task[bytes]) -> None:
-        if self._inflight.get(key) is task:
+    def _background_done(self, key: CacheKey, shared: _Shared, task: asyncio.Task[bytes]) -> None:
+        if self._inflight.get(key) is shared:
             del self._inflight[key]
         self._background.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a refresh nobody waited for must not log noise
+        if task.cancelled():
+            shared.fail(ResolutionFailed("the refresh was cancelled"))
+        elif (exc := task.exception()) is not None:
+            shared.fail(exc)
+        else:
+            shared.succeed(task.result())
 
     async def _fetch(
         self,
@@ -312,7 +388,7 @@ class Forwarder:
         attempts: list[BaseException] = []
         fallback: bytes | None = None
         unreachable: set[int] = set()
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         for round_ in range(_ROUNDS):
             for index in self.selector.order(self._now()):
                 if index in unreachable:

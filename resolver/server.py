@@ -125,6 +125,7 @@ class Server:
         self._connections: set[asyncio.StreamWriter] = set()
         self._stop = asyncio.Event()
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
         self.addresses: list[Address] = []
         self._counts = dict.fromkeys(
             ("udp", "tcp", "answered", "servfail", "formerr", "refused", "dropped", "truncated"), 0
@@ -155,22 +156,30 @@ class Server:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop listening, let in-flight queries finish (up to shutdown_grace), close.
+        """Shut down gracefully. Idempotent: every call waits for the same closing work,
+        which goes on even if a caller is cancelled.
 
-        Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
-        for transport in self._udp:
-            transport.close()
-        for server in self._tcp:
-            server.close()
+        New TCP connections are refused and new UDP queries dropped at once; queries in flight
+        get their answers (up to ``shutdown_grace`` seconds; then they are cancelled); then the
+        UDP sockets close (they stay open until then so those answers can still be sent from
+        the port the clients asked) and the TCP connections are closed.
+        """
+        if self._closing is None:
+            self._closed = True
+            self._stop.set()
+            for server in self._tcp:
+                server.close()
+            self._closing = asyncio.get_running_loop().create_task(self._drain_and_close())
+        await asyncio.shield(self._closing)
+
+    async def _drain_and_close(self) -> None:
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.config.shutdown_grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        for transport in self._udp:
+            transport.close()
         for writer in list(self._connections):
             writer.close()
         for server in self._tcp:
@@ -406,6 +415,9 @@ class _UdpListener(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         server = self._server
+        if server._closed:  # draining for shutdown: answer what is in flight, nothing new
+            server._counts["dropped"] += 1
+            return
         server._counts["udp"] += 1
         transport = self._transport
         assert transport is not None
