@@ -12,50 +12,18 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import struct
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Protocol, cast
 
 from resolver.config import Address, ServerConfig
 from resolver.errors import ResolutionFailed, WireError
-from resolver.wire.message import minimal_any_reply
-from resolver.wire.raw import (
-    CD,
-    FORMERR,
-    HEADER_SIZE,
-    NOTIMP,
-    OPCODE_QUERY,
-    QR,
-    RD,
-    REFUSED,
-    SERVFAIL,
-    TYPE_ANY,
-    TYPE_AXFR,
-    TYPE_IXFR,
-    QueryEdns,
-    error_reply,
-    read_header,
-    read_query_edns,
-    read_question,
-    truncated_reply,
-)
+from resolver.triage import Local, Parsed, fit, for_client, servfail, triage
+from resolver.wire.raw import FORMERR, error_reply
 
 __all__ = ["Answerer", "Server", "ServerStatistics"]
 
 log = logging.getLogger(__name__)
-
-_OPT = struct.Struct("!BHHBBHH")
-_DO = 0x8000
-# What we advertise to clients and the most we send over UDP (the DNS flag day 2020 value).
-_OUR_UDP_SIZE = 1232
-_BADVERS_HIGH = 1  # rcode 16 = extended rcode 1 << 4 | 0
-_UNANSWERABLE_TYPES = (TYPE_AXFR, TYPE_IXFR)
-_SPECIAL_TYPES = (TYPE_ANY, TYPE_AXFR, TYPE_IXFR)
-# Flag bits as seen in the first flags byte (message byte 2).
-_QR_HIGH = QR >> 8
-_RD_HIGH = RD >> 8
-_OPCODE_HIGH = 0x78
 
 
 class Answerer(Protocol):
@@ -87,18 +55,6 @@ class ServerStatistics:
     tcp_connections: int
 
 
-def _opt(udp_size: int, do: bool, ext_rcode: int = 0) -> bytes:
-    return _OPT.pack(0, 41, udp_size, ext_rcode, 0, _DO if do else 0, 0)
-
-
-def _with_opt(reply: bytes, edns: QueryEdns | None) -> bytes:
-    """Add our OPT to a locally made reply (which has none) when the client used EDNS."""
-    if edns is None:
-        return reply
-    arcount = int.from_bytes(reply[10:12], "big") + 1
-    return reply[:10] + arcount.to_bytes(2, "big") + reply[12:] + _opt(_OUR_UDP_SIZE, edns.do)
-
-
 class Server:
     """UDP and TCP listeners in front of an :class:`Answerer`.
 
@@ -128,14 +84,26 @@ class Server:
         self._closing: asyncio.Task[None] | None = None
         self.addresses: list[Address] = []
         self._counts = dict.fromkeys(
-            ("udp", "tcp", "answered", "servfail", "formerr", "refused", "dropped", "truncated"), 0
+            (
+                "udp",
+                "tcp",
+                "answered",
+                "servfail",
+                "formerr",
+                "notimp",
+                "refused",
+                "dropped",
+                "truncated",
+            ),
+            0,
         )
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         """Bind UDP (and TCP unless disabled) on every listen address. Raises OSError."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for host, port in self.config.listen:
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: _UdpListener(self), local_addr=(host, port)
@@ -234,134 +202,86 @@ class Server:
         self._allow_memo[host] = allowed
         return allowed
 
+    def local_or_cached(
+        self, query: bytes, client_host: str, *, tcp: bool
+    ) -> bytes | Parsed | None:
+        """The synchronous part of answering: a reply made at once (an error, ANY, or a fresh
+        cache hit), None to drop the query, or the parsed query to resolve in a task."""
+        try:
+            sorted_ = triage(query, lambda: self._allowed_client(client_host))
+            if isinstance(sorted_, Local):
+                self._counts[sorted_.outcome] += 1
+                return sorted_.reply
+            question = sorted_.question
+            cached = self.answerer.answer_cached(
+                question.name, question.qtype, question.qclass, do=sorted_.do, cd=sorted_.cd
+            )
+            if cached is None:
+                return sorted_
+            return self._finish(for_client(cached, query, sorted_), sorted_, tcp)
+        except (WireError, ValueError, IndexError):
+            log.debug("malformed query from %s", client_host, exc_info=True)
+            return self._formerr(query)
+
     async def answer(self, query: bytes, client_host: str, *, tcp: bool) -> bytes | None:
         """The reply to one raw query, or None when it must be dropped. Never raises
         (except CancelledError): whatever goes wrong becomes FORMERR or SERVFAIL."""
-        try:
-            return await self._answer(query, client_host, tcp=tcp)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("query from %s failed unexpectedly", client_host)
-            self._counts["servfail"] += 1
-            try:
-                return error_reply(query, SERVFAIL)
-            except WireError:
-                return None
+        first = self.local_or_cached(query, client_host, tcp=tcp)
+        if not isinstance(first, Parsed):
+            return first
+        return await self.resolve_for(query, first, client_host, tcp=tcp)
 
-    async def _answer(self, query: bytes, client_host: str, *, tcp: bool) -> bytes | None:
-        if len(query) < HEADER_SIZE:
-            self._counts["dropped"] += 1
-            return None
-        header = read_header(query)
-        if header.flags & QR:
-            self._counts["dropped"] += 1  # a response sent to us: answering could loop
-            return None
-        if header.opcode != OPCODE_QUERY:
-            return error_reply(query, NOTIMP)
+    async def resolve_for(
+        self, query: bytes, parsed: Parsed, client_host: str, *, tcp: bool
+    ) -> bytes:
+        """Resolve a triaged query under one deadline; SERVFAIL when that fails."""
+        loop = self._loop or asyncio.get_running_loop()
+        question = parsed.question
         try:
-            question = read_question(query)
-            edns = read_query_edns(query, question.end)
-        except WireError:
-            self._counts["formerr"] += 1
-            return error_reply(query, FORMERR)
-        if edns is not None and edns.version > 0:
-            # RFC 6891 6.1.3: BADVERS for an EDNS version we do not implement.
-            reply = error_reply(query, 0)
-            arcount = int.from_bytes(reply[10:12], "big") + 1
-            return (
-                reply[:10]
-                + arcount.to_bytes(2, "big")
-                + reply[12:]
-                + _opt(_OUR_UDP_SIZE, edns.do, _BADVERS_HIGH)
-            )
-        if not self._allowed_client(client_host):
-            self._counts["refused"] += 1
-            return _with_opt(error_reply(query, REFUSED), edns)
-        if question.qtype == TYPE_ANY:
-            return self._fit(_with_opt(minimal_any_reply(query), edns), edns, tcp)
-        if question.qtype in _UNANSWERABLE_TYPES:
-            self._counts["refused"] += 1
-            return _with_opt(error_reply(query, REFUSED), edns)
-        deadline = asyncio.get_running_loop().time() + self.query_timeout
-        do = edns.do if edns is not None else False
-        try:
-            upstream_reply = await self.answerer.resolve(
+            reply = await self.answerer.resolve(
                 question.name,
                 question.qtype,
                 question.qclass,
-                do=do,
-                cd=header.cd,
-                deadline=deadline,
+                do=parsed.do,
+                cd=parsed.cd,
+                deadline=loop.time() + self.query_timeout,
             )
-            reply = self._for_client(upstream_reply, query, question.end, edns)
+            return self._finish(for_client(reply, query, parsed), parsed, tcp)
+        except asyncio.CancelledError:
+            raise
         except (ResolutionFailed, WireError):
             self._counts["servfail"] += 1
-            return _with_opt(error_reply(query, SERVFAIL), edns)
+            return servfail(query, parsed)
+        except Exception:
+            log.exception("query from %s failed unexpectedly", client_host)
+            self._counts["servfail"] += 1
+            return servfail(query, parsed)
+
+    def _finish(self, reply: bytes, parsed: Parsed, tcp: bool) -> bytes:
         self._counts["answered"] += 1
-        return self._fit(reply, edns, tcp)
+        reply, truncated = fit(reply, parsed.edns, tcp)
+        if truncated:
+            self._counts["truncated"] += 1
+        return reply
 
-    def _for_client(
-        self, reply: bytes, query: bytes, question_end: int, edns: QueryEdns | None
-    ) -> bytes:
-        """A normalized reply made the client's: its ID, its RD, its question case, our OPT."""
-        if reply[12:question_end].lower() != query[12:question_end].lower():
-            raise WireError("reply question does not match the query")
-        flags = (reply[2] & ~_RD_HIGH) | (query[2] & _RD_HIGH)
-        reply = (
-            query[:2]
-            + bytes((flags,))
-            + reply[3:12]
-            + query[12:question_end]
-            + reply[question_end:]
-        )
-        return _with_opt(reply, edns)
-
-    def answer_fast(self, query: bytes, client_host: str) -> bytes | None:
-        """The hot path, without a task: a well-formed query from an allowed client whose
-        answer is fresh in the cache. None means "take the full path" (which also handles
-        every error), so this never raises for bad input."""
+    def _formerr(self, query: bytes) -> bytes | None:
+        self._counts["formerr"] += 1
         try:
-            flags = query[2]
-            if flags & _QR_HIGH or flags & _OPCODE_HIGH:
-                return None
-            question = read_question(query)
-            if question.qtype in _SPECIAL_TYPES:
-                return None
-            edns = read_query_edns(query, question.end)
-            if edns is not None and edns.version:
-                return None
-            if not self._allowed_client(client_host):
-                return None
-            do = edns.do if edns is not None else False
-            reply = self.answerer.answer_cached(
-                question.name, question.qtype, question.qclass, do=do, cd=bool(query[3] & CD)
-            )
-            if reply is None:
-                return None
-            reply = self._for_client(reply, query, question.end, edns)
-        except (WireError, IndexError):
+            return error_reply(query, FORMERR)
+        except WireError:
             return None
-        self._counts["answered"] += 1
-        return self._fit(reply, edns, tcp=False)
-
-    def _fit(self, reply: bytes, edns: QueryEdns | None, tcp: bool) -> bytes:
-        """Truncate (TC, header and question only) what exceeds the client's UDP size."""
-        if tcp:
-            return reply
-        limit = 512 if edns is None else max(512, min(edns.udp_size, _OUR_UDP_SIZE))
-        if len(reply) <= limit:
-            return reply
-        self._counts["truncated"] += 1
-        return _with_opt(truncated_reply(reply), edns)
 
     # ----------------------------------------------------------------- UDP
 
     async def _udp_query(
-        self, transport: asyncio.DatagramTransport, data: bytes, addr: tuple[str, int]
+        self,
+        transport: asyncio.DatagramTransport,
+        data: bytes,
+        parsed: Parsed,
+        addr: tuple[str, int],
     ) -> None:
-        reply = await self.answer(data, addr[0], tcp=False)
-        if reply is not None and not transport.is_closing():
+        reply = await self.resolve_for(data, parsed, addr[0], tcp=False)
+        if not transport.is_closing():
             transport.sendto(reply, addr)
 
     # ----------------------------------------------------------------- TCP
@@ -421,11 +341,13 @@ class _UdpListener(asyncio.DatagramProtocol):
         server._counts["udp"] += 1
         transport = self._transport
         assert transport is not None
-        reply = server.answer_fast(data, addr[0])
-        if reply is not None:
-            transport.sendto(reply, addr)
+        first = server.local_or_cached(data, addr[0], tcp=False)
+        if first is None:
             return
-        server._track(server._udp_query(transport, data, addr))
+        if isinstance(first, bytes):
+            transport.sendto(first, addr)
+            return
+        server._track(server._udp_query(transport, data, first, addr))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for replies to clients that went away: nothing to do, keep serving.

@@ -1,0 +1,135 @@
+"""What to do with one client query, decided on raw bytes without I/O.
+
+``triage`` sorts a datagram into: drop it, answer it locally at once (FORMERR, NOTIMP, BADVERS,
+REFUSED, the RFC 8482 answer to ANY), or resolve it. ``for_client`` and ``fit`` turn a
+normalized reply (no OPT, RA set, AA clear) into the one this client gets: its ID, its RD, its
+question case, our OPT when it used EDNS, truncated to its UDP size.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import NamedTuple
+
+from resolver.errors import WireError
+from resolver.wire.message import minimal_any_reply
+from resolver.wire.raw import (
+    FORMERR,
+    HEADER_SIZE,
+    NOTIMP,
+    OPCODE_QUERY,
+    QR,
+    REFUSED,
+    SERVFAIL,
+    TYPE_ANY,
+    TYPE_AXFR,
+    TYPE_IXFR,
+    QueryEdns,
+    Question,
+    error_reply,
+    read_header,
+    read_query_edns,
+    read_question,
+    truncated_reply,
+)
+
+__all__ = ["OUR_UDP_SIZE", "Local", "Parsed", "fit", "for_client", "servfail", "triage"]
+
+# What we advertise to clients and the most we send over UDP (the DNS flag day 2020 value).
+OUR_UDP_SIZE = 1232
+_OPT = struct.Struct("!BHHBBHH")
+_DO = 0x8000
+_BADVERS_HIGH = 1  # rcode 16 = extended rcode 1 << 4 | 0
+_RD_HIGH = 0x01  # RD in the first flags byte (message byte 2)
+_CD_LOW = 0x10  # CD in the second flags byte (message byte 3)
+
+
+class Parsed(NamedTuple):
+    """A query to resolve: its question, its OPT record (if any) and its CD bit."""
+
+    question: Question
+    edns: QueryEdns | None
+    cd: bool
+
+    @property
+    def do(self) -> bool:
+        return self.edns.do if self.edns is not None else False
+
+
+class Local(NamedTuple):
+    """A query answered (or dropped, when ``reply`` is None) without resolving; ``outcome``
+    names the server statistic it counts toward."""
+
+    reply: bytes | None
+    outcome: str
+
+
+def _opt(udp_size: int, do: bool, ext_rcode: int = 0) -> bytes:
+    return _OPT.pack(0, 41, udp_size, ext_rcode, 0, _DO if do else 0, 0)
+
+
+def with_opt(reply: bytes, edns: QueryEdns | None, ext_rcode: int = 0) -> bytes:
+    """Append our OPT record to a reply that has none, when the client used EDNS."""
+    if edns is None:
+        return reply
+    arcount = int.from_bytes(reply[10:12], "big") + 1
+    return (
+        reply[:10]
+        + arcount.to_bytes(2, "big")
+        + reply[12:]
+        + _opt(OUR_UDP_SIZE, edns.do, ext_rcode)
+    )
+
+
+def triage(query: bytes, allowed: Callable[[], bool]) -> Local | Parsed:
+    """Sort one raw query. ``allowed`` says whether the client may be served (called only for
+    well-formed queries). Never raises for bad input: that is what FORMERR is for."""
+    if len(query) < HEADER_SIZE:
+        return Local(None, "dropped")
+    header = read_header(query)
+    if header.flags & QR:
+        return Local(None, "dropped")  # a response sent to us: answering could loop
+    if header.opcode != OPCODE_QUERY:
+        return Local(error_reply(query, NOTIMP), "notimp")
+    try:
+        question = read_question(query)
+        edns = read_query_edns(query, question.end)
+    except WireError:
+        return Local(error_reply(query, FORMERR), "formerr")
+    if edns is not None and edns.version > 0:
+        # RFC 6891 section 6.1.3: BADVERS for an EDNS version we do not implement.
+        return Local(with_opt(error_reply(query, 0), edns, _BADVERS_HIGH), "formerr")
+    if not allowed():
+        return Local(with_opt(error_reply(query, REFUSED), edns), "refused")
+    if question.qtype == TYPE_ANY:
+        return Local(with_opt(minimal_any_reply(query), edns), "answered")
+    if question.qtype in (TYPE_AXFR, TYPE_IXFR):
+        return Local(with_opt(error_reply(query, REFUSED), edns), "refused")
+    return Parsed(question, edns, bool(query[3] & _CD_LOW))
+
+
+def for_client(reply: bytes, query: bytes, parsed: Parsed) -> bytes:
+    """A normalized reply made this client's: its ID, its RD, its question case, our OPT.
+    Raises WireError if the reply is for another question."""
+    end = parsed.question.end
+    if reply[12:end].lower() != query[12:end].lower():
+        raise WireError("reply question does not match the query")
+    flags = (reply[2] & ~_RD_HIGH) | (query[2] & _RD_HIGH)
+    reply = query[:2] + bytes((flags,)) + reply[3:12] + query[12:end] + reply[end:]
+    return with_opt(reply, parsed.edns)
+
+
+def servfail(query: bytes, parsed: Parsed) -> bytes:
+    return with_opt(error_reply(query, SERVFAIL), parsed.edns)
+
+
+def fit(reply: bytes, edns: QueryEdns | None, tcp: bool) -> tuple[bytes, bool]:
+    """The reply cut to the client's UDP size (TC, header and question only) if it exceeds it:
+    512 without EDNS, else the client's size bounded by ours. Returns (reply, truncated)."""
+    if tcp:
+        return reply, False
+    limit = 512 if edns is None else max(512, min(edns.udp_size, OUR_UDP_SIZE))
+    if len(reply) <= limit:
+        return reply, False
+    return with_opt(truncated_reply(reply), edns), True

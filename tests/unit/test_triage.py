@@ -1,0 +1,105 @@
+"""Query triage and reply shaping on raw bytes, without sockets."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from resolver.triage import Local, Parsed, fit, for_client, triage
+from resolver.wire import RR, DNSRecord, build_query, parse
+
+
+def allow() -> bool:
+    return True
+
+
+def deny() -> bool:
+    return False
+
+
+def rcode_of(result: Local | Parsed) -> int:
+    assert isinstance(result, Local)
+    assert result.reply is not None
+    return parse(result.reply).header.rcode
+
+
+@pytest.mark.parametrize(
+    ("query", "outcome"),
+    [
+        (b"\x12\x34\x01", "dropped"),
+        (build_query("www.example.com.", 1, qid=1)[:2] + b"\x81\x00" + b"\x00" * 8, "dropped"),
+    ],
+    ids=["short", "response"],
+)
+def test_short_datagrams_and_responses_are_dropped(query: bytes, outcome: str) -> None:
+    assert triage(query, allow) == Local(None, outcome)
+
+
+def test_notify_opcode_gets_notimp() -> None:
+    query = bytearray(build_query("example.com.", 6, qid=7))
+    query[2] |= 4 << 3  # opcode NOTIFY
+    assert rcode_of(triage(bytes(query), allow)) == 4
+
+
+def test_two_questions_get_formerr() -> None:
+    query = bytearray(build_query("example.com.", 1, qid=7, edns_size=None))
+    struct.pack_into("!H", query, 4, 2)
+    assert rcode_of(triage(bytes(query), allow)) == 1
+
+
+def test_edns_version_one_gets_badvers() -> None:
+    query = bytearray(build_query("example.com.", 1, qid=7))
+    query[-5] = 1  # the OPT record's version byte
+    result = triage(bytes(query), allow)
+    assert isinstance(result, Local)
+    assert result.reply is not None
+    record = DNSRecord.parse(result.reply)
+    assert record.ar[0].ttl >> 24 == 1  # extended rcode 1: BADVERS (16)
+
+
+def test_client_outside_allowed_networks_gets_refused() -> None:
+    assert rcode_of(triage(build_query("example.com.", 1, qid=7), deny)) == 5
+
+
+def test_axfr_is_refused_and_any_gets_the_rfc8482_answer() -> None:
+    assert rcode_of(triage(build_query("example.com.", 252, qid=7), allow)) == 5
+    result = triage(build_query("example.com.", 255, qid=7), allow)
+    assert isinstance(result, Local)
+    assert result.reply is not None
+    assert parse(result.reply).rr[0].rtype == 13  # HINFO "RFC8482"
+
+
+def test_plain_query_is_parsed_with_do_and_cd() -> None:
+    result = triage(build_query("Example.COM.", 28, qid=7, do=True, cd=True), allow)
+    assert isinstance(result, Parsed)
+    assert (result.question.qtype, result.do, result.cd) == (28, True, True)
+    assert result.question.text == "Example.COM."
+
+
+def test_for_client_sets_id_rd_case_and_our_opt() -> None:
+    query = build_query("wWw.example.com.", 1, qid=4242, rd=False)
+    parsed = triage(query, allow)
+    assert isinstance(parsed, Parsed)
+    upstream = DNSRecord.question("www.example.com.")
+    upstream.header.id = 1
+    upstream.header.qr = 1
+    upstream.header.ra = 1
+    upstream.add_answer(*RR.fromZone("www.example.com. 60 A 127.1.0.1"))
+    reply = DNSRecord.parse(for_client(upstream.pack(), query, parsed))
+    assert reply.header.id == 4242
+    assert reply.header.rd == 0
+    assert str(reply.q.qname) == "wWw.example.com."
+    assert reply.ar[0].rtype == 41
+
+
+def test_fit_truncates_past_512_without_edns_but_not_over_tcp() -> None:
+    query = build_query("many.example.com.", 1, qid=1, edns_size=None)
+    parsed = triage(query, allow)
+    assert isinstance(parsed, Parsed)
+    big = query[:12] + query[12 : parsed.question.end] + b"\x00" * 600
+    cut, truncated = fit(big, parsed.edns, tcp=False)
+    assert truncated
+    assert len(cut) < 512
+    assert parse(cut).header.tc == 1
+    assert fit(big, parsed.edns, tcp=True) == (big, False)
