@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 from collections.abc import Coroutine
@@ -24,6 +25,8 @@ from resolver.wire.raw import FORMERR, error_reply
 __all__ = ["Answerer", "Server", "ServerStatistics"]
 
 log = logging.getLogger(__name__)
+
+_BIND_ATTEMPTS = 20  # port 0: tries at a UDP port whose TCP twin is free too
 
 
 class Answerer(Protocol):
@@ -102,18 +105,35 @@ class Server:
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Bind UDP (and TCP unless disabled) on every listen address. Raises OSError."""
-        loop = self._loop = asyncio.get_running_loop()
+        """Bind UDP (and TCP unless disabled) on every listen address. Raises OSError.
+
+        With port 0 the UDP port is picked first and TCP takes the same number; if that TCP
+        port is taken, both are tried again on another port (a bounded number of times)."""
+        self._loop = asyncio.get_running_loop()
         for host, port in self.config.listen:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpListener(self), local_addr=(host, port)
-            )
-            self._udp.append(transport)
-            bound = transport.get_extra_info("sockname")
-            self.addresses.append((bound[0], bound[1]))
-            if self.config.tcp:
+            for attempt in range(_BIND_ATTEMPTS):
+                try:
+                    await self._bind(host, port)
+                    break
+                except OSError as exc:
+                    if port != 0 or exc.errno != errno.EADDRINUSE or attempt == _BIND_ATTEMPTS - 1:
+                        raise
+
+    async def _bind(self, host: str, port: int) -> None:
+        assert self._loop is not None
+        transport, _ = await self._loop.create_datagram_endpoint(
+            lambda: _UdpListener(self), local_addr=(host, port)
+        )
+        bound = transport.get_extra_info("sockname")
+        if self.config.tcp:
+            try:
                 server = await asyncio.start_server(self._tcp_connection, host, bound[1])
-                self._tcp.append(server)
+            except BaseException:
+                transport.close()
+                raise
+            self._tcp.append(server)
+        self._udp.append(transport)
+        self.addresses.append((bound[0], bound[1]))
 
     def request_stop(self) -> None:
         """Ask the server to shut down; safe to call from a signal handler, and more than once."""
