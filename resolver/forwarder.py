@@ -30,6 +30,7 @@ __all__ = ["Forwarder", "ForwarderStatistics", "Selector"]
 _SRTT_WEIGHT = 0.875
 # Tries per upstream within one client query: a lost datagram deserves one retry.
 _ROUNDS = 2
+_TC_HIGH = 0x02  # TC in the first flags byte (message byte 2)
 # RFC 8767 section 5 suggests answering from stale data after 1.8 s of trying to refresh.
 _STALE_ANSWER_AFTER = 1.8
 
@@ -157,6 +158,79 @@ class ForwarderStatistics:
     cache: CacheStatistics | None
 
 
+class _FastQuery:
+    """The state of one task-free query (see ``Forwarder.resolve_nowait``)."""
+
+    __slots__ = (
+        "cd",
+        "deadline",
+        "do",
+        "done",
+        "forwarder",
+        "index",
+        "key",
+        "name",
+        "qclass",
+        "qtype",
+        "shared",
+        "started",
+    )
+
+    def __init__(
+        self,
+        forwarder: Forwarder,
+        key: CacheKey,
+        name: bytes,
+        qtype: int,
+        qclass: int,
+        do: bool,
+        cd: bool,
+        deadline: float,
+        index: int,
+        started: float,
+        done: Callable[[bytes | None, BaseException | None], None],
+    ) -> None:
+        self.forwarder = forwarder
+        self.key = key
+        self.name = name
+        self.qtype = qtype
+        self.qclass = qclass
+        self.do = do
+        self.cd = cd
+        self.deadline = deadline
+        self.index = index
+        self.started = started
+        self.done = done
+        self.shared = _Shared()
+
+    def on_reply(self, reply: bytes | None, exc: BaseException | None) -> None:
+        forwarder = self.forwarder
+        loop = forwarder._loop
+        assert loop is not None
+        if reply is not None:
+            forwarder.selector.succeeded(self.index, loop.time() - self.started)
+            if not reply[2] & _TC_HIGH and reply[3] & 0x0F not in (SERVFAIL, REFUSED):
+                try:
+                    normalized = normalize(reply)
+                except WireError as error:
+                    failure = ResolutionFailed("upstream reply cannot be relayed", [error])
+                    forwarder._settle(self.key, self.shared, self.done, None, failure)
+                    return
+                if forwarder.cache is not None:
+                    with contextlib.suppress(WireError, ValueError):
+                        forwarder.cache.put(self.key, normalized)
+                forwarder._settle(self.key, self.shared, self.done, normalized, None)
+                return
+        elif isinstance(exc, UpstreamError):
+            forwarder.selector.failed(self.index, loop.time())
+        # TC, SERVFAIL/REFUSED, a timeout or an error: the full logic takes over in a task
+        # (which may ask this upstream again, over TCP, or fail over to another).
+        forwarder._failovers += 1
+        task = loop.create_task(forwarder._continue(self))
+        forwarder._background.add(task)
+        task.add_done_callback(forwarder._background.discard)
+
+
 class Forwarder:
     """Answers questions by asking upstreams (see :class:`Selector` for the order).
 
@@ -186,7 +260,7 @@ class Forwarder:
         self._clock = clock
         self._inflight: dict[CacheKey, _Shared] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._background: set[asyncio.Task[bytes]] = set()
+        self._background: set[asyncio.Task[object]] = set()
         self._queries = 0
         self._answered = 0
         self._failed = 0
@@ -244,6 +318,89 @@ class Forwarder:
         self._cache_answers += 1
         assert cache is not None
         return cache.serve(hit.entry, 0, name), None
+
+    def resolve_nowait(
+        self,
+        name: bytes,
+        qtype: int,
+        qclass: int,
+        *,
+        do: bool,
+        cd: bool,
+        deadline: float,
+        done: Callable[[bytes | None, BaseException | None], None],
+    ) -> bool:
+        """The common case of ``resolve`` without a task of its own: nothing cached (not even
+        stale), nothing in flight for the question, the first upstream healthy, an idle
+        socket at hand. Then the query goes out at once and ``done(reply, None)`` or
+        ``done(None, ResolutionFailed)`` is called later; anything unusual on the way (a
+        timeout, TC, SERVFAIL, a failure) continues in a task with the full failover logic.
+        Returns False, having done nothing, when the caller must use ``resolve``."""
+        loop = self._loop
+        if loop is None:
+            return False
+        key = CacheKey.of(name, qtype, qclass, do=do, cd=cd)
+        if key in self._inflight or (self.cache is not None and key in self.cache):
+            return False
+        now = loop.time()
+        index = self.selector.order(now)[0]
+        if self.selector.is_down(index, now):
+            return False
+        query = _FastQuery(self, key, name, qtype, qclass, do, cd, deadline, index, now, done)
+        started = self.upstreams[index].exchange_nowait(
+            name,
+            qtype,
+            qclass,
+            deadline=min(deadline, now + self.config.upstream_timeout),
+            on_reply=query.on_reply,
+            cd=cd,
+            do=do,
+        )
+        if started:
+            self._inflight[key] = query.shared
+            self._queries += 1
+            self._upstream_queries += 1
+        return started
+
+    def _settle(
+        self,
+        key: CacheKey,
+        shared: _Shared,
+        done: Callable[[bytes | None, BaseException | None], None],
+        reply: bytes | None,
+        exc: BaseException | None,
+    ) -> None:
+        if self._inflight.get(key) is shared:
+            del self._inflight[key]
+        if reply is not None:
+            self._answered += 1
+            shared.succeed(reply)
+        else:
+            assert exc is not None
+            self._failed += 1
+            shared.fail(exc)
+        done(reply, exc)
+
+    async def _continue(self, query: _FastQuery) -> None:
+        """A task-free query that hit something unusual, finished by the full logic."""
+        try:
+            reply = await self._fetch(
+                query.key,
+                query.name,
+                query.qtype,
+                query.qclass,
+                query.do,
+                query.cd,
+                query.deadline,
+            )
+        except ResolutionFailed as exc:
+            self._settle(query.key, query.shared, query.done, None, exc)
+        except BaseException as exc:
+            failure = ResolutionFailed("the query was abandoned", [exc])
+            self._settle(query.key, query.shared, query.done, None, failure)
+            raise
+        else:
+            self._settle(query.key, query.shared, query.done, reply, None)
 
     async def resolve(
         self, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool, deadline: float

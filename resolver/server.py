@@ -13,7 +13,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -42,6 +42,18 @@ class Answerer(Protocol):
     async def resolve(
         self, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool, deadline: float
     ) -> bytes: ...
+
+    def resolve_nowait(
+        self,
+        name: bytes,
+        qtype: int,
+        qclass: int,
+        *,
+        do: bool,
+        cd: bool,
+        deadline: float,
+        done: Callable[[bytes | None, BaseException | None], None],
+    ) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +113,10 @@ class Server:
             0,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Queries answered by callbacks rather than tasks (resolve_nowait), and what shutdown
+        # waits on until they are all done.
+        self._callbacks_inflight = 0
+        self._callbacks_drained: asyncio.Event | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -161,8 +177,16 @@ class Server:
         await asyncio.shield(self._closing)
 
     async def _drain_and_close(self) -> None:
+        loop = asyncio.get_running_loop()
+        grace_ends = loop.time() + self.config.shutdown_grace
+        if self._callbacks_inflight:
+            self._callbacks_drained = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(grace_ends):
+                    await self._callbacks_drained.wait()
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=self.config.shutdown_grace)
+            timeout = max(0.0, grace_ends - loop.time())
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -185,7 +209,7 @@ class Server:
             refused=c["refused"],
             dropped=c["dropped"],
             truncated=c["truncated"],
-            inflight=len(self._tasks),
+            inflight=len(self._tasks) + self._callbacks_inflight,
             tcp_connections=len(self._connections),
         )
 
@@ -277,6 +301,47 @@ class Server:
             self._counts["servfail"] += 1
             return servfail(query, parsed)
 
+    def start_udp_nowait(
+        self,
+        transport: asyncio.DatagramTransport,
+        query: bytes,
+        parsed: Parsed,
+        addr: tuple[str, int],
+    ) -> bool:
+        """Answer a UDP query by callbacks instead of a task when the answerer can (the
+        common case of a forwarded query). False: nothing started, use a task."""
+        loop = self._loop
+        if loop is None or self._callbacks_inflight + len(self._tasks) >= self.config.max_inflight:
+            return False
+        question = parsed.question
+
+        def done(reply: bytes | None, exc: BaseException | None) -> None:
+            self._callbacks_inflight -= 1
+            try:
+                if reply is None:
+                    raise exc if exc is not None else ResolutionFailed("no reply")
+                out = self._finish(for_client(reply, query, parsed), parsed, tcp=False)
+            except (ResolutionFailed, WireError):
+                self._counts["servfail"] += 1
+                out = servfail(query, parsed)
+            if not transport.is_closing():
+                transport.sendto(out, addr)
+            if self._callbacks_drained is not None and not self._callbacks_inflight:
+                self._callbacks_drained.set()
+
+        started = self.answerer.resolve_nowait(
+            question.name,
+            question.qtype,
+            question.qclass,
+            do=parsed.do,
+            cd=parsed.cd,
+            deadline=loop.time() + self.query_timeout,
+            done=done,
+        )
+        if started:
+            self._callbacks_inflight += 1
+        return started
+
     def _finish(self, reply: bytes, parsed: Parsed, tcp: bool) -> bytes:
         self._counts["answered"] += 1
         reply, truncated = fit(reply, parsed.edns, tcp)
@@ -367,7 +432,8 @@ class _UdpListener(asyncio.DatagramProtocol):
         if isinstance(first, bytes):
             transport.sendto(first, addr)
             return
-        server._track(server._udp_query(transport, data, first, addr))
+        if not server.start_udp_nowait(transport, data, first, addr):
+            server._track(server._udp_query(transport, data, first, addr))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for replies to clients that went away: nothing to do, keep serving.

@@ -15,6 +15,7 @@ import asyncio
 import secrets
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -292,6 +293,61 @@ class Upstream:
             raise
         self._replies += 1
         return reply
+
+    def exchange_nowait(
+        self,
+        name: bytes,
+        qtype: int,
+        qclass: int,
+        *,
+        deadline: float,
+        on_reply: Callable[[bytes | None, BaseException | None], None],
+        cd: bool = False,
+        do: bool = False,
+    ) -> bool:
+        """The common case of ``exchange`` without a task: send over an idle pooled socket and
+        call ``on_reply(reply, None)`` with the validated reply (which may have TC set: TCP is
+        the caller's to do) or ``on_reply(None, error)`` with an UpstreamError. Returns False,
+        having sent nothing, when no socket is idle right now (use ``exchange``)."""
+        loop = self._loop
+        if loop is None:
+            return False
+        try:
+            guard = self.pool.acquire_nowait()
+        except (PoolTimeout, PoolClosed):
+            return False
+        query, question = self.build_query(name, qtype, qclass, cd=cd, do=do)
+        self._queries += 1
+        sock = guard.obj
+        future: asyncio.Future[bytes] = loop.create_future()
+        sock.expecting = _Expectation(query[:2], question, self.config.randomize_case, future)
+        timer = loop.call_at(deadline, _expire, future, self.name)
+
+        def finished(done: asyncio.Future[bytes]) -> None:
+            timer.cancel()
+            sock.expecting = None
+            exc = done.exception() if not done.cancelled() else UpstreamTimeout(self.name, "")
+            if exc is not None:
+                guard.discard()  # as in _udp: a late reply must not reach another query
+                self._count_failure(exc)
+                on_reply(None, exc)
+                return
+            guard.release()
+            self._replies += 1
+            on_reply(done.result(), None)
+
+        future.add_done_callback(finished)
+        assert sock.transport is not None
+        sock.transport.sendto(query)
+        return True
+
+    def _count_failure(self, exc: BaseException) -> None:
+        if isinstance(exc, UpstreamTimeout):
+            self._timeouts += 1
+        elif isinstance(exc, UpstreamUnreachable):
+            self._unreachable += 1
+        elif isinstance(exc, BadResponse):
+            self._bad += 1
 
     async def _udp(self, query: bytes, question: bytes, deadline: float) -> bytes:
         loop = self._loop or asyncio.get_running_loop()
