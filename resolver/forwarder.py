@@ -1,7 +1,7 @@
 """Forwarding: cache, then upstreams chosen by policy, with failover inside one deadline.
 
-The selection and health bookkeeping (:class:`Selector`) is plain code with an injected clock;
-:class:`Forwarder` is the short async loop around it, plus the cache's companions: coalescing
+The selection and health bookkeeping (``selection.Selector``) is plain code with an injected
+clock; :class:`Forwarder` is the short async loop around it, plus the cache's companions: coalescing
 (identical questions in flight share one upstream query), prefetch (an entry asked for in the
 last tenth of its TTL is refreshed once in the background) and serve-stale (RFC 8767: when the
 upstreams fail or are slow, an expired answer is served with TTL 30 while the refresh goes on).
@@ -20,127 +20,18 @@ from dataclasses import dataclass
 from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
 from resolver.config import ForwarderConfig, TransportConfig
 from resolver.errors import ResolutionFailed, UpstreamError, UpstreamUnreachable, WireError
+from resolver.inflight import Shared, normalize
+from resolver.selection import Selector
 from resolver.transport import Upstream, UpstreamStatistics
-from resolver.wire.message import strip_opt
-from resolver.wire.raw import AA, RA, REFUSED, SERVFAIL
+from resolver.wire.raw import REFUSED, SERVFAIL
 
-__all__ = ["Forwarder", "ForwarderStatistics", "Selector"]
+__all__ = ["Forwarder", "ForwarderStatistics"]
 
-# Smoothing for the RTT estimate, as TCP's SRTT (RFC 6298) and BIND/Unbound use: 7/8 old.
-_SRTT_WEIGHT = 0.875
 # Tries per upstream within one client query: a lost datagram deserves one retry.
 _ROUNDS = 2
 _TC_HIGH = 0x02  # TC in the first flags byte (message byte 2)
 # RFC 8767 section 5 suggests answering from stale data after 1.8 s of trying to refresh.
 _STALE_ANSWER_AFTER = 1.8
-
-
-def normalize(reply: bytes) -> bytes:
-    """An upstream's reply in the form we store and serve: the OPT record removed (it is
-    hop-by-hop, RFC 6891), RA set, AA cleared (the answer is not ours). Raises WireError."""
-    reply = strip_opt(reply)
-    flags = (int.from_bytes(reply[2:4], "big") & ~AA) | RA
-    return reply[:2] + flags.to_bytes(2, "big") + reply[4:]
-
-
-class _Shared:
-    """One upstream query in flight for a question. Later askers of the same question wait on
-    ``future``, made only when the first of them arrives (usually nobody does)."""
-
-    __slots__ = ("future",)
-
-    def __init__(self) -> None:
-        self.future: asyncio.Future[bytes] | None = None
-
-    def follow(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[bytes]:
-        if self.future is None:
-            self.future = loop.create_future()
-            # A follower that gave up never reads the outcome; reading it here keeps asyncio
-            # from logging "exception was never retrieved".
-            self.future.add_done_callback(_retrieve)
-        return self.future
-
-    def succeed(self, reply: bytes) -> None:
-        if self.future is not None and not self.future.done():
-            self.future.set_result(reply)
-
-    def fail(self, exc: BaseException) -> None:
-        if self.future is not None and not self.future.done():
-            self.future.set_exception(exc)
-
-
-def _retrieve(future: asyncio.Future[bytes]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-class _Health:
-    __slots__ = ("down_until", "failures", "srtt")
-
-    def __init__(self) -> None:
-        self.srtt: float | None = None
-        self.failures = 0
-        self.down_until = 0.0
-
-
-class Selector:
-    """Orders upstreams for one query by policy and health. No I/O, injected clock and rng.
-
-    Policies: ``sequential`` (configured order), ``round_robin`` (the first choice rotates per
-    query), ``random``, ``fastest`` (smallest smoothed RTT; servers never measured go first so
-    that each gets measured). A server with ``down_after`` consecutive failures goes to the back
-    for ``down_for`` seconds; if all are down, all are still tried.
-    """
-
-    def __init__(
-        self, count: int, config: ForwarderConfig, *, rng: random.Random | None = None
-    ) -> None:
-        assert count > 0
-        self._health = [_Health() for _ in range(count)]
-        self._config = config
-        self._rng = rng or random.Random()
-        self._next = 0
-
-    def order(self, now: float) -> list[int]:
-        count = len(self._health)
-        if count == 1:
-            return [0]
-        policy = self._config.policy
-        if policy == "round_robin":
-            start = self._next
-            self._next = (self._next + 1) % count
-            indices = [(start + i) % count for i in range(count)]
-        elif policy == "random":
-            indices = list(range(count))
-            self._rng.shuffle(indices)
-        elif policy == "fastest":
-            indices = sorted(range(count), key=lambda i: self._health[i].srtt or 0.0)
-        else:
-            indices = list(range(count))
-        up = [i for i in indices if self._health[i].down_until <= now]
-        down = [i for i in indices if self._health[i].down_until > now]
-        return up + down
-
-    def succeeded(self, index: int, rtt: float) -> None:
-        health = self._health[index]
-        health.failures = 0
-        health.down_until = 0.0
-        if health.srtt is None:
-            health.srtt = rtt
-        else:
-            health.srtt = _SRTT_WEIGHT * health.srtt + (1 - _SRTT_WEIGHT) * rtt
-
-    def failed(self, index: int, now: float) -> None:
-        health = self._health[index]
-        health.failures += 1
-        if health.failures >= self._config.down_after:
-            health.down_until = now + self._config.down_for
-
-    def is_down(self, index: int, now: float) -> bool:
-        return self._health[index].down_until > now
-
-    def srtt(self, index: int) -> float | None:
-        return self._health[index].srtt
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +92,7 @@ class _FastQuery:
         self.index = index
         self.started = started
         self.done = done
-        self.shared = _Shared()
+        self.shared = Shared()
 
     def on_reply(self, reply: bytes | None, exc: BaseException | None) -> None:
         forwarder = self.forwarder
@@ -258,7 +149,7 @@ class Forwarder:
         self.selector = Selector(len(self.upstreams), config, rng=rng)
         self.cache = cache
         self._clock = clock
-        self._inflight: dict[CacheKey, _Shared] = {}
+        self._inflight: dict[CacheKey, Shared] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[object]] = set()
         self._queries = 0
@@ -365,7 +256,7 @@ class Forwarder:
     def _settle(
         self,
         key: CacheKey,
-        shared: _Shared,
+        shared: Shared,
         done: Callable[[bytes | None, BaseException | None], None],
         reply: bytes | None,
         exc: BaseException | None,
@@ -451,7 +342,7 @@ class Forwarder:
     ) -> bytes:
         """Ask upstream in this client's own task (no extra task or timer on the common
         path); identical questions arriving meanwhile wait for this one's outcome."""
-        shared = _Shared()
+        shared = Shared()
         self._inflight[key] = shared
         try:
             reply = await self._fetch(key, name, qtype, qclass, do, cd, deadline)
@@ -494,10 +385,10 @@ class Forwarder:
         do: bool,
         cd: bool,
         deadline: float,
-    ) -> _Shared:
+    ) -> Shared:
         """A refresh (prefetch, or behind a stale answer) in its own task, so that the client
         that started it may stop waiting while it goes on for the cache and for others."""
-        shared = _Shared()
+        shared = Shared()
         self._inflight[key] = shared
         loop = self._loop or asyncio.get_running_loop()
         task = loop.create_task(self._fetch(key, name, qtype, qclass, do, cd, deadline))
@@ -505,7 +396,7 @@ class Forwarder:
         task.add_done_callback(lambda t: self._background_done(key, shared, t))
         return shared
 
-    def _background_done(self, key: CacheKey, shared: _Shared, task: asyncio.Task[bytes]) -> None:
+    def _background_done(self, key: CacheKey, shared: Shared, task: asyncio.Task[bytes]) -> None:
         if self._inflight.get(key) is shared:
             del self._inflight[key]
         self._background.discard(task)

@@ -1,0 +1,81 @@
+"""Choosing an upstream: policies, smoothed RTT and health. No I/O, no clock of its own."""
+
+from __future__ import annotations
+
+import random
+
+from resolver.config import ForwarderConfig
+
+__all__ = ["Selector"]
+
+# Smoothing for the RTT estimate, as TCP's SRTT (RFC 6298) and BIND/Unbound use: 7/8 old.
+_SRTT_WEIGHT = 0.875
+
+
+class _Health:
+    __slots__ = ("down_until", "failures", "srtt")
+
+    def __init__(self) -> None:
+        self.srtt: float | None = None
+        self.failures = 0
+        self.down_until = 0.0
+
+
+class Selector:
+    """Orders upstreams for one query by policy and health. No I/O, injected clock and rng.
+
+    Policies: ``sequential`` (configured order), ``round_robin`` (the first choice rotates per
+    query), ``random``, ``fastest`` (smallest smoothed RTT; servers never measured go first so
+    that each gets measured). A server with ``down_after`` consecutive failures goes to the back
+    for ``down_for`` seconds; if all are down, all are still tried.
+    """
+
+    def __init__(
+        self, count: int, config: ForwarderConfig, *, rng: random.Random | None = None
+    ) -> None:
+        assert count > 0
+        self._health = [_Health() for _ in range(count)]
+        self._config = config
+        self._rng = rng or random.Random()
+        self._next = 0
+
+    def order(self, now: float) -> list[int]:
+        count = len(self._health)
+        if count == 1:
+            return [0]
+        policy = self._config.policy
+        if policy == "round_robin":
+            start = self._next
+            self._next = (self._next + 1) % count
+            indices = [(start + i) % count for i in range(count)]
+        elif policy == "random":
+            indices = list(range(count))
+            self._rng.shuffle(indices)
+        elif policy == "fastest":
+            indices = sorted(range(count), key=lambda i: self._health[i].srtt or 0.0)
+        else:
+            indices = list(range(count))
+        up = [i for i in indices if self._health[i].down_until <= now]
+        down = [i for i in indices if self._health[i].down_until > now]
+        return up + down
+
+    def succeeded(self, index: int, rtt: float) -> None:
+        health = self._health[index]
+        health.failures = 0
+        health.down_until = 0.0
+        if health.srtt is None:
+            health.srtt = rtt
+        else:
+            health.srtt = _SRTT_WEIGHT * health.srtt + (1 - _SRTT_WEIGHT) * rtt
+
+    def failed(self, index: int, now: float) -> None:
+        health = self._health[index]
+        health.failures += 1
+        if health.failures >= self._config.down_after:
+            health.down_until = now + self._config.down_for
+
+    def is_down(self, index: int, now: float) -> bool:
+        return self._health[index].down_until > now
+
+    def srtt(self, index: int) -> float | None:
+        return self._health[index].srtt
