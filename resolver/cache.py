@@ -197,6 +197,10 @@ class Cache:
         """Whether an entry is held for ``key`` (fresh or stale); counts nothing, moves nothing."""
         return key in self._entries
 
+    def now(self) -> float:
+        """The cache's clock: the time entries age by."""
+        return self._clock()
+
     def get(self, key: CacheKey, now: float | None = None) -> CacheHit | None:
         """Look ``key`` up; None on a miss.
 

@@ -188,10 +188,42 @@ class Forwarder:
     ) -> bytes | None:
         """A fresh cached reply for the question, TTLs counted down, or None. Never awaits:
         the server calls it on the hot path. Starts a background prefetch when one is due."""
-        if self.cache is None:
+        found = self.answer_cached_until(name, qtype, qclass, do=do, cd=cd)
+        return found[0] if found is not None else None
+
+    def answer_cached_until(
+        self, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool
+    ) -> tuple[bytes, float] | None:
+        """As ``answer_cached``, with the moment (on the ``now`` clock) until which exactly
+        these bytes remain the answer: the end of the entry's current whole second of age (its
+        TTLs then drop by one), the start of its prefetch window, or its expiry."""
+        cache = self.cache
+        if cache is None:
             return None
         key = CacheKey.of(name, qtype, qclass, do=do, cd=cd)
-        return self._lookup(key, name, qtype, qclass, do, cd)[0]
+        now = cache.now()
+        hit = cache.get(key, now)
+        if hit is None or hit.freshness is not Freshness.FRESH:
+            return None
+        if hit.needs_prefetch:
+            self._prefetch(key, name, qtype, qclass, do, cd)
+        self._queries += 1
+        self._cache_answers += 1
+        entry = hit.entry
+        stored, lifetime = entry.stored_at, entry.lifetime
+        age = now - stored
+        until = stored + min(int(age) + 1, lifetime)
+        fraction = cache.config.prefetch_fraction
+        if fraction:
+            # Hits inside the prefetch window must reach the cache, or no refresh is asked.
+            until = min(until, max(now, stored + lifetime * (1 - fraction)))
+        return cache.serve(entry, 0, name, now), until
+
+    def now(self) -> float:
+        """The clock that cached answers age by."""
+        if self.cache is not None:
+            return self.cache.now()
+        return (self._loop or asyncio.get_running_loop()).time()
 
     def _lookup(
         self, key: CacheKey, name: bytes, qtype: int, qclass: int, do: bool, cd: bool

@@ -26,6 +26,7 @@ __all__ = ["Answerer", "Server", "ServerStatistics"]
 
 log = logging.getLogger(__name__)
 
+_MEMO_MAX = 10_000  # finished replies to recent cache hits (see Server._remember)
 _BIND_ATTEMPTS = 20  # port 0: tries at a UDP port whose TCP twin is free too
 
 
@@ -35,9 +36,11 @@ class Answerer(Protocol):
     Both return replies in normalized form: no OPT record, RA set, AA clear; the ID and the
     question's case are the server's to set."""
 
-    def answer_cached(
+    def answer_cached_until(
         self, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool
-    ) -> bytes | None: ...
+    ) -> tuple[bytes, float] | None: ...
+
+    def now(self) -> float: ...
 
     async def resolve(
         self, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool, deadline: float
@@ -116,6 +119,7 @@ class Server:
         # Queries answered by callbacks rather than tasks (resolve_nowait), and what shutdown
         # waits on until they are all done.
         self._callbacks_inflight = 0
+        self._memo: dict[bytes, tuple[bytes, float]] = {}
         self._callbacks_drained: asyncio.Event | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -257,12 +261,15 @@ class Server:
                 self._counts[sorted_.outcome] += 1
                 return sorted_.reply
             question = sorted_.question
-            cached = self.answerer.answer_cached(
+            cached = self.answerer.answer_cached_until(
                 question.name, question.qtype, question.qclass, do=sorted_.do, cd=sorted_.cd
             )
             if cached is None:
                 return sorted_
-            return self._finish(for_client(cached, query, sorted_), sorted_, tcp)
+            reply = self._finish(for_client(cached[0], query, sorted_), sorted_, tcp)
+            if not tcp:
+                self._remember(query, reply, cached[1])
+            return reply
         except (WireError, ValueError, IndexError):
             log.debug("malformed query from %s", client_host, exc_info=True)
             return self._formerr(query)
@@ -341,6 +348,28 @@ class Server:
         if started:
             self._callbacks_inflight += 1
         return started
+
+    def _remember(self, query: bytes, reply: bytes, until: float) -> None:
+        """Keep a finished UDP reply to a cache hit for as long as it stays byte-identical.
+        The key is the query without its ID (flags, question with its case, EDNS settings:
+        everything the reply depends on), so a repeat costs one dict lookup."""
+        memo = self._memo
+        if len(memo) >= _MEMO_MAX:
+            memo.clear()  # bounded; entries live at most a second anyway
+        memo[query[2:]] = (reply[2:], until)
+
+    def answer_remembered(self, query: bytes, client_host: str) -> bytes | None:
+        """The hottest path: a repeat of a recent cache hit, from an allowed client."""
+        found = self._memo.get(query[2:])
+        if found is None:
+            return None
+        if found[1] <= self.answerer.now():
+            del self._memo[query[2:]]
+            return None
+        if not self._allowed_client(client_host):
+            return None
+        self._counts["answered"] += 1
+        return query[:2] + found[0]
 
     def _finish(self, reply: bytes, parsed: Parsed, tcp: bool) -> bytes:
         self._counts["answered"] += 1
@@ -426,6 +455,10 @@ class _UdpListener(asyncio.DatagramProtocol):
         server._counts["udp"] += 1
         transport = self._transport
         assert transport is not None
+        remembered = server.answer_remembered(data, addr[0])
+        if remembered is not None:
+            transport.sendto(remembered, addr)
+            return
         first = server.local_or_cached(data, addr[0], tcp=False)
         if first is None:
             return

@@ -214,3 +214,56 @@ async def test_dig_sees_ttl_decrease_in_cached_answer(authority: Authority) -> N
     finally:
         await server.aclose()
         await forwarder.aclose()
+
+
+async def test_repeated_hits_are_remembered_within_the_second_then_recomputed(
+    authority: Authority,
+) -> None:
+    clock = FakeClock()
+    forwarder = make_forwarder(authority, clock)
+    await forwarder.start()
+    server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), forwarder)
+    await server.start()
+    port = server.addresses[0][1]
+    query = build_query("www.example.com.", 1, qid=1)
+
+    async def ask(qid: int) -> DNSRecord:
+        data = qid.to_bytes(2, "big") + query[2:]
+        return parse(await asyncio.to_thread(udp_exchange, port, data))
+
+    try:
+        await ask(1)  # miss: from the authority
+        first_hit, second_hit = await ask(2), await ask(3)
+        assert forwarder.statistics().cache_answers == 1  # the repeat never reached the cache
+        assert (first_hit.header.id, second_hit.header.id) == (2, 3)
+        assert first_hit.rr[0].ttl == second_hit.rr[0].ttl == 300
+        clock.now += 1.0  # the TTLs drop a second: the remembered reply is no longer exact
+        later = await ask(4)
+        assert later.rr[0].ttl == 299
+        assert forwarder.statistics().cache_answers == 2
+    finally:
+        await server.aclose()
+        await forwarder.aclose()
+
+
+async def test_hits_in_the_prefetch_window_still_trigger_prefetch_through_the_server(
+    authority: Authority,
+) -> None:
+    clock = FakeClock()
+    forwarder = make_forwarder(authority, clock)
+    await forwarder.start()
+    server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), forwarder)
+    await server.start()
+    port = server.addresses[0][1]
+    query = build_query("short.example.com.", 1, qid=9)
+    try:
+        await asyncio.to_thread(udp_exchange, port, query)
+        await asyncio.to_thread(udp_exchange, port, query)  # remembered until the window
+        clock.now += 54.5
+        await asyncio.to_thread(udp_exchange, port, query)
+        async with asyncio.timeout(2):
+            await authority.wait_queries(2)
+        assert forwarder.statistics().prefetches == 1
+    finally:
+        await server.aclose()
+        await forwarder.aclose()
