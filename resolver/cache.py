@@ -201,6 +201,10 @@ class Cache:
         """The cache's clock: the time entries age by."""
         return self._clock()
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
     def get(self, key: CacheKey, now: float | None = None) -> CacheHit | None:
         """Look ``key`` up; None on a miss.
 

@@ -221,9 +221,13 @@ class Forwarder:
 
     def now(self) -> float:
         """The clock that cached answers age by."""
+        return self.clock()()
+
+    def clock(self) -> Callable[[], float]:
+        """That clock itself, for callers that read it on every query."""
         if self.cache is not None:
-            return self.cache.now()
-        return (self._loop or asyncio.get_running_loop()).time()
+            return self.cache.clock
+        return (self._loop or asyncio.get_running_loop()).time
 
     def _lookup(
         self, key: CacheKey, name: bytes, qtype: int, qclass: int, do: bool, cd: bool

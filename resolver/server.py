@@ -42,6 +42,8 @@ class Answerer(Protocol):
 
     def now(self) -> float: ...
 
+    def clock(self) -> Callable[[], float]: ...
+
     async def resolve(
         self, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool, deadline: float
     ) -> bytes: ...
@@ -120,6 +122,7 @@ class Server:
         # waits on until they are all done.
         self._callbacks_inflight = 0
         self._memo: dict[bytes, tuple[bytes, float]] = {}
+        self._clock: Callable[[], float] = answerer.now
         self._callbacks_drained: asyncio.Event | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -130,6 +133,7 @@ class Server:
         With port 0 the UDP port is picked first and TCP takes the same number; if that TCP
         port is taken, both are tried again on another port (a bounded number of times)."""
         self._loop = asyncio.get_running_loop()
+        self._clock = self.answerer.clock()
         for host, port in self.config.listen:
             for attempt in range(_BIND_ATTEMPTS):
                 try:
@@ -360,13 +364,17 @@ class Server:
 
     def answer_remembered(self, query: bytes, client_host: str) -> bytes | None:
         """The hottest path: a repeat of a recent cache hit, from an allowed client."""
-        found = self._memo.get(query[2:])
+        key = query[2:]
+        found = self._memo.get(key)
         if found is None:
             return None
-        if found[1] <= self.answerer.now():
-            del self._memo[query[2:]]
+        if found[1] <= self._clock():
+            del self._memo[key]
             return None
-        if not self._allowed_client(client_host):
+        allowed = self._allow_memo.get(client_host)
+        if allowed is None:
+            allowed = self._allowed_client(client_host)
+        if not allowed:
             return None
         self._counts["answered"] += 1
         return query[:2] + found[0]
