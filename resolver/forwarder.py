@@ -16,6 +16,7 @@ import contextlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
 from resolver.config import ForwarderConfig, TransportConfig
@@ -49,45 +50,37 @@ class ForwarderStatistics:
     cache: CacheStatistics | None
 
 
+class Ask(NamedTuple):
+    """One question as the forwarder handles it: the cache key and what goes upstream."""
+
+    key: CacheKey
+    name: bytes
+    qtype: int
+    qclass: int
+    do: bool
+    cd: bool
+
+    @classmethod
+    def of(cls, name: bytes, qtype: int, qclass: int, do: bool, cd: bool) -> Ask:
+        return cls(CacheKey.of(name, qtype, qclass, do=do, cd=cd), name, qtype, qclass, do, cd)
+
+
 class _FastQuery:
     """The state of one task-free query (see ``Forwarder.resolve_nowait``)."""
 
-    __slots__ = (
-        "cd",
-        "deadline",
-        "do",
-        "done",
-        "forwarder",
-        "index",
-        "key",
-        "name",
-        "qclass",
-        "qtype",
-        "shared",
-        "started",
-    )
+    __slots__ = ("ask", "deadline", "done", "forwarder", "index", "shared", "started")
 
     def __init__(
         self,
         forwarder: Forwarder,
-        key: CacheKey,
-        name: bytes,
-        qtype: int,
-        qclass: int,
-        do: bool,
-        cd: bool,
+        ask: Ask,
         deadline: float,
         index: int,
         started: float,
         done: Callable[[bytes | None, BaseException | None], None],
     ) -> None:
         self.forwarder = forwarder
-        self.key = key
-        self.name = name
-        self.qtype = qtype
-        self.qclass = qclass
-        self.do = do
-        self.cd = cd
+        self.ask = ask
         self.deadline = deadline
         self.index = index
         self.started = started
@@ -105,12 +98,12 @@ class _FastQuery:
                     normalized = normalize(reply)
                 except WireError as error:
                     failure = ResolutionFailed("upstream reply cannot be relayed", [error])
-                    forwarder._settle(self.key, self.shared, self.done, None, failure)
+                    forwarder._settle(self.ask.key, self.shared, self.done, None, failure)
                     return
                 if forwarder.cache is not None:
                     with contextlib.suppress(WireError, ValueError):
-                        forwarder.cache.put(self.key, normalized)
-                forwarder._settle(self.key, self.shared, self.done, normalized, None)
+                        forwarder.cache.put(self.ask.key, normalized)
+                forwarder._settle(self.ask.key, self.shared, self.done, normalized, None)
                 return
         elif isinstance(exc, UpstreamError):
             forwarder.selector.failed(self.index, loop.time())
@@ -200,13 +193,13 @@ class Forwarder:
         cache = self.cache
         if cache is None:
             return None
-        key = CacheKey.of(name, qtype, qclass, do=do, cd=cd)
+        ask = Ask.of(name, qtype, qclass, do, cd)
         now = cache.now()
-        hit = cache.get(key, now)
+        hit = cache.get(ask.key, now)
         if hit is None or hit.freshness is not Freshness.FRESH:
             return None
         if hit.needs_prefetch:
-            self._prefetch(key, name, qtype, qclass, do, cd)
+            self._prefetch(ask)
         self._queries += 1
         self._cache_answers += 1
         entry = hit.entry
@@ -229,22 +222,20 @@ class Forwarder:
             return self.cache.clock
         return (self._loop or asyncio.get_running_loop()).time
 
-    def _lookup(
-        self, key: CacheKey, name: bytes, qtype: int, qclass: int, do: bool, cd: bool
-    ) -> tuple[bytes | None, CacheEntry | None]:
+    def _lookup(self, ask: Ask) -> tuple[bytes | None, CacheEntry | None]:
         """(a fresh reply to serve, or None; a stale entry to fall back on, or None)."""
         cache = self.cache
-        hit = cache.get(key) if cache is not None else None
+        hit = cache.get(ask.key) if cache is not None else None
         if hit is None:
             return None, None
         if hit.freshness is not Freshness.FRESH:
             return None, hit.entry
         if hit.needs_prefetch:
-            self._prefetch(key, name, qtype, qclass, do, cd)
+            self._prefetch(ask)
         self._queries += 1
         self._cache_answers += 1
         assert cache is not None
-        return cache.serve(hit.entry, 0, name), None
+        return cache.serve(hit.entry, 0, ask.name), None
 
     def resolve_nowait(
         self,
@@ -266,14 +257,14 @@ class Forwarder:
         loop = self._loop
         if loop is None:
             return False
-        key = CacheKey.of(name, qtype, qclass, do=do, cd=cd)
-        if key in self._inflight or (self.cache is not None and key in self.cache):
+        ask = Ask.of(name, qtype, qclass, do, cd)
+        if ask.key in self._inflight or (self.cache is not None and ask.key in self.cache):
             return False
         now = loop.time()
         index = self.selector.order(now)[0]
         if self.selector.is_down(index, now):
             return False
-        query = _FastQuery(self, key, name, qtype, qclass, do, cd, deadline, index, now, done)
+        query = _FastQuery(self, ask, deadline, index, now, done)
         started = self.upstreams[index].exchange_nowait(
             name,
             qtype,
@@ -284,7 +275,7 @@ class Forwarder:
             do=do,
         )
         if started:
-            self._inflight[key] = query.shared
+            self._inflight[ask.key] = query.shared
             self._queries += 1
             self._upstream_queries += 1
         return started
@@ -311,23 +302,15 @@ class Forwarder:
     async def _continue(self, query: _FastQuery) -> None:
         """A task-free query that hit something unusual, finished by the full logic."""
         try:
-            reply = await self._fetch(
-                query.key,
-                query.name,
-                query.qtype,
-                query.qclass,
-                query.do,
-                query.cd,
-                query.deadline,
-            )
+            reply = await self._fetch(query.ask, query.deadline)
         except ResolutionFailed as exc:
-            self._settle(query.key, query.shared, query.done, None, exc)
+            self._settle(query.ask.key, query.shared, query.done, None, exc)
         except BaseException as exc:
             failure = ResolutionFailed("the query was abandoned", [exc])
-            self._settle(query.key, query.shared, query.done, None, failure)
+            self._settle(query.ask.key, query.shared, query.done, None, failure)
             raise
         else:
-            self._settle(query.key, query.shared, query.done, reply, None)
+            self._settle(query.ask.key, query.shared, query.done, reply, None)
 
     async def resolve(
         self, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool, deadline: float
@@ -337,16 +320,16 @@ class Forwarder:
 
         Raises ResolutionFailed when no upstream answered by ``deadline`` and nothing stale
         could be served instead."""
-        key = CacheKey.of(name, qtype, qclass, do=do, cd=cd)
-        cached, stale = self._lookup(key, name, qtype, qclass, do, cd)
+        ask = Ask.of(name, qtype, qclass, do, cd)
+        cached, stale = self._lookup(ask)
         if cached is not None:
             return cached
         self._queries += 1
-        shared = self._inflight.get(key)
+        shared = self._inflight.get(ask.key)
         if shared is None and stale is None:
-            return await self._lead(key, name, qtype, qclass, do, cd, deadline)
+            return await self._lead(ask, deadline)
         if shared is None:
-            shared = self._start_background(key, name, qtype, qclass, do, cd, deadline)
+            shared = self._start_background(ask, deadline)
         else:
             self._coalesced += 1
         loop = self._loop or asyncio.get_running_loop()
@@ -355,7 +338,7 @@ class Forwarder:
             async with asyncio.timeout_at(wait_until):
                 reply = await asyncio.shield(shared.follow(loop))
         except (ResolutionFailed, TimeoutError) as exc:
-            stale = stale or self._stale_entry(key)
+            stale = stale or self._stale_entry(ask.key)
             if stale is not None and self.cache is not None:
                 self._stale_answers += 1
                 return self.cache.serve(stale, 0, name)
@@ -366,22 +349,14 @@ class Forwarder:
         self._answered += 1
         return reply
 
-    async def _lead(
-        self,
-        key: CacheKey,
-        name: bytes,
-        qtype: int,
-        qclass: int,
-        do: bool,
-        cd: bool,
-        deadline: float,
-    ) -> bytes:
+    async def _lead(self, ask: Ask, deadline: float) -> bytes:
         """Ask upstream in this client's own task (no extra task or timer on the common
         path); identical questions arriving meanwhile wait for this one's outcome."""
+        key = ask.key
         shared = Shared()
         self._inflight[key] = shared
         try:
-            reply = await self._fetch(key, name, qtype, qclass, do, cd, deadline)
+            reply = await self._fetch(ask, deadline)
         except BaseException as exc:
             if isinstance(exc, ResolutionFailed):
                 self._failed += 1
@@ -402,34 +377,22 @@ class Forwarder:
         hit = self.cache.get(key)
         return hit.entry if hit is not None and hit.freshness is Freshness.STALE else None
 
-    def _prefetch(
-        self, key: CacheKey, name: bytes, qtype: int, qclass: int, do: bool, cd: bool
-    ) -> None:
-        if key in self._inflight:
+    def _prefetch(self, ask: Ask) -> None:
+        if ask.key in self._inflight:
             return
         self._prefetches += 1
         loop = self._loop or asyncio.get_running_loop()
-        deadline = loop.time() + self.config.query_timeout
-        self._start_background(key, name, qtype, qclass, do, cd, deadline)
+        self._start_background(ask, loop.time() + self.config.query_timeout)
 
-    def _start_background(
-        self,
-        key: CacheKey,
-        name: bytes,
-        qtype: int,
-        qclass: int,
-        do: bool,
-        cd: bool,
-        deadline: float,
-    ) -> Shared:
+    def _start_background(self, ask: Ask, deadline: float) -> Shared:
         """A refresh (prefetch, or behind a stale answer) in its own task, so that the client
         that started it may stop waiting while it goes on for the cache and for others."""
         shared = Shared()
-        self._inflight[key] = shared
+        self._inflight[ask.key] = shared
         loop = self._loop or asyncio.get_running_loop()
-        task = loop.create_task(self._fetch(key, name, qtype, qclass, do, cd, deadline))
+        task = loop.create_task(self._fetch(ask, deadline))
         self._background.add(task)
-        task.add_done_callback(lambda t: self._background_done(key, shared, t))
+        task.add_done_callback(lambda t: self._background_done(ask.key, shared, t))
         return shared
 
     def _background_done(self, key: CacheKey, shared: Shared, task: asyncio.Task[bytes]) -> None:
@@ -443,17 +406,10 @@ class Forwarder:
         else:
             shared.succeed(task.result())
 
-    async def _fetch(
-        self,
-        key: CacheKey,
-        name: bytes,
-        qtype: int,
-        qclass: int,
-        do: bool,
-        cd: bool,
-        deadline: float,
-    ) -> bytes:
-        raw = await self._ask_upstreams(name, qtype, qclass, do=do, cd=cd, deadline=deadline)
+    async def _fetch(self, ask: Ask, deadline: float) -> bytes:
+        raw = await self._ask_upstreams(
+            ask.name, ask.qtype, ask.qclass, do=ask.do, cd=ask.cd, deadline=deadline
+        )
         try:
             reply = normalize(raw)
         except WireError as exc:
@@ -461,7 +417,7 @@ class Forwarder:
         if self.cache is not None:
             # A reply the cache cannot take is still relayed: the client gets its answer.
             with contextlib.suppress(WireError, ValueError):
-                self.cache.put(key, reply)
+                self.cache.put(ask.key, reply)
         return reply
 
     async def _ask_upstreams(
