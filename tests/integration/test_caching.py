@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import socket
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 import pytest
 
@@ -165,21 +166,33 @@ def udp_exchange(port: int, query: bytes) -> bytes:
         return sock.recv(65535)
 
 
-async def test_coalesced_clients_each_get_their_own_id_and_case(authority: Authority) -> None:
-    clock = FakeClock()
-    forwarder = make_forwarder(authority, clock)
-    await forwarder.start()
+class Served(NamedTuple):
+    clock: FakeClock
+    forwarder: Forwarder
+    port: int
+
+
+@pytest.fixture
+async def served(clock_and_forwarder: tuple[FakeClock, Forwarder]) -> AsyncIterator[Served]:
+    """The caching forwarder (fake clock) behind a real UDP/TCP server on 127.0.0.1."""
+    clock, forwarder = clock_and_forwarder
     server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), forwarder, query_timeout=2.0)
     await server.start()
-    port = server.addresses[0][1]
+    try:
+        yield Served(clock, forwarder, server.addresses[0][1])
+    finally:
+        await server.aclose()
+
+
+async def test_coalesced_clients_each_get_their_own_id_and_case(
+    authority: Authority, served: Served
+) -> None:
     authority.faults.delay = 0.2
     names = ["www.example.com.", "WWW.EXAMPLE.COM.", "wWw.ExAmPlE.cOm."]
     queries = [build_query(name, 1, qid=100 + i) for i, name in enumerate(names)]
-    try:
-        replies = await asyncio.gather(*(asyncio.to_thread(udp_exchange, port, q) for q in queries))
-    finally:
-        await server.aclose()
-        await forwarder.aclose()
+    replies = await asyncio.gather(
+        *(asyncio.to_thread(udp_exchange, served.port, q) for q in queries)
+    )
     for i, (name, reply) in enumerate(zip(names, replies, strict=True)):
         record = parse(reply)
         assert record.header.id == 100 + i
@@ -188,82 +201,52 @@ async def test_coalesced_clients_each_get_their_own_id_and_case(authority: Autho
     assert len(authority.queries) == 1
 
 
-async def test_dig_sees_ttl_decrease_in_cached_answer(authority: Authority) -> None:
+async def test_dig_sees_ttl_decrease_in_cached_answer(served: Served) -> None:
     dig = shutil.which("dig")
     assert dig is not None, "dig (bind9-dnsutils) is required: .ci/run installs it"
-    clock = FakeClock()
-    forwarder = make_forwarder(authority, clock)
-    await forwarder.start()
-    server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), forwarder)
-    await server.start()
-    port = server.addresses[0][1]
 
     async def dig_ttl() -> int:
         proc = await asyncio.create_subprocess_exec(
-            dig, "@127.0.0.1", "-p", str(port), "www.example.com", "A",
+            dig, "@127.0.0.1", "-p", str(served.port), "www.example.com", "A",
             "+noall", "+answer", "+tries=1", "+time=2",
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, _ = await proc.communicate()
         return int(out.decode().split()[1])
 
-    try:
-        assert await dig_ttl() == 300
-        clock.now += 42
-        assert await dig_ttl() == 258
-    finally:
-        await server.aclose()
-        await forwarder.aclose()
+    assert await dig_ttl() == 300
+    served.clock.now += 42
+    assert await dig_ttl() == 258
 
 
 async def test_repeated_hits_are_remembered_within_the_second_then_recomputed(
-    authority: Authority,
+    served: Served,
 ) -> None:
-    clock = FakeClock()
-    forwarder = make_forwarder(authority, clock)
-    await forwarder.start()
-    server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), forwarder)
-    await server.start()
-    port = server.addresses[0][1]
     query = build_query("www.example.com.", 1, qid=1)
 
     async def ask(qid: int) -> DNSRecord:
         data = qid.to_bytes(2, "big") + query[2:]
-        return parse(await asyncio.to_thread(udp_exchange, port, data))
+        return parse(await asyncio.to_thread(udp_exchange, served.port, data))
 
-    try:
-        await ask(1)  # miss: from the authority
-        first_hit, second_hit = await ask(2), await ask(3)
-        assert forwarder.statistics().cache_answers == 1  # the repeat never reached the cache
-        assert (first_hit.header.id, second_hit.header.id) == (2, 3)
-        assert first_hit.rr[0].ttl == second_hit.rr[0].ttl == 300
-        clock.now += 1.0  # the TTLs drop a second: the remembered reply is no longer exact
-        later = await ask(4)
-        assert later.rr[0].ttl == 299
-        assert forwarder.statistics().cache_answers == 2
-    finally:
-        await server.aclose()
-        await forwarder.aclose()
+    await ask(1)  # miss: from the authority
+    first_hit, second_hit = await ask(2), await ask(3)
+    assert served.forwarder.statistics().cache_answers == 1  # the repeat skipped the cache
+    assert (first_hit.header.id, second_hit.header.id) == (2, 3)
+    assert first_hit.rr[0].ttl == second_hit.rr[0].ttl == 300
+    served.clock.now += 1.0  # the TTLs drop a second: the remembered reply is no longer exact
+    later = await ask(4)
+    assert later.rr[0].ttl == 299
+    assert served.forwarder.statistics().cache_answers == 2
 
 
 async def test_hits_in_the_prefetch_window_still_trigger_prefetch_through_the_server(
-    authority: Authority,
+    authority: Authority, served: Served
 ) -> None:
-    clock = FakeClock()
-    forwarder = make_forwarder(authority, clock)
-    await forwarder.start()
-    server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), forwarder)
-    await server.start()
-    port = server.addresses[0][1]
     query = build_query("short.example.com.", 1, qid=9)
-    try:
-        await asyncio.to_thread(udp_exchange, port, query)
-        await asyncio.to_thread(udp_exchange, port, query)  # remembered until the window
-        clock.now += 54.5
-        await asyncio.to_thread(udp_exchange, port, query)
-        async with asyncio.timeout(2):
-            await authority.wait_queries(2)
-        assert forwarder.statistics().prefetches == 1
-    finally:
-        await server.aclose()
-        await forwarder.aclose()
+    await asyncio.to_thread(udp_exchange, served.port, query)
+    await asyncio.to_thread(udp_exchange, served.port, query)  # remembered until the window
+    served.clock.now += 54.5
+    await asyncio.to_thread(udp_exchange, served.port, query)
+    async with asyncio.timeout(2):
+        await authority.wait_queries(2)
+    assert served.forwarder.statistics().prefetches == 1
