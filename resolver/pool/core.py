@@ -1,4 +1,4 @@
-"""A generic asyncio resource pool: fair, cancellation-safe, with timeouts and recycling.
+"""The Pool: fair, cancellation-safe, with timeouts and recycling.
 
 ``async with pool.acquire() as obj`` checks out one object exclusively and returns it when the
 block ends; ``guard = await pool.acquire()`` gives the same as an explicit :class:`Guard`.
@@ -22,156 +22,19 @@ import asyncio
 import contextlib
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Generic, Literal, TypeVar
 
-from resolver.errors import ConfigError, GuardReleased, PoolClosed, PoolTimeout
+from resolver.errors import PoolClosed, PoolTimeout
+from resolver.pool.guard import Guard, PoolStatistics, _Acquire, _Entry
+from resolver.pool.settings import validate
 
-__all__ = ["Guard", "Pool", "PoolStatistics"]
+__all__ = ["Pool"]
 
 T = TypeVar("T")
 
 Order = Literal["fifo", "random"]
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStatistics:
-    """A snapshot of a pool's counts. ``size == idle + in_use`` always holds."""
-
-    size: int
-    idle: int
-    in_use: int
-    waiting: int
-    creating: int
-    created: int
-    retired: int
-    discarded: int
-    acquired: int
-    timed_out: int
-    cancelled: int
-    failed_creates: int
-
-
-class _Entry(Generic[T]):
-    """One pooled object and its recycling bookkeeping."""
-
-    __slots__ = ("closed", "created_at", "obj", "uses")
-
-    def __init__(self, obj: T, created_at: float) -> None:
-        self.obj = obj
-        self.created_at = created_at
-        self.uses = 0
-        self.closed = False
-
-
-class Guard(Generic[T]):
-    """Exclusive use of one pooled object until :meth:`release` or :meth:`discard`.
-
-    After either call the guard refuses further use: ``obj``, ``release`` and ``discard`` raise
-    :class:`GuardReleased`. Used as a (sync) context manager, it releases on exit unless it was
-    already released or discarded.
-    """
-
-    __slots__ = ("_entry", "_pool")
-
-    def __init__(self, pool: Pool[T], entry: _Entry[T] | None) -> None:
-        self._pool = pool
-        self._entry: _Entry[T] | None = entry
-
-    @property
-    def obj(self) -> T:
-        """The checked-out object. Raises GuardReleased once the guard is released."""
-        entry = self._entry
-        if entry is None:
-            raise GuardReleased("this guard was already released")
-        return entry.obj
-
-    @property
-    def released(self) -> bool:
-        return self._entry is None
-
-    def release(self) -> None:
-        """Return the object to the pool (or to the longest waiter). Never awaits."""
-        entry = self._entry
-        if entry is None:
-            raise GuardReleased("this guard was already released")
-        self._entry = None
-        self._pool._put_back(entry)
-
-    def discard(self) -> None:
-        """The object is broken: the pool closes it and creates a replacement in the background."""
-        entry = self._entry
-        if entry is None:
-            raise GuardReleased("this guard was already released")
-        self._entry = None
-        self._pool._discard(entry)
-
-    def __enter__(self) -> T:
-        return self.obj
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._entry is not None:
-            self.release()
-
-    def __repr__(self) -> str:
-        state = "released" if self._entry is None else f"holding {self._entry.obj!r}"
-        return f"<Guard {state}>"
-
-
-class _Acquire(Generic[T]):
-    """What ``pool.acquire()`` returns: awaitable (a Guard) and an async context manager (the
-    object itself, returned to the pool when the block ends)."""
-
-    __slots__ = ("_entry", "_pool", "_timeout")
-
-    def __init__(self, pool: Pool[T], timeout: float | None) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        self._entry: _Entry[T] | None = None
-
-    def __await__(self) -> Generator[object, None, Guard[T]]:
-        return self._pool._acquire(self._timeout).__await__()
-
-    async def __aenter__(self) -> T:
-        pool = self._pool
-        if pool._idle or pool._closed:
-            entry = pool._take_idle()
-            if entry is not None:
-                self._entry = entry
-                return entry.obj
-        if self._timeout is not None or pool._factory is not None or pool._closed:
-            return await pool._wait(self._timeout, self)
-        # The plain wait (no timer, nothing to create), inlined: one coroutine per waiter
-        # instead of two, which is most of the cost of a contended acquire.
-        loop = pool._loop or pool._bind_loop()
-        fut: asyncio.Future[_Entry[T]] = loop.create_future()
-        pool._waiters.append(fut)
-        pool._live_waiters += 1
-        try:
-            entry = await fut
-        except asyncio.CancelledError:
-            pool._cancelled_waiter(fut)
-            raise
-        self._entry = entry
-        return entry.obj
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        entry = self._entry
-        if entry is not None:
-            self._entry = None
-            self._pool._put_back(entry)
 
 
 class Pool(Generic[T]):
@@ -203,7 +66,7 @@ class Pool(Generic[T]):
         rng: random.Random | None = None,
     ) -> None:
         given = list(objects)
-        _validate(given, factory, min_size, max_size, max_uses, max_age, order)
+        validate(given, factory, min_size, max_size, max_uses, max_age, order)
         self._factory = factory
         self._close_hook = close
         self._min_size = min_size
@@ -571,33 +434,3 @@ class Pool(Generic[T]):
             task.cancel()
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _validate(
-    given: Sequence[object],
-    factory: object,
-    min_size: int,
-    max_size: int | None,
-    max_uses: int | None,
-    max_age: float | None,
-    order: str,
-) -> None:
-    if min_size < 0:
-        raise ConfigError("min_size", "must be 0 or more")
-    if max_size is not None:
-        if max_size < 1:
-            raise ConfigError("max_size", "must be at least 1")
-        if max_size < min_size:
-            raise ConfigError("max_size", "must be at least min_size")
-        if max_size < len(given):
-            raise ConfigError("max_size", "is smaller than the number of objects given")
-    if factory is None and not given:
-        raise ConfigError("objects", "give objects or a factory")
-    if max_uses is not None and max_uses < 1:
-        raise ConfigError("max_uses", "must be at least 1")
-    if max_age is not None and max_age <= 0:
-        raise ConfigError("max_age", "must be positive")
-    if factory is None and (max_uses is not None or max_age is not None):
-        raise ConfigError("max_uses", "recycling needs a factory to make replacements")
-    if order not in ("fifo", "random"):
-        raise ConfigError("order", "must be 'fifo' or 'random'")
