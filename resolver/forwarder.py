@@ -16,12 +16,11 @@ import contextlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
 from resolver.config import ForwarderConfig, TransportConfig
 from resolver.errors import ResolutionFailed, UpstreamError, UpstreamUnreachable, WireError
-from resolver.inflight import Shared, normalize
+from resolver.inflight import Ask, FastQuery, Shared, normalize
 from resolver.selection import Selector
 from resolver.transport import Upstream, UpstreamStatistics
 from resolver.wire.raw import REFUSED, SERVFAIL
@@ -30,7 +29,6 @@ __all__ = ["Forwarder", "ForwarderStatistics"]
 
 # Tries per upstream within one client query: a lost datagram deserves one retry.
 _ROUNDS = 2
-_TC_HIGH = 0x02  # TC in the first flags byte (message byte 2)
 # RFC 8767 section 5 suggests answering from stale data after 1.8 s of trying to refresh.
 _STALE_ANSWER_AFTER = 1.8
 
@@ -48,71 +46,6 @@ class ForwarderStatistics:
     upstream_queries: int
     upstreams: tuple[UpstreamStatistics, ...]
     cache: CacheStatistics | None
-
-
-class Ask(NamedTuple):
-    """One question as the forwarder handles it: the cache key and what goes upstream."""
-
-    key: CacheKey
-    name: bytes
-    qtype: int
-    qclass: int
-    do: bool
-    cd: bool
-
-    @classmethod
-    def of(cls, name: bytes, qtype: int, qclass: int, do: bool, cd: bool) -> Ask:
-        return cls(CacheKey.of(name, qtype, qclass, do=do, cd=cd), name, qtype, qclass, do, cd)
-
-
-class _FastQuery:
-    """The state of one task-free query (see ``Forwarder.resolve_nowait``)."""
-
-    __slots__ = ("ask", "deadline", "done", "forwarder", "index", "shared", "started")
-
-    def __init__(
-        self,
-        forwarder: Forwarder,
-        ask: Ask,
-        deadline: float,
-        index: int,
-        started: float,
-        done: Callable[[bytes | None, BaseException | None], None],
-    ) -> None:
-        self.forwarder = forwarder
-        self.ask = ask
-        self.deadline = deadline
-        self.index = index
-        self.started = started
-        self.done = done
-        self.shared = Shared()
-
-    def on_reply(self, reply: bytes | None, exc: BaseException | None) -> None:
-        forwarder = self.forwarder
-        loop = forwarder._loop
-        assert loop is not None
-        if reply is not None:
-            forwarder.selector.succeeded(self.index, loop.time() - self.started)
-            if not reply[2] & _TC_HIGH and reply[3] & 0x0F not in (SERVFAIL, REFUSED):
-                try:
-                    normalized = normalize(reply)
-                except WireError as error:
-                    failure = ResolutionFailed("upstream reply cannot be relayed", [error])
-                    forwarder._settle(self.ask.key, self.shared, self.done, None, failure)
-                    return
-                if forwarder.cache is not None:
-                    with contextlib.suppress(WireError, ValueError):
-                        forwarder.cache.put(self.ask.key, normalized)
-                forwarder._settle(self.ask.key, self.shared, self.done, normalized, None)
-                return
-        elif isinstance(exc, UpstreamError):
-            forwarder.selector.failed(self.index, loop.time())
-        # TC, SERVFAIL/REFUSED, a timeout or an error: the full logic takes over in a task
-        # (which may ask this upstream again, over TCP, or fail over to another).
-        forwarder._failovers += 1
-        task = loop.create_task(forwarder._continue(self))
-        forwarder._background.add(task)
-        task.add_done_callback(forwarder._background.discard)
 
 
 class Forwarder:
@@ -264,7 +197,7 @@ class Forwarder:
         index = self.selector.order(now)[0]
         if self.selector.is_down(index, now):
             return False
-        query = _FastQuery(self, ask, deadline, index, now, done)
+        query = FastQuery(self, ask, deadline, index, now, done)
         started = self.upstreams[index].exchange_nowait(
             name,
             qtype,
@@ -299,7 +232,7 @@ class Forwarder:
             shared.fail(exc)
         done(reply, exc)
 
-    async def _continue(self, query: _FastQuery) -> None:
+    async def _continue(self, query: FastQuery) -> None:
         """A task-free query that hit something unusual, finished by the full logic."""
         try:
             reply = await self._fetch(query.ask, query.deadline)
