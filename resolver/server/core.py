@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Protocol
 
 from resolver.config import Address, ServerConfig
 from resolver.errors import ResolutionFailed, WireError
+from resolver.server.listeners import UdpListener, tcp_connection
 from resolver.triage import Local, Parsed, fit, for_client, servfail, triage
 from resolver.wire.raw import FORMERR, error_reply
 
@@ -147,12 +149,14 @@ class Server:
     async def _bind(self, host: str, port: int) -> None:
         assert self._loop is not None
         transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _UdpListener(self), local_addr=(host, port)
+            lambda: UdpListener(self), local_addr=(host, port)
         )
         bound = transport.get_extra_info("sockname")
         if self.config.tcp:
             try:
-                server = await asyncio.start_server(self._tcp_connection, host, bound[1])
+                server = await asyncio.start_server(
+                    functools.partial(tcp_connection, self), host, bound[1]
+                )
             except BaseException:
                 transport.close()
                 raise
@@ -406,90 +410,3 @@ class Server:
         reply = await self.resolve_for(data, parsed, addr[0], tcp=False)
         if not transport.is_closing():
             transport.sendto(reply, addr)
-
-    # ----------------------------------------------------------------- TCP
-
-    async def _tcp_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        if len(self._connections) >= self.config.max_tcp_connections or self._closed:
-            self._counts["dropped"] += 1
-            writer.close()
-            return
-        self._connections.add(writer)
-        peer = writer.get_extra_info("peername")
-        host = peer[0] if peer else ""
-        pending: set[asyncio.Task[None]] = set()
-        try:
-            while not self._closed:
-                try:
-                    async with asyncio.timeout(self.config.tcp_idle_timeout):
-                        size = int.from_bytes(await reader.readexactly(2), "big")
-                        data = await reader.readexactly(size)
-                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                    break
-                self._counts["tcp"] += 1
-                task = asyncio.get_running_loop().create_task(self._tcp_query(writer, data, host))
-                pending.add(task)
-                self._tasks.add(task)
-                task.add_done_callback(pending.discard)
-                task.add_done_callback(self._tasks.discard)
-            if pending:
-                await asyncio.wait(pending, timeout=self.config.shutdown_grace)
-        finally:
-            self._connections.discard(writer)
-            writer.close()
-
-    async def _tcp_query(self, writer: asyncio.StreamWriter, data: bytes, host: str) -> None:
-        reply = await self.answer(data, host, tcp=True)
-        if reply is not None and not writer.is_closing():
-            # One write call per frame: frames of concurrent answers never interleave.
-            writer.write(len(reply).to_bytes(2, "big") + reply)
-
-
-class _UdpListener(asyncio.DatagramProtocol):
-    def __init__(self, server: Server) -> None:
-        self._server = server
-        self._transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
-        self._transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        server = self._server
-        transport = self._transport
-        # The hottest path, inlined (see Server.answer_remembered): a repeat of a recent
-        # cache hit from an allowed client is one dict lookup and one send.
-        found = server._memo.get(data[2:])
-        if (
-            found is not None
-            and found[1] > server._clock()
-            and server._allow_memo.get(addr[0])
-            and not server._closed
-            and transport is not None
-        ):
-            server._remembered_answers += 1
-            transport.sendto(data[:2] + found[0], addr)
-            return
-        if server._closed:  # draining for shutdown: answer what is in flight, nothing new
-            server._counts["dropped"] += 1
-            return
-        server._counts["udp"] += 1
-        assert transport is not None
-        remembered = server.answer_remembered(data, addr[0])
-        if remembered is not None:
-            transport.sendto(remembered, addr)
-            return
-        first = server.local_or_cached(data, addr[0], tcp=False)
-        if first is None:
-            return
-        if isinstance(first, bytes):
-            transport.sendto(first, addr)
-            return
-        if not server.start_udp_nowait(transport, data, first, addr):
-            server._track(server._udp_query(transport, data, first, addr))
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors for replies to clients that went away: nothing to do, keep serving.
-        log.debug("UDP listener error: %s", exc)
