@@ -221,29 +221,38 @@ class Forwarder:
         reply: bytes | None,
         exc: BaseException | None,
     ) -> None:
+        """Conclude a task-free query: count it, settle its followers, tell the caller."""
+        if reply is not None:
+            self._answered += 1
+        else:
+            self._failed += 1
+        self._conclude(key, shared, reply, exc)
+        done(reply, exc)
+
+    def _conclude(
+        self, key: CacheKey, shared: Shared, reply: bytes | None, exc: BaseException | None
+    ) -> None:
+        """A question's upstream query is over: it leaves the in-flight table and whoever
+        followed it gets the outcome."""
         if self._inflight.get(key) is shared:
             del self._inflight[key]
         if reply is not None:
-            self._answered += 1
             shared.succeed(reply)
         else:
             assert exc is not None
-            self._failed += 1
             shared.fail(exc)
-        done(reply, exc)
 
     async def _continue(self, query: FastQuery) -> None:
         """A task-free query that hit something unusual, finished by the full logic."""
         try:
-            reply = await self._fetch(query.ask, query.deadline)
+            reply = await self._fetch_shared(query.ask, query.shared, query.deadline)
         except ResolutionFailed as exc:
-            self._settle(query.ask.key, query.shared, query.done, None, exc)
+            query.done(None, exc)
         except BaseException as exc:
-            failure = ResolutionFailed("the query was abandoned", [exc])
-            self._settle(query.ask.key, query.shared, query.done, None, failure)
+            query.done(None, ResolutionFailed("the query was abandoned", [exc]))
             raise
         else:
-            self._settle(query.ask.key, query.shared, query.done, reply, None)
+            query.done(reply, None)
 
     async def resolve(
         self, name: bytes, qtype: int, qclass: int, *, do: bool, cd: bool, deadline: float
@@ -285,23 +294,24 @@ class Forwarder:
     async def _lead(self, ask: Ask, deadline: float) -> bytes:
         """Ask upstream in this client's own task (no extra task or timer on the common
         path); identical questions arriving meanwhile wait for this one's outcome."""
-        key = ask.key
         shared = Shared()
-        self._inflight[key] = shared
+        self._inflight[ask.key] = shared
+        return await self._fetch_shared(ask, shared, deadline)
+
+    async def _fetch_shared(self, ask: Ask, shared: Shared, deadline: float) -> bytes:
+        """``_fetch``, counted, its outcome concluding ``shared``. Raises ResolutionFailed."""
         try:
             reply = await self._fetch(ask, deadline)
-        except BaseException as exc:
-            if isinstance(exc, ResolutionFailed):
-                self._failed += 1
-                shared.fail(exc)
-            else:  # cancelled, or a bug: the followers must not wait for nothing
-                shared.fail(ResolutionFailed("the query was abandoned", [exc]))
+        except ResolutionFailed as exc:
+            self._failed += 1
+            self._conclude(ask.key, shared, None, exc)
             raise
-        finally:
-            if self._inflight.get(key) is shared:
-                del self._inflight[key]
-        shared.succeed(reply)
+        except BaseException as exc:  # cancelled, or a bug: followers must not wait for nothing
+            failure = ResolutionFailed("the query was abandoned", [exc])
+            self._conclude(ask.key, shared, None, failure)
+            raise
         self._answered += 1
+        self._conclude(ask.key, shared, reply, None)
         return reply
 
     def _stale_entry(self, key: CacheKey) -> CacheEntry | None:
@@ -329,15 +339,13 @@ class Forwarder:
         return shared
 
     def _background_done(self, key: CacheKey, shared: Shared, task: asyncio.Task[bytes]) -> None:
-        if self._inflight.get(key) is shared:
-            del self._inflight[key]
         self._background.discard(task)
         if task.cancelled():
-            shared.fail(ResolutionFailed("the refresh was cancelled"))
+            self._conclude(key, shared, None, ResolutionFailed("the refresh was cancelled"))
         elif (exc := task.exception()) is not None:
-            shared.fail(exc)
+            self._conclude(key, shared, None, exc)
         else:
-            shared.succeed(task.result())
+            self._conclude(key, shared, task.result(), None)
 
     async def _fetch(self, ask: Ask, deadline: float) -> bytes:
         raw = await self._ask_upstreams(

@@ -24,6 +24,7 @@ from resolver.errors import (
     BadResponse,
     PoolClosed,
     PoolTimeout,
+    UpstreamError,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
@@ -282,14 +283,8 @@ class Upstream:
             if tcp or reply[2] & _TC_BYTE2:
                 self._tcp += 1
                 reply = await self._over_tcp(query, question, deadline)
-        except UpstreamTimeout:
-            self._timeouts += 1
-            raise
-        except UpstreamUnreachable:
-            self._unreachable += 1
-            raise
-        except BadResponse:
-            self._bad += 1
+        except UpstreamError as exc:
+            self._count_failure(exc)
             raise
         self._replies += 1
         return reply
@@ -319,9 +314,7 @@ class Upstream:
         query, question = self.build_query(name, qtype, qclass, cd=cd, do=do)
         self._queries += 1
         sock = guard.obj
-        future: asyncio.Future[bytes] = loop.create_future()
-        sock.expecting = _Expectation(query[:2], question, self.config.randomize_case, future)
-        timer = loop.call_at(deadline, _expire, future, self.name)
+        future, timer = self._send(loop, sock, query, question, deadline)
 
         def finished(done: asyncio.Future[bytes]) -> None:
             timer.cancel()
@@ -337,11 +330,27 @@ class Upstream:
             on_reply(done.result(), None)
 
         future.add_done_callback(finished)
-        assert sock.transport is not None
-        sock.transport.sendto(query)
         return True
 
+    def _send(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: _UdpSocket,
+        query: bytes,
+        question: bytes,
+        deadline: float,
+    ) -> tuple[asyncio.Future[bytes], asyncio.TimerHandle]:
+        """Send ``query`` on ``sock``, which then accepts its matching reply until ``deadline``
+        (the future fails with UpstreamTimeout then). The caller cancels the timer."""
+        future: asyncio.Future[bytes] = loop.create_future()
+        sock.expecting = _Expectation(query[:2], question, self.config.randomize_case, future)
+        timer = loop.call_at(deadline, _expire, future, self.name)
+        assert sock.transport is not None
+        sock.transport.sendto(query)
+        return future, timer
+
     def _count_failure(self, exc: BaseException) -> None:
+        """Count a failed exchange by its kind."""
         if isinstance(exc, UpstreamTimeout):
             self._timeouts += 1
         elif isinstance(exc, UpstreamUnreachable):
@@ -363,12 +372,9 @@ class Upstream:
         except OSError as exc:
             raise UpstreamUnreachable(self.name, f"cannot open a socket: {exc}") from exc
         sock = guard.obj
-        future: asyncio.Future[bytes] = loop.create_future()
-        sock.expecting = _Expectation(query[:2], question, self.config.randomize_case, future)
-        timer = loop.call_at(deadline, _expire, future, self.name)
+        timer: asyncio.TimerHandle | None = None
         try:
-            assert sock.transport is not None
-            sock.transport.sendto(query)
+            future, timer = self._send(loop, sock, query, question, deadline)
             reply = await future
         except BaseException:
             # Timed out, failed or cancelled: a late reply may still come, so this socket
@@ -377,7 +383,8 @@ class Upstream:
             guard.discard()
             raise
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
         sock.expecting = None
         guard.release()
         return reply

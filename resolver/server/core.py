@@ -124,7 +124,7 @@ class Server:
         # waits on until they are all done.
         self._callbacks_inflight = 0
         self._memo: dict[bytes, tuple[bytes, float]] = {}
-        self._remembered_answers = 0  # counted apart: the inlined path skips the dict counts
+        self._remembered_answers = 0  # UDP queries answered from _memo (count as udp, answered)
         self._clock: Callable[[], float] = answerer.now
         self._callbacks_drained: asyncio.Event | None = None
 
@@ -306,16 +306,25 @@ class Server:
                 cd=parsed.cd,
                 deadline=loop.time() + self.query_timeout,
             )
-            return self._finish(for_client(reply, query, parsed), parsed, tcp)
         except asyncio.CancelledError:
             raise
-        except (ResolutionFailed, WireError):
-            self._counts["servfail"] += 1
-            return servfail(query, parsed)
+        except ResolutionFailed:
+            return self._client_reply(query, parsed, None, tcp)
         except Exception:
             log.exception("query from %s failed unexpectedly", client_host)
-            self._counts["servfail"] += 1
-            return servfail(query, parsed)
+            return self._client_reply(query, parsed, None, tcp)
+        return self._client_reply(query, parsed, reply, tcp)
+
+    def _client_reply(self, query: bytes, parsed: Parsed, reply: bytes | None, tcp: bool) -> bytes:
+        """The resolved ``reply`` made this client's, or SERVFAIL when there is none or it
+        cannot be relayed."""
+        if reply is not None:
+            try:
+                return self._finish(for_client(reply, query, parsed), parsed, tcp)
+            except WireError:
+                pass
+        self._counts["servfail"] += 1
+        return servfail(query, parsed)
 
     def start_udp_nowait(
         self,
@@ -333,13 +342,7 @@ class Server:
 
         def done(reply: bytes | None, exc: BaseException | None) -> None:
             self._callbacks_inflight -= 1
-            try:
-                if reply is None:
-                    raise exc if exc is not None else ResolutionFailed("no reply")
-                out = self._finish(for_client(reply, query, parsed), parsed, tcp=False)
-            except (ResolutionFailed, WireError):
-                self._counts["servfail"] += 1
-                out = servfail(query, parsed)
+            out = self._client_reply(query, parsed, reply, tcp=False)
             if not transport.is_closing():
                 transport.sendto(out, addr)
             if self._callbacks_drained is not None and not self._callbacks_inflight:
@@ -367,21 +370,17 @@ class Server:
             memo.clear()  # bounded; entries live at most a second anyway
         memo[query[2:]] = (reply[2:], until)
 
-    def answer_remembered(self, query: bytes, client_host: str) -> bytes | None:
-        """The hottest path: a repeat of a recent cache hit, from an allowed client."""
-        key = query[2:]
-        found = self._memo.get(key)
-        if found is None:
-            return None
+    def answer_remembered(
+        self, query: bytes, found: tuple[bytes, float], client_host: str
+    ) -> bytes | None:
+        """The hottest path: ``found``, the memo's entry for this query, as this client's
+        reply, if it still holds, the client is allowed and the server is not shutting down."""
         if found[1] <= self._clock():
-            del self._memo[key]
+            self._memo.pop(query[2:], None)
             return None
-        allowed = self._allow_memo.get(client_host)
-        if allowed is None:
-            allowed = self._allowed_client(client_host)
-        if not allowed:
+        if self._closed or not self._allowed_client(client_host):
             return None
-        self._counts["answered"] += 1
+        self._remembered_answers += 1
         return query[:2] + found[0]
 
     def _finish(self, reply: bytes, parsed: Parsed, tcp: bool) -> bytes:

@@ -73,28 +73,18 @@ class UdpListener(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         server = self._server
         transport = self._transport
-        # The hottest path, inlined (see Server.answer_remembered): a repeat of a recent
-        # cache hit from an allowed client is one dict lookup and one send.
+        assert transport is not None
+        # The hottest path: a repeat of a recent cache hit is one dict lookup and one send.
         found = server._memo.get(data[2:])
-        if (
-            found is not None
-            and found[1] > server._clock()
-            and server._allow_memo.get(addr[0])
-            and not server._closed
-            and transport is not None
-        ):
-            server._remembered_answers += 1
-            transport.sendto(data[:2] + found[0], addr)
-            return
+        if found is not None:
+            reply = server.answer_remembered(data, found, addr[0])
+            if reply is not None:
+                transport.sendto(reply, addr)
+                return
         if server._closed:  # draining for shutdown: answer what is in flight, nothing new
             server._counts["dropped"] += 1
             return
         server._counts["udp"] += 1
-        assert transport is not None
-        remembered = server.answer_remembered(data, addr[0])
-        if remembered is not None:
-            transport.sendto(remembered, addr)
-            return
         first = server.local_or_cached(data, addr[0], tcp=False)
         if first is None:
             return

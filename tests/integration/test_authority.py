@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from support import free_port
 
 from resolver.authority import Authority, Faults, ReceivedQuery, load_zone, serve_authority
 from resolver.errors import ConfigError
@@ -430,21 +431,6 @@ async def test_other_port_replies_from_a_second_socket(authority: Authority) -> 
 
 
 # --- serve_authority ---------------------------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP right now (racy, but only against this machine)."""
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise AssertionError("no free port")
 
 
 async def test_serve_authority_serves_until_cancelled(fixtures_dir: Path) -> None:

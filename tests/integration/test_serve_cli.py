@@ -13,26 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import free_port
 
 from resolver.wire import NOERROR, DNSRecord
 
 STARTUP = 15.0  # bound on a subprocess becoming ready (interpreter start included)
 STOP = 5.0  # bound on a clean exit after SIGTERM
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP right now (racy, but only against this machine)."""
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise AssertionError("no free port")
 
 
 def udp_query(port: int, name: str = "www.example.com.", timeout: float = 0.2) -> DNSRecord:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import free_port
 
 from resolver.wire import DNSRecord
 
@@ -31,21 +32,6 @@ def tool(name: str, package: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed: apt-get install {package} (.ci/run does)")
     return path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP right now (racy, but only against this machine)."""
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise AssertionError("no free port")
 
 
 def answers_on(port: int) -> bool:
