@@ -1,4 +1,4 @@
-"""Assemble the daemon from a Config: the answerer (forwarder), the listeners, their lifetimes.
+"""Assemble the daemon from a Config: the query engine, the listeners, their lifetimes.
 
 The CLI builds a Config, makes a Daemon, and drives it; signals only call ``request_stop``.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from resolver.cache import Cache
 from resolver.config import Address, Config
-from resolver.forwarder import Forwarder
+from resolver.engine import Engine
 from resolver.server import Server
 
 __all__ = ["Daemon"]
@@ -24,10 +24,8 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         cache = Cache(config.cache) if config.cache.enabled else None
-        self.forwarder = Forwarder(config.forwarder, config.transport, cache=cache)
-        self.server = Server(
-            config.server, self.forwarder, query_timeout=config.forwarder.query_timeout
-        )
+        self.engine = Engine(config.forwarder, config.transport, cache=cache)
+        self.server = Server(config.server, self.engine)
         self._closed = False
 
     @property
@@ -36,7 +34,7 @@ class Daemon:
 
     async def start(self) -> None:
         """Open upstream pools, then bind listeners. Raises OSError or UpstreamError."""
-        await self.forwarder.start()
+        await self.engine.start()
         try:
             await self.server.start()
         except BaseException:
@@ -57,7 +55,7 @@ class Daemon:
             return
         self._closed = True
         await self.server.aclose()
-        await self.forwarder.aclose()
+        await self.engine.aclose()
 
     def __repr__(self) -> str:
-        return f"<Daemon {self.server!r} {self.forwarder!r}>"
+        return f"<Daemon {self.server!r} {self.engine!r}>"

@@ -160,7 +160,7 @@ async def run_demo(write: Write, *, fixtures: Path | None = None) -> int:
             failures = await _ask_all(client, authority, write)
             write("")
             write("daemon statistics (forwarder, upstream, socket pool):")
-            for line in _statistics_lines(daemon.forwarder.statistics()):
+            for line in _statistics_lines(daemon.engine.statistics()):
                 write(line)
             write("daemon server:")
             for line in _statistics_lines(daemon.server.statistics()):

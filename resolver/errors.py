@@ -11,6 +11,7 @@ __all__ = [
     "BadResponse",
     "ConfigError",
     "GuardReleased",
+    "LocalError",
     "PoolClosed",
     "PoolError",
     "PoolTimeout",
@@ -75,6 +76,11 @@ class UpstreamUnreachable(UpstreamError):
 
 class BadResponse(UpstreamError):
     """The upstream replied with something unusable (malformed, wrong question, truncated TCP)."""
+
+
+class LocalError(ResolverError):
+    """Our side could not send a query (no free socket in time, out of descriptors, shutting
+    down). Not the upstream's fault: it does not count against the upstream's health."""
 
 
 class ResolutionFailed(ResolverError):

@@ -1,47 +1,69 @@
-"""One exchange with one upstream: a pooled, pre-bound UDP socket, a validated reply, TCP on TC.
+"""One exchange with one upstream: a pooled, pre-bound UDP socket or a TCP connection, and a
+validated reply, reported by callback.
 
 Every reply is matched as RFC 5452 section 9.1 asks before it is accepted: it must come from
 the upstream's address and port, to the socket the query left from, with our random ID, QR set,
 opcode QUERY and the same question (name, type, class; the name case-exact when 0x20
-randomisation is on). Anything else is a stray: counted and dropped, and the socket keeps
-listening until the deadline, so one forged datagram cannot end a query. A socket whose query
-timed out, failed or was cancelled is discarded, never reused, so a late reply cannot reach the
-next query.
+randomisation is on). The one exception is a FORMERR or NOTIMP without a question section,
+which servers that cannot parse a query send: it is accepted (with the ID and source checked)
+so that the caller can move on at once instead of waiting for the deadline. Anything else is a
+stray: counted and dropped, and the socket keeps listening until the deadline, so one forged
+datagram cannot end a query. A socket whose query timed out, failed or was abandoned is
+discarded, never reused, so a late reply cannot reach the next query.
+
+The transport decides nothing: a truncated reply is reported as it is, and the caller (the
+engine) decides whether to ask again over TCP.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import heapq
+import itertools
 import secrets
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import cast
 
 from resolver.config import Address, TransportConfig
 from resolver.errors import (
     BadResponse,
+    LocalError,
     PoolClosed,
     PoolTimeout,
-    UpstreamError,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from resolver.pool import Pool, PoolStatistics
+from resolver.pool import Guard, Pool, PoolStatistics
 
-__all__ = ["Upstream", "UpstreamStatistics", "format_address"]
+__all__ = ["Exchange", "Report", "Upstream", "UpstreamStatistics", "format_address"]
 
 _HEADER = struct.Struct("!6H")
 _TYPE_CLASS = struct.Struct("!HH")
 _OPT = struct.Struct("!BHHBBHH")  # root owner, type 41, udp size, ext rcode, version, flags, rdlen
 _RD = 0x0100
+_AD = 0x0020
 _CD = 0x0010
 _DO = 0x8000
 _TC_BYTE2 = 0x02  # TC in the first flags byte
 _QR_BYTE2 = 0x80
 _OPCODE_BYTE2 = 0x78
 _ONE_QUESTION = b"\x00\x01"
+_NO_QUESTION = b"\x00\x00"
+_FORMERR = 1
+_NOTIMP = 4
+# Timeouts are checked by one timer per upstream, re-armed at most this often: a query's
+# deadline may pass up to this late, and no query pays for a timer of its own.
+_SWEEP_GRAIN = 0.01
+# Failures to open a socket that say our machine is short of something, not that the
+# upstream cannot be reached.
+_LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+# What an exchange reports: the validated reply, or the error that ended it.
+Report = Callable[[bytes | None, BaseException | None], None]
 
 
 def format_address(address: Address) -> str:
@@ -60,77 +82,29 @@ class UpstreamStatistics:
     timeouts: int
     unreachable: int
     bad_responses: int
+    local_failures: int
     tcp_queries: int
     pool: PoolStatistics
 
 
-class _Expectation:
-    """The one reply a socket waits for: its ID and question bytes, and where to deliver it."""
-
-    __slots__ = ("case_exact", "future", "qid", "question")
-
-    def __init__(
-        self, qid: bytes, question: bytes, case_exact: bool, future: asyncio.Future[bytes]
-    ) -> None:
-        self.qid = qid
-        self.question = question
-        self.case_exact = case_exact
-        self.future = future
-
-
 def _matches(data: bytes, qid: bytes, question: bytes, case_exact: bool) -> bool:
     """RFC 5452 9.1 checks on the raw bytes: ID, QR, opcode, the single question."""
-    end = 12 + len(question)
-    if len(data) < end or data[0:2] != qid or data[4:6] != _ONE_QUESTION:
+    if data[0:2] != qid or len(data) < 12:
         return False
     flags = data[2]
     if not flags & _QR_BYTE2 or flags & _OPCODE_BYTE2:
+        return False
+    if data[4:6] == _NO_QUESTION:
+        # A server that could not parse our query may answer without a question.
+        return data[3] & 0x0F in (_FORMERR, _NOTIMP)
+    end = 12 + len(question)
+    if len(data) < end or data[4:6] != _ONE_QUESTION:
         return False
     got = data[12:end]
     if case_exact:
         return got == question
     # Type and class must match exactly; only the name is compared without case (RFC 4343).
     return got[-4:] == question[-4:] and got[:-4].lower() == question[:-4].lower()
-
-
-class _UdpSocket(asyncio.DatagramProtocol):
-    """A connected UDP socket that accepts only the reply it expects."""
-
-    def __init__(self, upstream: Upstream) -> None:
-        self._upstream = upstream
-        self.transport: asyncio.DatagramTransport | None = None
-        self.peer: tuple[str, int] | None = None
-        self.expecting: _Expectation | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-        peer = transport.get_extra_info("peername")
-        self.peer = (peer[0], peer[1]) if peer else None
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...] | None) -> None:
-        exp = self.expecting
-        if (
-            exp is None
-            or exp.future.done()
-            or (addr is not None and self.peer is not None and tuple(addr[:2]) != self.peer)
-            or not _matches(data, exp.qid, exp.question, exp.case_exact)
-        ):
-            self._upstream._strays += 1
-            return
-        exp.future.set_result(data)
-
-    def error_received(self, exc: Exception) -> None:
-        exp = self.expecting
-        if exp is not None and not exp.future.done():
-            name = self._upstream.name
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            exp.future.set_exception(UpstreamUnreachable(name, reason))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        exp = self.expecting
-        if exp is not None and not exp.future.done():
-            exp.future.set_exception(UpstreamUnreachable(self._upstream.name, "socket closed"))
 
 
 class _RandomIds:
@@ -166,12 +140,140 @@ def _randomize_case(name: bytes) -> bytes:
     return bytes(out)
 
 
-class Upstream:
-    """One upstream server: a Pool of pre-bound connected UDP sockets, and TCP for TC replies.
+class Exchange:
+    """One query to one upstream, in flight: it ends exactly once, by ``report`` being called
+    with the validated reply or with the error that ended it (UpstreamTimeout at the deadline,
+    UpstreamUnreachable, BadResponse, LocalError). ``cancel`` abandons it without a report."""
 
-    ``exchange`` sends one question and returns the upstream's validated raw reply (with our
-    ID and our question case). It raises UpstreamTimeout at the deadline, UpstreamUnreachable
-    when the server cannot be reached, BadResponse for a broken TCP reply.
+    __slots__ = (
+        "case_exact",
+        "deadline",
+        "done",
+        "guard",
+        "qid",
+        "query",
+        "question",
+        "report",
+        "task",
+        "upstream",
+    )
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        query: bytes,
+        question: bytes,
+        deadline: float,
+        report: Report,
+    ) -> None:
+        self.upstream = upstream
+        self.query = query
+        self.qid = query[:2]
+        self.question = question
+        self.case_exact = upstream.config.randomize_case
+        self.deadline = deadline
+        self.report = report
+        self.guard: Guard[_UdpSocket] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.done = False
+
+    def send_on(self, guard: Guard[_UdpSocket]) -> None:
+        """Send over the checked-out socket, which then waits for the matching reply."""
+        self.guard = guard
+        sock = guard.obj
+        sock.pending = self
+        self.upstream.track_deadline(self)
+        assert sock.transport is not None
+        sock.transport.sendto(self.query)
+
+    def accepts(self, data: bytes) -> bool:
+        return _matches(data, self.qid, self.question, self.case_exact)
+
+    def succeed(self, reply: bytes) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._let_go(keep=True)
+        self.upstream.count_reply()
+        self.report(reply, None)
+
+    def fail(self, exc: BaseException) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._let_go(keep=False)
+        self.upstream.count_failure(exc)
+        self.report(None, exc)
+
+    def expire(self) -> None:
+        if not self.done:
+            self.fail(UpstreamTimeout(self.upstream.name, "no matching reply before the deadline"))
+
+    def cancel(self) -> None:
+        """Abandon the exchange: no report; a socket it held is discarded (a late reply must
+        not reach another query), a TCP exchange or a wait for a socket is cancelled."""
+        if self.done:
+            return
+        self.done = True
+        self._let_go(keep=False)
+        if self.task is not None:
+            self.task.cancel()
+
+    def _let_go(self, *, keep: bool) -> None:
+        guard = self.guard
+        if guard is None:
+            return
+        self.guard = None
+        guard.obj.pending = None
+        if keep:
+            guard.release()
+        else:
+            guard.discard()
+
+
+class _UdpSocket(asyncio.DatagramProtocol):
+    """A connected UDP socket that accepts only the reply its pending exchange expects."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self._upstream = upstream
+        self.transport: asyncio.DatagramTransport | None = None
+        self.peer: tuple[str, int] | None = None
+        self.pending: Exchange | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1]) if peer else None
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...] | None) -> None:
+        pending = self.pending
+        if (
+            pending is None
+            or (addr is not None and self.peer is not None and tuple(addr[:2]) != self.peer)
+            or not pending.accepts(data)
+        ):
+            self._upstream.count_stray()
+            return
+        pending.succeed(data)
+
+    def error_received(self, exc: Exception) -> None:
+        pending = self.pending
+        if pending is not None:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            pending.fail(UpstreamUnreachable(self._upstream.name, reason))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pending = self.pending
+        if pending is not None:
+            pending.fail(UpstreamUnreachable(self._upstream.name, "socket closed"))
+
+
+class Upstream:
+    """One upstream server: a Pool of pre-bound connected UDP sockets, and TCP on request.
+
+    ``send`` starts one exchange and reports its outcome by callback; ``exchange`` is the same
+    awaited, with TCP after a truncated UDP reply, for clients that ask one question at a time.
     """
 
     def __init__(self, address: Address, config: TransportConfig | None = None) -> None:
@@ -190,12 +292,19 @@ class Upstream:
             order=pool_config.order,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Deadlines of exchanges in flight, earliest first, checked by one re-armed timer.
+        self._deadlines: list[tuple[float, int, Exchange]] = []
+        self._sequence = itertools.count()
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = 0.0
         self._queries = 0
         self._replies = 0
         self._strays = 0
         self._timeouts = 0
         self._unreachable = 0
         self._bad = 0
+        self._local = 0
         self._tcp = 0
 
     async def start(self) -> None:
@@ -207,7 +316,16 @@ class Upstream:
             raise UpstreamUnreachable(self.name, f"cannot open a socket: {exc}") from exc
 
     async def aclose(self) -> None:
-        """Close every socket. Idempotent."""
+        """Close every socket and end every exchange in flight. Idempotent."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for _, _, exchange in self._deadlines:
+            exchange.cancel()
+        self._deadlines.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pool.aclose(timeout=1.0)
 
     async def _open_socket(self) -> _UdpSocket:
@@ -247,18 +365,51 @@ class Upstream:
         *,
         cd: bool = False,
         do: bool = False,
+        ad: bool = False,
         rd: bool = True,
+        edns: bool = True,
     ) -> tuple[bytes, bytes]:
-        """Our query for a question: a random ID, RD, EDNS with our size, 0x20 if configured.
-
-        Returns the query bytes and the question bytes as sent (for matching the reply)."""
+        """Our query for a question: a random ID, RD, EDNS with our size unless ``edns`` is
+        False, 0x20 if configured. Returns the query bytes and the question bytes as sent
+        (for matching the reply)."""
         qid = _random_ids.next()
         if self.config.randomize_case:
             name = _randomize_case(name)
         question = name + _TYPE_CLASS.pack(qtype, qclass)
-        header = _HEADER.pack(qid, (_RD if rd else 0) | (_CD if cd else 0), 1, 0, 0, 1)
+        flags = (_RD if rd else 0) | (_AD if ad else 0) | (_CD if cd else 0)
+        if not edns:
+            return _HEADER.pack(qid, flags, 1, 0, 0, 0) + question, question
         opt = _OPT.pack(0, 41, self.config.edns_size, 0, 0, _DO if do else 0, 0)
-        return header + question + opt, question
+        return _HEADER.pack(qid, flags, 1, 0, 0, 1) + question + opt, question
+
+    def send(
+        self,
+        query: bytes,
+        question: bytes,
+        *,
+        deadline: float,
+        report: Report,
+        tcp: bool = False,
+    ) -> Exchange:
+        """Send ``query`` (made by ``build_query``; ``question`` as it returned) and report the
+        validated reply or the error by calling ``report`` exactly once, at the latest at
+        ``deadline`` (loop time). Over UDP from an idle pooled socket (waiting for one in a
+        task only when none is idle), or over TCP with ``tcp``. Never raises."""
+        exchange = Exchange(self, query, question, deadline, report)
+        self._queries += 1
+        if tcp:
+            self._tcp += 1
+            self._start_task(exchange, self._over_tcp(exchange))
+            return exchange
+        try:
+            guard = self.pool.acquire_nowait()
+        except PoolTimeout:
+            self._start_task(exchange, self._wait_for_socket(exchange))
+        except PoolClosed:
+            exchange.fail(LocalError(f"{self.name}: the upstream is shutting down"))
+        else:
+            exchange.send_on(guard)
+        return exchange
 
     async def exchange(
         self,
@@ -272,84 +423,134 @@ class Upstream:
         rd: bool = True,
         tcp: bool = False,
     ) -> bytes:
-        """Ask this upstream one question by ``deadline`` (loop time); return its raw reply.
-
-        UDP first from a pooled socket, TCP when the reply is truncated (or at once with
-        ``tcp``). ``name`` is the question name in wire form."""
+        """Ask this upstream one question by ``deadline``; return its raw reply, asking again
+        over TCP when the UDP reply is truncated (or at once with ``tcp``). Raises
+        UpstreamError (UpstreamTimeout, UpstreamUnreachable, BadResponse) or LocalError."""
         query, question = self.build_query(name, qtype, qclass, cd=cd, do=do, rd=rd)
-        self._queries += 1
-        try:
-            reply = b"" if tcp else await self._udp(query, question, deadline)
-            if tcp or reply[2] & _TC_BYTE2:
-                self._tcp += 1
-                reply = await self._over_tcp(query, question, deadline)
-        except UpstreamError as exc:
-            self._count_failure(exc)
-            raise
-        self._replies += 1
+        reply = await self._awaited(query, question, deadline, tcp)
+        if not tcp and reply[2] & _TC_BYTE2:
+            reply = await self._awaited(query, question, deadline, True)
         return reply
 
-    def exchange_nowait(
-        self,
-        name: bytes,
-        qtype: int,
-        qclass: int,
-        *,
-        deadline: float,
-        on_reply: Callable[[bytes | None, BaseException | None], None],
-        cd: bool = False,
-        do: bool = False,
-    ) -> bool:
-        """The common case of ``exchange`` without a task: send over an idle pooled socket and
-        call ``on_reply(reply, None)`` with the validated reply (which may have TC set: TCP is
-        the caller's to do) or ``on_reply(None, error)`` with an UpstreamError. Returns False,
-        having sent nothing, when no socket is idle right now (use ``exchange``)."""
-        loop = self._loop
-        if loop is None:
-            return False
-        try:
-            guard = self.pool.acquire_nowait()
-        except (PoolTimeout, PoolClosed):
-            return False
-        query, question = self.build_query(name, qtype, qclass, cd=cd, do=do)
-        self._queries += 1
-        sock = guard.obj
-        future, timer = self._send(loop, sock, query, question, deadline)
-
-        def finished(done: asyncio.Future[bytes]) -> None:
-            timer.cancel()
-            sock.expecting = None
-            exc = done.exception() if not done.cancelled() else UpstreamTimeout(self.name, "")
-            if exc is not None:
-                guard.discard()  # as in _udp: a late reply must not reach another query
-                self._count_failure(exc)
-                on_reply(None, exc)
-                return
-            guard.release()
-            self._replies += 1
-            on_reply(done.result(), None)
-
-        future.add_done_callback(finished)
-        return True
-
-    def _send(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        sock: _UdpSocket,
-        query: bytes,
-        question: bytes,
-        deadline: float,
-    ) -> tuple[asyncio.Future[bytes], asyncio.TimerHandle]:
-        """Send ``query`` on ``sock``, which then accepts its matching reply until ``deadline``
-        (the future fails with UpstreamTimeout then). The caller cancels the timer."""
+    async def _awaited(self, query: bytes, question: bytes, deadline: float, tcp: bool) -> bytes:
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
-        sock.expecting = _Expectation(query[:2], question, self.config.randomize_case, future)
-        timer = loop.call_at(deadline, _expire, future, self.name)
-        assert sock.transport is not None
-        sock.transport.sendto(query)
-        return future, timer
 
-    def _count_failure(self, exc: BaseException) -> None:
+        def report(reply: bytes | None, exc: BaseException | None) -> None:
+            if future.done():
+                return
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                assert reply is not None
+                future.set_result(reply)
+
+        exchange = self.send(query, question, deadline=deadline, report=report, tcp=tcp)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            exchange.cancel()
+            raise
+
+    # ----------------------------------------------------------------- machinery
+
+    def _start_task(self, exchange: Exchange, work: Coroutine[None, None, None]) -> None:
+        loop = self._loop or asyncio.get_running_loop()
+        task = loop.create_task(work)
+        exchange.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _wait_for_socket(self, exchange: Exchange) -> None:
+        loop = self._loop or asyncio.get_running_loop()
+        remaining = exchange.deadline - loop.time()
+        try:
+            if remaining <= 0:
+                raise PoolTimeout("no time left")
+            guard = await self.pool.acquire(timeout=remaining)
+        except PoolTimeout:
+            exchange.fail(LocalError(f"{self.name}: no free socket before the deadline"))
+            return
+        except PoolClosed:
+            exchange.fail(LocalError(f"{self.name}: the upstream is shutting down"))
+            return
+        except OSError as exc:
+            exchange.fail(self._socket_error(exc))
+            return
+        if exchange.done:  # abandoned while waiting
+            guard.release()
+            return
+        exchange.send_on(guard)
+
+    def _socket_error(self, exc: OSError) -> BaseException:
+        if exc.errno in _LOCAL_ERRNOS:
+            return LocalError(f"{self.name}: cannot open a socket: {exc.strerror or exc}")
+        return UpstreamUnreachable(self.name, f"cannot open a socket: {exc.strerror or exc}")
+
+    def track_deadline(self, exchange: Exchange) -> None:
+        """Expire ``exchange`` at its deadline, by the one sweep timer of this upstream."""
+        deadline = exchange.deadline
+        heapq.heappush(self._deadlines, (deadline, next(self._sequence), exchange))
+        if self._sweep is None or deadline < self._sweep_at:
+            self._arm(deadline)
+
+    def _arm(self, when: float) -> None:
+        loop = self._loop or asyncio.get_running_loop()
+        if self._sweep is not None:
+            self._sweep.cancel()
+        when = max(when, loop.time() + _SWEEP_GRAIN)
+        self._sweep_at = when
+        self._sweep = loop.call_at(when, self._expire_due)
+
+    def _expire_due(self) -> None:
+        self._sweep = None
+        loop = self._loop or asyncio.get_running_loop()
+        now = loop.time()
+        deadlines = self._deadlines
+        while deadlines:
+            deadline, _, exchange = deadlines[0]
+            if exchange.done:
+                heapq.heappop(deadlines)
+            elif deadline <= now:
+                heapq.heappop(deadlines)
+                exchange.expire()
+            else:
+                self._arm(deadline)
+                return
+
+    async def _over_tcp(self, exchange: Exchange) -> None:
+        query = exchange.query
+        try:
+            async with asyncio.timeout_at(exchange.deadline):
+                reader, writer = await asyncio.open_connection(*self.address)
+                try:
+                    writer.write(len(query).to_bytes(2, "big") + query)
+                    while True:
+                        size = int.from_bytes(await reader.readexactly(2), "big")
+                        reply = await reader.readexactly(size)
+                        if exchange.accepts(reply):
+                            break
+                        self._strays += 1
+                finally:
+                    writer.close()
+        except TimeoutError:
+            exchange.fail(UpstreamTimeout(self.name, "no TCP reply before the deadline"))
+        except asyncio.IncompleteReadError:
+            exchange.fail(BadResponse(self.name, "TCP connection closed before a whole reply"))
+        except OSError as exc:
+            exchange.fail(UpstreamUnreachable(self.name, f"TCP: {exc.strerror or exc}"))
+        else:
+            exchange.succeed(reply)
+
+    # ----------------------------------------------------------------- counting
+
+    def count_reply(self) -> None:
+        self._replies += 1
+
+    def count_stray(self) -> None:
+        self._strays += 1
+
+    def count_failure(self, exc: BaseException) -> None:
         """Count a failed exchange by its kind."""
         if isinstance(exc, UpstreamTimeout):
             self._timeouts += 1
@@ -357,59 +558,8 @@ class Upstream:
             self._unreachable += 1
         elif isinstance(exc, BadResponse):
             self._bad += 1
-
-    async def _udp(self, query: bytes, question: bytes, deadline: float) -> bytes:
-        loop = self._loop or asyncio.get_running_loop()
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise UpstreamTimeout(self.name, "no time left for this query")
-        try:
-            guard = await self.pool.acquire(timeout=remaining)
-        except PoolTimeout as exc:
-            raise UpstreamTimeout(self.name, "no free socket before the deadline") from exc
-        except PoolClosed as exc:
-            raise UpstreamUnreachable(self.name, "upstream is shutting down") from exc
-        except OSError as exc:
-            raise UpstreamUnreachable(self.name, f"cannot open a socket: {exc}") from exc
-        sock = guard.obj
-        timer: asyncio.TimerHandle | None = None
-        try:
-            future, timer = self._send(loop, sock, query, question, deadline)
-            reply = await future
-        except BaseException:
-            # Timed out, failed or cancelled: a late reply may still come, so this socket
-            # must never serve another query.
-            sock.expecting = None
-            guard.discard()
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-        sock.expecting = None
-        guard.release()
-        return reply
-
-    async def _over_tcp(self, query: bytes, question: bytes, deadline: float) -> bytes:
-        case_exact = self.config.randomize_case
-        try:
-            async with asyncio.timeout_at(deadline):
-                reader, writer = await asyncio.open_connection(*self.address)
-                try:
-                    writer.write(len(query).to_bytes(2, "big") + query)
-                    while True:
-                        size = int.from_bytes(await reader.readexactly(2), "big")
-                        reply = await reader.readexactly(size)
-                        if _matches(reply, query[:2], question, case_exact):
-                            return reply
-                        self._strays += 1
-                finally:
-                    writer.close()
-        except TimeoutError as exc:
-            raise UpstreamTimeout(self.name, "no TCP reply before the deadline") from exc
-        except asyncio.IncompleteReadError as exc:
-            raise BadResponse(self.name, "TCP connection closed before a whole reply") from exc
-        except OSError as exc:
-            raise UpstreamUnreachable(self.name, f"TCP: {exc.strerror or exc}") from exc
+        elif isinstance(exc, LocalError):
+            self._local += 1
 
     def statistics(self) -> UpstreamStatistics:
         return UpstreamStatistics(
@@ -420,6 +570,7 @@ class Upstream:
             timeouts=self._timeouts,
             unreachable=self._unreachable,
             bad_responses=self._bad,
+            local_failures=self._local,
             tcp_queries=self._tcp,
             pool=self.pool.statistics(),
         )
@@ -437,8 +588,3 @@ def _close_if_opened(task: asyncio.Task[_UdpSocket]) -> None:
         transport = task.result().transport
         if transport is not None:
             transport.close()
-
-
-def _expire(future: asyncio.Future[bytes], name: str) -> None:
-    if not future.done():
-        future.set_exception(UpstreamTimeout(name, "no matching reply before the deadline"))

@@ -43,6 +43,8 @@ _DO = 0x8000
 _BADVERS_HIGH = 1  # rcode 16 = extended rcode 1 << 4 | 0
 _RD_HIGH = 0x01  # RD in the first flags byte (message byte 2)
 _CD_LOW = 0x10  # CD in the second flags byte (message byte 3)
+_AD_LOW = 0x20  # AD in the second flags byte
+_EDE_OPTION = 15  # RFC 8914
 
 
 class Parsed(NamedTuple):
@@ -65,12 +67,19 @@ class Local(NamedTuple):
     outcome: str
 
 
-def _opt(udp_size: int, do: bool, ext_rcode: int = 0) -> bytes:
-    return _OPT.pack(0, 41, udp_size, ext_rcode, 0, _DO if do else 0, 0)
+def _opt(udp_size: int, do: bool, ext_rcode: int = 0, ede: int | None = None) -> bytes:
+    if ede is None:
+        return _OPT.pack(0, 41, udp_size, ext_rcode, 0, _DO if do else 0, 0)
+    # One Extended DNS Error option: code, length, info code, no extra text.
+    option = struct.pack("!HHH", _EDE_OPTION, 2, ede)
+    return _OPT.pack(0, 41, udp_size, ext_rcode, 0, _DO if do else 0, len(option)) + option
 
 
-def with_opt(reply: bytes, edns: QueryEdns | None, ext_rcode: int = 0) -> bytes:
-    """Append our OPT record to a reply that has none, when the client used EDNS."""
+def with_opt(
+    reply: bytes, edns: QueryEdns | None, ext_rcode: int = 0, ede: int | None = None
+) -> bytes:
+    """Append our OPT record to a reply that has none, when the client used EDNS; with
+    ``ede``, the OPT carries that Extended DNS Error info code (RFC 8914)."""
     if edns is None:
         return reply
     arcount = int.from_bytes(reply[10:12], "big") + 1
@@ -78,7 +87,7 @@ def with_opt(reply: bytes, edns: QueryEdns | None, ext_rcode: int = 0) -> bytes:
         reply[:10]
         + arcount.to_bytes(2, "big")
         + reply[12:]
-        + _opt(OUR_UDP_SIZE, edns.do, ext_rcode)
+        + _opt(OUR_UDP_SIZE, edns.do, ext_rcode, ede)
     )
 
 
@@ -109,19 +118,24 @@ def triage(query: bytes, allowed: Callable[[], bool]) -> Local | Parsed:
     return Parsed(question, edns, bool(query[3] & _CD_LOW))
 
 
-def for_client(reply: bytes, query: bytes, parsed: Parsed) -> bytes:
-    """A normalized reply made this client's: its ID, its RD, its question case, our OPT.
-    Raises WireError if the reply is for another question."""
+def for_client(reply: bytes, query: bytes, parsed: Parsed, ede: int | None = None) -> bytes:
+    """A normalized reply made this client's: its ID, its RD, its question case, our OPT
+    (carrying ``ede`` if given), AD only if the client asked with AD or DO (RFC 6840 section
+    5.8). Raises WireError if the reply is for another question."""
     end = parsed.question.end
     if reply[12:end].lower() != query[12:end].lower():
         raise WireError("reply question does not match the query")
     flags = (reply[2] & ~_RD_HIGH) | (query[2] & _RD_HIGH)
-    reply = query[:2] + bytes((flags,)) + reply[3:12] + query[12:end] + reply[end:]
-    return with_opt(reply, parsed.edns)
+    low = reply[3]
+    if not query[3] & _AD_LOW and not parsed.do:
+        low &= ~_AD_LOW
+    reply = query[:2] + bytes((flags, low)) + reply[4:12] + query[12:end] + reply[end:]
+    return with_opt(reply, parsed.edns, 0, ede)
 
 
-def servfail(query: bytes, parsed: Parsed) -> bytes:
-    return with_opt(error_reply(query, SERVFAIL), parsed.edns)
+def servfail(query: bytes, parsed: Parsed, ede: int | None = None) -> bytes:
+    """SERVFAIL for a triaged query, with our OPT (carrying ``ede``) if it used EDNS."""
+    return with_opt(error_reply(query, SERVFAIL), parsed.edns, 0, ede)
 
 
 def fit(reply: bytes, edns: QueryEdns | None, tcp: bool) -> tuple[bytes, bool]:

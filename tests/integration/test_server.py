@@ -1,4 +1,4 @@
-"""The daemon (Server + Forwarder) in front of the fake authority, driven by raw UDP and TCP
+"""The daemon (Server + Engine) in front of the fake authority, driven by raw UDP and TCP
 clients: relayed answers, header rules, malformed queries, access control, truncation, TCP
 pipelining and limits, graceful shutdown, and random bytes."""
 
@@ -203,7 +203,7 @@ async def daemon(
         # the socket on uvloop (see test_forwarder.py's leak test).
         with contextlib.suppress(TimeoutError):
             await until(
-                lambda: all(idle_pool(u) for u in instance.forwarder.upstreams),
+                lambda: all(idle_pool(u) for u in instance.engine.upstreams),
                 timeout=2.0,
             )
         await instance.aclose()

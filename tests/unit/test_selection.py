@@ -7,7 +7,7 @@ import random
 import pytest
 
 from resolver.config import ForwarderConfig
-from resolver.selection import Selector
+from resolver.engine.selection import Selector
 
 
 def selector(policy: str, count: int = 3, **kwargs: object) -> Selector:

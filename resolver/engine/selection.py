@@ -26,8 +26,11 @@ class Selector:
 
     Policies: ``sequential`` (configured order), ``round_robin`` (the first choice rotates per
     query), ``random``, ``fastest`` (smallest smoothed RTT; servers never measured go first so
-    that each gets measured). A server with ``down_after`` consecutive failures goes to the back
-    for ``down_for`` seconds; if all are down, all are still tried.
+    that each gets measured). A failure (timeout, unreachable) counts as an RTT of
+    ``penalty`` seconds, so a failing server never keeps its place as the fastest, and one that
+    never answered is measured (as slow) after its first failure. A server with ``down_after``
+    consecutive failures goes to the back for ``down_for`` seconds; if all are down, all are
+    still tried. Failures on our side (no free socket) are not reported here at all.
     """
 
     def __init__(
@@ -70,6 +73,9 @@ class Selector:
 
     def failed(self, index: int, now: float) -> None:
         health = self._health[index]
+        penalty = self._config.upstream_timeout
+        # As RFC 6298 backs off a timed-out connection: the estimate only ever grows here.
+        health.srtt = penalty if health.srtt is None else max(penalty, 2 * health.srtt)
         health.failures += 1
         if health.failures >= self._config.down_after:
             health.down_until = now + self._config.down_for

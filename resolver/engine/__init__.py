@@ -1,0 +1,20 @@
+"""The query engine: the decisions for one query as plain code (``forwarding``, with upstream
+``selection``) and the one driver that performs them over the transport (``driver``)."""
+
+from resolver.engine.driver import Ask, Engine, EngineStatistics, Outcome, normalize
+from resolver.engine.forwarding import (
+    EDE_NETWORK_ERROR,
+    EDE_NO_REACHABLE_AUTHORITY,
+    EDE_STALE_ANSWER,
+)
+
+__all__ = [
+    "EDE_NETWORK_ERROR",
+    "EDE_NO_REACHABLE_AUTHORITY",
+    "EDE_STALE_ANSWER",
+    "Ask",
+    "Engine",
+    "EngineStatistics",
+    "Outcome",
+    "normalize",
+]

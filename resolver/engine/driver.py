@@ -1,0 +1,402 @@
+"""The engine's driver: every client question goes through ``Engine.answer``.
+
+It holds what outlives one query (the cache, the questions in flight, the upstreams and their
+health) and performs the actions of the per-query decisions (``forwarding.Forwarding``) over
+the transport, on callbacks from datagram to reply: no task and no timer of its own on the
+common path. Around the decisions it does the cache's companions:
+
+* a fresh cached answer is returned at once, with the moment until which exactly those bytes
+  remain the answer (so the server may remember the finished reply);
+* identical questions in flight share one upstream query (coalescing);
+* an entry in the last tenth of its TTL is refreshed once in the background (prefetch);
+* serve-stale (RFC 8767): when the refresh of an expired entry fails (no reply, SERVFAIL or
+  REFUSED) or takes longer than 1.8 s, the expired answer is served with TTL 30 and EDE 3;
+  after a failed refresh, stale answers go out at once, without asking again, for 30 s.
+
+An answer is never invented: when every attempt fails and nothing stale is at hand the client
+gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
+from resolver.config import ForwarderConfig, TransportConfig
+from resolver.engine.forwarding import EDE_STALE_ANSWER, Done, Forwarding, Send
+from resolver.engine.selection import Selector
+from resolver.errors import WireError
+from resolver.transport import Exchange, Upstream, UpstreamStatistics
+from resolver.wire.message import strip_opt
+from resolver.wire.raw import AA, RA, REFUSED, SERVFAIL
+
+__all__ = ["Ask", "Engine", "EngineStatistics", "Outcome", "normalize"]
+
+# RFC 8767 section 5: answer from stale data after 1.8 s of trying to refresh, and after a
+# failed refresh keep answering stale without asking again for a while (its example: 30 s).
+_STALE_ANSWER_AFTER = 1.8
+_STALE_RECHECK = 30.0
+_STALE_HOLD_MAX = 10_000
+
+
+def normalize(reply: bytes) -> bytes:
+    """An upstream's reply in the form we store and serve: the OPT record removed (it is
+    hop-by-hop, RFC 6891), RA set, AA cleared (the answer is not ours). Raises WireError."""
+    reply = strip_opt(reply)
+    flags = (int.from_bytes(reply[2:4], "big") & ~AA) | RA
+    return reply[:2] + flags.to_bytes(2, "big") + reply[4:]
+
+
+class Ask(NamedTuple):
+    """One question as the engine handles it: the cache key and what goes upstream."""
+
+    key: CacheKey
+    name: bytes
+    qtype: int
+    qclass: int
+    do: bool
+    cd: bool
+
+    @classmethod
+    def of(cls, name: bytes, qtype: int, qclass: int, do: bool, cd: bool) -> Ask:
+        return cls(CacheKey.of(name, qtype, qclass, do=do, cd=cd), name, qtype, qclass, do, cd)
+
+
+class Outcome(NamedTuple):
+    """The engine's answer to a question: ``reply`` in normalized form (see ``normalize``;
+    its ID is arbitrary and its question case may differ from the asker's), or None for
+    SERVFAIL; ``ede`` an RFC 8914 info code to attach, or None; ``until`` the moment (on the
+    engine's clock) until which exactly these bytes remain the answer, 0.0 when they may not
+    be reused."""
+
+    reply: bytes | None
+    ede: int | None
+    until: float
+
+
+Waiter = Callable[[Outcome], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatistics:
+    queries: int
+    answered: int
+    failed: int
+    failovers: int
+    cache_answers: int
+    coalesced: int
+    prefetches: int
+    stale_answers: int
+    upstream_queries: int
+    upstreams: tuple[UpstreamStatistics, ...]
+    cache: CacheStatistics | None
+
+
+class _Flight:
+    """One question being resolved: its decisions, who waits for it, its stale fallback."""
+
+    __slots__ = (
+        "ask",
+        "decision",
+        "engine",
+        "exchange",
+        "stale",
+        "stale_served",
+        "timer",
+        "waiters",
+    )
+
+    def __init__(self, engine: Engine, ask: Ask, decision: Forwarding) -> None:
+        self.engine = engine
+        self.ask = ask
+        self.decision = decision
+        self.waiters: list[Waiter] = []
+        self.exchange: Exchange | None = None
+        self.stale: CacheEntry | None = None
+        self.stale_served = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def report(self, reply: bytes | None, exc: BaseException | None) -> None:
+        self.engine._advance(self, reply, exc)
+
+
+class Engine:
+    """Answers questions from the cache or by forwarding to upstreams (see the module).
+
+    ``answer`` is the one entry point; ``resolve`` is the same awaited.
+    """
+
+    def __init__(
+        self,
+        config: ForwarderConfig,
+        transport: TransportConfig | None = None,
+        *,
+        upstreams: Sequence[Upstream] | None = None,
+        cache: Cache | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        if upstreams is None:
+            upstreams = [Upstream(address, transport) for address in config.upstreams]
+        if not upstreams:
+            raise ValueError("an engine needs at least one upstream")
+        self.upstreams = list(upstreams)
+        self.selector = Selector(len(self.upstreams), config, rng=rng)
+        self.cache = cache
+        self._inflight: dict[CacheKey, _Flight] = {}
+        self._stale_hold: dict[CacheKey, float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queries = 0
+        self._answered = 0
+        self._failed = 0
+        self._failovers = 0
+        self._cache_answers = 0
+        self._coalesced = 0
+        self._prefetches = 0
+        self._stale_answers = 0
+        self._upstream_queries = 0
+
+    async def start(self) -> None:
+        """Open every upstream's socket pool. Raises UpstreamUnreachable."""
+        self._loop = asyncio.get_running_loop()
+        async with asyncio.TaskGroup() as group:
+            for upstream in self.upstreams:
+                group.create_task(upstream.start())
+
+    async def aclose(self) -> None:
+        """Abandon the questions in flight, close every upstream's sockets. Idempotent."""
+        for flight in list(self._inflight.values()):
+            if flight.timer is not None:
+                flight.timer.cancel()
+            if flight.exchange is not None:
+                flight.exchange.cancel()
+        self._inflight.clear()
+        await asyncio.gather(*(u.aclose() for u in self.upstreams))
+
+    def clock(self) -> Callable[[], float]:
+        """The clock that cached answers age by (``Outcome.until`` is on it)."""
+        if self.cache is not None:
+            return self.cache.clock
+        return (self._loop or asyncio.get_running_loop()).time
+
+    @property
+    def query_timeout(self) -> float:
+        return self.config.query_timeout
+
+    # ----------------------------------------------------------------- answering
+
+    def answer(self, ask: Ask, deadline: float, done: Waiter) -> Outcome | None:
+        """Answer ``ask`` by ``deadline`` (loop time): the Outcome at once when the cache has
+        it (``done`` is then never called), else None, and ``done(outcome)`` is called exactly
+        once later, at the latest shortly after the deadline. Never raises for the upstreams'
+        sake: failures are Outcomes without a reply."""
+        self._queries += 1
+        cache = self.cache
+        stale: CacheEntry | None = None
+        if cache is not None:
+            now = cache.now()
+            hit = cache.get(ask.key, now)
+            if hit is not None:
+                entry = hit.entry
+                if hit.freshness is Freshness.FRESH:
+                    if hit.needs_prefetch:
+                        self._prefetch(ask)
+                    self._cache_answers += 1
+                    self._answered += 1
+                    return Outcome(
+                        cache.serve(entry, 0, ask.name, now), None, self._until(entry, now)
+                    )
+                if self._stale_hold.get(ask.key, 0.0) > now:
+                    return self._stale_outcome(entry, ask.name)
+                stale = entry
+        flight = self._inflight.get(ask.key)
+        if flight is not None:
+            self._coalesced += 1
+            if flight.stale_served and stale is not None:
+                return self._stale_outcome(stale, ask.name)
+            flight.waiters.append(done)
+            self._stale_timer(flight, stale)
+            return None
+        flight = self._flight(ask, deadline)
+        flight.waiters.append(done)
+        self._stale_timer(flight, stale)
+        self._take_off(flight)
+        return None
+
+    def _stale_timer(self, flight: _Flight, stale: CacheEntry | None) -> None:
+        """With a stale answer at hand, waiting clients get it after 1.8 s at the latest."""
+        if stale is not None and flight.timer is None:
+            flight.stale = stale
+            loop = self._loop or asyncio.get_running_loop()
+            flight.timer = loop.call_at(
+                loop.time() + _STALE_ANSWER_AFTER, self._answer_stale_now, flight
+            )
+
+    async def resolve(self, ask: Ask, deadline: float) -> Outcome:
+        """``answer``, awaited."""
+        loop = self._loop or asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+
+        def done(outcome: Outcome) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        now = self.answer(ask, deadline, done)
+        return now if now is not None else await future
+
+    def _until(self, entry: CacheEntry, now: float) -> float:
+        """Until when a fresh entry's served bytes stay the same: the end of its current whole
+        second of age (its TTLs then drop by one), the start of its prefetch window, or its
+        expiry."""
+        stored, lifetime = entry.stored_at, entry.lifetime
+        until = stored + min(int(now - stored) + 1, lifetime)
+        assert self.cache is not None
+        fraction = self.cache.config.prefetch_fraction
+        if fraction:
+            # Hits inside the prefetch window must reach the cache, or no refresh is asked.
+            until = min(until, max(now, stored + lifetime * (1 - fraction)))
+        return until
+
+    def _stale_outcome(self, entry: CacheEntry, name: bytes) -> Outcome:
+        assert self.cache is not None
+        self._stale_answers += 1
+        self._answered += 1
+        return Outcome(self.cache.serve(entry, 0, name), EDE_STALE_ANSWER, 0.0)
+
+    # ----------------------------------------------------------------- driving
+
+    def _flight(self, ask: Ask, deadline: float) -> _Flight:
+        """A new flight for ``ask``, registered as in flight; ``_take_off`` starts it."""
+        decision = Forwarding(
+            self.selector, upstream_timeout=self.config.upstream_timeout, deadline=deadline
+        )
+        flight = _Flight(self, ask, decision)
+        self._inflight[ask.key] = flight
+        return flight
+
+    def _take_off(self, flight: _Flight) -> None:
+        # Last, once waiters are in place: the first action may already conclude the flight.
+        loop = self._loop or asyncio.get_running_loop()
+        self._perform(flight, flight.decision.start(loop.time()))
+
+    def _prefetch(self, ask: Ask) -> None:
+        if ask.key in self._inflight:
+            return
+        self._prefetches += 1
+        loop = self._loop or asyncio.get_running_loop()
+        self._take_off(self._flight(ask, loop.time() + self.config.query_timeout))
+
+    def _advance(self, flight: _Flight, reply: bytes | None, exc: BaseException | None) -> None:
+        """The transport reported on the flight's exchange: decide and do the next step."""
+        loop = self._loop or asyncio.get_running_loop()
+        flight.exchange = None
+        if reply is not None:
+            action = flight.decision.on_reply(reply, loop.time())
+        else:
+            assert exc is not None
+            action = flight.decision.on_failure(exc, loop.time())
+        self._perform(flight, action)
+
+    def _perform(self, flight: _Flight, action: Send | Done) -> None:
+        if isinstance(action, Done):
+            self._conclude(flight, action)
+            return
+        upstream = self.upstreams[action.upstream]
+        self._upstream_queries += 1
+        if action.failover:
+            self._failovers += 1
+        ask = flight.ask
+        # AD is always asked for (RFC 6840 section 5.7): the server clears it in replies to
+        # clients that asked for neither AD nor DO, so one cached answer serves both kinds.
+        query, question = upstream.build_query(
+            ask.name, ask.qtype, ask.qclass, cd=ask.cd, do=ask.do, ad=True, edns=action.edns
+        )
+        flight.exchange = upstream.send(
+            query, question, deadline=action.deadline, report=flight.report, tcp=action.tcp
+        )
+
+    def _conclude(self, flight: _Flight, done: Done) -> None:
+        """The flight is over: store what it got, answer everyone who waits for it."""
+        key = flight.ask.key
+        if self._inflight.get(key) is flight:
+            del self._inflight[key]
+        if flight.timer is not None:
+            flight.timer.cancel()
+        reply: bytes | None = None
+        if done.reply is not None:
+            with contextlib.suppress(WireError):
+                reply = normalize(done.reply)
+        cache = self.cache
+        if reply is not None and cache is not None:
+            # A reply the cache cannot take is still relayed: the client gets its answer.
+            with contextlib.suppress(WireError, ValueError):
+                cache.put(key, reply)
+        failed = reply is None or reply[3] & 0x0F in (SERVFAIL, REFUSED)
+        stale = self._stale_entry(flight) if failed else None
+        waiters = flight.waiters
+        flight.waiters = []
+        if stale is not None:
+            assert cache is not None
+            if len(self._stale_hold) >= _STALE_HOLD_MAX:
+                self._stale_hold.clear()
+            self._stale_hold[key] = cache.now() + _STALE_RECHECK
+            for waiter in waiters:
+                waiter(self._stale_outcome(stale, flight.ask.name))
+            return
+        if not failed:
+            self._stale_hold.pop(key, None)
+        outcome = Outcome(reply, None if reply is not None else done.ede, 0.0)
+        if reply is None:
+            self._failed += len(waiters)
+        else:
+            self._answered += len(waiters)
+        for waiter in waiters:
+            waiter(outcome)
+
+    def _stale_entry(self, flight: _Flight) -> CacheEntry | None:
+        if self.cache is None:
+            return None
+        hit = self.cache.get(flight.ask.key)
+        if hit is not None and hit.freshness is Freshness.STALE:
+            return hit.entry
+        return flight.stale
+
+    def _answer_stale_now(self, flight: _Flight) -> None:
+        """The refresh is slow: whoever waits gets the stale answer; it goes on for the cache."""
+        flight.timer = None
+        stale = flight.stale
+        if stale is None:
+            return
+        flight.stale_served = True
+        waiters = flight.waiters
+        flight.waiters = []
+        for waiter in waiters:
+            waiter(self._stale_outcome(stale, flight.ask.name))
+
+    def statistics(self) -> EngineStatistics:
+        return EngineStatistics(
+            queries=self._queries,
+            answered=self._answered,
+            failed=self._failed,
+            failovers=self._failovers,
+            cache_answers=self._cache_answers,
+            coalesced=self._coalesced,
+            prefetches=self._prefetches,
+            stale_answers=self._stale_answers,
+            upstream_queries=self._upstream_queries,
+            upstreams=tuple(u.statistics() for u in self.upstreams),
+            cache=self.cache.statistics() if self.cache is not None else None,
+        )
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return (
+            f"<Engine upstreams={len(self.upstreams)} policy={self.config.policy} "
+            f"queries={s.queries} answered={s.answered} failed={s.failed} "
+            f"inflight={len(self._inflight)}>"
+        )

@@ -1,0 +1,428 @@
+"""The daemon's listeners: UDP and TCP, access control, graceful shutdown.
+
+Nothing a client sends can crash the server: a datagram shorter than a header or with QR set is
+dropped, a malformed query gets FORMERR, an unsupported opcode NOTIMP, a client outside the
+allowed networks REFUSED. Every other query goes to the engine (``Engine.answer``) under one
+deadline set here, over UDP and TCP alike; the server counts what is in flight and drains it on
+shutdown. UDP queries run on callbacks, a TCP connection in a task of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+from resolver.config import Address, ServerConfig
+from resolver.engine import Ask, Outcome
+from resolver.errors import WireError
+from resolver.triage import Local, Parsed, fit, for_client, servfail, triage
+from resolver.wire.raw import FORMERR, error_reply
+
+__all__ = ["Answerer", "Server", "ServerStatistics"]
+
+log = logging.getLogger(__name__)
+
+_MEMO_MAX = 10_000  # finished replies to recent cache hits (see Server._remember)
+_BIND_ATTEMPTS = 20  # port 0: tries at a UDP port whose TCP twin is free too
+
+
+class Answerer(Protocol):
+    """What the server asks for answers: the engine (see ``resolver.engine.Engine``)."""
+
+    @property
+    def query_timeout(self) -> float: ...
+
+    def clock(self) -> Callable[[], float]: ...
+
+    def answer(
+        self, ask: Ask, deadline: float, done: Callable[[Outcome], None]
+    ) -> Outcome | None: ...
+
+    async def resolve(self, ask: Ask, deadline: float) -> Outcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatistics:
+    udp_queries: int
+    tcp_queries: int
+    answered: int
+    servfail: int
+    formerr: int
+    refused: int
+    dropped: int
+    truncated: int
+    inflight: int
+    tcp_connections: int
+
+
+class Server:
+    """UDP and TCP listeners in front of an :class:`Answerer`.
+
+    ``start`` binds every listener before it returns (port 0 picks a free port; ``addresses``
+    tells which). ``request_stop`` may be called from a signal handler; ``serve_until_stopped``
+    then stops listening, lets in-flight queries finish (up to ``shutdown_grace``) and returns.
+    """
+
+    def __init__(self, config: ServerConfig, answerer: Answerer) -> None:
+        self.config = config
+        self.answerer = answerer
+        self._allowed = [ipaddress.ip_network(n, strict=False) for n in config.allow]
+        self._allow_memo: dict[str, bool] = {}
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._tcp: list[asyncio.Server] = []
+        self._connection_tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[asyncio.StreamWriter] = set()
+        self._stop = asyncio.Event()
+        self._closed = False
+        self._closing: asyncio.Task[None] | None = None
+        self.addresses: list[Address] = []
+        self._counts = dict.fromkeys(
+            (
+                "udp",
+                "tcp",
+                "answered",
+                "servfail",
+                "formerr",
+                "notimp",
+                "refused",
+                "dropped",
+                "truncated",
+            ),
+            0,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Queries handed to the engine and not yet answered, and what shutdown waits on.
+        self._inflight = 0
+        self._drained: asyncio.Event | None = None
+        self._memo: dict[bytes, tuple[bytes, float]] = {}
+        self._remembered_answers = 0  # UDP queries answered from _memo (count as udp, answered)
+        self._clock: Callable[[], float] = answerer.clock()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Bind UDP (and TCP unless disabled) on every listen address. Raises OSError.
+
+        With port 0 the UDP port is picked first and TCP takes the same number; if that TCP
+        port is taken, both are tried again on another port (a bounded number of times)."""
+        self._loop = asyncio.get_running_loop()
+        for host, port in self.config.listen:
+            for attempt in range(_BIND_ATTEMPTS):
+                try:
+                    await self._bind(host, port)
+                    break
+                except OSError as exc:
+                    if port != 0 or exc.errno != errno.EADDRINUSE or attempt == _BIND_ATTEMPTS - 1:
+                        raise
+
+    async def _bind(self, host: str, port: int) -> None:
+        assert self._loop is not None
+        transport, _ = await self._loop.create_datagram_endpoint(
+            lambda: _UdpListener(self), local_addr=(host, port)
+        )
+        bound = transport.get_extra_info("sockname")
+        if self.config.tcp:
+            try:
+                server = await asyncio.start_server(self._tcp_connection, host, bound[1])
+            except BaseException:
+                transport.close()
+                raise
+            self._tcp.append(server)
+        self._udp.append(transport)
+        self.addresses.append((bound[0], bound[1]))
+
+    def request_stop(self) -> None:
+        """Ask the server to shut down; safe to call from a signal handler, and more than once."""
+        self._stop.set()
+
+    async def serve_until_stopped(self) -> None:
+        await self._stop.wait()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Shut down gracefully. Idempotent: every call waits for the same closing work,
+        which goes on even if a caller is cancelled.
+
+        New TCP connections are refused and new UDP queries dropped at once; queries in flight
+        get their answers (up to ``shutdown_grace`` seconds); then the UDP sockets close (they
+        stay open until then so those answers can still be sent from the port the clients
+        asked) and the TCP connections are closed.
+        """
+        if self._closing is None:
+            self._closed = True
+            self._stop.set()
+            for server in self._tcp:
+                server.close()
+            self._closing = asyncio.get_running_loop().create_task(self._drain_and_close())
+        await asyncio.shield(self._closing)
+
+    async def _drain_and_close(self) -> None:
+        loop = asyncio.get_running_loop()
+        grace_ends = loop.time() + self.config.shutdown_grace
+        if self._inflight:
+            self._drained = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(grace_ends):
+                    await self._drained.wait()
+        for transport in self._udp:
+            transport.close()
+        for writer in list(self._connections):
+            writer.close()
+        if self._connection_tasks:
+            timeout = max(0.0, grace_ends - loop.time())
+            _, pending = await asyncio.wait(set(self._connection_tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for server in self._tcp:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), timeout=1.0)
+
+    def statistics(self) -> ServerStatistics:
+        c = self._counts
+        return ServerStatistics(
+            udp_queries=c["udp"] + self._remembered_answers,
+            tcp_queries=c["tcp"],
+            answered=c["answered"] + self._remembered_answers,
+            servfail=c["servfail"],
+            formerr=c["formerr"],
+            refused=c["refused"],
+            dropped=c["dropped"],
+            truncated=c["truncated"],
+            inflight=self._inflight,
+            tcp_connections=len(self._connections),
+        )
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return (
+            f"<Server {self.addresses} udp={s.udp_queries} tcp={s.tcp_queries} "
+            f"inflight={s.inflight} connections={s.tcp_connections}>"
+        )
+
+    # ----------------------------------------------------------------- answering
+
+    def _allowed_client(self, host: str) -> bool:
+        known = self._allow_memo.get(host)
+        if known is not None:
+            return known
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        allowed = any(address in network for network in self._allowed)
+        if len(self._allow_memo) >= 4096:  # bounded: a spray of sources cannot grow it
+            self._allow_memo.clear()
+        self._allow_memo[host] = allowed
+        return allowed
+
+    def _triage(self, query: bytes, client_host: str) -> bytes | Parsed | None:
+        """A reply made at once (an error, ANY), None to drop the query, or the parsed query
+        to hand to the engine."""
+        try:
+            sorted_ = triage(query, lambda: self._allowed_client(client_host))
+        except (WireError, ValueError, IndexError):
+            log.debug("malformed query from %s", client_host, exc_info=True)
+            return self._formerr(query)
+        if isinstance(sorted_, Local):
+            self._counts[sorted_.outcome] += 1
+            return sorted_.reply
+        return sorted_
+
+    def _ask(self, parsed: Parsed) -> tuple[Ask, float]:
+        question = parsed.question
+        ask = Ask.of(question.name, question.qtype, question.qclass, parsed.do, parsed.cd)
+        loop = self._loop or asyncio.get_running_loop()
+        return ask, loop.time() + self.answerer.query_timeout
+
+    def _reply(self, query: bytes, parsed: Parsed, outcome: Outcome, tcp: bool) -> bytes:
+        """The engine's outcome made this client's reply, or SERVFAIL when there is none or it
+        cannot be relayed."""
+        if outcome.reply is not None:
+            try:
+                reply = for_client(outcome.reply, query, parsed, outcome.ede)
+            except WireError:
+                pass
+            else:
+                self._counts["answered"] += 1
+                reply, truncated = fit(reply, parsed.edns, tcp)
+                if truncated:
+                    self._counts["truncated"] += 1
+                return reply
+        self._counts["servfail"] += 1
+        return servfail(query, parsed, outcome.ede)
+
+    def _formerr(self, query: bytes) -> bytes | None:
+        self._counts["formerr"] += 1
+        try:
+            return error_reply(query, FORMERR)
+        except WireError:
+            return None
+
+    def _settled(self) -> None:
+        self._inflight -= 1
+        if self._drained is not None and not self._inflight:
+            self._drained.set()
+
+    # ----------------------------------------------------------------- UDP
+
+    def datagram(
+        self, transport: asyncio.DatagramTransport, query: bytes, addr: tuple[str, int]
+    ) -> None:
+        """One UDP query: answered at once, or by callback when the engine has the answer."""
+        # The hottest path: a repeat of a recent cache hit is one dict lookup and one send.
+        found = self._memo.get(query[2:])
+        if found is not None:
+            reply = self._remembered(query, found, addr[0])
+            if reply is not None:
+                transport.sendto(reply, addr)
+                return
+        if self._closed:  # draining for shutdown: answer what is in flight, nothing new
+            self._counts["dropped"] += 1
+            return
+        self._counts["udp"] += 1
+        first = self._triage(query, addr[0])
+        if first is None:
+            return
+        if isinstance(first, bytes):
+            transport.sendto(first, addr)
+            return
+        if self._inflight >= self.config.max_inflight:
+            self._counts["dropped"] += 1
+            return
+        parsed = first
+
+        def done(outcome: Outcome) -> None:
+            self._settled()
+            if not transport.is_closing():
+                transport.sendto(self._reply(query, parsed, outcome, False), addr)
+
+        ask, deadline = self._ask(parsed)
+        self._inflight += 1
+        outcome = self.answerer.answer(ask, deadline, done)
+        if outcome is None:
+            return
+        self._inflight -= 1
+        reply = self._reply(query, parsed, outcome, False)
+        if outcome.until:
+            self._remember(query, reply, outcome.until)
+        transport.sendto(reply, addr)
+
+    def _remember(self, query: bytes, reply: bytes, until: float) -> None:
+        """Keep a finished UDP reply to a cache hit for as long as it stays byte-identical.
+        The key is the query without its ID (flags, question with its case, EDNS settings:
+        everything the reply depends on), so a repeat costs one dict lookup."""
+        memo = self._memo
+        if len(memo) >= _MEMO_MAX:
+            memo.clear()  # bounded; entries live at most a second anyway
+        memo[query[2:]] = (reply[2:], until)
+
+    def _remembered(
+        self, query: bytes, found: tuple[bytes, float], client_host: str
+    ) -> bytes | None:
+        """``found``, the memo's entry for this query, as this client's reply, if it still
+        holds, the client is allowed and the server is not shutting down."""
+        if found[1] <= self._clock():
+            self._memo.pop(query[2:], None)
+            return None
+        if self._closed or not self._allowed_client(client_host):
+            return None
+        self._remembered_answers += 1
+        return query[:2] + found[0]
+
+    # ----------------------------------------------------------------- TCP
+
+    async def _tcp_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One client's TCP connection: length-prefixed queries, each answered as its answer
+        is ready (pipelined, in any order); closed after the idle timeout, at EOF, or at
+        shutdown."""
+        if len(self._connections) >= self.config.max_tcp_connections or self._closed:
+            self._counts["dropped"] += 1
+            writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._connection_tasks.add(task)
+        self._connections.add(writer)
+        peer = writer.get_extra_info("peername")
+        host = peer[0] if peer else ""
+        outstanding: set[asyncio.Future[None]] = set()
+        try:
+            while not self._closed:
+                try:
+                    async with asyncio.timeout(self.config.tcp_idle_timeout):
+                        size = int.from_bytes(await reader.readexactly(2), "big")
+                        query = await reader.readexactly(size)
+                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                    break
+                self._counts["tcp"] += 1
+                self._tcp_query(writer, query, host, outstanding)
+            if outstanding:
+                await asyncio.wait(outstanding, timeout=self.config.shutdown_grace)
+        finally:
+            self._connections.discard(writer)
+            self._connection_tasks.discard(task)
+            writer.close()
+
+    def _tcp_query(
+        self,
+        writer: asyncio.StreamWriter,
+        query: bytes,
+        host: str,
+        outstanding: set[asyncio.Future[None]],
+    ) -> None:
+        def send(reply: bytes | None) -> None:
+            if reply is not None and not writer.is_closing():
+                # One write call per frame: frames of concurrent answers never interleave.
+                writer.write(len(reply).to_bytes(2, "big") + reply)
+
+        first = self._triage(query, host)
+        if not isinstance(first, Parsed):
+            send(first)
+            return
+        parsed = first
+        loop = self._loop or asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+        outstanding.add(finished)
+
+        def done(outcome: Outcome) -> None:
+            self._settled()
+            outstanding.discard(finished)
+            finished.set_result(None)
+            send(self._reply(query, parsed, outcome, True))
+
+        ask, deadline = self._ask(parsed)
+        self._inflight += 1
+        outcome = self.answerer.answer(ask, deadline, done)
+        if outcome is not None:
+            done(outcome)
+
+
+class _UdpListener(asyncio.DatagramProtocol):
+    """The UDP socket of one listen address; each datagram is one query for the server."""
+
+    def __init__(self, server: Server) -> None:
+        self._datagram: Callable[[asyncio.DatagramTransport, bytes, tuple[str, int]], None] = (
+            server.datagram
+        )
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self._transport is not None
+        self._datagram(self._transport, data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for replies to clients that went away: nothing to do, keep serving.
+        log.debug("UDP listener error: %s", exc)
