@@ -79,17 +79,19 @@ class SocketPoolConfig:
 
     RFC 5452 section 4.5 wants an unpredictable source port per query. A pre-bound socket
     fixes its port for its lifetime, so sockets retire after ``max_uses`` queries or
-    ``max_age`` seconds and are replaced in the background; idle sockets are used oldest-first,
-    so consecutive queries leave from different ports. With the defaults a port serves at most
-    100 queries or a minute: an attacker who learns one gets a short window, while binding a
-    replacement (tens of microseconds) costs well under a microsecond per query.
+    ``max_age`` seconds and are replaced in the background, and an idle socket is chosen at
+    random (``order = "random"``), so that neither the next port nor how long it stays in use
+    can be predicted. With the defaults a port serves at most 8 queries or 10 seconds, while
+    binding a replacement (tens of microseconds) stays off the query path. ``max_uses = 1``
+    gives every query a port of its own (recursive mode, where the authority may be the
+    attacker). ``order = "fifo"`` (oldest released first) is there for tests and comparison.
     """
 
     min_size: int = 8
     max_size: int = 256
-    max_uses: int = 100
-    max_age: float = 60.0
-    order: Order = "fifo"
+    max_uses: int = 8
+    max_age: float = 10.0
+    order: Order = "random"
 
     def __post_init__(self) -> None:
         if self.min_size < 0:

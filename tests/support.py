@@ -18,3 +18,62 @@ def free_port(host: str = "127.0.0.1") -> int:
                     continue
                 return port
     raise AssertionError("no free port")
+
+
+# --- a scripted upstream and a raw client, for tests that drive the daemon ----------------
+
+import asyncio  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+Script = Callable[[bytes], bytes | None]
+
+
+class ScriptedUpstream(asyncio.DatagramProtocol):
+    """A UDP upstream on 127.0.0.1 whose every reply is what ``script(query)`` returns (None:
+    no reply). ``queries`` keeps every query received, in order, as raw bytes."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.queries: list[bytes] = []
+        self.transport: asyncio.DatagramTransport | None = None
+        self.address: tuple[str, int] = ("127.0.0.1", 0)
+
+    async def __aenter__(self) -> ScriptedUpstream:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: self, local_addr=("127.0.0.1", 0)
+        )
+        self.transport = transport
+        self.address = transport.get_extra_info("sockname")[:2]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.transport is not None
+        self.transport.close()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.queries.append(data)
+        reply = self.script(data)
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+
+def udp_exchange(port: int, query: bytes, timeout: float = 4.0) -> bytes:
+    """Send ``query`` to 127.0.0.1:port over UDP and return the first reply (blocking)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(query, ("127.0.0.1", port))
+        return sock.recv(65535)
+
+
+def tcp_exchange(port: int, query: bytes, timeout: float = 4.0) -> bytes:
+    """Send ``query`` to 127.0.0.1:port over TCP and return the reply (blocking)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(len(query).to_bytes(2, "big") + query)
+        data = b""
+        while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
+            chunk = sock.recv(65535)
+            if not chunk:
+                raise ConnectionError("closed before a whole reply")
+            data += chunk
+        return data[2:]

@@ -1,22 +1,23 @@
-"""The cache in the daemon: coalescing, serve-stale, prefetch, TTL decrement seen by dig."""
+"""The cache in the daemon, through the server: coalescing, serve-stale, prefetch, TTLs
+counted down (also as dig sees them), remembered replies."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
 import pytest
+from support import udp_exchange
 
 from resolver.authority import Authority
 from resolver.cache import Cache
 from resolver.config import CacheConfig, ForwarderConfig, ServerConfig, TransportConfig
-from resolver.errors import ResolutionFailed
-from resolver.forwarder import Forwarder
+from resolver.engine import Engine
 from resolver.server import Server
-from resolver.wire import DNSRecord, build_query, name_to_wire, parse
+from resolver.wire import DNSRecord, build_query, parse
 
 
 class FakeClock:
@@ -27,161 +28,121 @@ class FakeClock:
         return self.now
 
 
-def wire(name: str) -> bytes:
-    return name_to_wire(name)
-
-
-def make_forwarder(authority: Authority, clock: FakeClock) -> Forwarder:
-    config = ForwarderConfig(upstreams=(authority.address,), upstream_timeout=3.0)
-    return Forwarder(config, TransportConfig(), cache=Cache(CacheConfig(), clock=clock))
-
-
-async def resolve(
-    forwarder: Forwarder, name: str, qtype: int = 1, timeout: float = 4.0
-) -> DNSRecord:
-    deadline = asyncio.get_running_loop().time() + timeout
-    reply = await forwarder.resolve(wire(name), qtype, 1, do=False, cd=False, deadline=deadline)
-    return parse(reply)
-
-
-@pytest.fixture
-async def clock_and_forwarder(
-    authority: Authority,
-) -> AsyncIterator[tuple[FakeClock, Forwarder]]:
-    clock = FakeClock()
-    forwarder = make_forwarder(authority, clock)
-    await forwarder.start()
-    try:
-        yield clock, forwarder
-    finally:
-        await forwarder.aclose()
-
-
-async def test_second_question_is_answered_from_cache_without_upstream(
-    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
-) -> None:
-    _, forwarder = clock_and_forwarder
-    first = await resolve(forwarder, "www.example.com.")
-    second = await resolve(forwarder, "WWW.example.com.")
-    assert str(first.rr[0].rdata) == str(second.rr[0].rdata) == "127.1.0.1"
-    assert len(authority.queries) == 1
-    assert forwarder.statistics().cache_answers == 1
-
-
-async def test_concurrent_identical_questions_share_one_upstream_query(
-    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
-) -> None:
-    _, forwarder = clock_and_forwarder
-    authority.faults.delay = 0.1
-    replies = await asyncio.gather(*(resolve(forwarder, "www.example.com.") for _ in range(20)))
-    assert all(str(r.rr[0].rdata) == "127.1.0.1" for r in replies)
-    assert len(authority.queries) == 1
-    assert forwarder.statistics().coalesced == 19
-
-
-async def test_ttls_count_down_in_cached_answers(
-    clock_and_forwarder: tuple[FakeClock, Forwarder],
-) -> None:
-    clock, forwarder = clock_and_forwarder
-    assert (await resolve(forwarder, "www.example.com.")).rr[0].ttl == 300
-    clock.now += 100.4
-    assert (await resolve(forwarder, "www.example.com.")).rr[0].ttl == 200
-
-
-async def test_negative_answer_is_cached_for_the_soa_minimum(
-    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
-) -> None:
-    clock, forwarder = clock_and_forwarder
-    assert (await resolve(forwarder, "nothere.example.com.")).header.rcode == 3
-    clock.now += 299
-    assert (await resolve(forwarder, "nothere.example.com.")).header.rcode == 3
-    assert len(authority.queries) == 1
-    clock.now += 2
-    await resolve(forwarder, "nothere.example.com.")
-    assert len(authority.queries) == 2
-
-
-async def test_expired_answer_is_served_stale_when_upstreams_fail(
-    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
-) -> None:
-    clock, forwarder = clock_and_forwarder
-    await resolve(forwarder, "short.example.com.")
-    await authority.aclose()  # every upstream is gone now
-    clock.now += 61
-    stale = await resolve(forwarder, "short.example.com.")
-    assert str(stale.rr[0].rdata) == "127.1.0.2"
-    assert stale.rr[0].ttl == 30
-    assert forwarder.statistics().stale_answers == 1
-
-
-async def test_without_stale_data_a_failure_is_resolution_failed_not_nxdomain(
-    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
-) -> None:
-    _, forwarder = clock_and_forwarder
-    await authority.aclose()
-    with pytest.raises(ResolutionFailed):
-        await resolve(forwarder, "www.example.com.", timeout=1.0)
-
-
-async def test_stale_answer_comes_while_refresh_continues_in_background(
-    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
-) -> None:
-    clock, forwarder = clock_and_forwarder
-    await resolve(forwarder, "short.example.com.")
-    clock.now += 61
-    authority.faults.delay = 1.9  # slower than the RFC 8767 client timer of 1.8 s
-    stale = await resolve(forwarder, "short.example.com.")
-    assert stale.rr[0].ttl == 30
-    async with asyncio.timeout(3):
-        await authority.wait_queries(2)  # the refresh reached the upstream
-        while forwarder.statistics().cache is None or not _fresh_again(forwarder):
-            await asyncio.sleep(0.05)
-
-
-def _fresh_again(forwarder: Forwarder) -> bool:
-    name = wire("short.example.com.")
-    return forwarder.answer_cached(name, 1, 1, do=False, cd=False) is not None
-
-
-async def test_hit_in_last_tenth_of_ttl_prefetches_once(
-    authority: Authority, clock_and_forwarder: tuple[FakeClock, Forwarder]
-) -> None:
-    clock, forwarder = clock_and_forwarder
-    await resolve(forwarder, "short.example.com.")  # TTL 60
-    clock.now += 55
-    answers = [await resolve(forwarder, "short.example.com.") for _ in range(5)]
-    assert all(a.rr[0].ttl == 5 for a in answers)  # served from cache meanwhile
-    async with asyncio.timeout(2):
-        await authority.wait_queries(2)
-        while (await resolve(forwarder, "short.example.com.")).rr[0].ttl != 60:
-            await asyncio.sleep(0.01)
-    assert len(authority.queries) == 2  # one refresh, not one per hit
-    assert forwarder.statistics().prefetches == 1
-
-
-def udp_exchange(port: int, query: bytes) -> bytes:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(2.0)
-        sock.sendto(query, ("127.0.0.1", port))
-        return sock.recv(65535)
-
-
 class Served(NamedTuple):
     clock: FakeClock
-    forwarder: Forwarder
+    engine: Engine
     port: int
 
 
 @pytest.fixture
-async def served(clock_and_forwarder: tuple[FakeClock, Forwarder]) -> AsyncIterator[Served]:
-    """The caching forwarder (fake clock) behind a real UDP/TCP server on 127.0.0.1."""
-    clock, forwarder = clock_and_forwarder
-    server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), forwarder, query_timeout=2.0)
-    await server.start()
+async def served(authority: Authority) -> AsyncIterator[Served]:
+    """The caching engine (fake clock) behind the real UDP/TCP server on 127.0.0.1."""
+    clock = FakeClock()
+    config = ForwarderConfig(
+        upstreams=(authority.address,), upstream_timeout=2.5, query_timeout=4.0
+    )
+    engine = Engine(config, TransportConfig(), cache=Cache(CacheConfig(), clock=clock))
+    await engine.start()
+    server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), engine)
     try:
-        yield Served(clock, forwarder, server.addresses[0][1])
+        await server.start()
+        yield Served(clock, engine, server.addresses[0][1])
     finally:
         await server.aclose()
+        await engine.aclose()
+
+
+_ids = itertools.count(1)
+
+
+async def resolve(served: Served, name: str, qtype: int = 1) -> DNSRecord:
+    query = build_query(name, qtype, qid=next(_ids) & 0xFFFF)
+    return parse(await asyncio.to_thread(udp_exchange, served.port, query))
+
+
+async def test_second_question_is_answered_from_cache_without_upstream(
+    authority: Authority, served: Served
+) -> None:
+    first = await resolve(served, "www.example.com.")
+    second = await resolve(served, "WWW.example.com.")
+    assert str(first.rr[0].rdata) == str(second.rr[0].rdata) == "127.1.0.1"
+    assert len(authority.queries) == 1
+    assert served.engine.statistics().cache_answers == 1
+
+
+async def test_ttls_count_down_in_cached_answers(
+    served: Served,
+) -> None:
+    clock = served.clock
+    assert (await resolve(served, "www.example.com.")).rr[0].ttl == 300
+    clock.now += 100.4
+    assert (await resolve(served, "www.example.com.")).rr[0].ttl == 200
+
+
+async def test_negative_answer_is_cached_for_the_soa_minimum(
+    authority: Authority, served: Served
+) -> None:
+    clock = served.clock
+    assert (await resolve(served, "nothere.example.com.")).header.rcode == 3
+    clock.now += 250  # before the last tenth of its 300 s, where a prefetch would ask again
+    assert (await resolve(served, "nothere.example.com.")).header.rcode == 3
+    assert len(authority.queries) == 1
+    clock.now += 51
+    await resolve(served, "nothere.example.com.")
+    assert len(authority.queries) == 2
+
+
+async def test_expired_answer_is_served_stale_when_upstreams_fail(
+    authority: Authority, served: Served
+) -> None:
+    clock = served.clock
+    await resolve(served, "short.example.com.")
+    await authority.aclose()  # every upstream is gone now
+    clock.now += 61
+    stale = await resolve(served, "short.example.com.")
+    assert str(stale.rr[0].rdata) == "127.1.0.2"
+    assert stale.rr[0].ttl == 30
+    assert served.engine.statistics().stale_answers == 1
+
+
+async def test_without_stale_data_a_failure_is_servfail_not_nxdomain(
+    authority: Authority, served: Served
+) -> None:
+    await authority.aclose()
+    reply = await resolve(served, "www.example.com.")
+    assert reply.header.rcode == 2  # SERVFAIL
+
+
+async def test_stale_answer_comes_while_refresh_continues_in_background(
+    authority: Authority, served: Served
+) -> None:
+    clock = served.clock
+    await resolve(served, "short.example.com.")
+    clock.now += 61
+    authority.faults.delay = 1.9  # slower than the RFC 8767 client timer of 1.8 s
+    stale = await resolve(served, "short.example.com.")
+    assert stale.rr[0].ttl == 30
+    async with asyncio.timeout(3):
+        await authority.wait_queries(2)  # the refresh reached the upstream
+        while (await resolve(served, "short.example.com.")).rr[0].ttl != 60:
+            await asyncio.sleep(0.05)
+
+
+async def test_hit_in_last_tenth_of_ttl_prefetches_once(
+    authority: Authority, served: Served
+) -> None:
+    clock = served.clock
+    await resolve(served, "short.example.com.")  # TTL 60
+    clock.now += 55
+    authority.faults.delay = 0.3  # the refresh is still on its way while these are served
+    answers = [await resolve(served, "short.example.com.") for _ in range(5)]
+    assert all(a.rr[0].ttl == 5 for a in answers)  # served from cache meanwhile
+    async with asyncio.timeout(2):
+        await authority.wait_queries(2)
+        while (await resolve(served, "short.example.com.")).rr[0].ttl != 60:
+            await asyncio.sleep(0.01)
+    assert len(authority.queries) == 2  # one refresh, not one per hit
+    assert served.engine.statistics().prefetches == 1
 
 
 async def test_coalesced_clients_each_get_their_own_id_and_case(
@@ -230,13 +191,13 @@ async def test_repeated_hits_are_remembered_within_the_second_then_recomputed(
 
     await ask(1)  # miss: from the authority
     first_hit, second_hit = await ask(2), await ask(3)
-    assert served.forwarder.statistics().cache_answers == 1  # the repeat skipped the cache
+    assert served.engine.statistics().cache_answers == 1  # the repeat skipped the cache
     assert (first_hit.header.id, second_hit.header.id) == (2, 3)
     assert first_hit.rr[0].ttl == second_hit.rr[0].ttl == 300
     served.clock.now += 1.0  # the TTLs drop a second: the remembered reply is no longer exact
     later = await ask(4)
     assert later.rr[0].ttl == 299
-    assert served.forwarder.statistics().cache_answers == 2
+    assert served.engine.statistics().cache_answers == 2
 
 
 async def test_hits_in_the_prefetch_window_still_trigger_prefetch_through_the_server(
@@ -249,4 +210,4 @@ async def test_hits_in_the_prefetch_window_still_trigger_prefetch_through_the_se
     await asyncio.to_thread(udp_exchange, served.port, query)
     async with asyncio.timeout(2):
         await authority.wait_queries(2)
-    assert served.forwarder.statistics().prefetches == 1
+    assert served.engine.statistics().prefetches == 1

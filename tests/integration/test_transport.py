@@ -130,12 +130,29 @@ async def test_each_query_gets_a_fresh_random_id(authority: Authority) -> None:
         assert ids != sorted(ids)
 
 
-async def test_idle_sockets_are_used_in_turn_from_different_source_ports(
+async def test_default_pool_picks_idle_sockets_at_random_and_retires_them_quickly(
+    authority: Authority,
+) -> None:
+    async with asyncio.timeout(BOUND), open_upstream(authority.address, TransportConfig()) as up:
+        for _ in range(400):
+            await ask(up)
+        # max_uses 8: 400 queries need at least 50 sockets. (Ports alone cannot show it: the
+        # kernel may hand a retired socket's port to a new one.)
+        assert up.pool.statistics().created >= 50
+    ports = [q.client[1] for q in authority.queries]
+    assert len(set(ports)) >= 40
+    # No fixed cycle: drawn at random among about 8 idle sockets, the port 8 queries later is
+    # seldom the same (in turn, oldest first, it nearly always was).
+    same = sum(ports[i] == ports[i + 8] for i in range(len(ports) - 8))
+    assert same < len(ports) // 4
+
+
+async def test_fifo_order_uses_idle_sockets_in_turn_from_different_source_ports(
     authority: Authority,
 ) -> None:
     async with (
         asyncio.timeout(BOUND),
-        open_upstream(authority.address, pool(min_size=4, max_size=4)) as upstream,
+        open_upstream(authority.address, pool(min_size=4, max_size=4, order="fifo")) as upstream,
     ):
         for _ in range(8):
             await ask(upstream)
