@@ -28,7 +28,6 @@ from resolver.wire.raw import (
     QueryEdns,
     Question,
     error_reply,
-    read_header,
     read_query_edns,
     read_question,
     truncated_reply,
@@ -42,6 +41,7 @@ _OPT = struct.Struct("!BHHBBHH")
 _DO = 0x8000
 _BADVERS_HIGH = 1  # rcode 16 = extended rcode 1 << 4 | 0
 _RD_HIGH = 0x01  # RD in the first flags byte (message byte 2)
+_QR_HIGH = QR >> 8
 _CD_LOW = 0x10  # CD in the second flags byte (message byte 3)
 _AD_LOW = 0x20  # AD in the second flags byte
 _EDE_OPTION = 15  # RFC 8914
@@ -96,10 +96,10 @@ def triage(query: bytes, allowed: Callable[[], bool]) -> Local | Parsed:
     well-formed queries). Never raises for bad input: that is what FORMERR is for."""
     if len(query) < HEADER_SIZE:
         return Local(None, "dropped")
-    header = read_header(query)
-    if header.flags & QR:
+    flags = query[2]  # QR, opcode, AA, TC, RD
+    if flags & _QR_HIGH:
         return Local(None, "dropped")  # a response sent to us: answering could loop
-    if header.opcode != OPCODE_QUERY:
+    if (flags >> 3) & 0x0F != OPCODE_QUERY:
         return Local(error_reply(query, NOTIMP), "notimp")
     try:
         question = read_question(query)

@@ -24,10 +24,10 @@ from resolver.wire.raw import (
     RA,
     RD,
     TYPE_OPT,
+    find_opt,
     read_header,
     read_question,
     section_offsets,
-    walk_records,
 )
 
 __all__ = [
@@ -258,22 +258,13 @@ def _split_opt(reply: bytes) -> tuple[bytes, int] | None:
     Raw when the OPT is the last record (the usual place); otherwise records after it could
     point into records before it, so removing bytes in the middle is left to dnslib.
     """
-    header = read_header(reply)
-    sections = section_offsets(reply)
-    opts = [
-        span
-        for span in walk_records(reply, sections.additional, header.arcount)
-        if span.rtype == TYPE_OPT
-    ]
-    if not opts:
+    opt = find_opt(reply)
+    if opt is None:
         return None
-    if len(opts) > 1:
-        raise WireError("message has more than one OPT record")
-    opt = opts[0]
     ext_rcode = reply[opt.ttl_offset]
-    if opt.end == sections.end:
-        head = _HEADER.pack(*header[:5], header.arcount - 1)
-        return head + reply[HEADER_SIZE : opt.name_offset], ext_rcode
+    if opt.end == opt.records_end:
+        arcount = ((reply[10] << 8) | reply[11]) - 1
+        return reply[:10] + arcount.to_bytes(2, "big") + reply[HEADER_SIZE : opt.start], ext_rcode
     record = parse(reply)
     record.ar = [rr for rr in record.ar if rr.rtype != TYPE_OPT]
     try:

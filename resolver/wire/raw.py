@@ -39,11 +39,13 @@ __all__ = [
     "TYPE_OPT",
     "TYPE_SOA",
     "Header",
+    "OptSpan",
     "QueryEdns",
     "Question",
     "RecordSpan",
     "Sections",
     "error_reply",
+    "find_opt",
     "name_to_text",
     "read_header",
     "read_name",
@@ -415,6 +417,49 @@ class QueryEdns(NamedTuple):
     offset: int
 
 
+class OptSpan(NamedTuple):
+    """Where the OPT record sits: ``start`` (its owner name), ``ttl_offset`` (extended rcode,
+    version, flags), ``end``, and ``records_end``, where the message's last record ends."""
+
+    start: int
+    ttl_offset: int
+    end: int
+    records_end: int
+
+
+def find_opt(data: bytes, question_end: int | None = None) -> OptSpan | None:
+    """Find the OPT record of ``data`` in one walk over its records, or None without one.
+
+    ``question_end`` saves re-reading a question already read. Raises WireError if a record
+    is malformed or runs past the end, or there is more than one OPT (RFC 6891 6.1.1).
+    """
+    if len(data) < HEADER_SIZE:
+        raise WireError(f"message of {len(data)} bytes is shorter than the 12-byte header")
+    _, _, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    pos = _skip_questions(data, qdcount) if question_end is None else question_end
+    pos = _skip_records(data, pos, ancount + nscount)
+    end = len(data)
+    opt_start = opt_ttl = opt_end = -1
+    # _skip_records, noting the OPT on the way: this runs on every query and relayed reply.
+    for _ in range(arcount):
+        start = pos
+        pos = skip_name(data, pos)
+        if pos + 10 > end:
+            raise WireError(f"resource record at offset {start} is cut off")
+        rtype = (data[pos] << 8) | data[pos + 1]
+        ttl_offset = pos + 4
+        pos += 10 + ((data[pos + 8] << 8) | data[pos + 9])
+        if pos > end:
+            raise WireError(f"rdata of the record at offset {start} runs past the end")
+        if rtype == TYPE_OPT:
+            if opt_start >= 0:
+                raise WireError("message has more than one OPT record")
+            opt_start, opt_ttl, opt_end = start, ttl_offset, pos
+    if opt_start < 0:
+        return None
+    return OptSpan(opt_start, opt_ttl, opt_end, pos)
+
+
 def read_query_edns(data: bytes, question_end: int) -> QueryEdns | None:
     """Return the OPT record of ``data`` or None when it has none.
 
@@ -422,19 +467,20 @@ def read_query_edns(data: bytes, question_end: int) -> QueryEdns | None:
     additional section. Raises WireError if a record is malformed, the OPT owner is not the
     root, or there is more than one OPT (RFC 6891 6.1.1 asks for FORMERR).
     """
-    header = read_header(data)
-    pos = _skip_records(data, question_end, header.ancount + header.nscount)
-    found: QueryEdns | None = None
-    for span in walk_records(data, pos, header.arcount):
-        if span.rtype != TYPE_OPT:
-            continue
-        if found is not None:
-            raise WireError("message has more than one OPT record")
-        if data[span.name_offset] != 0:
-            raise WireError("OPT record owner is not the root")
-        ext_rcode, version, flags = _OPT_TTL.unpack_from(data, span.ttl_offset)
-        found = QueryEdns(span.rclass, bool(flags & _DO), version, ext_rcode, span.name_offset)
-    return found
+    opt = find_opt(data, question_end)
+    if opt is None:
+        return None
+    start = opt.start
+    if data[start] != 0:
+        raise WireError("OPT record owner is not the root")
+    # Owner (the root, one byte), type, class (the UDP size), then the TTL's three fields.
+    return QueryEdns(
+        (data[start + 3] << 8) | data[start + 4],
+        bool(data[start + 7] & 0x80),
+        data[start + 6],
+        data[start + 5],
+        start,
+    )
 
 
 def error_reply(query: bytes, rcode: int) -> bytes:
