@@ -25,6 +25,7 @@ from benchmarks.serve_bench.servers import (
     UpstreamCounter,
     check_answers,
     free_port,
+    query_file,
     read_queries,
     running,
 )
@@ -130,7 +131,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Row], dict[str
                     servers[server],
                     upstream,
                     counter,
-                    WORKLOAD,
+                    query_file(WORKLOAD),
                     args.seconds,
                     args.outstanding,
                 )
