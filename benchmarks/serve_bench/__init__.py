@@ -39,7 +39,7 @@ main.py drives the rounds, floor.py is the floor forwarder.
 
 Run from the repository root (see benchmarks/README.md, section "Serve")::
 
-    python -m benchmarks.serve_bench                      # ~4 minutes
+    python -m benchmarks.serve_bench                      # ~5 minutes
     python -m benchmarks.serve_bench --quick              # ~1 minute, one round of 3 s
     python -m benchmarks.serve_bench --max-uses 1,4,8,100
 """
