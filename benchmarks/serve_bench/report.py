@@ -35,6 +35,9 @@ TARGETS: dict[str, tuple[tuple[str, float], ...]] = {
 }
 ZERO_LOST = ("distinct",)
 BASELINES = (DNSMASQ, FLOOR)
+# A server under load that used less of its core than this was not alone on it (another
+# tenant of the machine) or waited for something else.
+BUSY_CPU = 0.9
 
 
 def median(values: Sequence[float]) -> float:
@@ -147,6 +150,14 @@ def verdicts(workload: str, rows: Sequence[Row]) -> list[str]:
             out.append(
                 f"WARNING {workload}: {base} lost {by[base].lost} queries: "
                 "a baseline that drops queries can look faster than it is"
+            )
+    for row in rows:
+        cpu = median([r.server_cpu for r in row.runs])
+        if row.server != CEILING and cpu < BUSY_CPU:
+            out.append(
+                f"WARNING {workload}: {row.server} used {cpu:.0%} of its core (median): "
+                "it did not get the core or was not CPU-bound, so its qps says less than "
+                "its queries per CPU-second"
             )
     ceiling = by.get(CEILING)
     forwarders = [row.qps for row in rows if row.server != CEILING]
