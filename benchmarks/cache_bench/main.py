@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from benchmarks.serve_bench.dnsperf import Run, measure
-from benchmarks.serve_bench.report import Row, describe, median, ratio
+from benchmarks.serve_bench.report import BUSY_CPU, Row, describe, median, ratio
 from benchmarks.serve_bench.servers import (
     DNSMASQ_COMMON,
     HOST,
@@ -194,6 +194,13 @@ def verdicts(rows: dict[str, Row], warmed: dict[str, int]) -> list[str]:
             f"{'OK' if during == 0 and warmed[name] <= questions else 'FAILED'}"
         )
     for row in rows.values():
+        cpu = median([r.server_cpu for r in row.runs])
+        if cpu < BUSY_CPU:
+            out.append(
+                f"WARNING: {row.server} used {cpu:.0%} of its core (median): it did not get "
+                "the core or was not CPU-bound, so its qps says less than its queries per "
+                "CPU-second"
+            )
         odd = sorted({r.rcodes for r in row.runs if not r.rcodes.startswith("NOERROR 100")})
         odd = [c for c in odd if "(100.00%)" not in c]
         if odd:
