@@ -14,7 +14,7 @@ upstream's own counters (SIGUSR1) must not move during the measured runs, which 
 reports. Core layout: the server under test alone on core 0, dnsperf (and the idle upstream) on
 core 1. Each round runs every server once, in rotated order; the table shows medians.
 
-Targets: ours at least 1.0x dnsmasq's qps and 0.8x the trivial responder's, 0 lost, printed as
+Targets: ours at least 1.0x dnsmasq's qps and 0.9x the trivial responder's, 0 lost, printed as
 VERDICT lines (exit status 0 whatever they say; 2 when setup fails). Traffic goes to 127.0.0.1
 only; every dnsperf run is bounded (``-l``); every process started is in its own process group
 and is killed on exit. The helpers (processes, dnsperf runs and parsing, upstream counters)

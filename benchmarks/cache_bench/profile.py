@@ -26,7 +26,13 @@ from pathlib import Path
 
 from benchmarks.cache_bench.main import OURS, TRIVIAL, WORKLOAD, procs
 from benchmarks.serve_bench.dnsperf import dnsperf_argv, parse_dnsperf
-from benchmarks.serve_bench.servers import SetupError, check_answers, read_queries, running
+from benchmarks.serve_bench.servers import (
+    SetupError,
+    check_answers,
+    query_file,
+    read_queries,
+    running,
+)
 
 _LINE = re.compile(r"^(.*) (\d+)$")
 
@@ -71,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             with running([upstream, ours]):
                 check_answers(ours, read_queries(WORKLOAD))  # the warm-up pass
                 load = subprocess.Popen(
-                    dnsperf_argv(ours.port, WORKLOAD, args.duration + 4, args.outstanding),
+                    dnsperf_argv(
+                        ours.port, query_file(WORKLOAD), args.duration + 4, args.outstanding
+                    ),
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     text=True,

@@ -1,38 +1,45 @@
-"""Serve benchmark: dnsperf against three UDP forwarders in front of one fast upstream.
+"""Serve benchmark: dnsperf against UDP forwarders in front of one fast upstream on loopback.
 
-The servers under test all forward to the same upstream on loopback, a dnsmasq that answers
-from local records (the fastest of the candidates; ``--compare-upstreams`` measures them):
+The servers under test, each alone on core 0 and forwarding to the same upstream:
 
-* ``resolver serve`` (ours, uvloop, answer cache disabled through ``[cache] enabled = false``),
-* ``dnsmasq`` as a plain forwarder (``--cache-size=0``),
-* dnslib's ProxyResolver (``python -m dnslib.proxy``).
+* ``resolver serve`` (ours, uvloop, run from this checkout as ``sys.executable -m resolver``)
+  with its answer cache off (``[cache] enabled = false`` in a TOML file written here);
+* ``dnsmasq --cache-size=0``, a plain forwarder;
+* the floor (floor.py): a minimal uvloop forwarder, the least Python can do per query;
+* with ``--dnslib``, dnslib's ProxyResolver (``python -m dnslib.proxy``).
 
-A fourth row, "upstream (ceiling)", is dnsperf straight at the upstream: no forwarder can be
-faster than that. Core layout on the 2-core machine: the server under test alone on core 0;
-dnsperf and the upstream together on core 1, so the upstream's work never competes with the
-server under test (whose cost is what is measured). Every server runs for the whole benchmark;
-each round runs every server once, in a rotated order, and the table shows medians.
+A further row, "upstream (ceiling)", is dnsperf straight at the upstream. Three workloads
+(workloads.py):
 
-Two workloads (query files in benchmarks/queries/):
+* ``zone``: 11 names and types of fixtures/zones/example.com.zone, looped; identical questions
+  are often in flight together, and ours and dnsmasq merge them (column ``up/q``);
+* ``unique``: 2000 names under uniq.example.com, looped: every query is forwarded;
+* ``distinct``: a new file per run of names under a wildcard zone that no earlier run asked,
+  read once, so no question ever repeats.
 
-* ``zone``: 11 names and types from fixtures/zones/example.com.zone (A, AAAA, CNAME, TXT, SRV,
-  MX). With ~100 queries outstanding the same question is often in flight more than once, and
-  both ours and dnsmasq merge identical in-flight questions into one upstream query; the
-  ``up/q`` column (upstream queries per client query, from the upstream's own counters) shows it.
-* ``unique``: 2000 distinct names under uniq.example.com (A), so no two questions in flight are
-  the same and every client query is forwarded.
+``zone`` and ``unique`` go to a dnsmasq answering from local records; ``distinct`` goes to a
+real authoritative server, NSD serving ``*.wild.test`` (nsd.py), started here on a free
+loopback port. dnsperf and the upstream share core 1. Every server runs for the whole
+benchmark; each round runs each server once per workload, in a rotated order; tables show
+medians over rounds, and the ratios are medians of the same round's ratios.
 
-Targets: ours at least 0.75x dnsmasq's qps and at least 10x dnslib's, with 0 lost queries. They
-are printed as VERDICT lines; the exit status is 0 whatever they say (2 when setup fails).
+Targets (issue on the query engine): on ``distinct``, ours at least 1.0x dnsmasq's qps and 0.7x
+the floor's, with 0 lost; on ``zone``, at least 1.0x dnsmasq. They are printed as VERDICT lines
+with the queries-per-CPU-second ratios beside them; the exit status is 0 whatever they say (2
+when setup fails). ``--max-uses 1,4,8,100`` instead runs ours alone on ``distinct``, one daemon
+per ``[transport.pool] max_uses`` value: the cost of fresh source ports.
 
-Traffic goes to 127.0.0.1 only; every dnsperf run is bounded (``-l``); every process this
-starts is in its own process group and is killed on exit.
+Traffic goes to 127.0.0.1 only; every dnsperf run is bounded (``-l``, and ``-n 1`` on
+``distinct``); every process this starts is in its own process group and is killed on exit,
+also on SIGTERM and Ctrl-C.
 
-The package: servers.py starts and stops the processes, dnsperf.py runs and parses one
-measurement, report.py builds the tables and verdicts, main.py drives the rounds.
+The package: servers.py and nsd.py start and stop the processes, workloads.py makes the
+queries, dnsperf.py runs and parses one measurement, report.py builds the tables and verdicts,
+main.py drives the rounds, floor.py is the floor forwarder.
 
 Run from the repository root (see benchmarks/README.md, section "Serve")::
 
-    python -m benchmarks.serve_bench              # ~3 minutes
-    python -m benchmarks.serve_bench --quick      # ~30 seconds, one round of 3 s
+    python -m benchmarks.serve_bench                      # ~5 minutes
+    python -m benchmarks.serve_bench --quick              # ~1 minute, one round of 3 s
+    python -m benchmarks.serve_bench --max-uses 1,4,8,100
 """

@@ -6,14 +6,14 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from benchmarks.serve_bench.servers import (
     HOST,
     LOAD_CORE,
-    QUERIES,
+    Counter,
     Proc,
     SetupError,
-    UpstreamCounter,
     cpu_seconds,
 )
 
@@ -21,7 +21,6 @@ from benchmarks.serve_bench.servers import (
 @dataclass(frozen=True, slots=True)
 class Run:
     server: str
-    workload: str
     sent: int
     completed: int
     lost: int
@@ -32,6 +31,11 @@ class Run:
     upstream_cpu: float
     upstream_per_query: float
     wall: float
+    input_exhausted: bool  # a single-pass input ran out before the time limit
+
+    @property
+    def cpu_us_per_query(self) -> float:
+        return self.server_cpu * self.wall / self.completed * 1e6 if self.completed else 0.0
 
     @property
     def per_cpu_second(self) -> float:
@@ -41,7 +45,11 @@ class Run:
         return self.completed / cpu if cpu else 0.0
 
 
-def dnsperf_argv(port: int, workload: str, seconds: float, outstanding: int) -> list[str]:
+def dnsperf_argv(
+    port: int, queries: Path, seconds: float, outstanding: int, once: bool = False
+) -> list[str]:
+    """dnsperf at HOST:port on the load core, bounded by ``-l`` (and by one pass over the
+    input with ``once``)."""
     return [
         "taskset",
         "-c",
@@ -52,7 +60,7 @@ def dnsperf_argv(port: int, workload: str, seconds: float, outstanding: int) -> 
         "-p",
         str(port),
         "-d",
-        str(QUERIES / f"{workload}.txt"),
+        str(queries),
         "-l",
         f"{seconds:g}",
         "-c",
@@ -61,6 +69,7 @@ def dnsperf_argv(port: int, workload: str, seconds: float, outstanding: int) -> 
         str(outstanding),
         "-t",
         "2",
+        *(["-n", "1"] if once else []),
     ]
 
 
@@ -86,13 +95,15 @@ def measure(
     server: str,
     target: Proc,
     upstream: Proc,
-    counter: UpstreamCounter,
-    workload: str,
+    counter: Counter,
+    queries: Path,
     seconds: float,
     outstanding: int,
+    single_pass: int = 0,
 ) -> Run:
-    """One bounded dnsperf run at ``target``, with the CPU both servers used meanwhile."""
-    argv = dnsperf_argv(target.port, workload, seconds, outstanding)
+    """One bounded dnsperf run at ``target``, with the CPU both servers used meanwhile.
+    ``single_pass``: the number of questions in ``queries``, to be read once (0: loop)."""
+    argv = dnsperf_argv(target.port, queries, seconds, outstanding, once=single_pass > 0)
     answered_before = counter.read()
     cpu_before = (cpu_seconds(target.pid), cpu_seconds(upstream.pid))
     wall = time.monotonic()
@@ -107,7 +118,6 @@ def measure(
         answered = completed  # dnsperf's own queries: one upstream query each
     return Run(
         server=server,
-        workload=workload,
         sent=sent,
         completed=completed,
         lost=lost,
@@ -118,4 +128,5 @@ def measure(
         upstream_cpu=(cpu_after[1] - cpu_before[1]) / wall,
         upstream_per_query=answered / completed if completed else 0.0,
         wall=wall,
+        input_exhausted=0 < single_pass <= sent,
     )

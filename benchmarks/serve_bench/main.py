@@ -1,8 +1,10 @@
-"""The command line: rounds of measurements over every server and workload."""
+"""The command line: rounds of measurements over every server and workload, or the max_uses
+sweep of ours alone."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import signal
@@ -14,56 +16,144 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from benchmarks.serve_bench.dnsperf import dnsperf_argv, measure, parse_dnsperf
-from benchmarks.serve_bench.report import Row, describe, median, table, verdicts
+from benchmarks.serve_bench.dnsperf import Run, dnsperf_argv, measure, parse_dnsperf
+from benchmarks.serve_bench.nsd import PROBE, nsd_proc
+from benchmarks.serve_bench.report import (
+    Row,
+    describe,
+    median,
+    sweep_table,
+    table,
+    verdicts,
+)
 from benchmarks.serve_bench.servers import (
+    CACHE_OFF,
     CEILING,
-    SERVERS,
-    WORKLOADS,
+    DNSLIB,
+    DNSMASQ,
+    FLOOR,
+    OURS,
+    Counter,
+    Proc,
     SetupError,
     UpstreamCounter,
     candidate_procs,
     check_answers,
     forwarder_procs,
-    read_queries,
+    ours_proc,
+    query_file,
     running,
     upstream_proc,
 )
+from benchmarks.serve_bench.workloads import (
+    DISTINCT_QPS_BOUND,
+    WORKLOADS,
+    Inputs,
+    Upstream,
+    Workload,
+)
 
-DESCRIPTION = "dnsperf against three UDP forwarders in front of one fast upstream on loopback."
+DESCRIPTION = (
+    "dnsperf against UDP forwarders (resolver serve, dnsmasq, a minimal uvloop floor) in front "
+    "of a fast upstream on loopback: dnsmasq for the zone and unique workloads, NSD for distinct."
+)
+
+
+def rotated(items: Sequence[str], round_: int) -> list[str]:
+    shift = round_ % len(items)
+    return [*items[shift:], *items[:shift]]
+
+
+def start_upstream(kind: Upstream, tmp: Path) -> tuple[Proc, Counter]:
+    if kind == "nsd":
+        return nsd_proc(tmp, CEILING)
+    proc = upstream_proc(tmp)
+    return proc, UpstreamCounter(proc)
+
+
+def run_once(
+    args: argparse.Namespace,
+    inputs: Inputs,
+    workload: Workload,
+    name: str,
+    target: Proc,
+    upstream: tuple[Proc, Counter],
+) -> Run:
+    """Measure ``target`` once on ``workload``, printing the figures as they come."""
+    queries = inputs.next(workload)  # before the pause: a fresh file takes a moment to write
+    time.sleep(args.pause)
+    single_pass = args.distinct_names if workload.fresh else 0
+    run = measure(
+        name, target, *upstream, queries, args.seconds, args.outstanding, single_pass=single_pass
+    )
+    print(
+        f"  {workload.name:8} {name:22} {run.qps:9,.0f} qps lost {run.lost} "
+        f"cpu {run.server_cpu:.0%} {run.per_cpu_second:9,.0f} q/cpu-s",
+        flush=True,
+    )
+    return run
 
 
 def bench(args: argparse.Namespace, tmp: Path) -> dict[str, list[Row]]:
-    upstream = upstream_proc(tmp)
-    forwarders = forwarder_procs(tmp, upstream.port)
-    targets = {CEILING: upstream, **forwarders}
-    rows = {w: [Row(s) for s in SERVERS] for w in args.workloads}
-    with running([upstream, *forwarders.values()]):
-        for proc in targets.values():
-            for workload in args.workloads:
-                check_answers(proc, read_queries(workload)[:20])
-        counter = UpstreamCounter(upstream)
+    workloads = [WORKLOADS[w] for w in args.workloads]
+    kinds = sorted({w.upstream for w in workloads})
+    upstreams = {kind: start_upstream(kind, tmp) for kind in kinds}
+    targets = {
+        kind: {
+            CEILING: upstreams[kind][0],
+            **forwarder_procs(
+                tmp, upstreams[kind][0].port, kind, upstreams[kind][0].probe, args.servers
+            ),
+        }
+        for kind in kinds
+    }
+    rows = {w.name: [Row(s) for s in args.servers] for w in workloads}
+    inputs = Inputs(tmp, args.distinct_names)
+    with running([proc for kind in kinds for proc in targets[kind].values()]):
+        for workload in workloads:
+            for proc in targets[workload.upstream].values():
+                check_answers(proc, workload.checks())
         for round_ in range(args.rounds):
-            order = SERVERS[round_ % len(SERVERS) :] + SERVERS[: round_ % len(SERVERS)]
-            for workload in args.workloads:
-                for server in order:
-                    time.sleep(args.pause)
-                    run = measure(
-                        server,
-                        targets[server],
-                        upstream,
-                        counter,
-                        workload,
-                        args.seconds,
-                        args.outstanding,
+            print(f"round {round_ + 1} of {args.rounds}", flush=True)
+            for workload in workloads:
+                for server in rotated(args.servers, round_):
+                    target = targets[workload.upstream][server]
+                    run = run_once(
+                        args, inputs, workload, server, target, upstreams[workload.upstream]
                     )
-                    next(r for r in rows[workload] if r.server == server).runs.append(run)
-                    print(
-                        f"  round {round_ + 1} {workload:6} {server:22} {run.qps:9,.0f} qps "
-                        f"lost {run.lost} cpu {run.server_cpu:.0%}",
-                        flush=True,
-                    )
+                    next(r for r in rows[workload.name] if r.server == server).runs.append(run)
     return rows
+
+
+def sweep(args: argparse.Namespace, tmp: Path) -> list[Row]:
+    """Ours alone on ``distinct``, one daemon per ``[transport.pool] max_uses`` value."""
+    workload = WORKLOADS["distinct"]
+    upstream = nsd_proc(tmp, CEILING)
+    values = sorted(set(args.max_uses))
+    names = [f"max_uses = {n}" for n in values]
+    daemons = {
+        name: ours_proc(
+            tmp,
+            f"ours-max-uses-{n}",
+            upstream[0].port,
+            f"{CACHE_OFF}\n[transport.pool]\nmax_uses = {n}\n",
+            PROBE,
+            name=name,
+        )
+        for name, n in zip(names, values, strict=True)
+    }
+    rows = {name: Row(name) for name in names}
+    inputs = Inputs(tmp, args.distinct_names)
+    with running([upstream[0], *daemons.values()]):
+        for daemon in daemons.values():
+            check_answers(daemon, workload.checks())
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1} of {args.rounds}", flush=True)
+            for name in rotated(names, round_):
+                rows[name].runs.append(
+                    run_once(args, inputs, workload, name, daemons[name], upstream)
+                )
+    return [rows[name] for name in names]
 
 
 def compare_upstreams(args: argparse.Namespace, tmp: Path) -> None:
@@ -74,7 +164,7 @@ def compare_upstreams(args: argparse.Namespace, tmp: Path) -> None:
         for _ in range(args.rounds):
             for proc in procs:
                 time.sleep(args.pause)
-                argv = dnsperf_argv(proc.port, "zone", args.seconds, args.outstanding)
+                argv = dnsperf_argv(proc.port, query_file("zone"), args.seconds, args.outstanding)
                 done = subprocess.run(
                     argv, capture_output=True, text=True, timeout=args.seconds + 30, check=False
                 )
@@ -94,6 +184,16 @@ def csv_workloads(text: str) -> list[str]:
     return chosen
 
 
+def csv_counts(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("need one or more integers, each at least 1")
+    return values
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.serve_bench", description=DESCRIPTION
@@ -105,6 +205,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between runs")
     parser.add_argument("--quick", action="store_true", help="one round of 3 s")
     parser.add_argument(
+        "--distinct-names",
+        type=int,
+        default=0,
+        help=f"names per distinct run (default: seconds x {DISTINCT_QPS_BOUND:,})",
+    )
+    parser.add_argument("--dnslib", action="store_true", help="add dnslib's ProxyResolver")
+    parser.add_argument(
+        "--max-uses",
+        type=csv_counts,
+        metavar="N,N,...",
+        help="instead: resolver serve alone on distinct, one daemon per [transport.pool] "
+        "max_uses value, ratios to the largest",
+    )
+    parser.add_argument(
         "--compare-upstreams",
         action="store_true",
         help="measure the upstream candidates alone instead, and exit",
@@ -114,6 +228,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.seconds, args.rounds = 3.0, 1
     if args.seconds <= 0 or args.seconds > 120 or args.rounds < 1 or args.outstanding < 1:
         parser.error("need 0 < --seconds <= 120, --rounds >= 1, --outstanding >= 1")
+    if not args.distinct_names:
+        args.distinct_names = math.ceil(args.seconds * DISTINCT_QPS_BOUND)
+    if not 1_000 <= args.distinct_names <= 20_000_000:
+        parser.error("--distinct-names must be from 1,000 to 20,000,000")
+    args.servers = [CEILING, OURS, DNSMASQ, FLOOR, *([DNSLIB] if args.dnslib else [])]
     return args
 
 
@@ -121,33 +240,54 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # unwinds through the finally blocks that stop the servers
 
 
+def missing_tools(args: argparse.Namespace) -> list[str]:
+    tools = ["dnsperf", "dnsmasq", "taskset"]
+    if args.max_uses or "distinct" in args.workloads:
+        tools += ["nsd", "nsd-control"]
+    return [tool for tool in tools if shutil.which(tool) is None]
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    for tool in ("dnsperf", "dnsmasq", "taskset"):
-        if shutil.which(tool) is None:
-            print(f"serve_bench: {tool} is not installed", file=sys.stderr)
-            return 2
-    if len(os.sched_getaffinity(0)) < 2:
+    for tool in missing_tools(args):
+        print(f"serve_bench: {tool} is not installed", file=sys.stderr)
+        return 2
+    if not {0, 1} <= os.sched_getaffinity(0):
         print("serve_bench: needs cores 0 and 1", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _terminate)
     for line in describe(args):
         print(line)
+    if args.max_uses or "distinct" in args.workloads:
+        print(f"distinct: {args.distinct_names:,} new names per run, each read once (-n 1)")
     with tempfile.TemporaryDirectory(prefix="serve_bench.") as name:
         tmp = Path(name)
         try:
             if args.compare_upstreams:
                 compare_upstreams(args, tmp)
                 return 0
-            rows = bench(args, tmp)
+            if args.max_uses:
+                sweep_rows = sweep(args, tmp)
+            else:
+                rows = bench(args, tmp)
         except SetupError as exc:
             print(f"serve_bench: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("serve_bench: interrupted; every server stopped", file=sys.stderr)
             return 130
+    print(f"\nload average at the end: {load_average()}")
+    if args.max_uses:
+        print(f"\nworkload distinct, {OURS} (cache off) per [transport.pool] max_uses")
+        print("\n".join(sweep_table(sweep_rows)))
+        return 0
     for workload, workload_rows in rows.items():
-        print(f"\nworkload {workload} (queries/{workload}.txt)")
+        upstream = "NSD, wildcard zone" if WORKLOADS[workload].fresh else "dnsmasq, local records"
+        print(f"\nworkload {workload} (upstream: {upstream})")
         print("\n".join(table(workload_rows)))
     print()
     for workload, workload_rows in rows.items():

@@ -1,5 +1,5 @@
-"""The processes: the upstream, the forwarders under test, the upstream candidates; each in
-its own process group, stopped whatever happens."""
+"""The processes: the dnsmasq upstream, the forwarders under test, the upstream candidates;
+each in its own process group, stopped whatever happens. (NSD, the other upstream: nsd.py.)"""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERIES = ROOT / "benchmarks" / "queries"
-WORKLOADS = ("zone", "unique")
 HOST = "127.0.0.1"
 SERVER_CORE = "0"  # the server under test, alone
 LOAD_CORE = "1"  # dnsperf and the upstream
@@ -27,8 +27,9 @@ LOAD_CORE = "1"  # dnsperf and the upstream
 CEILING = "upstream (ceiling)"
 OURS = "resolver serve"
 DNSMASQ = "dnsmasq forwarder"
+FLOOR = "floor forwarder"
 DNSLIB = "dnslib ProxyResolver"
-SERVERS = (CEILING, OURS, DNSMASQ, DNSLIB)
+SERVERS = (CEILING, OURS, DNSMASQ, FLOOR, DNSLIB)
 
 # The upstream's records: the names of queries/zone.txt as fixtures/zones/example.com.zone has
 # them, and a synthesised A for every name under uniq.example.com (queries/unique.txt).
@@ -91,6 +92,7 @@ class Proc:
     argv: list[str]
     log: Path
     port: int
+    probe: tuple[str, str] = ("www.example.com", "A")  # a question it answers once ready
     popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -128,10 +130,17 @@ class Proc:
             os.killpg(self.popen.pid, signal.SIGKILL)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pgid: int) -> float:
+    """User + system CPU time (utime and stime, fields 14 and 15 of /proc/PID/stat) of every
+    live process in the process group, all threads included. The servers under test are one
+    process each (``taskset`` execs them, so the group leader is the server); NSD is three."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # field 5, the process group
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def ask(port: int, name: str, qtype: str, timeout: float = 1.0) -> DNSRecord | None:
@@ -148,19 +157,24 @@ def ask(port: int, name: str, qtype: str, timeout: float = 1.0) -> DNSRecord | N
 
 
 def wait_ready(proc: Proc, timeout: float = 15.0) -> None:
-    """Poll until the server answers www.example.com A. Raises SetupError."""
+    """Poll until the server answers its probe question. Raises SetupError."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.alive():
             raise SetupError(f"{proc.name} exited:\n{proc.log.read_text()[-2000:]}")
-        if ask(proc.port, "www.example.com", "A", timeout=0.5) is not None:
+        if ask(proc.port, *proc.probe, timeout=0.5) is not None:
             return
         time.sleep(0.1)
     raise SetupError(f"{proc.name} did not answer on {HOST}:{proc.port} within {timeout:.0f} s")
 
 
+def query_file(workload: str) -> Path:
+    """The dnsperf input of a fixed workload: benchmarks/queries/WORKLOAD.txt."""
+    return QUERIES / f"{workload}.txt"
+
+
 def read_queries(workload: str) -> list[tuple[str, str]]:
-    lines = (QUERIES / f"{workload}.txt").read_text().split("\n")
+    lines = query_file(workload).read_text().split("\n")
     return [(n, t) for n, t in (line.split() for line in lines if line.strip())]
 
 
@@ -171,8 +185,15 @@ def check_answers(proc: Proc, queries: Sequence[tuple[str, str]]) -> None:
         if reply is None or reply.header.rcode != RCODE.NOERROR or not reply.rr:
             got = "no reply" if reply is None else f"{RCODE[reply.header.rcode]}, {reply.rr}"
             raise SetupError(f"{proc.name}: {name} {qtype}: {got}")
-        if name.endswith("uniq.example.com") and QTYPE[reply.rr[0].rtype] != qtype:
+        synthesised = name.endswith(("uniq.example.com", "wild.test"))
+        if synthesised and QTYPE[reply.rr[0].rtype] != qtype:
             raise SetupError(f"{proc.name}: {name} {qtype}: got {reply.rr[0]}")
+
+
+class Counter(Protocol):
+    """An upstream's own count of the queries it received or answered."""
+
+    def read(self) -> int: ...
 
 
 class UpstreamCounter:
@@ -199,42 +220,64 @@ class UpstreamCounter:
 
 
 def upstream_proc(tmp: Path) -> Proc:
+    """The dnsmasq upstream of the ``zone`` and ``unique`` workloads, answering locally."""
     port = free_port()
     argv = ["taskset", "-c", LOAD_CORE, "dnsmasq", *DNSMASQ_COMMON, f"--port={port}"]
     return Proc(CEILING, [*argv, *UPSTREAM_RECORDS], tmp / "upstream.log", port)
 
 
-def forwarder_procs(tmp: Path, upstream_port: int) -> dict[str, Proc]:
-    up = f"{HOST}:{upstream_port}"
-    config = tmp / "serve.toml"
-    # The daemon has an answer cache: off, so that every query is forwarded.
-    config.write_text("[cache]\nenabled = false\n")
+# The daemon has an answer cache: off, so that every query is forwarded.
+CACHE_OFF = "[cache]\nenabled = false\n"
+
+
+def ours_proc(
+    tmp: Path, tag: str, upstream_port: int, toml: str, probe: tuple[str, str], name: str = OURS
+) -> Proc:
+    """``resolver serve`` from this checkout (``sys.executable -m resolver``, run in the
+    repository root) with the TOML text given, on the server core."""
+    config = tmp / f"{tag}.toml"
+    config.write_text(toml)
+    port = free_port()
+    argv = [
+        "taskset", "-c", SERVER_CORE, sys.executable, "-m", "resolver", "serve",
+        "--config", str(config), "--listen", f"{HOST}:{port}",
+        "--upstream", f"{HOST}:{upstream_port}", "--log-level", "warning",
+    ]  # fmt: skip
+    return Proc(name, argv, tmp / f"{tag}.log", port, probe)
+
+
+def forwarder_procs(
+    tmp: Path, upstream_port: int, tag: str, probe: tuple[str, str], servers: Sequence[str]
+) -> dict[str, Proc]:
+    """The forwarders named in ``servers`` (CEILING is the upstream itself: skipped), all
+    forwarding to HOST:upstream_port, each alone on the server core. ``tag`` keeps the file
+    names of forwarders of different upstreams apart."""
     pinned = ["taskset", "-c", SERVER_CORE]
     python = [*pinned, sys.executable, "-m"]
-    ours, dnsmasq, dnslib = free_port(), free_port(), free_port()
-    return {
-        OURS: Proc(
-            OURS,
-            [*python, "resolver", "serve", "--config", str(config), "--listen",
-             f"{HOST}:{ours}", "--upstream", up, "--log-level", "warning"],
-            tmp / "ours.log",
-            ours,
-        ),
-        DNSMASQ: Proc(
-            DNSMASQ,
-            [*pinned, "dnsmasq", *DNSMASQ_COMMON, "--cache-size=0",
-             f"--server={HOST}#{upstream_port}", f"--port={dnsmasq}"],
-            tmp / "dnsmasq.log",
-            dnsmasq,
-        ),
-        DNSLIB: Proc(
-            DNSLIB,
-            [*python, "dnslib.proxy", "--address", HOST, "--port", str(dnslib),
-             "--upstream", up, DNSLIB_QUIET],
-            tmp / "dnslib.log",
-            dnslib,
-        ),
-    }  # fmt: skip
+
+    def dnsmasq() -> Proc:
+        port = free_port()
+        argv = [*pinned, "dnsmasq", *DNSMASQ_COMMON, "--cache-size=0",
+                f"--server={HOST}#{upstream_port}", f"--port={port}"]  # fmt: skip
+        return Proc(DNSMASQ, argv, tmp / f"{tag}-dnsmasq.log", port, probe)
+
+    def floor() -> Proc:
+        port = free_port()
+        argv = [*python, "benchmarks.serve_bench.floor", "--listen", f"{HOST}:{port}",
+                "--upstream", f"{HOST}:{upstream_port}"]  # fmt: skip
+        return Proc(FLOOR, argv, tmp / f"{tag}-floor.log", port, probe)
+
+    def dnslib() -> Proc:
+        port = free_port()
+        argv = [*python, "dnslib.proxy", "--address", HOST, "--port", str(port),
+                "--upstream", f"{HOST}:{upstream_port}", DNSLIB_QUIET]  # fmt: skip
+        return Proc(DNSLIB, argv, tmp / f"{tag}-dnslib.log", port, probe)
+
+    def ours() -> Proc:
+        return ours_proc(tmp, f"{tag}-ours", upstream_port, CACHE_OFF, probe)
+
+    build = {OURS: ours, DNSMASQ: dnsmasq, FLOOR: floor, DNSLIB: dnslib}
+    return {name: build[name]() for name in servers if name != CEILING}
 
 
 def candidate_procs(tmp: Path) -> list[Proc]:
