@@ -24,6 +24,7 @@ import itertools
 import secrets
 import socket
 import struct
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import cast
@@ -293,8 +294,12 @@ class Upstream:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # Deadlines of exchanges in flight, earliest first, checked by one re-armed timer.
-        self._deadlines: list[tuple[float, int, Exchange]] = []
+        # Exchanges in flight by deadline, checked by one re-armed timer: ``_due`` in the
+        # order they were sent, which is deadline order as long as each deadline is no
+        # earlier than the one before (nearly always: the upstream timeout is one number);
+        # an earlier one (cut short by its query's deadline) goes to the heap ``_early``.
+        self._due: deque[Exchange] = deque()
+        self._early: list[tuple[float, int, Exchange]] = []
         self._sequence = itertools.count()
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_at = 0.0
@@ -320,9 +325,10 @@ class Upstream:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
-        for _, _, exchange in self._deadlines:
+        for exchange in [*self._due, *(entry[2] for entry in self._early)]:
             exchange.cancel()
-        self._deadlines.clear()
+        self._due.clear()
+        self._early.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -490,7 +496,11 @@ class Upstream:
     def track_deadline(self, exchange: Exchange) -> None:
         """Expire ``exchange`` at its deadline, by the one sweep timer of this upstream."""
         deadline = exchange.deadline
-        heapq.heappush(self._deadlines, (deadline, next(self._sequence), exchange))
+        due = self._due
+        if not due or deadline >= due[-1].deadline:
+            due.append(exchange)
+        else:
+            heapq.heappush(self._early, (deadline, next(self._sequence), exchange))
         if self._sweep is None or deadline < self._sweep_at:
             self._arm(deadline)
 
@@ -503,20 +513,20 @@ class Upstream:
         self._sweep = loop.call_at(when, self._expire_due)
 
     def _expire_due(self) -> None:
+        """Expire what is due; drop what ended; re-arm for the next deadline in flight."""
         self._sweep = None
         loop = self._loop or asyncio.get_running_loop()
         now = loop.time()
-        deadlines = self._deadlines
-        while deadlines:
-            deadline, _, exchange = deadlines[0]
-            if exchange.done:
-                heapq.heappop(deadlines)
-            elif deadline <= now:
-                heapq.heappop(deadlines)
-                exchange.expire()
-            else:
-                self._arm(deadline)
-                return
+        due, early = self._due, self._early
+        while due and (due[0].done or due[0].deadline <= now):
+            due.popleft().expire()
+        while early and (early[0][2].done or early[0][0] <= now):
+            heapq.heappop(early)[2].expire()
+        nearest = [due[0].deadline] if due else []
+        if early:
+            nearest.append(early[0][0])
+        if nearest:
+            self._arm(min(nearest))
 
     async def _over_tcp(self, exchange: Exchange) -> None:
         query = exchange.query
