@@ -249,9 +249,10 @@ class _UdpSocket(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...] | None) -> None:
         pending = self.pending
+        peer = self.peer
         if (
             pending is None
-            or (addr is not None and self.peer is not None and tuple(addr[:2]) != self.peer)
+            or (addr is not None and peer is not None and (addr[0], addr[1]) != peer)
             or not pending.accepts(data)
         ):
             self._upstream.count_stray()

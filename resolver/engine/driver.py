@@ -271,9 +271,7 @@ class Engine:
 
     def _flight(self, ask: Ask, deadline: float) -> _Flight:
         """A new flight for ``ask``, registered as in flight; ``_take_off`` starts it."""
-        decision = Forwarding(
-            self.selector, upstream_timeout=self.config.upstream_timeout, deadline=deadline
-        )
+        decision = Forwarding(self.selector, self.config.upstream_timeout, deadline)
         flight = _Flight(self, ask, decision)
         self._inflight[ask.key] = flight
         return flight

@@ -90,7 +90,7 @@ class Forwarding:
         "_unreachable",
     )
 
-    def __init__(self, selector: Selector, *, upstream_timeout: float, deadline: float) -> None:
+    def __init__(self, selector: Selector, upstream_timeout: float, deadline: float) -> None:
         self._selector = selector
         self._timeout = upstream_timeout
         self._deadline = deadline

@@ -22,7 +22,7 @@ TIMEOUT = 2.0
 
 def decide(count: int = 2, deadline: float = 10.0, **config: object) -> tuple[Forwarding, Selector]:
     selector = Selector(count, ForwarderConfig(upstream_timeout=TIMEOUT, **config))  # type: ignore[arg-type]
-    return Forwarding(selector, upstream_timeout=TIMEOUT, deadline=deadline), selector
+    return Forwarding(selector, TIMEOUT, deadline), selector
 
 
 def reply(rcode: int = 0, tc: bool = False) -> bytes:
