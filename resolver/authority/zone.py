@@ -17,7 +17,18 @@ from resolver.authority.masterfile import Entry, read_master
 from resolver.errors import ConfigError, WireError
 from resolver.wire import CLASS_IN, RR, TYPE_A, TYPE_CNAME, TYPE_NS, TYPE_SOA, DNSLabel, parse
 
-__all__ = ["Key", "Zone", "load_zone", "name_key", "parse_zone"]
+__all__ = [
+    "TYPE_DNAME",
+    "TYPE_DS",
+    "Key",
+    "Zone",
+    "load_zone",
+    "make_rr",
+    "name_key",
+    "parse_zone",
+    "wire_labels",
+    "wire_name",
+]
 
 Key = tuple[bytes, ...]
 """A domain name as its lowercased labels, leftmost first: the index key of a zone."""
@@ -74,7 +85,7 @@ class Zone:
         self.origin: str = str(DNSLabel(soa_entry.owner))
         self._nodes: dict[Key, dict[int, list[Any]]] = {}
         self._where: dict[tuple[Key, int], str] = {}
-        self.dnames: dict[Key, Any] = {}
+        self.dnames: dict[Key, tuple[bytes, ...]] = {}
         seen: dict[tuple[Key, int, bytes], str] = {}
         for entry in entries:
             self._add(entry, seen)
@@ -134,7 +145,7 @@ class Zone:
         if entry.rtype == TYPE_DNAME:
             if key in self.dnames:
                 raise ConfigError(entry.where, f"{entry.owner_text} has more than one DNAME")
-            self.dnames[key] = DNSLabel(wire_labels(entry.rdata))
+            self.dnames[key] = wire_labels(entry.rdata)
 
     def _check_cname(self, entry: Entry, types: Mapping[int, list[Any]]) -> None:
         if entry.rtype == TYPE_CNAME and TYPE_CNAME in types:
@@ -181,6 +192,10 @@ class Zone:
         """True if ``key`` owns records or is an empty non-terminal of this zone."""
         return key in self._nodes
 
+    def names(self) -> list[Key]:
+        """Every name of the zone: owners and empty non-terminals, glue included."""
+        return list(self._nodes)
+
     def rrset(self, key: Key, rtype: int) -> list[Any]:
         """The records of type ``rtype`` owned by ``key`` (empty if none), glue included."""
         return list(self._nodes.get(key, {}).get(rtype, ()))
@@ -220,15 +235,31 @@ def _single_soa(entries: Sequence[Entry], source: str) -> Entry:
 
 
 def _to_rr(entry: Entry, ttl: int) -> Any:
-    """The entry as a dnslib RR, built from its wire form."""
-    carrier = entry.rtype if entry.rtype in _STRUCTURED else _OPAQUE_CARRIER
-    owner = b"".join(bytes([len(label)]) + label for label in entry.owner) + b"\x00"
-    fixed = _RR_FIXED.pack(carrier, CLASS_IN, ttl, len(entry.rdata))
     try:
-        rr = parse(_HEADER_ONE_ANSWER + owner + fixed + entry.rdata).rr[0]
+        return make_rr(entry.owner, entry.rtype, ttl, entry.rdata)
     except WireError as exc:
         raise ConfigError(entry.where, f"the {entry.type_text} data cannot be served") from exc
-    rr.rtype = entry.rtype
+
+
+def wire_name(labels: Sequence[bytes]) -> bytes:
+    """The uncompressed wire form of the name with ``labels`` (leftmost first, no root)."""
+    return b"".join(bytes([len(label)]) + label for label in labels) + b"\x00"
+
+
+def make_rr(owner: Sequence[bytes], rtype: int, ttl: int, rdata: bytes) -> Any:
+    """A dnslib RR of class IN from its owner's labels and its wire-form rdata.
+
+    Types the responder reads (or that may be compressed) get dnslib's structured form, the
+    rest opaque bytes. Raises WireError if dnslib cannot read the rdata as that type.
+    """
+    carrier = rtype if rtype in _STRUCTURED else _OPAQUE_CARRIER
+    # dnslib refuses to parse an empty rdata: carry one byte and empty it after.
+    carried = rdata or b"\x00"
+    fixed = _RR_FIXED.pack(carrier, CLASS_IN, ttl, len(carried))
+    rr = parse(_HEADER_ONE_ANSWER + wire_name(owner) + fixed + carried).rr[0]
+    if not rdata:
+        rr.rdata.data = b""
+    rr.rtype = rtype
     return rr
 
 

@@ -22,7 +22,6 @@ from resolver.wire import (
     NXDOMAIN,
     QTYPE,
     REFUSED,
-    DNSLabel,
     DNSQuestion,
     DNSRecord,
     read_header,
@@ -221,7 +220,7 @@ def test_generic_forms_and_less_common_types_are_read() -> None:
     rp = b"\x05admin\x07example\x03org\x00\x03txt\x07example\x03org\x00"
     assert _opaque(zone, "rp.example.org.", QTYPE.RP) == [rp]
     assert _opaque(zone, "alias.example.org.", 39) == [b"\x05other\x07example\x00"]
-    assert zone.dnames == {name_key("alias.example.org."): DNSLabel("other.example.")}
+    assert zone.dnames == {name_key("alias.example.org."): (b"other", b"example")}
 
 
 def test_include_reads_a_file_beside_the_zone_with_its_own_origin(tmp_path: Path) -> None:
@@ -422,9 +421,127 @@ def test_ns_query_at_apex_adds_the_in_zone_addresses() -> None:
     assert records(reply.ar) == [("ns1.example.com.", "A", 3600, "127.0.0.4")]
 
 
-def test_any_returns_every_rrset_at_the_name() -> None:
+def test_any_returns_one_rrset_preferring_addresses_in_file_order() -> None:
+    # RFC 8482 4.1, choosing as NSD does: www has A before AAAA in the file.
     reply = ask("www.example.com.", "ANY")
-    assert {r[1] for r in records(reply.rr)} == {"A", "AAAA"}
+    assert records(reply.rr) == [("www.example.com.", "A", 300, "127.1.0.1")]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("n TXT t\nn MX 1 x\nn A 127.1.0.1\n", "MX"),
+        ("n AAAA ::1\nn TXT t\nn A 127.1.0.1\n", "AAAA"),
+        ("n TXT t\nn HINFO a b\n", "HINFO"),
+        ("n NSEC x A\nn TXT t\n", "TXT"),
+    ],
+    ids=["first-preferred", "aaaa-first", "last-other", "nsec-avoided"],
+)
+def test_any_chooses_the_rrset_nsd_would(text: str, expected: str) -> None:
+    zone = parse_zone(GOOD_HEAD + text)
+    reply = Responder([zone]).answer(query("n.example.org.", "ANY"), max_udp=None)
+    assert reply is not None
+    assert {QTYPE.get(rr.rtype) for rr in DNSRecord.parse(reply).rr} == {expected}
+
+
+ANSWERING = r"""$ORIGIN example.org.
+$TTL 300
+@           SOA     ns1 host 1 2 3 4 60
+            NS      ns1
+ns1         A       127.1.9.1
+deleg       NS      ns.deleg
+deleg       DS      1 8 1 {sha1}
+ns.deleg    A       127.1.9.2
+nods        NS      ns.deleg
+child       NS      ns1.child
+child       DS      2 13 1 {sha1}
+dn          DNAME   target
+target      A       127.1.9.3
+t.target    A       127.1.9.4
+away        DNAME   example.net.
+long        DNAME   {long}
+"""
+LONG_TARGET = ".".join(["x" * 60] * 4) + "."
+CHILD = "$ORIGIN child.example.org.\n@ SOA ns1 host 1 2 3 4 60\n@ NS ns1\nns1 A 127.1.9.5\n"
+
+
+def answering(*, with_child: bool = False) -> Responder:
+    zones = [parse_zone(ANSWERING.format(long=LONG_TARGET, sha1="ab" * 20))]
+    if with_child:
+        zones.append(parse_zone(CHILD))
+    return Responder(zones)
+
+
+def answer(served: Responder, name: str, qtype: str) -> Any:
+    reply = served.answer(query(name, qtype), max_udp=None)
+    assert reply is not None
+    return DNSRecord.parse(reply)
+
+
+def test_ds_at_a_cut_is_answered_by_the_parent() -> None:
+    reply = answer(answering(), "deleg.example.org.", "DS")
+    assert (reply.header.rcode, reply.header.aa) == (NOERROR, 1)
+    assert [QTYPE.get(rr.rtype) for rr in reply.rr] == ["DS"]
+    assert reply.auth == []
+
+
+def test_ds_missing_at_a_cut_is_nodata_from_the_parent() -> None:
+    reply = answer(answering(), "nods.example.org.", "DS")
+    assert (reply.header.rcode, reply.header.aa, reply.rr) == (NOERROR, 1, [])
+    assert records(reply.auth, "SOA")[0][0] == "example.org."
+
+
+def test_other_types_at_a_cut_still_get_a_referral() -> None:
+    reply = answer(answering(), "deleg.example.org.", "A")
+    assert (reply.header.aa, reply.rr) == (0, [])
+    assert [QTYPE.get(rr.rtype) for rr in reply.auth] == ["NS"]
+
+
+def test_ds_at_a_served_child_apex_comes_from_the_served_parent() -> None:
+    reply = answer(answering(with_child=True), "child.example.org.", "DS")
+    assert [(str(rr.rname), QTYPE.get(rr.rtype)) for rr in reply.rr] == [
+        ("child.example.org.", "DS")
+    ]
+    # Every other type at the child apex comes from the child.
+    soa = answer(answering(with_child=True), "child.example.org.", "SOA")
+    assert records(soa.rr)[0][0] == "child.example.org."
+
+
+def test_dname_synthesizes_a_cname_and_follows_it_in_the_zone() -> None:
+    reply = answer(answering(), "t.dn.example.org.", "A")
+    assert reply.header.rcode == NOERROR
+    assert records(reply.rr) == [
+        ("dn.example.org.", "DNAME", 300, r"\# 20 06746172676574076578616D706C65036F726700"),
+        ("t.dn.example.org.", "CNAME", 300, "t.target.example.org."),
+        ("t.target.example.org.", "A", 300, "127.1.9.4"),
+    ]
+
+
+def test_dname_to_a_missing_name_ends_in_nxdomain_with_the_soa() -> None:
+    reply = answer(answering(), "a.b.dn.example.org.", "A")
+    assert reply.header.rcode == NXDOMAIN
+    assert [QTYPE.get(rr.rtype) for rr in reply.rr] == ["DNAME", "CNAME"]
+    assert str(reply.rr[1].rdata) == "a.b.target.example.org."
+    assert records(reply.auth, "SOA")
+
+
+def test_dname_out_of_every_zone_stops_at_the_cname() -> None:
+    reply = answer(answering(), "www.away.example.org.", "A")
+    assert (reply.header.rcode, reply.header.aa) == (NOERROR, 1)
+    assert str(reply.rr[-1].rdata) == "www.example.net."
+    assert reply.auth == []
+
+
+def test_dname_owner_itself_is_not_rewritten() -> None:
+    reply = answer(answering(), "dn.example.org.", "A")
+    assert (reply.header.rcode, reply.rr) == (NOERROR, [])
+    assert records(reply.auth, "SOA")
+
+
+def test_dname_making_a_name_too_long_is_yxdomain() -> None:
+    reply = answer(answering(), ("y" * 30 + ".") * 2 + "long.example.org.", "A")
+    assert reply.header.rcode == 6  # YXDOMAIN (RFC 6672 2.2)
+    assert [QTYPE.get(rr.rtype) for rr in reply.rr] == ["DNAME"]
 
 
 def test_closest_enclosing_zone_answers_below_a_cut_it_also_serves() -> None:
