@@ -179,11 +179,12 @@ def _record(tok: _Tokenizer, owner: dns.name.Name, ctx: _Context, where: str) ->
             ttl = _ttl(word, where)
         elif rclass is None and _is_class(word):
             rclass = dns.rdataclass.from_text(word)
+            if rclass != _CLASS_IN:
+                name = dns.rdataclass.to_text(rclass)
+                raise ConfigError(where, f"class {name} is not served; only IN")
         else:
             break
         word = _word(tok, "a type")
-    if rclass is not None and rclass != _CLASS_IN:
-        raise ConfigError(where, f"class {dns.rdataclass.to_text(rclass)} is not served; only IN")
     rtype = _type(word, where)
     if ttl is None:
         ttl = ctx.default_ttl if ctx.default_ttl is not None else DEFAULT_TTL

@@ -311,7 +311,7 @@ BAD_ZONES = {
     "ttl-too-large": (GOOD_HEAD + "a 2147483648 A 127.1.0.1\n", 4, "above 2147483647"),
     "default-ttl-too-large": (GOOD_HEAD + "$TTL 3000000000\n", 4, "above 2147483647"),
     "ttl-not-a-ttl": (GOOD_HEAD + "$TTL 1x\n", 4, "not a TTL"),
-    "query-type": (GOOD_HEAD + "a ANY 127.1.0.1\n", 4, "not a TTL"),
+    "class-any": (GOOD_HEAD + "a ANY 127.1.0.1\n", 4, "class ANY is not served"),
     "axfr-type": (GOOD_HEAD + "a AXFR x\n", 4, "a query type"),
     "long-label": (GOOD_HEAD + "a" * 64 + " A 127.1.0.1\n", 4, "longer than 63"),
     "soa-bad-field-late": (
@@ -336,6 +336,26 @@ def test_bad_zone_text_raises_config_error_naming_file_and_line(
     # Our words, never a library's internals.
     assert "Traceback" not in str(info.value)
     assert "index out of range" not in str(info.value)
+
+
+FUZZ_WORDS = [
+    *'abc019 \t\n;()"\\$@.*#',
+    *("A", "TXT", "MX", "SOA", "IN", "CH", "TYPE65", "\\#", "$TTL", "$ORIGIN", "$INCLUDE"),
+    *("$GENERATE", "1-3", "${1,2,x}", "DNAME", "CNAME", "NS", "SRV", "1d", "4294967296"),
+    *("::1", "1.2.3.4", "CLASS1", "\\065", "\\999", "ANY"),
+]
+
+
+@given(st.lists(st.sampled_from(FUZZ_WORDS), max_size=12))
+def test_any_text_either_loads_or_raises_config_error_naming_a_line(words: list[str]) -> None:
+    problem: ConfigError | None = None
+    try:
+        parse_zone(GOOD_HEAD + " ".join(words) + "\n", source="fuzz.zone")
+    except ConfigError as exc:
+        problem = exc
+    if problem is not None:
+        assert problem.field.startswith("fuzz.zone:")
+        assert problem.reason
 
 
 def test_an_empty_zone_file_is_refused_naming_the_file() -> None:
