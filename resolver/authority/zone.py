@@ -238,7 +238,20 @@ def _to_rr(entry: Entry, ttl: int) -> Any:
     try:
         return make_rr(entry.owner, entry.rtype, ttl, entry.rdata)
     except WireError as exc:
-        raise ConfigError(entry.where, f"the {entry.type_text} data cannot be served") from exc
+        # dnslib, which builds every reply, holds labels as UTF-8 text.
+        if not all(_is_utf8(label) for label in entry.owner):
+            what = f"the name {entry.owner_text} is"
+        else:
+            what = f"the {entry.type_text} data holds a name that is"
+        raise ConfigError(entry.where, f"{what} not UTF-8, which this server cannot serve") from exc
+
+
+def _is_utf8(label: bytes) -> bool:
+    try:
+        label.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def wire_name(labels: Sequence[bytes]) -> bytes:

@@ -313,6 +313,8 @@ BAD_ZONES = {
     "ttl-not-a-ttl": (GOOD_HEAD + "$TTL 1x\n", 4, "not a TTL"),
     "class-any": (GOOD_HEAD + "a ANY 127.1.0.1\n", 4, "class ANY is not served"),
     "axfr-type": (GOOD_HEAD + "a AXFR x\n", 4, "a query type"),
+    "owner-not-utf8": (GOOD_HEAD + "\\200x A 127.1.0.1\n", 4, "not UTF-8"),
+    "target-not-utf8": (GOOD_HEAD + "x CNAME \\200y\n", 4, "not UTF-8"),
     "long-label": (GOOD_HEAD + "a" * 64 + " A 127.1.0.1\n", 4, "longer than 63"),
     "soa-bad-field-late": (
         "$ORIGIN example.org.\n@ SOA ns1 host (\n 1 ; serial\n 2\n 3\n x4\n 5 )\n",
