@@ -249,8 +249,9 @@ def lookup_in_zone(zone: Zone, qname: Any, qtype: int) -> Lookup:
         if not zone.exists(owner):
             return Lookup(NXDOMAIN, authority=[zone.negative_soa()], step=Step.NXDOMAIN)
     rrsets = zone.types_at(owner)
-    if qtype == TYPE_ANY and _any_rrset(rrsets):
-        records = list(rrsets[_any_rrset(rrsets)])
+    chosen = _any_rrset(rrsets) if qtype == TYPE_ANY else 0
+    if chosen:
+        records = list(rrsets[chosen])
     elif qtype in rrsets:
         records = list(rrsets[qtype])
     elif TYPE_CNAME in rrsets:
