@@ -118,17 +118,18 @@ def _read(
 ) -> None:
     tok = _Tokenizer(text, source)
     try:
-        for first in _entries(tok):
+        for first in _entries(tok, len(text) + 1):
             _entry(first, tok, ctx, directory, out, depth)
     except dns.exception.SyntaxError as exc:
         # The tokenizer's own complaints: an unbalanced parenthesis or an open quote.
         raise ConfigError(_where(tok), _lexical(str(exc))) from exc
 
 
-def _entries(tok: _Tokenizer) -> Iterator[dns.tokenizer.Token]:
+def _entries(tok: _Tokenizer, most: int) -> Iterator[dns.tokenizer.Token]:
     """Yield the first token of each entry: its owner, a directive, or the whitespace that
-    stands for the previous owner. Bounded by the text: each pass consumes a token."""
-    while True:
+    stands for the previous owner. Each pass consumes at least one of the text's characters,
+    so ``most`` (its length plus one) passes are enough."""
+    for _ in range(most):
         token = tok.get(want_leading=True)
         if token.is_eof():
             return
@@ -140,6 +141,7 @@ def _entries(tok: _Tokenizer) -> Iterator[dns.tokenizer.Token]:
                 continue
             tok.unget(following)
         yield token
+    raise AssertionError("the tokenizer stopped consuming the text")
 
 
 def _entry(
