@@ -321,13 +321,19 @@ def demo() -> None:
     """Run a fake authority and the daemon on loopback and ask a few questions through them.
 
     Offline and without root: everything listens on 127.0.0.1 on free ports and is closed at
-    the end. Needs the fixtures/ directory of a source checkout. Exit 0 when every question got
-    a reply, 1 otherwise.
+    the end. The zones come with the package, so it runs from any install and directory. Exit
+    0 when every question got a reply (or the reader of the output went away), 1 otherwise.
     """
     from resolver.demo import run_demo
 
     try:
         failures = run_async(lambda: run_demo(click.echo))
+    except BrokenPipeError:
+        # `resolver demo | head -1`: the reader closing the pipe is a normal end of output.
+        # The demo has closed what it started; stdout must not fail again at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return
     except ConfigError as exc:
         fail(str(exc))
     except (ResolverError, OSError) as exc:

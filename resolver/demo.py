@@ -1,10 +1,11 @@
 """``resolver demo``: the whole forwarder on loopback, offline and without root.
 
-A fake authority serves the zones of ``fixtures/`` on 127.0.0.1 (a free port), a Daemon
-forwards to it from another free port, and a handful of questions go through the daemon with
-the same client as ``resolver query``. Each answer is printed briefly with its timing, then the
-daemon's statistics; everything is closed on the way out. Meant to run from a source checkout:
-the fixtures are found at ``resolver/../fixtures``.
+A fake authority serves the demo's zones on 127.0.0.1 (a free port), a Daemon forwards to it
+from another free port, and a handful of questions go through the daemon with the same client
+as ``resolver query``. Each answer is printed briefly with its timing, then the daemon's
+statistics; everything is closed on the way out. The zones are package data
+(``resolver/demo_zones``, read through importlib.resources), so the demo runs from any install
+and any directory.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
-from pathlib import Path
+from importlib import resources
 
-from resolver.authority import Authority
+from resolver.authority import Authority, Zone, parse_zone
 from resolver.config import (
     Config,
     ForwarderConfig,
@@ -29,14 +30,14 @@ from resolver.query import QueryOptions, Question, ask
 from resolver.transport import Upstream, format_address
 from resolver.wire import check_name, qtype_value
 
-__all__ = ["DEMO_QUESTIONS", "find_fixtures", "run_demo"]
+__all__ = ["DEMO_QUESTIONS", "demo_zones", "run_demo"]
 
 Write = Callable[[str], None]
 
 # (name, type, what it shows)
 DEMO_QUESTIONS: tuple[tuple[str, str, str], ...] = (
     ("www.example.com", "A", "a plain answer"),
-    ("www.example.com", "A", "the same again (a cache hit once the cache lands)"),
+    ("www.example.com", "A", "the same again: a cache hit, the authority is not asked"),
     ("alias.example.com", "A", "a CNAME, followed by the authority"),
     ("chain1.example.com", "A", "a chain of three CNAMEs"),
     ("nothere.example.com", "A", "a name that does not exist"),
@@ -54,18 +55,25 @@ _FORWARDER = ForwarderConfig(upstream_timeout=1.0, query_timeout=2.5)
 _SMALL_POOL = TransportConfig(pool=SocketPoolConfig(min_size=2, max_size=16))
 
 
-def find_fixtures(base: Path | None = None) -> Path:
-    """The ``fixtures/`` directory of the checkout this package runs from (or ``base``).
+_ZONES = "demo_zones"
 
-    Raises ConfigError when it has no zone files, e.g. when resolver was installed from a
-    wheel rather than run from a checkout.
+
+def demo_zones() -> list[Zone]:
+    """The demo's zones, read from the package data of the installed ``resolver``.
+
+    Raises ConfigError if a zone is missing or malformed (a broken install).
     """
-    fixtures = base if base is not None else Path(__file__).resolve().parent.parent / "fixtures"
-    if not any((fixtures / "zones").glob("*.zone")):
-        raise ConfigError(
-            "fixtures", f"no zone files in {fixtures / 'zones'}; run the demo from a checkout"
-        )
-    return fixtures
+    folder = resources.files("resolver").joinpath(_ZONES)
+    files = sorted(
+        (item for item in folder.iterdir() if item.name.endswith(".zone")),
+        key=lambda item: item.name,
+    )
+    if not files:
+        raise ConfigError(_ZONES, "the demo's zone files are missing from this install")
+    return [
+        parse_zone(item.read_text(encoding="utf-8"), source=f"resolver/{_ZONES}/{item.name}")
+        for item in files
+    ]
 
 
 def _clip(text: str) -> str:
@@ -129,16 +137,19 @@ async def _ask_all(client: Upstream, authority: Authority, write: Write) -> int:
     return failures
 
 
-async def run_demo(write: Write, *, fixtures: Path | None = None) -> int:
+async def run_demo(write: Write, *, zones: list[Zone] | None = None) -> int:
     """Run the demo, writing lines with ``write``; return how many questions got no reply.
 
-    Raises ConfigError when the fixtures cannot be found or loaded, OSError when loopback
-    sockets cannot be bound. Everything started is closed before returning or raising.
+    ``zones`` replaces the demo's own (`demo_zones`). Raises ConfigError when the zones cannot
+    be loaded, OSError when loopback sockets cannot be bound, and whatever ``write`` raises
+    (BrokenPipeError when the reader of the output went away). Everything started is closed
+    before returning or raising.
     """
-    zones = sorted((find_fixtures(fixtures) / "zones").glob("*.zone"))
+    if zones is None:
+        zones = demo_zones()
     loop = asyncio.get_running_loop()
     started = loop.time()
-    async with Authority.from_files(zones) as authority:
+    async with Authority(zones) as authority:
         config = Config(
             mode="forward",
             server=ServerConfig(listen=((_LOOPBACK, 0),)),

@@ -1,7 +1,8 @@
 """The zone-file authoritative server used by tests, the demo and docker compose.
 
-`zone` parses zone files, `respond` answers queries without I/O, `server` runs the UDP and
-TCP listeners with fault injection.
+`masterfile` reads master files (the one importer of dnspython), `zone` checks their records
+as a zone and indexes them, `respond` answers queries without I/O, `server` runs the UDP and
+TCP listeners with fault injection and logging.
 """
 
 from __future__ import annotations

@@ -2,18 +2,29 @@
 
 `Responder.answer` picks the closest enclosing zone it serves and follows RFC 1034 4.3.2:
 authoritative answers, referrals at zone cuts, CNAME chains across the zones it serves,
-wildcards (RFC 4592), and negative answers with the SOA (RFC 2308).
+DNAME synthesis (RFC 6672), DS from the parent side of a cut (RFC 4035 3.1.4.1), wildcards
+(RFC 4592), negative answers with the SOA (RFC 2308), and one RRset for ANY (RFC 8482 4.1).
+NSD with ``minimal-responses: yes`` answers the same questions the same way; an oracle test
+holds the two together.
 """
 
 from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from resolver.authority.zone import Key, Zone, name_key
+from resolver.authority.zone import (
+    TYPE_DNAME,
+    TYPE_DS,
+    Key,
+    Zone,
+    make_rr,
+    name_key,
+    wire_name,
+)
 from resolver.errors import ConfigError, WireError
 from resolver.wire import (
     CLASS_IN,
@@ -57,6 +68,13 @@ EDNS_UDP_SIZE = 1232
 
 _CLASSIC_UDP_SIZE = 512  # RFC 1035 4.2.1, and the floor RFC 6891 6.2.5 sets for EDNS sizes
 _MAX_CHAIN = 16  # CNAMEs followed before giving up on what must be a loop
+_MAX_NAME = 255  # octets of a wire name (RFC 1035 2.3.4)
+_YXDOMAIN = 6  # a DNAME substitution made a name too long (RFC 6672 2.2)
+# ANY gets one RRset (RFC 8482 4.1): the first of these types at the name, in file order; else
+# the last of the others, the large DNSSEC types last of all (NSD chooses the same way).
+_ANY_PREFERRED = frozenset({1, 28, 6, 15, 12})  # A, AAAA, SOA, MX, PTR
+_ANY_AVOIDED = frozenset({48, 46, 47})  # DNSKEY, RRSIG, NSEC
+_TYPE_NSEC3 = 50
 _BADVERS_HIGH = 1  # extended rcode 16 (BADVERS) = high bits 1, header rcode 0 (RFC 6891 9)
 _FLAGS = struct.Struct("!H")
 
@@ -66,6 +84,7 @@ class Step(enum.Enum):
 
     ANSWER = "answer"
     CNAME = "cname"
+    DNAME = "dname"
     REFERRAL = "referral"
     NODATA = "nodata"
     NXDOMAIN = "nxdomain"
@@ -104,11 +123,17 @@ class Responder:
         """The zones served, in the order given."""
         return list(self._zones.values())
 
-    def zone_for(self, key: Key) -> Zone | None:
-        """The closest enclosing zone served for the name ``key``, or None."""
+    def zone_for(self, key: Key, qtype: int = 0) -> Zone | None:
+        """The zone served that answers ``qtype`` at ``key``, or None.
+
+        That is the closest enclosing zone, except for DS at the apex of a zone whose parent is
+        also served: DS belongs to the parent side of the cut (RFC 4035 3.1.4.1).
+        """
         for start in range(len(key) + 1):
             zone = self._zones.get(key[start:])
             if zone is not None:
+                if start == 0 and qtype == TYPE_DS and key:
+                    return self.zone_for(key[1:]) or zone
                 return zone
         return None
 
@@ -176,7 +201,7 @@ class Responder:
         CNAMEs found so far; AA reflects the first zone, the rcode the last name (RFC 6604).
         """
         key = name_key(qname)
-        zone = self.zone_for(key)
+        zone = self.zone_for(key, qtype)
         if zone is None:
             return None
         result = Lookup()
@@ -190,11 +215,11 @@ class Responder:
             result.authority, result.additional = step.authority, step.additional
             result.rcode, result.step = step.rcode, step.step
             result.aa = result.aa and step.aa
-            if step.step is not Step.CNAME:
+            if step.step not in (Step.CNAME, Step.DNAME) or step.rcode != NOERROR:
                 break
             name = step.answer[-1].rdata.label
             key = name_key(name)
-            next_zone = self.zone_for(key)
+            next_zone = self.zone_for(key, qtype)
             if next_zone is None or key in seen:
                 break
             seen.add(key)
@@ -206,22 +231,27 @@ def lookup_in_zone(zone: Zone, qname: Any, qtype: int) -> Lookup:
     """What ``zone`` alone says about ``qname``/``qtype``: one step, CNAMEs not followed.
 
     ``qname`` must be inside the zone (an assert). Wildcard answers are synthesized with
-    ``qname`` as owner; TYPE ANY returns every rrset at the name.
+    ``qname`` as owner; a name below a DNAME gets the DNAME and a CNAME synthesized from it
+    (YXDOMAIN when the new name would be too long); DS at a cut is answered from this side;
+    TYPE ANY returns one RRset of the name (RFC 8482 4.1).
     """
     key = name_key(qname)
     assert zone.contains(key), f"{qname} is not in {zone.origin}"
     cut = zone.cut_above(key)
-    if cut is not None:
+    if cut is not None and not (cut == key and qtype == TYPE_DS):
         return _referral(zone, cut)
     owner = key
     if not zone.exists(key):
         encloser = _closest_encloser(zone, key)
+        if encloser in zone.dnames:
+            return _dname(zone, qname, encloser)
         owner = (b"*", *encloser)
         if not zone.exists(owner):
             return Lookup(NXDOMAIN, authority=[zone.negative_soa()], step=Step.NXDOMAIN)
     rrsets = zone.types_at(owner)
-    if qtype == TYPE_ANY and rrsets:
-        records = [rr for rrs in rrsets.values() for rr in rrs]
+    chosen = _any_rrset(rrsets) if qtype == TYPE_ANY else 0
+    if chosen:
+        records = list(rrsets[chosen])
     elif qtype in rrsets:
         records = list(rrsets[qtype])
     elif TYPE_CNAME in rrsets:
@@ -230,6 +260,27 @@ def lookup_in_zone(zone: Zone, qname: Any, qtype: int) -> Lookup:
         return Lookup(authority=[zone.negative_soa()], step=Step.NODATA)
     additional = _targets(zone, records) if qtype == TYPE_NS else []
     return Lookup(answer=_owned_by(records, qname, owner != key), additional=additional)
+
+
+def _any_rrset(rrsets: Mapping[int, list[Any]]) -> int:
+    """The type of the one RRset that answers ANY, or 0 when the name has none."""
+    preferred = [rtype for rtype in rrsets if rtype in _ANY_PREFERRED and rrsets[rtype]]
+    if preferred:
+        return preferred[0]
+    others = [rtype for rtype in rrsets if rrsets[rtype] and rtype != _TYPE_NSEC3]
+    normal = [rtype for rtype in others if rtype not in _ANY_AVOIDED]
+    return (normal or others or [0])[-1]
+
+
+def _dname(zone: Zone, qname: Any, owner: Key) -> Lookup:
+    """The DNAME at ``owner`` and the CNAME it synthesizes for ``qname`` below it."""
+    (dname,) = zone.rrset(owner, TYPE_DNAME)
+    labels = tuple(qname.label)
+    target = labels[: len(labels) - len(owner)] + zone.dnames[owner]
+    if len(wire_name(target)) > _MAX_NAME:
+        return Lookup(_YXDOMAIN, answer=[dname], step=Step.DNAME)
+    cname = make_rr(labels, TYPE_CNAME, int(dname.ttl), wire_name(target))
+    return Lookup(answer=[dname, cname], step=Step.DNAME)
 
 
 def _referral(zone: Zone, cut: Key) -> Lookup:

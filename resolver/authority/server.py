@@ -7,7 +7,9 @@ bends the replies as `Faults` asks, so that tests can provoke every failure a re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import logging
 import os
 import random
 from collections.abc import Coroutine, Iterable, Sequence
@@ -18,12 +20,24 @@ from typing import Any, Literal
 from resolver.authority.respond import EDNS_UDP_SIZE, Responder, error_response
 from resolver.authority.zone import Zone, load_zone
 from resolver.errors import ConfigError, WireError
-from resolver.wire import QTYPE, REFUSED, SERVFAIL, read_header, read_question, set_id
+from resolver.wire import (
+    QTYPE,
+    REFUSED,
+    SERVFAIL,
+    qtype_name,
+    rcode_name,
+    read_header,
+    read_question,
+    set_id,
+)
 
 __all__ = ["Authority", "Faults", "ReceivedQuery", "serve_authority"]
 
 _BIND_ATTEMPTS = 20  # port 0: tries at finding a UDP port whose TCP twin is free too
 _TCP_LENGTH = 2
+_RCODE_MASK = 0x0F
+
+_log = logging.getLogger("resolver.authority")
 
 
 @dataclass(slots=True)
@@ -104,7 +118,9 @@ class Authority:
         self._udp: asyncio.DatagramTransport | None = None
         self._other_udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # delayed UDP replies
+        self._connections: set[asyncio.Task[None]] = set()  # one per TCP client
+        self._closing = asyncio.Event()
         self._writers: set[asyncio.StreamWriter] = set()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._closed = False
@@ -172,17 +188,21 @@ class Authority:
         other, _ = await loop.create_datagram_endpoint(lambda: _Udp(None), local_addr=(host, 0))
         self._other_udp = other
         self._address = (host, bound)
+        zones = ", ".join(f"{z.origin} (serial {z.serial})" for z in self.responder.zones)
+        _log.info("authority for %s on %s:%d (udp and tcp)", zones or "no zones", host, bound)
         return self._address
 
     async def aclose(self) -> None:
         """Stop listening, close TCP connections and cancel pending replies. Idempotent.
 
         Everything is closed before the first await, so a cancelled aclose still leaves no
-        socket open; waiters in `wait_queries` get RuntimeError.
+        socket open; waiters in `wait_queries` get RuntimeError. A connected TCP client sees
+        its connection closed; its handler ends on that, not by cancellation.
         """
         if self._closed:
             return
         self._closed = True
+        self._closing.set()
         for transport in (self._udp, self._other_udp):
             if transport is not None:
                 transport.close()
@@ -196,9 +216,16 @@ class Authority:
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(RuntimeError("the authority was closed"))
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Connection handlers are not cancelled: asyncio's stream server (3.11) logs a
+        # traceback for a handler that ends cancelled. Their reads end at the closed
+        # transport and their fault delays at _closing, so they finish on their own.
+        await asyncio.gather(*tasks, *self._connections, return_exceptions=True)
         if self._tcp is not None:
             await self._tcp.wait_closed()
+        if self._address is not None:
+            _log.info(
+                "authority on %s:%d stopped after %d queries", *self._address, len(self.queries)
+            )
 
     async def __aenter__(self) -> Authority:
         if self._address is None:
@@ -232,7 +259,7 @@ class Authority:
 
     def _record(
         self, transport: Literal["udp", "tcp"], data: bytes, client: tuple[str, int]
-    ) -> None:
+    ) -> ReceivedQuery:
         try:
             question = read_question(data)
             qname, qtype = question.text, question.qtype
@@ -240,40 +267,67 @@ class Authority:
             qname, qtype = "", 0
         # Even a message too short for a header may carry the ID a test wants to see.
         qid = int.from_bytes(data[:2], "big")
-        self.queries.append(ReceivedQuery(transport, qname, qtype, client, qid))
+        received = ReceivedQuery(transport, qname, qtype, client, qid)
+        self.queries.append(received)
         for count, waiter in self._waiters:
             if count <= len(self.queries) and not waiter.done():
                 waiter.set_result(None)
+        return received
+
+    @staticmethod
+    def _log_query(received: ReceivedQuery, replies: list[bytes]) -> None:
+        if not _log.isEnabledFor(logging.DEBUG):
+            return
+        if not replies:
+            outcome = "no reply"
+        elif len(replies[-1]) < 4:
+            outcome = "garbage"
+        else:
+            outcome = rcode_name(replies[-1][3] & _RCODE_MASK)
+        host, port = received.client
+        _log.debug(
+            "%s %s:%d %s %s id %d: %s",
+            received.transport,
+            host,
+            port,
+            received.qname or "(no question)",
+            qtype_name(received.qtype),
+            received.id,
+            outcome,
+        )
 
     def _on_datagram(self, data: bytes, client: tuple[str, int]) -> None:
         if len(data) < 2 or self._closed:
             return
-        self._record("udp", data, client)
+        received = self._record("udp", data, client)
         faults = self.faults
         if faults.drop:
             self._dropped += 1
+            self._log_query(received, [])
         elif faults.delay > 0:
-            self._spawn(self._reply_udp_later(faults.delay, data, client))
+            self._spawn(self._reply_udp_later(faults.delay, data, received))
         else:
-            self._reply_udp(data, client)
+            self._reply_udp(data, received)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _reply_udp_later(self, delay: float, data: bytes, client: tuple[str, int]) -> None:
+    async def _reply_udp_later(self, delay: float, data: bytes, received: ReceivedQuery) -> None:
         await asyncio.sleep(delay)
-        self._reply_udp(data, client)
+        self._reply_udp(data, received)
 
-    def _reply_udp(self, data: bytes, client: tuple[str, int]) -> None:
+    def _reply_udp(self, data: bytes, received: ReceivedQuery) -> None:
         faults = self.faults
         transport = self._other_udp if faults.other_port else self._udp
         if transport is None or transport.is_closing():
             return
-        for reply in self._build_replies(data, 0 if faults.always_tc else EDNS_UDP_SIZE):
-            transport.sendto(reply, client)
+        replies = self._build_replies(data, 0 if faults.always_tc else EDNS_UDP_SIZE)
+        for reply in replies:
+            transport.sendto(reply, received.client)
             self._replies += 1
+        self._log_query(received, replies)
 
     def _build_replies(self, data: bytes, max_udp: int | None) -> list[bytes]:
         """The datagrams or TCP messages to send for ``data``, as the faults bend them."""
@@ -295,7 +349,10 @@ class Authority:
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        if self._closed:
+            writer.close()
+            return
+        self._connections.add(task)
         self._writers.add(writer)
         self._tcp_connections += 1
         peer = writer.get_extra_info("peername")
@@ -307,7 +364,7 @@ class Authority:
         finally:
             writer.close()
             self._writers.discard(writer)
-            self._tasks.discard(task)
+            self._connections.discard(task)
 
     async def _tcp_loop(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: tuple[str, int]
@@ -318,15 +375,23 @@ class Authority:
                 data = await reader.readexactly(int.from_bytes(prefix, "big"))
             if len(data) < 2:
                 return
-            self._record("tcp", data, client)
+            received = self._record("tcp", data, client)
             faults = self.faults
             if faults.close_tcp:
+                self._log_query(received, [])
                 return
             if faults.delay > 0:
-                await asyncio.sleep(faults.delay)
-            for reply in self._build_replies(data, None):
+                # Interrupted by aclose: the connection then ends without a reply.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(faults.delay):
+                        await self._closing.wait()
+                if self._closed:
+                    return
+            replies = self._build_replies(data, None)
+            for reply in replies:
                 writer.write(len(reply).to_bytes(_TCP_LENGTH, "big") + reply)
                 self._replies += 1
+            self._log_query(received, replies)
             await writer.drain()
 
 

@@ -1,26 +1,52 @@
-"""Zone files: parsing master-file text into a validated, indexed `Zone`.
+"""Zones: master-file records checked as a zone and indexed by owner name and type.
 
-dnslib's ``RR.fromZone`` parses each record; this module splits the text into logical records
-first (comments, quotes, parentheses), so that an error can name its line, and handles the
-``$ORIGIN`` and ``$TTL`` directives itself.
+`masterfile` reads the text (with dnspython); this module checks what makes a set of records a
+zone, blaming the line at fault, and holds each record as a dnslib RR for the responder.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import struct
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from resolver.errors import ConfigError
-from resolver.wire import CLASS_IN, RR, TYPE_A, TYPE_CNAME, TYPE_NS, TYPE_SOA, DNSLabel, DNSRecord
+from resolver.authority.masterfile import Entry, read_master
+from resolver.errors import ConfigError, WireError
+from resolver.wire import CLASS_IN, RR, TYPE_A, TYPE_CNAME, TYPE_NS, TYPE_SOA, DNSLabel, parse
 
-__all__ = ["Key", "Zone", "load_zone", "name_key", "parse_zone"]
+__all__ = [
+    "TYPE_DNAME",
+    "TYPE_DS",
+    "Key",
+    "Zone",
+    "load_zone",
+    "make_rr",
+    "name_key",
+    "parse_zone",
+    "wire_labels",
+    "wire_name",
+]
 
 Key = tuple[bytes, ...]
 """A domain name as its lowercased labels, leftmost first: the index key of a zone."""
 
+TYPE_DNAME = 39
+TYPE_DS = 43
 _TYPE_AAAA = 28
-_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TYPE_RRSIG = 46
+_TYPE_NSEC = 47
+# Types whose dnslib form the responder reads (targets, SOA timers) or that dnslib may compress
+# (RFC 3597 4); every other type is held opaque, so dnslib's view of it cannot alter its bytes.
+_STRUCTURED = frozenset({TYPE_A, TYPE_NS, TYPE_CNAME, TYPE_SOA, 12, 15, 16, _TYPE_AAAA})
+_OPAQUE_CARRIER = 65534  # a private-use type dnslib has no class for: its rdata stays bytes
+_BESIDE_CNAME = frozenset({TYPE_CNAME, _TYPE_RRSIG, _TYPE_NSEC})  # RFC 4035 2.5
+_HEADER_ONE_ANSWER = struct.pack("!6H", 0, 0, 0, 1, 0, 0)
+_RR_FIXED = struct.Struct("!HHIH")
+
+_log = logging.getLogger("resolver.authority")
 
 
 def name_key(name: Any) -> Key:
@@ -29,46 +55,127 @@ def name_key(name: Any) -> Key:
     return tuple(part.lower() for part in label.label)
 
 
+def wire_labels(name: bytes) -> tuple[bytes, ...]:
+    """The labels of an uncompressed wire name, leftmost first, root excluded."""
+    labels: list[bytes] = []
+    pos = 0
+    while pos < len(name) and name[pos]:
+        labels.append(name[pos + 1 : pos + 1 + name[pos]])
+        pos += 1 + name[pos]
+    return tuple(labels)
+
+
 class Zone:
     """One zone's records, indexed by owner name and type.
 
-    ``origin`` is the apex as text with a trailing dot. ``delegations`` are the names below the
-    apex that own NS records (zone cuts); records at or below a cut are glue, served only in
-    referrals. Construction validates the data and raises ConfigError (``field`` is
-    ``source``) when there is not exactly one SOA at the apex, no NS at the apex, a record
-    outside the origin, a class other than IN, or a CNAME beside other data.
+    The apex is the owner of the zone's one SOA; ``origin`` is it as text with a trailing dot.
+    ``delegations`` are the names below the apex that own NS records (zone cuts); records at or
+    below a cut are glue, served only in referrals; ``dnames`` maps each DNAME owner to its
+    target. Construction checks the records as a zone and raises ConfigError whose ``field`` is
+    the ``file:line`` at fault: no SOA or more than one, no NS at the apex, a record outside
+    the zone, a duplicate record, a CNAME beside other data or two at one name, two DNAMEs at
+    one name or data below a DNAME. Records of one RRset that disagree on their TTL all take
+    the first one's, as BIND does (RFC 2181 5.2 wants them equal).
     """
 
-    def __init__(self, origin: str, records: Iterable[Any], *, source: str = "<zone>") -> None:
-        self.origin: str = str(DNSLabel(origin))
-        self.apex: Key = name_key(origin)
+    def __init__(self, entries: Sequence[Entry], *, source: str = "<zone>") -> None:
         self.source = source
+        soa_entry = _single_soa(entries, source)
+        self.apex: Key = tuple(label.lower() for label in soa_entry.owner)
+        self.origin: str = str(DNSLabel(soa_entry.owner))
         self._nodes: dict[Key, dict[int, list[Any]]] = {}
-        for rr in records:
-            self._add(rr)
+        self._where: dict[tuple[Key, int], str] = {}
+        self.dnames: dict[Key, tuple[bytes, ...]] = {}
+        seen: dict[tuple[Key, int, bytes], str] = {}
+        for entry in entries:
+            self._add(entry, seen)
         self._fill_empty_non_terminals()
-        self.soa: Any = self._single_soa()
+        self.soa: Any = self._nodes[self.apex][TYPE_SOA][0]
         if not self.rrset(self.apex, TYPE_NS):
-            raise ConfigError(source, f"zone {self.origin} has no NS records at its apex")
+            raise ConfigError(soa_entry.where, f"the zone {self.origin} has no NS at its apex")
         self.delegations: frozenset[Key] = frozenset(
             key for key, types in self._nodes.items() if key != self.apex and TYPE_NS in types
         )
-        self._check_cnames()
+        self._check_below_dnames()
 
     def __repr__(self) -> str:
-        records = sum(len(rrs) for types in self._nodes.values() for rrs in types.values())
         return (
-            f"<Zone {self.origin} names={len(self._nodes)} records={records} "
+            f"<Zone {self.origin} names={len(self._nodes)} records={self.records} "
             f"delegations={len(self.delegations)}>"
         )
 
-    def _add(self, rr: Any) -> None:
-        key = name_key(rr.rname)
+    @property
+    def records(self) -> int:
+        """How many records the zone holds."""
+        return sum(len(rrs) for types in self._nodes.values() for rrs in types.values())
+
+    @property
+    def serial(self) -> int:
+        """The SOA serial."""
+        return int(self.soa.rdata.times[0])
+
+    def _add(self, entry: Entry, seen: dict[tuple[Key, int, bytes], str]) -> None:
+        key = tuple(label.lower() for label in entry.owner)
         if not self.contains(key):
-            raise ConfigError(self.source, f"{rr.rname} is outside the zone {self.origin}")
-        if rr.rclass != CLASS_IN:
-            raise ConfigError(self.source, f"{rr.rname}: only class IN is served")
-        self._nodes.setdefault(key, {}).setdefault(int(rr.rtype), []).append(rr)
+            raise ConfigError(entry.where, f"{entry.owner_text} is outside the zone {self.origin}")
+        identity = (key, entry.rtype, entry.canonical)
+        if identity in seen:
+            raise ConfigError(
+                entry.where,
+                f"{entry.owner_text} {entry.type_text} repeats the record of {seen[identity]}",
+            )
+        seen[identity] = entry.where
+        types = self._nodes.setdefault(key, {})
+        self._check_cname(entry, types)
+        rrset = types.setdefault(entry.rtype, [])
+        ttl = entry.ttl
+        if rrset and entry.rtype != _TYPE_RRSIG and rrset[0].ttl != ttl:
+            ttl = int(rrset[0].ttl)
+            _log.warning(
+                "%s: TTL %d of %s %s differs from its RRset's; using %d",
+                entry.where,
+                entry.ttl,
+                entry.owner_text,
+                entry.type_text,
+                ttl,
+            )
+        rr = _to_rr(entry, ttl)
+        rrset.append(rr)
+        self._where.setdefault((key, entry.rtype), entry.where)
+        if entry.rtype == TYPE_DNAME:
+            if key in self.dnames:
+                raise ConfigError(entry.where, f"{entry.owner_text} has more than one DNAME")
+            self.dnames[key] = wire_labels(entry.rdata)
+
+    def _check_cname(self, entry: Entry, types: Mapping[int, list[Any]]) -> None:
+        if entry.rtype == TYPE_CNAME and TYPE_CNAME in types:
+            raise ConfigError(entry.where, f"{entry.owner_text} has more than one CNAME")
+        if (entry.rtype == TYPE_CNAME and TYPE_DNAME in types) or (
+            entry.rtype == TYPE_DNAME and TYPE_CNAME in types
+        ):
+            raise ConfigError(entry.where, f"{entry.owner_text} has both a CNAME and a DNAME")
+        others = set(types) - _BESIDE_CNAME
+        if (entry.rtype == TYPE_CNAME and others) or (
+            TYPE_CNAME in types and entry.rtype not in _BESIDE_CNAME
+        ):
+            raise ConfigError(
+                entry.where,
+                f"{entry.owner_text} has a CNAME and other data; a CNAME must stand alone",
+            )
+
+    def _check_below_dnames(self) -> None:
+        # A DNAME redirects every name below its owner (RFC 6672 2.4): data there could never
+        # be reached, which is a mistake in the file.
+        for key in self._nodes:
+            for depth in range(len(self.apex), len(key)):
+                owner = key[len(key) - depth :]
+                if owner in self.dnames and self._nodes[key]:
+                    first_type = next(iter(self._nodes[key]))
+                    raise ConfigError(
+                        self._where[(key, first_type)],
+                        f"{DNSLabel(key)} is below the DNAME at {DNSLabel(owner)} and could"
+                        " never be served",
+                    )
 
     def _fill_empty_non_terminals(self) -> None:
         # An ancestor of an owner name exists even without records (RFC 4592 2.2.2): it must
@@ -77,18 +184,6 @@ class Zone:
             for start in range(1, len(key) - len(self.apex) + 1):
                 self._nodes.setdefault(key[start:], {})
 
-    def _single_soa(self) -> Any:
-        soas = [rr for types in self._nodes.values() for rr in types.get(TYPE_SOA, [])]
-        if len(soas) != 1 or name_key(soas[0].rname) != self.apex:
-            raise ConfigError(self.source, f"zone {self.origin} needs exactly one SOA, at its apex")
-        return soas[0]
-
-    def _check_cnames(self) -> None:
-        for types in self._nodes.values():
-            if TYPE_CNAME in types and (len(types) > 1 or len(types[TYPE_CNAME]) > 1):
-                name = types[TYPE_CNAME][0].rname
-                raise ConfigError(self.source, f"{name}: a CNAME must be the only record")
-
     def contains(self, key: Key) -> bool:
         """True if the name ``key`` is at or below this zone's apex."""
         return key[len(key) - len(self.apex) :] == self.apex if self.apex else True
@@ -96,6 +191,10 @@ class Zone:
     def exists(self, key: Key) -> bool:
         """True if ``key`` owns records or is an empty non-terminal of this zone."""
         return key in self._nodes
+
+    def names(self) -> list[Key]:
+        """Every name of the zone: owners and empty non-terminals, glue included."""
+        return list(self._nodes)
 
     def rrset(self, key: Key, rtype: int) -> list[Any]:
         """The records of type ``rtype`` owned by ``key`` (empty if none), glue included."""
@@ -124,13 +223,64 @@ class Zone:
         return RR(soa.rname, rtype=TYPE_SOA, rclass=CLASS_IN, ttl=ttl, rdata=soa.rdata)
 
 
+def _single_soa(entries: Sequence[Entry], source: str) -> Entry:
+    if not entries:
+        raise ConfigError(source, "the zone file has no records")
+    soas = [entry for entry in entries if entry.rtype == TYPE_SOA]
+    if not soas:
+        raise ConfigError(entries[0].where, "the zone has no SOA record; its apex needs one")
+    if len(soas) > 1:
+        raise ConfigError(soas[1].where, f"a second SOA; the first is at {soas[0].where}")
+    return soas[0]
+
+
+def _to_rr(entry: Entry, ttl: int) -> Any:
+    try:
+        return make_rr(entry.owner, entry.rtype, ttl, entry.rdata)
+    except WireError as exc:
+        # dnslib, which builds every reply, holds labels as UTF-8 text.
+        if not all(_is_utf8(label) for label in entry.owner):
+            what = f"the name {entry.owner_text} is"
+        else:
+            what = f"the {entry.type_text} data holds a name that is"
+        raise ConfigError(entry.where, f"{what} not UTF-8, which this server cannot serve") from exc
+
+
+def _is_utf8(label: bytes) -> bool:
+    try:
+        label.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def wire_name(labels: Sequence[bytes]) -> bytes:
+    """The uncompressed wire form of the name with ``labels`` (leftmost first, no root)."""
+    return b"".join(bytes([len(label)]) + label for label in labels) + b"\x00"
+
+
+def make_rr(owner: Sequence[bytes], rtype: int, ttl: int, rdata: bytes) -> Any:
+    """A dnslib RR of class IN from its owner's labels and its wire-form rdata.
+
+    Types the responder reads (or that may be compressed) get dnslib's structured form, the
+    rest opaque bytes. Raises WireError if dnslib cannot read the rdata as that type.
+    """
+    carrier = rtype if rtype in _STRUCTURED else _OPAQUE_CARRIER
+    # dnslib refuses to parse an empty rdata: carry one byte and empty it after.
+    carried = rdata or b"\x00"
+    fixed = _RR_FIXED.pack(carrier, CLASS_IN, ttl, len(carried))
+    rr = parse(_HEADER_ONE_ANSWER + wire_name(owner) + fixed + carried).rr[0]
+    if not rdata:
+        rr.rdata.data = b""
+    rr.rtype = rtype
+    return rr
+
+
 def load_zone(path: str | os.PathLike[str]) -> Zone:
     """Read and parse the zone file at ``path``.
 
-    The origin is the last ``$ORIGIN`` before the first record, else the absolute owner of the
-    SOA, which must then be the first record. Raises ConfigError naming the file (and the line
-    where one is to blame) when the file cannot be read, a record cannot be parsed, or the zone
-    fails Zone's checks.
+    ``$INCLUDE`` paths are relative to the file's directory. Raises ConfigError naming the
+    file and line at fault (the file alone when it cannot be read).
     """
     source = os.fspath(path)
     try:
@@ -138,118 +288,19 @@ def load_zone(path: str | os.PathLike[str]) -> Zone:
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, f"cannot read zone file: {exc}") from exc
-    return parse_zone(text, source=source)
+    return parse_zone(text, source=source, directory=Path(source).parent)
 
 
-def parse_zone(text: str, *, source: str = "<zone>", origin: str | None = None) -> Zone:
-    """Parse zone-file ``text`` into a Zone; ``origin`` is the starting ``$ORIGIN`` if given.
+def parse_zone(
+    text: str,
+    *,
+    source: str = "<zone>",
+    origin: str | None = None,
+    directory: Path | None = None,
+) -> Zone:
+    """Parse master-file ``text`` into a Zone; ``origin`` is the starting ``$ORIGIN`` if given.
 
-    Raises ConfigError with field ``"{source}:{line}"`` for a malformed line, or ``source``
-    for a zone-level problem.
+    The zone's apex is the owner of its SOA. ``$INCLUDE`` paths are relative to ``directory``
+    (the current directory if None). Raises ConfigError with field ``source:line``.
     """
-    default_ttl = 3600
-    current = DNSLabel(origin) if origin is not None else None
-    previous_owner: str | None = None
-    records: list[Any] = []
-    for line, body, blank_owner in _logical_records(text, source):
-        where = f"{source}:{line}"
-        words = body.split()
-        if words[0].startswith("$"):
-            if words[0] == "$ORIGIN" and len(words) == 2:
-                current = DNSLabel(words[1]) if current is None else _absolute(words[1], current)
-            elif words[0] == "$TTL" and len(words) == 2:
-                default_ttl = _parse_ttl(words[1], where)
-            else:
-                raise ConfigError(where, f"unsupported directive {body!r}")
-            continue
-        if blank_owner:
-            if previous_owner is None:
-                raise ConfigError(where, "record without an owner name and no previous owner")
-            body = f"{previous_owner} {body}"
-        if current is None:
-            current = _origin_from_soa(words, where)
-        rr = _parse_record(body, current, default_ttl, where)
-        previous_owner = str(rr.rname)
-        records.append(rr)
-    if current is None:
-        raise ConfigError(source, "the zone file has no records")
-    return Zone(str(current), records, source=source)
-
-
-def _absolute(name: str, origin: Any) -> Any:
-    return DNSLabel(name) if name.endswith(".") else origin.add(name)
-
-
-def _parse_ttl(word: str, where: str) -> int:
-    unit = _TIME_UNITS.get(word[-1].lower(), 1)
-    digits = word[:-1] if word[-1].lower() in _TIME_UNITS else word
-    if not digits.isdigit():
-        raise ConfigError(where, f"invalid TTL {word!r}")
-    return int(digits) * unit
-
-
-def _origin_from_soa(words: list[str], where: str) -> Any:
-    if "SOA" not in words[1:4] or not words[0].endswith("."):
-        raise ConfigError(
-            where, "no $ORIGIN and the first record is not an SOA with an absolute owner"
-        )
-    return DNSLabel(words[0])
-
-
-def _parse_record(body: str, origin: Any, default_ttl: int, where: str) -> Any:
-    try:
-        parsed = RR.fromZone(body, origin=origin, ttl=default_ttl)
-        if len(parsed) != 1:
-            raise ValueError(f"expected one record, parsed {len(parsed)}")
-        rr = parsed[0]
-        # Packing once proves the rdata encodes, so a bad field fails here, not in a reply.
-        DNSRecord(rr=[rr]).pack()
-    except Exception as exc:
-        # dnslib raises its own DNSError (not re-exported by resolver.wire) as well as
-        # ValueError, IndexError and others for bad input; all of them mean a bad line here.
-        raise ConfigError(where, f"cannot parse record: {exc}") from exc
-    return rr
-
-
-def _logical_records(text: str, source: str) -> Iterator[tuple[int, str, bool]]:
-    """Yield (first line, text without comments, owner left blank) per logical record."""
-    parts: list[str] = []
-    depth = 0
-    start = 0
-    blank_owner = False
-    for number, line in enumerate(text.splitlines(), start=1):
-        body, delta = _strip_comment(line, f"{source}:{number}")
-        if depth == 0:
-            if not body.strip():
-                continue
-            start, blank_owner = number, line[:1] in (" ", "\t")
-        parts.append(body)
-        depth += delta
-        if depth < 0:
-            raise ConfigError(f"{source}:{number}", "unbalanced ')'")
-        if depth == 0:
-            yield start, " ".join(parts).strip(), blank_owner
-            parts = []
-    if depth > 0:
-        raise ConfigError(f"{source}:{start}", "'(' is never closed")
-
-
-def _strip_comment(line: str, where: str) -> tuple[str, int]:
-    """Return ``line`` without its comment, and its net count of parentheses outside quotes."""
-    quoted = False
-    escaped = False
-    depth = 0
-    for index, char in enumerate(line):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif not quoted and char == ";":
-            return line[:index], depth
-        elif not quoted and char in "()":
-            depth += 1 if char == "(" else -1
-    if quoted:
-        raise ConfigError(where, "unterminated quoted string")
-    return line, depth
+    return Zone(read_master(text, source=source, origin=origin, directory=directory), source=source)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
@@ -17,6 +22,7 @@ from resolver.errors import ConfigError
 from resolver.wire import EDNS0, NOERROR, REFUSED, SERVFAIL, DNSRecord, read_header
 
 TIMEOUT = 5.0  # generous: only reached when a test is about to fail
+STARTUP = 15.0  # bound on a subprocess listening (interpreter start included)
 
 
 def query(name: str, qtype: str = "A", *, qid: int = 1000, edns: int | None = None) -> bytes:
@@ -468,3 +474,94 @@ async def test_serve_authority_rejects_a_bad_zone_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         await serve_authority([bad], [("127.0.0.1", 0)])
     assert info.value.field == f"{bad}:4"
+
+
+# --- logging and stopping ------------------------------------------------------------------
+
+
+async def test_start_logs_zones_serials_and_address_and_each_query_at_debug(
+    fixtures_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="resolver.authority")
+    zones = [fixtures_dir / "zones" / name for name in ("example.com.zone", "example.test.zone")]
+    async with Authority.from_files(zones) as authority, udp_client() as client:
+        host, port = authority.address
+        client.send(query("nothere.example.com.", "MX", qid=77), authority.address)
+        await client.next()
+        await tcp_ask(authority, query("www.example.test.", qid=78))
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[0] == (
+        "authority for example.com. (serial 2024010101), example.test. (serial 2024010101)"
+        f" on {host}:{port} (udp and tcp)"
+    )
+    assert any(
+        m.startswith("udp 127.0.0.1:") and m.endswith("nothere.example.com. MX id 77: NXDOMAIN")
+        for m in messages
+    )
+    assert any(m.endswith("www.example.test. A id 78: NOERROR") for m in messages)
+    assert messages[-1] == f"authority on {host}:{port} stopped after 2 queries"
+
+
+async def test_aclose_with_a_tcp_client_connected_ends_its_handler_without_an_error(
+    fixtures_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    authority = Authority.from_files([fixtures_dir / "zones" / "example.com.zone"])
+    await authority.start()
+    reader, writer = await asyncio.open_connection(*authority.address)
+    writer.write(frame(query("www.example.com.")))
+    await read_frame(reader)
+    # A second client, connected but silent, and a third waiting out a delay fault.
+    idle_reader, idle_writer = await asyncio.open_connection(*authority.address)
+    authority.faults.delay = 60.0
+    slow_reader, slow_writer = await asyncio.open_connection(*authority.address)
+    slow_writer.write(frame(query("www.example.com.")))
+    async with asyncio.timeout(TIMEOUT):
+        await authority.wait_queries(2)
+        await authority.aclose()
+        for stream in (reader, idle_reader, slow_reader):
+            assert await stream.read() == b""
+    for stream_writer in (writer, idle_writer, slow_writer):
+        stream_writer.close()
+    await asyncio.sleep(0)  # let asyncio run the handlers' done callbacks
+    assert authority.statistics()["open_tcp_connections"] == 0
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+
+
+def test_authority_command_stops_cleanly_on_sigterm_with_a_client_connected(
+    fixtures_dir: Path,
+) -> None:
+    port = free_port()
+    zone = fixtures_dir / "zones" / "example.com.zone"
+    args = [sys.executable, "-m", "resolver", "authority", "--zone", str(zone)]
+    args += ["--listen", f"127.0.0.1:{port}", "--log-level", "debug"]
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    try:
+        connection = _connect_when_listening(port, process)
+        with connection:
+            message = query("www.example.com.")
+            connection.sendall(frame(message))
+            assert len(connection.recv(4096)) > 2
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "CancelledError" not in err
+    assert "www.example.com. A id 1000: NOERROR" in err
+    assert f"authority on 127.0.0.1:{port} stopped after 1 queries" in err
+
+
+def _connect_when_listening(port: int, process: subprocess.Popen[str]) -> socket.socket:
+    deadline = time.monotonic() + STARTUP
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"resolver authority exited with {process.returncode}")
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        except ConnectionRefusedError:
+            time.sleep(0.05)  # not listening yet: pace the polling
+    raise AssertionError(f"resolver authority did not listen within {STARTUP}s")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import fnmatch
+import os
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
-import pytest
-
-from resolver.demo import DEMO_QUESTIONS, find_fixtures, run_demo
-from resolver.errors import ConfigError
+from resolver.demo import DEMO_QUESTIONS, demo_zones, run_demo
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -56,10 +57,75 @@ async def test_run_demo_answers_every_question_and_closes_everything() -> None:
     assert asyncio.all_tasks() - tasks_before == set()
 
 
-def test_find_fixtures_locates_the_checkouts_fixtures() -> None:
-    assert find_fixtures() == REPO / "fixtures"
+def test_demo_zones_are_package_data() -> None:
+    zones = demo_zones()
+    assert [zone.origin for zone in zones] == ["example.com.", "example.test."]
+    assert all(zone.source.startswith("resolver/demo_zones/") for zone in zones)
 
 
-def test_find_fixtures_without_zone_files_says_to_use_a_checkout(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="run the demo from a checkout"):
-        find_fixtures(tmp_path)
+async def test_run_demo_serves_the_zones_it_is_given() -> None:
+    # Only example.test.: every example.com. question is refused, yet each gets a reply.
+    lines: list[str] = []
+    zones = [zone for zone in demo_zones() if zone.origin == "example.test."]
+    async with asyncio.timeout(30):
+        failures = await run_demo(lines.append, zones=zones)
+    assert failures == 0
+    assert "fake authority for 1 zones" in lines[0]
+    assert "REFUSED" in "\n".join(lines)
+
+
+def test_demo_output_cut_short_by_its_reader_is_a_normal_end() -> None:
+    # `resolver demo | head -1`: the pipe closes after the first line.
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "resolver", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert demo.stdout is not None
+    first = demo.stdout.readline()
+    demo.stdout.close()
+    _, err = demo.communicate(timeout=60)
+    assert first.startswith(b"fake authority for 2 zones")
+    assert demo.returncode == 0, err
+    assert err == b""
+
+
+def test_demo_zones_are_declared_as_package_data() -> None:
+    # What a wheel (pip install ., pipx, the Docker image) carries besides the modules.
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["resolver"]
+    package = REPO / "resolver"
+    files = [path.relative_to(package).as_posix() for path in package.glob("demo_zones/*")]
+    assert files
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
+
+
+def test_demo_runs_from_the_package_alone_far_from_any_checkout(tmp_path: Path) -> None:
+    """Only the installed package (a copy of resolver/, as a wheel lays it out) on the path,
+    and the demo run from another directory: no fixtures/ anywhere near."""
+    site = tmp_path / "site"
+    shutil.copytree(
+        REPO / "resolver", site / "resolver", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *args],
+            capture_output=True,
+            text=True,
+            cwd=elsewhere,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    where = run("-c", "import resolver; print(resolver.__file__)")
+    assert where.stdout.startswith(str(site)), where.stdout + where.stderr
+    demo = run("-m", "resolver", "demo")
+    assert demo.returncode == 0, demo.stderr
+    assert demo.stdout.rstrip().endswith("everything closed")

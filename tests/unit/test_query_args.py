@@ -192,4 +192,4 @@ def test_query_and_demo_modules_pin_their_public_names() -> None:
         "run_query",
         "server_address",
     ]
-    assert sorted(resolver.demo.__all__) == ["DEMO_QUESTIONS", "find_fixtures", "run_demo"]
+    assert sorted(resolver.demo.__all__) == ["DEMO_QUESTIONS", "demo_zones", "run_demo"]
