@@ -18,11 +18,13 @@ from dnslib import (
     DNSLabel,
     DNSQuestion,
     DNSRecord,
+    EDNSOption,
 )
 
 from resolver.wire.message import (
     build_query,
     check_name,
+    is_absolute,
     minimal_any_reply,
     name_to_wire,
     parse,
@@ -113,6 +115,7 @@ __all__ = [
     "DNSLabel",
     "DNSQuestion",
     "DNSRecord",
+    "EDNSOption",
     "Header",
     "QueryEdns",
     "Question",
@@ -121,6 +124,7 @@ __all__ = [
     "build_query",
     "check_name",
     "error_reply",
+    "is_absolute",
     "minimal_any_reply",
     "name_to_text",
     "name_to_wire",
