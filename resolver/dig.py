@@ -378,9 +378,10 @@ def _indent(column: int, stop: int) -> tuple[str, int]:
     return "\t" * max(tabs, 0) + " " * (to - column), to
 
 
-def _columns(first: str, *rest: str, stops: tuple[int, ...] = _STOPS) -> str:
-    """Fields placed at dig's column stops (tabs of 8, else one space past a stop)."""
-    line = first
+def _columns(first: str, *rest: str, stops: tuple[int, ...] = _STOPS, lead: str = "") -> str:
+    """Fields placed at dig's column stops (tabs of 8, else one space past a stop). ``lead``
+    (the question's ``;``) is printed but not counted, as dig does not count it."""
+    line = lead + first
     column = len(first)
     for stop, field in zip(stops, rest, strict=False):
         pad, column = _indent(column, stop)
@@ -471,7 +472,7 @@ def format_text(reply: Reply, display: Display | None = None) -> str:
         if show.comments:
             lines.append(";; QUESTION SECTION:")
         stops = _MULTILINE_STOPS[1:3] if show.multiline else _STOPS[1:3]
-        lines += [_columns(";" + e.name, e.qclass, e.qtype, stops=stops) for e in m.question]
+        lines += [_columns(e.name, e.qclass, e.qtype, stops=stops, lead=";") for e in m.question]
         if show.comments:
             lines.append("")
     for title, records, wanted in (
