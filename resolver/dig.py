@@ -15,7 +15,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from resolver.errors import WireError
 from resolver.wire import (
@@ -91,15 +91,13 @@ class Display:
     idnout: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class QuestionEntry:
+class QuestionEntry(NamedTuple):
     name: str
     qclass: str
     qtype: str
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One resource record in presentation form; ``data`` is the rdata as dig prints it."""
 
     name: str
@@ -109,8 +107,7 @@ class Record:
     data: str
 
 
-@dataclass(frozen=True, slots=True)
-class Opt:
+class Opt(NamedTuple):
     """The OPT pseudo-record: EDNS version, flags (``do``), the sender's UDP payload size and
     its options as (code, data) pairs."""
 
@@ -120,8 +117,7 @@ class Opt:
     options: tuple[tuple[int, bytes], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """A decoded reply. ``status`` includes the OPT's extended rcode bits; ``counts`` are the
     header's (QUERY, ANSWER, AUTHORITY, ADDITIONAL; the OPT counts as additional, as in dig),
     while ``additional`` lists the records other than the OPT."""
@@ -139,8 +135,7 @@ class Message:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """One reply and how it came: from ``server`` over ``transport`` after ``elapsed`` seconds;
     ``retried_tcp`` when a truncated UDP reply was asked again over TCP."""
 

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from resolver.dig import Display
 from resolver.errors import ConfigError, WireError
@@ -46,8 +46,7 @@ _TYPE_PTR = 12
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
-@dataclass(frozen=True, slots=True)
-class Question:
+class Question(NamedTuple):
     """A validated question: ``name`` as text with a trailing dot, numeric type and class."""
 
     name: str

@@ -17,9 +17,8 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from resolver.dig import Reply, decode
 from resolver.errors import (
@@ -54,8 +53,7 @@ _IPV6_RECVERR = 25
 _OPCODES = {0: "QUERY", 1: "IQUERY", 2: "STATUS", 4: "NOTIFY", 5: "UPDATE"}
 
 
-@dataclass(frozen=True, slots=True)
-class Exchange:
+class Exchange(NamedTuple):
     """The matched reply's bytes, how it came and after how long (send to receipt, seconds);
     ``retried_tcp`` when a truncated UDP reply was asked again over TCP."""
 
