@@ -247,6 +247,7 @@ class _OneLineUsage(click.Command):
 @main.command(
     cls=_OneLineUsage,
     add_help_option=False,
+    options_metavar="",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[@SERVER] [OPTIONS] NAME...")
@@ -275,6 +276,7 @@ def query(ctx: click.Context, args: tuple[str, ...]) -> None:
       +short (--short), --json, +[no]all, +[no]comments, +[no]question,
       +[no]answer, +[no]authority, +[no]additional, +[no]stats,
       +[no]multiline, +[no]idnout, +[no]cmd (no banner is printed anyway)
+      -h, --help            this text
 
     \b
     Exit codes:

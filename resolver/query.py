@@ -151,14 +151,25 @@ def _number(option: str, text: str, kind: Callable[[str], float | int]) -> float
         raise ConfigError(option, f"{text!r} is not a number") from None
 
 
+class _Draft:
+    """A question being read: its type and class so far, and which of them it was given."""
+
+    __slots__ = ("given", "name", "values")
+
+    def __init__(self, name: str, values: dict[str, int], given: set[str]) -> None:
+        self.name = name
+        self.values = values
+        self.given = given
+
+
 class _Reader:
     """Reads argument words in order; the state dig keeps while it reads a command line."""
 
     def __init__(self, is_tty: bool) -> None:
-        self.questions: list[list[object]] = []  # [name, qtype | None, qclass | None]
-        self.default_type: int | None = None
-        self.default_class: int | None = None
-        self.current: list[object] | None = None
+        self.questions: list[_Draft] = []
+        # Type and class words before the first name: every later question starts from them.
+        self.defaults = _Draft("", {}, set())
+        self.current: _Draft | None = None
         self.server: str | None = None
         self.port: int | None = None
         self.family: Family | None = None
@@ -174,36 +185,33 @@ class _Reader:
     def word(self, text: str) -> None:
         """A type, else a class, else a name starting a new question (dig's order)."""
         if (qtype := _maybe(qtype_value, text)) is not None:
-            self.set_slot(1, qtype, "type")
+            self.set_slot("type", qtype)
         elif (qclass := _maybe(qclass_value, text)) is not None:
-            self.set_slot(2, qclass, "class")
+            self.set_slot("class", qclass)
         else:
             self.question(check_name(to_ascii_name(text)))
 
-    def set_slot(self, slot: int, value: int, what: str) -> None:
-        if self.current is None:
-            attribute = "default_type" if slot == 1 else "default_class"
-            if getattr(self, attribute) is not None:
-                self.warnings.append(f";; Warning, extra {what} option")
-            setattr(self, attribute, value)
-            return
-        if self.current[slot] is not None:
+    def set_slot(self, what: str, value: int) -> None:
+        """The type or class of the current question (of every later one before a name);
+        giving one twice warns as dig does, the last wins."""
+        draft = self.defaults if self.current is None else self.current
+        if what in draft.given:
             self.warnings.append(f";; Warning, extra {what} option")
-        self.current[slot] = value
+        draft.values[what] = value
+        draft.given.add(what)
 
     def question(self, name: str, qtype: int | None = None) -> None:
-        """A new question, taking the defaults given so far (dig clones its default lookup)."""
-        self.current = [name, qtype or self.default_type, self.default_class]
+        """A new question, starting from the defaults (dig clones its default lookup)."""
+        self.current = _Draft(name, dict(self.defaults.values), set())
+        if qtype is not None:
+            self.current.values["type"] = qtype
+            self.current.given.add("type")
         self.questions.append(self.current)
 
     def finish_questions(self) -> tuple[Question, ...]:
         return tuple(
-            Question(
-                str(name),
-                qtype if isinstance(qtype, int) else TYPE_A,
-                qclass if isinstance(qclass, int) else CLASS_IN,
-            )
-            for name, qtype, qclass in self.questions
+            Question(d.name, d.values.get("type", TYPE_A), d.values.get("class", CLASS_IN))
+            for d in self.questions
         )
 
     # --- options --------------------------------------------------------------------------
@@ -388,13 +396,11 @@ def _valued(reader: _Reader, option: str, value: str, *, batch: bool) -> None:
     if option in ("-p", "--port"):
         reader.set_port(option, value)
     elif option in ("-t", "-c"):
-        convert, slot, what = (
-            (qtype_value, 1, "type") if option == "-t" else (qclass_value, 2, "class")
-        )
-        value_number = _maybe(convert, value)
-        if value_number is None:
+        convert, what = (qtype_value, "type") if option == "-t" else (qclass_value, "class")
+        number = _maybe(convert, value)
+        if number is None:
             raise ConfigError(option, f"unknown {what} {value!r}")
-        reader.set_slot(slot, value_number, what)
+        reader.set_slot(what, number)
     elif option == "-x":
         reader.question(reverse_name(value), _TYPE_PTR)
     elif option == "-q":
@@ -425,13 +431,14 @@ def _read_batch(reader: _Reader, path: Path) -> None:
         words = line.split()
         if not words or words[0][0] in "#;":
             continue
-        saved = reader.default_type, reader.default_class
+        saved = reader.defaults
+        reader.defaults = _Draft("", dict(saved.values), set(saved.given))
         reader.current = None
         try:
             _read(reader, words, batch=True)
         except (ConfigError, WireError) as exc:
             raise ConfigError(f"{path}:{number}", str(exc)) from exc
-        reader.default_type, reader.default_class = saved
+        reader.defaults = saved
         reader.current = None
 
 

@@ -80,6 +80,19 @@ def test_a_second_type_for_one_question_wins_with_digs_warning() -> None:
     assert invocation.warnings == (";; Warning, extra type option",)
 
 
+@pytest.mark.parametrize(
+    ("args", "warned"),
+    [
+        pytest.param(["mx", "a.com", "b.com", "AAAA"], False, id="inherited-type-is-not-given"),
+        pytest.param(["-x", "127.0.0.1", "A"], True, id="after-dash-x"),
+        pytest.param(["a.com", "CH", "IN"], True, id="second-class"),
+        pytest.param(["mx", "a", "b.com"], True, id="second-default-type"),
+    ],
+)
+def test_extra_type_or_class_warnings_as_dig_gives_them(args: list[str], warned: bool) -> None:
+    assert bool(parse_command_line(args).warnings) is warned
+
+
 def test_server_port_family_and_resolv_conf_are_read_anywhere() -> None:
     invocation = parse_command_line(
         ["example.com", "@127.0.0.1", "-p", "5353", "-4", "--resolv-conf=/tmp/r.conf", "mx"]
