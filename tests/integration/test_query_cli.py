@@ -576,6 +576,17 @@ def test_a_reply_from_another_port_is_reported_and_ignored(auth: ThreadedAuthori
     assert lines[-1].startswith("resolver: error: no reply: ")
 
 
+def test_garbage_from_the_server_is_reported_and_the_wait_goes_on(
+    auth: ThreadedAuthority,
+) -> None:
+    auth.authority.faults.garbage = True
+    result = invoke("www.example.com", auth.at, "-p", auth.port, "+time=0.3", "+tries=1")
+    assert result.exit_code == 9
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith((";; Got bad packet: ", ";; Warning: "))
+    assert lines[-1].startswith("resolver: error: no reply: ")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
