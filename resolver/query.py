@@ -1,4 +1,7 @@
-"""``resolver query``'s command line read as dig reads it, and the server it asks. No sockets.
+"""``resolver query``'s command line read as dig reads it, and the server it asks.
+
+No sockets of its own: :mod:`resolver.stub` does the asking. The one lookup here, a host name
+after ``@`` resolved through the system's resolver (getaddrinfo), is a parameter tests replace.
 
 :func:`parse_command_line` turns the arguments into an :class:`Invocation`: the questions (a
 name, ``-x ADDR`` or ``-q NAME``, each with the type and class words after it; words before the

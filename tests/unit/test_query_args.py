@@ -404,3 +404,19 @@ def test_server_address_rejects(server: str, port: int | None, match: str, tmp_p
 def test_server_address_of_the_wrong_family_is_refused() -> None:
     with pytest.raises(ConfigError, match="::1 is not an IPv4 address"):
         server_address("::1", None, family=4)
+
+
+def test_query_module_exports_the_command_line_and_server_choice() -> None:
+    import resolver.query
+
+    assert sorted(resolver.query.__all__) == [
+        "DEFAULT_RESOLV_CONF",
+        "Invocation",
+        "QueryOptions",
+        "Question",
+        "nameserver_from_resolv_conf",
+        "parse_command_line",
+        "reverse_name",
+        "server_address",
+        "to_ascii_name",
+    ]

@@ -69,3 +69,9 @@ def test_a_reply_without_a_question_counts_only_with_an_error_rcode() -> None:
     noerror = struct.pack("!6H", QID, 0x8000, 0, 0, 0, 0)
     assert match_reply(formerr, QID, QUESTION) is None
     assert match_reply(noerror, QID, QUESTION) is not None
+
+
+def test_stub_module_exports_the_exchange_and_the_matching() -> None:
+    import resolver.stub
+
+    assert sorted(resolver.stub.__all__) == ["Exchange", "ask", "exchange", "match_reply"]
