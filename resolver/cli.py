@@ -318,6 +318,8 @@ def _ask_each(invocation: Invocation, server: Address) -> int:
     from resolver.stub import ask
 
     display = invocation.display
+    # dig prints a stray reply's warning on stdout, +short or not; JSON output keeps stdout JSON.
+    to_stderr = display.style == "json"
     code = 0
     for question in invocation.questions:
         try:
@@ -325,7 +327,7 @@ def _ask_each(invocation: Invocation, server: Address) -> int:
                 server,
                 question,
                 invocation.options,
-                lambda line: click.echo(line, err=True),
+                lambda line: click.echo(line, err=to_stderr),
                 idnout=display.idnout,
             )
         except ConfigError as exc:
