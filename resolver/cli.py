@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     import asyncio
 
     from resolver.config import Config
-    from resolver.query import Address, Invocation
+    from resolver.dig import Address
+    from resolver.query import Invocation
 
 T = TypeVar("T")
 
@@ -273,7 +274,8 @@ def query(ctx: click.Context, args: tuple[str, ...]) -> None:
       +[no]recurse (--norecurse), +[no]dnssec (--dnssec), +[no]cdflag,
       +[no]adflag, +[no]edns, +bufsize=N, +[no]nsid
       +time=SECONDS (--timeout), +tries=N (--tries), +retry=N
-      +short (--short), --json, +[no]all, +[no]comments, +[no]question,
+      +short (--short), --json (one object per question and line),
+      +[no]all, +[no]comments, +[no]question,
       +[no]answer, +[no]authority, +[no]additional, +[no]stats,
       +[no]multiline, +[no]idnout, +[no]cmd (no banner is printed anyway)
       -h, --help            this text

@@ -23,9 +23,9 @@ from resolver.config import (
     TransportConfig,
 )
 from resolver.daemon import Daemon
-from resolver.dig import Message, Record
+from resolver.dig import Address, Message, Record
 from resolver.errors import ConfigError, UpstreamError
-from resolver.query import Address, QueryOptions, Question
+from resolver.query import QueryOptions, Question
 from resolver.stub import ask
 from resolver.transport import format_address
 from resolver.wire import check_name, qtype_value

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 Transport = Literal["UDP", "TCP"]
-Address = tuple[str, int]
+Address = tuple[str, int]  # (host, port), as resolver.config has it
 
 _TTL = struct.Struct("!I")
 _OPT_TTL = struct.Struct("!BBH")  # extended rcode, version, flags

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from resolver.dig import Display
+from resolver.dig import Address, Display
 from resolver.errors import ConfigError, WireError
 from resolver.wire import CLASS_IN, TYPE_A, check_name, name_to_wire, qclass_value, qtype_value
 
@@ -38,7 +38,6 @@ __all__ = [
     "to_ascii_name",
 ]
 
-Address = tuple[str, int]
 Family = Literal[4, 6]
 
 DEFAULT_RESOLV_CONF = Path("/etc/resolv.conf")

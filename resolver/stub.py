@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Literal, NamedTuple
 
-from resolver.dig import Reply, decode
+from resolver.dig import Address, Reply, decode
 from resolver.errors import (
     BadResponse,
     ConfigError,
@@ -28,7 +28,7 @@ from resolver.errors import (
     UpstreamUnreachable,
     WireError,
 )
-from resolver.query import Address, QueryOptions, Question
+from resolver.query import QueryOptions, Question
 from resolver.wire import (
     NOERROR,
     build_query,
