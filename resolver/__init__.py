@@ -1,4 +1,10 @@
-"""resolver: a DNS forwarder and resolver built on an async pool of pre-bound UDP sockets."""
+"""resolver: a DNS forwarder and resolver built on an async pool of pre-bound UDP sockets.
+
+The pool's names are loaded on first use: ``python -m resolver query`` imports this package,
+and a one-shot query must not pay for asyncio.
+"""
+
+from typing import TYPE_CHECKING
 
 from resolver.errors import (
     ConfigError,
@@ -11,7 +17,9 @@ from resolver.errors import (
     UpstreamError,
     WireError,
 )
-from resolver.pool import Guard, Pool, PoolStatistics
+
+if TYPE_CHECKING:
+    from resolver.pool import Guard, Pool, PoolStatistics
 
 __version__ = "0.1.0"
 
@@ -30,3 +38,13 @@ __all__ = [
     "WireError",
     "__version__",
 ]
+
+_LAZY = frozenset({"Guard", "Pool", "PoolStatistics"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import resolver.pool
+
+        return getattr(resolver.pool, name)
+    raise AttributeError(f"module 'resolver' has no attribute {name!r}")

@@ -1,30 +1,31 @@
 """The command line: the only importer of click and uvloop, and the only caller of asyncio.run.
 
 Every error reaches the user as one line on stderr and a non-zero exit code, never a traceback.
+asyncio and logging are imported by the commands that run a loop: ``resolver query`` needs
+neither, and its start-up time is most of its cost.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from resolver import __version__
-from resolver.config import (
-    Config,
-    config_from_mapping,
-    load_config,
-    parse_address,
-)
 from resolver.errors import ConfigError, ResolverError, UpstreamError
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from resolver.config import Config
+    from resolver.dig import Address
+    from resolver.query import Invocation
 
 T = TypeVar("T")
 
@@ -43,6 +44,8 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
 
 def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``main`` on uvloop where it exists (Linux), else on asyncio's loop."""
+    import asyncio
+
     try:
         import uvloop
 
@@ -54,6 +57,8 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def setup_logging(level: str) -> None:
+    import logging
+
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -65,6 +70,19 @@ def setup_logging(level: str) -> None:
 @click.version_option(__version__, prog_name="resolver")
 def main() -> None:
     """resolver: a caching DNS forwarder on an async pool of pre-bound UDP sockets."""
+
+
+def run() -> None:
+    """The console script and ``python -m resolver``: :func:`main`, then a quick exit.
+
+    Whatever is alive when a command ends lives until the process exits; freezing it keeps the
+    collector from walking every imported module once more at shutdown, which costs a one-shot
+    ``resolver query`` about a tenth of its run time.
+    """
+    try:
+        main()
+    finally:
+        gc.freeze()
 
 
 def _merge(base: dict[str, Any], section: str, key: str, value: object) -> None:
@@ -133,6 +151,8 @@ def build_serve_config(
     randomize_case: bool | None = None,
 ) -> Config:
     """The daemon's Config: the TOML file (if any), then flags on top. Raises ConfigError."""
+    from resolver.config import config_from_mapping, load_config
+
     data: dict[str, Any] = load_config(config_path) if config_path is not None else {}
     _merge(data, "server", "listen", list(listen))
     _merge(data, "server", "allow", list(allow))
@@ -145,6 +165,9 @@ def build_serve_config(
 
 
 async def _serve(config: Config) -> None:
+    import asyncio
+    import logging
+
     from resolver.daemon import Daemon
 
     daemon = Daemon(config)
@@ -177,6 +200,7 @@ async def _serve(config: Config) -> None:
 def authority(zones: tuple[Path, ...], listen: tuple[str, ...], log_level: str) -> None:
     """Serve zone files authoritatively (the fake authority for tests and the demo)."""
     from resolver.authority import serve_authority
+    from resolver.config import parse_address
 
     try:
         listens = [parse_address(text, 53, name="--listen") for text in listen]
@@ -185,6 +209,8 @@ def authority(zones: tuple[Path, ...], listen: tuple[str, ...], log_level: str) 
     setup_logging(log_level)
 
     async def run() -> None:
+        import asyncio
+
         task = asyncio.ensure_future(serve_authority(list(zones), listens))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -219,98 +245,110 @@ class _OneLineUsage(click.Command):
             fail(f"{exc.format_message()} (see 'resolver {ctx.info_name} --help')", EXIT_USAGE)
 
 
-@main.command(cls=_OneLineUsage)
-@click.argument("args", nargs=-1, metavar="[@SERVER] NAME [TYPE] [CLASS]")
-@click.option("-p", "--port", type=int, help="Server port (default 53, or the @SERVER's).")
-@click.option("--tcp", is_flag=True, help="Ask over TCP only.")
-@click.option("--short", is_flag=True, help="Print only the answer's rdata, one per line.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=5.0,
-    show_default=True,
-    help="Seconds to wait for each try.",
+@main.command(
+    cls=_OneLineUsage,
+    add_help_option=False,
+    options_metavar="",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
-@click.option(
-    "--tries",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="UDP tries: a try that times out is repeated.",
-)
-@click.option("--dnssec", is_flag=True, help="Set the DO bit (request DNSSEC records).")
-@click.option("--norecurse", is_flag=True, help="Clear the RD bit.")
-@click.option(
-    "--resolv-conf",
-    type=click.Path(path_type=Path),
-    default=Path("/etc/resolv.conf"),
-    hidden=True,
-)
-def query(
-    args: tuple[str, ...],
-    port: int | None,
-    tcp: bool,
-    short: bool,
-    as_json: bool,
-    timeout: float,
-    tries: int,
-    dnssec: bool,
-    norecurse: bool,
-    resolv_conf: Path,
-) -> None:
-    """Ask a DNS server one question and print the reply as dig does.
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[@SERVER] [OPTIONS] NAME...")
+@click.pass_context
+def query(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """Ask DNS questions and print the replies as dig does, reading dig's arguments.
 
-    NAME is looked up with TYPE (default A) and CLASS (default IN). @SERVER (an IP address,
-    optionally with :PORT, anywhere among the arguments) overrides the environment variable
-    RESOLVER_SERVER, which overrides the first nameserver in /etc/resolv.conf.
+    \b
+    Each NAME is a question; a TYPE or CLASS word after it applies to it,
+    one before the first NAME to every question (default A, IN). @SERVER
+    (an IP address, IP:PORT, [IPv6]:PORT or a host name) overrides
+    $RESOLVER_SERVER, which overrides the first nameserver of /etc/resolv.conf.
+
+    \b
+    Options (dig's, plus long ones):
+      -p PORT, --port PORT  server port (default 53, or the @SERVER's)
+      -t TYPE, -c CLASS     the type and class of the question
+      -x ADDR               reverse lookup of an IPv4 or IPv6 address
+      -q NAME               a name that looks like a type or class
+      -f FILE               questions from a file, one per line
+      -4, -6                IPv4 or IPv6 only
+      +[no]tcp (--tcp), +[no]ignore (keep a truncated reply)
+      +[no]recurse (--norecurse), +[no]dnssec (--dnssec), +[no]cdflag,
+      +[no]adflag, +[no]edns, +bufsize=N, +[no]nsid
+      +time=SECONDS (--timeout), +tries=N (--tries), +retry=N
+      +short (--short), --json (one object per question and line),
+      +[no]all, +[no]comments, +[no]question,
+      +[no]answer, +[no]authority, +[no]additional, +[no]stats,
+      +[no]multiline, +[no]idnout, +[no]cmd (no banner is printed anyway)
+      -h, --help            this text
 
     \b
     Exit codes:
-      0   a reply came (whatever its rcode, NXDOMAIN included)
+      0   a reply came for every question (whatever its rcode, NXDOMAIN too)
       1   any other failure
-      2   usage error: bad option, bad name, unknown type or class
+      2   usage error: bad option, bad name, bad -x address, bad -f file
       9   no server replied (timeout, unreachable, unusable reply)
-      10  unusable server address (not an IP, port not 1-65535, multicast,
-          broadcast, no socket can be opened toward it)
+      10  unusable server address (not an IP or host name that resolves,
+          port not 1-65535, multicast, broadcast, an unusable resolv.conf,
+          no socket can be opened toward it)
     """
-    from resolver.dig import format_json, format_short, format_text
-    from resolver.query import QueryOptions, parse_arguments, run_query, server_address
+    from resolver.query import parse_command_line, server_address
 
-    if short and as_json:
-        fail("--short and --json exclude each other", EXIT_USAGE)
     try:
-        question, server_text = parse_arguments(args)
-        options = QueryOptions(
-            timeout=timeout, tries=tries, tcp=tcp, dnssec=dnssec, recurse=not norecurse
-        )
+        invocation = parse_command_line(args, is_tty=sys.stdout.isatty())
     except ResolverError as exc:
-        fail(str(exc), EXIT_USAGE)
+        fail(f"{exc} (see 'resolver query --help')", EXIT_USAGE)
+    if invocation.help:
+        click.echo(ctx.get_help())
+        return
+    for warning in invocation.warnings:
+        click.echo(warning, err=True)
     try:
         server = server_address(
-            server_text,
-            port,
+            invocation.server,
+            invocation.port,
+            family=invocation.family,
             env_server=os.environ.get("RESOLVER_SERVER"),
-            resolv_conf=resolv_conf,
+            resolv_conf=invocation.resolv_conf,
         )
     except ConfigError as exc:
         fail(f"unusable server address: {exc}", EXIT_BAD_SERVER)
-    try:
-        reply = run_async(lambda: run_query(server, question, options))
-    except ConfigError as exc:
-        fail(f"unusable server address: {exc.reason}", EXIT_BAD_SERVER)
-    except UpstreamError as exc:
-        fail(f"no reply: {exc}", EXIT_NO_REPLY)
-    except (ResolverError, OSError) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
-    if as_json:
-        click.echo(format_json(reply), nl=False)
-    elif short:
-        click.echo(format_short(reply), nl=False)
-    else:
-        click.echo(format_text(reply), nl=False)
+    sys.exit(_ask_each(invocation, server))
+
+
+def _ask_each(invocation: Invocation, server: Address) -> int:
+    """Ask every question in turn and print each reply; the exit code of the worst outcome."""
+    from resolver.dig import format_json, format_short, format_text
+    from resolver.stub import ask
+
+    display = invocation.display
+    # dig prints a stray reply's warning on stdout, +short or not; JSON output keeps stdout JSON.
+    to_stderr = display.style == "json"
+    code = 0
+    for question in invocation.questions:
+        try:
+            reply = ask(
+                server,
+                question,
+                invocation.options,
+                lambda line: click.echo(line, err=to_stderr),
+                idnout=display.idnout,
+            )
+        except ConfigError as exc:
+            fail(f"unusable server address: {exc.reason}", EXIT_BAD_SERVER)
+        except UpstreamError as exc:
+            click.echo(f"resolver: error: no reply: {exc}", err=True)
+            code = EXIT_NO_REPLY
+            continue
+        except (ResolverError, OSError) as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
+        if display.style == "json":
+            click.echo(format_json(reply), nl=False)
+        elif display.style == "short":
+            click.echo(format_short(reply), nl=False)
+        else:
+            click.echo(format_text(reply, display), nl=False)
+    return code
 
 
 # ----------------------------------------------------------------------------- demo

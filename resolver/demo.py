@@ -24,10 +24,11 @@ from resolver.config import (
     TransportConfig,
 )
 from resolver.daemon import Daemon
-from resolver.dig import Message, Record
+from resolver.dig import Address, Message, Record
 from resolver.errors import ConfigError, UpstreamError
-from resolver.query import QueryOptions, Question, ask
-from resolver.transport import Upstream, format_address
+from resolver.query import QueryOptions, Question
+from resolver.stub import ask
+from resolver.transport import format_address
 from resolver.wire import check_name, qtype_value
 
 __all__ = ["DEMO_QUESTIONS", "demo_zones", "run_demo"]
@@ -116,14 +117,17 @@ def _statistics_lines(value: object, indent: str = "  ") -> list[str]:
     return lines
 
 
-async def _ask_all(client: Upstream, authority: Authority, write: Write) -> int:
+async def _ask_all(daemon: Address, authority: Authority, write: Write) -> int:
     failures = 0
     for name, type_text, what in DEMO_QUESTIONS:
         question = Question(check_name(name), qtype_value(type_text))
         asked_before = len(authority.queries)
         write(f"{question.name} {type_text}: {what}")
         try:
-            reply = await ask(client, question, _CLIENT)
+            # The blocking stub client of ``resolver query``, off the loop the daemon runs on.
+            reply = await asyncio.to_thread(
+                ask, daemon, question, _CLIENT, lambda line: write(f"    {line}")
+            )
         except UpstreamError as exc:
             failures += 1
             write(f"    no reply: {exc}")
@@ -158,7 +162,6 @@ async def run_demo(write: Write, *, zones: list[Zone] | None = None) -> int:
         )
         daemon = Daemon(config)
         await daemon.start()
-        client: Upstream | None = None
         try:
             address = daemon.addresses[0]
             write(
@@ -166,9 +169,7 @@ async def run_demo(write: Write, *, zones: list[Zone] | None = None) -> int:
                 f" the daemon listens on {format_address(address)} and forwards to it"
             )
             write("")
-            client = Upstream(address, _SMALL_POOL)
-            await client.start()
-            failures = await _ask_all(client, authority, write)
+            failures = await _ask_all(address, authority, write)
             write("")
             write("daemon statistics (forwarder, upstream, socket pool):")
             for line in _statistics_lines(daemon.engine.statistics()):
@@ -182,8 +183,6 @@ async def run_demo(write: Write, *, zones: list[Zone] | None = None) -> int:
                 " queries received"
             )
         finally:
-            if client is not None:
-                await client.aclose()
             await daemon.aclose()
     write(f"done in {loop.time() - started:.2f} s; everything closed")
     return failures

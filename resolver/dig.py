@@ -1,20 +1,22 @@
 """What ``resolver query`` prints: a reply decoded once into plain values, shown as dig shows it.
 
 ``decode`` turns the raw reply into a :class:`Message` (header, OPT, sections, rdata as
-presentation text); ``format_text``, ``format_short`` and ``format_json`` render a
-:class:`Reply` (the message plus where and how it came) in dig's layout, dig's ``+short`` and
-one JSON object. No I/O here.
+presentation text, names escaped as dig escapes them); ``format_text``, ``format_short`` and
+``format_json`` render a :class:`Reply` (the message plus where and how it came) in dig's
+layout with the sections a :class:`Display` asks for, dig's ``+short`` and one JSON object.
+The rdata of the common types is presented here from the raw bytes; dnslib presents the rest.
+No I/O here.
 """
 
 from __future__ import annotations
 
-import json
+import ipaddress
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from resolver.config import Address
 from resolver.errors import WireError
 from resolver.wire import (
     HEADER_SIZE,
@@ -32,6 +34,7 @@ from resolver.wire import (
 )
 
 __all__ = [
+    "Display",
     "Message",
     "Opt",
     "QuestionEntry",
@@ -45,12 +48,15 @@ __all__ = [
 ]
 
 Transport = Literal["UDP", "TCP"]
+Address = tuple[str, int]  # (host, port), as resolver.config has it
 
 _TTL = struct.Struct("!I")
 _OPT_TTL = struct.Struct("!BBH")  # extended rcode, version, flags
 _DO = 0x8000
 _TYPE_TXT = 16
 _TYPE_SPF = 99
+_TYPE_HINFO = 13
+_OPTION_NSID = 3
 # Header flag bits in dig's order (opcode and rcode excluded).
 _FLAGS = (
     ("qr", 0x8000),
@@ -64,17 +70,34 @@ _FLAGS = (
 _OPCODES = {0: "QUERY", 1: "IQUERY", 2: "STATUS", 4: "NOTIFY", 5: "UPDATE", 6: "DSO"}
 # dig's column stops: TTL, class, type and rdata start at these columns.
 _STOPS = (24, 32, 40, 48)
+_MULTILINE_STOPS = (24, 24, 24, 32)
 
 
-@dataclass(frozen=True, slots=True)
-class QuestionEntry:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Display:
+    """What to print, as dig's display options say: ``style`` text (dig's layout), short
+    (``+short``) or json; in text, which parts (``+[no]comments``, ``+[no]question``,
+    ``+[no]answer``, ``+[no]authority``, ``+[no]additional``, ``+[no]stats``); ``multiline``
+    for SOA records split over lines with comments; ``idnout`` to show A-labels as Unicode."""
+
+    style: Literal["text", "short", "json"] = "text"
+    comments: bool = True
+    question: bool = True
+    answer: bool = True
+    authority: bool = True
+    additional: bool = True
+    stats: bool = True
+    multiline: bool = False
+    idnout: bool = False
+
+
+class QuestionEntry(NamedTuple):
     name: str
     qclass: str
     qtype: str
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One resource record in presentation form; ``data`` is the rdata as dig prints it."""
 
     name: str
@@ -84,17 +107,17 @@ class Record:
     data: str
 
 
-@dataclass(frozen=True, slots=True)
-class Opt:
-    """The OPT pseudo-record: EDNS version, flags (``do``), the sender's UDP payload size."""
+class Opt(NamedTuple):
+    """The OPT pseudo-record: EDNS version, flags (``do``), the sender's UDP payload size and
+    its options as (code, data) pairs."""
 
     version: int
     flags: tuple[str, ...]
     udp: int
+    options: tuple[tuple[int, bytes], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """A decoded reply. ``status`` includes the OPT's extended rcode bits; ``counts`` are the
     header's (QUERY, ANSWER, AUTHORITY, ADDITIONAL; the OPT counts as additional, as in dig),
     while ``additional`` lists the records other than the OPT."""
@@ -112,15 +135,16 @@ class Message:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """One reply and how it came: from ``server`` over ``transport`` after ``elapsed`` seconds."""
+class Reply(NamedTuple):
+    """One reply and how it came: from ``server`` over ``transport`` after ``elapsed`` seconds;
+    ``retried_tcp`` when a truncated UDP reply was asked again over TCP."""
 
     message: Message
     server: Address
     transport: Transport
     elapsed: float
     when: datetime
+    retried_tcp: bool = False
 
 
 def _escape_string(raw: bytes) -> str:
@@ -153,6 +177,98 @@ def _generic_text(rdata: bytes) -> str:
     return f"\\# {len(rdata)} {rdata.hex()}" if rdata else "\\# 0"
 
 
+def _unicode_name(text: str) -> str:
+    """dig's ``+idnout``: A-labels shown as Unicode; a name that does not convert stays."""
+    if "xn--" not in text.lower():
+        return text
+    import idna
+
+    try:
+        return ".".join(
+            idna.decode(label) if label.lower().startswith("xn--") else label
+            for label in text.split(".")
+        )
+    except (idna.IDNAError, UnicodeError):
+        return text
+
+
+class _Reader:
+    """Presents names and rdata of one message; names go through ``+idnout`` when asked."""
+
+    def __init__(self, data: bytes, idnout: bool) -> None:
+        self.data = data
+        self.idnout = idnout
+
+    def name(self, offset: int) -> tuple[str, int]:
+        wire, after = read_name(self.data, offset)
+        text = name_to_text(wire)
+        return (_unicode_name(text) if self.idnout else text), after
+
+    def rdata(self, span: RecordSpan) -> str | None:
+        """The rdata as dig prints it, or None for a type presented by dnslib."""
+        present = _PRESENTERS.get(span.rtype)
+        if present is None:
+            return None
+        start, end = span.rdata_offset, span.end
+        try:
+            text, stop = present(self, start, end)
+        except (WireError, struct.error, ValueError, IndexError):
+            return _generic_text(self.data[start:end])
+        return text if stop == end else _generic_text(self.data[start:end])
+
+
+def _present_a(reader: _Reader, start: int, end: int) -> tuple[str, int]:
+    return str(ipaddress.IPv4Address(reader.data[start : start + 4])), start + 4
+
+
+def _present_aaaa(reader: _Reader, start: int, end: int) -> tuple[str, int]:
+    return str(ipaddress.IPv6Address(reader.data[start : start + 16])), start + 16
+
+
+def _present_name(reader: _Reader, start: int, end: int) -> tuple[str, int]:
+    return reader.name(start)
+
+
+def _present_mx(reader: _Reader, start: int, end: int) -> tuple[str, int]:
+    (preference,) = struct.unpack_from("!H", reader.data, start)
+    name, stop = reader.name(start + 2)
+    return f"{preference} {name}", stop
+
+
+def _present_srv(reader: _Reader, start: int, end: int) -> tuple[str, int]:
+    priority, weight, port = struct.unpack_from("!HHH", reader.data, start)
+    name, stop = reader.name(start + 6)
+    return f"{priority} {weight} {port} {name}", stop
+
+
+def _present_soa(reader: _Reader, start: int, end: int) -> tuple[str, int]:
+    mname, pos = reader.name(start)
+    rname, pos = reader.name(pos)
+    numbers = struct.unpack_from("!5I", reader.data, pos)
+    return f"{mname} {rname} " + " ".join(map(str, numbers)), pos + 20
+
+
+def _present_strings(reader: _Reader, start: int, end: int) -> tuple[str, int]:
+    return _txt_text(reader.data[start:end]), end
+
+
+_Presenter = Callable[[_Reader, int, int], tuple[str, int]]
+_PRESENTERS: dict[int, _Presenter] = {
+    1: _present_a,
+    2: _present_name,  # NS
+    5: _present_name,  # CNAME
+    6: _present_soa,
+    12: _present_name,  # PTR
+    _TYPE_HINFO: _present_strings,  # two character-strings: RFC 8482's "RFC8482" ""
+    15: _present_mx,
+    _TYPE_TXT: _present_strings,
+    28: _present_aaaa,
+    33: _present_srv,
+    39: _present_name,  # DNAME
+    _TYPE_SPF: _present_strings,
+}
+
+
 def _rdata_texts(data: bytes) -> list[str] | None:
     """dnslib's presentation of every record's rdata in wire order, or None if it cannot."""
     try:
@@ -162,45 +278,60 @@ def _rdata_texts(data: bytes) -> list[str] | None:
     return [str(rr.rdata) for rr in [*record.rr, *record.auth, *record.ar]]
 
 
-def _record(data: bytes, span: RecordSpan, rdata_text: str | None) -> Record:
-    name, _ = read_name(data, span.name_offset)
-    rdata = data[span.rdata_offset : span.rdata_offset + span.rdlength]
-    if span.rtype in (_TYPE_TXT, _TYPE_SPF):
-        text = _txt_text(rdata)
-    else:
+def _record(reader: _Reader, span: RecordSpan, rdata_text: str | None) -> Record:
+    name, _ = reader.name(span.name_offset)
+    text = reader.rdata(span)
+    if text is None:
+        rdata = reader.data[span.rdata_offset : span.end]
         text = rdata_text if rdata_text is not None else _generic_text(rdata)
-    (ttl,) = _TTL.unpack_from(data, span.ttl_offset)
-    return Record(name_to_text(name), ttl, qclass_name(span.rclass), qtype_name(span.rtype), text)
+    (ttl,) = _TTL.unpack_from(reader.data, span.ttl_offset)
+    return Record(name, ttl, qclass_name(span.rclass), qtype_name(span.rtype), text)
+
+
+def _edns_options(rdata: bytes) -> tuple[tuple[int, bytes], ...]:
+    options: list[tuple[int, bytes]] = []
+    pos = 0
+    while pos + 4 <= len(rdata):
+        code, size = struct.unpack_from("!HH", rdata, pos)
+        options.append((code, rdata[pos + 4 : pos + 4 + size]))
+        pos += 4 + size
+    return tuple(options)
 
 
 def _opt(data: bytes, span: RecordSpan) -> tuple[Opt, int]:
     ext_rcode, version, flags = _OPT_TTL.unpack_from(data, span.ttl_offset)
-    return Opt(version, ("do",) if flags & _DO else (), span.rclass), ext_rcode
+    options = _edns_options(data[span.rdata_offset : span.end])
+    return Opt(version, ("do",) if flags & _DO else (), span.rclass, options), ext_rcode
 
 
-def decode(data: bytes) -> Message:
+def decode(data: bytes, *, idnout: bool = False) -> Message:
     """Decode a whole reply. Raises WireError if it is malformed or has several OPT records.
 
-    rdata of types dnslib cannot present (or when dnslib rejects the message) is shown in the
-    RFC 3597 generic form, so any well-formed message can be shown.
+    Names are escaped as dig prints them, and with ``idnout`` their A-labels are shown as
+    Unicode. rdata of types neither presented here nor by dnslib is shown in the RFC 3597
+    generic form, so any well-formed message can be shown.
     """
     header = read_header(data)
     sections = section_offsets(data)
+    reader = _Reader(data, idnout)
     pos = HEADER_SIZE
     questions: list[QuestionEntry] = []
     for _ in range(header.qdcount):
-        name, pos = read_name(data, pos)
+        name, pos = reader.name(pos)
         qtype, qclass = struct.unpack_from("!HH", data, pos)
         pos += 4
-        questions.append(QuestionEntry(name_to_text(name), qclass_name(qclass), qtype_name(qtype)))
+        questions.append(QuestionEntry(name, qclass_name(qclass), qtype_name(qtype)))
     spans = [
         *walk_records(data, sections.answer, header.ancount),
         *walk_records(data, sections.authority, header.nscount),
         *walk_records(data, sections.additional, header.arcount),
     ]
-    texts: list[str | None] = list(_rdata_texts(data) or [])
-    if len(texts) != len(spans):
-        texts = [None] * len(spans)
+    texts: list[str | None] = [None] * len(spans)
+    # dnslib's full parse costs; pay it only when some type is not presented here.
+    if any(span.rtype not in _PRESENTERS and span.rtype != TYPE_OPT for span in spans):
+        parsed = _rdata_texts(data)
+        if parsed is not None and len(parsed) == len(spans):
+            texts = list(parsed)
     opt: Opt | None = None
     ext_rcode = 0
     records: list[Record] = []
@@ -210,7 +341,7 @@ def decode(data: bytes) -> Message:
                 raise WireError("reply has more than one OPT record")
             opt, ext_rcode = _opt(data, span)
         else:
-            records.append(_record(data, span, text))
+            records.append(_record(reader, span, text))
     answer_end = header.ancount
     authority_end = answer_end + header.nscount
     return Message(
@@ -233,28 +364,74 @@ def server_text(address: Address) -> str:
     return f"{address[0]}#{address[1]}"
 
 
-def _columns(first: str, *rest: str) -> str:
-    """Fields separated by tabs, padded with more tabs to dig's column stops where they fit."""
-    line = first
-    for stop, field in zip(_STOPS, rest, strict=False):
-        line += "\t"
-        while len(line.expandtabs()) < stop:
-            line += "\t"
-        line += field
+def _indent(column: int, stop: int) -> tuple[str, int]:
+    """dig's indent: tabs to reach ``stop`` (at least one column on), then spaces."""
+    to = max(stop, column + 1)
+    tabs = to // 8 - column // 8
+    if tabs > 0:
+        column = to // 8 * 8
+    return "\t" * max(tabs, 0) + " " * (to - column), to
+
+
+def _columns(first: str, *rest: str, stops: tuple[int, ...] = _STOPS, lead: str = "") -> str:
+    """Fields placed at dig's column stops (tabs of 8, else one space past a stop). ``lead``
+    (the question's ``;``) is printed but not counted, as dig does not count it."""
+    line = lead + first
+    column = len(first)
+    for stop, field in zip(stops, rest, strict=False):
+        pad, column = _indent(column, stop)
+        line += pad + field
+        column += len(field)
     return line
 
 
-def _record_line(record: Record) -> str:
-    return _columns(record.name, str(record.ttl), record.rclass, record.rtype, record.data)
+def _record_line(record: Record, stops: tuple[int, ...] = _STOPS) -> str:
+    fields = (str(record.ttl), record.rclass, record.rtype, record.data)
+    return _columns(record.name, *fields, stops=stops)
+
+
+_SOA_FIELDS = ("serial", "refresh", "retry", "expire", "minimum")
+_UNITS = (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def _duration(seconds: int) -> str:
+    """dig's comment for a time value: ``2 hours``, ``1 week 2 days``."""
+    parts = []
+    for unit, size in _UNITS:
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
+    return " ".join(parts) or "0 seconds"
+
+
+def _multiline_lines(record: Record) -> list[str]:
+    """``+multiline``: dig's narrower columns, and an SOA's numbers on their own lines with
+    dig's comments."""
+    fields = record.data.split()
+    if record.rtype != "SOA" or len(fields) != 7 or not all(f.isdigit() for f in fields[2:]):
+        return [_record_line(record, _MULTILINE_STOPS)]
+    head = _record_line(
+        Record(record.name, record.ttl, record.rclass, record.rtype, f"{fields[0]} {fields[1]} ("),
+        _MULTILINE_STOPS,
+    )
+    lines = [head]
+    for index, (label, value) in enumerate(zip(_SOA_FIELDS, fields[2:], strict=True)):
+        comment = label if index == 0 else f"{label} ({_duration(int(value))})"
+        lines.append(f"\t\t\t\t{value:<10} ; {comment}")
+    lines.append("\t\t\t\t)")
+    return lines
 
 
 def _query_ms(reply: Reply) -> float:
     return round(reply.elapsed * 1000, 3)
 
 
-def format_text(reply: Reply) -> str:
-    """The reply as dig prints it (without dig's banner), ending in a newline."""
-    m = reply.message
+def _nsid_text(data: bytes) -> str:
+    printable = "".join(chr(b) if 0x20 <= b <= 0x7E else "." for b in data)
+    return f'; NSID: {" ".join(f"{b:02x}" for b in data)} ("{printable}")'
+
+
+def _header_lines(m: Message) -> list[str]:
     q, an, ns, ar = m.counts
     lines = [
         f";; ->>HEADER<<- opcode: {m.opcode}, status: {m.status}, id: {m.id}",
@@ -270,28 +447,51 @@ def format_text(reply: Reply) -> str:
             f"; EDNS: version: {m.opt.version}, flags:{''.join(' ' + f for f in m.opt.flags)};"
             f" udp: {m.opt.udp}",
         ]
-    if m.question:
-        lines.append(";; QUESTION SECTION:")
-        lines += [_columns(";" + e.name, "", e.qclass, e.qtype) for e in m.question]
-        lines.append("")
-    for title, records in (
-        ("ANSWER", m.answer),
-        ("AUTHORITY", m.authority),
-        ("ADDITIONAL", m.additional),
-    ):
-        if records:
-            lines.append(f";; {title} SECTION:")
-            lines += [_record_line(r) for r in records]
+        lines += [_nsid_text(data) for code, data in m.opt.options if code == _OPTION_NSID]
+    return lines
+
+
+def format_text(reply: Reply, display: Display | None = None) -> str:
+    """The reply as dig prints it (without dig's banner), the parts ``display`` asks for.
+
+    With comments on, a UDP reply retried over TCP is announced first, as dig does.
+    """
+    show = display or Display()
+    m = reply.message
+    lines: list[str] = []
+    if show.comments:
+        if reply.retried_tcp:
+            lines.append(";; Truncated, retrying in TCP mode.")
+        lines += _header_lines(m)
+    if show.question and m.question:
+        if show.comments:
+            lines.append(";; QUESTION SECTION:")
+        stops = _MULTILINE_STOPS[1:3] if show.multiline else _STOPS[1:3]
+        lines += [_columns(e.name, e.qclass, e.qtype, stops=stops, lead=";") for e in m.question]
+        if show.comments:
             lines.append("")
-    host = reply.server[0]
-    lines += [
-        f";; Query time: {int(reply.elapsed * 1000)} msec",
-        f";; SERVER: {server_text(reply.server)}({host}) ({reply.transport})",
-        f";; WHEN: {reply.when.strftime('%a %b %d %H:%M:%S %Z %Y')}",
-        f";; MSG SIZE  rcvd: {m.size}",
-        "",
-    ]
-    return "\n".join(lines) + "\n"
+    for title, records, wanted in (
+        ("ANSWER", m.answer, show.answer),
+        ("AUTHORITY", m.authority, show.authority),
+        ("ADDITIONAL", m.additional, show.additional),
+    ):
+        if wanted and records:
+            if show.comments:
+                lines.append(f";; {title} SECTION:")
+            for record in records:
+                lines += _multiline_lines(record) if show.multiline else [_record_line(record)]
+            if show.comments:
+                lines.append("")
+    if show.stats:
+        host = reply.server[0]
+        lines += [
+            f";; Query time: {int(reply.elapsed * 1000)} msec",
+            f";; SERVER: {server_text(reply.server)}({host}) ({reply.transport})",
+            f";; WHEN: {reply.when.strftime('%a %b %d %H:%M:%S %Z %Y')}",
+            f";; MSG SIZE  rcvd: {m.size}",
+            "",
+        ]
+    return "".join(line + "\n" for line in lines)
 
 
 def format_short(reply: Reply) -> str:
@@ -329,4 +529,6 @@ def format_json(reply: Reply) -> str:
         "when": reply.when.isoformat(timespec="seconds"),
         "size": m.size,
     }
+    import json
+
     return json.dumps(document) + "\n"

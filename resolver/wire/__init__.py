@@ -18,11 +18,13 @@ from dnslib import (
     DNSLabel,
     DNSQuestion,
     DNSRecord,
+    EDNSOption,
 )
 
 from resolver.wire.message import (
     build_query,
     check_name,
+    is_absolute,
     minimal_any_reply,
     name_to_wire,
     parse,
@@ -115,6 +117,7 @@ __all__ = [
     "DNSLabel",
     "DNSQuestion",
     "DNSRecord",
+    "EDNSOption",
     "Header",
     "OptSpan",
     "QueryEdns",
@@ -124,7 +127,11 @@ __all__ = [
     "build_query",
     "check_name",
     "error_reply",
+<<<<<<< HEAD
     "find_opt",
+=======
+    "is_absolute",
+>>>>>>> dig
     "minimal_any_reply",
     "name_to_text",
     "name_to_wire",

@@ -17,6 +17,7 @@ from dnslib.label import DNSLabelError
 
 from resolver.errors import WireError
 from resolver.wire.raw import (
+    AD,
     CD,
     HEADER_SIZE,
     NOERROR,
@@ -33,6 +34,7 @@ from resolver.wire.raw import (
 __all__ = [
     "build_query",
     "check_name",
+    "is_absolute",
     "minimal_any_reply",
     "name_to_wire",
     "parse",
@@ -116,22 +118,67 @@ def to_text(data: bytes) -> str:
     return str(parse(data))
 
 
+def _escaped_byte(name: str, pos: int) -> tuple[bytes, int]:
+    """The bytes of the escape at ``name[pos]`` (a backslash) and the position after it."""
+    digits = name[pos + 1 : pos + 4]
+    if len(digits) == 3 and digits.isascii() and digits.isdigit():
+        value = int(digits)
+        if value > 255:
+            raise WireError(f"escape \\{digits} in name {name!r} is over 255")
+        return bytes((value,)), pos + 4
+    if pos + 1 >= len(name):
+        raise WireError(f"name {name!r} ends in a lone backslash")
+    return name[pos + 1].encode("utf-8"), pos + 2
+
+
+def _split_labels(name: str) -> list[bytes]:
+    """The labels of a presentation-format name: unescaped dots split, ``\\DDD`` and ``\\X``
+    stand for the byte and the character. A final empty label (the trailing dot) is dropped."""
+    if "\\" not in name:
+        labels = name.split(".")
+        if len(labels) > 1 and not labels[-1]:
+            labels.pop()
+        return [label.encode("utf-8") for label in labels]
+    out: list[bytes] = []
+    label = bytearray()
+    pos = 0
+    while pos < len(name):
+        char = name[pos]
+        if char == "\\":
+            raw, pos = _escaped_byte(name, pos)
+            label += raw
+            continue
+        if char == ".":
+            out.append(bytes(label))
+            label = bytearray()
+        else:
+            label += char.encode("utf-8")
+        pos += 1
+    if label or not out:
+        out.append(bytes(label))
+    return out
+
+
+def is_absolute(name: str) -> bool:
+    """Whether a presentation-format name ends in an unescaped dot (``a\\.`` does not)."""
+    stripped = name[:-1].rstrip("\\") if name.endswith(".") else None
+    return stripped is not None and (len(name) - 1 - len(stripped)) % 2 == 0
+
+
 def _labels(name: str) -> list[bytes]:
     """The labels of a text name (UTF-8 encoded, root excluded); WireError naming the problem."""
     if not name:
         raise WireError("the name is empty; use '.' for the root")
     if name == ".":
         return []
-    labels = (name[:-1] if name.endswith(".") else name).split(".")
-    encoded = []
-    for label in labels:
-        raw = label.encode("utf-8")
+    encoded = _split_labels(name)
+    for raw in encoded:
         if not raw:
             raise WireError(f"name {name!r} has an empty label")
         if len(raw) > _MAX_LABEL:
-            shown = label if len(label) <= 20 else label[:20] + "…"
+            text = raw.decode("utf-8", "replace")
+            shown = text if len(text) <= 20 else text[:20] + "…"
             raise WireError(f"label {shown!r} is {len(raw)} bytes, the limit is {_MAX_LABEL}")
-        encoded.append(raw)
     size = sum(len(raw) + 1 for raw in encoded) + 1
     if size > _MAX_NAME:
         raise WireError(f"name is {size} bytes in wire form, the limit is {_MAX_NAME}")
@@ -141,12 +188,14 @@ def _labels(name: str) -> list[bytes]:
 def check_name(name: str) -> str:
     """Validate a user-given domain name and return it with a trailing dot.
 
-    Labels are measured in UTF-8 bytes; escapes are not interpreted. Raises WireError for an
-    empty name, an empty label (other than the root), a label over 63 bytes or a name over
-    255 bytes in wire form.
+    The name is read as dig reads it: ``\\.`` is a dot inside a label, ``\\DDD`` the byte
+    with that decimal value, ``\\X`` the character X; other characters count as their UTF-8
+    bytes. Raises WireError for an empty name, an empty label (other than the root), a label
+    over 63 bytes, a name over 255 bytes in wire form, or a bad escape (over 255, a lone
+    trailing backslash).
     """
     _labels(name)
-    return name if name.endswith(".") else name + "."
+    return name if is_absolute(name) else name + "."
 
 
 def name_to_wire(name: str) -> bytes:
@@ -154,10 +203,11 @@ def name_to_wire(name: str) -> bytes:
     return b"".join(bytes((len(raw),)) + raw for raw in _labels(name)) + b"\x00"
 
 
-def _opt_record(udp_size: int, do: bool, ext_rcode: int = 0) -> bytes:
+def _opt_record(udp_size: int, do: bool, ext_rcode: int = 0, *, options: bytes = b"") -> bytes:
     if not 0 <= udp_size <= 0xFFFF:
         raise ValueError(f"EDNS UDP size {udp_size} is not in 0-65535")
-    return _OPT_FIXED.pack(0, TYPE_OPT, udp_size, ext_rcode, 0, _DO if do else 0, 0)
+    fixed = _OPT_FIXED.pack(0, TYPE_OPT, udp_size, ext_rcode, 0, _DO if do else 0, len(options))
+    return fixed + options
 
 
 def build_query(
@@ -170,20 +220,23 @@ def build_query(
     cd: bool = False,
     do: bool = False,
     edns_size: int | None = 1232,
+    ad: bool = False,
+    edns_options: bytes = b"",
 ) -> bytes:
     """Build a query for ``name`` (text, case kept for 0x20) with one question.
 
-    An OPT record advertising ``edns_size`` is added unless it is None. Raises WireError for
-    an invalid name, ValueError for an ID, type, class or size out of range or for ``do``
-    without EDNS (the DO bit lives in the OPT record).
+    An OPT record advertising ``edns_size`` and carrying ``edns_options`` (already encoded
+    code, length, data) is added unless ``edns_size`` is None. Raises WireError for an invalid
+    name, ValueError for an ID, type, class or size out of range or for ``do`` or options
+    without EDNS (they live in the OPT record).
     """
     if not 0 <= qid <= 0xFFFF:
         raise ValueError(f"message ID {qid} is not in 0-65535")
     if not (0 <= qtype <= 0xFFFF and 0 <= qclass <= 0xFFFF):
         raise ValueError(f"type {qtype} or class {qclass} is not in 0-65535")
-    if do and edns_size is None:
-        raise ValueError("the DO bit needs EDNS; pass an edns_size")
-    flags = (RD if rd else 0) | (CD if cd else 0)
+    if (do or edns_options) and edns_size is None:
+        raise ValueError("the DO bit and EDNS options need EDNS; pass an edns_size")
+    flags = (RD if rd else 0) | (CD if cd else 0) | (AD if ad else 0)
     arcount = 0 if edns_size is None else 1
     parts = [
         _HEADER.pack(qid, flags, 1, 0, 0, arcount),
@@ -191,7 +244,7 @@ def build_query(
         _QUESTION_TAIL.pack(qtype, qclass),
     ]
     if edns_size is not None:
-        parts.append(_opt_record(edns_size, do))
+        parts.append(_opt_record(edns_size, do, options=edns_options))
     return b"".join(parts)
 
 

@@ -239,10 +239,15 @@ def read_name(data: bytes, offset: int) -> tuple[bytes, int]:
         pos = stop
 
 
+# Characters dig escapes with a backslash in names (dns_name_totext); other bytes outside
+# printable ASCII, and the space, become \\DDD.
+_SPECIAL = frozenset(b'."();@$\\')
+
+
 def _escape_label(label: bytes) -> str:
     out: list[str] = []
     for byte in label:
-        if byte in b".\\":
+        if byte in _SPECIAL:
             out.append("\\" + chr(byte))
         elif 0x21 <= byte <= 0x7E:
             out.append(chr(byte))
@@ -254,9 +259,9 @@ def _escape_label(label: bytes) -> str:
 def name_to_text(name: bytes) -> str:
     """Dotted text of an uncompressed wire name, with a trailing dot ("." for the root).
 
-    Dots and backslashes inside labels are escaped with a backslash, other bytes outside
-    printable ASCII as ``\\DDD`` as dig prints them. The name must be well-formed (as returned
-    by ``read_name``); this is not checked.
+    Escaped as dig prints names: ``. " ( ) ; @ $ \\`` inside labels get a backslash, the
+    space and bytes outside printable ASCII become ``\\DDD``. The name must be well-formed
+    (as returned by ``read_name``); this is not checked.
     """
     labels: list[str] = []
     pos = 0
@@ -264,9 +269,9 @@ def name_to_text(name: bytes) -> str:
         stop = pos + 1 + name[pos]
         label = name[pos + 1 : stop]
         text = label.decode("ascii", "replace")
-        # The common case needs no escaping; only fall back to the byte loop when it might.
-        if text.isascii() and text.isprintable() and " " not in text and "." not in text:
-            labels.append(text if "\\" not in text else _escape_label(label))
+        # The common case (letters, digits, hyphens, underscores) needs no escaping.
+        if text.isascii() and text.replace("-", "").replace("_", "").isalnum():
+            labels.append(text)
         else:
             labels.append(_escape_label(label))
         pos = stop

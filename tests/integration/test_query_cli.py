@@ -306,26 +306,34 @@ USAGE_ERRORS = [
     pytest.param(["a" * 64 + ".example.com"], "is 64 bytes, the limit is 63", id="label-over-63"),
     pytest.param(["abcdefghi." * 26], "the limit is 255", id="name-over-255"),
     pytest.param(["a..example.com"], "empty label", id="empty-label"),
-    pytest.param(["www.example.com", "BOGUS"], "unknown type 'BOGUS'", id="unknown-type"),
-    pytest.param(["www.example.com", "A", "XX"], "unknown class 'XX'", id="unknown-class"),
+    pytest.param(["www.example.com", "-t", "BOGUS"], "unknown type 'BOGUS'", id="unknown-type"),
+    pytest.param(["www.example.com", "-c", "XX"], "unknown class 'XX'", id="unknown-class"),
     pytest.param([], "NAME: missing", id="no-name"),
     pytest.param(["a.com", "@127.0.0.1", "@127.0.0.2"], "given twice", id="two-servers"),
     pytest.param(["a.com", "--timeout", "0"], "--timeout", id="zero-timeout"),
     pytest.param(["a.com", "--timeout", "soon"], "--timeout", id="word-timeout"),
+    pytest.param(["a.com", "--timeout", "inf"], "at most 300", id="infinite-timeout"),
+    pytest.param(["a.com", "+time=100000"], "at most 300", id="huge-timeout"),
     pytest.param(["a.com", "--tries", "0"], "--tries", id="zero-tries"),
     pytest.param(["a.com", "--short", "--json"], "exclude each other", id="short-and-json"),
-    pytest.param(["a.com", "--trace"], "No such option", id="unknown-option"),
-    pytest.param(["a.com", "-p", "fifty"], "--port", id="word-port"),
+    pytest.param(["a.com", "+short", "--json"], "exclude each other", id="plus-short-and-json"),
+    pytest.param(["a.com", "--trace"], "--trace: no such option", id="unknown-option"),
+    pytest.param(["a.com", "+bogus"], "+bogus: unknown dig option", id="unknown-plus-option"),
+    pytest.param(["a.com", "-p", "fifty"], "-p: 'fifty' is not a number", id="word-port"),
+    pytest.param(["a.com", "-p", "0"], "port 0", id="port-0"),
+    pytest.param(["a.com", "-p", "70000"], "port 70000", id="port-70000"),
+    pytest.param(["-x", "300.1.1.1"], "-x: '300.1.1.1' is not an IPv4 or IPv6", id="bad-x"),
+    pytest.param(["-f", "/nonexistent/batch"], "-f: cannot read", id="missing-batch-file"),
 ]
 
 SERVER_ERRORS = [
-    pytest.param(["a.com", "@not-an-ip"], "'not-an-ip' is not an IP address", id="not-an-ip"),
+    # Names a resolver could be asked about are never used here: these fail before any lookup.
+    pytest.param(["a.com", "@not_a_host"], "'not_a_host' is not an IP address", id="not-a-host"),
     pytest.param(["a.com", "@1.2.3.4.5"], "'1.2.3.4.5' is not an IP address", id="five-octets"),
-    pytest.param(["a.com", "@127.0.0.1", "-p", "0"], "port 0", id="port-0"),
-    pytest.param(["a.com", "@127.0.0.1", "-p", "70000"], "port 70000", id="port-70000"),
     pytest.param(["a.com", "@127.0.0.1:70000"], "'70000'", id="at-port-70000"),
     pytest.param(["a.com", "@255.255.255.255"], "broadcast", id="broadcast"),
     pytest.param(["a.com", "@224.0.0.251"], "multicast", id="multicast"),
+    pytest.param(["a.com", "@::1", "-4"], "::1 is not an IPv4 address", id="wrong-family"),
 ]
 
 
@@ -367,6 +375,242 @@ def test_query_help_documents_the_exit_codes() -> None:
         assert line in text
     assert "RESOLVER_SERVER" in text
     assert "--trace" not in text
+
+
+# --- dig's syntax ---------------------------------------------------------------------------
+
+
+def sent_questions(auth: ThreadedAuthority) -> list[tuple[str, int]]:
+    return [(q.qname, q.qtype) for q in auth.authority.queries]
+
+
+def test_type_before_the_name_and_plus_short(auth: ThreadedAuthority) -> None:
+    result = invoke(auth.at, "-p", auth.port, "mx", "example.com", "+short")
+    assert (result.exit_code, result.stdout) == (
+        0,
+        "10 mail.example.com.\n20 mail2.example.test.\n",
+    )
+
+
+def test_each_question_is_asked_and_printed_in_turn(auth: ThreadedAuthority) -> None:
+    result = invoke(auth.at, "-p", auth.port, "www.example.com", "example.com", "mx", "+short")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "127.1.0.1\n10 mail.example.com.\n20 mail2.example.test.\n"
+    full = invoke(auth.at, "-p", auth.port, "www.example.com", "mail.example.com", "AAAA")
+    assert full.stdout.count(";; ->>HEADER<<-") == 2
+    assert "www.example.com.\t300\tIN\tA\t127.1.0.1" in full.stdout
+    assert "mail.example.com.\t3600\tIN\tAAAA\t2001:db8::25" in full.stdout
+
+
+def test_dash_t_dash_c_and_dash_q(auth: ThreadedAuthority) -> None:
+    result = invoke(auth.at, "-p", auth.port, "-t", "AAAA", "-c", "IN", "-q", "www.example.com")
+    assert result.exit_code == 0, result.output
+    assert sent_questions(auth) == [("www.example.com.", 28)]
+
+
+@pytest.mark.parametrize(
+    ("address", "name"),
+    [
+        pytest.param("127.1.0.1", "1.0.1.127.in-addr.arpa.", id="ipv4"),
+        pytest.param(
+            "2001:db8::1", "1.0.0.0." + "0." * 20 + "8.b.d.0.1.0.0.2.ip6.arpa.", id="ipv6"
+        ),
+    ],
+)
+def test_dash_x_asks_the_reverse_name(auth: ThreadedAuthority, address: str, name: str) -> None:
+    result = invoke(auth.at, "-p", auth.port, "-x", address)
+    assert result.exit_code == 0, result.output
+    assert sent_questions(auth) == [(name, 12)]
+    assert f";{name}" in result.stdout
+
+
+def test_batch_file_asks_one_question_per_line(auth: ThreadedAuthority, tmp_path: Path) -> None:
+    batch = tmp_path / "batch"
+    batch.write_text("www.example.com\nexample.com MX\n")
+    result = invoke(auth.at, "-p", auth.port, "-f", str(batch), "+short")
+    assert result.exit_code == 0, result.output
+    assert sent_questions(auth) == [("www.example.com.", 1), ("example.com.", 15)]
+
+
+def test_a_host_name_after_the_at_is_resolved(auth: ThreadedAuthority) -> None:
+    result = invoke("@localhost", "-4", "-p", auth.port, "www.example.com", "+short")
+    assert (result.exit_code, result.stdout) == (0, "127.1.0.1\n")
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        pytest.param([], {"rd": True, "ad": True, "cd": False}, id="digs-defaults"),
+        pytest.param(
+            ["+norecurse", "+noadflag", "+cd"], {"rd": False, "ad": False, "cd": True}, id="flipped"
+        ),
+    ],
+)
+def test_header_bits_in_the_query_sent(
+    auth: ThreadedAuthority, flags: list[str], expected: dict[str, bool]
+) -> None:
+    result = invoke("www.example.com", auth.at, "-p", auth.port, *flags)
+    assert result.exit_code == 0, result.output
+    header = read_header(auth.raw[0])
+    assert {"rd": header.rd, "ad": header.ad, "cd": header.cd} == expected
+
+
+@pytest.mark.parametrize(
+    ("flags", "udp_size", "do"),
+    [
+        pytest.param(["+bufsize=4096"], 4096, False, id="bufsize"),
+        pytest.param(["+dnssec"], 1232, True, id="dnssec"),
+        pytest.param(["+noedns"], None, False, id="noedns"),
+    ],
+)
+def test_edns_in_the_query_sent(
+    auth: ThreadedAuthority, flags: list[str], udp_size: int | None, do: bool
+) -> None:
+    result = invoke("www.example.com", auth.at, "-p", auth.port, *flags)
+    assert result.exit_code == 0, result.output
+    query = auth.raw[0]
+    edns = read_query_edns(query, read_question(query).end)
+    assert (edns.udp_size if edns else None, edns.do if edns else False) == (udp_size, do)
+
+
+def test_nsid_is_asked_for_in_the_opt_record(auth: ThreadedAuthority) -> None:
+    result = invoke("www.example.com", auth.at, "-p", auth.port, "+nsid")
+    assert result.exit_code == 0, result.output
+    assert auth.raw[0].endswith(b"\x00\x04\x00\x03\x00\x00")  # rdlength 4: NSID, empty
+
+
+def test_noall_answer_prints_only_the_records(auth: ThreadedAuthority) -> None:
+    result = invoke("example.com", "MX", auth.at, "-p", auth.port, "+noall", "+answer")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "example.com.\t\t3600\tIN\tMX\t10 mail.example.com.\n"
+        "example.com.\t\t3600\tIN\tMX\t20 mail2.example.test.\n"
+    )
+
+
+def test_time_and_tries_bound_the_wait(auth: ThreadedAuthority) -> None:
+    auth.authority.faults.drop = True
+    result = invoke("www.example.com", auth.at, "-p", auth.port, "+time=0.2", "+tries=2")
+    assert result.exit_code == 9
+    assert auth.transports() == ["udp", "udp"]
+
+
+def test_tcp_plus_option(auth: ThreadedAuthority) -> None:
+    result = invoke("www.example.com", auth.at, "-p", auth.port, "+tcp", "+noall", "+stats")
+    assert result.exit_code == 0, result.output
+    assert f"#{auth.port}(127.0.0.1) (TCP)" in result.stdout
+    assert auth.transports() == ["tcp"]
+
+
+def test_an_unknown_plus_option_is_one_line_before_any_query(auth: ThreadedAuthority) -> None:
+    result = invoke("www.example.com", auth.at, "-p", auth.port, "+frobnicate")
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr)
+    assert "+frobnicate: unknown dig option" in result.stderr
+    assert auth.raw == []
+
+
+def test_a_second_type_warns_as_dig_does(auth: ThreadedAuthority) -> None:
+    result = invoke(auth.at, "-p", auth.port, "example.com", "A", "MX", "+short")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ";; Warning, extra type option\n"
+    assert sent_questions(auth) == [("example.com.", 15)]
+
+
+# --- names --------------------------------------------------------------------------------
+
+
+def test_decimal_escapes_are_read_as_bytes(auth: ThreadedAuthority) -> None:
+    result = invoke(auth.at, "-p", auth.port, "\\119ww.example.com", "+short")
+    assert (result.exit_code, result.stdout) == (0, "127.1.0.1\n")
+
+
+def test_special_characters_are_escaped_on_output(auth: ThreadedAuthority) -> None:
+    result = invoke(auth.at, "-p", auth.port, "a\\.b\\032c.example.com", "+noall", "+question")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ";a\\.b\\032c.example.com.\t\tIN\tA\n"
+    [query] = auth.raw
+    assert read_question(query).name.startswith(b"\x05a.b c\x07example")
+
+
+def test_idn_names_go_out_as_a_labels(auth: ThreadedAuthority) -> None:
+    result = invoke(auth.at, "-p", auth.port, "bücher.example.com", "+noall", "+question")
+    assert result.exit_code == 0, result.output
+    assert sent_questions(auth) == [("xn--bcher-kva.example.com.", 1)]
+    assert result.stdout == ";xn--bcher-kva.example.com.\tIN\tA\n"
+    shown = invoke(auth.at, "-p", auth.port, "bücher.example.com", "+noall", "+question", "+idnout")
+    assert shown.stdout == ";bücher.example.com.\t\tIN\tA\n"
+
+
+# --- what dig says ------------------------------------------------------------------------
+
+
+def test_truncated_reply_is_announced_and_retried_over_tcp(auth: ThreadedAuthority) -> None:
+    result = invoke("big.example.com", "TXT", auth.at, "-p", auth.port)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(";; Truncated, retrying in TCP mode.\n;; ->>HEADER<<-")
+    assert "(127.0.0.1) (TCP)" in result.stdout
+    kept = invoke("big.example.com", "TXT", auth.at, "-p", auth.port, "+ignore", "+short")
+    assert (kept.exit_code, kept.stdout) == (0, "")
+
+
+def test_a_reply_with_another_id_is_reported_and_the_right_one_awaited(
+    auth: ThreadedAuthority,
+) -> None:
+    auth.authority.faults.wrong_id = True
+    auth.authority.faults.also_right_id = True
+    result = invoke("www.example.com", auth.at, "-p", auth.port, "+short")
+    assert result.exit_code == 0, result.output
+    # On stdout, as dig prints it, +short or not.
+    warning, answer = result.stdout.splitlines()
+    expected = read_header(auth.raw[0]).id
+    assert warning.startswith(f";; Warning: ID mismatch: expected ID {expected}, got ")
+    assert answer == "127.1.0.1"
+    as_json = invoke("www.example.com", auth.at, "-p", auth.port, "--json")
+    assert json.loads(as_json.stdout)["answer"][0]["data"] == "127.1.0.1"
+    assert as_json.stderr.startswith(";; Warning: ID mismatch: expected ID ")
+
+
+def test_a_reply_from_another_port_is_reported_and_ignored(auth: ThreadedAuthority) -> None:
+    auth.authority.faults.other_port = True
+    result = invoke("www.example.com", auth.at, "-p", auth.port, "+time=0.3", "+tries=1")
+    assert result.exit_code == 9
+    [warning] = result.stdout.splitlines()
+    assert warning.startswith(";; reply from unexpected source: 127.0.0.1#")
+    assert warning.endswith(f", expected 127.0.0.1#{auth.port}")
+    assert result.stderr.startswith("resolver: error: no reply: ")
+
+
+def test_garbage_from_the_server_is_reported_and_the_wait_goes_on(
+    auth: ThreadedAuthority,
+) -> None:
+    auth.authority.faults.garbage = True
+    result = invoke("www.example.com", auth.at, "-p", auth.port, "+time=0.3", "+tries=1")
+    assert result.exit_code == 9
+    assert result.stdout.startswith((";; Got bad packet: ", ";; Warning: "))
+    assert result.stderr.startswith("resolver: error: no reply: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(None, "resolv.conf: cannot read it", id="missing"),
+        pytest.param("", "resolv.conf: has no nameserver line", id="empty"),
+        pytest.param("nameserver dns.example\n", "'dns.example' is not an IP address", id="name"),
+    ],
+)
+def test_an_unusable_resolv_conf_is_named_in_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str | None, message: str
+) -> None:
+    monkeypatch.delenv("RESOLVER_SERVER")
+    conf = tmp_path / "resolv.conf"
+    if text is not None:
+        conf.write_text(text)
+    result = invoke("www.example.com", "--resolv-conf", str(conf))
+    assert result.exit_code == 10
+    assert_one_line_error(result.stderr)
+    assert f"unusable server address: {conf}" in result.stderr
+    assert message in result.stderr
 
 
 # --- real subprocesses --------------------------------------------------------------------
@@ -413,12 +657,13 @@ def test_subprocess_query_norecurse_clears_rd(auth: ThreadedAuthority) -> None:
     [
         pytest.param(["a" * 64 + ".com", "@127.0.0.1"], 2, id="label-over-63"),
         pytest.param(["abcdefghi." * 26, "@127.0.0.1"], 2, id="name-over-255"),
-        pytest.param(["a.com", "NOSUCHTYPE", "@127.0.0.1"], 2, id="unknown-type"),
+        pytest.param(["a.com", "-t", "NOSUCHTYPE", "@127.0.0.1"], 2, id="unknown-type"),
         pytest.param(["a.com", "--bogus"], 2, id="unknown-option"),
-        pytest.param(["a.com", "@not-an-ip"], 10, id="not-an-ip"),
+        pytest.param(["a.com", "+bogus"], 2, id="unknown-plus-option"),
+        pytest.param(["a.com", "@not_a_host"], 10, id="not-a-host"),
         pytest.param(["a.com", "@1.2.3.4.5"], 10, id="five-octets"),
-        pytest.param(["a.com", "@127.0.0.1", "-p", "0"], 10, id="port-0"),
-        pytest.param(["a.com", "@127.0.0.1", "-p", "70000"], 10, id="port-70000"),
+        pytest.param(["a.com", "@127.0.0.1", "-p", "0"], 2, id="port-0"),
+        pytest.param(["a.com", "@127.0.0.1", "-p", "70000"], 2, id="port-70000"),
         pytest.param(["a.com", "--timeout", "0.5"], 9, id="closed-port"),
     ],
 )
@@ -427,3 +672,21 @@ def test_subprocess_errors_are_one_line_with_their_exit_code(args: list[str], co
     assert done.returncode == code, done.stderr
     assert_one_line_error(done.stderr)
     assert done.stdout == ""
+
+
+def test_a_query_imports_no_event_loop_pool_or_transport(auth: ThreadedAuthority) -> None:
+    script = (
+        "import sys\n"
+        "from resolver.cli import main\n"
+        "try:\n"
+        f"    main(['query', '{auth.at}', '-p', '{auth.port}', 'www.example.com', '+short'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "heavy = ('asyncio', 'uvloop', 'resolver.pool', 'resolver.transport', 'resolver.config')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "127.1.0.1\n[]\n"

@@ -208,3 +208,65 @@ def test_kdig_through_the_daemon_gets_the_authoritys_answer(servers: Servers) ->
     for options in ((), ("+tcp",)):
         assert short(servers.daemon, *options) == short(servers.authority, *options)
     assert "10 mail.example.com." in short(servers.daemon)
+
+
+# --- resolver query prints what dig prints ------------------------------------------------
+
+
+def run_both(port: int, *args: str) -> tuple[str, str]:
+    """dig's and resolver query's stdout for the same arguments against 127.0.0.1:``port``."""
+    common = ["@127.0.0.1", "-p", str(port), "+time=2", "+tries=2", *args]
+    dig_run = subprocess.run(
+        [tool("dig", "bind9-dnsutils"), *common],
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT,
+    )
+    ours = subprocess.run(
+        [sys.executable, "-m", "resolver", "query", *common],
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT,
+    )
+    assert dig_run.returncode == 0, dig_run.stderr
+    assert ours.returncode == 0, ours.stderr
+    return dig_run.stdout, ours.stdout
+
+
+SAME_OUTPUT = [
+    pytest.param(("www.example.com", "+noall", "+question", "+answer"), id="A"),
+    pytest.param(("mx", "example.com", "+noall", "+answer", "+additional"), id="type-first-MX"),
+    pytest.param(("_sip._udp.example.com", "SRV", "+noall", "+answer"), id="SRV"),
+    pytest.param(("txtonly.example.com", "TXT", "+noall", "+answer"), id="TXT"),
+    pytest.param(("chain1.example.com", "+noall", "+answer"), id="cname-chain"),
+    pytest.param(("nothere.example.com", "+noall", "+authority"), id="nxdomain-SOA"),
+    pytest.param(("example.com", "SOA", "+multiline", "+noall", "+answer"), id="multiline"),
+    pytest.param(("example.com", "NS", "+short"), id="short"),
+    pytest.param(("www.example.com", "mail.example.com", "AAAA", "+short"), id="two-names"),
+    pytest.param(("-t", "AAAA", "www.example.com", "+noall", "+answer"), id="dash-t"),
+    pytest.param(("-x", "127.0.0.1", "+noall", "+question"), id="dash-x-v4"),
+    pytest.param(("-x", "2001:db8::1", "+noall", "+question"), id="dash-x-v6"),
+    pytest.param(("a\\.b\\040c\\;d.example.com", "+noall", "+question"), id="escapes"),
+    pytest.param(("big.example.com", "TXT", "+noall", "+answer"), id="big-TXT-over-TCP"),
+    pytest.param(("www.example.com", "+tcp", "+noall", "+answer"), id="tcp"),
+]
+
+
+@pytest.mark.parametrize("args", SAME_OUTPUT)
+def test_resolver_query_prints_what_dig_prints(servers: Servers, args: tuple[str, ...]) -> None:
+    dig_out, ours = run_both(servers.authority, *args)
+    assert ours == dig_out
+
+
+def test_resolver_query_header_and_sections_match_digs(servers: Servers) -> None:
+    dig_out, ours = run_both(servers.authority, "example.com", "MX", "+nocmd", "+nostats")
+    id_line = re.compile(r"id: \d+")
+    # dig's "Got answer:" and banner lines are not printed; everything after them is the same.
+    dig_body = dig_out.split(";; Got answer:\n", 1)[1]
+    assert id_line.sub("id: N", ours) == id_line.sub("id: N", dig_body)
+
+
+def test_resolver_query_prints_the_rfc8482_hinfo_as_dig_does(servers: Servers) -> None:
+    dig_out, ours = run_both(servers.daemon, "example.com", "ANY", "+noall", "+answer")
+    assert ours == dig_out
+    assert 'HINFO\t"RFC8482" ""' in ours

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from resolver.dig import Reply, decode, format_json, format_short, format_text
+from resolver.dig import Display, Reply, decode, format_json, format_short, format_text
 from resolver.errors import WireError
-from resolver.wire import EDNS0, RR, DNSRecord
+from resolver.wire import EDNS0, RR, DNSRecord, EDNSOption
 
 WHEN = datetime(2024, 3, 1, 12, 30, 5, tzinfo=UTC)
 
@@ -45,8 +45,18 @@ def reply_bytes(
     return bytes(record.pack())
 
 
-def make_reply(data: bytes, transport: str = "UDP") -> Reply:
-    return Reply(decode(data), ("127.0.0.1", 5353), transport, 0.0123, WHEN)  # type: ignore[arg-type]
+def make_reply(
+    data: bytes, transport: str = "UDP", *, retried_tcp: bool = False, idnout: bool = False
+) -> Reply:
+    message = decode(data, idnout=idnout)
+    return Reply(
+        message,
+        ("127.0.0.1", 5353),
+        transport,  # type: ignore[arg-type]
+        0.0123,
+        WHEN,
+        retried_tcp=retried_tcp,
+    )
 
 
 def test_decode_reads_header_flags_counts_and_opt() -> None:
@@ -246,6 +256,7 @@ def test_dig_module_exports_the_model_and_the_formatters() -> None:
     import resolver.dig
 
     assert sorted(resolver.dig.__all__) == [
+        "Display",
         "Message",
         "Opt",
         "QuestionEntry",
@@ -257,3 +268,156 @@ def test_dig_module_exports_the_model_and_the_formatters() -> None:
         "format_text",
         "server_text",
     ]
+
+
+# --- names and rdata as dig prints them -------------------------------------------------------
+
+
+def test_special_characters_in_names_are_escaped_as_dig_does() -> None:
+    data = with_raw_answer("x.example.", 1, b"\x7f\x00\x00\x01")
+    data = data.replace(b"\x01x\x07example", b"\x01;\x07example", 1)
+    message = decode(data)
+    assert message.question[0].name == "\\;.example."
+    weird = bytearray(DNSRecord.question("placeholder.example.", "A").pack())
+    weird[13:24] = b'a.b"c(d) @$'
+    assert decode(bytes(weird)).question[0].name == 'a\\.b\\"c\\(d\\)\\032\\@\\$.example.'
+
+
+def test_names_inside_rdata_are_escaped_too() -> None:
+    target = b"\x03a.b\x07example\x00"
+    message = decode(with_raw_answer("x.example.", 5, target))
+    assert (message.answer[0].rtype, message.answer[0].data) == ("CNAME", "a\\.b.example.")
+
+
+def test_the_rfc8482_hinfo_is_printed_as_text() -> None:
+    message = decode(with_raw_answer("example.com.", 13, b"\x07RFC8482\x00"))
+    assert (message.answer[0].rtype, message.answer[0].data) == ("HINFO", '"RFC8482" ""')
+
+
+@pytest.mark.parametrize(
+    ("zone_line", "data"),
+    [
+        pytest.param("a.example. 1 IN A 192.0.2.1", "192.0.2.1", id="A"),
+        pytest.param("a.example. 1 IN AAAA 2001:db8::1", "2001:db8::1", id="AAAA"),
+        pytest.param("a.example. 1 IN NS ns.example.", "ns.example.", id="NS"),
+        pytest.param("a.example. 1 IN PTR host.example.", "host.example.", id="PTR"),
+        pytest.param("a.example. 1 IN MX 10 mx.example.", "10 mx.example.", id="MX"),
+        pytest.param("a.example. 1 IN SRV 1 2 3 t.example.", "1 2 3 t.example.", id="SRV"),
+        pytest.param(
+            "a.example. 1 IN SOA ns.example. h.example. 1 2 3 4 5",
+            "ns.example. h.example. 1 2 3 4 5",
+            id="SOA",
+        ),
+        pytest.param(
+            'a.example. 1 IN CAA 0 issue "ca.example"', '0 issue "ca.example"', id="dnslib-CAA"
+        ),
+    ],
+)
+def test_rdata_presentation(zone_line: str, data: str) -> None:
+    message = decode(reply_bytes("a.example.", answers=[zone_line]))
+    assert message.answer[0].data == data
+
+
+def test_a_labels_are_shown_as_unicode_with_idnout() -> None:
+    data = reply_bytes(
+        "xn--bcher-kva.example.", answers=["xn--bcher-kva.example. 5 IN CNAME xn--fa-hia.de."]
+    )
+    assert decode(data).answer[0].name == "xn--bcher-kva.example."
+    shown = decode(data, idnout=True)
+    assert shown.question[0].name == "bücher.example."
+    assert (shown.answer[0].name, shown.answer[0].data) == ("bücher.example.", "faß.de.")
+
+
+def test_nsid_is_shown_in_the_opt_pseudosection() -> None:
+    record = DNSRecord.question("a.example.", "A")
+    record.header.qr = 1
+    record.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(3, b"ns1")]))
+    text = format_text(make_reply(bytes(record.pack())))
+    assert '; NSID: 6e 73 31 ("ns1")\n' in text
+
+
+# --- layout -------------------------------------------------------------------------------------
+
+
+def test_columns_past_a_stop_take_one_space_as_dig_does() -> None:
+    long_name = "1.0.0.0." + "0." * 20 + "8.b.d.0.1.0.0.2.ip6.arpa."
+    text = format_text(make_reply(reply_bytes(long_name, "PTR")))
+    assert f";{long_name} IN PTR\n" in text
+    medium = "abcdefghijklmnopqrst.example.com."
+    text = format_text(make_reply(reply_bytes(medium)))
+    assert f";{medium} IN\tA\n" in text
+
+
+SOA = (
+    "example.com. 3600 IN SOA ns1.example.com. hostmaster.example.com."
+    " 2024010101 7200 3600 1209600 300"
+)
+
+
+def test_multiline_splits_the_soa_with_digs_comments() -> None:
+    data = reply_bytes("example.com.", "SOA", answers=[SOA])
+    display = Display(multiline=True, comments=False, stats=False)
+    assert format_text(make_reply(data), display) == (
+        ";example.com.\t\tIN SOA\n"
+        "example.com.\t\t3600 IN\tSOA ns1.example.com. hostmaster.example.com. (\n"
+        "\t\t\t\t2024010101 ; serial\n"
+        "\t\t\t\t7200       ; refresh (2 hours)\n"
+        "\t\t\t\t3600       ; retry (1 hour)\n"
+        "\t\t\t\t1209600    ; expire (2 weeks)\n"
+        "\t\t\t\t300        ; minimum (5 minutes)\n"
+        "\t\t\t\t)\n"
+    )
+
+
+def test_multiline_keeps_other_records_on_one_line_in_narrower_columns() -> None:
+    data = reply_bytes(answers=["www.example.com. 300 IN A 127.1.0.1"])
+    display = Display(multiline=True, comments=False, stats=False, question=False)
+    assert format_text(make_reply(data), display) == "www.example.com.\t300 IN A 127.1.0.1\n"
+
+
+@pytest.mark.parametrize(
+    ("display", "expected"),
+    [
+        pytest.param(
+            Display(comments=False, question=False, authority=False, additional=False, stats=False),
+            "www.example.com.\t300\tIN\tA\t127.1.0.1\n",
+            id="noall-answer",
+        ),
+        pytest.param(
+            Display(comments=False, answer=False, authority=False, additional=False, stats=False),
+            ";www.example.com.\t\tIN\tA\n",
+            id="noall-question",
+        ),
+        pytest.param(
+            Display(question=False, answer=False, authority=False, additional=False, stats=False),
+            ";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 4242\n"
+            ";; flags: qr aa rd; QUERY: 1, ANSWER: 1, AUTHORITY: 0, ADDITIONAL: 1\n"
+            ";; WARNING: recursion requested but not available\n"
+            "\n"
+            ";; OPT PSEUDOSECTION:\n"
+            "; EDNS: version: 0, flags:; udp: 1232\n",
+            id="noall-comments",
+        ),
+        pytest.param(
+            Display(
+                comments=False, question=False, answer=False, authority=False, additional=False
+            ),
+            ";; Query time: 12 msec\n"
+            ";; SERVER: 127.0.0.1#5353(127.0.0.1) (UDP)\n"
+            ";; WHEN: Fri Mar 01 12:30:05 UTC 2024\n"
+            ";; MSG SIZE  rcvd: 60\n"
+            "\n",
+            id="noall-stats",
+        ),
+    ],
+)
+def test_display_options_choose_the_parts_printed(display: Display, expected: str) -> None:
+    data = reply_bytes(answers=["www.example.com. 300 IN A 127.1.0.1"])
+    assert format_text(make_reply(data), display) == expected
+
+
+def test_a_tcp_retry_is_announced_first_when_comments_are_on() -> None:
+    reply = make_reply(reply_bytes(), "TCP", retried_tcp=True)
+    assert format_text(reply).startswith(";; Truncated, retrying in TCP mode.\n;; ->>HEADER")
+    assert "Truncated" not in format_text(reply, Display(comments=False))
+    assert "Truncated" not in format_short(reply)

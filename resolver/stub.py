@@ -1,0 +1,289 @@
+"""The stub client behind ``resolver query``: one question to one server over plain sockets.
+
+UDP first, each try on a fresh socket whose source port the kernel picks, with a fresh random
+ID from :mod:`secrets`; TCP when the reply is truncated or TCP is asked for. Every reply is
+matched as RFC 5452 section 9.1 asks (source address and port, ID, QR, opcode, question); one
+that does not match is reported through ``warn`` in dig's words and the socket keeps listening
+until the try's deadline. Blocking sockets with timeouts: a one-shot query needs no event loop
+and no pool.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal, NamedTuple
+
+from resolver.dig import Address, Reply, decode
+from resolver.errors import (
+    BadResponse,
+    ConfigError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    WireError,
+)
+from resolver.query import QueryOptions, Question
+from resolver.wire import (
+    NOERROR,
+    build_query,
+    name_to_text,
+    qclass_name,
+    qtype_name,
+    read_header,
+    read_question,
+)
+
+__all__ = ["Exchange", "ask", "exchange", "match_reply"]
+
+Warn = Callable[[str], None]
+
+_LENGTH = struct.Struct("!H")
+_NSID_OPTION = b"\x00\x03\x00\x00"  # option code 3, empty: "tell me your NSID" (RFC 5001)
+_MAX_UDP = 65535
+# Linux reports ICMP errors (port unreachable) on unconnected UDP sockets only with these on;
+# an unconnected socket is what lets a reply from the wrong source be seen and reported.
+_IP_RECVERR = 11
+_IPV6_RECVERR = 25
+_OPCODES = {0: "QUERY", 1: "IQUERY", 2: "STATUS", 4: "NOTIFY", 5: "UPDATE"}
+
+
+class Exchange(NamedTuple):
+    """The matched reply's bytes, how it came and after how long (send to receipt, seconds);
+    ``retried_tcp`` when a truncated UDP reply was asked again over TCP."""
+
+    data: bytes
+    transport: Literal["UDP", "TCP"]
+    elapsed: float
+    retried_tcp: bool = False
+
+
+def server_name(server: Address) -> str:
+    host, port = server
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def match_reply(reply: bytes, qid: int, question: Question) -> str | None:
+    """Why ``reply`` is not the answer to the query ``qid`` for ``question``, as dig says it,
+    or None when it is. A reply without a question is accepted only with an error rcode
+    (servers send FORMERR and NOTIMP so)."""
+    try:
+        header = read_header(reply)
+    except WireError as exc:
+        return f";; Got bad packet: {exc}"
+    if header.id != qid:
+        return f";; Warning: ID mismatch: expected ID {qid}, got {header.id}"
+    if not header.qr:
+        return ";; Warning: query response not set"
+    if header.opcode != 0:
+        got = _OPCODES.get(header.opcode, f"RESERVED{header.opcode}")
+        return f";; Warning: Opcode mismatch: expected QUERY, got {got}"
+    if header.qdcount == 0 and header.rcode != NOERROR:
+        return None
+    try:
+        got_question = read_question(reply)
+    except WireError as exc:
+        return f";; Got bad packet: {exc}"
+    if (
+        got_question.key() != question.wire_name.lower()
+        or got_question.qtype != question.qtype
+        or got_question.qclass != question.qclass
+    ):
+        return (
+            f";; Question section mismatch: got {name_to_text(got_question.name)}"
+            f"/{qtype_name(got_question.qtype)}/{qclass_name(got_question.qclass)}"
+        )
+    return None
+
+
+def _query(question: Question, options: QueryOptions, qid: int) -> bytes:
+    return build_query(
+        question.name,
+        question.qtype,
+        question.qclass,
+        qid=qid,
+        rd=options.recurse,
+        cd=options.cd,
+        ad=options.ad,
+        do=options.dnssec,
+        edns_size=options.edns,
+        edns_options=_NSID_OPTION if options.nsid else b"",
+    )
+
+
+def _socket(server: Address, kind: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    try:
+        sock = socket.socket(family, kind)
+    except OSError as exc:
+        reason = f"cannot open a socket toward {server_name(server)}: {exc.strerror or exc}"
+        raise ConfigError("server", reason) from exc
+    if kind == socket.SOCK_DGRAM and sys.platform == "linux":
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+    return sock
+
+
+def _same_source(source: tuple[object, ...], server: Address) -> bool:
+    host, port = str(source[0]), source[1]
+    if port != server[1]:
+        return False
+    if host == server[0]:
+        return True
+    try:
+        return ipaddress.ip_address(host.partition("%")[0]) == ipaddress.ip_address(
+            server[0].partition("%")[0]
+        )
+    except ValueError:
+        return False
+
+
+def _remaining(deadline: float, server: Address, timeout: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise UpstreamTimeout(server_name(server), f"no reply within {timeout:g}s")
+    return left
+
+
+def _unreachable(server: Address, exc: OSError) -> UpstreamUnreachable:
+    return UpstreamUnreachable(server_name(server), exc.strerror or str(exc))
+
+
+def _udp_try(
+    server: Address, question: Question, options: QueryOptions, warn: Warn
+) -> tuple[bytes, float]:
+    qid = secrets.randbits(16)
+    query = _query(question, options, qid)
+    with _socket(server, socket.SOCK_DGRAM) as sock:
+        started = time.perf_counter()
+        deadline = time.monotonic() + options.timeout
+        try:
+            sock.sendto(query, server)
+        except OSError as exc:
+            raise _unreachable(server, exc) from exc
+        # Each pass takes one datagram or ends at the deadline.
+        while True:
+            sock.settimeout(_remaining(deadline, server, options.timeout))
+            try:
+                data, source = sock.recvfrom(_MAX_UDP)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                raise _unreachable(server, exc) from exc
+            if not _same_source(source, server):
+                warn(
+                    f";; reply from unexpected source: {source[0]}#{source[1]},"
+                    f" expected {server[0]}#{server[1]}"
+                )
+                continue
+            problem = match_reply(data, qid, question)
+            if problem is None:
+                return data, time.perf_counter() - started
+            warn(problem)
+
+
+def _read_exactly(
+    sock: socket.socket, size: int, deadline: float, server: Address, timeout: float
+) -> bytes:
+    chunks: list[bytes] = []
+    missing = size
+    # Each pass receives at least one byte or ends (deadline, closed connection).
+    while missing:
+        sock.settimeout(_remaining(deadline, server, timeout))
+        try:
+            chunk = sock.recv(missing)
+        except TimeoutError:
+            continue
+        except OSError as exc:
+            raise _unreachable(server, exc) from exc
+        if not chunk:
+            raise BadResponse(server_name(server), "the server closed the TCP connection early")
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return b"".join(chunks)
+
+
+def _tcp_try(
+    server: Address, question: Question, options: QueryOptions, warn: Warn
+) -> tuple[bytes, float]:
+    qid = secrets.randbits(16)
+    query = _query(question, options, qid)
+    with _socket(server, socket.SOCK_STREAM) as sock:
+        started = time.perf_counter()
+        deadline = time.monotonic() + options.timeout
+        sock.settimeout(_remaining(deadline, server, options.timeout))
+        try:
+            sock.connect(server)
+            sock.sendall(_LENGTH.pack(len(query)) + query)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                server_name(server), f"no TCP connection within {options.timeout:g}s"
+            ) from None
+        except OSError as exc:
+            raise _unreachable(server, exc) from exc
+        # Each pass reads one whole message or ends at the deadline.
+        while True:
+            (size,) = _LENGTH.unpack(_read_exactly(sock, 2, deadline, server, options.timeout))
+            data = _read_exactly(sock, size, deadline, server, options.timeout)
+            problem = match_reply(data, qid, question)
+            if problem is None:
+                return data, time.perf_counter() - started
+            warn(problem)
+
+
+def exchange(server: Address, question: Question, options: QueryOptions, warn: Warn) -> Exchange:
+    """Ask ``server`` one question; return the matched reply.
+
+    A UDP try that times out is repeated up to ``options.tries`` times, each with its own
+    timeout, socket and ID; a truncated UDP reply is asked again over TCP unless
+    ``options.ignore_tc``. Raises UpstreamTimeout when every try timed out,
+    UpstreamUnreachable when the server refused (ICMP unreachable, TCP reset) or the network
+    failed, BadResponse for a TCP connection closed mid-reply, ConfigError when no socket
+    toward the server can be opened.
+    """
+    if options.tcp:
+        data, elapsed = _tcp_try(server, question, options, warn)
+        return Exchange(data, "TCP", elapsed)
+    for attempt in range(1, options.tries + 1):
+        try:
+            data, elapsed = _udp_try(server, question, options, warn)
+        except UpstreamTimeout:
+            if attempt == options.tries:
+                raise
+            continue
+        if read_header(data).tc and not options.ignore_tc:
+            data, elapsed = _tcp_try(server, question, options, warn)
+            return Exchange(data, "TCP", elapsed, retried_tcp=True)
+        return Exchange(data, "UDP", elapsed)
+    raise AssertionError("unreachable: the last try returns or raises")
+
+
+def ask(
+    server: Address,
+    question: Question,
+    options: QueryOptions,
+    warn: Warn,
+    *,
+    idnout: bool = False,
+) -> Reply:
+    """:func:`exchange`, then the reply decoded; BadResponse when it cannot be decoded."""
+    done = exchange(server, question, options, warn)
+    try:
+        message = decode(done.data, idnout=idnout)
+    except WireError as exc:
+        raise BadResponse(server_name(server), f"malformed reply: {exc}") from exc
+    return Reply(
+        message,
+        server,
+        done.transport,
+        done.elapsed,
+        datetime.now().astimezone(),
+        retried_tcp=done.retried_tcp,
+    )
