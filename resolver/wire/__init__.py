@@ -127,11 +127,8 @@ __all__ = [
     "build_query",
     "check_name",
     "error_reply",
-<<<<<<< HEAD
     "find_opt",
-=======
     "is_absolute",
->>>>>>> dig
     "minimal_any_reply",
     "name_to_text",
     "name_to_wire",
