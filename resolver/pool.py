@@ -9,10 +9,11 @@ methods, and one of them, ``_reconcile``, draws every consequence: it hands idle
 oldest waiters, charges a failed creation to a waiter only when nothing else can serve it,
 starts creations while there is room and demand, arms the idle sweep and wakes a closing pool.
 Every path that changes the state ends in it: a return, a discard, a new waiter, a waiter that
-times out or is cancelled, a creation that succeeds, fails or is cancelled, the sweep. The one
-exception is the uncontended return, whose outcome is known without it: nobody waits and
-nothing needs replacing, so the object simply goes idle. Awaiting happens only on a waiter's
-future, in the pool's own background tasks (creations, close hooks) and in ``aclose``.
+times out or is cancelled, a creation that succeeds, fails or is cancelled, the sweep. Two
+paths skip the call because its outcome is known without it: a return that nobody waits for
+and that needs no replacement or sweep (the object simply goes idle), and a new waiter at a
+pool without a factory (nothing is idle and nothing can be made). Awaiting happens only on a
+waiter's future, in the pool's own background tasks (creations, close hooks) and in ``aclose``.
 
 Invariants, true whenever no pool code is running:
 
@@ -164,14 +165,30 @@ class _Acquire(Generic[T]):
         self._entry: _Entry[T] | None = None
 
     def __await__(self) -> Generator[object, None, Guard[T]]:
-        guard = Guard(self._pool, None)
-        yield from self._pool._checkout(guard, self._timeout).__await__()
+        yield from self.__aenter__().__await__()
+        guard = Guard(self._pool, self._entry)
+        self._entry = None
         return guard
 
-    def __aenter__(self) -> Awaitable[T]:
-        # The pool's checkout coroutine itself, not one wrapping it: a waiter then runs one
-        # coroutine, which is a good part of the cost of a contended acquire.
-        return self._pool._checkout(self, self._timeout)
+    async def __aenter__(self) -> T:
+        # The pool decides (_take, _enqueue, _cancelled_waiter); only the awaiting is here, so
+        # that a waiter runs one coroutine, a good part of the cost of a contended acquire.
+        pool = self._pool
+        entry = pool._take() if pool._idle else None
+        if entry is None:
+            fut, timer = pool._enqueue(self._timeout)
+            try:
+                entry = await fut
+            except asyncio.CancelledError:
+                pool._cancelled_waiter(fut)
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        elif pool._requested:
+            pool._reconcile()
+        self._entry = entry
+        return entry.obj
 
     async def __aexit__(
         self,
@@ -208,6 +225,7 @@ class Pool(Generic[T]):
     """
 
     __slots__ = (
+        "_bookkeeping",
         "_close_hook",
         "_close_task",
         "_closed",
@@ -271,8 +289,9 @@ class Pool(Generic[T]):
         self._max_uses = max_uses
         self._max_age = max_age
         self._idle_timeout = idle_timeout
-        # Returns need the time only for these; the plain pool never reads a clock.
+        # Check-outs and returns count uses and read the clock only for these.
         self._stamps = max_age is not None or idle_timeout is not None
+        self._bookkeeping = self._stamps or max_uses is not None
         self._time = clock or time.monotonic
         self._idle: deque[_Entry[T]] | list[_Entry[T]]
         self._pop_idle: Callable[[], _Entry[T]]
@@ -333,8 +352,6 @@ class Pool(Generic[T]):
     def acquire_nowait(self) -> Guard[T]:
         """A guard for an idle object, at once. Raises PoolTimeout when none is idle (so also
         when others are waiting) and PoolClosed once the pool is closing."""
-        if self._closed:
-            raise PoolClosed("the pool is closed")
         entry = self._take()
         if self._requested:
             self._reconcile()
@@ -375,8 +392,9 @@ class Pool(Generic[T]):
             for fut in self._waiters:
                 if not fut.done():
                     fut.set_exception(error)
+                    self._live_waiters -= 1
+            # A waiter cancelled but not yet resumed still counts itself out when it resumes.
             self._waiters.clear()
-            self._live_waiters = 0
             idle = list(self._idle)
             self._idle.clear()
             for entry in idle:
@@ -434,15 +452,18 @@ class Pool(Generic[T]):
     # ----------------------------------------------------------------- checking out
 
     def _take(self) -> _Entry[T] | None:
-        """Check out an idle object; None when none is idle. Objects found too old on the way
-        are retired, and their replacements left for the caller's ``_reconcile`` to start."""
+        """Check out an idle object; None when none is idle. Raises PoolClosed once the pool
+        is closing. Objects found too old on the way are retired, and their replacements left
+        for the caller's ``_reconcile`` to start."""
+        if self._closed:
+            raise PoolClosed("the pool is closed")
         idle = self._idle
         while idle:
             entry = self._pop_idle()
-            if self._max_age is not None and entry.expires_at <= self._time():
-                self._retire(entry, replace=True)
-                continue
-            if self._max_uses is not None:
+            if self._bookkeeping:
+                if self._max_age is not None and entry.expires_at <= self._time():
+                    self._retire(entry, replace=True)
+                    continue
                 entry.uses += 1
             self._in_use += 1
             self._n_acquired += 1
@@ -459,31 +480,24 @@ class Pool(Generic[T]):
         idle.pop()
         return entry
 
-    async def _checkout(self, holder: Guard[T] | _Acquire[T], timeout: float | None) -> T:
-        """Check out an object into ``holder``, waiting in line when none is idle."""
+    def _enqueue(
+        self, timeout: float | None
+    ) -> tuple[asyncio.Future[_Entry[T]], asyncio.TimerHandle | None]:
+        """Join the line of waiters: the future gets an object (or an error), the timer, if
+        any, fails it with PoolTimeout. The caller cancels the timer once the future is done
+        and calls ``_cancelled_waiter`` when cancelled. Raises PoolClosed once the pool is
+        closing."""
         if self._closed:
             raise PoolClosed("the pool is closed")
-        entry = self._take()
-        if entry is None:
-            loop = self._loop or self._bind()
-            fut: asyncio.Future[_Entry[T]] = loop.create_future()
-            self._waiters.append(fut)
-            self._live_waiters += 1
+        loop = self._loop or self._bind()
+        fut: asyncio.Future[_Entry[T]] = loop.create_future()
+        self._waiters.append(fut)
+        self._live_waiters += 1
+        if self._factory is not None:  # else nothing can follow from a new waiter
             self._failing = False  # a newcomer is worth another try of a factory that failed
             self._reconcile()
-            timer = None if timeout is None else loop.call_later(timeout, self._expire, fut)
-            try:
-                entry = await fut
-            except asyncio.CancelledError:
-                self._cancelled_waiter(fut)
-                raise
-            finally:
-                if timer is not None:
-                    timer.cancel()
-        elif self._requested:
-            self._reconcile()
-        holder._entry = entry
-        return entry.obj
+        timer = None if timeout is None else loop.call_later(timeout, self._expire, fut)
+        return fut, timer
 
     def _expire(self, fut: asyncio.Future[_Entry[T]]) -> None:
         if fut.done():
@@ -525,23 +539,21 @@ class Pool(Generic[T]):
             self._returned_after_close(entry, discarded=False)
             return
         self._in_use -= 1
-        spent = self._max_uses is not None and entry.uses >= self._max_uses
-        if self._stamps:
-            now = self._time()
-            entry.idle_since = now
-            spent = spent or entry.expires_at <= now
-        if spent:
-            self._retire(entry, replace=True)
-        else:
-            self._idle.append(entry)
-        if (
-            self._live_waiters
-            or self._requested
-            or (
-                self._idle_timeout is not None
-                and self._sweep is None
-                and len(self._entries) > self._min_size
-            )
+        if self._bookkeeping:
+            spent = self._max_uses is not None and entry.uses >= self._max_uses
+            if self._stamps:
+                now = self._time()
+                entry.idle_since = now
+                spent = spent or entry.expires_at <= now
+            if spent:
+                self._retire(entry, replace=True)
+                self._reconcile()
+                return
+        self._idle.append(entry)
+        if self._live_waiters or (
+            self._idle_timeout is not None
+            and self._sweep is None
+            and len(self._entries) > self._min_size
         ):
             self._reconcile()
 
@@ -593,14 +605,13 @@ class Pool(Generic[T]):
         """Draw every consequence of the current state (see the module docstring)."""
         waiters = self._waiters
         while waiters and self._idle:
-            fut = waiters[0]
+            fut = waiters.popleft()
             if fut.done():  # it timed out, was cancelled or failed: it left the line
-                waiters.popleft()
                 continue
             entry = self._take()
             if entry is None:  # all idle ones were too old
+                waiters.appendleft(fut)
                 break
-            waiters.popleft()
             self._live_waiters -= 1
             fut.set_result(entry)
         if failure is not None and self._live_waiters:
