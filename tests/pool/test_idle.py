@@ -82,6 +82,7 @@ async def test_idle_timeout_closes_the_longest_idle_and_spares_objects_in_use() 
     await asyncio.sleep(0.02)
     second.release()
     await until(lambda: pool.statistics().idle_closed == 1)
+    await settle()
     assert oldest.closed == 1  # one above min_size: the longest idle goes
     await asyncio.sleep(0.1)
     stats = accounted(pool)
@@ -99,6 +100,7 @@ async def test_busy_pool_loses_nothing_to_the_idle_sweep() -> None:
         assert held.closed == 0
         assert accounted(pool).idle_closed == 0
     await until(lambda: pool.statistics().size == 0)
+    await settle()
     assert (held.closed, accounted(pool).idle_closed) == (1, 1)
     async with pool.acquire() as fresh:  # an empty pool makes a new one on demand
         assert fresh is not held
