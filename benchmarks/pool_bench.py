@@ -443,11 +443,8 @@ def header() -> str:
     )
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     # The pool is often edited while it is benchmarked: name the exact source measured.
-    # resolver.pool is a package: hash every module of it, in name order.
-    source = Path(pool_module.__file__ or "").parent
-    digest = hashlib.sha256(
-        b"".join(path.read_bytes() for path in sorted(source.glob("*.py")))
-    ).hexdigest()[:12]
+    source = Path(pool_module.__file__ or "")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
     return (
         f"{now}; Python {platform.python_version()} on {platform.machine()}, "
         f"{os.cpu_count()} CPUs; {packages}; {source} sha256 {digest}"

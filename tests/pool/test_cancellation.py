@@ -201,3 +201,51 @@ async def test_random_cancellations_of_many_tasks_lose_nothing(holders: int) -> 
             task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     accounted(pool, size=holders, in_use=0)
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0], ids=["no-timeout", "with-timeout"])
+async def test_cancel_guard_form_while_waiting_or_after_handoff_loses_nothing(
+    timeout: float | None,
+) -> None:
+    pool = Pool([Thing(0)])
+    holder = await pool.acquire()
+
+    async def take_guard() -> None:
+        guard = await pool.acquire(timeout=timeout)
+        guard.release()
+
+    waiting = asyncio.create_task(take_guard())
+    handed = asyncio.create_task(take_guard())
+    await settle()
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    holder.release()  # handed to the second waiter, which is cancelled before it resumes
+    handed.cancel()
+    await asyncio.gather(handed, return_exceptions=True)
+    stats = accounted(pool, size=1, in_use=0)
+    assert stats.cancelled == 2
+
+
+async def test_cancel_waiter_whose_creation_then_fails_strands_nobody() -> None:
+    gate = asyncio.Event()
+
+    async def factory() -> Thing:
+        await gate.wait()
+        raise OSError("cannot bind")
+
+    pool = Pool(factory=factory, close=close_thing, max_size=1)
+    first = asyncio.create_task(take_and_hold(pool, [], None))
+    await settle()
+    second = asyncio.create_task(take_and_hold(pool, [], 5.0))
+    await settle()
+    assert pool.statistics().creating == 1  # started for the first; no room for another
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    gate.set()  # the creation fails: the waiter left, whom nothing else can serve, is told
+    with pytest.raises(OSError, match="cannot bind"):
+        await second
+    await settle()
+    stats = pool.statistics()
+    assert (stats.size, stats.creating, stats.waiting, stats.failed_creates) == (0, 0, 0, 1)
+    assert stats.cancelled == 1
+    await pool.aclose()

@@ -358,6 +358,9 @@ async def test_statistics_and_repr_show_live_counts() -> None:
         timed_out=0,
         cancelled=0,
         failed_creates=0,
+        given=2,
+        closing=0,
+        idle_closed=0,
     )
 
 

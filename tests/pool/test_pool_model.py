@@ -1,6 +1,8 @@
 """A hypothesis state machine drives random acquire / release / cancel / timeout / discard /
-recycle sequences and checks, after every step, that no object has two holders, none is lost or
-duplicated, and waiters are served in the order they asked."""
+recycle sequences, with failing creations and cancelled ``start()`` calls, and checks after every
+step that no object has two holders, none is lost or duplicated, waiters are served in the order
+they asked, no waiter is stranded while the pool has room to make an object, and every creation
+the pool counts is one a factory is running."""
 
 from __future__ import annotations
 
@@ -11,7 +13,13 @@ import pytest
 import uvloop
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from resolver.errors import PoolClosed, PoolTimeout
 from resolver.pool import Guard, Pool
@@ -45,20 +53,43 @@ def make_machine(loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> type:
             self.grants: list[int] = []
             self.holders: dict[int, Client] = {}
             self.max_size = 3
+            self.fail_next = 0  # how many of the next factory calls fail
+            self.in_factory = 0  # factory calls running now
 
             async def factory() -> Obj:
-                await asyncio.sleep(0)
+                self.in_factory += 1
+                try:
+                    await asyncio.sleep(0)
+                    if self.fail_next:
+                        self.fail_next -= 1
+                        raise OSError("cannot bind")
+                finally:
+                    self.in_factory -= 1
                 obj = Obj(len(self.made))
                 self.made.append(obj)
                 return obj
 
+            self.factory = factory
+
+        @initialize(
+            max_size=st.integers(min_value=1, max_value=3),
+            min_size=st.integers(min_value=0, max_value=3),
+            started=st.booleans(),
+        )
+        def open_pool(self, max_size: int, min_size: int, started: bool) -> None:
             async def close(obj: Obj) -> None:
                 obj.closed += 1
 
+            self.max_size = max_size
             self.pool: Pool[Obj] = Pool(
-                factory=factory, close=close, min_size=1, max_size=self.max_size, max_uses=4
+                factory=self.factory,
+                close=close,
+                min_size=min(min_size, max_size),
+                max_size=max_size,
+                max_uses=4,
             )
-            self.run(self.pool.start())
+            if started:
+                self.run(self.pool.start())
 
         def run(self, aw: object) -> object:
             return self.loop.run_until_complete(aw)  # type: ignore[arg-type]
@@ -72,6 +103,9 @@ def make_machine(loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> type:
                 guard = await self.pool.acquire(timeout=timeout)
             except PoolTimeout:
                 client.outcome = "timed out"
+                return
+            except OSError:
+                client.outcome = "failed"  # a creation failed and nothing else could serve it
                 return
             obj = guard.obj
             assert obj.n not in self.holders, f"object {obj.n} has two holders"
@@ -161,6 +195,42 @@ def make_machine(loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> type:
                 client.outcome = "cancelled"
             self.settle()
 
+        @rule(count=st.integers(min_value=1, max_value=3))
+        def break_factory(self, count: int) -> None:
+            """The next ``count`` creations fail."""
+            self.fail_next = count
+
+        @rule(cancel_after=st.sampled_from([None, 0, 1, 2]))
+        def start(self, cancel_after: int | None) -> None:
+            """Call start(), maybe cancelling it after a few loop iterations while its
+            factories run."""
+            task = self.loop.create_task(self.pool.start())
+            if cancel_after is not None:
+                self.settle(cancel_after)
+                task.cancel()
+            self.run(asyncio.gather(task, return_exceptions=True))
+            self.settle()
+
+        @rule()
+        def quiesce(self) -> None:
+            """Let every creation finish (this factory never blocks): then none may still be
+            counted."""
+            for _ in range(50):
+                if self.pool.statistics().creating == 0:
+                    break
+                self.settle(1)
+            assert self.in_factory == 0
+            assert self.pool.statistics().creating == 0, "a creation counted that no factory runs"
+
+        @invariant()
+        def nobody_stranded(self) -> None:
+            stats = self.pool.statistics()
+            servers = stats.in_use + stats.creating
+            assert stats.waiting <= servers or stats.size + stats.creating >= self.max_size, (
+                "a waiter sleeps that nothing in flight can serve, with room to make an object"
+            )
+            assert stats.creating >= self.in_factory
+
         @invariant()
         def accounts_balance(self) -> None:
             stats = self.pool.statistics()
@@ -181,7 +251,9 @@ def make_machine(loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> type:
                     if client.task is not None and not client.task.done():
                         client.task.cancel()
                 pending = [c.task for c in self.clients if c.task is not None]
-                self.run(asyncio.gather(*pending, return_exceptions=True))
+                if pending:
+                    self.run(asyncio.gather(*pending, return_exceptions=True))
+                self.quiesce()
                 stats = self.pool.statistics()
                 assert stats.in_use == 0
                 self.run(self.pool.aclose())
