@@ -85,6 +85,10 @@ class SocketPoolConfig:
     binding a replacement (tens of microseconds) stays off the query path. ``max_uses = 1``
     gives every query a port of its own (recursive mode, where the authority may be the
     attacker). ``order = "fifo"`` (oldest released first) is there for tests and comparison.
+    ``min_idle`` sockets (up to ``max_size`` in all) are kept bound and idle ahead of demand,
+    so that a burst or a retired socket does not make a query wait for a bind; sockets above
+    ``min_size`` close after ``idle_timeout`` seconds unused, so descriptors return to the
+    baseline after a burst.
     """
 
     min_size: int = 8
@@ -92,6 +96,8 @@ class SocketPoolConfig:
     max_uses: int = 8
     max_age: float = 10.0
     order: Order = "random"
+    min_idle: int = 32
+    idle_timeout: float = 15.0
 
     def __post_init__(self) -> None:
         if self.min_size < 0:
@@ -101,6 +107,9 @@ class SocketPoolConfig:
         if self.max_uses < 1:
             raise ConfigError("pool.max_uses", "must be at least 1")
         _positive("pool.max_age", self.max_age)
+        _positive("pool.idle_timeout", self.idle_timeout)
+        if self.min_idle < 0:
+            raise ConfigError("pool.min_idle", "must be 0 or more")
         _choice("pool.order", self.order, Order)
 
 

@@ -82,7 +82,7 @@ class PoolStatistics:
 class _Entry(Generic[T]):
     """One pooled object and its bookkeeping."""
 
-    __slots__ = ("closed", "expires_at", "idle_since", "obj", "uses")
+    __slots__ = ("closed", "expires_at", "heir", "idle_since", "obj", "uses")
 
     def __init__(self, obj: T, now: float, max_age: float | None) -> None:
         self.obj = obj
@@ -90,6 +90,7 @@ class _Entry(Generic[T]):
         self.idle_since = now
         self.uses = 0
         self.closed = False  # retired: a holder's late release or discard is then ignored
+        self.heir = False  # its replacement was started when its last use began
 
 
 class Guard(Generic[T]):
@@ -185,7 +186,7 @@ class _Acquire(Generic[T]):
             finally:
                 if timer is not None:
                     timer.cancel()
-        elif pool._requested:
+        elif pool._requested or len(pool._idle) + pool._creating < pool._min_idle:
             pool._reconcile()
         self._entry = entry
         return entry.obj
@@ -207,12 +208,16 @@ class Pool(Generic[T]):
 
     Made from given ``objects``, from an async ``factory``, or both: ``min_size`` objects are
     created by :meth:`start` (or ``async with pool``), more on demand up to ``max_size``.
-    ``close`` is an optional async hook called, in the background, for every object the pool
-    retires.
+    ``close`` is an optional hook called for every object the pool retires: a coroutine
+    function runs in the background, a plain function (returning None) at once.
 
     With a factory, an object is retired after ``max_uses`` check-outs or once it is
-    ``max_age`` seconds old and replaced in the background, and idle objects above
-    ``min_size`` are closed once idle for ``idle_timeout`` seconds. Idle objects are handed out
+    ``max_age`` seconds old and replaced in the background (for ``max_uses``, the replacement
+    is started when the last use begins, room permitting, so that it is ready when the old
+    one returns), and idle objects above
+    ``min_size`` are closed once idle for ``idle_timeout`` seconds. With ``min_idle``, at least
+    that many objects are kept idle (room permitting), made ahead of demand so that a burst or
+    a retirement does not make a holder wait for a creation. Idle objects are handed out
     oldest-returned first (``order="fifo"``) or uniformly at random (``order="random"``, drawn
     from ``rng``); waiters are always served first come, first served.
 
@@ -246,6 +251,7 @@ class Pool(Generic[T]):
         "_max_age",
         "_max_size",
         "_max_uses",
+        "_min_idle",
         "_min_size",
         "_n_acquired",
         "_n_cancelled",
@@ -270,21 +276,25 @@ class Pool(Generic[T]):
         objects: Iterable[T] = (),
         *,
         factory: Callable[[], Awaitable[T]] | None = None,
-        close: Callable[[T], Awaitable[None]] | None = None,
+        close: Callable[[T], Awaitable[None] | None] | None = None,
         min_size: int = 0,
         max_size: int | None = None,
         max_uses: int | None = None,
         max_age: float | None = None,
         idle_timeout: float | None = None,
+        min_idle: int = 0,
         order: Order = "fifo",
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         given = list(objects)
         _validate(len(given), factory, min_size, max_size, max_uses, max_age, idle_timeout, order)
+        if min_idle < 0 or (min_idle and factory is None):
+            raise ConfigError("min_idle", "must be 0 or more, and needs a factory")
         self._factory = factory
         self._close_hook = close
         self._min_size = min_size
+        self._min_idle = min_idle
         self._max_size = max_size if max_size is not None else max(len(given), min_size, 1)
         self._max_uses = max_uses
         self._max_age = max_age
@@ -353,7 +363,7 @@ class Pool(Generic[T]):
         """A guard for an idle object, at once. Raises PoolTimeout when none is idle (so also
         when others are waiting) and PoolClosed once the pool is closing."""
         entry = self._take()
-        if self._requested:
+        if self._requested or len(self._idle) + self._creating < self._min_idle:
             self._reconcile()
         if entry is None:
             raise PoolTimeout("no idle object in the pool")
@@ -465,6 +475,14 @@ class Pool(Generic[T]):
                     self._retire(entry, replace=True)
                     continue
                 entry.uses += 1
+                if (
+                    entry.uses == self._max_uses
+                    and len(self._entries) + self._creating < self._max_size
+                ):
+                    # Its last use: make the replacement now, so that it is idle by the time
+                    # this one retires and the next checkout finds it without waiting.
+                    entry.heir = True
+                    self._requested += 1
             self._in_use += 1
             self._n_acquired += 1
             return entry
@@ -546,7 +564,7 @@ class Pool(Generic[T]):
                 entry.idle_since = now
                 spent = spent or entry.expires_at <= now
             if spent:
-                self._retire(entry, replace=True)
+                self._retire(entry, replace=not entry.heir)
                 self._reconcile()
                 return
         self._idle.append(entry)
@@ -563,7 +581,7 @@ class Pool(Generic[T]):
             return
         self._in_use -= 1
         self._n_discarded += 1
-        self._retire(entry, replace=True)
+        self._retire(entry, replace=not entry.heir)
         self._reconcile()
 
     def _returned_after_close(self, entry: _Entry[T], *, discarded: bool) -> None:
@@ -584,10 +602,11 @@ class Pool(Generic[T]):
         if replace:
             self._requested += 1
         if self._close_hook is not None:
+            closing = self._close_hook(entry.obj)
+            if closing is None:  # a plain function: closed already
+                return
             self._closing += 1
-            task = asyncio.ensure_future(
-                self._close_hook(entry.obj), loop=self._loop or self._bind()
-            )
+            task = asyncio.ensure_future(closing, loop=self._loop or self._bind())
             self._closes.add(task)
             task.add_done_callback(self._close_done)
 
@@ -660,7 +679,12 @@ class Pool(Generic[T]):
         if self._failing:
             wanted = max(waiting - self._in_use - creating, requested)
         else:
-            wanted = max(self._min_size - size - creating, waiting - creating, requested)
+            wanted = max(
+                self._min_size - size - creating,
+                waiting - creating,
+                requested,
+                self._min_idle - len(self._idle) - creating,
+            )
         for _ in range(min(wanted, room)):
             self._spawn_creation()
 
@@ -726,7 +750,7 @@ class Pool(Generic[T]):
         assert self._idle_timeout is not None
         self._sweep = None
         idle = self._idle
-        excess = len(self._entries) - self._min_size
+        excess = min(len(self._entries) - self._min_size, len(self._idle) - self._min_idle)
         if excess > 0 and idle:
             limit = self._time() - self._idle_timeout
             due = [entry for entry in idle if entry.idle_since <= limit]

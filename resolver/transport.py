@@ -292,6 +292,8 @@ class Upstream:
             max_uses=pool_config.max_uses,
             max_age=pool_config.max_age,
             order=pool_config.order,
+            min_idle=pool_config.min_idle,
+            idle_timeout=pool_config.idle_timeout,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -360,7 +362,7 @@ class Upstream:
             raise
         return protocol
 
-    async def _close_socket(self, sock: _UdpSocket) -> None:
+    def _close_socket(self, sock: _UdpSocket) -> None:
         if sock.transport is not None:
             sock.transport.close()
 
