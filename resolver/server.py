@@ -275,14 +275,8 @@ class Server:
     def datagram(
         self, transport: asyncio.DatagramTransport, query: bytes, addr: tuple[str, int]
     ) -> None:
-        """One UDP query: answered at once, or by callback when the engine has the answer."""
-        # The hottest path: a repeat of a recent cache hit is one dict lookup and one send.
-        found = self._memo.get(query[2:])
-        if found is not None:
-            reply = self._remembered(query, found, addr[0])
-            if reply is not None:
-                transport.sendto(reply, addr)
-                return
+        """One UDP query (not a remembered repeat, which the listener answers itself):
+        answered at once, or by callback when the engine has the answer."""
         if self._closed:  # draining for shutdown: answer what is in flight, nothing new
             self._counts["dropped"] += 1
             return
@@ -410,9 +404,9 @@ class _UdpListener(asyncio.DatagramProtocol):
     """The UDP socket of one listen address; each datagram is one query for the server."""
 
     def __init__(self, server: Server) -> None:
-        self._datagram: Callable[[asyncio.DatagramTransport, bytes, tuple[str, int]], None] = (
-            server.datagram
-        )
+        self._server = server
+        # The server's own dict of remembered replies (it is cleared, never replaced).
+        self._memo = server._memo
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -420,8 +414,16 @@ class _UdpListener(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        assert self._transport is not None
-        self._datagram(self._transport, data, addr)
+        transport = self._transport
+        assert transport is not None
+        # The hottest path: a repeat of a recent cache hit is one dict lookup and one send.
+        found = self._memo.get(data[2:])
+        if found is not None:
+            reply = self._server._remembered(data, found, addr[0])
+            if reply is not None:
+                transport.sendto(reply, addr)
+                return
+        self._server.datagram(transport, data, addr)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for replies to clients that went away: nothing to do, keep serving.

@@ -23,7 +23,7 @@ import asyncio
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
 from resolver.config import ForwarderConfig, TransportConfig
@@ -34,7 +34,7 @@ from resolver.transport import Exchange, Upstream, UpstreamStatistics
 from resolver.wire.message import strip_opt
 from resolver.wire.raw import AA, RA, REFUSED, SERVFAIL
 
-__all__ = ["Ask", "Engine", "EngineStatistics", "Outcome", "normalize"]
+__all__ = ["Ask", "Decision", "Engine", "EngineStatistics", "Outcome", "normalize"]
 
 # RFC 8767 section 5: answer from stale data after 1.8 s of trying to refresh, and after a
 # failed refresh keep answering stale without asking again for a while (its example: 30 s).
@@ -81,6 +81,19 @@ class Outcome(NamedTuple):
 Waiter = Callable[[Outcome], None]
 
 
+class Decision(Protocol):
+    """What the driver drives: the decisions for one question, told each event with the time
+    and answering with the next action. ``forwarding.Forwarding`` is one; iteration from the
+    root (recursive mode) is to be another, whose Send names a server address rather than
+    an upstream index, performed by this same driver over the same transport."""
+
+    def start(self, now: float) -> Send | Done: ...
+
+    def on_reply(self, reply: bytes, now: float) -> Send | Done: ...
+
+    def on_failure(self, exc: BaseException, now: float) -> Send | Done: ...
+
+
 @dataclass(frozen=True, slots=True)
 class EngineStatistics:
     queries: int
@@ -110,7 +123,7 @@ class _Flight:
         "waiters",
     )
 
-    def __init__(self, engine: Engine, ask: Ask, decision: Forwarding) -> None:
+    def __init__(self, engine: Engine, ask: Ask, decision: Decision) -> None:
         self.engine = engine
         self.ask = ask
         self.decision = decision

@@ -107,7 +107,7 @@ class Forwarding:
 
     def start(self, now: float) -> Action:
         self._order = self._selector.order(now)
-        self._state = [_UNTRIED] * (max(self._order) + 1)
+        self._state = [_UNTRIED] * len(self._order)  # order is a permutation of the indices
         return self._next(now)
 
     def on_reply(self, reply: bytes, now: float) -> Action:

@@ -26,9 +26,10 @@ class Selector:
 
     Policies: ``sequential`` (configured order), ``round_robin`` (the first choice rotates per
     query), ``random``, ``fastest`` (smallest smoothed RTT; servers never measured go first so
-    that each gets measured). A failure (timeout, unreachable) counts as an RTT of
-    ``penalty`` seconds, so a failing server never keeps its place as the fastest, and one that
-    never answered is measured (as slow) after its first failure. A server with ``down_after``
+    that each gets measured). A failure (timeout, unreachable) sets the RTT estimate to at
+    least the upstream timeout, doubling it each time, so a failing server never keeps its
+    place as the fastest, and one that never answered is measured (as slow) after its first
+    failure. A server with ``down_after``
     consecutive failures goes to the back for ``down_for`` seconds; if all are down, all are
     still tried. Failures on our side (no free socket) are not reported here at all.
     """
