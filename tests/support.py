@@ -23,9 +23,28 @@ def free_port(host: str = "127.0.0.1") -> int:
 # --- a scripted upstream and a raw client, for tests that drive the daemon ----------------
 
 import asyncio  # noqa: E402
+import itertools  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
+from resolver.transport import Upstream  # noqa: E402
+
 Script = Callable[[bytes], bytes | None]
+
+
+def idle_pool(upstream: Upstream) -> bool:
+    """No exchange holds a socket and none is being made: a socket still in use may yet be
+    discarded and replaced, and closing the pool mid-creation leaks on uvloop."""
+    stats = upstream.pool.statistics()
+    return stats.in_use == 0 and stats.creating == 0
+
+
+async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Bounded polling, one loop iteration at a time, until ``condition`` holds."""
+    async with asyncio.timeout(timeout):
+        for _ in itertools.count():
+            if condition():
+                return
+            await asyncio.sleep(0)
 
 
 class ScriptedUpstream(asyncio.DatagramProtocol):

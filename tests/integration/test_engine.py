@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import pytest
 import uvloop
-from support import ScriptedUpstream, tcp_exchange, udp_exchange
+from support import ScriptedUpstream, idle_pool, tcp_exchange, udp_exchange, until
 
 from resolver.authority import Authority
 from resolver.cache import Cache
@@ -31,7 +31,6 @@ from resolver.config import (
 )
 from resolver.engine import Engine
 from resolver.server import Server
-from resolver.transport import Upstream
 from resolver.wire import DNSRecord, build_query, read_header
 
 BOUND = 10.0  # every test finishes well within this; reached only when a test is failing
@@ -97,20 +96,6 @@ async def daemon(
         with contextlib.suppress(TimeoutError):
             await until(lambda: all(idle_pool(u) for u in engine.upstreams))
         await engine.aclose()
-
-
-def idle_pool(upstream: Upstream) -> bool:
-    stats = upstream.pool.statistics()
-    return stats.in_use == 0 and stats.creating == 0
-
-
-async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Bounded polling, one loop iteration at a time, until ``condition`` holds."""
-    async with asyncio.timeout(timeout):
-        for _ in itertools.count():
-            if condition():
-                return
-            await asyncio.sleep(0)
 
 
 _ids = itertools.count(1)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import pytest
+from support import idle_pool, until
 
 from resolver.authority import Authority
 from resolver.config import SocketPoolConfig, TransportConfig
@@ -64,22 +64,6 @@ async def ask(
 ) -> bytes:
     deadline = asyncio.get_running_loop().time() + timeout
     return await upstream.exchange(name_to_wire(name), qtype, CLASS_IN, deadline=deadline, tcp=tcp)
-
-
-def idle_pool(upstream: Upstream) -> bool:
-    """No exchange holds a socket and none is being made: a socket still in use may yet be
-    discarded and replaced, and closing the pool mid-creation leaks on uvloop."""
-    stats = upstream.pool.statistics()
-    return stats.in_use == 0 and stats.creating == 0
-
-
-async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Bounded polling, one loop iteration at a time, until ``condition`` holds."""
-    async with asyncio.timeout(timeout):
-        for _ in itertools.count():
-            if condition():
-                return
-            await asyncio.sleep(0)
 
 
 def answers(reply: bytes) -> list[str]:
