@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import itertools
 import random
@@ -76,6 +77,7 @@ async def daemon(
     upstreams: Sequence[Authority | ScriptedUpstream | tuple[str, int]],
     *,
     clock: FakeClock | None = None,
+    transport: TransportConfig = TRANSPORT,
     **config: Any,
 ) -> AsyncIterator[Daemon]:
     """The production Server and Engine on 127.0.0.1 in front of ``upstreams``; with
@@ -85,7 +87,7 @@ async def daemon(
     config.setdefault("query_timeout", 2.0)
     rng = config.pop("rng", None)
     cache = Cache(CacheConfig(), clock=clock) if clock is not None else None
-    engine = Engine(ForwarderConfig(upstreams=addresses, **config), TRANSPORT, cache=cache, rng=rng)
+    engine = Engine(ForwarderConfig(upstreams=addresses, **config), transport, cache=cache, rng=rng)
     await engine.start()
     server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), engine)
     try:
@@ -260,6 +262,34 @@ async def test_unreachable_first_upstream_fails_over_at_once(authorities: Author
             assert answers(await ask(d.port)) == ["127.1.0.1"]
             assert loop.time() - start < 0.5
             assert d.engine.statistics().upstreams[0].unreachable == 1
+
+
+async def test_a_local_failure_fails_over_without_blaming_the_upstream(
+    authorities: Authorities, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of descriptors (EMFILE) when opening a socket to the first upstream: the query
+    goes to the second at once, and the first is neither marked down nor measured slow."""
+    real_socket = socket.socket
+
+    def no_more_ipv6(family: int = -1, *args: Any, **kwargs: Any) -> socket.socket:
+        if family == socket.AF_INET6:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_socket(family, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "socket", no_more_ipv6)
+    lazy = TransportConfig(pool=SocketPoolConfig(min_size=0, max_size=4, min_idle=0))
+    loop = asyncio.get_running_loop()
+    async with (
+        asyncio.timeout(BOUND),
+        authorities(1) as (server,),
+        daemon([("::1", 53), server], transport=lazy, down_after=1, upstream_timeout=1.0) as d,
+    ):
+        start = loop.time()
+        assert answers(await ask(d.port)) == ["127.1.0.1"]
+        assert loop.time() - start < 0.5
+        assert d.engine.statistics().upstreams[0].local_failures == 1
+        assert not d.engine.selector.is_down(0, loop.time())
+        assert d.engine.selector.srtt(0) is None
 
 
 async def test_upstream_down_after_failures_is_skipped(authorities: Authorities) -> None:
