@@ -27,7 +27,6 @@ import struct
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import cast
 
 from resolver.config import Address, TransportConfig
 from resolver.errors import (
@@ -184,8 +183,7 @@ class Exchange:
         sock = guard.obj
         sock.pending = self
         self.upstream.track_deadline(self)
-        assert sock.transport is not None
-        sock.transport.sendto(self.query)
+        sock.send(self.query)
 
     def accepts(self, data: bytes) -> bool:
         return _matches(data, self.qid, self.question, self.case_exact)
@@ -232,40 +230,57 @@ class Exchange:
             guard.discard()
 
 
-class _UdpSocket(asyncio.DatagramProtocol):
-    """A connected UDP socket that accepts only the reply its pending exchange expects."""
+class _UdpSocket:
+    """A connected, non-blocking UDP socket the loop watches for readability; it accepts only
+    the reply its pending exchange expects. Being connected, it gets datagrams from the
+    upstream's address and port only: the kernel makes RFC 5452's source check. Opened and
+    closed synchronously (no transport object, nothing to await), so a cancelled creation
+    cannot leave a half-made socket behind."""
 
-    def __init__(self, upstream: Upstream) -> None:
+    __slots__ = ("_fd", "_loop", "_sock", "_upstream", "pending")
+
+    def __init__(
+        self, upstream: Upstream, loop: asyncio.AbstractEventLoop, sock: socket.socket
+    ) -> None:
         self._upstream = upstream
-        self.transport: asyncio.DatagramTransport | None = None
-        self.peer: tuple[str, int] | None = None
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
         self.pending: Exchange | None = None
+        loop.add_reader(self._fd, self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-        peer = transport.get_extra_info("peername")
-        self.peer = (peer[0], peer[1]) if peer else None
+    def send(self, data: bytes) -> None:
+        """Send ``data``; an error ends the pending exchange (refused: the upstream cannot be
+        reached; no buffer space: our side)."""
+        try:
+            self._sock.send(data)
+        except OSError as exc:
+            pending = self.pending
+            if pending is not None:
+                pending.fail(self._upstream.send_error(exc))
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...] | None) -> None:
+    def _readable(self) -> None:
+        # One datagram per call: the loop calls again while more are queued, and an empty
+        # socket costs no extra recv that fails with EAGAIN.
+        try:
+            data = self._sock.recv(65535)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # ICMP port unreachable comes back as ECONNREFUSED
+            pending = self.pending
+            if pending is not None:
+                reason = exc.strerror or str(exc)
+                pending.fail(UpstreamUnreachable(self._upstream.name, reason))
+            return
         pending = self.pending
-        peer = self.peer
-        if (
-            pending is None
-            or (addr is not None and peer is not None and (addr[0], addr[1]) != peer)
-            or not pending.accepts(data)
-        ):
+        if pending is None or not pending.accepts(data):
             self._upstream.count_stray()
             return
         pending.succeed(data)
 
-    def error_received(self, exc: Exception) -> None:
-        pending = self.pending
-        if pending is not None:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            pending.fail(UpstreamUnreachable(self._upstream.name, reason))
-
-    def connection_lost(self, exc: Exception | None) -> None:
+    def close(self) -> None:
+        self._loop.remove_reader(self._fd)
+        self._sock.close()
         pending = self.pending
         if pending is not None:
             pending.fail(UpstreamUnreachable(self._upstream.name, "socket closed"))
@@ -338,33 +353,20 @@ class Upstream:
         await self.pool.aclose(timeout=1.0)
 
     async def _open_socket(self) -> _UdpSocket:
-        """A fresh connected UDP socket. Cancellation-safe: a socket finished after its
-        opener was cancelled is closed, never leaked (uvloop hangs at close on a leaked one)."""
-        loop = asyncio.get_running_loop()
-        opening = loop.create_task(self._bind_and_wrap(loop))
-        try:
-            return await asyncio.shield(opening)
-        except asyncio.CancelledError:
-            opening.add_done_callback(_close_if_opened)
-            raise
-
-    async def _bind_and_wrap(self, loop: asyncio.AbstractEventLoop) -> _UdpSocket:
-        # connect() binds a fresh random ephemeral port and makes the kernel drop datagrams
-        # from any other source (the protocol checks the source itself too). Done here with
-        # the socket module: the address is numeric, so no resolver thread is involved.
+        """A fresh connected UDP socket. connect() binds a fresh random ephemeral port and
+        makes the kernel drop datagrams from any other source. Done with the socket module:
+        the address is numeric, so no resolver thread is involved, and nothing is awaited."""
         sock = socket.socket(self._family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
             sock.connect(self.address)
-            _, protocol = await loop.create_datagram_endpoint(lambda: _UdpSocket(self), sock=sock)
+            return _UdpSocket(self, self._loop or asyncio.get_running_loop(), sock)
         except BaseException:
             sock.close()
             raise
-        return protocol
 
     def _close_socket(self, sock: _UdpSocket) -> None:
-        if sock.transport is not None:
-            sock.transport.close()
+        sock.close()
 
     def build_query(
         self,
@@ -491,6 +493,12 @@ class Upstream:
             return
         exchange.send_on(guard)
 
+    def send_error(self, exc: OSError) -> BaseException:
+        """What a failed send means: our side short of buffers, or the upstream unreachable."""
+        if exc.errno in _LOCAL_ERRNOS or isinstance(exc, BlockingIOError):
+            return LocalError(f"{self.name}: cannot send: {exc.strerror or exc}")
+        return UpstreamUnreachable(self.name, exc.strerror or str(exc))
+
     def _socket_error(self, exc: OSError) -> BaseException:
         if exc.errno in _LOCAL_ERRNOS:
             return LocalError(f"{self.name}: cannot open a socket: {exc.strerror or exc}")
@@ -594,10 +602,3 @@ class Upstream:
             f"<Upstream {self.name} queries={s.queries} replies={s.replies} strays={s.strays} "
             f"timeouts={s.timeouts} sockets={s.pool.size}>"
         )
-
-
-def _close_if_opened(task: asyncio.Task[_UdpSocket]) -> None:
-    if not task.cancelled() and task.exception() is None:
-        transport = task.result().transport
-        if transport is not None:
-            transport.close()
