@@ -44,8 +44,6 @@ class Answerer(Protocol):
         self, ask: Ask, deadline: float, done: Callable[[Outcome], None]
     ) -> Outcome | None: ...
 
-    async def resolve(self, ask: Ask, deadline: float) -> Outcome: ...
-
 
 @dataclass(frozen=True, slots=True)
 class ServerStatistics:

@@ -140,7 +140,7 @@ class _Flight:
 class Engine:
     """Answers questions from the cache or by forwarding to upstreams (see the module).
 
-    ``answer`` is the one entry point; ``resolve`` is the same awaited.
+    ``answer`` is the one entry point, for UDP and TCP queries alike.
     """
 
     def __init__(
@@ -205,8 +205,9 @@ class Engine:
     def answer(self, ask: Ask, deadline: float, done: Waiter) -> Outcome | None:
         """Answer ``ask`` by ``deadline`` (loop time): the Outcome at once when the cache has
         it (``done`` is then never called), else None, and ``done(outcome)`` is called exactly
-        once later, at the latest shortly after the deadline. Never raises for the upstreams'
-        sake: failures are Outcomes without a reply."""
+        once, at the latest shortly after the deadline (possibly before this returns, when the
+        first step already ends the query). Never raises for the upstreams' sake: failures
+        are Outcomes without a reply."""
         self._queries += 1
         cache = self.cache
         stale: CacheEntry | None = None
@@ -248,18 +249,6 @@ class Engine:
             flight.timer = loop.call_at(
                 loop.time() + _STALE_ANSWER_AFTER, self._answer_stale_now, flight
             )
-
-    async def resolve(self, ask: Ask, deadline: float) -> Outcome:
-        """``answer``, awaited."""
-        loop = self._loop or asyncio.get_running_loop()
-        future: asyncio.Future[Outcome] = loop.create_future()
-
-        def done(outcome: Outcome) -> None:
-            if not future.done():
-                future.set_result(outcome)
-
-        now = self.answer(ask, deadline, done)
-        return now if now is not None else await future
 
     def _until(self, entry: CacheEntry, now: float) -> float:
         """Until when a fresh entry's served bytes stay the same: the end of its current whole
