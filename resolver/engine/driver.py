@@ -3,7 +3,9 @@
 It holds what outlives one query (the cache, the questions in flight, the upstreams and their
 health) and performs the actions of the per-query decisions (``forwarding.Forwarding``) over
 the transport, on callbacks from datagram to reply: no task and no timer of its own on the
-common path. Around the decisions it does the cache's companions:
+common path. Before anything else, the questions we answer ourselves (``local.LocalAnswers``:
+localhost, private reverse zones, the hosts file) are answered without asking anyone. Around
+the decisions it does the cache's companions:
 
 * a fresh cached answer is returned at once, with the moment until which exactly those bytes
   remain the answer (so the server may remember the finished reply);
@@ -28,6 +30,7 @@ from typing import NamedTuple, Protocol
 from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
 from resolver.config import ForwarderConfig, TransportConfig
 from resolver.engine.forwarding import EDE_STALE_ANSWER, Done, Forwarding, Send
+from resolver.engine.local import LocalAnswers
 from resolver.engine.selection import Selector
 from resolver.errors import WireError
 from resolver.transport import Exchange, Upstream, UpstreamStatistics
@@ -41,6 +44,9 @@ __all__ = ["Ask", "Decision", "Engine", "EngineStatistics", "Outcome", "normaliz
 _STALE_ANSWER_AFTER = 1.8
 _STALE_RECHECK = 30.0
 _STALE_HOLD_MAX = 10_000
+# How long the server may repeat a local answer's finished bytes: a reload that replaces the
+# local answers is seen by every client within this.
+_LOCAL_REUSE = 1.0
 
 
 def normalize(reply: bytes) -> bytes:
@@ -68,7 +74,8 @@ class Ask(NamedTuple):
 
 class Outcome(NamedTuple):
     """The engine's answer to a question: ``reply`` in normalized form (see ``normalize``;
-    its ID is arbitrary and its question case may differ from the asker's), or None for
+    its ID is arbitrary, its question case may differ from the asker's, AA is set only in
+    answers of our own from ``local.LocalAnswers``), or None for
     SERVFAIL; ``ede`` an RFC 8914 info code to attach, or None; ``until`` the moment (on the
     engine's clock) until which exactly these bytes remain the answer, 0.0 when they may not
     be reused."""
@@ -101,6 +108,7 @@ class EngineStatistics:
     failed: int
     failovers: int
     cache_answers: int
+    local_answers: int
     coalesced: int
     prefetches: int
     stale_answers: int
@@ -138,7 +146,9 @@ class _Flight:
 
 
 class Engine:
-    """Answers questions from the cache or by forwarding to upstreams (see the module).
+    """Answers questions itself, from the cache or by forwarding to upstreams (see the
+    module). ``local`` holds the answers of our own (none when None); a reload may replace it
+    at any time.
 
     ``answer`` is the one entry point; ``resolve`` is the same awaited.
     """
@@ -150,9 +160,11 @@ class Engine:
         *,
         upstreams: Sequence[Upstream] | None = None,
         cache: Cache | None = None,
+        local: LocalAnswers | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
+        self.local = local
         if upstreams is None:
             upstreams = [Upstream(address, transport) for address in config.upstreams]
         if not upstreams:
@@ -168,6 +180,7 @@ class Engine:
         self._failed = 0
         self._failovers = 0
         self._cache_answers = 0
+        self._local_answers = 0
         self._coalesced = 0
         self._prefetches = 0
         self._stale_answers = 0
@@ -208,6 +221,13 @@ class Engine:
         once later, at the latest shortly after the deadline. Never raises for the upstreams'
         sake: failures are Outcomes without a reply."""
         self._queries += 1
+        local = self.local
+        if local is not None:
+            reply = local.answer(ask.key.name, ask.name, ask.qtype, ask.qclass)
+            if reply is not None:
+                self._local_answers += 1
+                self._answered += 1
+                return Outcome(reply, None, self.clock()() + _LOCAL_REUSE)
         cache = self.cache
         stale: CacheEntry | None = None
         if cache is not None:
@@ -400,6 +420,7 @@ class Engine:
             failed=self._failed,
             failovers=self._failovers,
             cache_answers=self._cache_answers,
+            local_answers=self._local_answers,
             coalesced=self._coalesced,
             prefetches=self._prefetches,
             stale_answers=self._stale_answers,
