@@ -15,6 +15,11 @@ the decisions it does the cache's companions:
   REFUSED) or takes longer than 1.8 s, the expired answer is served with TTL 30 and EDE 3;
   after a failed refresh, stale answers go out at once, without asking again, for 30 s.
 
+A question that misses the cache goes to the upstreams of the longest configured domain
+(``ForwarderConfig.domains``) that holds its name, each domain with its own selector (policy
+and health), or to the default upstreams. An upstream listed in several places is one socket
+pool, with separate health in each.
+
 An answer is never invented: when every attempt fails and nothing stale is at hand the client
 gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN.
 """
@@ -22,6 +27,7 @@ gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,8 +40,8 @@ from resolver.engine.local import LocalAnswers
 from resolver.engine.selection import Selector
 from resolver.errors import WireError
 from resolver.transport import Exchange, Upstream, UpstreamStatistics
-from resolver.wire.message import strip_opt
-from resolver.wire.raw import AA, RA, REFUSED, SERVFAIL
+from resolver.wire.message import name_to_wire, strip_opt
+from resolver.wire.raw import AA, RA, REFUSED, SERVFAIL, ancestors
 
 __all__ = ["Ask", "Decision", "Engine", "EngineStatistics", "Outcome", "normalize"]
 
@@ -117,6 +123,17 @@ class EngineStatistics:
     cache: CacheStatistics | None
 
 
+class _Route:
+    """Where the questions for one domain (or all others) go: upstreams, and their selector."""
+
+    __slots__ = ("name", "selector", "upstreams")
+
+    def __init__(self, name: str, upstreams: list[Upstream], selector: Selector) -> None:
+        self.name = name
+        self.upstreams = upstreams
+        self.selector = selector
+
+
 class _Flight:
     """One question being resolved: its decisions, who waits for it, its stale fallback."""
 
@@ -125,15 +142,17 @@ class _Flight:
         "decision",
         "engine",
         "exchange",
+        "route",
         "stale",
         "stale_served",
         "timer",
         "waiters",
     )
 
-    def __init__(self, engine: Engine, ask: Ask, decision: Decision) -> None:
+    def __init__(self, engine: Engine, ask: Ask, route: _Route, decision: Decision) -> None:
         self.engine = engine
         self.ask = ask
+        self.route = route
         self.decision = decision
         self.waiters: list[Waiter] = []
         self.exchange: Exchange | None = None
@@ -171,6 +190,21 @@ class Engine:
             raise ValueError("an engine needs at least one upstream")
         self.upstreams = list(upstreams)
         self.selector = Selector(len(self.upstreams), config, rng=rng)
+        self._default = _Route(".", self.upstreams, self.selector)
+        # Every upstream once, the default ones first: what is started, closed and counted.
+        self._pools: dict[tuple[str, int], Upstream] = {}
+        for upstream in self.upstreams:
+            self._pools.setdefault(upstream.address, upstream)
+        self._routes: dict[bytes, _Route] = {}
+        for domain in config.domains:
+            listed = [
+                self._pools.setdefault(address, Upstream(address, transport))
+                for address in domain.upstreams
+            ]
+            policy = domain.policy or config.policy
+            own = dataclasses.replace(config, upstreams=domain.upstreams, policy=policy, domains=())
+            selector = Selector(len(listed), own, rng=rng)
+            self._routes[name_to_wire(domain.name).lower()] = _Route(domain.name, listed, selector)
         self.cache = cache
         self._inflight: dict[CacheKey, _Flight] = {}
         self._stale_hold: dict[CacheKey, float] = {}
@@ -190,7 +224,7 @@ class Engine:
         """Open every upstream's socket pool. Raises UpstreamUnreachable."""
         self._loop = asyncio.get_running_loop()
         async with asyncio.TaskGroup() as group:
-            for upstream in self.upstreams:
+            for upstream in self._pools.values():
                 group.create_task(upstream.start())
 
     async def aclose(self) -> None:
@@ -201,7 +235,7 @@ class Engine:
             if flight.exchange is not None:
                 flight.exchange.cancel()
         self._inflight.clear()
-        await asyncio.gather(*(u.aclose() for u in self.upstreams))
+        await asyncio.gather(*(u.aclose() for u in self._pools.values()))
 
     def clock(self) -> Callable[[], float]:
         """The clock that cached answers age by (``Outcome.until`` is on it)."""
@@ -302,10 +336,25 @@ class Engine:
 
     # ----------------------------------------------------------------- driving
 
+    def route(self, name: bytes) -> str:
+        """The domain whose upstreams get the questions for ``name`` (lowercase wire form);
+        ``"."`` for the default upstreams."""
+        return self._route(name).name
+
+    def _route(self, name: bytes) -> _Route:
+        routes = self._routes
+        if routes:
+            for suffix in ancestors(name):
+                route = routes.get(suffix)
+                if route is not None:
+                    return route
+        return self._default
+
     def _flight(self, ask: Ask, deadline: float) -> _Flight:
         """A new flight for ``ask``, registered as in flight; ``_take_off`` starts it."""
-        decision = Forwarding(self.selector, self.config.upstream_timeout, deadline)
-        flight = _Flight(self, ask, decision)
+        route = self._route(ask.key.name)
+        decision = Forwarding(route.selector, self.config.upstream_timeout, deadline)
+        flight = _Flight(self, ask, route, decision)
         self._inflight[ask.key] = flight
         return flight
 
@@ -336,7 +385,7 @@ class Engine:
         if isinstance(action, Done):
             self._conclude(flight, action)
             return
-        upstream = self.upstreams[action.upstream]
+        upstream = flight.route.upstreams[action.upstream]
         self._upstream_queries += 1
         if action.failover:
             self._failovers += 1
@@ -425,14 +474,15 @@ class Engine:
             prefetches=self._prefetches,
             stale_answers=self._stale_answers,
             upstream_queries=self._upstream_queries,
-            upstreams=tuple(u.statistics() for u in self.upstreams),
+            upstreams=tuple(u.statistics() for u in self._pools.values()),
             cache=self.cache.statistics() if self.cache is not None else None,
         )
 
     def __repr__(self) -> str:
         s = self.statistics()
         return (
-            f"<Engine upstreams={len(self.upstreams)} policy={self.config.policy} "
+            f"<Engine upstreams={len(self.upstreams)} domains={len(self._routes)} "
+            f"policy={self.config.policy} "
             f"queries={s.queries} answered={s.answered} failed={s.failed} "
             f"inflight={len(self._inflight)}>"
         )

@@ -44,6 +44,7 @@ from resolver.wire.raw import (
     TYPE_A,
     TYPE_NS,
     TYPE_SOA,
+    ancestors,
 )
 
 __all__ = ["HOSTS_TTL", "LOCAL_TTL", "LocalAnswers", "LocalStatistics"]
@@ -61,7 +62,6 @@ _HEADER = struct.Struct("!6H")
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 _TYPE_CLASS = struct.Struct("!HH")
 _QUESTION_POINTER = b"\xc0\x0c"  # the question's name, at offset 12
-_MAX_LABELS = 128  # a wire name of 255 bytes has at most 127 labels and the root
 
 _V4_LOOPBACK = ipaddress.ip_address("127.0.0.1").packed
 _V6_LOOPBACK = ipaddress.ip_address("::1").packed
@@ -119,20 +119,10 @@ def _wire(name: str) -> bytes:
     return name_to_wire(name).lower()
 
 
-def _suffixes(key: bytes) -> Iterable[bytes]:
-    """``key`` and each of its ancestors, the root excluded, longest first."""
-    pos = 0
-    for _ in range(_MAX_LABELS):
-        if pos >= len(key) - 1:
-            return
-        yield key[pos:]
-        pos += key[pos] + 1
-
-
 def _last_label(key: bytes) -> bytes:
     """The top-level label of a name below the root, with the root: ``b"\\x04arpa\\x00"``."""
     last = key
-    for last in _suffixes(key):  # noqa: B007
+    for last in ancestors(key):  # noqa: B007
         pass
     return last
 
@@ -180,7 +170,7 @@ class _Builder:
 
     def zone_of(self, key: bytes) -> bytes | None:
         """The closest local zone or forwarded domain at or above ``key``."""
-        for suffix in _suffixes(key):
+        for suffix in ancestors(key):
             if suffix in self.zones or suffix in self.forwarded:
                 return suffix
         return None
@@ -188,11 +178,11 @@ class _Builder:
     def forward(self, domain: str) -> None:
         """Take ``domain`` and the names below it out of the local zones (not the hosts')."""
         key = _wire(domain)
-        if not any(zone in self.zones for zone in _suffixes(key)):
+        if not any(zone in self.zones for zone in ancestors(key)):
             return  # outside every local zone: nothing here to give way
         self.forwarded.add(key)
         self.zones.pop(key, None)
-        for name in [name for name in self.records if key in _suffixes(name)]:
+        for name in [name for name in self.records if key in ancestors(name)]:
             types = self.records[name]
             for rtype in [t for t in types if (name, t) not in self.from_hosts]:
                 del types[rtype]
@@ -223,7 +213,7 @@ class _Builder:
             zone = self.zone_of(name)
             if zone is None or zone in self.forwarded or self.zones[zone]:
                 continue
-            for ancestor in _suffixes(name):
+            for ancestor in ancestors(name):
                 if ancestor == zone:
                     break
                 self.records.setdefault(ancestor, {})
@@ -336,7 +326,7 @@ class LocalAnswers:
         """The zone's answer for an unlisted name: the closest zone (or forwarded domain,
         None) at or above it."""
         zones = self._zones
-        for suffix in _suffixes(key):
+        for suffix in ancestors(key):
             if suffix in zones:
                 return zones[suffix]
         return None
