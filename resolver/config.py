@@ -265,9 +265,9 @@ class LocalConfig:
 
     ``localhost`` (RFC 6761 section 6.3): ``localhost.`` and every name below it answer
     127.0.0.1 and ::1, the reverse names of 127.0.0.1 and ::1 answer ``localhost.``, the rest
-    of ``127.in-addr.arpa.`` is NXDOMAIN. ``private_reverse`` (RFC 6303 section 4.1, RFC 7793,
-    RFC 4193): the reverse zones of 10/8, 172.16/12, 192.168/16, 100.64/10 and fd00::/8 answer
-    NXDOMAIN. ``special_reverse`` (the rest of RFC 6303 section 4): the reverse zones of 0/8,
+    of ``127.in-addr.arpa.`` is NXDOMAIN. ``private_reverse`` (RFC 6303, RFC 7793, RFC 4193):
+    the reverse zones of 10/8, 172.16/12, 192.168/16, 100.64/10 and fd00::/8 answer
+    NXDOMAIN. ``special_reverse`` (the other zones RFC 6303 lists): the reverse zones of 0/8,
     169.254/16, the documentation networks, 255.255.255.255, ::, fe80::/10 and 2001:db8::/32
     answer NXDOMAIN. ``special_names``: ``invalid.`` (RFC 6761 section 6.4) and ``onion.``
     (RFC 7686) answer NXDOMAIN. ``hosts``: a file in the hosts(5) format whose names answer A,

@@ -119,7 +119,7 @@ class EngineStatistics:
     prefetches: int
     stale_answers: int
     upstream_queries: int
-    upstreams: tuple[UpstreamStatistics, ...]
+    upstreams: tuple[UpstreamStatistics, ...]  # each once, the default ones first
     cache: CacheStatistics | None
 
 

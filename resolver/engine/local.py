@@ -4,8 +4,8 @@
 for every zone it serves, the reply for the names below the zone that it does not list; the
 engine asks it before the cache. A question is answered here when its name is
 
-* listed: the hosts file's names (A and AAAA) and reverse names (PTR, the first name given for
-  the address), ``localhost.``, the reverse names of 127.0.0.1 and ::1, and the apex of every
+* listed: the hosts file's names (A and AAAA) and reverse names (PTR, the first valid name given
+  for the address), ``localhost.``, the reverse names of 127.0.0.1 and ::1, and the apex of every
   local zone (SOA and NS). A type the name lacks gets NODATA;
 * below a local zone, unlisted: NXDOMAIN for the reverse zones of RFC 6303, ``invalid.``
   (RFC 6761 section 6.4) and ``onion.`` (RFC 7686), 127.0.0.1 and ::1 below ``localhost.``
@@ -294,17 +294,19 @@ class LocalAnswers:
                 builder.zone(apex)
         for domain in forwarded:
             builder.forward(domain)
+        named: set[Address] = set()  # addresses with their PTR: only the first name counts
         for address, host_names in hosts:
             rtype = TYPE_A if address.version == 4 else TYPE_AAAA
-            for index, text in enumerate(host_names):
+            packed = address.packed
+            for text in host_names:
                 try:
                     wire = name_to_wire(text if text.endswith(".") else text + ".")
                 except WireError:
                     continue
-                builder.add_hosts(wire.lower(), rtype, address.packed)
-                if index == 0:
-                    reverse = _wire(address.reverse_pointer + ".")
-                    builder.add_hosts(reverse, TYPE_PTR, wire)
+                builder.add_hosts(wire.lower(), rtype, packed)
+                if address not in named:
+                    named.add(address)
+                    builder.add_hosts(_wire(address.reverse_pointer + "."), TYPE_PTR, wire)
         return builder.build()
 
     def answer(self, key: bytes, name: bytes, qtype: int, qclass: int) -> bytes | None:

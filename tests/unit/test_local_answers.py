@@ -161,7 +161,11 @@ def test_hosts_parser_skips_bad_lines_with_their_reasons() -> None:
 def test_hosts_names_that_are_not_domain_names_are_skipped() -> None:
     local = hosts(f"192.0.2.1 {'x' * 64}.lan ok.lan a..b\n")
     assert answer(local, "ok.lan.") is not None
-    assert local.statistics().names == 1 + LocalAnswers.build(LocalConfig()).statistics().names
+    built_in = LocalAnswers.build(LocalConfig()).statistics().names
+    assert local.statistics().names == built_in + 2  # ok.lan and 1.2.0.192.in-addr.arpa
+    reply = answer(local, "1.2.0.192.in-addr.arpa.", PTR)
+    assert reply is not None
+    assert [str(rr.rdata) for rr in reply.rr] == ["ok.lan."]  # the first valid name
 
 
 def test_reading_a_missing_or_binary_hosts_file_names_the_field(tmp_path: Path) -> None:
