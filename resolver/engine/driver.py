@@ -257,7 +257,7 @@ class Engine:
         self._queries += 1
         local = self.local
         if local is not None:
-            reply = local.answer(ask.key.name, ask.name, ask.qtype, ask.qclass)
+            reply = local.answer(ask)
             if reply is not None:
                 self._local_answers += 1
                 self._answered += 1

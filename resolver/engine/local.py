@@ -29,8 +29,9 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
+from resolver.cache import CacheKey
 from resolver.config import LocalConfig
 from resolver.errors import WireError
 from resolver.wire.message import name_to_wire
@@ -47,7 +48,7 @@ from resolver.wire.raw import (
     ancestors,
 )
 
-__all__ = ["HOSTS_TTL", "LOCAL_TTL", "LocalAnswers", "LocalStatistics"]
+__all__ = ["HOSTS_TTL", "LOCAL_TTL", "LocalAnswers", "LocalStatistics", "Question"]
 
 TYPE_AAAA = 28
 TYPE_PTR = 12
@@ -91,6 +92,22 @@ _SPECIAL_REVERSE = (
 _SPECIAL_NAMES = ("invalid.", "onion.")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Question(Protocol):
+    """What ``LocalAnswers.answer`` reads of a question (``driver.Ask`` is one)."""
+
+    @property
+    def key(self) -> CacheKey: ...  # its name lowercased
+
+    @property
+    def name(self) -> bytes: ...  # as asked, uncompressed wire form
+
+    @property
+    def qtype(self) -> int: ...
+
+    @property
+    def qclass(self) -> int: ...
 
 
 class _Reply(NamedTuple):
@@ -309,20 +326,23 @@ class LocalAnswers:
                     builder.add_hosts(_wire(address.reverse_pointer + "."), TYPE_PTR, wire)
         return builder.build()
 
-    def answer(self, key: bytes, name: bytes, qtype: int, qclass: int) -> bytes | None:
-        """The reply to the question (``key`` the name lowercased, ``name`` as asked), or None
-        when it is not ours to answer."""
+    def answer(self, question: Question) -> bytes | None:
+        """The reply to ``question``, with its name as asked, or None when it is not ours to
+        answer."""
+        # The common case, a name that is not ours, costs one dict lookup and one endswith.
+        key = question.key.name
         node = self._names.get(key)
         if node is None:
-            if not key.endswith(self._endings) or qclass != CLASS_IN:
+            if not key.endswith(self._endings):
                 return None
             node = self._below(key)
             if node is None:
                 return None
-        elif qclass != CLASS_IN:
+        qtype, qclass = question.qtype, question.qclass
+        if qclass != CLASS_IN:
             return None
         reply = node.answers.get(qtype) or node.otherwise
-        return reply.head + name + _TYPE_CLASS.pack(qtype, qclass) + reply.tail
+        return reply.head + question.name + _TYPE_CLASS.pack(qtype, qclass) + reply.tail
 
     def _below(self, key: bytes) -> _Node | None:
         """The zone's answer for an unlisted name: the closest zone (or forwarded domain,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from resolver.config import LocalConfig
+from resolver.engine import Ask
 from resolver.engine.local import HOSTS_TTL, LOCAL_TTL, LocalAnswers
 from resolver.errors import ConfigError
 from resolver.hosts import parse_hosts, read_hosts
@@ -18,8 +19,7 @@ A, SOA, PTR, TXT, AAAA = 1, 6, 12, 16, 28
 
 
 def answer(local: LocalAnswers, name: str, qtype: int = A, qclass: int = 1) -> DNSRecord | None:
-    wire = name_to_wire(name)
-    reply = local.answer(wire.lower(), wire, qtype, qclass)
+    reply = local.answer(Ask.of(name_to_wire(name), qtype, qclass, do=False, cd=False))
     return None if reply is None else DNSRecord.parse(reply)
 
 
