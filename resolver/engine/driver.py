@@ -18,7 +18,7 @@ the decisions it does the cache's companions:
 A question that misses the cache goes to the upstreams of the longest configured domain
 (``ForwarderConfig.domains``) that holds its name, each domain with its own selector (policy
 and health), or to the default upstreams. An upstream listed in several places is one socket
-pool, with separate health in each.
+pool, with separate health in each place.
 
 An answer is never invented: when every attempt fails and nothing stale is at hand the client
 gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN.
@@ -119,7 +119,7 @@ class EngineStatistics:
     prefetches: int
     stale_answers: int
     upstream_queries: int
-    upstreams: tuple[UpstreamStatistics, ...]  # each once, the default ones first
+    upstreams: tuple[UpstreamStatistics, ...]  # the default ones, then the domains' others
     cache: CacheStatistics | None
 
 
@@ -191,16 +191,19 @@ class Engine:
         self.upstreams = list(upstreams)
         self.selector = Selector(len(self.upstreams), config, rng=rng)
         self._default = _Route(".", self.upstreams, self.selector)
-        # Every upstream once, the default ones first: what is started, closed and counted.
-        self._pools: dict[tuple[str, int], Upstream] = {}
-        for upstream in self.upstreams:
-            self._pools.setdefault(upstream.address, upstream)
+        # What is started, closed and counted: the default upstreams, then those only domains
+        # list. A domain's upstream at the address of one already here is that one.
+        self._pools = list(self.upstreams)
+        known = {upstream.address: upstream for upstream in reversed(self.upstreams)}
         self._routes: dict[bytes, _Route] = {}
         for domain in config.domains:
-            listed = [
-                self._pools.setdefault(address, Upstream(address, transport))
-                for address in domain.upstreams
-            ]
+            listed = []
+            for address in domain.upstreams:
+                upstream = known.get(address)
+                if upstream is None:
+                    upstream = known[address] = Upstream(address, transport)
+                    self._pools.append(upstream)
+                listed.append(upstream)
             policy = domain.policy or config.policy
             own = dataclasses.replace(config, upstreams=domain.upstreams, policy=policy, domains=())
             selector = Selector(len(listed), own, rng=rng)
@@ -224,7 +227,7 @@ class Engine:
         """Open every upstream's socket pool. Raises UpstreamUnreachable."""
         self._loop = asyncio.get_running_loop()
         async with asyncio.TaskGroup() as group:
-            for upstream in self._pools.values():
+            for upstream in self._pools:
                 group.create_task(upstream.start())
 
     async def aclose(self) -> None:
@@ -235,7 +238,7 @@ class Engine:
             if flight.exchange is not None:
                 flight.exchange.cancel()
         self._inflight.clear()
-        await asyncio.gather(*(u.aclose() for u in self._pools.values()))
+        await asyncio.gather(*(u.aclose() for u in self._pools))
 
     def clock(self) -> Callable[[], float]:
         """The clock that cached answers age by (``Outcome.until`` is on it)."""
@@ -474,7 +477,7 @@ class Engine:
             prefetches=self._prefetches,
             stale_answers=self._stale_answers,
             upstream_queries=self._upstream_queries,
-            upstreams=tuple(u.statistics() for u in self._pools.values()),
+            upstreams=tuple(u.statistics() for u in self._pools),
             cache=self.cache.statistics() if self.cache is not None else None,
         )
 
