@@ -18,7 +18,9 @@ from resolver.errors import ConfigError
 __all__ = [
     "CacheConfig",
     "Config",
+    "DomainConfig",
     "ForwarderConfig",
+    "LocalConfig",
     "ServerConfig",
     "SocketPoolConfig",
     "TransportConfig",
@@ -126,6 +128,53 @@ class TransportConfig:
             raise ConfigError("transport.edns_size", "must be from 512 to 65535")
 
 
+def _domain_name(field: str, name: object) -> str:
+    """``name`` as a lowercase absolute domain name (``"Corp.Test"`` -> ``"corp.test."``).
+
+    Plain hostname-style text only: labels of 1 to 63 printable ASCII characters, 255 bytes
+    in wire form at most, no escapes. Raises ConfigError naming ``field``."""
+    if not isinstance(name, str):
+        raise ConfigError(field, f"must be a domain name, not {type(name).__name__}")
+    text = name.strip().lower()
+    if text.endswith("."):
+        text = text[:-1]
+    if not text:
+        raise ConfigError(field, f"{name!r} is not a domain name below the root")
+    labels = text.split(".")
+    for label in labels:
+        if not 1 <= len(label) <= 63 or not label.isascii() or not label.isprintable():
+            raise ConfigError(field, f"{name!r} has an empty, long or non-ASCII label")
+        if " " in label or "\\" in label:
+            raise ConfigError(field, f"{name!r} has a space or an escape in a label")
+    if sum(len(label) + 1 for label in labels) + 1 > 255:
+        raise ConfigError(field, f"{name!r} is longer than 255 bytes in wire form")
+    return text + "."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DomainConfig:
+    """Questions for ``name`` and the names below it go to ``upstreams`` instead of the
+    default ones (dnsmasq's ``server=/name/address``, Unbound's forward-zone), chosen by
+    ``policy`` (the forwarder's when None), with their own health; timeouts and the health
+    thresholds are the forwarder's. ``name`` is kept lowercase with a trailing dot."""
+
+    name: str
+    upstreams: tuple[Address, ...]
+    policy: Policy | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", _domain_name("forwarder.domains.name", self.name))
+        if not self.upstreams:
+            raise ConfigError("forwarder.domains.upstreams", f"{self.name} needs an upstream")
+        for host, port in self.upstreams:
+            if not 1 <= port <= 65535:
+                raise ConfigError(
+                    "forwarder.domains.upstreams", f"port {port} of {host} is not 1-65535"
+                )
+        if self.policy is not None:
+            _choice("forwarder.domains.policy", self.policy, Policy)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ForwarderConfig:
     """Upstreams and how to choose among them.
@@ -133,6 +182,8 @@ class ForwarderConfig:
     ``upstream_timeout`` bounds one attempt at one upstream; ``query_timeout`` bounds the
     whole answer to one client query, failover included. A server with ``down_after``
     consecutive failures is skipped for ``down_for`` seconds unless every server is down.
+    ``domains`` send the questions for some names to upstreams of their own (the longest
+    matching name wins); every other question goes to ``upstreams``.
     """
 
     upstreams: tuple[Address, ...] = ()
@@ -141,9 +192,14 @@ class ForwarderConfig:
     query_timeout: float = 5.0
     down_after: int = 3
     down_for: float = 30.0
+    domains: tuple[DomainConfig, ...] = ()
 
     def __post_init__(self) -> None:
         _choice("forwarder.policy", self.policy, Policy)
+        names = [domain.name for domain in self.domains]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError("forwarder.domains", f"{name} is listed more than once")
         _positive("forwarder.upstream_timeout", self.upstream_timeout)
         _positive("forwarder.query_timeout", self.query_timeout)
         _positive("forwarder.down_for", self.down_for)
@@ -204,6 +260,37 @@ class CacheConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LocalConfig:
+    """Questions answered here, without asking upstream; each switch is on by default.
+
+    ``localhost`` (RFC 6761 section 6.3): ``localhost.`` and every name below it answer
+    127.0.0.1 and ::1, the reverse names of 127.0.0.1 and ::1 answer ``localhost.``, the rest
+    of ``127.in-addr.arpa.`` is NXDOMAIN. ``private_reverse`` (RFC 6303, RFC 7793, RFC 4193):
+    the reverse zones of 10/8, 172.16/12, 192.168/16, 100.64/10 and fd00::/8 answer
+    NXDOMAIN. ``special_reverse`` (the other zones RFC 6303 lists): the reverse zones of 0/8,
+    169.254/16, the documentation networks, 255.255.255.255, ::, fe80::/10 and 2001:db8::/32
+    answer NXDOMAIN. ``special_names``: ``invalid.`` (RFC 6761 section 6.4) and ``onion.``
+    (RFC 7686) answer NXDOMAIN. ``hosts``: a file in the hosts(5) format whose names answer A,
+    AAAA and PTR (off when None).
+    """
+
+    localhost: bool = True
+    private_reverse: bool = True
+    special_reverse: bool = True
+    special_names: bool = True
+    hosts: Path | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("localhost", "private_reverse", "special_reverse", "special_names"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"local.{name}", "must be true or false")
+        if self.hosts is not None and (
+            not isinstance(self.hosts, Path) or not str(self.hosts).strip()
+        ):
+            raise ConfigError("local.hosts", f"must be the path of a file, not {self.hosts!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     """The listeners. By default only loopback clients are served; others get REFUSED."""
 
@@ -240,6 +327,7 @@ class Config:
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    local: LocalConfig = field(default_factory=LocalConfig)
 
     def __post_init__(self) -> None:
         _choice("mode", self.mode, Mode)
@@ -254,6 +342,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "forwarder": ForwarderConfig,
     "transport": TransportConfig,
     "cache": CacheConfig,
+    "local": LocalConfig,
 }
 
 
@@ -271,6 +360,16 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(name, "must be a list of addresses such as '127.0.0.1:53'")
             value = tuple(parse_address(v, default_port, name=name) for v in value)
+        elif key == "domains":
+            if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+                raise ConfigError(name, "must be tables: [[forwarder.domains]]")
+            value = tuple(
+                _build(DomainConfig, f"{name}[{index}]", item) for index, item in enumerate(value)
+            )
+        elif key == "hosts":
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(name, "must be the path of a file")
+            value = Path(value)
         elif key == "allow":
             if not isinstance(value, list):
                 raise ConfigError(name, "must be a list of networks")

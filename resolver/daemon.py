@@ -5,12 +5,40 @@ The CLI builds a Config, makes a Daemon, and drives it; signals only call ``requ
 
 from __future__ import annotations
 
+import logging
+
 from resolver.cache import Cache
 from resolver.config import Address, Config
 from resolver.engine import Engine
+from resolver.engine.local import LocalAnswers
+from resolver.hosts import HostsEntry, read_hosts
 from resolver.server import Server
 
-__all__ = ["Daemon"]
+__all__ = ["Daemon", "local_answers"]
+
+log = logging.getLogger(__name__)
+_SKIPPED_SHOWN = 5  # hosts-file lines named in the log; the rest are counted
+
+
+def local_answers(config: Config) -> LocalAnswers:
+    """The answers of our own ``config`` asks for, the hosts file read now (what a reload
+    calls again and puts in ``Daemon.engine.local``). Raises ConfigError naming
+    ``local.hosts`` when the hosts file cannot be read; logs the lines it skips."""
+    entries: tuple[HostsEntry, ...] = ()
+    path = config.local.hosts
+    if path is not None:
+        hosts = read_hosts(path)
+        entries = hosts.entries
+        if hosts.skipped:
+            more = len(hosts.skipped) - _SKIPPED_SHOWN
+            log.warning(
+                "hosts file: %d line(s) skipped: %s%s",
+                len(hosts.skipped),
+                "; ".join(hosts.skipped[:_SKIPPED_SHOWN]),
+                f"; and {more} more" if more > 0 else "",
+            )
+    forwarded = [domain.name for domain in config.forwarder.domains]
+    return LocalAnswers.build(config.local, entries, forwarded=forwarded)
 
 
 class Daemon:
@@ -24,7 +52,9 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         cache = Cache(config.cache) if config.cache.enabled else None
-        self.engine = Engine(config.forwarder, config.transport, cache=cache)
+        self.engine = Engine(
+            config.forwarder, config.transport, cache=cache, local=local_answers(config)
+        )
         self.server = Server(config.server, self.engine)
         self._closed = False
 

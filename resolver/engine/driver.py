@@ -3,7 +3,9 @@
 It holds what outlives one query (the cache, the questions in flight, the upstreams and their
 health) and performs the actions of the per-query decisions (``forwarding.Forwarding``) over
 the transport, on callbacks from datagram to reply: no task and no timer of its own on the
-common path. Around the decisions it does the cache's companions:
+common path. Before anything else, the questions we answer ourselves (``local.LocalAnswers``:
+localhost, private reverse zones, the hosts file) are answered without asking anyone. Around
+the decisions it does the cache's companions:
 
 * a fresh cached answer is returned at once, with the moment until which exactly those bytes
   remain the answer (so the server may remember the finished reply);
@@ -13,6 +15,11 @@ common path. Around the decisions it does the cache's companions:
   REFUSED) or takes longer than 1.8 s, the expired answer is served with TTL 30 and EDE 3;
   after a failed refresh, stale answers go out at once, without asking again, for 30 s.
 
+A question that misses the cache goes to the upstreams of the longest configured domain
+(``ForwarderConfig.domains``) that holds its name, each domain with its own selector (policy
+and health), or to the default upstreams. An upstream listed in several places is one socket
+pool, with separate health in each place.
+
 An answer is never invented: when every attempt fails and nothing stale is at hand the client
 gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN.
 """
@@ -20,6 +27,7 @@ gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,11 +36,12 @@ from typing import NamedTuple, Protocol
 from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
 from resolver.config import ForwarderConfig, TransportConfig
 from resolver.engine.forwarding import EDE_STALE_ANSWER, Done, Forwarding, Send
+from resolver.engine.local import LocalAnswers
 from resolver.engine.selection import Selector
 from resolver.errors import WireError
 from resolver.transport import Exchange, Upstream, UpstreamStatistics
-from resolver.wire.message import strip_opt
-from resolver.wire.raw import AA, RA, REFUSED, SERVFAIL
+from resolver.wire.message import name_to_wire, strip_opt
+from resolver.wire.raw import AA, RA, REFUSED, SERVFAIL, ancestors
 
 __all__ = ["Ask", "Decision", "Engine", "EngineStatistics", "Outcome", "normalize"]
 
@@ -41,6 +50,9 @@ __all__ = ["Ask", "Decision", "Engine", "EngineStatistics", "Outcome", "normaliz
 _STALE_ANSWER_AFTER = 1.8
 _STALE_RECHECK = 30.0
 _STALE_HOLD_MAX = 10_000
+# How long the server may repeat a local answer's finished bytes: a reload that replaces the
+# local answers is seen by every client within this.
+_LOCAL_REUSE = 1.0
 
 
 def normalize(reply: bytes) -> bytes:
@@ -68,7 +80,8 @@ class Ask(NamedTuple):
 
 class Outcome(NamedTuple):
     """The engine's answer to a question: ``reply`` in normalized form (see ``normalize``;
-    its ID is arbitrary and its question case may differ from the asker's), or None for
+    its ID is arbitrary, its question case may differ from the asker's, AA is set only in
+    answers of our own from ``local.LocalAnswers``), or None for
     SERVFAIL; ``ede`` an RFC 8914 info code to attach, or None; ``until`` the moment (on the
     engine's clock) until which exactly these bytes remain the answer, 0.0 when they may not
     be reused."""
@@ -101,12 +114,24 @@ class EngineStatistics:
     failed: int
     failovers: int
     cache_answers: int
+    local_answers: int
     coalesced: int
     prefetches: int
     stale_answers: int
     upstream_queries: int
-    upstreams: tuple[UpstreamStatistics, ...]
+    upstreams: tuple[UpstreamStatistics, ...]  # the default ones, then the domains' others
     cache: CacheStatistics | None
+
+
+class _Route:
+    """Where the questions for one domain (or all others) go: upstreams, and their selector."""
+
+    __slots__ = ("name", "selector", "upstreams")
+
+    def __init__(self, name: str, upstreams: list[Upstream], selector: Selector) -> None:
+        self.name = name
+        self.upstreams = upstreams
+        self.selector = selector
 
 
 class _Flight:
@@ -117,15 +142,17 @@ class _Flight:
         "decision",
         "engine",
         "exchange",
+        "route",
         "stale",
         "stale_served",
         "timer",
         "waiters",
     )
 
-    def __init__(self, engine: Engine, ask: Ask, decision: Decision) -> None:
+    def __init__(self, engine: Engine, ask: Ask, route: _Route, decision: Decision) -> None:
         self.engine = engine
         self.ask = ask
+        self.route = route
         self.decision = decision
         self.waiters: list[Waiter] = []
         self.exchange: Exchange | None = None
@@ -138,7 +165,9 @@ class _Flight:
 
 
 class Engine:
-    """Answers questions from the cache or by forwarding to upstreams (see the module).
+    """Answers questions itself, from the cache or by forwarding to upstreams (see the
+    module). ``local`` holds the answers of our own (none when None); a reload may replace it
+    at any time.
 
     ``answer`` is the one entry point, for UDP and TCP queries alike.
     """
@@ -150,15 +179,35 @@ class Engine:
         *,
         upstreams: Sequence[Upstream] | None = None,
         cache: Cache | None = None,
+        local: LocalAnswers | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
+        self.local = local
         if upstreams is None:
             upstreams = [Upstream(address, transport) for address in config.upstreams]
         if not upstreams:
             raise ValueError("an engine needs at least one upstream")
         self.upstreams = list(upstreams)
         self.selector = Selector(len(self.upstreams), config, rng=rng)
+        self._default = _Route(".", self.upstreams, self.selector)
+        # What is started, closed and counted: the default upstreams, then those only domains
+        # list. A domain's upstream at the address of one already here is that one.
+        self._pools = list(self.upstreams)
+        known = {upstream.address: upstream for upstream in reversed(self.upstreams)}
+        self._routes: dict[bytes, _Route] = {}
+        for domain in config.domains:
+            listed = []
+            for address in domain.upstreams:
+                upstream = known.get(address)
+                if upstream is None:
+                    upstream = known[address] = Upstream(address, transport)
+                    self._pools.append(upstream)
+                listed.append(upstream)
+            policy = domain.policy or config.policy
+            own = dataclasses.replace(config, upstreams=domain.upstreams, policy=policy, domains=())
+            selector = Selector(len(listed), own, rng=rng)
+            self._routes[name_to_wire(domain.name).lower()] = _Route(domain.name, listed, selector)
         self.cache = cache
         self._inflight: dict[CacheKey, _Flight] = {}
         self._stale_hold: dict[CacheKey, float] = {}
@@ -168,6 +217,7 @@ class Engine:
         self._failed = 0
         self._failovers = 0
         self._cache_answers = 0
+        self._local_answers = 0
         self._coalesced = 0
         self._prefetches = 0
         self._stale_answers = 0
@@ -177,7 +227,7 @@ class Engine:
         """Open every upstream's socket pool. Raises UpstreamUnreachable."""
         self._loop = asyncio.get_running_loop()
         async with asyncio.TaskGroup() as group:
-            for upstream in self.upstreams:
+            for upstream in self._pools:
                 group.create_task(upstream.start())
 
     async def aclose(self) -> None:
@@ -188,7 +238,7 @@ class Engine:
             if flight.exchange is not None:
                 flight.exchange.cancel()
         self._inflight.clear()
-        await asyncio.gather(*(u.aclose() for u in self.upstreams))
+        await asyncio.gather(*(u.aclose() for u in self._pools))
 
     def clock(self) -> Callable[[], float]:
         """The clock that cached answers age by (``Outcome.until`` is on it)."""
@@ -209,6 +259,13 @@ class Engine:
         first step already ends the query). Never raises for the upstreams' sake: failures
         are Outcomes without a reply."""
         self._queries += 1
+        local = self.local
+        if local is not None:
+            reply = local.answer(ask)
+            if reply is not None:
+                self._local_answers += 1
+                self._answered += 1
+                return Outcome(reply, None, self.clock()() + _LOCAL_REUSE)
         cache = self.cache
         stale: CacheEntry | None = None
         if cache is not None:
@@ -271,10 +328,25 @@ class Engine:
 
     # ----------------------------------------------------------------- driving
 
+    def route(self, name: bytes) -> str:
+        """The domain whose upstreams get the questions for ``name`` (lowercase wire form);
+        ``"."`` for the default upstreams."""
+        return self._route(name).name
+
+    def _route(self, name: bytes) -> _Route:
+        routes = self._routes
+        if routes:
+            for suffix in ancestors(name):
+                route = routes.get(suffix)
+                if route is not None:
+                    return route
+        return self._default
+
     def _flight(self, ask: Ask, deadline: float) -> _Flight:
         """A new flight for ``ask``, registered as in flight; ``_take_off`` starts it."""
-        decision = Forwarding(self.selector, self.config.upstream_timeout, deadline)
-        flight = _Flight(self, ask, decision)
+        route = self._route(ask.key.name)
+        decision = Forwarding(route.selector, self.config.upstream_timeout, deadline)
+        flight = _Flight(self, ask, route, decision)
         self._inflight[ask.key] = flight
         return flight
 
@@ -305,7 +377,7 @@ class Engine:
         if isinstance(action, Done):
             self._conclude(flight, action)
             return
-        upstream = self.upstreams[action.upstream]
+        upstream = flight.route.upstreams[action.upstream]
         self._upstream_queries += 1
         if action.failover:
             self._failovers += 1
@@ -389,18 +461,20 @@ class Engine:
             failed=self._failed,
             failovers=self._failovers,
             cache_answers=self._cache_answers,
+            local_answers=self._local_answers,
             coalesced=self._coalesced,
             prefetches=self._prefetches,
             stale_answers=self._stale_answers,
             upstream_queries=self._upstream_queries,
-            upstreams=tuple(u.statistics() for u in self.upstreams),
+            upstreams=tuple(u.statistics() for u in self._pools),
             cache=self.cache.statistics() if self.cache is not None else None,
         )
 
     def __repr__(self) -> str:
         s = self.statistics()
         return (
-            f"<Engine upstreams={len(self.upstreams)} policy={self.config.policy} "
+            f"<Engine upstreams={len(self.upstreams)} domains={len(self._routes)} "
+            f"policy={self.config.policy} "
             f"queries={s.queries} answered={s.answered} failed={s.failed} "
             f"inflight={len(self._inflight)}>"
         )

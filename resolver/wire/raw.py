@@ -44,6 +44,7 @@ __all__ = [
     "Question",
     "RecordSpan",
     "Sections",
+    "ancestors",
     "error_reply",
     "find_opt",
     "name_to_text",
@@ -172,6 +173,18 @@ def _pointer_target(data: bytes, pos: int) -> int:
     if target >= pos:
         raise WireError(f"compression pointer at offset {pos} points forward to {target}")
     return target
+
+
+def ancestors(name: bytes) -> Iterator[bytes]:
+    """``name`` (uncompressed wire form, as ``Question.name``) and each name above it, longest
+    first, the root excluded: ``www.example.com.`` gives itself, ``example.com.``, ``com.``."""
+    pos = 0
+    last = len(name) - 1
+    for _ in range(_MAX_NAME // 2 + 1):  # a 255-byte name has at most 127 labels
+        if pos >= last:
+            return
+        yield name[pos:]
+        pos += name[pos] + 1
 
 
 def skip_name(data: bytes, offset: int) -> int:

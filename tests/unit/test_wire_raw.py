@@ -417,3 +417,26 @@ def test_error_reply_is_parsable_by_dnslib(data: bytes) -> None:
         assert raw.read_header(reply).qdcount == 0
         return
     assert raw.read_question(reply).name == question.name
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            b"\x03www\x07example\x03com\x00",
+            [b"\x03www\x07example\x03com\x00", b"\x07example\x03com\x00", b"\x03com\x00"],
+        ),
+        (b"\x03com\x00", [b"\x03com\x00"]),
+        (b"\x00", []),
+    ],
+    ids=["three-labels", "one-label", "root"],
+)
+def test_ancestors_are_the_name_and_each_name_above_it_without_the_root(
+    name: bytes, expected: list[bytes]
+) -> None:
+    assert list(raw.ancestors(name)) == expected
+
+
+def test_ancestors_of_the_longest_name_stop() -> None:
+    name = b"\x01a" * 127 + b"\x00"
+    assert len(list(raw.ancestors(name))) == 127
