@@ -151,18 +151,73 @@ def test_authority_stops_on_sigterm(authority_port: int) -> None:
         pytest.param(
             ["--upstream", "127.0.0.1"],
             "[transport.pool]\nmax_uses = 0\n",
-            "pool.max_uses",
+            "transport.pool.max_uses",
             id="toml-bad-pool-value",
         ),
         pytest.param(["--upstream", "127.0.0.1"], "[server\n", "invalid TOML", id="toml-syntax"),
+        # Values of the wrong type, once misread or a traceback; each named now.
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            '[transport]\nrandomize_case = "false"\n',
+            "transport.randomize_case",
+            id="bool-as-string",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            '[cache]\nenabled = "no"\n',
+            "cache.enabled",
+            id="enabled-as-string",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"], "[server]\nallow = [8]\n", "server.allow", id="allow-int"
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            "[server]\nmax_tcp_connections = 1.5\n",
+            "server.max_tcp_connections",
+            id="int-as-float",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"], "[transport]\npool = 5\n", "transport.pool", id="pool-int"
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            '[forwarder]\nupstream_timeout = "2"\n',
+            "forwarder.upstream_timeout",
+            id="timeout-as-string",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            "[forwarder]\nupstream_timeout = 6\nquery_timeout = 5\n",
+            "forwarder.upstream_timeout",
+            id="upstream-timeout-above-query-timeout",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1:5399", "--listen", "127.0.0.1:5399"],
+            None,
+            "forwarder.upstreams",
+            id="upstream-is-the-listener",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1:5399", "--listen", "[::]:5399"],
+            None,
+            "forwarder.upstreams",
+            id="upstream-is-under-the-wildcard-listener",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            b'[server]\nallow = ["\xff"]\n',
+            "not UTF-8",
+            id="not-utf8",
+        ),
     ],
 )
 def test_bad_configuration_exits_3_with_one_line_naming_the_field(
-    tmp_path: Path, args: list[str], toml: str | None, field: str
+    tmp_path: Path, args: list[str], toml: str | bytes | None, field: str
 ) -> None:
     if toml is not None:
         path = tmp_path / "resolver.toml"
-        path.write_text(toml)
+        path.write_bytes(toml if isinstance(toml, bytes) else toml.encode())
         args = [*args, "--config", str(path)]
     if not any(a == "--listen" for a in args):
         args = [*args, "--listen", f"127.0.0.1:{free_port()}"]
@@ -183,7 +238,7 @@ def test_serve_on_a_taken_port_fails_with_one_line(authority_port: int) -> None:
         "--listen",
         f"127.0.0.1:{authority_port}",
         "--upstream",
-        f"127.0.0.1:{authority_port}",
+        f"127.0.0.1:{free_port()}",
     )
     result = subprocess.run(args, capture_output=True, text=True, timeout=STARTUP)
     assert result.returncode == 1, result.stderr
