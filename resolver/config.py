@@ -31,6 +31,7 @@ Address = tuple[str, int]
 Policy = Literal["sequential", "round_robin", "random", "fastest"]
 Order = Literal["fifo", "random"]
 Mode = Literal["forward", "recursive"]
+OutsideAllow = Literal["refuse", "drop"]
 _MAX_TTL = 0x7FFF_FFFF  # RFC 2181 section 8
 _DAY = 86_400.0  # the longest duration any setting accepts
 _MAX_SOCKETS = 65_535  # per upstream pool: one per local port at most
@@ -281,10 +282,16 @@ class CacheConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
-    """The listeners. By default only loopback clients are served; others get REFUSED."""
+    """The listeners. By default only loopback clients are served.
+
+    A client outside ``allow`` is told REFUSED whatever it sends (``outside_allow =
+    "refuse"``), or nothing at all (``"drop"``); its TCP connections are closed at accept
+    without reading.
+    """
 
     listen: tuple[Address, ...] = (("127.0.0.1", 53),)
     allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    outside_allow: OutsideAllow = "refuse"
     tcp: bool = True
     tcp_idle_timeout: float = 10.0
     max_tcp_connections: int = 256
@@ -315,6 +322,7 @@ class ServerConfig:
             except ValueError:
                 raise ConfigError("server.allow", f"{network!r} is not a network") from None
         object.__setattr__(self, "allow", tuple(allow))
+        _choice("server.outside_allow", self.outside_allow, OutsideAllow)
         _check_bool("server.tcp", self.tcp)
         _check_seconds("server.tcp_idle_timeout", self.tcp_idle_timeout, 3600)
         _check_int("server.max_tcp_connections", self.max_tcp_connections, 1, 1_000_000)

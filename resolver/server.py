@@ -1,10 +1,12 @@
 """The daemon's listeners: UDP and TCP, access control, graceful shutdown.
 
 Nothing a client sends can crash the server: a datagram shorter than a header or with QR set is
-dropped, a malformed query gets FORMERR, an unsupported opcode NOTIMP, a client outside the
-allowed networks REFUSED. Every other query goes to the engine (``Engine.answer``) under one
-deadline set here, over UDP and TCP alike; the server counts what is in flight and drains it on
-shutdown. UDP queries run on callbacks, a TCP connection in a task of its own.
+dropped; a client outside the allowed networks gets REFUSED (or nothing, as configured) before
+anything else is looked at, and its TCP connections are closed unread; a malformed query gets
+FORMERR, an unsupported opcode NOTIMP. Every other query goes to the engine
+(``Engine.answer``) under one deadline set here, over UDP and TCP alike; the server counts what
+is in flight and drains it on shutdown. UDP queries run on callbacks, a TCP connection in a
+task of its own.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class ServerStatistics:
     servfail: int
     formerr: int
     refused: int
+    denied: int
     dropped: int
     truncated: int
     inflight: int
@@ -74,6 +77,7 @@ class Server:
         self.answerer = answerer
         self._allowed = [ipaddress.ip_network(n, strict=False) for n in config.allow]
         self._allow_memo: dict[str, bool] = {}
+        self._refuse_outsiders = config.outside_allow == "refuse"
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.Server] = []
         self._connection_tasks: set[asyncio.Task[None]] = set()
@@ -91,6 +95,7 @@ class Server:
                 "formerr",
                 "notimp",
                 "refused",
+                "denied",
                 "dropped",
                 "truncated",
             ),
@@ -193,6 +198,7 @@ class Server:
             servfail=c["servfail"],
             formerr=c["formerr"],
             refused=c["refused"],
+            denied=c["denied"],
             dropped=c["dropped"],
             truncated=c["truncated"],
             inflight=self._inflight,
@@ -232,6 +238,8 @@ class Server:
             return self._formerr(query)
         if isinstance(sorted_, Local):
             self._counts[sorted_.outcome] += 1
+            if sorted_.outcome == "denied" and not self._refuse_outsiders:
+                return None
             return sorted_.reply
         return sorted_
 
@@ -338,6 +346,12 @@ class Server:
         """One client's TCP connection: length-prefixed queries, each answered as its answer
         is ready (pipelined, in any order); closed after the idle timeout, at EOF, or at
         shutdown."""
+        peer = writer.get_extra_info("peername")
+        host = peer[0] if peer else ""
+        if not self._allowed_client(host):
+            self._counts["denied"] += 1
+            writer.transport.abort()  # not a byte read: nothing it sends is looked at
+            return
         if len(self._connections) >= self.config.max_tcp_connections or self._closed:
             self._counts["dropped"] += 1
             writer.close()
@@ -346,8 +360,6 @@ class Server:
         assert task is not None
         self._connection_tasks.add(task)
         self._connections.add(writer)
-        peer = writer.get_extra_info("peername")
-        host = peer[0] if peer else ""
         outstanding: set[asyncio.Future[None]] = set()
         try:
             while not self._closed:

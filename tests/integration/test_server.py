@@ -353,11 +353,54 @@ async def test_malformed_or_unsupported_query_gets_an_error_rcode(
     assert [str(rr.rdata) for rr in valid.rr] == ["127.1.0.1"]
 
 
-async def test_client_outside_allow_is_refused(authority: Authority) -> None:
+_OUTSIDER_QUERIES = [
+    pytest.param(query(), id="valid"),
+    pytest.param(_header(0x0100 | 4 << 11) + _QUESTION, id="opcode-notify"),
+    pytest.param(_header(0x0100, qd=2) + _QUESTION + _QUESTION, id="qdcount-2"),
+    pytest.param(_header(0x0100) + b"\x05ab", id="junk-question"),
+    pytest.param(_header(0x0100, ar=1) + _QUESTION + _OPT_V1, id="edns-version-1"),
+    pytest.param(query("example.com.", "ANY"), id="any"),
+]
+
+
+@pytest.mark.parametrize("message", _OUTSIDER_QUERIES)
+async def test_client_outside_allow_gets_refused_whatever_it_sends(
+    authority: Authority, message: bytes
+) -> None:
     async with asyncio.timeout(BOUND), daemon(authority, allow=("10.0.0.0/8",)) as instance:
-        for transport in ("udp", "tcp"):
-            reply = await ask(instance.addresses[0], query(), transport)
-            assert read_header(reply).rcode == REFUSED
+        reply = await udp_ask(instance.addresses[0], message)
+        assert instance.server.statistics().denied == 1
+    assert read_header(reply).rcode == REFUSED
+    assert rcode(reply) == REFUSED  # no BADVERS in an OPT record either
+    assert authority.queries == []
+
+
+async def test_client_outside_allow_gets_nothing_when_told_to_drop(authority: Authority) -> None:
+    async with (
+        asyncio.timeout(BOUND),
+        daemon(authority, allow=("10.0.0.0/8",), outside_allow="drop") as instance,
+        udp_client(instance.addresses[0]) as client,
+    ):
+        for param in _OUTSIDER_QUERIES:
+            (message,) = param.values
+            client.send(cast(bytes, message))
+        await until(lambda: instance.server.statistics().denied == len(_OUTSIDER_QUERIES))
+        # Absence cannot be awaited: a reply sent with the last count would be here by now.
+        await asyncio.sleep(0.05)
+        assert client.received.empty()
+    assert authority.queries == []
+
+
+async def test_tcp_connection_from_outside_allow_is_closed_unread(authority: Authority) -> None:
+    async with asyncio.timeout(BOUND), daemon(authority, allow=("10.0.0.0/8",)) as instance:
+        reader, writer = await asyncio.open_connection(*instance.addresses[0])
+        try:
+            writer.write(frame(query()))
+            assert await closed_by_peer(reader)
+        finally:
+            writer.close()
+        stats = instance.server.statistics()
+        assert (stats.denied, stats.tcp_queries, stats.tcp_connections) == (1, 0, 0)
     assert authority.queries == []
 
 
