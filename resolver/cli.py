@@ -169,6 +169,7 @@ async def _serve(config: Config) -> None:
     import logging
 
     from resolver.daemon import Daemon
+    from resolver.transport import format_address
 
     daemon = Daemon(config)
     await daemon.start()
@@ -180,7 +181,7 @@ async def _serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, daemon.request_stop)
-    listening = ", ".join(f"{h}:{p}" for h, p in daemon.addresses)
+    listening = ", ".join(format_address(address) for address in daemon.addresses)
     logging.getLogger("resolver").info("serving on %s (udp and tcp)", listening)
     await daemon.serve_until_stopped()
     logging.getLogger("resolver").info("stopped")

@@ -35,6 +35,7 @@ OutsideAllow = Literal["refuse", "drop"]
 _MAX_TTL = 0x7FFF_FFFF  # RFC 2181 section 8
 _DAY = 86_400.0  # the longest duration any setting accepts
 _MAX_SOCKETS = 65_535  # per upstream pool: one per local port at most
+_MAX_BUFFER = 1 << 30  # a socket buffer, bytes: the kernel takes an int and doubles it
 
 
 def parse_address(text: str, default_port: int, *, name: str = "address") -> Address:
@@ -286,12 +287,21 @@ class ServerConfig:
 
     A client outside ``allow`` is told REFUSED whatever it sends (``outside_allow =
     "refuse"``), or nothing at all (``"drop"``); its TCP connections are closed at accept
-    without reading.
+    without reading. IPv4 clients of a dual-stack listener (``[::]``, when no IPv4 address
+    shares its port) are matched as IPv4 addresses.
+
+    The UDP listening sockets get receive and send buffers of ``udp_receive_buffer`` and
+    ``udp_send_buffer`` bytes (4 MiB: a burst of some thousands of queries waits in the kernel
+    while the loop is busy, instead of being dropped; 0 keeps the system's default). Beyond
+    ``net.core.rmem_max`` they are forced when the process may (CAP_NET_ADMIN), else a warning
+    says what was granted.
     """
 
     listen: tuple[Address, ...] = (("127.0.0.1", 53),)
     allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     outside_allow: OutsideAllow = "refuse"
+    udp_receive_buffer: int = 4 * 1024 * 1024
+    udp_send_buffer: int = 4 * 1024 * 1024
     tcp: bool = True
     tcp_idle_timeout: float = 10.0
     max_tcp_connections: int = 256
@@ -323,6 +333,8 @@ class ServerConfig:
                 raise ConfigError("server.allow", f"{network!r} is not a network") from None
         object.__setattr__(self, "allow", tuple(allow))
         _choice("server.outside_allow", self.outside_allow, OutsideAllow)
+        _check_int("server.udp_receive_buffer", self.udp_receive_buffer, 0, _MAX_BUFFER)
+        _check_int("server.udp_send_buffer", self.udp_send_buffer, 0, _MAX_BUFFER)
         _check_bool("server.tcp", self.tcp)
         _check_seconds("server.tcp_idle_timeout", self.tcp_idle_timeout, 3600)
         _check_int("server.max_tcp_connections", self.max_tcp_connections, 1, 1_000_000)

@@ -16,6 +16,8 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, cast
@@ -23,6 +25,7 @@ from typing import Protocol, cast
 from resolver.config import Address, ServerConfig
 from resolver.engine import Ask, Outcome
 from resolver.errors import WireError
+from resolver.transport import format_address
 from resolver.triage import Local, Parsed, fit, for_client, servfail, triage
 from resolver.wire.raw import FORMERR, error_reply
 
@@ -32,6 +35,11 @@ log = logging.getLogger(__name__)
 
 _MEMO_MAX = 10_000  # finished replies to recent cache hits (see Server._remember)
 _BIND_ATTEMPTS = 20  # port 0: tries at a UDP port whose TCP twin is free too
+# Linux's setsockopt options that pass net.core.rmem_max / wmem_max (asm-generic/socket.h),
+# and the factor by which it reports a buffer size (it doubles what it is given).
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+_KERNEL_DOUBLES = 2 if sys.platform == "linux" else 1
 
 
 class Answerer(Protocol):
@@ -112,35 +120,103 @@ class Server:
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Bind UDP (and TCP unless disabled) on every listen address. Raises OSError.
+        """Bind UDP (and TCP unless disabled) on every listen address. Raises OSError, after
+        closing whatever it had bound.
 
         With port 0 the UDP port is picked first and TCP takes the same number; if that TCP
-        port is taken, both are tried again on another port (a bounded number of times)."""
+        port is taken, both are tried again on another port (a bounded number of times).
+        An IPv6 socket is dual-stack (it serves IPv4 clients too, as ``::ffff:a.b.c.d``)
+        unless an IPv4 address in ``listen`` has the same port: then each family has its own
+        socket, so that ``0.0.0.0:53`` and ``[::]:53`` can both be bound."""
         self._loop = asyncio.get_running_loop()
-        for host, port in self.config.listen:
-            for attempt in range(_BIND_ATTEMPTS):
-                try:
-                    await self._bind(host, port)
-                    break
-                except OSError as exc:
-                    if port != 0 or exc.errno != errno.EADDRINUSE or attempt == _BIND_ATTEMPTS - 1:
-                        raise
+        v4_ports = {port for host, port in self.config.listen if ":" not in host and port}
+        try:
+            for host, port in self.config.listen:
+                v6only = port in v4_ports
+                for attempt in range(_BIND_ATTEMPTS):
+                    try:
+                        await self._bind(host, port, v6only)
+                        break
+                    except OSError as exc:
+                        last = attempt == _BIND_ATTEMPTS - 1
+                        if port != 0 or exc.errno != errno.EADDRINUSE or last:
+                            raise
+        except BaseException:
+            self._close_listeners()
+            raise
 
-    async def _bind(self, host: str, port: int) -> None:
+    async def _bind(self, host: str, port: int, v6only: bool) -> None:
         assert self._loop is not None
-        transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _UdpListener(self), local_addr=(host, port)
-        )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        udp = self._listening_socket(family, socket.SOCK_DGRAM, v6only)
+        try:
+            udp.bind((host, port))
+            self._size_buffers(udp, host)
+            transport, _ = await self._loop.create_datagram_endpoint(
+                lambda: _UdpListener(self), sock=udp
+            )
+        except BaseException:
+            udp.close()
+            raise
         bound = transport.get_extra_info("sockname")
         if self.config.tcp:
+            tcp = self._listening_socket(family, socket.SOCK_STREAM, v6only)
             try:
-                server = await asyncio.start_server(self._tcp_connection, host, bound[1])
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                tcp.bind((host, bound[1]))
+                server = await asyncio.start_server(self._tcp_connection, sock=tcp)
             except BaseException:
+                tcp.close()
                 transport.close()
                 raise
             self._tcp.append(server)
         self._udp.append(transport)
         self.addresses.append((bound[0], bound[1]))
+
+    @staticmethod
+    def _listening_socket(family: int, kind: int, v6only: bool) -> socket.socket:
+        sock = socket.socket(family, kind)
+        try:
+            sock.setblocking(False)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _size_buffers(self, sock: socket.socket, host: str) -> None:
+        """The configured buffer sizes, forced past the system's limit when we may (as
+        Unbound's so-rcvbuf); a warning when less was granted."""
+        for option, forced, size, name in (
+            (socket.SO_RCVBUF, _SO_RCVBUFFORCE, self.config.udp_receive_buffer, "receive"),
+            (socket.SO_SNDBUF, _SO_SNDBUFFORCE, self.config.udp_send_buffer, "send"),
+        ):
+            if not size:
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, forced, size)
+            except OSError:  # no CAP_NET_ADMIN (or no such option): capped at the limit
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
+            granted = sock.getsockopt(socket.SOL_SOCKET, option) // _KERNEL_DOUBLES
+            if granted < size:
+                log.warning(
+                    "UDP %s buffer of %s is %d bytes, not the %d configured (raise net.core.%s)",
+                    name,
+                    format_address((host, sock.getsockname()[1])),
+                    granted,
+                    size,
+                    "rmem_max" if option == socket.SO_RCVBUF else "wmem_max",
+                )
+
+    def _close_listeners(self) -> None:
+        for server in self._tcp:
+            server.close()
+        for transport in self._udp:
+            transport.close()
+        self._tcp.clear()
+        self._udp.clear()
+        self.addresses.clear()
 
     def request_stop(self) -> None:
         """Ask the server to shut down; safe to call from a signal handler, and more than once."""
@@ -222,6 +298,9 @@ class Server:
             address = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
             return False
+        # An IPv4 client of a dual-stack socket arrives as ::ffff:a.b.c.d.
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
         allowed = any(address in network for network in self._allowed)
         if len(self._allow_memo) >= 4096:  # bounded: a spray of sources cannot grow it
             self._allow_memo.clear()

@@ -105,6 +105,25 @@ def test_serve_answers_through_the_daemon_and_stops_on_sigterm(authority_port: i
     assert "Traceback" not in err
 
 
+def test_serve_prints_ipv6_addresses_in_brackets(authority_port: int) -> None:
+    port = free_port()
+    args = resolver(
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--listen",
+        f"[::1]:{port}",
+        "--upstream",
+        f"127.0.0.1:{authority_port}",
+    )
+    with running(args) as daemon:
+        wait_ready(daemon, port)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=STOP)
+        assert daemon.returncode == 0, err
+    assert f"serving on 127.0.0.1:{port}, [::1]:{port} " in err
+
+
 def test_authority_stops_on_sigterm(authority_port: int) -> None:
     # The fixture's process answered; a second one on another port is stopped here.
     port = free_port()

@@ -8,8 +8,15 @@ import asyncio
 import contextlib
 import errno
 import itertools
+import json
+import os
+import shutil
+import socket
 import struct
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -186,8 +193,9 @@ async def start_daemon(config: Config) -> Daemon:
 async def daemon(
     authority: Authority, *, query_timeout: float = 2.0, **server: Any
 ) -> AsyncIterator[Daemon]:
+    server.setdefault("listen", (("127.0.0.1", 0),))
     config = Config(
-        server=ServerConfig(listen=(("127.0.0.1", 0),), **server),
+        server=ServerConfig(**server),
         forwarder=ForwarderConfig(
             upstreams=(authority.address,),
             upstream_timeout=min(0.5, query_timeout / 2),
@@ -520,6 +528,84 @@ async def test_tcp_connections_beyond_the_cap_are_closed(authority: Authority) -
         finally:
             for _, held_writer in held:
                 held_writer.close()
+
+
+# --- listening: IPv6, dual-stack, socket buffers --------------------------------------------
+
+
+async def test_ipv4_clients_of_a_dual_stack_socket_are_matched_as_ipv4(
+    authority: Authority,
+) -> None:
+    # An IPv6 socket on the IPv4-mapped loopback address: IPv4 clients arrive as
+    # ::ffff:127.0.0.1, as they do on [::], and must match the default 127.0.0.0/8 entry.
+    async with asyncio.timeout(BOUND), daemon(authority, listen=(("::ffff:127.0.0.1", 0),)) as d:
+        port = d.addresses[0][1]
+        for transport in ("udp", "tcp"):
+            reply = await ask(("127.0.0.1", port), query(), transport)
+            assert read_header(reply).rcode == NOERROR, transport
+        assert d.server.statistics().denied == 0
+
+
+async def test_ipv6_loopback_listener_answers(authority: Authority) -> None:
+    async with asyncio.timeout(BOUND), daemon(authority, listen=(("::1", 0),)) as d:
+        (address,) = d.addresses
+        assert address[0] == "::1"
+        for transport in ("udp", "tcp"):
+            reply = DNSRecord.parse(await ask(address, query(), transport))
+            assert [str(rr.rdata) for rr in reply.rr] == ["127.1.0.1"], transport
+
+
+def _may_unshare() -> bool:
+    return (
+        shutil.which("unshare") is not None
+        and shutil.which("ip") is not None
+        and (os.geteuid() == 0)
+    )
+
+
+@pytest.mark.skipif(not _may_unshare(), reason="needs root, unshare and ip (CI has them)")
+def test_dual_stack_and_both_wildcards_serve_ipv4_and_ipv6_clients() -> None:
+    # Wildcard addresses are bound in a network namespace of their own, where only
+    # loopback exists.
+    script = Path(__file__).resolve().parents[1] / "listen_layouts.py"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        ["unshare", "--net", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    answered = dict.fromkeys(("127.0.0.1 udp", "127.0.0.1 tcp", "::1 udp", "::1 tcp"), NOERROR)
+    assert json.loads(result.stdout) == {"dual-stack": answered, "both-wildcards": answered}
+
+
+BURST = 3000  # queries arriving while the loop is busy: about 2.5 MB of kernel memory
+
+
+async def test_a_burst_while_the_loop_is_busy_waits_in_the_listener_buffer(
+    authority: Authority,
+) -> None:
+    # With the system's default receive buffer (208 KiB here) the kernel keeps about 300 of
+    # these datagrams and drops the rest: the RcvbufErrors dnsperf's losses matched.
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(BOUND), daemon(authority) as d:
+        address = d.addresses[0]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+            client.setblocking(False)
+            await loop.sock_connect(client, address)
+            await loop.sock_sendall(client, query(qid=0))
+            await loop.sock_recv(client, 65535)  # cached now: the burst is answered at once
+            for qid in range(1, BURST + 1):  # no await: the server reads nothing meanwhile
+                client.send(query(qid=qid))
+            answered: set[int] = set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WAIT):
+                    while len(answered) < BURST:
+                        answered.add(read_header(await loop.sock_recv(client, 65535)).id)
+    assert len(answered) == BURST
 
 
 # --- shutdown -----------------------------------------------------------------------------
