@@ -81,8 +81,17 @@ def run() -> None:
     """
     try:
         main()
+    except Exception as exc:  # the root of every command: one line, never a traceback
+        fail(f"internal error: {_describe(exc)}")
     finally:
         gc.freeze()
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an unexpected error; a group (from a TaskGroup) by its first member."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _merge(base: dict[str, Any], section: str, key: str, value: object) -> None:

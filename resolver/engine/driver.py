@@ -20,6 +20,7 @@ gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshne
 from resolver.config import ForwarderConfig, TransportConfig
 from resolver.engine.forwarding import EDE_STALE_ANSWER, Done, Forwarding, Send
 from resolver.engine.selection import Selector
-from resolver.errors import WireError
+from resolver.errors import UpstreamUnreachable, WireError
 from resolver.transport import Exchange, Upstream, UpstreamStatistics
 from resolver.wire.message import strip_opt
 from resolver.wire.raw import AA, RA, REFUSED, SERVFAIL
@@ -41,6 +42,8 @@ __all__ = ["Ask", "Decision", "Engine", "EngineStatistics", "Outcome", "normaliz
 _STALE_ANSWER_AFTER = 1.8
 _STALE_RECHECK = 30.0
 _STALE_HOLD_MAX = 10_000
+
+log = logging.getLogger(__name__)
 
 
 def normalize(reply: bytes) -> bytes:
@@ -158,6 +161,7 @@ class Engine:
         if not upstreams:
             raise ValueError("an engine needs at least one upstream")
         self.upstreams = list(upstreams)
+        self._rng = rng
         self.selector = Selector(len(self.upstreams), config, rng=rng)
         self.cache = cache
         self._inflight: dict[CacheKey, _Flight] = {}
@@ -174,11 +178,45 @@ class Engine:
         self._upstream_queries = 0
 
     async def start(self) -> None:
-        """Open every upstream's socket pool. Raises UpstreamUnreachable."""
+        """Open every upstream's socket pool. An upstream whose sockets cannot be opened (an
+        address no socket can reach, such as a link-local one without a scope) is left out
+        with a warning, and the others serve. Raises UpstreamUnreachable, naming each upstream
+        and why, when none can be used; on any failure every socket opened is closed again."""
         self._loop = asyncio.get_running_loop()
-        async with asyncio.TaskGroup() as group:
-            for upstream in self.upstreams:
-                group.create_task(upstream.start())
+        try:
+            # Each start runs to its end: one failing must not cancel (and leak) the others.
+            results = await asyncio.gather(
+                *(upstream.start() for upstream in self.upstreams), return_exceptions=True
+            )
+        except BaseException:
+            await asyncio.shield(self.aclose())
+            raise
+        usable: list[Upstream] = []
+        failed: list[tuple[Upstream, UpstreamUnreachable]] = []
+        unexpected: list[BaseException] = []
+        for upstream, result in zip(self.upstreams, results, strict=True):
+            if isinstance(result, UpstreamUnreachable):
+                failed.append((upstream, result))
+            elif isinstance(result, BaseException):
+                unexpected.append(result)
+            else:
+                usable.append(upstream)
+        if unexpected:
+            await asyncio.shield(self.aclose())
+            raise unexpected[0]
+        if not failed:
+            return
+        await asyncio.gather(*(upstream.aclose() for upstream, _ in failed))
+        if not usable:
+            if len(failed) == 1:
+                raise failed[0][1]
+            reasons = "; ".join(str(exc) for _, exc in failed)
+            raise UpstreamUnreachable("upstreams", f"none can be used ({reasons})")
+        for _, exc in failed:
+            log.warning("upstream left out: %s", exc)
+        # Nothing has been asked yet: the choice starts afresh among the usable ones.
+        self.upstreams = usable
+        self.selector = Selector(len(usable), self.config, rng=self._rng)
 
     async def aclose(self) -> None:
         """Abandon the questions in flight, close every upstream's sockets. Idempotent."""

@@ -267,6 +267,50 @@ def test_serve_on_a_taken_port_fails_with_one_line(authority_port: int) -> None:
     assert "cannot start" in errors[0]
 
 
+def test_serve_leaves_out_an_upstream_no_socket_can_reach(authority_port: int) -> None:
+    # Link-local without a scope: no socket can be connected to it.
+    port = free_port()
+    args = resolver(
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--upstream",
+        "[fe80::1]:53",
+        "--upstream",
+        f"127.0.0.1:{authority_port}",
+    )
+    with running(args) as daemon:
+        wait_ready(daemon, port)
+        reply = udp_query(port, timeout=2.0)
+        assert [str(rr.rdata) for rr in reply.rr] == ["127.1.0.1"]
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=STOP)
+        assert daemon.returncode == 0, err
+    assert "Traceback" not in err
+    warnings = [line for line in err.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, err
+    assert "[fe80::1]:53" in warnings[0]
+
+
+def test_serve_without_a_usable_upstream_fails_with_one_line() -> None:
+    args = resolver(
+        "serve",
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--upstream",
+        "[fe80::1]:53",
+        "--upstream",
+        "[fe80::2]:53",
+    )
+    result = subprocess.run(args, capture_output=True, text=True, timeout=STARTUP)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("resolver: error:")
+    assert "[fe80::1]:53" in lines[0]
+    assert "[fe80::2]:53" in lines[0]
+
+
 def test_authority_with_a_bad_zone_exits_3(tmp_path: Path) -> None:
     bad = tmp_path / "bad.zone"
     bad.write_text("$ORIGIN bad.\n@ 60 IN SOA ns host 1 2 3 4 5\n@ 60 IN NS ns\nx 60 IN A y\n")
