@@ -290,6 +290,13 @@ class ServerConfig:
     without reading. IPv4 clients of a dual-stack listener (``[::]``, when no IPv4 address
     shares its port) are matched as IPv4 addresses.
 
+    TCP: at most ``max_tcp_connections`` connections; at the cap a new one closes the one
+    that sent a whole query longest ago (and has none in flight) rather than being refused.
+    A connection waits ``tcp_idle_timeout`` seconds for its next query, only
+    ``tcp_busy_idle_timeout`` while more than half the cap is in use. It has at most
+    ``max_tcp_outstanding`` queries in flight, is not read while its unsent replies pass a
+    high-water mark, and is closed when they stay unread for ``tcp_write_timeout`` seconds.
+
     The UDP listening sockets get receive and send buffers of ``udp_receive_buffer`` and
     ``udp_send_buffer`` bytes (4 MiB: a burst of some thousands of queries waits in the kernel
     while the loop is busy, instead of being dropped; 0 keeps the system's default). Beyond
@@ -304,7 +311,10 @@ class ServerConfig:
     udp_send_buffer: int = 4 * 1024 * 1024
     tcp: bool = True
     tcp_idle_timeout: float = 10.0
+    tcp_busy_idle_timeout: float = 1.0
+    tcp_write_timeout: float = 5.0
     max_tcp_connections: int = 256
+    max_tcp_outstanding: int = 32
     max_inflight: int = 10_000
     shutdown_grace: float = 5.0
 
@@ -337,7 +347,10 @@ class ServerConfig:
         _check_int("server.udp_send_buffer", self.udp_send_buffer, 0, _MAX_BUFFER)
         _check_bool("server.tcp", self.tcp)
         _check_seconds("server.tcp_idle_timeout", self.tcp_idle_timeout, 3600)
+        _check_seconds("server.tcp_busy_idle_timeout", self.tcp_busy_idle_timeout, 3600)
+        _check_seconds("server.tcp_write_timeout", self.tcp_write_timeout, 3600)
         _check_int("server.max_tcp_connections", self.max_tcp_connections, 1, 1_000_000)
+        _check_int("server.max_tcp_outstanding", self.max_tcp_outstanding, 1, 65_535)
         _check_int("server.max_inflight", self.max_inflight, 1, 10_000_000)
         _check_seconds("server.shutdown_grace", self.shutdown_grace, 3600)
 

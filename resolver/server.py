@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 _MEMO_MAX = 10_000  # finished replies to recent cache hits (see Server._remember)
 _BIND_ATTEMPTS = 20  # port 0: tries at a UDP port whose TCP twin is free too
+_TCP_WRITE_HIGH = 64 * 1024  # unsent reply bytes above which a connection is not read
+_TCP_SEND_BUFFER = 64 * 1024  # a TCP connection's kernel send buffer (Linux doubles it)
 # Linux's setsockopt options that pass net.core.rmem_max / wmem_max (asm-generic/socket.h),
 # and the factor by which it reports a buffer size (it doubles what it is given).
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
@@ -70,6 +72,8 @@ class ServerStatistics:
     truncated: int
     inflight: int
     tcp_connections: int
+    tcp_evicted: int  # idle connections closed to make room for a new one at the cap
+    tcp_stalled: int  # connections closed because their replies stayed unread
 
 
 class Server:
@@ -89,7 +93,9 @@ class Server:
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.Server] = []
         self._connection_tasks: set[asyncio.Task[None]] = set()
-        self._connections: set[asyncio.StreamWriter] = set()
+        # Every TCP connection, the one that sent a whole query longest ago (or never) first.
+        self._clients: dict[asyncio.StreamWriter, _TcpClient] = {}
+        self._room: asyncio.Event | None = None  # set when a query in flight settles
         self._stop = asyncio.Event()
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
@@ -106,6 +112,8 @@ class Server:
                 "denied",
                 "dropped",
                 "truncated",
+                "tcp_evicted",
+                "tcp_stalled",
             ),
             0,
         )
@@ -163,6 +171,10 @@ class Server:
             tcp = self._listening_socket(family, socket.SOCK_STREAM, v6only)
             try:
                 tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                # Inherited by every accepted connection: the kernel keeps at most this much
+                # of a client's unread replies (autotuned, it would take megabytes), so the
+                # rest waits in our write buffer, where it stops the reading of more queries.
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _TCP_SEND_BUFFER)
                 tcp.bind((host, bound[1]))
                 server = await asyncio.start_server(self._tcp_connection, sock=tcp)
             except BaseException:
@@ -253,7 +265,7 @@ class Server:
                     await self._drained.wait()
         for transport in self._udp:
             transport.close()
-        for writer in list(self._connections):
+        for writer in list(self._clients):
             writer.close()
         if self._connection_tasks:
             timeout = max(0.0, grace_ends - loop.time())
@@ -278,7 +290,9 @@ class Server:
             dropped=c["dropped"],
             truncated=c["truncated"],
             inflight=self._inflight,
-            tcp_connections=len(self._connections),
+            tcp_connections=len(self._clients),
+            tcp_evicted=c["tcp_evicted"],
+            tcp_stalled=c["tcp_stalled"],
         )
 
     def __repr__(self) -> str:
@@ -356,6 +370,9 @@ class Server:
         self._inflight -= 1
         if self._drained is not None and not self._inflight:
             self._drained.set()
+        if self._room is not None:  # TCP connections wait for room under max_inflight
+            self._room.set()
+            self._room = None
 
     # ----------------------------------------------------------------- UDP
 
@@ -424,46 +441,118 @@ class Server:
     ) -> None:
         """One client's TCP connection: length-prefixed queries, each answered as its answer
         is ready (pipelined, in any order); closed after the idle timeout, at EOF, or at
-        shutdown."""
+        shutdown.
+
+        The connection is read only while it has fewer than ``max_tcp_outstanding`` queries
+        in flight, the server fewer than ``max_inflight``, and its unsent replies fit under
+        the write buffer's high-water mark; replies left unread for ``tcp_write_timeout``
+        close it. At the connection cap, the connection that sent a whole query longest ago
+        (and has none in flight) is closed to make room; with more than half the cap in use,
+        connections wait at most ``tcp_busy_idle_timeout`` for their next query."""
         peer = writer.get_extra_info("peername")
         host = peer[0] if peer else ""
         if not self._allowed_client(host):
             self._counts["denied"] += 1
             writer.transport.abort()  # not a byte read: nothing it sends is looked at
             return
-        if len(self._connections) >= self.config.max_tcp_connections or self._closed:
+        if self._closed or (
+            len(self._clients) >= self.config.max_tcp_connections and not self._evict_idlest()
+        ):
             self._counts["dropped"] += 1
             writer.close()
             return
         task = asyncio.current_task()
         assert task is not None
+        loop = self._loop or asyncio.get_running_loop()
+        client = _TcpClient(writer, loop.time())
         self._connection_tasks.add(task)
-        self._connections.add(writer)
-        outstanding: set[asyncio.Future[None]] = set()
+        self._clients[writer] = client
+        writer.transport.set_write_buffer_limits(high=_TCP_WRITE_HIGH)
+        if self._busy():
+            self._shorten_idle_timeouts()
         try:
-            while not self._closed:
+            while not self._closed and await self._tcp_room(client):
+                client.reading_since = loop.time()
                 try:
-                    async with asyncio.timeout(self.config.tcp_idle_timeout):
+                    async with asyncio.timeout(self._idle_timeout()) as client.read_timeout:
                         size = int.from_bytes(await reader.readexactly(2), "big")
                         query = await reader.readexactly(size)
                 except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                     break
+                finally:
+                    client.read_timeout = None
+                # Most recently active last: the first without queries in flight is the idlest.
+                del self._clients[writer]
+                self._clients[writer] = client
                 self._counts["tcp"] += 1
-                self._tcp_query(writer, query, host, outstanding)
-            if outstanding:
-                await asyncio.wait(outstanding, timeout=self.config.shutdown_grace)
+                self._tcp_query(client, query, host)
+            if client.outstanding and not writer.is_closing():
+                await asyncio.wait(client.outstanding, timeout=self.config.shutdown_grace)
         finally:
-            self._connections.discard(writer)
+            if self._clients.get(writer) is client:
+                del self._clients[writer]
             self._connection_tasks.discard(task)
             writer.close()
 
-    def _tcp_query(
-        self,
-        writer: asyncio.StreamWriter,
-        query: bytes,
-        host: str,
-        outstanding: set[asyncio.Future[None]],
-    ) -> None:
+    async def _tcp_room(self, client: _TcpClient) -> bool:
+        """Wait until ``client`` may send one more query; False when its connection is to be
+        closed (its replies stayed unread, or it is gone)."""
+        writer = client.writer
+        while True:
+            if writer.transport.get_write_buffer_size() > _TCP_WRITE_HIGH:
+                try:
+                    async with asyncio.timeout(self.config.tcp_write_timeout):
+                        await writer.drain()
+                except TimeoutError:
+                    self._counts["tcp_stalled"] += 1
+                    writer.transport.abort()
+                    return False
+                except ConnectionError:
+                    return False
+            elif len(client.outstanding) >= self.config.max_tcp_outstanding:
+                await asyncio.wait(set(client.outstanding), return_when=asyncio.FIRST_COMPLETED)
+            elif self._inflight >= self.config.max_inflight:
+                if self._room is None:
+                    self._room = asyncio.Event()
+                await self._room.wait()
+            else:
+                return not writer.is_closing()
+
+    def _busy(self) -> bool:
+        return len(self._clients) * 2 > self.config.max_tcp_connections
+
+    def _idle_timeout(self) -> float:
+        if self._busy():
+            return min(self.config.tcp_idle_timeout, self.config.tcp_busy_idle_timeout)
+        return self.config.tcp_idle_timeout
+
+    def _shorten_idle_timeouts(self) -> None:
+        """Under pressure: every connection waiting for its next query waits no longer than
+        the busy timeout from when it began to wait."""
+        busy = self._idle_timeout()
+        for client in self._clients.values():
+            timeout = client.read_timeout
+            if timeout is None:
+                continue
+            when = timeout.when()
+            limit = client.reading_since + busy
+            if when is None or when > limit:
+                timeout.reschedule(limit)
+
+    def _evict_idlest(self) -> bool:
+        """Close the connection that sent a whole query longest ago (or never) and has none in
+        flight; False if every connection has queries in flight."""
+        for writer, client in self._clients.items():
+            if not client.outstanding:
+                del self._clients[writer]
+                self._counts["tcp_evicted"] += 1
+                writer.transport.abort()
+                return True
+        return False
+
+    def _tcp_query(self, client: _TcpClient, query: bytes, host: str) -> None:
+        writer = client.writer
+
         def send(reply: bytes | None) -> None:
             if reply is not None and not writer.is_closing():
                 # One write call per frame: frames of concurrent answers never interleave.
@@ -476,6 +565,7 @@ class Server:
         parsed = first
         loop = self._loop or asyncio.get_running_loop()
         finished: asyncio.Future[None] = loop.create_future()
+        outstanding = client.outstanding
         outstanding.add(finished)
 
         def done(outcome: Outcome) -> None:
@@ -489,6 +579,19 @@ class Server:
         outcome = self.answerer.answer(ask, deadline, done)
         if outcome is not None:
             done(outcome)
+
+
+class _TcpClient:
+    """One TCP connection's state: its queries in flight, and since when and until when it
+    waits for its next query (the timeout pressure may shorten)."""
+
+    __slots__ = ("outstanding", "read_timeout", "reading_since", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter, now: float) -> None:
+        self.writer = writer
+        self.outstanding: set[asyncio.Future[None]] = set()
+        self.reading_since = now
+        self.read_timeout: asyncio.Timeout | None = None
 
 
 class _UdpListener(asyncio.DatagramProtocol):

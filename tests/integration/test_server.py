@@ -505,29 +505,190 @@ async def test_idle_tcp_connection_is_closed(authority: Authority, ask_first: bo
         await until(lambda: instance.server.statistics().tcp_connections == 0)
 
 
-async def test_tcp_connections_beyond_the_cap_are_closed(authority: Authority) -> None:
+async def test_at_the_cap_the_idlest_connection_makes_room_for_a_new_one(
+    authority: Authority,
+) -> None:
     async with (
         asyncio.timeout(BOUND),
-        daemon(authority, max_tcp_connections=2) as instance,
+        daemon(authority, max_tcp_connections=2, tcp_busy_idle_timeout=5.0) as instance,
+    ):
+        address = instance.addresses[0]
+        (a_reader, a_writer), (b_reader, b_writer) = [
+            await asyncio.open_connection(*address) for _ in range(2)
+        ]
+        try:
+            for reader, writer in (
+                (a_reader, a_writer),
+                (b_reader, b_writer),
+                (a_reader, a_writer),
+            ):
+                writer.write(frame(query()))
+                await read_frame(reader)
+            # B sent its last whole query longer ago than A: B makes room.
+            (reply,) = await tcp_ask(address, query(qid=5))
+            assert read_header(reply).id == 5
+            assert await closed_by_peer(b_reader)
+            a_writer.write(frame(query(qid=6)))
+            assert read_header(await read_frame(a_reader)).id == 6
+            assert instance.server.statistics().tcp_evicted == 1
+        finally:
+            a_writer.close()
+            b_writer.close()
+
+
+async def test_at_the_cap_a_new_connection_is_closed_when_every_one_has_queries_in_flight(
+    authority: Authority,
+) -> None:
+    authority.faults.delay = 0.3
+    async with (
+        asyncio.timeout(BOUND),
+        daemon(authority, max_tcp_connections=2, tcp_busy_idle_timeout=5.0) as instance,
     ):
         address = instance.addresses[0]
         held = [await asyncio.open_connection(*address) for _ in range(2)]
         try:
-            for reader, writer in held:  # answered, so the server has registered both
-                writer.write(frame(query()))
-                await read_frame(reader)
+            for (_, writer), name in zip(
+                held, ("www.example.com.", "mail.example.com."), strict=True
+            ):
+                writer.write(frame(query(name)))
+            await authority.wait_queries(2)
             reader, writer = await asyncio.open_connection(*address)
             writer.write(frame(query()))
             assert await closed_by_peer(reader)
             writer.close()
-            # Once one leaves, a new connection is served again.
-            held[0][1].close()
-            await until(lambda: instance.server.statistics().tcp_connections == 1)
-            (reply,) = await tcp_ask(address, query(qid=5))
-            assert read_header(reply).id == 5
+            for reader, _ in held:  # the connections holding queries got their answers
+                assert read_header(await read_frame(reader)).rcode == NOERROR
+            assert instance.server.statistics().tcp_evicted == 0
         finally:
             for _, held_writer in held:
                 held_writer.close()
+
+
+async def _highest_inflight(instance: Daemon, seen: list[int]) -> None:
+    """Record the server's queries in flight at every loop iteration until cancelled."""
+    while True:
+        seen.append(instance.server.statistics().inflight)
+        await asyncio.sleep(0)
+
+
+async def test_one_connection_has_at_most_its_share_of_queries_in_flight(
+    authority: Authority,
+) -> None:
+    authority.faults.delay = 0.05
+    names = [f"n{i}.example.com." for i in range(40)]  # distinct: nothing is coalesced
+    async with (
+        asyncio.timeout(BOUND),
+        daemon(authority, max_inflight=10, max_tcp_outstanding=4) as instance,
+    ):
+        seen: list[int] = []
+        sampler = asyncio.ensure_future(_highest_inflight(instance, seen))
+        try:
+            reader, writer = await asyncio.open_connection(*instance.addresses[0])
+            writer.write(b"".join(frame(query(name, qid=i)) for i, name in enumerate(names)))
+            await authority.wait_queries(4)
+            # The connection holds 4 of the 10: a UDP client is still answered.
+            udp = await udp_ask(instance.addresses[0], query("www.example.com.", qid=999))
+            assert read_header(udp).rcode == NOERROR
+            replies = [await read_frame(reader) for _ in names]
+            writer.close()
+        finally:
+            sampler.cancel()
+    assert sorted(read_header(r).id for r in replies) == list(range(len(names)))
+    assert max(seen) <= 4 + 1  # the UDP query
+    assert instance.server.statistics().dropped == 0
+
+
+async def test_a_client_that_never_reads_is_not_read_and_is_closed(authority: Authority) -> None:
+    loop = asyncio.get_running_loop()
+    sent = 20_000
+    async with (
+        asyncio.timeout(BOUND),
+        daemon(authority, tcp_write_timeout=0.5, tcp_idle_timeout=60.0) as instance,
+    ):
+        address = instance.addresses[0]
+        await udp_ask(address, query())  # cached: every TCP query is answered at once
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.setblocking(False)
+            await loop.sock_connect(client, address)
+            with contextlib.suppress(TimeoutError):  # the server stops reading: sends block
+                async with asyncio.timeout(1.0):
+                    await loop.sock_sendall(client, frame(query()) * sent)
+            # While it is backed up, UDP clients are answered.
+            assert read_header(await udp_ask(address, query(qid=77))).rcode == NOERROR
+            await until(lambda: instance.server.statistics().tcp_connections == 0)
+        stats = instance.server.statistics()
+    assert stats.tcp_stalled == 1
+    assert stats.tcp_queries < sent / 2  # reading stopped once its replies piled up
+
+
+async def test_abusive_tcp_clients_do_not_keep_others_out(authority: Authority) -> None:
+    # Clients that connect and send nothing or half a message, more of them than the cap
+    # allows, reconnecting when closed; meanwhile normal clients ask over TCP and UDP.
+    cap, abusers, normal = 16, 40, 20
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(BOUND), daemon(authority, max_tcp_connections=cap) as instance:
+        address = instance.addresses[0]
+        await udp_ask(address, query())  # cached
+        stop = asyncio.Event()
+
+        async def abuse(number: int) -> None:
+            while not stop.is_set():
+                try:
+                    reader, writer = await asyncio.open_connection(*address)
+                except OSError:
+                    continue
+                try:
+                    if number % 2:
+                        writer.write(b"\x00\x40\x12\x34")  # 64 bytes announced, 2 sent
+                    with contextlib.suppress(OSError):
+                        await reader.read()  # held until the server closes it
+                finally:
+                    writer.close()
+                await asyncio.sleep(0.2)
+
+        tasks = [asyncio.ensure_future(abuse(i)) for i in range(abusers)]
+        try:
+            await until(lambda: instance.server.statistics().tcp_connections == cap)
+            answered_tcp = answered_udp = 0
+            for qid in range(normal):
+                start = loop.time()
+                with contextlib.suppress(OSError, TimeoutError, asyncio.IncompleteReadError):
+                    async with asyncio.timeout(1.0):
+                        (reply,) = await tcp_ask(address, query(qid=qid))
+                        answered_tcp += read_header(reply).id == qid
+                assert loop.time() - start < 1.5
+                with contextlib.suppress(TimeoutError):
+                    reply = await udp_ask(address, query(qid=qid))
+                    answered_udp += read_header(reply).id == qid
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    assert answered_tcp >= 0.95 * normal
+    assert answered_udp == normal
+
+
+async def test_under_pressure_idle_connections_wait_less(authority: Authority) -> None:
+    async with (
+        asyncio.timeout(BOUND),
+        daemon(
+            authority, max_tcp_connections=4, tcp_idle_timeout=60.0, tcp_busy_idle_timeout=0.2
+        ) as instance,
+    ):
+        held = []
+        for count in (1, 2, 3):  # the third puts more than half the cap in use
+            held.append(await asyncio.open_connection(*instance.addresses[0]))
+            await until(lambda n=count: instance.server.statistics().tcp_connections == n)
+        try:
+            # Each, the first one too (it began waiting with 60 s), is closed after 0.2 s.
+            for reader, _ in held:
+                assert await closed_by_peer(reader)
+        finally:
+            for _, writer in held:
+                writer.close()
+        await until(lambda: instance.server.statistics().tcp_connections == 0)
 
 
 # --- listening: IPv6, dual-stack, socket buffers --------------------------------------------

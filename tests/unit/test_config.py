@@ -187,6 +187,22 @@ _UPSTREAM = {"upstreams": ["127.0.0.1:5300"]}
         ),
         pytest.param({"mode": ["forward"]}, "mode", id="mode-list"),
         pytest.param({"server": 5}, "server", id="section-not-table"),
+        pytest.param({"server": {"outside_allow": "deny"}}, "server.outside_allow", id="outside"),
+        pytest.param(
+            {"server": {"udp_receive_buffer": "4M"}}, "server.udp_receive_buffer", id="rcvbuf"
+        ),
+        pytest.param({"server": {"udp_send_buffer": -1}}, "server.udp_send_buffer", id="sndbuf"),
+        pytest.param(
+            {"server": {"max_tcp_outstanding": 0}}, "server.max_tcp_outstanding", id="outstanding"
+        ),
+        pytest.param(
+            {"server": {"tcp_write_timeout": 0}}, "server.tcp_write_timeout", id="write-timeout"
+        ),
+        pytest.param(
+            {"server": {"tcp_busy_idle_timeout": True}},
+            "server.tcp_busy_idle_timeout",
+            id="busy-timeout",
+        ),
     ],
 )
 def test_values_of_the_wrong_type_or_range_name_their_field(
