@@ -4,6 +4,7 @@ the daemon, SIGTERM, and configuration errors (exit 3, one line naming the field
 from __future__ import annotations
 
 import contextlib
+import select
 import signal
 import socket
 import subprocess
@@ -122,6 +123,60 @@ def test_serve_prints_ipv6_addresses_in_brackets(authority_port: int) -> None:
         _, err = daemon.communicate(timeout=STOP)
         assert daemon.returncode == 0, err
     assert f"serving on 127.0.0.1:{port}, [::1]:{port} " in err
+
+
+def _kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def test_a_tcp_client_that_never_reads_costs_the_daemon_little_memory(
+    authority_port: int, tmp_path: Path
+) -> None:
+    # 20,000 queries for a 2.2 KB answer, none of it read: 44 MB of replies, which the daemon
+    # once kept (RSS +42 MiB). It must stop reading, keep at most 32 MiB more, close the
+    # connection and answer UDP meanwhile.
+    config = tmp_path / "resolver.toml"
+    config.write_text("[server]\ntcp_write_timeout = 1\ntcp_idle_timeout = 60\n")
+    port = free_port()
+    args = resolver(
+        "serve",
+        "--config",
+        str(config),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--upstream",
+        f"127.0.0.1:{authority_port}",
+    )
+    question = DNSRecord.question("big.example.com.", "TXT")
+    framed = len(question.pack()).to_bytes(2, "big") + question.pack()
+    with running(args) as daemon:
+        wait_ready(daemon, port)
+        with socket.create_connection(("127.0.0.1", port), timeout=STOP) as prime:
+            prime.sendall(framed)  # cached from now on
+            prime.recv(65535)
+        before = _kib(daemon.pid, "VmRSS")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.connect(("127.0.0.1", port))
+            client.setblocking(False)
+            data, sent = framed * 20_000, 0
+            deadline = time.monotonic() + STOP
+            while sent < len(data) and time.monotonic() < deadline:
+                try:
+                    sent += client.send(data[sent:])
+                except BlockingIOError:
+                    time.sleep(0.01)
+            assert udp_query(port, timeout=2.0).header.rcode == NOERROR
+            # Still reading nothing: the server's reset shows as an error on the socket.
+            poller = select.poll()
+            poller.register(client, 0)  # no events asked: only POLLERR and POLLHUP come
+            closed = bool(poller.poll(STOP * 1000))
+        growth_mib = (_kib(daemon.pid, "VmHWM") - before) / 1024
+    assert closed
+    assert growth_mib <= 32, f"RSS grew by {growth_mib:.1f} MiB"
 
 
 def test_authority_stops_on_sigterm(authority_port: int) -> None:
