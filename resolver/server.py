@@ -96,6 +96,7 @@ class Server:
         # Every TCP connection, the one that sent a whole query longest ago (or never) first.
         self._clients: dict[asyncio.StreamWriter, _TcpClient] = {}
         self._room: asyncio.Event | None = None  # set when a query in flight settles
+        self._pressed = False  # more than half the TCP connection cap in use
         self._stop = asyncio.Event()
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
@@ -468,8 +469,7 @@ class Server:
         self._connection_tasks.add(task)
         self._clients[writer] = client
         writer.transport.set_write_buffer_limits(high=_TCP_WRITE_HIGH)
-        if self._busy():
-            self._shorten_idle_timeouts()
+        self._pressure_changed()
         try:
             while not self._closed and await self._tcp_room(client):
                 client.reading_since = loop.time()
@@ -491,6 +491,7 @@ class Server:
         finally:
             if self._clients.get(writer) is client:
                 del self._clients[writer]
+                self._pressure_changed()
             self._connection_tasks.discard(task)
             writer.close()
 
@@ -526,9 +527,17 @@ class Server:
             return min(self.config.tcp_idle_timeout, self.config.tcp_busy_idle_timeout)
         return self.config.tcp_idle_timeout
 
+    def _pressure_changed(self) -> None:
+        """After a connection came or went. Reads begun under pressure get the short timeout
+        anyway; when pressure begins, those begun before it are cut short once."""
+        busy = self._busy()
+        if busy and not self._pressed:
+            self._shorten_idle_timeouts()
+        self._pressed = busy
+
     def _shorten_idle_timeouts(self) -> None:
-        """Under pressure: every connection waiting for its next query waits no longer than
-        the busy timeout from when it began to wait."""
+        """Every connection waiting for its next query waits no longer than the busy timeout
+        from when it began to wait."""
         busy = self._idle_timeout()
         for client in self._clients.values():
             timeout = client.read_timeout
