@@ -81,8 +81,17 @@ def run() -> None:
     """
     try:
         main()
+    except Exception as exc:  # the root of every command: one line, never a traceback
+        fail(f"internal error: {_describe(exc)}")
     finally:
         gc.freeze()
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an unexpected error; a group (from a TaskGroup) by its first member."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _merge(base: dict[str, Any], section: str, key: str, value: object) -> None:
@@ -169,6 +178,7 @@ async def _serve(config: Config) -> None:
     import logging
 
     from resolver.daemon import Daemon
+    from resolver.transport import format_address
 
     daemon = Daemon(config)
     await daemon.start()
@@ -180,7 +190,7 @@ async def _serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, daemon.request_stop)
-    listening = ", ".join(f"{h}:{p}" for h, p in daemon.addresses)
+    listening = ", ".join(format_address(address) for address in daemon.addresses)
     logging.getLogger("resolver").info("serving on %s (udp and tcp)", listening)
     await daemon.serve_until_stopped()
     logging.getLogger("resolver").info("stopped")

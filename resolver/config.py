@@ -7,8 +7,9 @@ and the reason. A Config is built once, in the CLI, from an optional TOML file p
 from __future__ import annotations
 
 import ipaddress
+import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -32,7 +33,11 @@ Address = tuple[str, int]
 Policy = Literal["sequential", "round_robin", "random", "fastest"]
 Order = Literal["fifo", "random"]
 Mode = Literal["forward", "recursive"]
+OutsideAllow = Literal["refuse", "drop"]
 _MAX_TTL = 0x7FFF_FFFF  # RFC 2181 section 8
+_DAY = 86_400.0  # the longest duration any setting accepts
+_MAX_SOCKETS = 65_535  # per upstream pool: one per local port at most
+_MAX_BUFFER = 1 << 30  # a socket buffer, bytes: the kernel takes an int and doubles it
 
 
 def parse_address(text: str, default_port: int, *, name: str = "address") -> Address:
@@ -64,15 +69,88 @@ def parse_address(text: str, default_port: int, *, name: str = "address") -> Add
     return host, int(port_text)
 
 
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(name, f"must be positive, got {value!r}")
+def _shown(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _check_bool(name: str, value: object) -> None:
+    # `enabled = "no"` is a non-empty string, true to Python: only a real boolean is one.
+    if not isinstance(value, bool):
+        raise ConfigError(name, f"must be true or false, not {_shown(value)}")
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    # bool is an int, but `ttl_floor = true` in a TOML file is a mistake worth naming; a float
+    # such as 1.5 is not an integer either.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(name, f"must be an integer, not {_shown(value)}")
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low} and {high}, not {value}")
+
+
+def _check_seconds(name: str, value: object, high: float) -> None:
+    """A positive, finite number of seconds (an integer will do) up to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(name, f"must be a number of seconds, not {_shown(value)}")
+    if not (math.isfinite(value) and 0 < value <= high):
+        raise ConfigError(name, f"must be more than 0 and at most {high:g}, not {value}")
 
 
 def _choice(name: str, value: object, allowed: object) -> None:
     options = get_args(allowed)
-    if value not in options:
+    if not isinstance(value, str) or value not in options:
         raise ConfigError(name, f"must be one of {', '.join(map(str, options))}; got {value!r}")
+
+
+def _addresses(owner: object, attribute: str, name: str, lowest_port: int) -> None:
+    """Check that ``owner.attribute`` is a sequence of (IP address, port) pairs and store it
+    as a tuple of tuples (a list given by a caller becomes immutable too)."""
+    value = getattr(owner, attribute)
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise ConfigError(name, f"must be a list of (address, port) pairs, not {_shown(value)}")
+    pairs: list[Address] = []
+    for item in value:
+        if (
+            not isinstance(item, Sequence)
+            or isinstance(item, str | bytes)
+            or len(item) != 2
+            or not isinstance(item[0], str)
+        ):
+            raise ConfigError(name, f"{item!r} is not an (address, port) pair")
+        host, port = item
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(name, f"{host!r} is not an IP address") from None
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise ConfigError(name, f"port of {host} must be an integer, not {_shown(port)}")
+        if not lowest_port <= port <= 65535:
+            raise ConfigError(name, f"port {port} of {host} is not {lowest_port}-65535")
+        pairs.append((host, port))
+    object.__setattr__(owner, attribute, tuple(pairs))
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address ``host`` names, an IPv4-mapped IPv6 address as the IPv4 one."""
+    address = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _reaches(upstream: Address, listen: Address) -> bool:
+    """Whether queries sent to ``upstream`` would arrive at the listener on ``listen``."""
+    if upstream[1] != listen[1]:
+        return False
+    target, bound = _ip(upstream[0]), _ip(listen[0])
+    if target == bound:
+        return True
+    # A wildcard listener receives what is sent to any local address; loopback ones are
+    # certainly local. `[::]` (dual-stack) receives IPv4 too.
+    local = target.is_loopback or target.is_unspecified
+    if not (bound.is_unspecified and local):
+        return False
+    return bound.version == target.version or bound.version == 6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,17 +180,18 @@ class SocketPoolConfig:
     idle_timeout: float = 15.0
 
     def __post_init__(self) -> None:
-        if self.min_size < 0:
-            raise ConfigError("pool.min_size", "must be 0 or more")
-        if self.max_size < max(1, self.min_size):
-            raise ConfigError("pool.max_size", "must be at least 1 and at least min_size")
-        if self.max_uses < 1:
-            raise ConfigError("pool.max_uses", "must be at least 1")
-        _positive("pool.max_age", self.max_age)
-        _positive("pool.idle_timeout", self.idle_timeout)
-        if self.min_idle < 0:
-            raise ConfigError("pool.min_idle", "must be 0 or more")
-        _choice("pool.order", self.order, Order)
+        _check_int("transport.pool.min_size", self.min_size, 0, _MAX_SOCKETS)
+        _check_int("transport.pool.max_size", self.max_size, 1, _MAX_SOCKETS)
+        if self.max_size < self.min_size:
+            raise ConfigError(
+                "transport.pool.max_size",
+                f"must be at least min_size ({self.min_size}), not {self.max_size}",
+            )
+        _check_int("transport.pool.max_uses", self.max_uses, 1, 2**31)
+        _check_seconds("transport.pool.max_age", self.max_age, _DAY)
+        _check_seconds("transport.pool.idle_timeout", self.idle_timeout, _DAY)
+        _check_int("transport.pool.min_idle", self.min_idle, 0, _MAX_SOCKETS)
+        _choice("transport.pool.order", self.order, Order)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,8 +203,10 @@ class TransportConfig:
     pool: SocketPoolConfig = field(default_factory=SocketPoolConfig)
 
     def __post_init__(self) -> None:
-        if not 512 <= self.edns_size <= 65535:
-            raise ConfigError("transport.edns_size", "must be from 512 to 65535")
+        _check_int("transport.edns_size", self.edns_size, 512, 65535)
+        _check_bool("transport.randomize_case", self.randomize_case)
+        if not isinstance(self.pool, SocketPoolConfig):
+            raise ConfigError("transport.pool", f"must be a table, not {_shown(self.pool)}")
 
 
 def _domain_name(field: str, name: object) -> str:
@@ -164,13 +245,9 @@ class DomainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", _domain_name("forwarder.domains.name", self.name))
+        _addresses(self, "upstreams", "forwarder.domains.upstreams", 1)
         if not self.upstreams:
             raise ConfigError("forwarder.domains.upstreams", f"{self.name} needs an upstream")
-        for host, port in self.upstreams:
-            if not 1 <= port <= 65535:
-                raise ConfigError(
-                    "forwarder.domains.upstreams", f"port {port} of {host} is not 1-65535"
-                )
         if self.policy is not None:
             _choice("forwarder.domains.policy", self.policy, Policy)
 
@@ -182,6 +259,7 @@ class ForwarderConfig:
     ``upstream_timeout`` bounds one attempt at one upstream; ``query_timeout`` bounds the
     whole answer to one client query, failover included. A server with ``down_after``
     consecutive failures is skipped for ``down_for`` seconds unless every server is down.
+    ``upstream_timeout`` may not exceed ``query_timeout``: no attempt could use the rest.
     ``domains`` send the questions for some names to upstreams of their own (the longest
     matching name wins); every other question goes to ``upstreams``.
     """
@@ -195,27 +273,22 @@ class ForwarderConfig:
     domains: tuple[DomainConfig, ...] = ()
 
     def __post_init__(self) -> None:
+        _addresses(self, "upstreams", "forwarder.upstreams", 1)
         _choice("forwarder.policy", self.policy, Policy)
         names = [domain.name for domain in self.domains]
         for name in names:
             if names.count(name) > 1:
                 raise ConfigError("forwarder.domains", f"{name} is listed more than once")
-        _positive("forwarder.upstream_timeout", self.upstream_timeout)
-        _positive("forwarder.query_timeout", self.query_timeout)
-        _positive("forwarder.down_for", self.down_for)
-        if self.down_after < 1:
-            raise ConfigError("forwarder.down_after", "must be at least 1")
-        for host, port in self.upstreams:
-            if not 1 <= port <= 65535:
-                raise ConfigError("forwarder.upstreams", f"port {port} of {host} is not 1-65535")
-
-
-def _check_int(field: str, value: object, low: int, high: int) -> None:
-    # bool is an int, but `ttl_floor = true` in a TOML file is a mistake worth naming.
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(field, f"must be an integer, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise ConfigError(field, f"must be between {low} and {high}, not {value}")
+        _check_seconds("forwarder.upstream_timeout", self.upstream_timeout, 3600)
+        _check_seconds("forwarder.query_timeout", self.query_timeout, 3600)
+        if self.upstream_timeout > self.query_timeout:
+            raise ConfigError(
+                "forwarder.upstream_timeout",
+                f"must be at most query_timeout ({self.query_timeout:g}), "
+                f"not {self.upstream_timeout:g}",
+            )
+        _check_int("forwarder.down_after", self.down_after, 1, 1_000_000)
+        _check_seconds("forwarder.down_for", self.down_for, _DAY)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -245,6 +318,7 @@ class CacheConfig:
     prefetch_fraction: float = 0.1
 
     def __post_init__(self) -> None:
+        _check_bool("cache.enabled", self.enabled)
         _check_int("cache.max_entries", self.max_entries, 1, 2**40)
         _check_int("cache.ttl_ceiling", self.ttl_ceiling, 1, _MAX_TTL)
         _check_int("cache.ttl_floor", self.ttl_floor, 0, self.ttl_ceiling)
@@ -292,30 +366,76 @@ class LocalConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
-    """The listeners. By default only loopback clients are served; others get REFUSED."""
+    """The listeners. By default only loopback clients are served.
+
+    A client outside ``allow`` is told REFUSED whatever it sends (``outside_allow =
+    "refuse"``), or nothing at all (``"drop"``); its TCP connections are closed at accept
+    without reading. IPv4 clients of a dual-stack listener (``[::]``, when no IPv4 address
+    shares its port) are matched as IPv4 addresses.
+
+    TCP: at most ``max_tcp_connections`` connections; at the cap a new one closes the one
+    that sent a whole query longest ago (and has none in flight) rather than being refused.
+    A connection waits ``tcp_idle_timeout`` seconds for its next query, only
+    ``tcp_busy_idle_timeout`` while more than half the cap is in use. It has at most
+    ``max_tcp_outstanding`` queries in flight, is not read while its unsent replies pass a
+    high-water mark, and is closed when they stay unread for ``tcp_write_timeout`` seconds.
+
+    The UDP listening sockets get receive and send buffers of ``udp_receive_buffer`` and
+    ``udp_send_buffer`` bytes (4 MiB: a burst of some thousands of queries waits in the kernel
+    while the loop is busy, instead of being dropped; 0 keeps the system's default). Beyond
+    ``net.core.rmem_max`` they are forced when the process may (CAP_NET_ADMIN), else a warning
+    says what was granted.
+    """
 
     listen: tuple[Address, ...] = (("127.0.0.1", 53),)
     allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    outside_allow: OutsideAllow = "refuse"
+    udp_receive_buffer: int = 4 * 1024 * 1024
+    udp_send_buffer: int = 4 * 1024 * 1024
     tcp: bool = True
     tcp_idle_timeout: float = 10.0
+    tcp_busy_idle_timeout: float = 1.0
+    tcp_write_timeout: float = 5.0
     max_tcp_connections: int = 256
+    max_tcp_outstanding: int = 32
     max_inflight: int = 10_000
     shutdown_grace: float = 5.0
 
     def __post_init__(self) -> None:
+        _addresses(self, "listen", "server.listen", 0)
         if not self.listen:
             raise ConfigError("server.listen", "needs at least one address")
-        for network in self.allow:
+        seen: set[tuple[object, int]] = set()
+        for host, port in self.listen:
+            key = (ipaddress.ip_address(host), port)
+            if port and key in seen:
+                raise ConfigError("server.listen", f"{host} port {port} is listed twice")
+            seen.add(key)
+        allow = self.allow
+        if isinstance(allow, str | bytes) or not isinstance(allow, Sequence):
+            raise ConfigError("server.allow", f"must be a list of networks, not {_shown(allow)}")
+        for network in allow:
+            # ip_network(8) would be 0.0.0.8/32: only text names a network here.
+            if not isinstance(network, str):
+                raise ConfigError(
+                    "server.allow", f"{_shown(network)} is not a network such as '10.0.0.0/8'"
+                )
             try:
                 ipaddress.ip_network(network, strict=False)
             except ValueError:
                 raise ConfigError("server.allow", f"{network!r} is not a network") from None
-        _positive("server.tcp_idle_timeout", self.tcp_idle_timeout)
-        _positive("server.shutdown_grace", self.shutdown_grace)
-        if self.max_tcp_connections < 1:
-            raise ConfigError("server.max_tcp_connections", "must be at least 1")
-        if self.max_inflight < 1:
-            raise ConfigError("server.max_inflight", "must be at least 1")
+        object.__setattr__(self, "allow", tuple(allow))
+        _choice("server.outside_allow", self.outside_allow, OutsideAllow)
+        _check_int("server.udp_receive_buffer", self.udp_receive_buffer, 0, _MAX_BUFFER)
+        _check_int("server.udp_send_buffer", self.udp_send_buffer, 0, _MAX_BUFFER)
+        _check_bool("server.tcp", self.tcp)
+        _check_seconds("server.tcp_idle_timeout", self.tcp_idle_timeout, 3600)
+        _check_seconds("server.tcp_busy_idle_timeout", self.tcp_busy_idle_timeout, 3600)
+        _check_seconds("server.tcp_write_timeout", self.tcp_write_timeout, 3600)
+        _check_int("server.max_tcp_connections", self.max_tcp_connections, 1, 1_000_000)
+        _check_int("server.max_tcp_outstanding", self.max_tcp_outstanding, 1, 65_535)
+        _check_int("server.max_inflight", self.max_inflight, 1, 10_000_000)
+        _check_seconds("server.shutdown_grace", self.shutdown_grace, 3600)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -331,10 +451,26 @@ class Config:
 
     def __post_init__(self) -> None:
         _choice("mode", self.mode, Mode)
+        for name, section, cls in (
+            ("server", self.server, ServerConfig),
+            ("forwarder", self.forwarder, ForwarderConfig),
+            ("transport", self.transport, TransportConfig),
+            ("cache", self.cache, CacheConfig),
+        ):
+            if not isinstance(section, cls):
+                raise ConfigError(name, f"must be a table, not {_shown(section)}")
         if self.mode == "recursive":
             raise ConfigError("mode", "recursive mode is not built yet; use 'forward'")
         if self.mode == "forward" and not self.forwarder.upstreams:
             raise ConfigError("forwarder.upstreams", "forward mode needs at least one upstream")
+        for upstream in self.forwarder.upstreams:
+            for listen in self.server.listen:
+                if _reaches(upstream, listen):
+                    raise ConfigError(
+                        "forwarder.upstreams",
+                        f"{upstream[0]} port {upstream[1]} is the daemon's own listener "
+                        f"({listen[0]} port {listen[1]}): every query would loop",
+                    )
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -353,7 +489,9 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
         name = f"{section}.{key}"
         if key not in known:
             raise ConfigError(name, "unknown setting")
-        if key == "pool" and isinstance(value, Mapping):
+        if key == "pool":
+            if not isinstance(value, Mapping):
+                raise ConfigError(name, f"must be a table, not {_shown(value)}")
             value = _build(SocketPoolConfig, "transport.pool", value)
         elif key in ("listen", "upstreams"):
             default_port = 53
@@ -372,7 +510,7 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
             value = Path(value)
         elif key == "allow":
             if not isinstance(value, list):
-                raise ConfigError(name, "must be a list of networks")
+                raise ConfigError(name, f"must be a list of networks, not {_shown(value)}")
             value = tuple(value)
         kwargs[key] = value
     try:
@@ -403,5 +541,9 @@ def load_config(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except OSError as exc:
         raise ConfigError(str(path), exc.strerror or str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(path), f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"invalid TOML: {exc}") from exc

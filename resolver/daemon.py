@@ -63,7 +63,9 @@ class Daemon:
         return self.server.addresses
 
     async def start(self) -> None:
-        """Open upstream pools, then bind listeners. Raises OSError or UpstreamError."""
+        """Open upstream pools (leaving out, with a warning, upstreams no socket can reach),
+        then bind listeners. Raises OSError, or UpstreamError when no upstream can be used;
+        whatever was opened is closed again then."""
         await self.engine.start()
         try:
             await self.server.start()

@@ -1,10 +1,12 @@
 """The daemon's listeners: UDP and TCP, access control, graceful shutdown.
 
 Nothing a client sends can crash the server: a datagram shorter than a header or with QR set is
-dropped, a malformed query gets FORMERR, an unsupported opcode NOTIMP, a client outside the
-allowed networks REFUSED. Every other query goes to the engine (``Engine.answer``) under one
-deadline set here, over UDP and TCP alike; the server counts what is in flight and drains it on
-shutdown. UDP queries run on callbacks, a TCP connection in a task of its own.
+dropped; a client outside the allowed networks gets REFUSED (or nothing, as configured) before
+anything else is looked at, and its TCP connections are closed unread; a malformed query gets
+FORMERR, an unsupported opcode NOTIMP. Every other query goes to the engine
+(``Engine.answer``) under one deadline set here, over UDP and TCP alike; the server counts what
+is in flight and drains it on shutdown. UDP queries run on callbacks, a TCP connection in a
+task of its own.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, cast
@@ -21,6 +25,7 @@ from typing import Protocol, cast
 from resolver.config import Address, ServerConfig
 from resolver.engine import Ask, Outcome
 from resolver.errors import WireError
+from resolver.transport import format_address
 from resolver.triage import Local, Parsed, fit, for_client, servfail, triage
 from resolver.wire.raw import FORMERR, error_reply
 
@@ -30,6 +35,13 @@ log = logging.getLogger(__name__)
 
 _MEMO_MAX = 10_000  # finished replies to recent cache hits (see Server._remember)
 _BIND_ATTEMPTS = 20  # port 0: tries at a UDP port whose TCP twin is free too
+_TCP_WRITE_HIGH = 64 * 1024  # unsent reply bytes above which a connection is not read
+_TCP_SEND_BUFFER = 64 * 1024  # a TCP connection's kernel send buffer (Linux doubles it)
+# Linux's setsockopt options that pass net.core.rmem_max / wmem_max (asm-generic/socket.h),
+# and the factor by which it reports a buffer size (it doubles what it is given).
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+_KERNEL_DOUBLES = 2 if sys.platform == "linux" else 1
 
 
 class Answerer(Protocol):
@@ -53,10 +65,13 @@ class ServerStatistics:
     servfail: int
     formerr: int
     refused: int
+    denied: int
     dropped: int
     truncated: int
     inflight: int
     tcp_connections: int
+    tcp_evicted: int  # idle connections closed to make room for a new one at the cap
+    tcp_stalled: int  # connections closed because their replies stayed unread
 
 
 class Server:
@@ -72,10 +87,14 @@ class Server:
         self.answerer = answerer
         self._allowed = [ipaddress.ip_network(n, strict=False) for n in config.allow]
         self._allow_memo: dict[str, bool] = {}
+        self._refuse_outsiders = config.outside_allow == "refuse"
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.Server] = []
         self._connection_tasks: set[asyncio.Task[None]] = set()
-        self._connections: set[asyncio.StreamWriter] = set()
+        # Every TCP connection, the one that sent a whole query longest ago (or never) first.
+        self._clients: dict[asyncio.StreamWriter, _TcpClient] = {}
+        self._room: asyncio.Event | None = None  # set when a query in flight settles
+        self._pressed = False  # more than half the TCP connection cap in use
         self._stop = asyncio.Event()
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
@@ -89,8 +108,11 @@ class Server:
                 "formerr",
                 "notimp",
                 "refused",
+                "denied",
                 "dropped",
                 "truncated",
+                "tcp_evicted",
+                "tcp_stalled",
             ),
             0,
         )
@@ -105,35 +127,107 @@ class Server:
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Bind UDP (and TCP unless disabled) on every listen address. Raises OSError.
+        """Bind UDP (and TCP unless disabled) on every listen address. Raises OSError, after
+        closing whatever it had bound.
 
         With port 0 the UDP port is picked first and TCP takes the same number; if that TCP
-        port is taken, both are tried again on another port (a bounded number of times)."""
+        port is taken, both are tried again on another port (a bounded number of times).
+        An IPv6 socket is dual-stack (it serves IPv4 clients too, as ``::ffff:a.b.c.d``)
+        unless an IPv4 address in ``listen`` has the same port: then each family has its own
+        socket, so that ``0.0.0.0:53`` and ``[::]:53`` can both be bound."""
         self._loop = asyncio.get_running_loop()
-        for host, port in self.config.listen:
-            for attempt in range(_BIND_ATTEMPTS):
-                try:
-                    await self._bind(host, port)
-                    break
-                except OSError as exc:
-                    if port != 0 or exc.errno != errno.EADDRINUSE or attempt == _BIND_ATTEMPTS - 1:
-                        raise
+        v4_ports = {port for host, port in self.config.listen if ":" not in host and port}
+        try:
+            for host, port in self.config.listen:
+                v6only = port in v4_ports
+                for attempt in range(_BIND_ATTEMPTS):
+                    try:
+                        await self._bind(host, port, v6only)
+                        break
+                    except OSError as exc:
+                        last = attempt == _BIND_ATTEMPTS - 1
+                        if port != 0 or exc.errno != errno.EADDRINUSE or last:
+                            raise
+        except BaseException:
+            self._close_listeners()
+            raise
 
-    async def _bind(self, host: str, port: int) -> None:
+    async def _bind(self, host: str, port: int, v6only: bool) -> None:
         assert self._loop is not None
-        transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _UdpListener(self), local_addr=(host, port)
-        )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        udp = self._listening_socket(family, socket.SOCK_DGRAM, v6only)
+        try:
+            udp.bind((host, port))
+            self._size_buffers(udp, host)
+            transport, _ = await self._loop.create_datagram_endpoint(
+                lambda: _UdpListener(self), sock=udp
+            )
+        except BaseException:
+            udp.close()
+            raise
         bound = transport.get_extra_info("sockname")
         if self.config.tcp:
+            tcp = self._listening_socket(family, socket.SOCK_STREAM, v6only)
             try:
-                server = await asyncio.start_server(self._tcp_connection, host, bound[1])
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                # Inherited by every accepted connection: the kernel keeps at most this much
+                # of a client's unread replies (autotuned, it would take megabytes), so the
+                # rest waits in our write buffer, where it stops the reading of more queries.
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _TCP_SEND_BUFFER)
+                tcp.bind((host, bound[1]))
+                server = await asyncio.start_server(self._tcp_connection, sock=tcp)
             except BaseException:
+                tcp.close()
                 transport.close()
                 raise
             self._tcp.append(server)
         self._udp.append(transport)
         self.addresses.append((bound[0], bound[1]))
+
+    @staticmethod
+    def _listening_socket(family: int, kind: int, v6only: bool) -> socket.socket:
+        sock = socket.socket(family, kind)
+        try:
+            sock.setblocking(False)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _size_buffers(self, sock: socket.socket, host: str) -> None:
+        """The configured buffer sizes, forced past the system's limit when we may (as
+        Unbound's so-rcvbuf); a warning when less was granted."""
+        for option, forced, size, name in (
+            (socket.SO_RCVBUF, _SO_RCVBUFFORCE, self.config.udp_receive_buffer, "receive"),
+            (socket.SO_SNDBUF, _SO_SNDBUFFORCE, self.config.udp_send_buffer, "send"),
+        ):
+            if not size:
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, forced, size)
+            except OSError:  # no CAP_NET_ADMIN (or no such option): capped at the limit
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
+            granted = sock.getsockopt(socket.SOL_SOCKET, option) // _KERNEL_DOUBLES
+            if granted < size:
+                log.warning(
+                    "UDP %s buffer of %s is %d bytes, not the %d configured (raise net.core.%s)",
+                    name,
+                    format_address((host, sock.getsockname()[1])),
+                    granted,
+                    size,
+                    "rmem_max" if option == socket.SO_RCVBUF else "wmem_max",
+                )
+
+    def _close_listeners(self) -> None:
+        for server in self._tcp:
+            server.close()
+        for transport in self._udp:
+            transport.close()
+        self._tcp.clear()
+        self._udp.clear()
+        self.addresses.clear()
 
     def request_stop(self) -> None:
         """Ask the server to shut down; safe to call from a signal handler, and more than once."""
@@ -170,7 +264,7 @@ class Server:
                     await self._drained.wait()
         for transport in self._udp:
             transport.close()
-        for writer in list(self._connections):
+        for writer in list(self._clients):
             writer.close()
         if self._connection_tasks:
             timeout = max(0.0, grace_ends - loop.time())
@@ -191,10 +285,13 @@ class Server:
             servfail=c["servfail"],
             formerr=c["formerr"],
             refused=c["refused"],
+            denied=c["denied"],
             dropped=c["dropped"],
             truncated=c["truncated"],
             inflight=self._inflight,
-            tcp_connections=len(self._connections),
+            tcp_connections=len(self._clients),
+            tcp_evicted=c["tcp_evicted"],
+            tcp_stalled=c["tcp_stalled"],
         )
 
     def __repr__(self) -> str:
@@ -214,6 +311,9 @@ class Server:
             address = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
             return False
+        # An IPv4 client of a dual-stack socket arrives as ::ffff:a.b.c.d.
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
         allowed = any(address in network for network in self._allowed)
         if len(self._allow_memo) >= 4096:  # bounded: a spray of sources cannot grow it
             self._allow_memo.clear()
@@ -230,6 +330,8 @@ class Server:
             return self._formerr(query)
         if isinstance(sorted_, Local):
             self._counts[sorted_.outcome] += 1
+            if sorted_.outcome == "denied" and not self._refuse_outsiders:
+                return None
             return sorted_.reply
         return sorted_
 
@@ -267,6 +369,9 @@ class Server:
         self._inflight -= 1
         if self._drained is not None and not self._inflight:
             self._drained.set()
+        if self._room is not None:  # TCP connections wait for room under max_inflight
+            self._room.set()
+            self._room = None
 
     # ----------------------------------------------------------------- UDP
 
@@ -335,42 +440,126 @@ class Server:
     ) -> None:
         """One client's TCP connection: length-prefixed queries, each answered as its answer
         is ready (pipelined, in any order); closed after the idle timeout, at EOF, or at
-        shutdown."""
-        if len(self._connections) >= self.config.max_tcp_connections or self._closed:
+        shutdown.
+
+        The connection is read only while it has fewer than ``max_tcp_outstanding`` queries
+        in flight, the server fewer than ``max_inflight``, and its unsent replies fit under
+        the write buffer's high-water mark; replies left unread for ``tcp_write_timeout``
+        close it. At the connection cap, the connection that sent a whole query longest ago
+        (and has none in flight) is closed to make room; with more than half the cap in use,
+        connections wait at most ``tcp_busy_idle_timeout`` for their next query."""
+        peer = writer.get_extra_info("peername")
+        host = peer[0] if peer else ""
+        if not self._allowed_client(host):
+            self._counts["denied"] += 1
+            writer.transport.abort()  # not a byte read: nothing it sends is looked at
+            return
+        if self._closed or (
+            len(self._clients) >= self.config.max_tcp_connections and not self._evict_idlest()
+        ):
             self._counts["dropped"] += 1
             writer.close()
             return
         task = asyncio.current_task()
         assert task is not None
+        loop = self._loop or asyncio.get_running_loop()
+        client = _TcpClient(writer, loop.time())
         self._connection_tasks.add(task)
-        self._connections.add(writer)
-        peer = writer.get_extra_info("peername")
-        host = peer[0] if peer else ""
-        outstanding: set[asyncio.Future[None]] = set()
+        self._clients[writer] = client
+        writer.transport.set_write_buffer_limits(high=_TCP_WRITE_HIGH)
+        self._pressure_changed()
         try:
-            while not self._closed:
+            while not self._closed and await self._tcp_room(client):
+                client.reading_since = loop.time()
                 try:
-                    async with asyncio.timeout(self.config.tcp_idle_timeout):
+                    async with asyncio.timeout(self._idle_timeout()) as client.read_timeout:
                         size = int.from_bytes(await reader.readexactly(2), "big")
                         query = await reader.readexactly(size)
                 except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                     break
+                finally:
+                    client.read_timeout = None
+                # Most recently active last: the first without queries in flight is the idlest.
+                del self._clients[writer]
+                self._clients[writer] = client
                 self._counts["tcp"] += 1
-                self._tcp_query(writer, query, host, outstanding)
-            if outstanding:
-                await asyncio.wait(outstanding, timeout=self.config.shutdown_grace)
+                self._tcp_query(client, query, host)
+            if client.outstanding and not writer.is_closing():
+                await asyncio.wait(client.outstanding, timeout=self.config.shutdown_grace)
         finally:
-            self._connections.discard(writer)
+            if self._clients.get(writer) is client:
+                del self._clients[writer]
+                self._pressure_changed()
             self._connection_tasks.discard(task)
             writer.close()
 
-    def _tcp_query(
-        self,
-        writer: asyncio.StreamWriter,
-        query: bytes,
-        host: str,
-        outstanding: set[asyncio.Future[None]],
-    ) -> None:
+    async def _tcp_room(self, client: _TcpClient) -> bool:
+        """Wait until ``client`` may send one more query; False when its connection is to be
+        closed (its replies stayed unread, or it is gone)."""
+        writer = client.writer
+        while True:
+            if writer.transport.get_write_buffer_size() > _TCP_WRITE_HIGH:
+                try:
+                    async with asyncio.timeout(self.config.tcp_write_timeout):
+                        await writer.drain()
+                except TimeoutError:
+                    self._counts["tcp_stalled"] += 1
+                    writer.transport.abort()
+                    return False
+                except ConnectionError:
+                    return False
+            elif len(client.outstanding) >= self.config.max_tcp_outstanding:
+                await asyncio.wait(set(client.outstanding), return_when=asyncio.FIRST_COMPLETED)
+            elif self._inflight >= self.config.max_inflight:
+                if self._room is None:
+                    self._room = asyncio.Event()
+                await self._room.wait()
+            else:
+                return not writer.is_closing()
+
+    def _busy(self) -> bool:
+        return len(self._clients) * 2 > self.config.max_tcp_connections
+
+    def _idle_timeout(self) -> float:
+        if self._busy():
+            return min(self.config.tcp_idle_timeout, self.config.tcp_busy_idle_timeout)
+        return self.config.tcp_idle_timeout
+
+    def _pressure_changed(self) -> None:
+        """After a connection came or went. Reads begun under pressure get the short timeout
+        anyway; when pressure begins, those begun before it are cut short once."""
+        busy = self._busy()
+        if busy and not self._pressed:
+            self._shorten_idle_timeouts()
+        self._pressed = busy
+
+    def _shorten_idle_timeouts(self) -> None:
+        """Every connection waiting for its next query waits no longer than the busy timeout
+        from when it began to wait."""
+        busy = self._idle_timeout()
+        for client in self._clients.values():
+            timeout = client.read_timeout
+            if timeout is None:
+                continue
+            when = timeout.when()
+            limit = client.reading_since + busy
+            if when is None or when > limit:
+                timeout.reschedule(limit)
+
+    def _evict_idlest(self) -> bool:
+        """Close the connection that sent a whole query longest ago (or never) and has none in
+        flight; False if every connection has queries in flight."""
+        for writer, client in self._clients.items():
+            if not client.outstanding:
+                del self._clients[writer]
+                self._counts["tcp_evicted"] += 1
+                writer.transport.abort()
+                return True
+        return False
+
+    def _tcp_query(self, client: _TcpClient, query: bytes, host: str) -> None:
+        writer = client.writer
+
         def send(reply: bytes | None) -> None:
             if reply is not None and not writer.is_closing():
                 # One write call per frame: frames of concurrent answers never interleave.
@@ -383,6 +572,7 @@ class Server:
         parsed = first
         loop = self._loop or asyncio.get_running_loop()
         finished: asyncio.Future[None] = loop.create_future()
+        outstanding = client.outstanding
         outstanding.add(finished)
 
         def done(outcome: Outcome) -> None:
@@ -396,6 +586,19 @@ class Server:
         outcome = self.answerer.answer(ask, deadline, done)
         if outcome is not None:
             done(outcome)
+
+
+class _TcpClient:
+    """One TCP connection's state: its queries in flight, and since when and until when it
+    waits for its next query (the timeout pressure may shorten)."""
+
+    __slots__ = ("outstanding", "read_timeout", "reading_since", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter, now: float) -> None:
+        self.writer = writer
+        self.outstanding: set[asyncio.Future[None]] = set()
+        self.reading_since = now
+        self.read_timeout: asyncio.Timeout | None = None
 
 
 class _UdpListener(asyncio.DatagramProtocol):

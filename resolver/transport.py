@@ -336,7 +336,8 @@ class Upstream:
         try:
             await self.pool.start()
         except OSError as exc:
-            raise UpstreamUnreachable(self.name, f"cannot open a socket: {exc}") from exc
+            reason = exc.strerror or str(exc)
+            raise UpstreamUnreachable(self.name, f"cannot open a socket: {reason}") from exc
 
     async def aclose(self) -> None:
         """Close every socket and end every exchange in flight. Idempotent."""

@@ -1,9 +1,12 @@
 """What to do with one client query, decided on raw bytes without I/O.
 
 ``triage`` sorts a datagram into: drop it, answer it locally at once (FORMERR, NOTIMP, BADVERS,
-REFUSED, the RFC 8482 answer to ANY), or resolve it. ``for_client`` and ``fit`` turn a
-normalized reply (no OPT, RA set, AA clear) into the one this client gets: its ID, its RD, its
-question case, our OPT when it used EDNS, truncated to its UDP size.
+REFUSED, the RFC 8482 answer to ANY), or resolve it. Access control comes first: a client
+outside the allowed networks learns nothing but REFUSED, whatever it sent.
+
+``for_client`` and ``fit`` turn a normalized reply (no OPT, RA set, AA clear) into the one this
+client gets: its ID, its RD, its question case, our OPT when it used EDNS, truncated to its UDP
+size.
 """
 
 from __future__ import annotations
@@ -92,13 +95,18 @@ def with_opt(
 
 
 def triage(query: bytes, allowed: Callable[[], bool]) -> Local | Parsed:
-    """Sort one raw query. ``allowed`` says whether the client may be served (called only for
-    well-formed queries). Never raises for bad input: that is what FORMERR is for."""
+    """Sort one raw query. ``allowed`` says whether the client may be served; it is asked
+    before anything else is read, and a client it refuses gets REFUSED with the header and (if
+    well-formed) the question only, counted as "denied" (no NOTIMP, FORMERR or BADVERS: those
+    would tell what the server would do for it). Never raises for bad input: that is what
+    FORMERR is for."""
     if len(query) < HEADER_SIZE:
         return Local(None, "dropped")
     flags = query[2]  # QR, opcode, AA, TC, RD
     if flags & _QR_HIGH:
         return Local(None, "dropped")  # a response sent to us: answering could loop
+    if not allowed():
+        return Local(error_reply(query, REFUSED), "denied")
     if (flags >> 3) & 0x0F != OPCODE_QUERY:
         return Local(error_reply(query, NOTIMP), "notimp")
     try:
@@ -109,8 +117,6 @@ def triage(query: bytes, allowed: Callable[[], bool]) -> Local | Parsed:
     if edns is not None and edns.version > 0:
         # RFC 6891 section 6.1.3: BADVERS for an EDNS version we do not implement.
         return Local(with_opt(error_reply(query, 0), edns, _BADVERS_HIGH), "formerr")
-    if not allowed():
-        return Local(with_opt(error_reply(query, REFUSED), edns), "refused")
     if question.qtype == TYPE_ANY:
         return Local(with_opt(minimal_any_reply(query), edns), "answered")
     if question.qtype in (TYPE_AXFR, TYPE_IXFR):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from resolver.config import ForwarderConfig, TransportConfig
 from resolver.engine.forwarding import EDE_STALE_ANSWER, Done, Forwarding, Send
 from resolver.engine.local import LocalAnswers
 from resolver.engine.selection import Selector
-from resolver.errors import WireError
+from resolver.errors import UpstreamUnreachable, WireError
 from resolver.transport import Exchange, Upstream, UpstreamStatistics
 from resolver.wire.message import name_to_wire, strip_opt
 from resolver.wire.raw import AA, RA, REFUSED, SERVFAIL, ancestors
@@ -53,6 +54,8 @@ _STALE_HOLD_MAX = 10_000
 # How long the server may repeat a local answer's finished bytes: a reload that replaces the
 # local answers is seen by every client within this.
 _LOCAL_REUSE = 1.0
+
+log = logging.getLogger(__name__)
 
 
 def normalize(reply: bytes) -> bytes:
@@ -126,12 +129,15 @@ class EngineStatistics:
 class _Route:
     """Where the questions for one domain (or all others) go: upstreams, and their selector."""
 
-    __slots__ = ("name", "selector", "upstreams")
+    __slots__ = ("config", "name", "selector", "upstreams")
 
-    def __init__(self, name: str, upstreams: list[Upstream], selector: Selector) -> None:
+    def __init__(
+        self, name: str, upstreams: list[Upstream], selector: Selector, config: ForwarderConfig
+    ) -> None:
         self.name = name
         self.upstreams = upstreams
         self.selector = selector
+        self.config = config  # the policy and health settings its selector was made with
 
 
 class _Flight:
@@ -189,8 +195,9 @@ class Engine:
         if not upstreams:
             raise ValueError("an engine needs at least one upstream")
         self.upstreams = list(upstreams)
+        self._rng = rng
         self.selector = Selector(len(self.upstreams), config, rng=rng)
-        self._default = _Route(".", self.upstreams, self.selector)
+        self._default = _Route(".", self.upstreams, self.selector, config)
         # What is started, closed and counted: the default upstreams, then those only domains
         # list. A domain's upstream at the address of one already here is that one.
         self._pools = list(self.upstreams)
@@ -207,7 +214,8 @@ class Engine:
             policy = domain.policy or config.policy
             own = dataclasses.replace(config, upstreams=domain.upstreams, policy=policy, domains=())
             selector = Selector(len(listed), own, rng=rng)
-            self._routes[name_to_wire(domain.name).lower()] = _Route(domain.name, listed, selector)
+            key = name_to_wire(domain.name).lower()
+            self._routes[key] = _Route(domain.name, listed, selector, own)
         self.cache = cache
         self._inflight: dict[CacheKey, _Flight] = {}
         self._stale_hold: dict[CacheKey, float] = {}
@@ -224,11 +232,54 @@ class Engine:
         self._upstream_queries = 0
 
     async def start(self) -> None:
-        """Open every upstream's socket pool. Raises UpstreamUnreachable."""
+        """Open every upstream's socket pool. An upstream whose sockets cannot be opened (an
+        address no socket can reach, such as a link-local one without a scope) is left out
+        with a warning, and the others serve. Raises UpstreamUnreachable, naming each upstream
+        and why, when none can be used; on any failure every socket opened is closed again."""
         self._loop = asyncio.get_running_loop()
-        async with asyncio.TaskGroup() as group:
-            for upstream in self._pools:
-                group.create_task(upstream.start())
+        try:
+            # Each start runs to its end: one failing must not cancel (and leak) the others.
+            results = await asyncio.gather(
+                *(upstream.start() for upstream in self._pools), return_exceptions=True
+            )
+        except BaseException:
+            await asyncio.shield(self.aclose())
+            raise
+        failed: dict[Upstream, UpstreamUnreachable] = {}
+        unexpected: list[BaseException] = []
+        for upstream, result in zip(self._pools, results, strict=True):
+            if isinstance(result, UpstreamUnreachable):
+                failed[upstream] = result
+            elif isinstance(result, BaseException):
+                unexpected.append(result)
+        if unexpected:
+            await asyncio.shield(self.aclose())
+            raise unexpected[0]
+        if not failed:
+            return
+        await asyncio.gather(*(upstream.aclose() for upstream in failed))
+        # Every route must keep an upstream: a domain left without one would leak its names
+        # to the default upstreams, so that is as fatal as having none at all.
+        for route in (self._default, *self._routes.values()):
+            if all(upstream in failed for upstream in route.upstreams):
+                await asyncio.shield(self.aclose())
+                reasons = "; ".join(str(failed[upstream]) for upstream in route.upstreams)
+                where = "upstreams" if route is self._default else f"upstreams of {route.name}"
+                if len(route.upstreams) == 1:
+                    raise failed[route.upstreams[0]]
+                raise UpstreamUnreachable(where, f"none can be used ({reasons})")
+        for exc in failed.values():
+            log.warning("upstream left out: %s", exc)
+        # Nothing has been asked yet: the choice starts afresh among the usable ones.
+        self._pools = [upstream for upstream in self._pools if upstream not in failed]
+        self.upstreams = [upstream for upstream in self.upstreams if upstream not in failed]
+        self.selector = Selector(len(self.upstreams), self.config, rng=self._rng)
+        self._default = _Route(".", self.upstreams, self.selector, self.config)
+        for key, route in list(self._routes.items()):
+            usable = [upstream for upstream in route.upstreams if upstream not in failed]
+            if len(usable) != len(route.upstreams):
+                selector = Selector(len(usable), route.config, rng=self._rng)
+                self._routes[key] = _Route(route.name, usable, selector, route.config)
 
     async def aclose(self) -> None:
         """Abandon the questions in flight, close every upstream's sockets. Idempotent."""

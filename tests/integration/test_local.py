@@ -285,7 +285,7 @@ async def test_hosts_file_read_again_replaces_the_answers(hosts_file: Path) -> N
 
 def test_an_unreadable_hosts_file_is_a_config_error(tmp_path: Path) -> None:
     config = Config(
-        forwarder=ForwarderConfig(upstreams=(("127.0.0.1", 53),)),
+        forwarder=ForwarderConfig(upstreams=(("127.0.0.2", 53),)),
         local=LocalConfig(hosts=tmp_path / "missing"),
     )
     with pytest.raises(ConfigError) as info:

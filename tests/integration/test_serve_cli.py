@@ -4,6 +4,7 @@ the daemon, SIGTERM, and configuration errors (exit 3, one line naming the field
 from __future__ import annotations
 
 import contextlib
+import select
 import signal
 import socket
 import subprocess
@@ -105,6 +106,79 @@ def test_serve_answers_through_the_daemon_and_stops_on_sigterm(authority_port: i
     assert "Traceback" not in err
 
 
+def test_serve_prints_ipv6_addresses_in_brackets(authority_port: int) -> None:
+    port = free_port()
+    args = resolver(
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--listen",
+        f"[::1]:{port}",
+        "--upstream",
+        f"127.0.0.1:{authority_port}",
+    )
+    with running(args) as daemon:
+        wait_ready(daemon, port)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=STOP)
+        assert daemon.returncode == 0, err
+    assert f"serving on 127.0.0.1:{port}, [::1]:{port} " in err
+
+
+def _kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def test_a_tcp_client_that_never_reads_costs_the_daemon_little_memory(
+    authority_port: int, tmp_path: Path
+) -> None:
+    # 20,000 queries for a 2.2 KB answer, none of it read: 44 MB of replies, which the daemon
+    # once kept (RSS +42 MiB). It must stop reading, keep at most 32 MiB more, close the
+    # connection and answer UDP meanwhile.
+    config = tmp_path / "resolver.toml"
+    config.write_text("[server]\ntcp_write_timeout = 1\ntcp_idle_timeout = 60\n")
+    port = free_port()
+    args = resolver(
+        "serve",
+        "--config",
+        str(config),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--upstream",
+        f"127.0.0.1:{authority_port}",
+    )
+    question = DNSRecord.question("big.example.com.", "TXT")
+    framed = len(question.pack()).to_bytes(2, "big") + question.pack()
+    with running(args) as daemon:
+        wait_ready(daemon, port)
+        with socket.create_connection(("127.0.0.1", port), timeout=STOP) as prime:
+            prime.sendall(framed)  # cached from now on
+            prime.recv(65535)
+        before = _kib(daemon.pid, "VmRSS")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.connect(("127.0.0.1", port))
+            client.setblocking(False)
+            data, sent = framed * 20_000, 0
+            deadline = time.monotonic() + STOP
+            while sent < len(data) and time.monotonic() < deadline:
+                try:
+                    sent += client.send(data[sent:])
+                except BlockingIOError:
+                    time.sleep(0.01)
+            assert udp_query(port, timeout=2.0).header.rcode == NOERROR
+            # Still reading nothing: the server's reset shows as an error on the socket.
+            poller = select.poll()
+            poller.register(client, 0)  # no events asked: only POLLERR and POLLHUP come
+            closed = bool(poller.poll(STOP * 1000))
+        growth_mib = (_kib(daemon.pid, "VmHWM") - before) / 1024
+    assert closed
+    assert growth_mib <= 32, f"RSS grew by {growth_mib:.1f} MiB"
+
+
 def test_authority_stops_on_sigterm(authority_port: int) -> None:
     # The fixture's process answered; a second one on another port is stopped here.
     port = free_port()
@@ -151,18 +225,73 @@ def test_authority_stops_on_sigterm(authority_port: int) -> None:
         pytest.param(
             ["--upstream", "127.0.0.1"],
             "[transport.pool]\nmax_uses = 0\n",
-            "pool.max_uses",
+            "transport.pool.max_uses",
             id="toml-bad-pool-value",
         ),
         pytest.param(["--upstream", "127.0.0.1"], "[server\n", "invalid TOML", id="toml-syntax"),
+        # Values of the wrong type, once misread or a traceback; each named now.
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            '[transport]\nrandomize_case = "false"\n',
+            "transport.randomize_case",
+            id="bool-as-string",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            '[cache]\nenabled = "no"\n',
+            "cache.enabled",
+            id="enabled-as-string",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"], "[server]\nallow = [8]\n", "server.allow", id="allow-int"
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            "[server]\nmax_tcp_connections = 1.5\n",
+            "server.max_tcp_connections",
+            id="int-as-float",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"], "[transport]\npool = 5\n", "transport.pool", id="pool-int"
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            '[forwarder]\nupstream_timeout = "2"\n',
+            "forwarder.upstream_timeout",
+            id="timeout-as-string",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            "[forwarder]\nupstream_timeout = 6\nquery_timeout = 5\n",
+            "forwarder.upstream_timeout",
+            id="upstream-timeout-above-query-timeout",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1:5399", "--listen", "127.0.0.1:5399"],
+            None,
+            "forwarder.upstreams",
+            id="upstream-is-the-listener",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1:5399", "--listen", "[::]:5399"],
+            None,
+            "forwarder.upstreams",
+            id="upstream-is-under-the-wildcard-listener",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            b'[server]\nallow = ["\xff"]\n',
+            "not UTF-8",
+            id="not-utf8",
+        ),
     ],
 )
 def test_bad_configuration_exits_3_with_one_line_naming_the_field(
-    tmp_path: Path, args: list[str], toml: str | None, field: str
+    tmp_path: Path, args: list[str], toml: str | bytes | None, field: str
 ) -> None:
     if toml is not None:
         path = tmp_path / "resolver.toml"
-        path.write_text(toml)
+        path.write_bytes(toml if isinstance(toml, bytes) else toml.encode())
         args = [*args, "--config", str(path)]
     if not any(a == "--listen" for a in args):
         args = [*args, "--listen", f"127.0.0.1:{free_port()}"]
@@ -183,7 +312,7 @@ def test_serve_on_a_taken_port_fails_with_one_line(authority_port: int) -> None:
         "--listen",
         f"127.0.0.1:{authority_port}",
         "--upstream",
-        f"127.0.0.1:{authority_port}",
+        f"127.0.0.1:{free_port()}",
     )
     result = subprocess.run(args, capture_output=True, text=True, timeout=STARTUP)
     assert result.returncode == 1, result.stderr
@@ -191,6 +320,50 @@ def test_serve_on_a_taken_port_fails_with_one_line(authority_port: int) -> None:
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1
     assert "cannot start" in errors[0]
+
+
+def test_serve_leaves_out_an_upstream_no_socket_can_reach(authority_port: int) -> None:
+    # Link-local without a scope: no socket can be connected to it.
+    port = free_port()
+    args = resolver(
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--upstream",
+        "[fe80::1]:53",
+        "--upstream",
+        f"127.0.0.1:{authority_port}",
+    )
+    with running(args) as daemon:
+        wait_ready(daemon, port)
+        reply = udp_query(port, timeout=2.0)
+        assert [str(rr.rdata) for rr in reply.rr] == ["127.1.0.1"]
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=STOP)
+        assert daemon.returncode == 0, err
+    assert "Traceback" not in err
+    warnings = [line for line in err.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, err
+    assert "[fe80::1]:53" in warnings[0]
+
+
+def test_serve_without_a_usable_upstream_fails_with_one_line() -> None:
+    args = resolver(
+        "serve",
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--upstream",
+        "[fe80::1]:53",
+        "--upstream",
+        "[fe80::2]:53",
+    )
+    result = subprocess.run(args, capture_output=True, text=True, timeout=STARTUP)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("resolver: error:")
+    assert "[fe80::1]:53" in lines[0]
+    assert "[fe80::2]:53" in lines[0]
 
 
 def test_authority_with_a_bad_zone_exits_3(tmp_path: Path) -> None:

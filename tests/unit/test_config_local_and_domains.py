@@ -12,7 +12,7 @@ import pytest
 from resolver.config import DomainConfig, ForwarderConfig, LocalConfig, config_from_mapping
 from resolver.errors import ConfigError
 
-UPSTREAM = {"upstreams": ["127.0.0.1:53"]}
+UPSTREAM = {"upstreams": ["127.0.0.2:53"]}
 
 
 def load(text: str) -> Any:
@@ -28,7 +28,7 @@ def test_local_answers_are_on_and_the_hosts_file_off_by_default() -> None:
 
 def test_local_section_loads_switches_and_the_hosts_path() -> None:
     config = load(
-        '[forwarder]\nupstreams = ["127.0.0.1"]\n'
+        '[forwarder]\nupstreams = ["127.0.0.2"]\n'
         '[local]\nhosts = "/etc/hosts"\nprivate_reverse = false\n'
     )
     assert config.local.hosts == Path("/etc/hosts")
@@ -54,7 +54,7 @@ def test_local_section_errors_name_the_field(local: dict[str, Any], field: str) 
 
 def test_forwarder_domains_load_with_normalized_names() -> None:
     config = load(
-        '[forwarder]\nupstreams = ["127.0.0.1"]\n'
+        '[forwarder]\nupstreams = ["127.0.0.2"]\n'
         '[[forwarder.domains]]\nname = "Corp.Test"\nupstreams = ["127.0.0.62:53"]\n'
         '[[forwarder.domains]]\nname = "168.192.in-addr.arpa."\n'
         'upstreams = ["127.0.0.63", "[::1]:5353"]\npolicy = "round_robin"\n'

@@ -62,6 +62,46 @@ def test_client_outside_allowed_networks_gets_refused() -> None:
     assert rcode_of(triage(build_query("example.com.", 1, qid=7), deny)) == 5
 
 
+def _notify() -> bytes:
+    query = bytearray(build_query("example.com.", 6, qid=7))
+    query[2] |= 4 << 3
+    return bytes(query)
+
+
+def _two_questions() -> bytes:
+    query = bytearray(build_query("example.com.", 1, qid=7, edns_size=None))
+    struct.pack_into("!H", query, 4, 2)
+    return bytes(query)
+
+
+def _edns_version_one() -> bytes:
+    query = bytearray(build_query("example.com.", 1, qid=7))
+    query[-5] = 1
+    return bytes(query)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param(_notify(), id="notify"),
+        pytest.param(_two_questions(), id="two-questions"),
+        pytest.param(_edns_version_one(), id="edns-version-1"),
+        pytest.param(build_query("example.com.", 255, qid=7), id="any"),
+        pytest.param(build_query("example.com.", 252, qid=7), id="axfr"),
+        pytest.param(build_query("example.com.", 1, qid=7)[:12] + b"\x05ab", id="junk"),
+    ],
+)
+def test_a_client_outside_allow_gets_refused_before_any_other_reply(query: bytes) -> None:
+    result = triage(query, deny)
+    assert isinstance(result, Local)
+    assert result.outcome == "denied"
+    assert result.reply is not None
+    reply = parse(result.reply)
+    assert (reply.header.rcode, reply.header.id) == (5, 7)
+    assert reply.ar == []  # no OPT: nothing is negotiated with it
+    assert len(result.reply) <= len(query)
+
+
 def test_axfr_is_refused_and_any_gets_the_rfc8482_answer() -> None:
     assert rcode_of(triage(build_query("example.com.", 252, qid=7), allow)) == 5
     result = triage(build_query("example.com.", 255, qid=7), allow)
