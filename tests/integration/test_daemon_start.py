@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -13,7 +14,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from resolver.authority import Authority
-from resolver.config import Config, ForwarderConfig, ServerConfig, SocketPoolConfig, TransportConfig
+from resolver.config import (
+    Config,
+    DomainConfig,
+    ForwarderConfig,
+    ServerConfig,
+    SocketPoolConfig,
+    TransportConfig,
+)
 from resolver.daemon import Daemon
 from resolver.errors import UpstreamUnreachable
 from resolver.wire import DNSRecord
@@ -99,3 +107,38 @@ async def test_a_start_that_fails_leaves_no_descriptor_open(authority: Authority
             while descriptors() != before:
                 await asyncio.sleep(0.01)
         assert daemon.engine.upstreams[0].pool.statistics().size == 0
+
+
+async def test_a_domain_left_without_a_usable_upstream_stops_the_start(
+    authority: Authority,
+) -> None:
+    """Its names must not leak to the default upstreams: that is as fatal as none at all."""
+    cfg = config(authority.address)
+    forwarder = ForwarderConfig(
+        upstreams=(authority.address,),
+        upstream_timeout=0.5,
+        query_timeout=1.0,
+        domains=(DomainConfig(name="corp.test", upstreams=(UNREACHABLE,)),),
+    )
+    before = descriptors()
+    with pytest.raises(UpstreamUnreachable, match=r"\[fe80::1\]:53"):
+        async with asyncio.timeout(BOUND), started(dataclasses.replace(cfg, forwarder=forwarder)):
+            pass
+    assert descriptors() <= before
+
+
+async def test_a_domain_keeps_serving_with_its_usable_upstreams(
+    authority: Authority, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="resolver")
+    forwarder = ForwarderConfig(
+        upstreams=(authority.address,),
+        upstream_timeout=0.5,
+        query_timeout=1.0,
+        domains=(DomainConfig(name="example.com", upstreams=(UNREACHABLE, authority.address)),),
+    )
+    cfg = dataclasses.replace(config(authority.address), forwarder=forwarder)
+    async with asyncio.timeout(BOUND), started(cfg) as daemon:
+        reply = await udp_ask(daemon.addresses[0], "www.example.com")
+        assert [str(rr.rdata) for rr in reply.rr] == ["127.1.0.1"]
+    assert "upstream left out: [fe80::1]:53" in caplog.text
