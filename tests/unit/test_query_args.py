@@ -407,6 +407,7 @@ def test_server_address_of_the_wrong_family_is_refused() -> None:
 
 
 def test_query_module_exports_the_command_line_and_server_choice() -> None:
+    import resolver.demo
     import resolver.query
 
     assert sorted(resolver.query.__all__) == [
