@@ -62,6 +62,7 @@ RUN if [ -n "$WHEELS" ]; then \
     fi \
     && rm -rf /wheels
 COPY tests/compose /suite
+ENV PYTHONDONTWRITEBYTECODE=1
 WORKDIR /suite
 USER resolver
 HEALTHCHECK NONE
