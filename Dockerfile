@@ -1,8 +1,73 @@
-# One image for every role: the daemon, the fake authority, the CLI.
-FROM python:3.11-slim
+# One image for every role: the forwarding daemon, the fake authority, the CLI.
+#
+# With a registry, `docker build .` starts from python:3.11-slim and pip fetches the
+# dependencies. Without one, scripts/compose-test builds a Debian base locally, passes it as
+# BASE, builds the wheels on the host into build/wheels and passes WHEELS=build/wheels, so
+# nothing is downloaded during the build.
+ARG BASE=python:3.11-slim
+FROM ${BASE} AS resolver
+
+# The project and, when WHEELS names a directory of wheels, those wheels. The default copies
+# pyproject.toml a second time, harmlessly, because COPY needs a source that exists.
+ARG WHEELS=
+COPY pyproject.toml README.md /src/
+COPY resolver /src/resolver
+COPY ${WHEELS:-pyproject.toml} /wheels/
+
+# A virtual environment: Debian's own python3 refuses pip installs into the system (PEP 668),
+# and the same line then works on either base.
+RUN python3 -m venv /opt/resolver \
+    && if [ -n "$WHEELS" ]; then \
+           /opt/resolver/bin/pip install --no-cache-dir --no-index --find-links /wheels resolver; \
+       else \
+           /opt/resolver/bin/pip install --no-cache-dir /src; \
+       fi \
+    && rm -rf /src /wheels \
+    && useradd --system --uid 10053 --no-create-home --home-dir /nonexistent resolver
+
+COPY fixtures /app/fixtures
+ENV PATH=/opt/resolver/bin:$PATH PYTHONUNBUFFERED=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY resolver ./resolver
-COPY fixtures ./fixtures
-RUN pip install --no-cache-dir .
+# Port 53 needs no privilege in a container: Docker sets net.ipv4.ip_unprivileged_port_start=0.
+USER resolver
+
+# Any reply, REFUSED included, proves the listener answers; `resolver query` exits 0 on a reply
+# whatever its rcode, 9 when none came.
+HEALTHCHECK --interval=5s --timeout=4s --start-period=3s --retries=3 \
+    CMD ["resolver", "query", "@127.0.0.1", "-p", "53", "+time=2", "+tries=1", "+short", ".", "SOA"]
 ENTRYPOINT ["resolver"]
+CMD ["demo"]
+
+# dnsdist, the load balancer in front of the replicas in docker-compose.yml. The local base
+# already holds Debian's package; python:3.11-slim is Debian too and gets it from apt.
+FROM resolver AS dnsdist
+USER root
+RUN command -v dnsdist >/dev/null \
+    || { apt-get update && apt-get install -y --no-install-recommends dnsdist \
+         && rm -rf /var/lib/apt/lists/*; }
+COPY docker/dnsdist.conf /etc/dnsdist/compose.conf
+USER resolver
+ENTRYPOINT ["dnsdist", "--supervised", "--disable-syslog", "-C", "/etc/dnsdist/compose.conf"]
+CMD []
+
+# The compose suite (tests/compose) and pytest, run by the `tests` service.
+FROM resolver AS tests
+USER root
+ARG WHEELS=
+COPY ${WHEELS:-pyproject.toml} /wheels/
+RUN if [ -n "$WHEELS" ]; then \
+        pip install --no-cache-dir --no-index --find-links /wheels pytest pytest-timeout; \
+    else \
+        pip install --no-cache-dir pytest pytest-timeout; \
+    fi \
+    && rm -rf /wheels
+COPY tests/compose /suite
+ENV PYTHONDONTWRITEBYTECODE=1
+WORKDIR /suite
+USER resolver
+HEALTHCHECK NONE
+ENTRYPOINT ["python3", "-m", "pytest"]
+CMD []
+
+# Last, so that a plain `docker build .` makes the resolver image.
+FROM resolver
