@@ -6,24 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pool_things import Thing, close_thing, settle
 
 from resolver.errors import PoolTimeout
 from resolver.pool import Pool, PoolStatistics
-
-
-class Thing:
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.closed = 0
-
-
-async def close_thing(thing: Thing) -> None:
-    thing.closed += 1
-
-
-async def settle(rounds: int = 5) -> None:
-    for _ in range(rounds):
-        await asyncio.sleep(0)
 
 
 def accounted(pool: Pool[Thing], *, size: int, in_use: int) -> PoolStatistics:

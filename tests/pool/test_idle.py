@@ -9,37 +9,10 @@ from collections.abc import Callable
 from itertools import pairwise
 
 import pytest
+from pool_things import Factory, Thing, close_thing, settle
 
 from resolver.errors import ConfigError
 from resolver.pool import Pool, PoolStatistics
-
-
-class Thing:
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.closed = 0
-
-    def __repr__(self) -> str:
-        return f"Thing({self.n})"
-
-
-class Factory:
-    def __init__(self) -> None:
-        self.made: list[Thing] = []
-
-    async def __call__(self) -> Thing:
-        thing = Thing(len(self.made))
-        self.made.append(thing)
-        return thing
-
-
-async def close_thing(thing: Thing) -> None:
-    thing.closed += 1
-
-
-async def settle(rounds: int = 5) -> None:
-    for _ in range(rounds):
-        await asyncio.sleep(0)
 
 
 def accounted(pool: Pool[Thing]) -> PoolStatistics:

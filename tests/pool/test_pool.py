@@ -6,47 +6,10 @@ import asyncio
 import random
 
 import pytest
+from pool_things import Factory, Thing, close_thing, settle
 
 from resolver.errors import ConfigError, GuardReleased, PoolClosed, PoolTimeout
 from resolver.pool import Pool, PoolStatistics
-
-
-class Thing:
-    """A pooled object that remembers who holds it and whether it was closed."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.holder: object | None = None
-        self.closed = 0
-
-    def __repr__(self) -> str:
-        return f"Thing({self.n})"
-
-
-class Factory:
-    def __init__(self, fail: int = 0) -> None:
-        self.made: list[Thing] = []
-        self.fail = fail
-        self.gate: asyncio.Event | None = None
-
-    async def __call__(self) -> Thing:
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail:
-            self.fail -= 1
-            raise OSError("cannot bind")
-        thing = Thing(len(self.made))
-        self.made.append(thing)
-        return thing
-
-
-async def close_thing(thing: Thing) -> None:
-    thing.closed += 1
-
-
-async def settle(rounds: int = 5) -> None:
-    for _ in range(rounds):
-        await asyncio.sleep(0)
 
 
 def check(pool: Pool[Thing]) -> PoolStatistics:

@@ -6,48 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pool_things import Factory, Thing, close_thing, settle
 
 from resolver.errors import PoolTimeout
 from resolver.pool import Guard, Pool
-
-
-class Thing:
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.closed = 0
-
-    def __repr__(self) -> str:
-        return f"Thing({self.n})"
-
-
-class Factory:
-    """Makes Things; fails the next ``fail`` calls; waits for ``gate`` when one is set."""
-
-    def __init__(self) -> None:
-        self.made: list[Thing] = []
-        self.fail = 0
-        self.calls = 0
-        self.gate: asyncio.Event | None = None
-
-    async def __call__(self) -> Thing:
-        self.calls += 1
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail:
-            self.fail -= 1
-            raise OSError("cannot bind")
-        thing = Thing(len(self.made))
-        self.made.append(thing)
-        return thing
-
-
-async def close_thing(thing: Thing) -> None:
-    thing.closed += 1
-
-
-async def settle(rounds: int = 5) -> None:
-    for _ in range(rounds):
-        await asyncio.sleep(0)
 
 
 async def take(pool: Pool[Thing], timeout: float) -> Thing:
