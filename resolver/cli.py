@@ -125,7 +125,11 @@ def serve(
     randomize_case: bool | None,
     log_level: str,
 ) -> None:
-    """Run the forwarding DNS daemon until SIGINT or SIGTERM."""
+    """Run the forwarding DNS daemon until SIGINT or SIGTERM.
+
+    SIGHUP reloads the config file (a bad one is logged and the running config kept);
+    SIGUSR1 logs the statistics.
+    """
     try:
         config = build_serve_config(
             config_path,
@@ -140,8 +144,21 @@ def serve(
     except ConfigError as exc:
         fail(f"bad configuration: {exc}", EXIT_CONFIG)
     setup_logging(log_level)
+
+    def load() -> Config:  # what SIGHUP applies: the file read again, the same flags on top
+        return build_serve_config(
+            config_path,
+            listen=listen,
+            upstream=upstream,
+            policy=policy,
+            upstream_timeout=upstream_timeout,
+            query_timeout=query_timeout,
+            allow=allow,
+            randomize_case=randomize_case,
+        )
+
     try:
-        run_async(lambda: _serve(config))
+        run_async(lambda: _serve(config, load))
     except ResolverError as exc:
         fail(str(exc))
     except OSError as exc:
@@ -173,14 +190,14 @@ def build_serve_config(
     return config_from_mapping(data)
 
 
-async def _serve(config: Config) -> None:
+async def _serve(config: Config, load: Callable[[], Config]) -> None:
     import asyncio
     import logging
 
     from resolver.daemon import Daemon
     from resolver.transport import format_address
 
-    daemon = Daemon(config)
+    daemon = Daemon(config, load=load)
     await daemon.start()
     # What exists now (code, config, pools) lives as long as the daemon: move it out of the
     # collector's way, and collect young objects less often; a query's garbage is acyclic and
@@ -190,6 +207,8 @@ async def _serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, daemon.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+    loop.add_signal_handler(signal.SIGUSR1, daemon.request_statistics)
     listening = ", ".join(format_address(address) for address in daemon.addresses)
     logging.getLogger("resolver").info("serving on %s (udp and tcp)", listening)
     await daemon.serve_until_stopped()

@@ -1,11 +1,22 @@
 """Assemble the daemon from a Config: the query engine, the listeners, their lifetimes.
 
-The CLI builds a Config, makes a Daemon, and drives it; signals only call ``request_stop``.
+The CLI builds a Config, makes a Daemon, and drives it; signals only call ``request_stop``,
+``request_reload`` and ``request_statistics``, which set a flag for the daemon's own task.
+
+A reload applies a new Config to the running daemon in one synchronous step, between two
+events of the loop, so no query in flight sees half of it: the local answers (the hosts file
+read again), the cache settings (without a flush), the server's allow list, TCP limits and
+timeouts. What belongs to sockets or upstream pools already open (``server.listen``,
+``server.tcp``, the UDP buffers, ``mode``, every ``forwarder`` and ``transport`` setting,
+``cache.enabled``) keeps its running value, with a warning that it takes a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+from collections.abc import Callable
 
 from resolver.cache import Cache
 from resolver.config import Address, Config
@@ -14,7 +25,7 @@ from resolver.engine.local import LocalAnswers
 from resolver.hosts import HostsEntry, read_hosts
 from resolver.server import Server
 
-__all__ = ["Daemon", "local_answers"]
+__all__ = ["Daemon", "local_answers", "needs_restart"]
 
 log = logging.getLogger(__name__)
 _SKIPPED_SHOWN = 5  # hosts-file lines named in the log; the rest are counted
@@ -41,22 +52,69 @@ def local_answers(config: Config) -> LocalAnswers:
     return LocalAnswers.build(config.local, entries, forwarded=forwarded)
 
 
+def _changed(section: str, old: object, new: object, names: tuple[str, ...]) -> list[str]:
+    return [f"{section}.{n}" for n in names if getattr(old, n) != getattr(new, n)]
+
+
+def _all_fields(instance: object) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(instance))  # type: ignore[arg-type]
+
+
+def needs_restart(running: Config, new: Config) -> tuple[Config, list[str]]:
+    """What a reload from ``running`` to ``new`` applies: ``new`` with every setting that
+    takes a restart kept at its running value, and the names of those that differ."""
+    changed = []
+    if running.mode != new.mode:
+        changed.append("mode")
+    changed += _changed("forwarder", running.forwarder, new.forwarder, _all_fields(new.forwarder))
+    changed += _changed("transport", running.transport, new.transport, _all_fields(new.transport))
+    changed += _changed("server", running.server, new.server, Server.RESTART_FIELDS)
+    changed += _changed("cache", running.cache, new.cache, ("enabled",))
+    kept_server = {name: getattr(running.server, name) for name in Server.RESTART_FIELDS}
+    applied = dataclasses.replace(
+        new,
+        mode=running.mode,
+        forwarder=running.forwarder,
+        transport=running.transport,
+        server=dataclasses.replace(new.server, **kept_server),
+        cache=dataclasses.replace(new.cache, enabled=running.cache.enabled),
+    )
+    return applied, changed
+
+
 class Daemon:
     """A forwarding DNS server built from ``config``.
 
     ``start`` opens the upstream socket pools and binds the listeners before it returns;
     ``serve_until_stopped`` returns after ``request_stop`` once in-flight queries finished and
     every socket is closed. ``aclose`` is idempotent.
+
+    ``load`` makes the Config a reload applies (the CLI re-reads its file and flags; it raises
+    ConfigError for a file that no longer validates); ``notify`` is told the service manager's
+    states (``READY=1``, ``RELOADING=1``, ``STOPPING=1``; see ``resolver.service``).
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        load: Callable[[], Config] | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
         self.config = config
         cache = Cache(config.cache) if config.cache.enabled else None
         self.engine = Engine(
             config.forwarder, config.transport, cache=cache, local=local_answers(config)
         )
         self.server = Server(config.server, self.engine)
+        self._load = load
+        self._notify = notify or (lambda state: None)
         self._closed = False
+        self._wake = asyncio.Event()
+        self._reload_requested = False
+        self._statistics_requested = False
+        self.reloads = 0  # reloads applied
+        self.failed_reloads = 0  # reloads refused: the running config was kept
 
     @property
     def addresses(self) -> list[Address]:
@@ -74,13 +132,86 @@ class Daemon:
             raise
 
     def request_stop(self) -> None:
+        """Stop gracefully (SIGTERM, SIGINT); safe from a signal handler."""
         self.server.request_stop()
 
+    def request_reload(self) -> None:
+        """Reload the configuration soon (SIGHUP); safe from a signal handler."""
+        self._reload_requested = True
+        self._wake.set()
+
+    def request_statistics(self) -> None:
+        """Log the statistics soon (SIGUSR1); safe from a signal handler."""
+        self._statistics_requested = True
+        self._wake.set()
+
     async def serve_until_stopped(self) -> None:
+        """Serve, doing requested reloads and statistics, until stopped; then close."""
+        chores = asyncio.get_running_loop().create_task(self._chores())
         try:
             await self.server.serve_until_stopped()
         finally:
+            self._notify("STOPPING=1")
+            chores.cancel()
+            await asyncio.gather(chores, return_exceptions=True)
             await self.aclose()
+
+    async def _chores(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._reload_requested:
+                self._reload_requested = False
+                self.reload()
+            if self._statistics_requested:
+                self._statistics_requested = False
+                self.log_statistics()
+
+    def reload(self) -> bool:
+        """Load the configuration again and apply what can change in place (see the module);
+        False, with the reason logged and the running configuration kept, when it does not
+        load or validate (the hosts file included)."""
+        if self._load is None:
+            log.info("reload: no configuration to load again")
+            return False
+        self._notify("RELOADING=1")
+        try:
+            try:
+                new = self._load()
+                applied, changed = needs_restart(self.config, new)
+                local = local_answers(applied)
+            except Exception as exc:  # the root of a reload: one bad file must not stop us
+                self.failed_reloads += 1
+                log.error("reload failed, the running configuration is kept: %s", exc)
+                return False
+            for name in changed:
+                log.warning("reload: %s changed; it takes effect at the next restart", name)
+            # One synchronous step: every query sees the old settings or the new ones.
+            self.engine.local = local
+            if self.engine.cache is not None:
+                self.engine.cache.reconfigure(applied.cache)
+            self.server.reconfigure(applied.server)
+            self.config = applied
+            self.reloads += 1
+            log.info("reloaded the configuration")
+            return True
+        finally:
+            self._notify("READY=1")
+
+    def log_statistics(self) -> None:
+        """Log the server's, the engine's, the cache's and each upstream's counters at info."""
+        engine = self.engine.statistics()
+        log.info("statistics: server %s", _fields(self.server.statistics()))
+        log.info(
+            "statistics: engine %s reloads=%d failed_reloads=%d",
+            _fields(engine, skip=("upstreams", "cache")),
+            self.reloads,
+            self.failed_reloads,
+        )
+        if engine.cache is not None:
+            log.info("statistics: cache %s", _fields(engine.cache))
+        for upstream in engine.upstreams:
+            log.info("statistics: upstream %s", _fields(upstream))
 
     async def aclose(self) -> None:
         if self._closed:
@@ -91,3 +222,10 @@ class Daemon:
 
     def __repr__(self) -> str:
         return f"<Daemon {self.server!r} {self.engine!r}>"
+
+
+def _fields(stats: object, skip: tuple[str, ...] = ()) -> str:
+    """``name=value`` for each field of a statistics dataclass."""
+    return " ".join(
+        f"{name}={getattr(stats, name)}" for name in _all_fields(stats) if name not in skip
+    )
