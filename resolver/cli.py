@@ -190,6 +190,37 @@ def build_serve_config(
     return config_from_mapping(data)
 
 
+@main.command("check-config")
+@click.argument("path", metavar="FILE", type=click.Path(path_type=Path))
+def check_config(path: Path) -> None:
+    """Check a TOML config file as 'resolver serve --config FILE' would read it (the hosts
+    file included), without starting anything.
+
+    \b
+    Exit codes:
+      0  the file is good ("FILE: ok" on stdout)
+      2  usage error
+      3  the file cannot be read, is not TOML, or has bad settings: one line
+         on stderr for each bad setting, naming it and why
+    """
+    from resolver.config import config_from_mapping, config_problems, load_config
+
+    try:
+        problems = config_problems(load_config(path))
+        if not problems:
+            from resolver.daemon import local_answers
+
+            local_answers(config_from_mapping(load_config(path)))
+    except ConfigError as exc:
+        problems = [exc]
+    for problem in problems:
+        where = "" if problem.field == str(path) else f"{path}: "  # it names the file itself
+        click.echo(f"resolver: {where}{problem}", err=True)
+    if problems:
+        sys.exit(EXIT_CONFIG)
+    click.echo(f"{path}: ok")
+
+
 async def _serve(config: Config, load: Callable[[], Config]) -> None:
     import asyncio
     import logging

@@ -25,6 +25,7 @@ __all__ = [
     "ServerConfig",
     "SocketPoolConfig",
     "TransportConfig",
+    "config_problems",
     "load_config",
     "parse_address",
 ]
@@ -532,6 +533,83 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
         else:
             raise ConfigError(key, "unknown section")
     return Config(**kwargs)
+
+
+def config_problems(data: Mapping[str, Any]) -> list[ConfigError]:
+    """Every bad field of a parsed TOML document, each with its reason (empty when it makes a
+    Config). Each setting is checked alone and then with the good settings of its table, so
+    one bad value does not hide another, nor makes a good one look bad; a conflict between
+    settings is reported once every setting is good on its own. Domains in
+    ``[[forwarder.domains]]`` are named by their index and report their first bad field."""
+    problems: list[ConfigError] = []
+    for key, value in data.items():
+        if key == "mode":
+            try:
+                _choice("mode", value, Mode)
+            except ConfigError as exc:
+                problems.append(exc)
+        elif key not in _SECTIONS:
+            problems.append(ConfigError(key, "unknown section"))
+        elif not isinstance(value, Mapping):
+            problems.append(ConfigError(key, "must be a table"))
+        else:
+            problems += _table_problems(_SECTIONS[key], key, value)
+    if not problems:
+        try:
+            config_from_mapping(data)
+        except ConfigError as exc:
+            problems.append(exc)
+    return problems
+
+
+def _table_problems(cls: type[Any], section: str, values: Mapping[str, Any]) -> list[ConfigError]:
+    try:
+        _build(cls, section, values)
+    except ConfigError as exc:
+        first = exc
+    else:
+        return []
+    good: dict[str, Any] = {}
+    bad: list[str] = []
+    for key, value in values.items():
+        try:
+            _build(cls, section, {key: value})
+        except ConfigError:
+            bad.append(key)
+        else:
+            good[key] = value
+    problems: list[ConfigError] = []
+    for key in bad:
+        value = values[key]
+        if key == "pool" and isinstance(value, Mapping):
+            problems += _table_problems(SocketPoolConfig, "transport.pool", value)
+            continue
+        if key == "domains" and isinstance(value, list):
+            problems += _domain_problems(value)
+            if problems:
+                continue
+        try:
+            _build(cls, section, {**good, key: value})
+        except ConfigError as exc:
+            problems.append(exc)
+    return problems or [first]
+
+
+def _domain_problems(domains: list[Any]) -> list[ConfigError]:
+    problems: list[ConfigError] = []
+    for index, item in enumerate(domains):
+        where = f"forwarder.domains[{index}]"
+        if not isinstance(item, Mapping):
+            problems.append(ConfigError(where, "must be a table: [[forwarder.domains]]"))
+            continue
+        try:
+            _build(DomainConfig, where, item)
+        except ConfigError as exc:
+            field = exc.field
+            if field.startswith("forwarder.domains."):  # a check that names no index
+                field = where + field.removeprefix("forwarder.domains")
+            problems.append(ConfigError(field, exc.reason))
+    return problems
 
 
 def load_config(path: Path) -> dict[str, Any]:
