@@ -100,20 +100,82 @@ def _merge(base: dict[str, Any], section: str, key: str, value: object) -> None:
     base.setdefault(section, {})[key] = value
 
 
+# The defaults `serve --help` shows, as the Config's dataclasses have them (a test compares
+# the two); written out so that `resolver query` need not import the config module.
+SERVE_DEFAULTS = {
+    "listen": "127.0.0.1:53",
+    "upstream": "none; at least one is needed",
+    "policy": "sequential",
+    "upstream_timeout": "2.0",
+    "query_timeout": "5.0",
+    "allow": "127.0.0.0/8, ::1/128",
+    "randomize_case": "no-0x20",
+}
+
+
 @main.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file.")
-@click.option("--listen", multiple=True, help="ADDR:PORT to serve on (repeatable).")
-@click.option("--upstream", multiple=True, help="Upstream ADDR[:PORT] (repeatable).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="TOML file; the flags below override it.",
+    show_default="none",
+)
+@click.option(
+    "--listen",
+    multiple=True,
+    help="ADDR:PORT to serve on (repeatable).",
+    show_default=SERVE_DEFAULTS["listen"],
+)
+@click.option(
+    "--upstream",
+    multiple=True,
+    help="Upstream ADDR[:PORT] (repeatable).",
+    show_default=SERVE_DEFAULTS["upstream"],
+)
 @click.option(
     "--policy",
     type=click.Choice(["sequential", "round_robin", "random", "fastest"]),
     help="How to choose among upstreams.",
+    show_default=SERVE_DEFAULTS["policy"],
 )
-@click.option("--upstream-timeout", type=float, help="Seconds per upstream attempt.")
-@click.option("--query-timeout", type=float, help="Seconds for a whole client query.")
-@click.option("--allow", multiple=True, help="Client network to serve (repeatable).")
-@click.option("--0x20/--no-0x20", "randomize_case", default=None, help="0x20 case randomisation.")
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
+@click.option(
+    "--upstream-timeout",
+    type=float,
+    help="Seconds per upstream attempt.",
+    show_default=SERVE_DEFAULTS["upstream_timeout"],
+)
+@click.option(
+    "--query-timeout",
+    type=float,
+    help="Seconds for a whole client query.",
+    show_default=SERVE_DEFAULTS["query_timeout"],
+)
+@click.option(
+    "--allow",
+    multiple=True,
+    help="Client network to serve (repeatable).",
+    show_default=SERVE_DEFAULTS["allow"],
+)
+@click.option(
+    "--0x20/--no-0x20",
+    "randomize_case",
+    default=None,
+    help="0x20 case randomisation.",
+    show_default=SERVE_DEFAULTS["randomize_case"],
+)
+@click.option(
+    "--user",
+    metavar="NAME",
+    help="Become this user once the sockets are bound (started as root).",
+    show_default="stay who we are",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    type=click.Choice(["debug", "info", "warning"]),
+    show_default=True,
+)
 def serve(
     config_path: Path | None,
     listen: tuple[str, ...],
@@ -123,13 +185,39 @@ def serve(
     query_timeout: float | None,
     allow: tuple[str, ...],
     randomize_case: bool | None,
+    user: str | None,
     log_level: str,
 ) -> None:
-    """Run the forwarding DNS daemon until SIGINT or SIGTERM.
+    """Run the forwarding DNS daemon until SIGINT or SIGTERM, which let the queries in
+    flight finish first.
 
-    SIGHUP reloads the config file (a bad one is logged and the running config kept);
-    SIGUSR1 logs the statistics.
+    \b
+    Signals:
+      SIGHUP   read the config file (and hosts file) again and apply it;
+               a file that does not validate is logged, the running
+               config kept; listeners, upstreams and [transport] need
+               a restart (a warning names them)
+      SIGUSR1  log the statistics
+
+    With $NOTIFY_SOCKET set (systemd's Type=notify), READY=1 is sent once
+    the sockets are bound (and privileges dropped), RELOADING=1 and READY=1
+    around a reload, STOPPING=1 at shutdown.
+
+    \b
+    Exit codes:
+      0  stopped by SIGTERM or SIGINT
+      1  could not start (address in use, no usable upstream, --user
+         refused) or an internal error
+      2  usage error (unknown option, bad option value)
+      3  bad configuration: one line naming the field and why
     """
+    if user is not None:
+        from resolver.service import lookup_user
+
+        try:
+            lookup_user(user)
+        except ConfigError as exc:
+            fail(f"bad configuration: {exc}", EXIT_CONFIG)
     try:
         config = build_serve_config(
             config_path,
@@ -158,7 +246,7 @@ def serve(
         )
 
     try:
-        run_async(lambda: _serve(config, load))
+        run_async(lambda: _serve(config, load, user))
     except ResolverError as exc:
         fail(str(exc))
     except OSError as exc:
@@ -221,15 +309,26 @@ def check_config(path: Path) -> None:
     click.echo(f"{path}: ok")
 
 
-async def _serve(config: Config, load: Callable[[], Config]) -> None:
+async def _serve(config: Config, load: Callable[[], Config], user: str | None) -> None:
     import asyncio
     import logging
 
     from resolver.daemon import Daemon
+    from resolver.service import Notifier, drop_privileges
     from resolver.transport import format_address
 
-    daemon = Daemon(config, load=load)
+    notify = Notifier(os.environ.get("NOTIFY_SOCKET"))
+    daemon = Daemon(config, load=load, notify=notify)
     await daemon.start()
+    if user is not None:
+        try:
+            drop_privileges(user)
+        except BaseException as exc:
+            await daemon.aclose()
+            if isinstance(exc, PermissionError):
+                raise OSError(exc.errno, f"cannot become user {user}: {exc.strerror}") from exc
+            raise
+        logging.getLogger("resolver").info("running as user %s", user)
     # What exists now (code, config, pools) lives as long as the daemon: move it out of the
     # collector's way, and collect young objects less often; a query's garbage is acyclic and
     # freed by reference counting, so the cyclic collector only costs time on the hot path.
@@ -242,6 +341,7 @@ async def _serve(config: Config, load: Callable[[], Config]) -> None:
     loop.add_signal_handler(signal.SIGUSR1, daemon.request_statistics)
     listening = ", ".join(format_address(address) for address in daemon.addresses)
     logging.getLogger("resolver").info("serving on %s (udp and tcp)", listening)
+    notify("READY=1")
     await daemon.serve_until_stopped()
     logging.getLogger("resolver").info("stopped")
 
