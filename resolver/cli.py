@@ -165,6 +165,12 @@ SERVE_DEFAULTS = {
     show_default=SERVE_DEFAULTS["randomize_case"],
 )
 @click.option(
+    "--query-log",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Log each answered query to FILE as a JSON line (reopened on SIGHUP).",
+    show_default="off",
+)
+@click.option(
     "--user",
     metavar="NAME",
     help="Become this user once the sockets are bound (started as root).",
@@ -185,6 +191,7 @@ def serve(
     query_timeout: float | None,
     allow: tuple[str, ...],
     randomize_case: bool | None,
+    query_log: Path | None,
     user: str | None,
     log_level: str,
 ) -> None:
@@ -228,6 +235,7 @@ def serve(
             query_timeout=query_timeout,
             allow=allow,
             randomize_case=randomize_case,
+            query_log=query_log,
         )
     except ConfigError as exc:
         fail(f"bad configuration: {exc}", EXIT_CONFIG)
@@ -243,10 +251,13 @@ def serve(
             query_timeout=query_timeout,
             allow=allow,
             randomize_case=randomize_case,
+            query_log=query_log,
         )
 
     try:
         run_async(lambda: _serve(config, load, user))
+    except ConfigError as exc:  # a file named in the config (hosts, query log) cannot be used
+        fail(f"bad configuration: {exc}", EXIT_CONFIG)
     except ResolverError as exc:
         fail(str(exc))
     except OSError as exc:
@@ -263,6 +274,7 @@ def build_serve_config(
     query_timeout: float | None = None,
     allow: tuple[str, ...] = (),
     randomize_case: bool | None = None,
+    query_log: Path | None = None,
 ) -> Config:
     """The daemon's Config: the TOML file (if any), then flags on top. Raises ConfigError."""
     from resolver.config import config_from_mapping, load_config
@@ -275,6 +287,7 @@ def build_serve_config(
     _merge(data, "forwarder", "upstream_timeout", upstream_timeout)
     _merge(data, "forwarder", "query_timeout", query_timeout)
     _merge(data, "transport", "randomize_case", randomize_case)
+    _merge(data, "log", "query_log", None if query_log is None else str(query_log))
     return config_from_mapping(data)
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "DomainConfig",
     "ForwarderConfig",
     "LocalConfig",
+    "LogConfig",
     "ServerConfig",
     "SocketPoolConfig",
     "TransportConfig",
@@ -366,6 +367,22 @@ class LocalConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LogConfig:
+    """What is logged besides the daemon's own messages. ``query_log``: a file that gets one
+    JSON line per answered query (off when None; see ``resolver.querylog``)."""
+
+    query_log: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.query_log is not None and (
+            not isinstance(self.query_log, Path) or not str(self.query_log).strip()
+        ):
+            raise ConfigError(
+                "log.query_log", f"must be the path of a file, not {self.query_log!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     """The listeners. By default only loopback clients are served.
 
@@ -449,6 +466,7 @@ class Config:
     transport: TransportConfig = field(default_factory=TransportConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
         _choice("mode", self.mode, Mode)
@@ -480,6 +498,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "transport": TransportConfig,
     "cache": CacheConfig,
     "local": LocalConfig,
+    "log": LogConfig,
 }
 
 
@@ -505,7 +524,7 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
             value = tuple(
                 _build(DomainConfig, f"{name}[{index}]", item) for index, item in enumerate(value)
             )
-        elif key == "hosts":
+        elif key in ("hosts", "query_log"):
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(name, "must be the path of a file")
             value = Path(value)

@@ -6,14 +6,16 @@ The CLI builds a Config, makes a Daemon, and drives it; signals only call ``requ
 A reload applies a new Config to the running daemon in one synchronous step, between two
 events of the loop, so no query in flight sees half of it: the local answers (the hosts file
 read again), the cache settings (without a flush), the server's allow list, TCP limits and
-timeouts. What belongs to sockets or upstream pools already open (``server.listen``,
-``server.tcp``, the UDP buffers, ``mode``, every ``forwarder`` and ``transport`` setting,
-``cache.enabled``) keeps its running value, with a warning that it takes a restart.
+timeouts, the query log (opened again, for logrotate). What belongs to sockets or upstream
+pools already open (``server.listen``, ``server.tcp``, the UDP buffers, ``mode``, every
+``forwarder`` and ``transport`` setting, ``cache.enabled``) keeps its running value, with a
+warning that it takes a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -23,11 +25,13 @@ from resolver.config import Address, Config
 from resolver.engine import Engine
 from resolver.engine.local import LocalAnswers
 from resolver.hosts import HostsEntry, read_hosts
+from resolver.querylog import QueryLog
 from resolver.server import Server
 
 __all__ = ["Daemon", "local_answers", "needs_restart"]
 
 log = logging.getLogger(__name__)
+_QUERY_LOG_FLUSH = 1.0  # seconds between writes of the query log's buffer
 _SKIPPED_SHOWN = 5  # hosts-file lines named in the log; the rest are counted
 
 
@@ -107,6 +111,8 @@ class Daemon:
             config.forwarder, config.transport, cache=cache, local=local_answers(config)
         )
         self.server = Server(config.server, self.engine)
+        if config.log.query_log is not None:
+            self.server.query_log = QueryLog(config.log.query_log)
         self._load = load
         self._notify = notify or (lambda state: None)
         self._closed = False
@@ -158,7 +164,15 @@ class Daemon:
 
     async def _chores(self) -> None:
         while True:
-            await self._wake.wait()
+            query_log = self.server.query_log
+            if query_log is None:
+                await self._wake.wait()
+            else:
+                # Written at least once a second, so `tail -f` follows even a quiet daemon.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_QUERY_LOG_FLUSH):
+                        await self._wake.wait()
+                query_log.flush()
             self._wake.clear()
             if self._reload_requested:
                 self._reload_requested = False
@@ -180,6 +194,9 @@ class Daemon:
                 new = self._load()
                 applied, changed = needs_restart(self.config, new)
                 local = local_answers(applied)
+                # Opened again even at the same path: logrotate may have moved the file.
+                path = applied.log.query_log
+                query_log = QueryLog(path) if path is not None else None
             except Exception as exc:  # the root of a reload: one bad file must not stop us
                 self.failed_reloads += 1
                 log.error("reload failed, the running configuration is kept: %s", exc)
@@ -191,6 +208,9 @@ class Daemon:
             if self.engine.cache is not None:
                 self.engine.cache.reconfigure(applied.cache)
             self.server.reconfigure(applied.server)
+            old_log, self.server.query_log = self.server.query_log, query_log
+            if old_log is not None:
+                old_log.close()
             self.config = applied
             self.reloads += 1
             log.info("reloaded the configuration")
@@ -212,6 +232,8 @@ class Daemon:
             log.info("statistics: cache %s", _fields(engine.cache))
         for upstream in engine.upstreams:
             log.info("statistics: upstream %s", _fields(upstream))
+        if self.server.query_log is not None:
+            self.server.query_log.flush()
 
     async def aclose(self) -> None:
         if self._closed:
@@ -219,6 +241,8 @@ class Daemon:
         self._closed = True
         await self.server.aclose()
         await self.engine.aclose()
+        if self.server.query_log is not None:
+            self.server.query_log.close()
 
     def __repr__(self) -> str:
         return f"<Daemon {self.server!r} {self.engine!r}>"

@@ -15,6 +15,7 @@ from resolver.config import (
     DomainConfig,
     ForwarderConfig,
     LocalConfig,
+    LogConfig,
     ServerConfig,
     SocketPoolConfig,
     TransportConfig,
@@ -25,7 +26,7 @@ from resolver.daemon import needs_restart
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "resolver.toml"
 # Settings whose default TOML cannot write (None, an empty list of tables): shown commented out.
-COMMENTED = {"forwarder.domains", "local.hosts"}
+COMMENTED = {"forwarder.domains", "local.hosts", "log.query_log"}
 # Settings given a value other than the default, because the default does not start.
 NOT_DEFAULT = {"forwarder.upstreams"}
 TABLES: dict[str, type[Any]] = {
@@ -36,6 +37,7 @@ TABLES: dict[str, type[Any]] = {
     "transport.pool": SocketPoolConfig,
     "cache": CacheConfig,
     "local": LocalConfig,
+    "log": LogConfig,
 }
 _UNCOMMENT = re.compile(r"^# ?(?=\[|\w+ +=)")
 _HEADER = re.compile(r"^\[\[?([\w.]+)\]\]?")
@@ -86,7 +88,7 @@ def test_the_example_names_every_setting_once_with_a_comment() -> None:
 def test_the_example_gives_the_defaults() -> None:
     config = config_from_mapping(tomllib.loads(EXAMPLE.read_text()))
     defaults = Config(forwarder=ForwarderConfig(upstreams=config.forwarder.upstreams))
-    for table in ("server", "forwarder", "transport", "cache", "local"):
+    for table in ("server", "forwarder", "transport", "cache", "local", "log"):
         for field in dataclasses.fields(getattr(config, table)):
             name = f"{table}.{field.name}"
             if name not in NOT_DEFAULT:
