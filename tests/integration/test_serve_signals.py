@@ -231,3 +231,24 @@ def test_a_reload_whose_hosts_file_is_gone_keeps_the_running_answers(
     finally:
         err = stop(process)
     assert "reload failed, the running configuration is kept: local.hosts" in err
+
+
+def test_upstream_failures_and_health_are_logged_at_info_without_a_flood(tmp_path: Path) -> None:
+    port, silent = free_port(), free_port()  # nothing listens on the upstream: unreachable
+    config = tmp_path / "resolver.toml"
+    write(
+        config,
+        f'[server]\nlisten = ["127.0.0.1:{port}"]\n'
+        f'[forwarder]\nupstreams = ["127.0.0.1:{silent}"]\ndown_after = 2\n'
+        "upstream_timeout = 0.2\nquery_timeout = 0.5\n",
+    )
+    process = start(["serve", "--config", str(config)], port)
+    try:
+        for i in range(40):
+            assert query(port, f"q{i}.example.com.", timeout=3.0).header.rcode == 2
+    finally:
+        err = stop(process)
+    failures = [line for line in err.splitlines() if "upstream failure: " in line]
+    assert 1 <= len(failures) <= 2, failures
+    assert f"127.0.0.1:{silent}" in failures[0]
+    assert err.count(f"upstream 127.0.0.1:{silent} is down after 2 failures in a row") == 1
