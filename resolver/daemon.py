@@ -176,27 +176,27 @@ class Daemon:
             self._wake.clear()
             if self._reload_requested:
                 self._reload_requested = False
-                self.reload()
+                await self.reload()
             if self._statistics_requested:
                 self._statistics_requested = False
                 self.log_statistics()
 
-    def reload(self) -> bool:
+    async def reload(self) -> bool:
         """Load the configuration again and apply what can change in place (see the module);
         False, with the reason logged and the running configuration kept, when it does not
-        load or validate (the hosts file included)."""
+        load or validate (the hosts file included).
+
+        The files are read and parsed in a thread, so that a long hosts file does not hold
+        up the queries; what they make is then applied in one step on the loop."""
         if self._load is None:
             log.info("reload: no configuration to load again")
             return False
         self._notify("RELOADING=1")
         try:
             try:
-                new = self._load()
-                applied, changed = needs_restart(self.config, new)
-                local = local_answers(applied)
-                # Opened again even at the same path: logrotate may have moved the file.
-                path = applied.log.query_log
-                query_log = QueryLog(path) if path is not None else None
+                applied, changed, local, query_log = await asyncio.to_thread(
+                    self._prepare, self.config
+                )
             except Exception as exc:  # the root of a reload: one bad file must not stop us
                 self.failed_reloads += 1
                 log.error("reload failed, the running configuration is kept: %s", exc)
@@ -217,6 +217,16 @@ class Daemon:
             return True
         finally:
             self._notify("READY=1")
+
+    def _prepare(self, running: Config) -> tuple[Config, list[str], LocalAnswers, QueryLog | None]:
+        """What a reload applies, read from the files; in a worker thread, touching nothing
+        that runs. Raises ConfigError (or any error of reading)."""
+        assert self._load is not None
+        applied, changed = needs_restart(running, self._load())
+        local = local_answers(applied)
+        # Opened again even at the same path: logrotate may have moved the file.
+        path = applied.log.query_log
+        return applied, changed, local, QueryLog(path) if path is not None else None
 
     def log_statistics(self) -> None:
         """Log the server's, the engine's, the cache's and each upstream's counters at info."""
