@@ -202,8 +202,9 @@ def serve(
     Signals:
       SIGHUP   read the config file (and hosts file) again and apply it;
                a file that does not validate is logged, the running
-               config kept; listeners, upstreams and [transport] need
-               a restart (a warning names them)
+               config kept; new upstream settings get new sockets while
+               the old ones finish; the listeners, mode and cache.enabled
+               need a restart (a warning names them)
       SIGUSR1  log the statistics
 
     With $NOTIFY_SOCKET set (systemd's Type=notify), READY=1 is sent once

@@ -6,10 +6,13 @@ The CLI builds a Config, makes a Daemon, and drives it; signals only call ``requ
 A reload applies a new Config to the running daemon in one synchronous step, between two
 events of the loop, so no query in flight sees half of it: the local answers (the hosts file
 read again), the cache settings (without a flush), the server's allow list, TCP limits and
-timeouts, the query log (opened again, for logrotate). What belongs to sockets or upstream
-pools already open (``server.listen``, ``server.tcp``, the UDP buffers, ``mode``, every
-``forwarder`` and ``transport`` setting, ``cache.enabled``) keeps its running value, with a
-warning that it takes a restart.
+timeouts, the query log (opened again, for logrotate). A change to ``[forwarder]`` or
+``[transport]`` (upstreams, domains, policy, timeouts, health, socket pools) makes a new
+engine: its upstream sockets are opened while the running engine serves, it takes over the
+cache, new queries go to it, and the old one answers what it was asked and then closes (an
+upstream that cannot be used refuses the whole reload). What belongs to the bound listeners
+(``server.listen``, ``server.tcp``, the UDP buffers), ``mode`` and ``cache.enabled`` keep their
+running value, with a warning that they take a restart.
 """
 
 from __future__ import annotations
@@ -70,16 +73,13 @@ def needs_restart(running: Config, new: Config) -> tuple[Config, list[str]]:
     changed = []
     if running.mode != new.mode:
         changed.append("mode")
-    changed += _changed("forwarder", running.forwarder, new.forwarder, _all_fields(new.forwarder))
-    changed += _changed("transport", running.transport, new.transport, _all_fields(new.transport))
     changed += _changed("server", running.server, new.server, Server.RESTART_FIELDS)
     changed += _changed("cache", running.cache, new.cache, ("enabled",))
     kept_server = {name: getattr(running.server, name) for name in Server.RESTART_FIELDS}
+    # Raises ConfigError when the new upstreams would reach the running listeners.
     applied = dataclasses.replace(
         new,
         mode=running.mode,
-        forwarder=running.forwarder,
-        transport=running.transport,
         server=dataclasses.replace(new.server, **kept_server),
         cache=dataclasses.replace(new.cache, enabled=running.cache.enabled),
     )
@@ -119,6 +119,7 @@ class Daemon:
         self._wake = asyncio.Event()
         self._reload_requested = False
         self._statistics_requested = False
+        self._retiring: dict[asyncio.Task[None], Engine] = {}  # replaced engines closing
         self.reloads = 0  # reloads applied
         self.failed_reloads = 0  # reloads refused: the running config was kept
 
@@ -201,13 +202,38 @@ class Daemon:
                 self.failed_reloads += 1
                 log.error("reload failed, the running configuration is kept: %s", exc)
                 return False
+            engine = None
+            if (applied.forwarder, applied.transport) != (
+                self.config.forwarder,
+                self.config.transport,
+            ):
+                # New upstreams, domains, policy or pools: a new engine, its sockets opened
+                # while the running one serves; it takes over the cache.
+                engine = Engine(
+                    applied.forwarder, applied.transport, cache=self.engine.cache, local=local
+                )
+                try:
+                    await engine.start()
+                except Exception as exc:  # closed again by start; the running one serves on
+                    self.failed_reloads += 1
+                    log.error("reload failed, the running configuration is kept: %s", exc)
+                    return False
             for name in changed:
                 log.warning("reload: %s changed; it takes effect at the next restart", name)
             # One synchronous step: every query sees the old settings or the new ones.
             self.engine.local = local
             if self.engine.cache is not None:
                 self.engine.cache.reconfigure(applied.cache)
-            self.server.reconfigure(applied.server)
+            self.server.reconfigure(applied.server, engine)
+            if engine is not None:
+                old, self.engine = self.engine, engine
+                # Its questions in flight are answered where they are, then it closes.
+                retiring = asyncio.get_running_loop().create_task(
+                    old.retire(self.config.forwarder.query_timeout + 1.0)
+                )
+                self._retiring[retiring] = old
+                retiring.add_done_callback(self._retired)
+                log.info("reload: new upstream settings; their counters start afresh")
             old_log, self.server.query_log = self.server.query_log, query_log
             if old_log is not None:
                 old_log.close()
@@ -217,6 +243,11 @@ class Daemon:
             return True
         finally:
             self._notify("READY=1")
+
+    def _retired(self, task: asyncio.Task[None]) -> None:
+        self._retiring.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("closing a replaced engine failed: %s", task.exception())
 
     def _prepare(self, running: Config) -> tuple[Config, list[str], LocalAnswers, QueryLog | None]:
         """What a reload applies, read from the files; in a worker thread, touching nothing
@@ -251,6 +282,10 @@ class Daemon:
         self._closed = True
         await self.server.aclose()
         await self.engine.aclose()
+        for task, engine in list(self._retiring.items()):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await engine.aclose()
         if self.server.query_log is not None:
             self.server.query_log.close()
 

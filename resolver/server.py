@@ -130,15 +130,19 @@ class Server:
     # Settings that belong to the bound sockets: a reload cannot change them.
     RESTART_FIELDS = ("listen", "tcp", "udp_receive_buffer", "udp_send_buffer")
 
-    def reconfigure(self, config: ServerConfig) -> None:
+    def reconfigure(self, config: ServerConfig, answerer: Answerer | None = None) -> None:
         """Apply ``config`` to the running listeners (a reload): the allow list and what is
-        done outside it, the TCP timeouts and limits, ``max_inflight``, ``shutdown_grace``.
-        Queries in flight are untouched; remembered replies are forgotten, so that the next
-        answers come from the (possibly reloaded) engine. The fields in ``RESTART_FIELDS``
-        must equal the running ones (the caller keeps them)."""
+        done outside it, the TCP timeouts and limits, ``max_inflight``, ``shutdown_grace``;
+        new queries go to ``answerer`` when given (those in flight finish where they are).
+        Remembered replies are forgotten, so that the next answers come from the (possibly
+        reloaded) engine. The fields in ``RESTART_FIELDS`` must equal the running ones (the
+        caller keeps them)."""
         for name in self.RESTART_FIELDS:
             assert getattr(config, name) == getattr(self.config, name), name
         self.config = config
+        if answerer is not None:
+            self.answerer = answerer
+            self._clock = answerer.clock()
         self._allowed = [ipaddress.ip_network(n, strict=False) for n in config.allow]
         self._allow_memo.clear()
         self._refuse_outsiders = config.outside_allow == "refuse"

@@ -27,6 +27,7 @@ gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
@@ -36,7 +37,13 @@ from typing import NamedTuple, Protocol
 
 from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
 from resolver.config import ForwarderConfig, TransportConfig
-from resolver.engine.forwarding import EDE_STALE_ANSWER, Done, Forwarding, Send
+from resolver.engine.forwarding import (
+    EDE_NO_REACHABLE_AUTHORITY,
+    EDE_STALE_ANSWER,
+    Done,
+    Forwarding,
+    Send,
+)
 from resolver.engine.local import LocalAnswers
 from resolver.engine.selection import Selector
 from resolver.errors import UpstreamError, UpstreamUnreachable, WireError
@@ -220,6 +227,7 @@ class Engine:
             self._routes[key] = _Route(domain.name, listed, selector, own)
         self.cache = cache
         self._inflight: dict[CacheKey, _Flight] = {}
+        self._emptied: asyncio.Event | None = None  # set when the last flight lands (retire)
         self._stale_hold: dict[CacheKey, float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queries = 0
@@ -305,6 +313,23 @@ class Engine:
                 )
 
         return Selector(len(upstreams), config, rng=self._rng, on_health=changed)
+
+    async def retire(self, grace: float) -> None:
+        """Close once the questions in flight are answered (a reload replaced this engine and
+        sends it nothing new): each waiter gets its answer, or SERVFAIL (EDE 22, no reachable
+        authority) when still unanswered after ``grace`` seconds; then every upstream's
+        sockets close."""
+        if self._inflight:
+            self._emptied = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._emptied.wait()
+        for flight in list(self._inflight.values()):
+            if flight.exchange is not None:
+                flight.exchange.cancel()
+                flight.exchange = None
+            self._conclude(flight, Done(None, EDE_NO_REACHABLE_AUTHORITY))
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Abandon the questions in flight, close every upstream's sockets. Idempotent."""
@@ -479,6 +504,8 @@ class Engine:
         key = flight.ask.key
         if self._inflight.get(key) is flight:
             del self._inflight[key]
+            if not self._inflight and self._emptied is not None:
+                self._emptied.set()
         if flight.timer is not None:
             flight.timer.cancel()
         reply: bytes | None = None

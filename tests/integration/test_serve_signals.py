@@ -110,7 +110,9 @@ def authority_port(fixtures_dir: Path) -> Iterator[int]:
         process.communicate(timeout=STOP)
 
 
-def config_text(port: int, upstream: int, hosts: Path, *, allow: str = "127.0.0.0/8") -> str:
+def config_text(
+    port: int, upstream: int, hosts: Path, *, allow: str = "127.0.0.0/8", timeout: float = 2.0
+) -> str:
     return f"""
 [server]
 listen = ["127.0.0.1:{port}"]
@@ -118,6 +120,7 @@ allow = ["{allow}"]
 
 [forwarder]
 upstreams = ["127.0.0.1:{upstream}"]
+upstream_timeout = {timeout}
 
 [local]
 hosts = "{hosts}"
@@ -156,11 +159,19 @@ def test_clients_asking_through_reloads_lose_nothing(authority_port: int, tmp_pa
         for thread in threads:
             thread.start()
         for round_ in range(12):
-            # Valid files that change the hosts file and the allow list, and a broken one.
+            # Valid files that change the allow list and the upstream settings (a new engine
+            # each time, while the old one answers what it was asked), and a broken one.
             if round_ % 3 == 2:
                 write(config, "[server]\nallow = 8\n")
             else:
-                write(config, config_text(port, authority_port, hosts, allow=f"127.0.{round_}.0/8"))
+                text = config_text(
+                    port,
+                    authority_port,
+                    hosts,
+                    allow=f"127.0.{round_}.0/8",
+                    timeout=1 + round_ / 10,
+                )
+                write(config, text)
             process.send_signal(signal.SIGHUP)
             time.sleep(0.1)
     finally:
@@ -171,6 +182,7 @@ def test_clients_asking_through_reloads_lose_nothing(authority_port: int, tmp_pa
     assert not failures, failures[:5]
     assert answered[0] > 100
     assert err.count("reloaded the configuration") == 8
+    assert err.count("reload: new upstream settings") == 8
     assert err.count("reload failed, the running configuration is kept: server.allow") == 4
 
 
@@ -252,3 +264,37 @@ def test_upstream_failures_and_health_are_logged_at_info_without_a_flood(tmp_pat
     assert 1 <= len(failures) <= 2, failures
     assert f"127.0.0.1:{silent}" in failures[0]
     assert err.count(f"upstream 127.0.0.1:{silent} is down after 2 failures in a row") == 1
+
+
+def test_a_reload_moves_to_new_upstreams_or_keeps_the_running_ones_if_unusable(
+    authority_port: int, tmp_path: Path
+) -> None:
+    port, silent = free_port(), free_port()
+    hosts = tmp_path / "hosts"
+    hosts.write_text("")
+    config = tmp_path / "resolver.toml"
+    write(config, config_text(port, silent, hosts, timeout=0.2).replace("2.0", "0.2"))
+    process = start(["serve", "--config", str(config)], port)
+    try:
+        assert query(port, "www.example.com.", timeout=6.0).header.rcode == 2  # SERVFAIL
+        write(config, config_text(port, authority_port, hosts))
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5.0
+        while query(port, "www.example.com.", timeout=6.0).header.rcode != 0:
+            assert time.monotonic() < deadline, "the new upstream was not used"
+            time.sleep(0.05)
+        assert addresses(query(port, "www.example.com.")) == ["127.1.0.1"]
+        # No socket can reach a link-local address without a scope: the reload is refused.
+        write(
+            config,
+            config_text(port, authority_port, hosts).replace(
+                f'"127.0.0.1:{authority_port}"', '"[fe80::1]:53"'
+            ),
+        )
+        process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert addresses(query(port, "mail.example.com.")) != []
+    finally:
+        err = stop(process)
+    assert "reload failed, the running configuration is kept: " in err
+    assert err.count("reloaded the configuration") == 1

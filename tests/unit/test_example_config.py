@@ -117,9 +117,7 @@ def test_the_restart_marks_are_the_settings_a_reload_keeps() -> None:
         kept.update(needs_restart(running, new)[1])
     new = dataclasses.replace(running, cache=dataclasses.replace(running.cache, enabled=False))
     kept.update(needs_restart(running, new)[1])
-    # Every forwarder, transport and domain setting and the mode take a restart as a whole.
-    kept |= {name for name in settings() if name.split(".")[0] in ("forwarder", "transport")}
-    kept.add("mode")
+    kept.add("mode")  # one mode is built so far
     assert marked == kept
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from dnslib import RR, DNSRecord
 
 from resolver.cache import Cache, CacheKey
 from resolver.config import CacheConfig, Config, ForwarderConfig, ServerConfig
 from resolver.daemon import needs_restart
+from resolver.errors import ConfigError
 
 
 def running() -> Config:
@@ -30,7 +32,7 @@ def test_a_reload_applies_the_allow_list_and_cache_settings_in_place() -> None:
     assert applied == new
 
 
-def test_a_reload_keeps_listeners_upstreams_and_cache_switch_for_a_restart() -> None:
+def test_a_reload_keeps_listeners_and_cache_switch_for_a_restart() -> None:
     old = running()
     new = dataclasses.replace(
         old,
@@ -39,15 +41,9 @@ def test_a_reload_keeps_listeners_upstreams_and_cache_switch_for_a_restart() -> 
         cache=dataclasses.replace(old.cache, enabled=False, ttl_floor=5),
     )
     applied, changed = needs_restart(old, new)
-    assert changed == [
-        "forwarder.upstreams",
-        "forwarder.policy",
-        "server.listen",
-        "server.tcp",
-        "cache.enabled",
-    ]
+    assert changed == ["server.listen", "server.tcp", "cache.enabled"]
     assert applied.server == old.server
-    assert applied.forwarder == old.forwarder
+    assert applied.forwarder == new.forwarder  # a new engine takes it up
     assert applied.cache == dataclasses.replace(old.cache, ttl_floor=5)
 
 
@@ -66,3 +62,15 @@ def test_cache_reconfigure_evicts_down_to_a_smaller_size_and_keeps_the_rest() ->
     assert cache.statistics().evictions == 6
     assert all(key in cache for key in keys[6:])
     assert cache.config.stale_ttl == 7
+
+
+def test_a_reload_whose_upstream_is_the_running_listener_is_refused() -> None:
+    old = running()
+    # Valid on its own (it would listen elsewhere), but the listener stays until a restart.
+    new = Config(
+        server=ServerConfig(listen=(("127.0.0.1", 5454),)),
+        forwarder=ForwarderConfig(upstreams=(("127.0.0.1", 5353),)),
+    )
+    with pytest.raises(ConfigError) as info:
+        needs_restart(old, new)
+    assert info.value.field == "forwarder.upstreams"
