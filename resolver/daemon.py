@@ -214,7 +214,12 @@ class Daemon:
                 )
                 try:
                     await engine.start()
-                except Exception as exc:  # closed again by start; the running one serves on
+                except BaseException as exc:  # the running engine serves on
+                    if query_log is not None:
+                        query_log.close()
+                    if not isinstance(exc, Exception):  # cancelled: shutting down
+                        await asyncio.shield(engine.aclose())
+                        raise
                     self.failed_reloads += 1
                     log.error("reload failed, the running configuration is kept: %s", exc)
                     return False
