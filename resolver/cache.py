@@ -190,6 +190,17 @@ class Cache:
     def config(self) -> CacheConfig:
         return self._config
 
+    def reconfigure(self, config: CacheConfig) -> None:
+        """Apply ``config`` without a flush (a reload). Entries already stored keep the
+        lifetimes and TTLs they were stored with; the stale window, stale TTL and prefetch
+        fraction apply to them from now on, and a smaller ``max_entries`` evicts the least
+        recently used entries at once (counted as evictions). ``enabled`` is not looked at."""
+        self._config = config
+        entries = self._entries
+        while len(entries) > config.max_entries:
+            entries.popitem(last=False)
+            self._evictions += 1
+
     def __len__(self) -> int:
         return len(self._entries)
 

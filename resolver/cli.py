@@ -100,20 +100,88 @@ def _merge(base: dict[str, Any], section: str, key: str, value: object) -> None:
     base.setdefault(section, {})[key] = value
 
 
+# The defaults `serve --help` shows, as the Config's dataclasses have them (a test compares
+# the two); written out so that `resolver query` need not import the config module.
+SERVE_DEFAULTS = {
+    "listen": "127.0.0.1:53",
+    "upstream": "none; at least one is needed",
+    "policy": "sequential",
+    "upstream_timeout": "2.0",
+    "query_timeout": "5.0",
+    "allow": "127.0.0.0/8, ::1/128",
+    "randomize_case": "no-0x20",
+}
+
+
 @main.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file.")
-@click.option("--listen", multiple=True, help="ADDR:PORT to serve on (repeatable).")
-@click.option("--upstream", multiple=True, help="Upstream ADDR[:PORT] (repeatable).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="TOML file; the flags below override it.",
+    show_default="none",
+)
+@click.option(
+    "--listen",
+    multiple=True,
+    help="ADDR:PORT to serve on (repeatable).",
+    show_default=SERVE_DEFAULTS["listen"],
+)
+@click.option(
+    "--upstream",
+    multiple=True,
+    help="Upstream ADDR[:PORT] (repeatable).",
+    show_default=SERVE_DEFAULTS["upstream"],
+)
 @click.option(
     "--policy",
     type=click.Choice(["sequential", "round_robin", "random", "fastest"]),
     help="How to choose among upstreams.",
+    show_default=SERVE_DEFAULTS["policy"],
 )
-@click.option("--upstream-timeout", type=float, help="Seconds per upstream attempt.")
-@click.option("--query-timeout", type=float, help="Seconds for a whole client query.")
-@click.option("--allow", multiple=True, help="Client network to serve (repeatable).")
-@click.option("--0x20/--no-0x20", "randomize_case", default=None, help="0x20 case randomisation.")
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
+@click.option(
+    "--upstream-timeout",
+    type=float,
+    help="Seconds per upstream attempt.",
+    show_default=SERVE_DEFAULTS["upstream_timeout"],
+)
+@click.option(
+    "--query-timeout",
+    type=float,
+    help="Seconds for a whole client query.",
+    show_default=SERVE_DEFAULTS["query_timeout"],
+)
+@click.option(
+    "--allow",
+    multiple=True,
+    help="Client network to serve (repeatable).",
+    show_default=SERVE_DEFAULTS["allow"],
+)
+@click.option(
+    "--0x20/--no-0x20",
+    "randomize_case",
+    default=None,
+    help="0x20 case randomisation.",
+    show_default=SERVE_DEFAULTS["randomize_case"],
+)
+@click.option(
+    "--query-log",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Log each answered query to FILE as a JSON line (reopened on SIGHUP).",
+    show_default="off",
+)
+@click.option(
+    "--user",
+    metavar="NAME",
+    help="Become this user once the sockets are bound (started as root).",
+    show_default="stay who we are",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    type=click.Choice(["debug", "info", "warning"]),
+    show_default=True,
+)
 def serve(
     config_path: Path | None,
     listen: tuple[str, ...],
@@ -123,9 +191,41 @@ def serve(
     query_timeout: float | None,
     allow: tuple[str, ...],
     randomize_case: bool | None,
+    query_log: Path | None,
+    user: str | None,
     log_level: str,
 ) -> None:
-    """Run the forwarding DNS daemon until SIGINT or SIGTERM."""
+    """Run the forwarding DNS daemon until SIGINT or SIGTERM, which let the queries in
+    flight finish first.
+
+    \b
+    Signals:
+      SIGHUP   read the config file (and hosts file) again and apply it;
+               a file that does not validate is logged, the running
+               config kept; new upstream settings get new sockets while
+               the old ones finish; the listeners, mode and cache.enabled
+               need a restart (a warning names them)
+      SIGUSR1  log the statistics
+
+    With $NOTIFY_SOCKET set (systemd's Type=notify), READY=1 is sent once
+    the sockets are bound (and privileges dropped), RELOADING=1 and READY=1
+    around a reload, STOPPING=1 at shutdown.
+
+    \b
+    Exit codes:
+      0  stopped by SIGTERM or SIGINT
+      1  could not start (address in use, no usable upstream, --user
+         refused) or an internal error
+      2  usage error (unknown option, bad option value)
+      3  bad configuration: one line naming the field and why
+    """
+    if user is not None:
+        from resolver.service import lookup_user
+
+        try:
+            lookup_user(user)
+        except ConfigError as exc:
+            fail(f"bad configuration: {exc}", EXIT_CONFIG)
     try:
         config = build_serve_config(
             config_path,
@@ -136,12 +236,29 @@ def serve(
             query_timeout=query_timeout,
             allow=allow,
             randomize_case=randomize_case,
+            query_log=query_log,
         )
     except ConfigError as exc:
         fail(f"bad configuration: {exc}", EXIT_CONFIG)
     setup_logging(log_level)
+
+    def load() -> Config:  # what SIGHUP applies: the file read again, the same flags on top
+        return build_serve_config(
+            config_path,
+            listen=listen,
+            upstream=upstream,
+            policy=policy,
+            upstream_timeout=upstream_timeout,
+            query_timeout=query_timeout,
+            allow=allow,
+            randomize_case=randomize_case,
+            query_log=query_log,
+        )
+
     try:
-        run_async(lambda: _serve(config))
+        run_async(lambda: _serve(config, load, user))
+    except ConfigError as exc:  # a file named in the config (hosts, query log) cannot be used
+        fail(f"bad configuration: {exc}", EXIT_CONFIG)
     except ResolverError as exc:
         fail(str(exc))
     except OSError as exc:
@@ -158,6 +275,7 @@ def build_serve_config(
     query_timeout: float | None = None,
     allow: tuple[str, ...] = (),
     randomize_case: bool | None = None,
+    query_log: Path | None = None,
 ) -> Config:
     """The daemon's Config: the TOML file (if any), then flags on top. Raises ConfigError."""
     from resolver.config import config_from_mapping, load_config
@@ -170,18 +288,61 @@ def build_serve_config(
     _merge(data, "forwarder", "upstream_timeout", upstream_timeout)
     _merge(data, "forwarder", "query_timeout", query_timeout)
     _merge(data, "transport", "randomize_case", randomize_case)
+    _merge(data, "log", "query_log", None if query_log is None else str(query_log))
     return config_from_mapping(data)
 
 
-async def _serve(config: Config) -> None:
+@main.command("check-config")
+@click.argument("path", metavar="FILE", type=click.Path(path_type=Path))
+def check_config(path: Path) -> None:
+    """Check a TOML config file as 'resolver serve --config FILE' would read it (the hosts
+    file included), without starting anything.
+
+    \b
+    Exit codes:
+      0  the file is good ("FILE: ok" on stdout)
+      2  usage error
+      3  the file cannot be read, is not TOML, or has bad settings: one line
+         on stderr for each bad setting, naming it and why
+    """
+    from resolver.config import config_from_mapping, config_problems, load_config
+
+    try:
+        problems = config_problems(load_config(path))
+        if not problems:
+            from resolver.daemon import local_answers
+
+            local_answers(config_from_mapping(load_config(path)))
+    except ConfigError as exc:
+        problems = [exc]
+    for problem in problems:
+        where = "" if problem.field == str(path) else f"{path}: "  # it names the file itself
+        click.echo(f"resolver: {where}{problem}", err=True)
+    if problems:
+        sys.exit(EXIT_CONFIG)
+    click.echo(f"{path}: ok")
+
+
+async def _serve(config: Config, load: Callable[[], Config], user: str | None) -> None:
     import asyncio
     import logging
 
     from resolver.daemon import Daemon
+    from resolver.service import Notifier, drop_privileges
     from resolver.transport import format_address
 
-    daemon = Daemon(config)
+    notify = Notifier(os.environ.get("NOTIFY_SOCKET"))
+    daemon = Daemon(config, load=load, notify=notify)
     await daemon.start()
+    if user is not None:
+        try:
+            drop_privileges(user)
+        except BaseException as exc:
+            await daemon.aclose()
+            if isinstance(exc, PermissionError):
+                raise OSError(exc.errno, f"cannot become user {user}: {exc.strerror}") from exc
+            raise
+        logging.getLogger("resolver").info("running as user %s", user)
     # What exists now (code, config, pools) lives as long as the daemon: move it out of the
     # collector's way, and collect young objects less often; a query's garbage is acyclic and
     # freed by reference counting, so the cyclic collector only costs time on the hot path.
@@ -190,8 +351,11 @@ async def _serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, daemon.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+    loop.add_signal_handler(signal.SIGUSR1, daemon.request_statistics)
     listening = ", ".join(format_address(address) for address in daemon.addresses)
     logging.getLogger("resolver").info("serving on %s (udp and tcp)", listening)
+    notify("READY=1")
     await daemon.serve_until_stopped()
     logging.getLogger("resolver").info("stopped")
 

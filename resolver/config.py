@@ -22,9 +22,11 @@ __all__ = [
     "DomainConfig",
     "ForwarderConfig",
     "LocalConfig",
+    "LogConfig",
     "ServerConfig",
     "SocketPoolConfig",
     "TransportConfig",
+    "config_problems",
     "load_config",
     "parse_address",
 ]
@@ -365,6 +367,22 @@ class LocalConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LogConfig:
+    """What is logged besides the daemon's own messages. ``query_log``: a file that gets one
+    JSON line per answered query (off when None; see ``resolver.querylog``)."""
+
+    query_log: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.query_log is not None and (
+            not isinstance(self.query_log, Path) or not str(self.query_log).strip()
+        ):
+            raise ConfigError(
+                "log.query_log", f"must be the path of a file, not {self.query_log!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     """The listeners. By default only loopback clients are served.
 
@@ -448,6 +466,7 @@ class Config:
     transport: TransportConfig = field(default_factory=TransportConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
         _choice("mode", self.mode, Mode)
@@ -479,6 +498,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "transport": TransportConfig,
     "cache": CacheConfig,
     "local": LocalConfig,
+    "log": LogConfig,
 }
 
 
@@ -504,7 +524,7 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
             value = tuple(
                 _build(DomainConfig, f"{name}[{index}]", item) for index, item in enumerate(value)
             )
-        elif key == "hosts":
+        elif key in ("hosts", "query_log"):
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(name, "must be the path of a file")
             value = Path(value)
@@ -532,6 +552,83 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
         else:
             raise ConfigError(key, "unknown section")
     return Config(**kwargs)
+
+
+def config_problems(data: Mapping[str, Any]) -> list[ConfigError]:
+    """Every bad field of a parsed TOML document, each with its reason (empty when it makes a
+    Config). Each setting is checked alone and then with the good settings of its table, so
+    one bad value does not hide another, nor makes a good one look bad; a conflict between
+    settings is reported once every setting is good on its own. Domains in
+    ``[[forwarder.domains]]`` are named by their index and report their first bad field."""
+    problems: list[ConfigError] = []
+    for key, value in data.items():
+        if key == "mode":
+            try:
+                _choice("mode", value, Mode)
+            except ConfigError as exc:
+                problems.append(exc)
+        elif key not in _SECTIONS:
+            problems.append(ConfigError(key, "unknown section"))
+        elif not isinstance(value, Mapping):
+            problems.append(ConfigError(key, "must be a table"))
+        else:
+            problems += _table_problems(_SECTIONS[key], key, value)
+    if not problems:
+        try:
+            config_from_mapping(data)
+        except ConfigError as exc:
+            problems.append(exc)
+    return problems
+
+
+def _table_problems(cls: type[Any], section: str, values: Mapping[str, Any]) -> list[ConfigError]:
+    try:
+        _build(cls, section, values)
+    except ConfigError as exc:
+        first = exc
+    else:
+        return []
+    good: dict[str, Any] = {}
+    bad: list[str] = []
+    for key, value in values.items():
+        try:
+            _build(cls, section, {key: value})
+        except ConfigError:
+            bad.append(key)
+        else:
+            good[key] = value
+    problems: list[ConfigError] = []
+    for key in bad:
+        value = values[key]
+        if key == "pool" and isinstance(value, Mapping):
+            problems += _table_problems(SocketPoolConfig, "transport.pool", value)
+            continue
+        if key == "domains" and isinstance(value, list):
+            problems += _domain_problems(value)
+            if problems:
+                continue
+        try:
+            _build(cls, section, {**good, key: value})
+        except ConfigError as exc:
+            problems.append(exc)
+    return problems or [first]
+
+
+def _domain_problems(domains: list[Any]) -> list[ConfigError]:
+    problems: list[ConfigError] = []
+    for index, item in enumerate(domains):
+        where = f"forwarder.domains[{index}]"
+        if not isinstance(item, Mapping):
+            problems.append(ConfigError(where, "must be a table: [[forwarder.domains]]"))
+            continue
+        try:
+            _build(DomainConfig, where, item)
+        except ConfigError as exc:
+            field = exc.field
+            if field.startswith("forwarder.domains."):  # a check that names no index
+                field = where + field.removeprefix("forwarder.domains")
+            problems.append(ConfigError(field, exc.reason))
+    return problems
 
 
 def load_config(path: Path) -> dict[str, Any]:

@@ -1,22 +1,40 @@
 """Assemble the daemon from a Config: the query engine, the listeners, their lifetimes.
 
-The CLI builds a Config, makes a Daemon, and drives it; signals only call ``request_stop``.
+The CLI builds a Config, makes a Daemon, and drives it; signals only call ``request_stop``,
+``request_reload`` and ``request_statistics``, which set a flag for the daemon's own task.
+
+A reload applies a new Config to the running daemon in one synchronous step, between two
+events of the loop, so no query in flight sees half of it: the local answers (the hosts file
+read again), the cache settings (without a flush), the server's allow list, TCP limits and
+timeouts, the query log (opened again, for logrotate). A change to ``[forwarder]`` or
+``[transport]`` (upstreams, domains, policy, timeouts, health, socket pools) makes a new
+engine: its upstream sockets are opened while the running engine serves, it takes over the
+cache, new queries go to it, and the old one answers what it was asked and then closes (an
+upstream that cannot be used refuses the whole reload). What belongs to the bound listeners
+(``server.listen``, ``server.tcp``, the UDP buffers), ``mode`` and ``cache.enabled`` keep their
+running value, with a warning that they take a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import logging
+from collections.abc import Callable
 
 from resolver.cache import Cache
 from resolver.config import Address, Config
 from resolver.engine import Engine
 from resolver.engine.local import LocalAnswers
 from resolver.hosts import HostsEntry, read_hosts
+from resolver.querylog import QueryLog
 from resolver.server import Server
 
-__all__ = ["Daemon", "local_answers"]
+__all__ = ["Daemon", "local_answers", "needs_restart"]
 
 log = logging.getLogger(__name__)
+_QUERY_LOG_FLUSH = 1.0  # seconds between writes of the query log's buffer
 _SKIPPED_SHOWN = 5  # hosts-file lines named in the log; the rest are counted
 
 
@@ -41,22 +59,69 @@ def local_answers(config: Config) -> LocalAnswers:
     return LocalAnswers.build(config.local, entries, forwarded=forwarded)
 
 
+def _changed(section: str, old: object, new: object, names: tuple[str, ...]) -> list[str]:
+    return [f"{section}.{n}" for n in names if getattr(old, n) != getattr(new, n)]
+
+
+def _all_fields(instance: object) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(instance))  # type: ignore[arg-type]
+
+
+def needs_restart(running: Config, new: Config) -> tuple[Config, list[str]]:
+    """What a reload from ``running`` to ``new`` applies: ``new`` with every setting that
+    takes a restart kept at its running value, and the names of those that differ."""
+    changed = []
+    if running.mode != new.mode:
+        changed.append("mode")
+    changed += _changed("server", running.server, new.server, Server.RESTART_FIELDS)
+    changed += _changed("cache", running.cache, new.cache, ("enabled",))
+    kept_server = {name: getattr(running.server, name) for name in Server.RESTART_FIELDS}
+    # Raises ConfigError when the new upstreams would reach the running listeners.
+    applied = dataclasses.replace(
+        new,
+        mode=running.mode,
+        server=dataclasses.replace(new.server, **kept_server),
+        cache=dataclasses.replace(new.cache, enabled=running.cache.enabled),
+    )
+    return applied, changed
+
+
 class Daemon:
     """A forwarding DNS server built from ``config``.
 
     ``start`` opens the upstream socket pools and binds the listeners before it returns;
     ``serve_until_stopped`` returns after ``request_stop`` once in-flight queries finished and
     every socket is closed. ``aclose`` is idempotent.
+
+    ``load`` makes the Config a reload applies (the CLI re-reads its file and flags; it raises
+    ConfigError for a file that no longer validates); ``notify`` is told the service manager's
+    states (``READY=1``, ``RELOADING=1``, ``STOPPING=1``; see ``resolver.service``).
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        load: Callable[[], Config] | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
         self.config = config
         cache = Cache(config.cache) if config.cache.enabled else None
         self.engine = Engine(
             config.forwarder, config.transport, cache=cache, local=local_answers(config)
         )
         self.server = Server(config.server, self.engine)
+        if config.log.query_log is not None:
+            self.server.query_log = QueryLog(config.log.query_log)
+        self._load = load
+        self._notify = notify or (lambda state: None)
         self._closed = False
+        self._wake = asyncio.Event()
+        self._reload_requested = False
+        self._statistics_requested = False
+        self._retiring: dict[asyncio.Task[None], Engine] = {}  # replaced engines closing
+        self.reloads = 0  # reloads applied
+        self.failed_reloads = 0  # reloads refused: the running config was kept
 
     @property
     def addresses(self) -> list[Address]:
@@ -74,13 +139,147 @@ class Daemon:
             raise
 
     def request_stop(self) -> None:
+        """Stop gracefully (SIGTERM, SIGINT); safe from a signal handler."""
         self.server.request_stop()
 
+    def request_reload(self) -> None:
+        """Reload the configuration soon (SIGHUP); safe from a signal handler."""
+        self._reload_requested = True
+        self._wake.set()
+
+    def request_statistics(self) -> None:
+        """Log the statistics soon (SIGUSR1); safe from a signal handler."""
+        self._statistics_requested = True
+        self._wake.set()
+
     async def serve_until_stopped(self) -> None:
+        """Serve, doing requested reloads and statistics, until stopped; then close."""
+        chores = asyncio.get_running_loop().create_task(self._chores())
         try:
             await self.server.serve_until_stopped()
         finally:
+            self._notify("STOPPING=1")
+            chores.cancel()
+            await asyncio.gather(chores, return_exceptions=True)
             await self.aclose()
+
+    async def _chores(self) -> None:
+        while True:
+            query_log = self.server.query_log
+            if query_log is None:
+                await self._wake.wait()
+            else:
+                # Written at least once a second, so `tail -f` follows even a quiet daemon.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_QUERY_LOG_FLUSH):
+                        await self._wake.wait()
+                query_log.flush()
+            self._wake.clear()
+            if self._reload_requested:
+                self._reload_requested = False
+                await self.reload()
+            if self._statistics_requested:
+                self._statistics_requested = False
+                self.log_statistics()
+
+    async def reload(self) -> bool:
+        """Load the configuration again and apply what can change in place (see the module);
+        False, with the reason logged and the running configuration kept, when it does not
+        load or validate (the hosts file included).
+
+        The files are read and parsed in a thread, so that a long hosts file does not hold
+        up the queries; what they make is then applied in one step on the loop."""
+        if self._load is None:
+            log.info("reload: no configuration to load again")
+            return False
+        self._notify("RELOADING=1")
+        try:
+            try:
+                applied, changed, local, query_log = await asyncio.to_thread(
+                    self._prepare, self.config
+                )
+            except Exception as exc:  # the root of a reload: one bad file must not stop us
+                self.failed_reloads += 1
+                log.error("reload failed, the running configuration is kept: %s", exc)
+                return False
+            engine = None
+            if (applied.forwarder, applied.transport) != (
+                self.config.forwarder,
+                self.config.transport,
+            ):
+                # New upstreams, domains, policy or pools: a new engine, its sockets opened
+                # while the running one serves; it takes over the cache.
+                engine = Engine(
+                    applied.forwarder, applied.transport, cache=self.engine.cache, local=local
+                )
+                try:
+                    await engine.start()
+                except BaseException as exc:  # the running engine serves on
+                    if query_log is not None:
+                        query_log.close()
+                    if not isinstance(exc, Exception):  # cancelled: shutting down
+                        await asyncio.shield(engine.aclose())
+                        raise
+                    self.failed_reloads += 1
+                    log.error("reload failed, the running configuration is kept: %s", exc)
+                    return False
+            for name in changed:
+                log.warning("reload: %s changed; it takes effect at the next restart", name)
+            # One synchronous step: every query sees the old settings or the new ones.
+            self.engine.local = local
+            if self.engine.cache is not None:
+                self.engine.cache.reconfigure(applied.cache)
+            self.server.reconfigure(applied.server, engine)
+            if engine is not None:
+                old, self.engine = self.engine, engine
+                # Its questions in flight are answered where they are, then it closes.
+                retiring = asyncio.get_running_loop().create_task(
+                    old.retire(self.config.forwarder.query_timeout + 1.0)
+                )
+                self._retiring[retiring] = old
+                retiring.add_done_callback(self._retired)
+                log.info("reload: new upstream settings; their counters start afresh")
+            old_log, self.server.query_log = self.server.query_log, query_log
+            if old_log is not None:
+                old_log.close()
+            self.config = applied
+            self.reloads += 1
+            log.info("reloaded the configuration")
+            return True
+        finally:
+            self._notify("READY=1")
+
+    def _retired(self, task: asyncio.Task[None]) -> None:
+        self._retiring.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("closing a replaced engine failed: %s", task.exception())
+
+    def _prepare(self, running: Config) -> tuple[Config, list[str], LocalAnswers, QueryLog | None]:
+        """What a reload applies, read from the files; in a worker thread, touching nothing
+        that runs. Raises ConfigError (or any error of reading)."""
+        assert self._load is not None
+        applied, changed = needs_restart(running, self._load())
+        local = local_answers(applied)
+        # Opened again even at the same path: logrotate may have moved the file.
+        path = applied.log.query_log
+        return applied, changed, local, QueryLog(path) if path is not None else None
+
+    def log_statistics(self) -> None:
+        """Log the server's, the engine's, the cache's and each upstream's counters at info."""
+        engine = self.engine.statistics()
+        log.info("statistics: server %s", _fields(self.server.statistics()))
+        log.info(
+            "statistics: engine %s reloads=%d failed_reloads=%d",
+            _fields(engine, skip=("upstreams", "cache")),
+            self.reloads,
+            self.failed_reloads,
+        )
+        if engine.cache is not None:
+            log.info("statistics: cache %s", _fields(engine.cache))
+        for upstream in engine.upstreams:
+            log.info("statistics: upstream %s", _fields(upstream))
+        if self.server.query_log is not None:
+            self.server.query_log.flush()
 
     async def aclose(self) -> None:
         if self._closed:
@@ -88,6 +287,19 @@ class Daemon:
         self._closed = True
         await self.server.aclose()
         await self.engine.aclose()
+        for task, engine in list(self._retiring.items()):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await engine.aclose()
+        if self.server.query_log is not None:
+            self.server.query_log.close()
 
     def __repr__(self) -> str:
         return f"<Daemon {self.server!r} {self.engine!r}>"
+
+
+def _fields(stats: object, skip: tuple[str, ...] = ()) -> str:
+    """``name=value`` for each field of a statistics dataclass."""
+    return " ".join(
+        f"{name}={getattr(stats, name)}" for name in _all_fields(stats) if name not in skip
+    )

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Protocol, cast
 
 from resolver.config import Address, ServerConfig
-from resolver.engine import Ask, Outcome
+from resolver.engine import EDE_STALE_ANSWER, Ask, Outcome
 from resolver.errors import WireError
+from resolver.querylog import QueryLog
 from resolver.transport import format_address
 from resolver.triage import Local, Parsed, fit, for_client, servfail, triage
-from resolver.wire.raw import FORMERR, error_reply
+from resolver.wire.raw import AA, FORMERR, SERVFAIL, error_reply, read_question
 
 __all__ = ["Answerer", "Server", "ServerStatistics"]
 
@@ -123,6 +124,30 @@ class Server:
         self._memo: dict[bytes, tuple[bytes, float]] = {}
         self._remembered_answers = 0  # UDP queries answered from _memo (count as udp, answered)
         self._clock: Callable[[], float] = answerer.clock()
+        # Where each answered query is logged, if anywhere (the daemon sets and replaces it).
+        self.query_log: QueryLog | None = None
+
+    # Settings that belong to the bound sockets: a reload cannot change them.
+    RESTART_FIELDS = ("listen", "tcp", "udp_receive_buffer", "udp_send_buffer")
+
+    def reconfigure(self, config: ServerConfig, answerer: Answerer | None = None) -> None:
+        """Apply ``config`` to the running listeners (a reload): the allow list and what is
+        done outside it, the TCP timeouts and limits, ``max_inflight``, ``shutdown_grace``;
+        new queries go to ``answerer`` when given (those in flight finish where they are).
+        Remembered replies are forgotten, so that the next answers come from the (possibly
+        reloaded) engine. The fields in ``RESTART_FIELDS`` must equal the running ones (the
+        caller keeps them)."""
+        for name in self.RESTART_FIELDS:
+            assert getattr(config, name) == getattr(self.config, name), name
+        self.config = config
+        if answerer is not None:
+            self.answerer = answerer
+            self._clock = answerer.clock()
+        self._allowed = [ipaddress.ip_network(n, strict=False) for n in config.allow]
+        self._allow_memo.clear()
+        self._refuse_outsiders = config.outside_allow == "refuse"
+        self._memo.clear()  # cleared, not replaced: the UDP listeners hold this dict
+        self._pressure_changed()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -384,11 +409,15 @@ class Server:
             self._counts["dropped"] += 1
             return
         self._counts["udp"] += 1
+        query_log = self.query_log
+        started = self._now() if query_log is not None else 0.0
         first = self._triage(query, addr[0])
         if first is None:
             return
         if isinstance(first, bytes):
             transport.sendto(first, addr)
+            if query_log is not None:
+                self._log_made_here(query_log, addr, "udp", query, first, started)
             return
         if self._inflight >= self.config.max_inflight:
             self._counts["dropped"] += 1
@@ -398,7 +427,10 @@ class Server:
         def done(outcome: Outcome) -> None:
             self._settled()
             if not transport.is_closing():
-                transport.sendto(self._reply(query, parsed, outcome, False), addr)
+                reply = self._reply(query, parsed, outcome, False)
+                transport.sendto(reply, addr)
+                if query_log is not None:
+                    self._log(query_log, addr, "udp", parsed, reply, started, outcome, False)
 
         ask, deadline = self._ask(parsed)
         self._inflight += 1
@@ -407,9 +439,57 @@ class Server:
             return
         self._inflight -= 1
         reply = self._reply(query, parsed, outcome, False)
-        if outcome.until:
+        if query_log is not None:
+            # Every query reaches this path, none the listener's memo: each one is logged.
+            self._log(query_log, addr, "udp", parsed, reply, started, outcome, True)
+        elif outcome.until:
             self._remember(query, reply, outcome.until)
         transport.sendto(reply, addr)
+
+    def _now(self) -> float:
+        return (self._loop or asyncio.get_running_loop()).time()
+
+    def _log(
+        self,
+        query_log: QueryLog,
+        client: tuple[str, int],
+        transport: str,
+        parsed: Parsed,
+        reply: bytes,
+        started: float,
+        outcome: Outcome,
+        at_once: bool,
+    ) -> None:
+        if outcome.ede == EDE_STALE_ANSWER:
+            source = "stale"
+        elif not at_once:
+            source = "upstream"
+        elif outcome.reply is not None and outcome.reply[2] & (AA >> 8):
+            source = "local"  # only our own answers carry AA (see Outcome)
+        else:
+            source = "cache"
+        question = parsed.question
+        rcode = reply[3] & 0x0F if len(reply) > 3 else SERVFAIL
+        duration = self._now() - started
+        query_log.record(client, transport, question.name, question.qtype, rcode, duration, source)
+
+    def _log_made_here(
+        self,
+        query_log: QueryLog,
+        client: tuple[str, int],
+        transport: str,
+        query: bytes,
+        reply: bytes,
+        started: float,
+    ) -> None:
+        """A reply the server made itself (REFUSED, FORMERR, NOTIMP...)."""
+        try:
+            question = read_question(query)
+            name, qtype = question.name, question.qtype
+        except WireError:
+            name, qtype = b"\x00", 0
+        rcode = reply[3] & 0x0F if len(reply) > 3 else SERVFAIL
+        query_log.record(client, transport, name, qtype, rcode, self._now() - started, "server")
 
     def _remember(self, query: bytes, reply: bytes, until: float) -> None:
         """Keep a finished UDP reply to a cache hit for as long as it stays byte-identical.
@@ -448,8 +528,9 @@ class Server:
         close it. At the connection cap, the connection that sent a whole query longest ago
         (and has none in flight) is closed to make room; with more than half the cap in use,
         connections wait at most ``tcp_busy_idle_timeout`` for their next query."""
-        peer = writer.get_extra_info("peername")
-        host = peer[0] if peer else ""
+        peername = writer.get_extra_info("peername")
+        peer: tuple[str, int] = (peername[0], peername[1]) if peername else ("", 0)
+        host = peer[0]
         if not self._allowed_client(host):
             self._counts["denied"] += 1
             writer.transport.abort()  # not a byte read: nothing it sends is looked at
@@ -483,7 +564,7 @@ class Server:
                 del self._clients[writer]
                 self._clients[writer] = client
                 self._counts["tcp"] += 1
-                self._tcp_query(client, query, host)
+                self._tcp_query(client, query, peer)
             if client.outstanding and not writer.is_closing():
                 await asyncio.wait(client.outstanding, timeout=self.config.shutdown_grace)
         finally:
@@ -557,17 +638,21 @@ class Server:
                 return True
         return False
 
-    def _tcp_query(self, client: _TcpClient, query: bytes, host: str) -> None:
+    def _tcp_query(self, client: _TcpClient, query: bytes, peer: tuple[str, int]) -> None:
         writer = client.writer
+        query_log = self.query_log
+        started = self._now() if query_log is not None else 0.0
 
         def send(reply: bytes | None) -> None:
             if reply is not None and not writer.is_closing():
                 # One write call per frame: frames of concurrent answers never interleave.
                 writer.write(len(reply).to_bytes(2, "big") + reply)
 
-        first = self._triage(query, host)
+        first = self._triage(query, peer[0])
         if not isinstance(first, Parsed):
             send(first)
+            if query_log is not None and first is not None:
+                self._log_made_here(query_log, peer, "tcp", query, first, started)
             return
         parsed = first
         loop = self._loop or asyncio.get_running_loop()
@@ -575,17 +660,20 @@ class Server:
         outstanding = client.outstanding
         outstanding.add(finished)
 
-        def done(outcome: Outcome) -> None:
+        def done(outcome: Outcome, at_once: bool = False) -> None:
             self._settled()
             outstanding.discard(finished)
             finished.set_result(None)
-            send(self._reply(query, parsed, outcome, True))
+            reply = self._reply(query, parsed, outcome, True)
+            send(reply)
+            if query_log is not None:
+                self._log(query_log, peer, "tcp", parsed, reply, started, outcome, at_once)
 
         ask, deadline = self._ask(parsed)
         self._inflight += 1
         outcome = self.answerer.answer(ask, deadline, done)
         if outcome is not None:
-            done(outcome)
+            done(outcome, True)
 
 
 class _TcpClient:

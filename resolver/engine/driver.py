@@ -27,6 +27,7 @@ gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
@@ -36,11 +37,18 @@ from typing import NamedTuple, Protocol
 
 from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
 from resolver.config import ForwarderConfig, TransportConfig
-from resolver.engine.forwarding import EDE_STALE_ANSWER, Done, Forwarding, Send
+from resolver.engine.forwarding import (
+    EDE_NO_REACHABLE_AUTHORITY,
+    EDE_STALE_ANSWER,
+    Done,
+    Forwarding,
+    Send,
+)
 from resolver.engine.local import LocalAnswers
 from resolver.engine.selection import Selector
-from resolver.errors import UpstreamUnreachable, WireError
-from resolver.transport import Exchange, Upstream, UpstreamStatistics
+from resolver.errors import UpstreamError, UpstreamUnreachable, WireError
+from resolver.throttle import LogThrottle
+from resolver.transport import Exchange, Upstream, UpstreamStatistics, format_address
 from resolver.wire.message import name_to_wire, strip_opt
 from resolver.wire.raw import AA, RA, REFUSED, SERVFAIL, ancestors
 
@@ -196,7 +204,8 @@ class Engine:
             raise ValueError("an engine needs at least one upstream")
         self.upstreams = list(upstreams)
         self._rng = rng
-        self.selector = Selector(len(self.upstreams), config, rng=rng)
+        self._events = LogThrottle(log)
+        self.selector = self._selector(".", self.upstreams, config)
         self._default = _Route(".", self.upstreams, self.selector, config)
         # What is started, closed and counted: the default upstreams, then those only domains
         # list. A domain's upstream at the address of one already here is that one.
@@ -213,11 +222,12 @@ class Engine:
                 listed.append(upstream)
             policy = domain.policy or config.policy
             own = dataclasses.replace(config, upstreams=domain.upstreams, policy=policy, domains=())
-            selector = Selector(len(listed), own, rng=rng)
+            selector = self._selector(domain.name, listed, own)
             key = name_to_wire(domain.name).lower()
             self._routes[key] = _Route(domain.name, listed, selector, own)
         self.cache = cache
         self._inflight: dict[CacheKey, _Flight] = {}
+        self._emptied: asyncio.Event | None = None  # set when the last flight lands (retire)
         self._stale_hold: dict[CacheKey, float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queries = 0
@@ -273,13 +283,53 @@ class Engine:
         # Nothing has been asked yet: the choice starts afresh among the usable ones.
         self._pools = [upstream for upstream in self._pools if upstream not in failed]
         self.upstreams = [upstream for upstream in self.upstreams if upstream not in failed]
-        self.selector = Selector(len(self.upstreams), self.config, rng=self._rng)
+        self.selector = self._selector(".", self.upstreams, self.config)
         self._default = _Route(".", self.upstreams, self.selector, self.config)
         for key, route in list(self._routes.items()):
             usable = [upstream for upstream in route.upstreams if upstream not in failed]
             if len(usable) != len(route.upstreams):
-                selector = Selector(len(usable), route.config, rng=self._rng)
+                selector = self._selector(route.name, usable, route.config)
                 self._routes[key] = _Route(route.name, usable, selector, route.config)
+
+    def _selector(self, name: str, upstreams: list[Upstream], config: ForwarderConfig) -> Selector:
+        """A selector among ``upstreams`` (the route ``name``'s) that logs health changes."""
+
+        def changed(index: int, up: bool) -> None:
+            where = "" if name == "." else f" (for {name})"
+            address = format_address(upstreams[index].address)
+            if up:
+                self._events.log(
+                    logging.INFO, (address, name), "upstream %s%s answers again", address, where
+                )
+            else:
+                self._events.log(
+                    logging.INFO,
+                    (address, name),
+                    "upstream %s%s is down after %d failures in a row; tried last for %gs",
+                    address,
+                    where,
+                    config.down_after,
+                    config.down_for,
+                )
+
+        return Selector(len(upstreams), config, rng=self._rng, on_health=changed)
+
+    async def retire(self, grace: float) -> None:
+        """Close once the questions in flight are answered (a reload replaced this engine and
+        sends it nothing new): each waiter gets its answer, or SERVFAIL (EDE 22, no reachable
+        authority) when still unanswered after ``grace`` seconds; then every upstream's
+        sockets close."""
+        if self._inflight:
+            self._emptied = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._emptied.wait()
+        for flight in list(self._inflight.values()):
+            if flight.exchange is not None:
+                flight.exchange.cancel()
+                flight.exchange = None
+            self._conclude(flight, Done(None, EDE_NO_REACHABLE_AUTHORITY))
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Abandon the questions in flight, close every upstream's sockets. Idempotent."""
@@ -421,6 +471,13 @@ class Engine:
             action = flight.decision.on_reply(reply, loop.time())
         else:
             assert exc is not None
+            if isinstance(exc, UpstreamError):
+                self._events.log(
+                    logging.INFO,
+                    (exc.server, type(exc)),
+                    "upstream failure: %s",
+                    exc,
+                )
             action = flight.decision.on_failure(exc, loop.time())
         self._perform(flight, action)
 
@@ -447,6 +504,8 @@ class Engine:
         key = flight.ask.key
         if self._inflight.get(key) is flight:
             del self._inflight[key]
+            if not self._inflight and self._emptied is not None:
+                self._emptied.set()
         if flight.timer is not None:
             flight.timer.cancel()
         reply: bytes | None = None

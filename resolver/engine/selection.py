@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from resolver.config import ForwarderConfig
 
@@ -32,16 +33,25 @@ class Selector:
     failure. A server with ``down_after``
     consecutive failures goes to the back for ``down_for`` seconds; if all are down, all are
     still tried. Failures on our side (no free socket) are not reported here at all.
+
+    ``on_health(index, up)`` is called when a server is marked down (``up`` False) and when
+    a server marked down answers again (``up`` True).
     """
 
     def __init__(
-        self, count: int, config: ForwarderConfig, *, rng: random.Random | None = None
+        self,
+        count: int,
+        config: ForwarderConfig,
+        *,
+        rng: random.Random | None = None,
+        on_health: Callable[[int, bool], None] | None = None,
     ) -> None:
         assert count > 0
         self._health = [_Health() for _ in range(count)]
         self._config = config
         self._rng = rng or random.Random()
         self._next = 0
+        self._on_health = on_health
 
     def order(self, now: float) -> list[int]:
         count = len(self._health)
@@ -65,8 +75,11 @@ class Selector:
 
     def succeeded(self, index: int, rtt: float) -> None:
         health = self._health[index]
+        was_down = health.failures >= self._config.down_after
         health.failures = 0
         health.down_until = 0.0
+        if was_down and self._on_health is not None:
+            self._on_health(index, True)
         if health.srtt is None:
             health.srtt = rtt
         else:
@@ -80,6 +93,8 @@ class Selector:
         health.failures += 1
         if health.failures >= self._config.down_after:
             health.down_until = now + self._config.down_for
+            if health.failures == self._config.down_after and self._on_health is not None:
+                self._on_health(index, False)
 
     def is_down(self, index: int, now: float) -> bool:
         return self._health[index].down_until > now
