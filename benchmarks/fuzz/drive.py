@@ -49,14 +49,24 @@ class Tally:
 
     sent: int = 0
     replies: Counter[int] = field(default_factory=Counter)  # by rcode
-    dropped: int = 0
+    dropped: int = 0  # shorter than a header or QR set: no reply is the rule
+    unanswered: int = 0  # no reply seen by the time the batch was done with
     tcp_closed_early: int = 0
+
+    def count_unreplied(self, packets: Sequence[bytes], seen: set[int]) -> None:
+        for index, packet in enumerate(packets):
+            if index not in seen:
+                if len(packet) < 12 or packet[2] & 0x80:
+                    self.dropped += 1
+                else:
+                    self.unanswered += 1
 
     def __str__(self) -> str:
         rcodes = ", ".join(f"{_NAMES.get(k, k)} {v}" for k, v in sorted(self.replies.items()))
         return (
             f"{self.sent} sent, {sum(self.replies.values())} replies ({rcodes}), "
-            f"{self.dropped} without a reply, TCP connections closed early {self.tcp_closed_early}"
+            f"{self.dropped} dropped as they must be (short or QR set), {self.unanswered} others "
+            f"without a reply seen, TCP connections closed early {self.tcp_closed_early}"
         )
 
 
@@ -177,7 +187,7 @@ def udp_batch(port: int, packets: Sequence[bytes], tally: Tally) -> None:
             raise FuzzFailure(f"no answer to a good query after UDP batch {numbered!r}")
         drain(QUIET)
     tally.sent += len(numbered)
-    tally.dropped += len(numbered) - len(seen)
+    tally.count_unreplied(numbered, seen)
 
 
 def tcp_batch(port: int, packets: Sequence[bytes], tally: Tally) -> None:
@@ -216,7 +226,7 @@ def tcp_batch(port: int, packets: Sequence[bytes], tally: Tally) -> None:
         if not tcp_probe(port):
             raise FuzzFailure(f"no answer to a good query after TCP batch {numbered!r}")
     tally.sent += len(numbered)
-    tally.dropped += len(numbered) - len(seen)
+    tally.count_unreplied(numbered, seen)
 
 
 @dataclass
