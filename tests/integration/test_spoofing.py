@@ -70,3 +70,28 @@ async def test_unwanted_replies_past_the_threshold_warn_and_retire_the_socket(
         assert next_port != port
     warnings = [r for r in caplog.records if "unwanted replies" in r.getMessage()]
     assert len(warnings) == 1
+
+
+async def test_an_idle_socket_flooded_past_the_threshold_is_not_used_again(
+    attacker: Attacker,
+) -> None:
+    rng = random.Random(16)
+    async with target(randomize_case=True, threshold=100) as running:
+        _, port = await attacked_round(running, attacker, 0, [], lower=True)
+        query = running.delayed.arrived[0][0]
+        upstream = running.upstream
+        before = upstream.statistics()
+
+        def settled(sent: int) -> bool:
+            return sent >= 0 and upstream.statistics().strays >= before.strays + sent
+
+        # The socket went back to the pool after round 0: idle, it takes in the flood.
+        await attacker.flood(
+            query, running.delayed.address[1], port, random_ids(300, rng), lower=True,
+            settled=settled,
+        )  # fmt: skip
+        assert upstream.statistics().retired_sockets == 1
+        ports = [(await attacked_round(running, attacker, i, [], lower=True))[1] for i in (1, 2)]
+        ports += [(await attacked_round(running, attacker, i, [], lower=True))[1] for i in (3, 4)]
+        assert port not in ports
+        assert upstream.statistics().pool.discarded >= before.pool.discarded + 1
