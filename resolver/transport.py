@@ -9,7 +9,9 @@ which servers that cannot parse a query send: it is accepted (with the ID and so
 so that the caller can move on at once instead of waiting for the deadline. Anything else is a
 stray: counted and dropped, and the socket keeps listening until the deadline, so one forged
 datagram cannot end a query. A socket whose query timed out, failed or was abandoned is
-discarded, never reused, so a late reply cannot reach the next query.
+discarded, never reused, so a late reply cannot reach the next query. Past
+``unwanted_reply_threshold`` strays to an upstream's sockets within a minute, a warning is
+logged and every socket that receives another is retired (Unbound's option of that name).
 
 The transport decides nothing: a truncated reply is reported as it is, and the caller (the
 engine) decides whether to ask again over TCP.
