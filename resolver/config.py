@@ -198,15 +198,22 @@ class SocketPoolConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransportConfig:
-    """How queries go upstream: EDNS size, 0x20 case randomisation, the socket pools."""
+    """How queries go upstream: EDNS size, 0x20 case randomisation, the socket pools.
+
+    ``unwanted_reply_threshold`` (Unbound's option of that name): once an upstream's pooled
+    sockets have received that many replies matching no query within a minute, a warning is
+    logged (once a minute) and every socket that receives another is retired when its query
+    ends, so a flood of forged replies keeps chasing fresh ports. 0 turns it off."""
 
     edns_size: int = 1232
     randomize_case: bool = False
+    unwanted_reply_threshold: int = 1000
     pool: SocketPoolConfig = field(default_factory=SocketPoolConfig)
 
     def __post_init__(self) -> None:
         _check_int("transport.edns_size", self.edns_size, 512, 65535)
         _check_bool("transport.randomize_case", self.randomize_case)
+        _check_int("transport.unwanted_reply_threshold", self.unwanted_reply_threshold, 0, 2**31)
         if not isinstance(self.pool, SocketPoolConfig):
             raise ConfigError("transport.pool", f"must be a table, not {_shown(self.pool)}")
 

@@ -9,7 +9,9 @@ which servers that cannot parse a query send: it is accepted (with the ID and so
 so that the caller can move on at once instead of waiting for the deadline. Anything else is a
 stray: counted and dropped, and the socket keeps listening until the deadline, so one forged
 datagram cannot end a query. A socket whose query timed out, failed or was abandoned is
-discarded, never reused, so a late reply cannot reach the next query.
+discarded, never reused, so a late reply cannot reach the next query. Past
+``unwanted_reply_threshold`` strays to an upstream's sockets within a minute, a warning is
+logged and every socket that receives another is retired (Unbound's option of that name).
 
 The transport decides nothing: a truncated reply is reported as it is, and the caller (the
 engine) decides whether to ask again over TCP.
@@ -21,6 +23,7 @@ import asyncio
 import errno
 import heapq
 import itertools
+import logging
 import secrets
 import socket
 import struct
@@ -41,6 +44,8 @@ from resolver.pool import Guard, Pool, PoolStatistics
 
 __all__ = ["Exchange", "Report", "Upstream", "UpstreamStatistics", "format_address"]
 
+log = logging.getLogger(__name__)
+
 _HEADER = struct.Struct("!6H")
 _TYPE_CLASS = struct.Struct("!HH")
 _OPT = struct.Struct("!BHHBBHH")  # root owner, type 41, udp size, ext rcode, version, flags, rdlen
@@ -58,6 +63,9 @@ _NOTIMP = 4
 # Timeouts are checked by one timer per upstream, re-armed at most this often: a query's
 # deadline may pass up to this late, and no query pays for a timer of its own.
 _SWEEP_GRAIN = 0.01
+# Unwanted replies are counted per upstream in windows of this many seconds; the attack warning
+# is logged at most once per window.
+_UNWANTED_WINDOW = 60.0
 # Failures to open a socket that say our machine is short of something, not that the
 # upstream cannot be reached.
 _LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -73,12 +81,16 @@ def format_address(address: Address) -> str:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamStatistics:
-    """Counts for one upstream: queries sent, replies accepted, strays dropped, failures."""
+    """Counts for one upstream: queries sent, replies accepted, strays dropped (over UDP and
+    TCP), failures; ``attacks``: windows in which the pooled sockets' strays reached the
+    unwanted-reply threshold; ``retired_sockets``: sockets retired for receiving strays then."""
 
     address: str
     queries: int
     replies: int
     strays: int
+    attacks: int
+    retired_sockets: int
     timeouts: int
     unreachable: int
     bad_responses: int
@@ -223,8 +235,9 @@ class Exchange:
         if guard is None:
             return
         self.guard = None
-        guard.obj.pending = None
-        if keep:
+        sock = guard.obj
+        sock.pending = None
+        if keep and not sock.retire:
             guard.release()
         else:
             guard.discard()
@@ -237,7 +250,7 @@ class _UdpSocket:
     closed synchronously (no transport object, nothing to await), so a cancelled creation
     cannot leave a half-made socket behind."""
 
-    __slots__ = ("_fd", "_loop", "_sock", "_upstream", "pending")
+    __slots__ = ("_fd", "_loop", "_sock", "_upstream", "pending", "retire")
 
     def __init__(
         self, upstream: Upstream, loop: asyncio.AbstractEventLoop, sock: socket.socket
@@ -247,6 +260,9 @@ class _UdpSocket:
         self._sock = sock
         self._fd = sock.fileno()
         self.pending: Exchange | None = None
+        # Set when this socket got unwanted replies during an attack: it is discarded when its
+        # current (or, idle, its next) exchange ends, instead of going back to the pool.
+        self.retire = False
         loop.add_reader(self._fd, self._readable)
 
     def send(self, data: bytes) -> None:
@@ -274,7 +290,7 @@ class _UdpSocket:
             return
         pending = self.pending
         if pending is None or not pending.accepts(data):
-            self._upstream.count_stray()
+            self._upstream.count_unwanted(self)
             return
         pending.succeed(data)
 
@@ -324,6 +340,10 @@ class Upstream:
         self._queries = 0
         self._replies = 0
         self._strays = 0
+        self._unwanted = 0  # strays to the pooled sockets in the current window
+        self._unwanted_since = 0.0
+        self._attacks = 0
+        self._retired = 0
         self._timeouts = 0
         self._unreachable = 0
         self._bad = 0
@@ -414,7 +434,7 @@ class Upstream:
             self._start_task(exchange, self._over_tcp(exchange))
             return exchange
         try:
-            guard = self.pool.acquire_nowait()
+            guard = self._idle_socket()
         except PoolTimeout:
             self._start_task(exchange, self._wait_for_socket(exchange))
         except PoolClosed:
@@ -422,6 +442,16 @@ class Upstream:
         else:
             exchange.send_on(guard)
         return exchange
+
+    def _idle_socket(self) -> Guard[_UdpSocket]:
+        """An idle socket, skipping (and discarding) those retired while idle for receiving
+        unwanted replies. Raises PoolTimeout when none is idle, PoolClosed."""
+        for _ in range(self.config.pool.max_size):
+            guard = self.pool.acquire_nowait()
+            if not guard.obj.retire:
+                return guard
+            guard.discard()
+        return self.pool.acquire_nowait()
 
     async def exchange(
         self,
@@ -572,6 +602,33 @@ class Upstream:
     def count_stray(self) -> None:
         self._strays += 1
 
+    def count_unwanted(self, sock: _UdpSocket) -> None:
+        """Count a datagram that ``sock`` received and no query of its wanted. Past the
+        threshold within one window, warn (once per window) and retire ``sock``."""
+        self._strays += 1
+        threshold = self.config.unwanted_reply_threshold
+        if not threshold:
+            return
+        now = (self._loop or asyncio.get_running_loop()).time()
+        if now - self._unwanted_since >= _UNWANTED_WINDOW:
+            self._unwanted_since = now
+            self._unwanted = 0
+        self._unwanted += 1
+        if self._unwanted < threshold:
+            return
+        if self._unwanted == threshold:
+            self._attacks += 1
+            log.warning(
+                "upstream %s: %d unwanted replies within %.0f s, possibly a spoofing attack; "
+                "retiring the sockets that receive them",
+                self.name,
+                threshold,
+                _UNWANTED_WINDOW,
+            )
+        if not sock.retire:
+            sock.retire = True
+            self._retired += 1
+
     def count_failure(self, exc: BaseException) -> None:
         """Count a failed exchange by its kind."""
         if isinstance(exc, UpstreamTimeout):
@@ -589,6 +646,8 @@ class Upstream:
             queries=self._queries,
             replies=self._replies,
             strays=self._strays,
+            attacks=self._attacks,
+            retired_sockets=self._retired,
             timeouts=self._timeouts,
             unreachable=self._unreachable,
             bad_responses=self._bad,

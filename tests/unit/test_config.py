@@ -145,6 +145,16 @@ _UPSTREAM = {"upstreams": ["127.0.0.1:5300"]}
         pytest.param(
             {"transport": {"randomize_case": 0}}, "transport.randomize_case", id="int-bool"
         ),
+        pytest.param(
+            {"transport": {"unwanted_reply_threshold": 1.5}},
+            "transport.unwanted_reply_threshold",
+            id="threshold-float",
+        ),
+        pytest.param(
+            {"transport": {"unwanted_reply_threshold": -1}},
+            "transport.unwanted_reply_threshold",
+            id="threshold-range",
+        ),
         pytest.param({"cache": {"enabled": "no"}}, "cache.enabled", id="enabled-str"),
         pytest.param({"server": {"tcp": 1}}, "server.tcp", id="tcp-int"),
         pytest.param({"server": {"allow": [8]}}, "server.allow", id="allow-int"),
