@@ -9,6 +9,7 @@ import contextlib
 import errno
 import gc
 import itertools
+import os
 import random
 import socket
 import struct
@@ -572,3 +573,29 @@ def test_closing_while_a_replacement_socket_is_being_created_leaks_no_socket_on_
             gc.collect()
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaks == []
+
+
+async def test_descriptors_return_to_the_baseline_after_a_burst_into_a_silent_upstream(
+    authorities: Authorities,
+) -> None:
+    """Every query of a burst times out and discards its socket, so the pool grows to
+    max_size; once the burst is over, the sockets above min_size close after idle_timeout and
+    the statistics account for every socket made."""
+    pool = SocketPoolConfig(min_size=2, max_size=64, min_idle=2, idle_timeout=0.3)
+    async with asyncio.timeout(BOUND), authorities(1) as (server,):
+        server.faults.drop = True
+        transport = TransportConfig(pool=pool)
+        async with daemon([server], transport=transport, upstream_timeout=0.2) as d:
+            await until(lambda: d.engine.statistics().upstreams[0].pool.idle >= 2)
+            baseline = len(os.listdir("/proc/self/fd"))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                for n in range(200):
+                    query = build_query(f"burst{n}.example.com.", 1, qid=n)
+                    client.sendto(query, ("127.0.0.1", d.port))
+                await until(lambda: d.engine.statistics().upstreams[0].timeouts >= 100, 3.0)
+                grown = d.engine.statistics().upstreams[0].pool.created
+                await until(lambda: len(os.listdir("/proc/self/fd")) <= baseline + 3, 5.0)
+            stats = d.engine.statistics().upstreams[0].pool
+            assert grown > 20
+            assert stats.size == stats.idle + stats.in_use
+            assert stats.given + stats.created == stats.size + stats.retired
