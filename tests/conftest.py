@@ -1,25 +1,23 @@
-"""Shared test setup: every async test runs once on asyncio's loop and once on uvloop."""
+"""Shared test setup: every async test runs once on asyncio's loop and once on uvloop; the
+fake authority, in-process and as a subprocess."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
 
 import pytest
 import uvloop
+from support import STOP, free_port, start_resolver
+
+from resolver.authority import Authority
 
 
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
-
-
-# Fake authority fixtures (appended by the authority work; see fixtures/README.md).
-from collections.abc import AsyncIterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from resolver.authority import Authority  # noqa: E402
 
 
 @pytest.fixture
@@ -34,3 +32,16 @@ async def authority(fixtures_dir: Path) -> AsyncIterator[Authority]:
     server = Authority.from_files(sorted((fixtures_dir / "zones").glob("*.zone")))
     async with server:
         yield server
+
+
+@pytest.fixture
+def authority_port(fixtures_dir: Path) -> Iterator[int]:
+    """A `resolver authority` subprocess serving every fixture zone on 127.0.0.1; its port."""
+    port = free_port()
+    zones = [f"--zone={path}" for path in sorted((fixtures_dir / "zones").glob("*.zone"))]
+    process = start_resolver(["authority", *zones, "--listen", f"127.0.0.1:{port}"], port)
+    try:
+        yield port
+    finally:
+        process.kill()
+        process.communicate(timeout=STOP)

@@ -96,3 +96,64 @@ def tcp_exchange(port: int, query: bytes, timeout: float = 4.0) -> bytes:
                 raise ConnectionError("closed before a whole reply")
             data += chunk
         return data[2:]
+
+
+# --- subprocesses of `python -m resolver` ----------------------------------------------------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+
+from resolver.wire import DNSRecord  # noqa: E402
+
+STARTUP = 15.0  # bound on a subprocess answering (interpreter start included)
+STOP = 10.0  # bound on a subprocess exiting once told to
+
+
+def dns_query(
+    port: int, name: str = "www.example.com.", qtype: str = "A", timeout: float = 0.5
+) -> DNSRecord:
+    """One UDP query to 127.0.0.1:port; raises OSError (timeout, refused) without a reply."""
+    message = DNSRecord.question(name, qtype)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", port))
+        sock.send(message.pack())
+        for _ in range(16):  # bounded: only our own reply ends it
+            reply = DNSRecord.parse(sock.recv(65535))
+            # QR: while nothing listens on ``port`` the kernel may give this socket that very
+            # port, and it then receives its own query.
+            if reply.header.id == message.header.id and reply.header.qr:
+                return reply
+    raise OSError("no matching reply")
+
+
+def start_resolver(
+    args: list[str], port: int, probe: str = "www.example.com."
+) -> subprocess.Popen[str]:
+    """Start ``python -m resolver ARGS`` and wait until ``port`` answers ``probe``; fail
+    with its stderr if it exits first or STARTUP passes."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "resolver", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + STARTUP
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _, err = process.communicate()
+            pytest.fail(f"exited with {process.returncode} before answering:\n{err}")
+        try:
+            dns_query(port, probe, timeout=0.2)
+        except ConnectionRefusedError:
+            time.sleep(0.02)  # nothing listens yet: pace the polling
+        except OSError:
+            pass  # no reply within the timeout: ask again
+        else:
+            return process
+    process.kill()
+    process.communicate(timeout=STOP)
+    pytest.fail(f"no answer on port {port} within {STARTUP}s")

@@ -74,16 +74,6 @@ def running(args: list[str]) -> Iterator[subprocess.Popen[str]]:
         process.communicate(timeout=STOP)
 
 
-@pytest.fixture
-def authority_port(fixtures_dir: Path) -> Iterator[int]:
-    """A `resolver authority` subprocess serving every fixture zone; its port."""
-    port = free_port()
-    zones = [f"--zone={path}" for path in sorted((fixtures_dir / "zones").glob("*.zone"))]
-    with running(resolver("authority", *zones, "--listen", f"127.0.0.1:{port}")) as process:
-        wait_ready(process, port)
-        yield port
-
-
 def test_serve_answers_through_the_daemon_and_stops_on_sigterm(authority_port: int) -> None:
     port = free_port()
     args = resolver(

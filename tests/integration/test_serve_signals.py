@@ -5,65 +5,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from support import free_port
+from support import STOP, dns_query, free_port, start_resolver
 
 from resolver.wire import DNSRecord
-
-STARTUP = 15.0  # bound on a subprocess becoming ready (interpreter start included)
-STOP = 10.0
-
-
-def query(port: int, name: str, qtype: str = "A", timeout: float = 0.5) -> DNSRecord:
-    """One UDP query to 127.0.0.1:port; raises OSError without a reply."""
-    message = DNSRecord.question(name, qtype)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(("127.0.0.1", port))
-        sock.send(message.pack())
-        for _ in range(16):  # bounded: only our own reply ends it
-            reply = DNSRecord.parse(sock.recv(65535))
-            if reply.header.id == message.header.id and reply.header.qr:
-                return reply
-    raise OSError("no matching reply")
 
 
 def addresses(reply: DNSRecord) -> list[str]:
     return [str(rr.rdata) for rr in reply.rr]
-
-
-def start(args: list[str], port: int) -> subprocess.Popen[str]:
-    """Start ``python -m resolver ARGS`` and wait until ``port`` answers localhost."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "resolver", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + STARTUP
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            _, err = process.communicate()
-            pytest.fail(f"exited with {process.returncode} before answering:\n{err}")
-        try:
-            query(port, "localhost.", timeout=0.2)
-        except ConnectionRefusedError:
-            time.sleep(0.02)  # nothing listens yet: pace the polling
-        except OSError:
-            pass
-        else:
-            return process
-    process.kill()
-    process.communicate(timeout=STOP)
-    pytest.fail(f"no answer on port {port} within {STARTUP}s")
 
 
 def stop(process: subprocess.Popen[str]) -> str:
@@ -79,35 +32,6 @@ def write(path: Path, text: str) -> None:
     temporary = path.with_suffix(".new")
     temporary.write_text(text)
     os.replace(temporary, path)
-
-
-@pytest.fixture
-def authority_port(fixtures_dir: Path) -> Iterator[int]:
-    """A `resolver authority` subprocess serving every fixture zone; its port."""
-    port = free_port()
-    zones = [f"--zone={path}" for path in sorted((fixtures_dir / "zones").glob("*.zone"))]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "resolver", "authority", *zones, "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + STARTUP
-        while True:
-            try:
-                query(port, "www.example.com.", timeout=0.2)
-                break
-            except ConnectionRefusedError:
-                time.sleep(0.02)  # nothing listens yet: pace the polling
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the authority did not start")
-        yield port
-    finally:
-        process.kill()
-        process.communicate(timeout=STOP)
 
 
 def config_text(
@@ -133,7 +57,7 @@ def test_clients_asking_through_reloads_lose_nothing(authority_port: int, tmp_pa
     hosts.write_text("192.0.2.10 printer.lan\n")
     config = tmp_path / "resolver.toml"
     write(config, config_text(port, authority_port, hosts))
-    process = start(["serve", "--config", str(config)], port)
+    process = start_resolver(["serve", "--config", str(config)], port, "localhost.")
     failures: list[str] = []
     answered = [0]
     stopping = threading.Event()
@@ -146,7 +70,7 @@ def test_clients_asking_through_reloads_lose_nothing(authority_port: int, tmp_pa
                 return
             name = ("localhost.", "printer.lan.", f"q{number}-{i}.example.com.")[i % 3]
             try:
-                reply = query(port, name, timeout=3.0)
+                reply = dns_query(port, name, timeout=3.0)
             except OSError as exc:
                 failures.append(f"{name}: {exc}")
                 continue
@@ -197,9 +121,9 @@ def test_reload_applies_hosts_and_allow_and_keeps_listen(
     hosts.write_text("192.0.2.10 printer.lan\n")
     config = tmp_path / "resolver.toml"
     write(config, config_text(port, authority_port, hosts))
-    process = start(["serve", "--config", str(config)], port)
+    process = start_resolver(["serve", "--config", str(config)], port, "localhost.")
     try:
-        assert addresses(query(port, "printer.lan.")) == ["192.0.2.10"]
+        assert addresses(dns_query(port, "printer.lan.")) == ["192.0.2.10"]
         hosts.write_text("192.0.2.11 printer.lan\n192.0.2.12 scanner.lan\n")
         text = config_text(other, authority_port, hosts).replace(
             "[local]", "[cache]\nmax_entries = 10\n\n[local]"
@@ -207,16 +131,16 @@ def test_reload_applies_hosts_and_allow_and_keeps_listen(
         write(config, text)
         process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 5.0
-        while addresses(query(port, "printer.lan.")) != ["192.0.2.11"]:
+        while addresses(dns_query(port, "printer.lan.")) != ["192.0.2.11"]:
             assert time.monotonic() < deadline, "the hosts file was not read again"
             time.sleep(0.05)
-        assert addresses(query(port, "scanner.lan.")) == ["192.0.2.12"]
-        assert addresses(query(port, "www.example.com.")) == ["127.1.0.1"]
+        assert addresses(dns_query(port, "scanner.lan.")) == ["192.0.2.12"]
+        assert addresses(dns_query(port, "www.example.com.")) == ["127.1.0.1"]
         # Now only 10.0.0.0/8 may ask: loopback clients are refused at once.
         write(config, config_text(port, authority_port, hosts, allow="10.0.0.0/8"))
         process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 5.0
-        while query(port, "localhost.").header.rcode != 5:
+        while dns_query(port, "localhost.").header.rcode != 5:
             assert time.monotonic() < deadline, "the allow list was not applied"
             time.sleep(0.05)
         process.send_signal(signal.SIGUSR1)
@@ -237,12 +161,12 @@ def test_a_reload_whose_hosts_file_is_gone_keeps_the_running_answers(
     hosts.write_text("192.0.2.10 printer.lan\n")
     config = tmp_path / "resolver.toml"
     write(config, config_text(port, authority_port, hosts))
-    process = start(["serve", "--config", str(config)], port)
+    process = start_resolver(["serve", "--config", str(config)], port, "localhost.")
     try:
         hosts.unlink()
         process.send_signal(signal.SIGHUP)
         time.sleep(0.5)
-        assert addresses(query(port, "printer.lan.")) == ["192.0.2.10"]
+        assert addresses(dns_query(port, "printer.lan.")) == ["192.0.2.10"]
     finally:
         err = stop(process)
     assert "reload failed, the running configuration is kept: local.hosts" in err
@@ -256,13 +180,13 @@ def test_a_file_that_no_longer_validates_is_logged_and_the_running_config_kept(
     hosts.write_text("192.0.2.10 printer.lan\n")
     config = tmp_path / "resolver.toml"
     write(config, config_text(port, authority_port, hosts))
-    process = start(["serve", "--config", str(config)], port)
+    process = start_resolver(["serve", "--config", str(config)], port, "localhost.")
     try:
         write(config, "[server]\nallow = 8\n")
         process.send_signal(signal.SIGHUP)
         time.sleep(0.5)
-        assert addresses(query(port, "printer.lan.")) == ["192.0.2.10"]
-        assert addresses(query(port, "www.example.com.")) == ["127.1.0.1"]
+        assert addresses(dns_query(port, "printer.lan.")) == ["192.0.2.10"]
+        assert addresses(dns_query(port, "www.example.com.")) == ["127.1.0.1"]
     finally:
         err = stop(process)
     assert (
@@ -280,10 +204,10 @@ def test_upstream_failures_and_health_are_logged_at_info_without_a_flood(tmp_pat
         f'[forwarder]\nupstreams = ["127.0.0.1:{silent}"]\ndown_after = 2\n'
         "upstream_timeout = 0.2\nquery_timeout = 0.5\n",
     )
-    process = start(["serve", "--config", str(config)], port)
+    process = start_resolver(["serve", "--config", str(config)], port, "localhost.")
     try:
         for i in range(40):
-            assert query(port, f"q{i}.example.com.", timeout=3.0).header.rcode == 2
+            assert dns_query(port, f"q{i}.example.com.", timeout=3.0).header.rcode == 2
     finally:
         err = stop(process)
     failures = [line for line in err.splitlines() if "upstream failure: " in line]
@@ -301,16 +225,16 @@ def test_a_reload_moves_to_new_upstreams_or_keeps_the_running_ones_if_unusable(
     hosts.write_text("")
     config = tmp_path / "resolver.toml"
     write(config, config_text(port, silent, hosts, timeout=0.2).replace("2.0", "0.2"))
-    process = start(["serve", "--config", str(config)], port)
+    process = start_resolver(["serve", "--config", str(config)], port, "localhost.")
     try:
-        assert query(port, "www.example.com.", timeout=6.0).header.rcode == 2  # SERVFAIL
+        assert dns_query(port, "www.example.com.", timeout=6.0).header.rcode == 2  # SERVFAIL
         write(config, config_text(port, authority_port, hosts))
         process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 5.0
-        while query(port, "www.example.com.", timeout=6.0).header.rcode != 0:
+        while dns_query(port, "www.example.com.", timeout=6.0).header.rcode != 0:
             assert time.monotonic() < deadline, "the new upstream was not used"
             time.sleep(0.05)
-        assert addresses(query(port, "www.example.com.")) == ["127.1.0.1"]
+        assert addresses(dns_query(port, "www.example.com.")) == ["127.1.0.1"]
         # No socket can reach a link-local address without a scope: the reload is refused.
         write(
             config,
@@ -320,7 +244,7 @@ def test_a_reload_moves_to_new_upstreams_or_keeps_the_running_ones_if_unusable(
         )
         process.send_signal(signal.SIGHUP)
         time.sleep(0.5)
-        assert addresses(query(port, "mail.example.com.")) != []
+        assert addresses(dns_query(port, "mail.example.com.")) != []
     finally:
         err = stop(process)
     assert "reload failed, the running configuration is kept: " in err
