@@ -100,9 +100,11 @@ def tcp_exchange(port: int, query: bytes, timeout: float = 4.0) -> bytes:
 
 # --- subprocesses of `python -m resolver` ----------------------------------------------------
 
+import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -157,3 +159,22 @@ def start_resolver(
     process.kill()
     process.communicate(timeout=STOP)
     pytest.fail(f"no answer on port {port} within {STARTUP}s")
+
+
+def addresses(reply: DNSRecord) -> list[str]:
+    return [str(rr.rdata) for rr in reply.rr]
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    """SIGTERM, then its stderr; it must exit 0."""
+    process.terminate()
+    _, err = process.communicate(timeout=STOP)
+    assert process.returncode == 0, err
+    return err
+
+
+def write(path: Path, text: str) -> None:
+    """Replace ``path`` at once, as an editor saving the file does: never read half-written."""
+    temporary = path.with_suffix(".new")
+    temporary.write_text(text)
+    os.replace(temporary, path)

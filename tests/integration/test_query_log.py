@@ -10,12 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import test_serve_signals
-from test_serve_signals import addresses, query, start, stop
+from support import addresses, free_port, start_resolver, stop
+from support import dns_query as query
 
 from resolver.wire import DNSRecord
-
-authority_port = test_serve_signals.authority_port  # the fixture: a fake authority's port
 
 
 def tcp_query(port: int, name: str) -> DNSRecord:
@@ -45,7 +43,7 @@ def lines(path: Path, count: int) -> list[dict[str, Any]]:
 def test_each_answered_query_is_a_json_line_naming_its_source(
     authority_port: int, tmp_path: Path
 ) -> None:
-    port = free = test_serve_signals.free_port()
+    port = free = free_port()
     log = tmp_path / "queries.jsonl"
     config = tmp_path / "resolver.toml"
     config.write_text(
@@ -53,7 +51,7 @@ def test_each_answered_query_is_a_json_line_naming_its_source(
         f'[forwarder]\nupstreams = ["127.0.0.1:{authority_port}"]\n'
     )
     args = ["serve", "--config", str(config), "--query-log", str(log)]
-    process = start(args, free)  # start's own probe (localhost.) is the first line
+    process = start_resolver(args, free, "localhost.")  # the probe is the first line
     try:
         assert addresses(query(port, "www.example.com.")) == ["127.1.0.1"]
         assert addresses(query(port, "www.example.com.")) == ["127.1.0.1"]

@@ -3,35 +3,12 @@ file again without losing a query, a bad file is logged and the running config k
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
 
-from support import STOP, dns_query, free_port, start_resolver
-
-from resolver.wire import DNSRecord
-
-
-def addresses(reply: DNSRecord) -> list[str]:
-    return [str(rr.rdata) for rr in reply.rr]
-
-
-def stop(process: subprocess.Popen[str]) -> str:
-    """SIGTERM, then its stderr; it must exit 0."""
-    process.terminate()
-    _, err = process.communicate(timeout=STOP)
-    assert process.returncode == 0, err
-    return err
-
-
-def write(path: Path, text: str) -> None:
-    """Replace ``path`` at once, as an editor saving the file does: never read half-written."""
-    temporary = path.with_suffix(".new")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+from support import addresses, dns_query, free_port, start_resolver, stop, write
 
 
 def config_text(

@@ -14,16 +14,13 @@ from pathlib import Path
 
 import click
 import pytest
-import test_serve_signals
 from click.testing import CliRunner
-from support import free_port
-from test_serve_signals import STOP, addresses, query, start, stop, write
+from support import STOP, addresses, free_port, start_resolver, stop, write
+from support import dns_query as query
 
 from resolver.cli import SERVE_DEFAULTS, main
 from resolver.config import ForwarderConfig, ServerConfig, TransportConfig
 from resolver.service import Notifier
-
-authority_port = test_serve_signals.authority_port  # the fixture: a fake authority's port
 
 
 def test_serve_help_shows_the_config_defaults() -> None:
@@ -66,7 +63,7 @@ def uids(pid: int) -> list[int]:
 def test_serve_binds_then_runs_as_the_user_it_is_given(authority_port: int) -> None:
     nobody = pwd.getpwnam("nobody")
     port = free_port()
-    process = start(
+    process = start_resolver(
         [
             "serve",
             "--listen",
@@ -77,6 +74,7 @@ def test_serve_binds_then_runs_as_the_user_it_is_given(authority_port: int) -> N
             "nobody",
         ],
         port,
+        "localhost.",
     )
     try:
         assert uids(process.pid) == [nobody.pw_uid] * 4
