@@ -599,9 +599,6 @@ class Upstream:
     def count_reply(self) -> None:
         self._replies += 1
 
-    def count_stray(self) -> None:
-        self._strays += 1
-
     def count_unwanted(self, sock: _UdpSocket) -> None:
         """Count a datagram that ``sock`` received and no query of its wanted. Past the
         threshold within one window, warn (once per window) and retire ``sock``."""

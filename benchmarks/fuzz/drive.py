@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.serve_bench.servers import free_port
 from resolver.errors import WireError
 from resolver.wire import DNSRecord, build_query
 from resolver.wire.raw import section_offsets
@@ -71,20 +72,6 @@ class Tally:
 
 
 _NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
-
-
-def _free_port() -> int:
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def probe_query() -> bytes:
@@ -279,7 +266,7 @@ def _running(args: list[str]) -> Iterator[subprocess.Popen[str]]:
 def target(*serve_args: str) -> Iterator[Target]:
     """The daemon under fuzz, ready; on the way out, fail if it logged a traceback."""
     zones = sorted((_ROOT / "fixtures" / "zones").glob("*.zone"))
-    upstream, port = _free_port(), _free_port()
+    upstream, port = free_port(), free_port()
     zone_args = [arg for zone in zones for arg in ("--zone", str(zone))]
     authority = _command("authority", *zone_args, "--listen", f"127.0.0.1:{upstream}")
     serve = _command(
