@@ -23,6 +23,7 @@ __all__ = [
     "ForwarderConfig",
     "LocalConfig",
     "LogConfig",
+    "RecursionConfig",
     "ServerConfig",
     "SocketPoolConfig",
     "TransportConfig",
@@ -464,6 +465,56 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecursionConfig:
+    """Recursive mode: resolving from the root instead of asking upstreams.
+
+    ``root_hints``: a file in the named.root format naming the root servers (None: the copy of
+    IANA's file that ships with the package). ``port``: the port every authoritative server is
+    asked on (53; NS records carry no port, so another value is for test hierarchies on
+    loopback). ``qname_minimisation`` (RFC 9156): each server is asked only one label more
+    than the zone it serves, falling back to the full name where a server answers that badly.
+    ``randomize_case``: 0x20 on the name of every query, with Unbound's fallback for servers
+    that do not echo the case. ``server_timeout``: the longest wait for one server before the
+    next is asked (known servers get less: a few times their smoothed RTT);
+    ``query_timeout``: the whole client query. ``max_queries``: queries to servers for one
+    client query, name server lookups included; ``max_referrals``: referrals followed for one
+    name. ``max_zones``: delegations (and name server addresses) kept in the delegation cache.
+    """
+
+    root_hints: Path | None = None
+    port: int = 53
+    qname_minimisation: bool = True
+    randomize_case: bool = True
+    server_timeout: float = 1.0
+    query_timeout: float = 10.0
+    max_queries: int = 64
+    max_referrals: int = 30
+    max_zones: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.root_hints is not None and (
+            not isinstance(self.root_hints, Path) or not str(self.root_hints).strip()
+        ):
+            raise ConfigError(
+                "recursion.root_hints", f"must be the path of a file, not {self.root_hints!r}"
+            )
+        _check_int("recursion.port", self.port, 1, 65535)
+        _check_bool("recursion.qname_minimisation", self.qname_minimisation)
+        _check_bool("recursion.randomize_case", self.randomize_case)
+        _check_seconds("recursion.server_timeout", self.server_timeout, 3600)
+        _check_seconds("recursion.query_timeout", self.query_timeout, 3600)
+        if self.server_timeout > self.query_timeout:
+            raise ConfigError(
+                "recursion.server_timeout",
+                f"must be at most query_timeout ({self.query_timeout:g}), "
+                f"not {self.server_timeout:g}",
+            )
+        _check_int("recursion.max_queries", self.max_queries, 1, 10_000)
+        _check_int("recursion.max_referrals", self.max_referrals, 1, 1_000)
+        _check_int("recursion.max_zones", self.max_zones, 1, 2**31)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole daemon's configuration."""
 
@@ -474,6 +525,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    recursion: RecursionConfig = field(default_factory=RecursionConfig)
 
     def __post_init__(self) -> None:
         _choice("mode", self.mode, Mode)
@@ -482,11 +534,10 @@ class Config:
             ("forwarder", self.forwarder, ForwarderConfig),
             ("transport", self.transport, TransportConfig),
             ("cache", self.cache, CacheConfig),
+            ("recursion", self.recursion, RecursionConfig),
         ):
             if not isinstance(section, cls):
                 raise ConfigError(name, f"must be a table, not {_shown(section)}")
-        if self.mode == "recursive":
-            raise ConfigError("mode", "recursive mode is not built yet; use 'forward'")
         if self.mode == "forward" and not self.forwarder.upstreams:
             raise ConfigError("forwarder.upstreams", "forward mode needs at least one upstream")
         for upstream in self.forwarder.upstreams:
@@ -506,6 +557,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "cache": CacheConfig,
     "local": LocalConfig,
     "log": LogConfig,
+    "recursion": RecursionConfig,
 }
 
 
@@ -531,7 +583,7 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
             value = tuple(
                 _build(DomainConfig, f"{name}[{index}]", item) for index, item in enumerate(value)
             )
-        elif key in ("hosts", "query_log"):
+        elif key in ("hosts", "query_log", "root_hints"):
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(name, "must be the path of a file")
             value = Path(value)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "BadResponse",
+    "CaseMismatch",
     "ConfigError",
     "GuardReleased",
     "LocalError",
@@ -76,6 +77,11 @@ class UpstreamUnreachable(UpstreamError):
 
 class BadResponse(UpstreamError):
     """The upstream replied with something unusable (malformed, wrong question, truncated TCP)."""
+
+
+class CaseMismatch(UpstreamError):
+    """A reply matched its query in all but the case of the name (0x20 was on): the server may
+    not echo case, or the reply is forged. The caller may ask again without 0x20."""
 
 
 class LocalError(ResolverError):

@@ -22,8 +22,13 @@ The rules, for one client query under one deadline:
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
+from resolver.engine.actions import (
+    EDE_NETWORK_ERROR,
+    EDE_NO_REACHABLE_AUTHORITY,
+    EDE_STALE_ANSWER,
+    Done,
+    Send,
+)
 from resolver.engine.selection import Selector
 from resolver.errors import LocalError, UpstreamTimeout, UpstreamUnreachable
 
@@ -36,11 +41,6 @@ __all__ = [
     "Send",
 ]
 
-# Extended DNS Error info codes (RFC 8914 section 4).
-EDE_STALE_ANSWER = 3
-EDE_NO_REACHABLE_AUTHORITY = 22
-EDE_NETWORK_ERROR = 23
-
 _ROUNDS = 2
 _TC_BYTE2 = 0x02
 _FORMERR = 1
@@ -49,23 +49,6 @@ _NOTIMP = 4
 _REFUSED = 5
 # Outcomes of one upstream within a query.
 _UNTRIED, _ANSWERED, _TIMED_OUT, _GONE = range(4)
-
-
-class Send(NamedTuple):
-    """Ask upstream ``upstream`` (an index) by ``deadline``."""
-
-    upstream: int
-    tcp: bool
-    edns: bool
-    deadline: float
-    failover: bool  # another upstream than the previous attempt's
-
-
-class Done(NamedTuple):
-    """The query is over: relay ``reply`` (the upstream's raw reply), or fail with ``ede``."""
-
-    reply: bytes | None
-    ede: int | None
 
 
 Action = Send | Done

@@ -49,10 +49,27 @@ def test_forward_mode_needs_an_upstream() -> None:
         Config()
 
 
-def test_recursive_mode_is_refused_until_it_exists() -> None:
+def test_recursive_mode_needs_no_upstream() -> None:
+    config = Config(mode="recursive")
+    assert config.recursion.port == 53
+    assert config.recursion.qname_minimisation and config.recursion.randomize_case
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"port": 0}, "recursion.port"),
+        ({"max_queries": 0}, "recursion.max_queries"),
+        ({"server_timeout": 20.0}, "recursion.server_timeout"),
+        ({"qname_minimisation": "yes"}, "recursion.qname_minimisation"),
+        ({"root_hints": 3}, "recursion.root_hints"),
+    ],
+    ids=["port", "max-queries", "server-timeout-above-query-timeout", "not-a-bool", "hints"],
+)
+def test_bad_recursion_settings_name_the_field(settings: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError) as info:
-        Config(mode="recursive")
-    assert info.value.field == "mode"
+        config_from_mapping({"mode": "recursive", "recursion": settings})
+    assert info.value.field == field
 
 
 @pytest.mark.parametrize(

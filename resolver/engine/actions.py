@@ -1,0 +1,56 @@
+"""The actions the engine's decisions answer with, which its driver performs.
+
+``Send`` asks a configured upstream (forwarding); ``Query`` asks a server by address
+(iteration in recursive mode); ``Done`` ends the query with a reply, or without one and the
+Extended DNS Error (RFC 8914) that says why.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from resolver.config import Address
+
+__all__ = [
+    "EDE_NETWORK_ERROR",
+    "EDE_NO_REACHABLE_AUTHORITY",
+    "EDE_STALE_ANSWER",
+    "Done",
+    "Query",
+    "Send",
+]
+
+# Extended DNS Error info codes (RFC 8914 section 4).
+EDE_STALE_ANSWER = 3
+EDE_NO_REACHABLE_AUTHORITY = 22
+EDE_NETWORK_ERROR = 23
+
+
+class Send(NamedTuple):
+    """Ask upstream ``upstream`` (an index) by ``deadline``."""
+
+    upstream: int
+    tcp: bool
+    edns: bool
+    deadline: float
+    failover: bool  # another upstream than the previous attempt's
+
+
+class Query(NamedTuple):
+    """Ask the server at ``server`` the question ``name qtype`` (class IN, RD clear) by
+    ``deadline``, over TCP or UDP, with or without EDNS and 0x20."""
+
+    server: Address
+    name: bytes
+    qtype: int
+    tcp: bool
+    edns: bool
+    randomize_case: bool
+    deadline: float
+
+
+class Done(NamedTuple):
+    """The query is over: relay ``reply`` (raw reply bytes), or fail with ``ede``."""
+
+    reply: bytes | None
+    ede: int | None

@@ -1,0 +1,662 @@
+"""Iteration from the root (recursive mode): the decisions for one client question, as plain
+code, with no I/O and no clock of its own.
+
+An :class:`Iteration` is told what happened (``start``, ``on_reply``, ``on_failure``, each
+with the time) and answers with the next action: a :class:`~resolver.engine.actions.Query`
+(ask this server this question) or :class:`~resolver.engine.actions.Done` (the reply, which
+it builds from what the servers said, or none). The engine's driver performs the queries over
+the transport, as it does the forwarding decisions. One query is outstanding at a time.
+
+The rules:
+
+* Start at the deepest zone the delegation cache knows for the name (the root hints at
+  first); for type DS, at the zone above the name (the parent holds DS).
+* Ask the zone's servers, fastest first (``ServerTimes``); a server never measured counts as
+  376 ms. A server that times out, cannot be reached, answers SERVFAIL, REFUSED, NOTIMP or
+  FORMERR (after asking again without EDNS), answers with a truncated reply twice (UDP then
+  TCP), or is lame (a referral upwards or sideways, or a non-authoritative empty answer) is
+  left for the next server of the zone; servers that timed out get a second round, time
+  allowing. A zone whose servers all fail ends the query with SERVFAIL, never a guess.
+* QNAME minimisation (RFC 9156): a server is asked for the zone's name plus one label
+  (type A), until the full name is reached or 10 such queries were made. A minimised query
+  answered NXDOMAIN, or with an error, is asked again with the full name (the relaxed mode of
+  Unbound: some servers answer empty non-terminals badly).
+* A referral (NS records for a zone below the current one and above the name asked) is
+  followed; the NS set and glue are stored in the delegation cache. Glue is taken only for
+  the referral's own name servers and only inside the delegated zone (Unbound's harden-glue);
+  other records of the reply are not used. Every answer record must lie inside the zone
+  of the server that gave it.
+* A name server without glue is looked up (A, then AAAA when IPv6 can be used), a nested
+  iteration on the same budget; a name already being looked up is not looked up again (loop
+  detection), and one that cannot be found is skipped.
+* CNAME and DNAME (RFC 6672: the CNAME is synthesised here from the DNAME) are followed,
+  within one reply as far as the server's zone allows, then by iterating for the target; at
+  most 8 links, a loop ends with SERVFAIL. NXDOMAIN and NODATA end the query with the SOA the
+  server gave.
+* Limits: ``max_queries`` queries in all (lookups of name servers included), ``max_referrals``
+  referrals per name, and the client query's deadline.
+* 0x20: a reply that matched but for the case of the name (``CaseMismatch``) is asked again
+  twice without 0x20 on fresh ports, and accepted only if both replies say the same
+  (Unbound's caps fallback).
+
+The reply built holds the question as the client asked it, the CNAME chain and the answer
+(or, for a negative answer, the SOA in the authority section); no additional records.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from typing import NamedTuple
+
+from resolver.config import RecursionConfig
+from resolver.engine.actions import (
+    EDE_NETWORK_ERROR,
+    EDE_NO_REACHABLE_AUTHORITY,
+    Done,
+    Query,
+)
+from resolver.engine.delegations import Delegations, ServerTimes, Zone
+from resolver.errors import (
+    CaseMismatch,
+    LocalError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    WireError,
+)
+from resolver.wire.raw import AA, CLASS_IN, NOERROR, NXDOMAIN, QR, RD, TC, ancestors
+from resolver.wire.records import Message, Record, build_reply, read_message, target_name
+
+__all__ = ["Iteration", "Step"]
+
+_ROOT = b"\x00"
+_TYPE_A = 1
+_TYPE_NS = 2
+_TYPE_CNAME = 5
+_TYPE_SOA = 6
+_TYPE_AAAA = 28
+_TYPE_DNAME = 39
+_TYPE_DS = 43
+_TYPE_ANY = 255
+_FORMERR = 1
+_MAX_LINKS = 8  # CNAME and DNAME links followed for one question
+_MAX_MINIMISE = 10  # minimised queries per name (RFC 9156's MAX_MINIMISE_COUNT)
+_MAX_NESTING = 6  # name server lookups inside name server lookups
+_NO_ADDRESS_TTL = 60  # how long a name server that has no address is remembered as such
+_RCODES = {1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+Action = Query | Done
+
+
+class Step(NamedTuple):
+    """One exchange of the iteration, for ``resolver query --trace``: the server asked (and
+    the zone it was asked for), the question, what its reply meant, and how long it took."""
+
+    server: tuple[str, int]
+    zone: bytes
+    name: bytes
+    qtype: int
+    outcome: str
+    elapsed: float
+
+
+def _under(name: bytes, zone: bytes) -> bool:
+    """Whether ``name`` is ``zone`` or below it (lowercase wire forms, label by label)."""
+    if zone == _ROOT:
+        return True
+    size = len(zone)
+    for suffix in ancestors(name):
+        if len(suffix) <= size:
+            return suffix == zone
+    return False
+
+
+def _labels(name: bytes) -> int:
+    return sum(1 for _ in ancestors(name))
+
+
+def _parent(name: bytes) -> bytes:
+    return name[name[0] + 1 :] if name != _ROOT else _ROOT
+
+
+def _text(name: bytes) -> str:
+    parts = []
+    pos = 0
+    while name[pos]:
+        parts.append(name[pos + 1 : pos + 1 + name[pos]].decode("ascii", "replace"))
+        pos += name[pos] + 1
+    return ".".join(parts) + "." if parts else "."
+
+
+def _address(record: Record) -> str | None:
+    try:
+        if record.rtype == _TYPE_A and len(record.rdata) == 4:
+            return str(ipaddress.IPv4Address(record.rdata))
+        if record.rtype == _TYPE_AAAA and len(record.rdata) == 16:
+            return str(ipaddress.IPv6Address(record.rdata))
+    except ValueError:
+        return None
+    return None
+
+
+def _digest(message: Message) -> tuple[int, frozenset[tuple[bytes, int, bytes]]]:
+    """What two replies must share to say the same: rcode and the answer records."""
+    return message.rcode, frozenset((r.name.lower(), r.rtype, r.rdata) for r in message.answer)
+
+
+class _Frame:
+    """One name being resolved: the client's question (at the bottom of the stack), or the
+    address of a name server (above it)."""
+
+    __slots__ = (
+        "below",
+        "chain",
+        "failed_servers",
+        "key",
+        "links",
+        "minimise",
+        "minimised",
+        "qtype",
+        "referrals",
+        "retried",
+        "server_of",
+        "timed_out",
+        "tried",
+        "zone",
+    )
+
+    def __init__(
+        self, key: bytes, qtype: int, zone: Zone, minimise: bool, server_of: bytes | None
+    ) -> None:
+        self.key = key  # lowercase wire form
+        self.qtype = qtype
+        self.server_of = server_of  # the name server whose address this frame looks up
+        self.chain: list[Record] = []
+        self.links = 0
+        self.referrals = 0
+        self.minimise = minimise
+        self.minimised = 0
+        self.enter(zone)
+
+    def enter(self, zone: Zone) -> None:
+        """Start asking the servers of ``zone``."""
+        self.zone = zone
+        self.below = zone.name  # the longest name known to exist under zone, with no cut
+        self.tried: set[str] = set()
+        self.timed_out: list[str] = []
+        self.retried = False
+        self.failed_servers: set[bytes] = set()
+
+
+class Iteration:
+    """The way of one question from the root to its answer (see the module's rules)."""
+
+    __slots__ = (
+        "_asked",
+        "_caps",
+        "_case",
+        "_config",
+        "_deadline",
+        "_delegations",
+        "_edns",
+        "_families",
+        "_name",
+        "_qclass",
+        "_qtype",
+        "_queries",
+        "_rng",
+        "_sent_at",
+        "_server",
+        "_stack",
+        "_steps",
+        "_tcp",
+        "_times",
+        "_unreachable",
+    )
+
+    def __init__(
+        self,
+        name: bytes,
+        qtype: int,
+        qclass: int,
+        deadline: float,
+        *,
+        config: RecursionConfig,
+        delegations: Delegations,
+        times: ServerTimes,
+        families: frozenset[int] = frozenset({4, 6}),
+        rng: random.Random | None = None,
+        steps: list[Step] | None = None,
+    ) -> None:
+        self._name = name
+        self._qtype = qtype
+        self._qclass = qclass
+        self._deadline = deadline
+        self._config = config
+        self._delegations = delegations
+        self._times = times
+        self._families = families
+        self._rng = rng or random.Random()
+        self._steps = steps
+        self._stack: list[_Frame] = []
+        self._queries = 0
+        self._unreachable = False
+        self._server = ""
+        self._asked: tuple[bytes, int] = (b"", 0)
+        self._tcp = False
+        self._edns = True
+        self._case = config.randomize_case
+        self._sent_at = 0.0
+        self._caps: list[Message] | None = None
+
+    @property
+    def queries(self) -> int:
+        """Queries sent so far."""
+        return self._queries
+
+    # ----------------------------------------------------------------- events
+
+    def start(self, now: float) -> Action:
+        key = self._name.lower()
+        start = _parent(key) if self._qtype == _TYPE_DS else key
+        zone = self._delegations.closest(start, now)
+        self._stack.append(_Frame(key, self._qtype, zone, self._config.qname_minimisation, None))
+        return self._next(now)
+
+    def on_reply(self, reply: bytes, now: float) -> Action:
+        """The validated reply to the last Query."""
+        frame = self._stack[-1]
+        server = self._server
+        self._times.succeeded(server, now - self._sent_at, now)
+        try:
+            message = read_message(reply)
+        except WireError as exc:
+            self._step(f"malformed reply ({exc})", now)
+            frame.tried.add(server)
+            return self._next(now)
+        if self._caps is not None:
+            self._caps.append(message)
+            if len(self._caps) < 2:
+                return self._again(now, case=False)
+            first, second = self._caps
+            self._caps = None
+            if _digest(first) != _digest(second):
+                self._step("replies without 0x20 differ: server skipped", now)
+                frame.tried.add(server)
+                return self._next(now)
+        rcode = message.rcode
+        if rcode == _FORMERR and self._edns:
+            self._step("FORMERR: asking again without EDNS", now)
+            return self._again(now, edns=False)
+        if message.flags & TC and not self._tcp:
+            self._step("truncated: asking again over TCP", now)
+            return self._again(now, tcp=True)
+        if rcode not in (NOERROR, NXDOMAIN):
+            what = _RCODES.get(rcode, f"rcode {rcode}")
+            if self._minimised(frame) and frame.minimise:
+                self._step(f"{what} to a minimised query: asking the full name", now)
+                frame.minimise = False
+                return self._send(frame, server, now)
+            self._step(f"{what}: next server", now)
+            frame.tried.add(server)
+            return self._next(now)
+        return self._understand(frame, message, now)
+
+    def on_failure(self, exc: BaseException, now: float) -> Action:
+        """The last Query ended without a reply: ``exc`` says how."""
+        frame = self._stack[-1]
+        server = self._server
+        if isinstance(exc, CaseMismatch) and self._caps is None:
+            self._step("0x20 case not echoed: asking twice without it", now)
+            self._caps = []
+            return self._again(now, case=False)
+        self._caps = None
+        frame.tried.add(server)
+        if isinstance(exc, LocalError):
+            self._step(f"not sent ({exc})", now)
+        elif isinstance(exc, UpstreamTimeout):
+            self._times.failed(server, now - self._sent_at, now)
+            frame.timed_out.append(server)
+            self._step("timeout", now)
+        else:
+            self._times.failed(server, now - self._sent_at, now)
+            self._unreachable = self._unreachable or isinstance(exc, UpstreamUnreachable)
+            self._step(f"failed: {exc}", now)
+        return self._next(now)
+
+    # ----------------------------------------------------------------- choosing
+
+    def _next(self, now: float) -> Action:
+        """Ask the next server, starting or ending lookups of name servers as needed."""
+        while True:
+            if now >= self._deadline or self._queries >= self._config.max_queries:
+                return self._fail()
+            frame = self._stack[-1]
+            server, lookup = self._choose(frame, now)
+            if server is not None:
+                return self._send(frame, server, now)
+            if lookup is not None and len(self._stack) <= _MAX_NESTING:
+                qtype = _TYPE_A if 4 in self._families else _TYPE_AAAA
+                zone = self._delegations.closest(lookup, now)
+                minimise = self._config.qname_minimisation
+                self._stack.append(_Frame(lookup, qtype, zone, minimise, lookup))
+                continue
+            if lookup is not None:
+                frame.failed_servers.add(lookup)
+                continue
+            # Every server of the zone failed.
+            if len(self._stack) == 1:
+                return self._fail()
+            self._stack.pop()
+            assert frame.server_of is not None
+            self._stack[-1].failed_servers.add(frame.server_of)
+
+    def _choose(self, frame: _Frame, now: float) -> tuple[str | None, bytes | None]:
+        """The best address not yet tried among the zone's servers, or else a name server
+        to look up, or else (None, None)."""
+        delegations, times, rng = self._delegations, self._times, self._rng
+        best: str | None = None
+        best_score = (0.0, 0.0)
+        missing: bytes | None = None
+        looking_up = {f.server_of for f in self._stack}
+        for server in frame.zone.servers:
+            addresses = delegations.addresses(server, now)
+            if addresses is None:
+                usable = server not in frame.failed_servers and server not in looking_up
+                if missing is None and usable:
+                    missing = server
+                continue
+            for address in addresses:
+                if address in frame.tried or not self._usable(address):
+                    continue
+                score = (times.score(address, now), rng.random())
+                if best is None or score < best_score:
+                    best, best_score = address, score
+        if best is not None or missing is not None:
+            return best, missing
+        if frame.timed_out and not frame.retried:
+            # A lost datagram deserves one more try: a second round for the silent ones.
+            frame.retried = True
+            frame.tried.difference_update(frame.timed_out)
+            frame.timed_out = []
+            return self._choose(frame, now)
+        return None, None
+
+    def _usable(self, address: str) -> bool:
+        return (6 if ":" in address else 4) in self._families
+
+    def _minimised(self, frame: _Frame) -> bool:
+        return self._asked != (frame.key, frame.qtype)
+
+    def _question(self, frame: _Frame) -> tuple[bytes, int]:
+        """What to ask the zone's servers: the full question, or with QNAME minimisation the
+        name one label below the longest name known to exist, type A."""
+        if not frame.minimise or frame.minimised >= _MAX_MINIMISE:
+            return frame.key, frame.qtype
+        names = list(ancestors(frame.key))  # longest first; the root excluded
+        depth = _labels(frame.below)
+        if depth + 1 >= len(names) or not _under(frame.key, frame.below):
+            return frame.key, frame.qtype
+        return names[len(names) - depth - 1], _TYPE_A
+
+    # ----------------------------------------------------------------- sending
+
+    def _send(self, frame: _Frame, server: str, now: float) -> Action:
+        name, qtype = self._question(frame)
+        if (name, qtype) != (frame.key, frame.qtype):
+            frame.minimised += 1
+        self._asked = (name, qtype)
+        self._server = server
+        self._tcp = False
+        self._edns = True
+        self._case = self._config.randomize_case
+        return self._query(now)
+
+    def _again(
+        self,
+        now: float,
+        *,
+        tcp: bool | None = None,
+        edns: bool | None = None,
+        case: bool | None = None,
+    ) -> Action:
+        """Ask the same server the same question again, changed as given."""
+        if tcp is not None:
+            self._tcp = tcp
+        if edns is not None:
+            self._edns = edns
+        if case is not None:
+            self._case = case
+        return self._query(now)
+
+    def _query(self, now: float) -> Action:
+        if now >= self._deadline or self._queries >= self._config.max_queries:
+            return self._fail()
+        self._queries += 1
+        self._sent_at = now
+        ceiling = self._config.server_timeout
+        wait = ceiling if self._tcp else self._times.timeout(self._server, ceiling, now)
+        name, qtype = self._asked
+        return Query(
+            (self._server, self._config.port),
+            name,
+            qtype,
+            self._tcp,
+            self._edns,
+            self._case,
+            min(self._deadline, now + wait),
+        )
+
+    # ----------------------------------------------------------------- replies
+
+    def _understand(self, frame: _Frame, message: Message, now: float) -> Action:
+        """A NOERROR or NXDOMAIN reply from a server of ``frame.zone``: a referral, an
+        answer, a negative answer, or a lame server."""
+        zone = frame.zone.name
+        asked, _ = self._asked
+        cut = self._cut(frame, message)
+        if cut is not None:
+            if not cut:  # a referral upwards or sideways
+                self._step("lame (a referral that leads nowhere down): next server", now)
+                frame.tried.add(self._server)
+                return self._next(now)
+            return self._referral(frame, message, cut, now)
+        authoritative = bool(message.flags & AA)
+        if self._minimised(frame):
+            if message.rcode == NXDOMAIN:
+                self._step(f"NXDOMAIN for {_text(asked)}: asking the full name", now)
+                frame.minimise = False
+                return self._send(frame, self._server, now)
+            if not authoritative and not message.answer:
+                self._step("lame (not authoritative): next server", now)
+                frame.tried.add(self._server)
+                return self._next(now)
+            self._step(f"{_text(asked)} exists, no zone cut there", now)
+            frame.below = asked
+            return self._send(frame, self._server, now)
+        answers = [
+            r for r in message.answer if r.rclass == CLASS_IN and _under(r.name.lower(), zone)
+        ]
+        current = frame.key
+        chain: list[Record] = []
+        qtype = frame.qtype
+        while True:
+            found = [
+                r
+                for r in answers
+                if r.name.lower() == current and (r.rtype == qtype or qtype == _TYPE_ANY)
+            ]
+            if found:
+                frame.chain += chain
+                self._step("answer", now)
+                return self._complete(frame, NOERROR, found, (), now)
+            link = self._link(answers, current, zone)
+            if link is None:
+                break
+            records, target = link
+            chain += records
+            frame.links += 1
+            seen = {r.name.lower() for r in frame.chain} | {r.name.lower() for r in chain}
+            if frame.links > _MAX_LINKS or target in seen or target == frame.key:
+                self._step("CNAME loop or chain too long", now)
+                return self._fail()
+            current = target
+        frame.chain += chain
+        nxdomain = message.rcode == NXDOMAIN
+        soa = [
+            r
+            for r in message.authority
+            if r.rtype == _TYPE_SOA
+            and r.rclass == CLASS_IN
+            and _under(current, r.name.lower())
+            and _under(r.name.lower(), zone)
+        ]
+        if current != frame.key:
+            # The chain left this reply's data: the server's negative answer covers its end
+            # only when it is in the server's zone and the server says so (NXDOMAIN, or an
+            # authoritative empty answer with the SOA); else the end is resolved anew.
+            if _under(current, zone) and (nxdomain or (authoritative and soa)):
+                self._step("NXDOMAIN" if nxdomain else "NODATA", now)
+                return self._complete(frame, message.rcode, [], soa[:1], now)
+            self._step(f"CNAME to {_text(current)}: resolving it", now)
+            return self._restart(frame, current, now)
+        if nxdomain or authoritative:
+            self._step("NXDOMAIN" if nxdomain else "NODATA", now)
+            return self._complete(frame, message.rcode, [], soa[:1], now)
+        self._step("lame (not authoritative): next server", now)
+        frame.tried.add(self._server)
+        return self._next(now)
+
+    def _link(
+        self, answers: list[Record], current: bytes, zone: bytes
+    ) -> tuple[list[Record], bytes] | None:
+        """The CNAME (or DNAME with the CNAME synthesised from it) that ``current`` leads
+        to in ``answers``, and its target; None when there is none."""
+        if self._qtype != _TYPE_DNAME:
+            for record in answers:
+                owner = record.name.lower()
+                if record.rtype == _TYPE_DNAME and owner != current and _under(current, owner):
+                    if not _under(owner, zone):
+                        continue
+                    target = current[: len(current) - len(owner)] + target_name(record).lower()
+                    if len(target) > 255:
+                        return None
+                    synthesised = Record(current, _TYPE_CNAME, CLASS_IN, record.ttl, target)
+                    return [record, synthesised], target
+        if self._qtype == _TYPE_CNAME:
+            return None
+        for record in answers:
+            if record.rtype == _TYPE_CNAME and record.name.lower() == current:
+                return [record], target_name(record).lower()
+        return None
+
+    def _cut(self, frame: _Frame, message: Message) -> bytes | None:
+        """The zone a referral in ``message`` leads to; b"" for a lame one (upwards or
+        sideways); None when the message is no referral."""
+        if message.rcode != NOERROR or any(
+            r.rclass == CLASS_IN and _under(r.name.lower(), frame.zone.name) for r in message.answer
+        ):
+            return None
+        owners = {
+            r.name.lower()
+            for r in message.authority
+            if r.rtype == _TYPE_NS and r.rclass == CLASS_IN
+        }
+        if not owners:
+            return None
+        if len(owners) > 1:
+            return b""
+        (owner,) = owners
+        zone = frame.zone.name
+        asked, _ = self._asked
+        if owner == zone and message.flags & AA:
+            return None  # the zone's own NS beside an authoritative empty answer
+        if owner == zone or not _under(owner, zone) or not _under(asked, owner):
+            return b""
+        if frame.qtype == _TYPE_DS and owner == frame.key:
+            return b""  # the parent holds DS: a referral to the child is no answer
+        return owner
+
+    def _referral(self, frame: _Frame, message: Message, cut: bytes, now: float) -> Action:
+        frame.referrals += 1
+        if frame.referrals > self._config.max_referrals:
+            self._step("too many referrals", now)
+            return self._fail()
+        records = [
+            r
+            for r in message.authority
+            if r.rtype == _TYPE_NS and r.rclass == CLASS_IN and r.name.lower() == cut
+        ]
+        servers = tuple(dict.fromkeys(target_name(r).lower() for r in records))
+        ttl = min(r.ttl for r in records)
+        glue: dict[bytes, list[str]] = {}
+        glue_ttl: dict[bytes, int] = {}
+        for record in message.additional:
+            owner = record.name.lower()
+            if owner not in servers or not _under(owner, cut) or record.rclass != CLASS_IN:
+                continue
+            address = _address(record)
+            if address is not None:
+                glue.setdefault(owner, []).append(address)
+                glue_ttl[owner] = min(glue_ttl.get(owner, record.ttl), record.ttl)
+        for owner, addresses in glue.items():
+            self._delegations.learn_addresses(owner, tuple(addresses), glue_ttl[owner], now)
+        zone = self._delegations.learn_zone(cut, servers, ttl, now)
+        self._step(f"referral to {_text(cut)} ({len(servers)} servers, {len(glue)} with glue)", now)
+        frame.enter(zone)
+        return self._next(now)
+
+    def _restart(self, frame: _Frame, name: bytes, now: float) -> Action:
+        """Go on with the CNAME target ``name`` from the deepest zone known for it."""
+        frame.key = name
+        frame.referrals = 0
+        frame.minimise = self._config.qname_minimisation
+        frame.minimised = 0
+        frame.enter(self._delegations.closest(name, now))
+        return self._next(now)
+
+    def _complete(
+        self,
+        frame: _Frame,
+        rcode: int,
+        answer: list[Record],
+        authority: list[Record] | tuple[()],
+        now: float,
+    ) -> Action:
+        """``frame``'s name is resolved: the client's reply, or a name server's addresses."""
+        if frame.server_of is None:
+            reply = build_reply(
+                self._name,
+                self._qtype,
+                self._qclass,
+                rcode,
+                [*frame.chain, *answer],
+                authority,
+                flags=QR | RD,
+            )
+            return Done(reply, None)
+        addresses = tuple(a for a in map(_address, answer) if a is not None)
+        if not addresses and frame.qtype == _TYPE_A and 6 in self._families:
+            frame.qtype = _TYPE_AAAA
+            return self._restart(frame, frame.server_of, now)
+        if addresses:
+            ttl = min(r.ttl for r in answer)
+        else:
+            ttl = min([_NO_ADDRESS_TTL, *(r.ttl for r in authority)])
+        self._delegations.learn_addresses(frame.server_of, addresses, ttl, now)
+        self._stack.pop()
+        if not addresses:
+            self._stack[-1].failed_servers.add(frame.server_of)
+        return self._next(now)
+
+    def _fail(self) -> Done:
+        return Done(None, EDE_NETWORK_ERROR if self._unreachable else EDE_NO_REACHABLE_AUTHORITY)
+
+    def _step(self, outcome: str, now: float) -> None:
+        if self._steps is not None:
+            frame = self._stack[-1]
+            name, qtype = self._asked
+            server = (self._server, self._config.port)
+            self._steps.append(
+                Step(server, frame.zone.name, name, qtype, outcome, now - self._sent_at)
+            )
