@@ -52,7 +52,8 @@ def test_forward_mode_needs_an_upstream() -> None:
 def test_recursive_mode_needs_no_upstream() -> None:
     config = Config(mode="recursive")
     assert config.recursion.port == 53
-    assert config.recursion.qname_minimisation and config.recursion.randomize_case
+    assert config.recursion.qname_minimisation
+    assert config.recursion.randomize_case
 
 
 @pytest.mark.parametrize(
