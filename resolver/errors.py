@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "BadResponse",
+    "CaseMismatch",
     "ConfigError",
     "GuardReleased",
     "LocalError",
@@ -76,6 +77,12 @@ class UpstreamUnreachable(UpstreamError):
 
 class BadResponse(UpstreamError):
     """The upstream replied with something unusable (malformed, wrong question, truncated TCP)."""
+
+
+class CaseMismatch(UpstreamError):
+    """The server's reply matched our 0x20 query in everything but the case of the name: the
+    server may not echo the question's case (ask again without 0x20 and compare), or the reply
+    is forged by someone who guessed the ID but not the case."""
 
 
 class LocalError(ResolverError):
