@@ -80,8 +80,9 @@ class BadResponse(UpstreamError):
 
 
 class CaseMismatch(UpstreamError):
-    """A reply matched its query in all but the case of the name (0x20 was on): the server may
-    not echo case, or the reply is forged. The caller may ask again without 0x20."""
+    """The server's reply matched our 0x20 query in everything but the case of the name: the
+    server may not echo the question's case (ask again without 0x20 and compare), or the reply
+    is forged by someone who guessed the ID but not the case."""
 
 
 class LocalError(ResolverError):
