@@ -103,6 +103,8 @@ def _merge(base: dict[str, Any], section: str, key: str, value: object) -> None:
 # The defaults `serve --help` shows, as the Config's dataclasses have them (a test compares
 # the two); written out so that `resolver query` need not import the config module.
 SERVE_DEFAULTS = {
+    "mode": "forward",
+    "root_hints": "IANA's, shipped with resolver",
     "listen": "127.0.0.1:53",
     "upstream": "none; at least one is needed",
     "policy": "sequential",
@@ -120,6 +122,18 @@ SERVE_DEFAULTS = {
     type=click.Path(path_type=Path),
     help="TOML file; the flags below override it.",
     show_default="none",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["forward", "recursive"]),
+    help="Forward to upstreams, or resolve from the root.",
+    show_default=SERVE_DEFAULTS["mode"],
+)
+@click.option(
+    "--root-hints",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Root hints file (named.root format) for recursive mode.",
+    show_default=SERVE_DEFAULTS["root_hints"],
 )
 @click.option(
     "--listen",
@@ -184,6 +198,8 @@ SERVE_DEFAULTS = {
 )
 def serve(
     config_path: Path | None,
+    mode: str | None,
+    root_hints: Path | None,
     listen: tuple[str, ...],
     upstream: tuple[str, ...],
     policy: str | None,
@@ -195,8 +211,10 @@ def serve(
     user: str | None,
     log_level: str,
 ) -> None:
-    """Run the forwarding DNS daemon until SIGINT or SIGTERM, which let the queries in
-    flight finish first.
+    """Run the caching DNS daemon, forwarding to upstreams or (--mode recursive)
+    resolving from the root, until SIGINT or SIGTERM, which let the queries in flight
+    finish first. In recursive mode --query-timeout and --0x20 apply to the [recursion]
+    settings.
 
     \b
     Signals:
@@ -229,6 +247,8 @@ def serve(
     try:
         config = build_serve_config(
             config_path,
+            mode=mode,
+            root_hints=root_hints,
             listen=listen,
             upstream=upstream,
             policy=policy,
@@ -245,6 +265,8 @@ def serve(
     def load() -> Config:  # what SIGHUP applies: the file read again, the same flags on top
         return build_serve_config(
             config_path,
+            mode=mode,
+            root_hints=root_hints,
             listen=listen,
             upstream=upstream,
             policy=policy,
@@ -268,6 +290,8 @@ def serve(
 def build_serve_config(
     config_path: Path | None,
     *,
+    mode: str | None = None,
+    root_hints: Path | None = None,
     listen: tuple[str, ...] = (),
     upstream: tuple[str, ...] = (),
     policy: str | None = None,
@@ -281,13 +305,18 @@ def build_serve_config(
     from resolver.config import config_from_mapping, load_config
 
     data: dict[str, Any] = load_config(config_path) if config_path is not None else {}
+    if mode is not None:
+        data["mode"] = mode
+    # The flags that both modes have go to the section of the mode that runs.
+    recursive = data.get("mode") == "recursive"
     _merge(data, "server", "listen", list(listen))
     _merge(data, "server", "allow", list(allow))
     _merge(data, "forwarder", "upstreams", list(upstream))
     _merge(data, "forwarder", "policy", policy)
     _merge(data, "forwarder", "upstream_timeout", upstream_timeout)
-    _merge(data, "forwarder", "query_timeout", query_timeout)
-    _merge(data, "transport", "randomize_case", randomize_case)
+    _merge(data, "recursion" if recursive else "forwarder", "query_timeout", query_timeout)
+    _merge(data, "recursion" if recursive else "transport", "randomize_case", randomize_case)
+    _merge(data, "recursion", "root_hints", None if root_hints is None else str(root_hints))
     _merge(data, "log", "query_log", None if query_log is None else str(query_log))
     return config_from_mapping(data)
 
@@ -296,7 +325,7 @@ def build_serve_config(
 @click.argument("path", metavar="FILE", type=click.Path(path_type=Path))
 def check_config(path: Path) -> None:
     """Check a TOML config file as 'resolver serve --config FILE' would read it (the hosts
-    file included), without starting anything.
+    file and root hints included), without starting anything.
 
     \b
     Exit codes:
@@ -311,8 +340,12 @@ def check_config(path: Path) -> None:
         problems = config_problems(load_config(path))
         if not problems:
             from resolver.daemon import local_answers
+            from resolver.engine.hints import read_root_hints
 
-            local_answers(config_from_mapping(load_config(path)))
+            config = config_from_mapping(load_config(path))
+            local_answers(config)
+            if config.mode == "recursive":
+                read_root_hints(config.recursion.root_hints)
     except ConfigError as exc:
         problems = [exc]
     for problem in problems:

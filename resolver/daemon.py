@@ -26,6 +26,7 @@ from collections.abc import Callable
 from resolver.cache import Cache
 from resolver.config import Address, Config
 from resolver.engine import Engine
+from resolver.engine.hints import RootHints, read_root_hints
 from resolver.engine.local import LocalAnswers
 from resolver.hosts import HostsEntry, read_hosts
 from resolver.querylog import QueryLog
@@ -108,7 +109,11 @@ class Daemon:
         self.config = config
         cache = Cache(config.cache) if config.cache.enabled else None
         self.engine = Engine(
-            config.forwarder, config.transport, cache=cache, local=local_answers(config)
+            config.forwarder,
+            config.transport,
+            cache=cache,
+            local=local_answers(config),
+            recursion=config.recursion if config.mode == "recursive" else None,
         )
         self.server = Server(config.server, self.engine)
         if config.log.query_log is not None:
@@ -195,7 +200,7 @@ class Daemon:
         self._notify("RELOADING=1")
         try:
             try:
-                applied, changed, local, query_log = await asyncio.to_thread(
+                applied, changed, local, query_log, hints = await asyncio.to_thread(
                     self._prepare, self.config
                 )
             except Exception as exc:  # the root of a reload: one bad file must not stop us
@@ -203,14 +208,20 @@ class Daemon:
                 log.error("reload failed, the running configuration is kept: %s", exc)
                 return False
             engine = None
-            if (applied.forwarder, applied.transport) != (
+            if (applied.forwarder, applied.transport, applied.recursion) != (
                 self.config.forwarder,
                 self.config.transport,
+                self.config.recursion,
             ):
                 # New upstreams, domains, policy or pools: a new engine, its sockets opened
                 # while the running one serves; it takes over the cache.
                 engine = Engine(
-                    applied.forwarder, applied.transport, cache=self.engine.cache, local=local
+                    applied.forwarder,
+                    applied.transport,
+                    cache=self.engine.cache,
+                    local=local,
+                    recursion=applied.recursion if applied.mode == "recursive" else None,
+                    hints=hints,
                 )
                 try:
                     await engine.start()
@@ -234,7 +245,7 @@ class Daemon:
                 old, self.engine = self.engine, engine
                 # Its questions in flight are answered where they are, then it closes.
                 retiring = asyncio.get_running_loop().create_task(
-                    old.retire(self.config.forwarder.query_timeout + 1.0)
+                    old.retire(old.query_timeout + 1.0)
                 )
                 self._retiring[retiring] = old
                 retiring.add_done_callback(self._retired)
@@ -254,15 +265,20 @@ class Daemon:
         if not task.cancelled() and task.exception() is not None:
             log.error("closing a replaced engine failed: %s", task.exception())
 
-    def _prepare(self, running: Config) -> tuple[Config, list[str], LocalAnswers, QueryLog | None]:
+    def _prepare(
+        self, running: Config
+    ) -> tuple[Config, list[str], LocalAnswers, QueryLog | None, RootHints | None]:
         """What a reload applies, read from the files; in a worker thread, touching nothing
         that runs. Raises ConfigError (or any error of reading)."""
         assert self._load is not None
         applied, changed = needs_restart(running, self._load())
         local = local_answers(applied)
+        hints = None
+        if applied.mode == "recursive":
+            hints = read_root_hints(applied.recursion.root_hints)
         # Opened again even at the same path: logrotate may have moved the file.
         path = applied.log.query_log
-        return applied, changed, local, QueryLog(path) if path is not None else None
+        return applied, changed, local, QueryLog(path) if path is not None else None, hints
 
     def log_statistics(self) -> None:
         """Log the server's, the engine's, the cache's and each upstream's counters at info."""
@@ -270,7 +286,7 @@ class Daemon:
         log.info("statistics: server %s", _fields(self.server.statistics()))
         log.info(
             "statistics: engine %s reloads=%d failed_reloads=%d",
-            _fields(engine, skip=("upstreams", "cache")),
+            _fields(engine, skip=("upstreams", "cache", "servers")),
             self.reloads,
             self.failed_reloads,
         )
@@ -278,6 +294,8 @@ class Daemon:
             log.info("statistics: cache %s", _fields(engine.cache))
         for upstream in engine.upstreams:
             log.info("statistics: upstream %s", _fields(upstream))
+        if engine.servers is not None:
+            log.info("statistics: authorities %s", _fields(engine.servers))
         if self.server.query_log is not None:
             self.server.query_log.flush()
 

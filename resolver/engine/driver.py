@@ -36,19 +36,30 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
-from resolver.config import ForwarderConfig, TransportConfig
-from resolver.engine.forwarding import (
+from resolver.config import ForwarderConfig, RecursionConfig, TransportConfig
+from resolver.engine.actions import (
     EDE_NO_REACHABLE_AUTHORITY,
     EDE_STALE_ANSWER,
     Done,
-    Forwarding,
+    Query,
     Send,
 )
+from resolver.engine.delegations import Delegations, ServerTimes
+from resolver.engine.forwarding import Forwarding
+from resolver.engine.hints import RootHints, read_root_hints
+from resolver.engine.iteration import Iteration
 from resolver.engine.local import LocalAnswers
 from resolver.engine.selection import Selector
 from resolver.errors import UpstreamError, UpstreamUnreachable, WireError
 from resolver.throttle import LogThrottle
-from resolver.transport import Exchange, Upstream, UpstreamStatistics, format_address
+from resolver.transport import (
+    Exchange,
+    Servers,
+    ServersStatistics,
+    Upstream,
+    UpstreamStatistics,
+    format_address,
+)
 from resolver.wire.message import name_to_wire, strip_opt
 from resolver.wire.raw import AA, RA, REFUSED, SERVFAIL, ancestors
 
@@ -105,17 +116,20 @@ class Outcome(NamedTuple):
 Waiter = Callable[[Outcome], None]
 
 
+Action = Send | Query | Done
+
+
 class Decision(Protocol):
     """What the driver drives: the decisions for one question, told each event with the time
-    and answering with the next action. ``forwarding.Forwarding`` is one; iteration from the
-    root (recursive mode) is to be another, whose Send names a server address rather than
-    an upstream index, performed by this same driver over the same transport."""
+    and answering with the next action. ``forwarding.Forwarding`` (whose Send names an
+    upstream) is one; ``iteration.Iteration`` (recursive mode, whose Query names a server
+    address) is the other, performed by this same driver over the same transport."""
 
-    def start(self, now: float) -> Send | Done: ...
+    def start(self, now: float) -> Action: ...
 
-    def on_reply(self, reply: bytes, now: float) -> Send | Done: ...
+    def on_reply(self, reply: bytes, now: float) -> Action: ...
 
-    def on_failure(self, exc: BaseException, now: float) -> Send | Done: ...
+    def on_failure(self, exc: BaseException, now: float) -> Action: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +146,8 @@ class EngineStatistics:
     upstream_queries: int
     upstreams: tuple[UpstreamStatistics, ...]  # the default ones, then the domains' others
     cache: CacheStatistics | None
+    servers: ServersStatistics | None = None  # recursive mode's queries to authorities
+    zones: int = 0  # zone cuts in the delegation cache
 
 
 class _Route:
@@ -180,8 +196,11 @@ class _Flight:
 
 class Engine:
     """Answers questions itself, from the cache or by forwarding to upstreams (see the
-    module). ``local`` holds the answers of our own (none when None); a reload may replace it
-    at any time.
+    module), or with ``recursion`` by iterating from the root (``iteration.Iteration``) over
+    ``servers``, with a delegation cache seeded from ``hints`` (read from
+    ``recursion.root_hints`` when None); domains of ``config.domains`` are still forwarded
+    then (Unbound's forward-zone). ``local`` holds the answers of our own (none when None); a
+    reload may replace it at any time.
 
     ``answer`` is the one entry point, for UDP and TCP queries alike.
     """
@@ -195,12 +214,25 @@ class Engine:
         cache: Cache | None = None,
         local: LocalAnswers | None = None,
         rng: random.Random | None = None,
+        recursion: RecursionConfig | None = None,
+        hints: RootHints | None = None,
+        servers: Servers | None = None,
     ) -> None:
         self.config = config
         self.local = local
+        self.recursion = recursion
+        self.servers: Servers | None = None
+        self.delegations: Delegations | None = None
+        self._times = ServerTimes()
+        self._families = frozenset({4, 6})
+        if recursion is not None:
+            self.servers = servers or Servers(transport)
+            self.delegations = Delegations(
+                hints or read_root_hints(recursion.root_hints), recursion.max_zones
+            )
         if upstreams is None:
             upstreams = [Upstream(address, transport) for address in config.upstreams]
-        if not upstreams:
+        if not upstreams and recursion is None:
             raise ValueError("an engine needs at least one upstream")
         self.upstreams = list(upstreams)
         self._rng = rng
@@ -248,6 +280,13 @@ class Engine:
         and why, when none can be used; on any failure every socket opened is closed again."""
         self._loop = asyncio.get_running_loop()
         try:
+            if self.servers is not None:
+                await self.servers.start()
+                self._families = frozenset(
+                    version
+                    for version, probe in ((4, ("127.0.0.1", 53)), (6, ("::1", 53)))
+                    if self.servers.can_send_to(probe)
+                )
             # Each start runs to its end: one failing must not cancel (and leak) the others.
             results = await asyncio.gather(
                 *(upstream.start() for upstream in self._pools), return_exceptions=True
@@ -271,7 +310,7 @@ class Engine:
         # Every route must keep an upstream: a domain left without one would leak its names
         # to the default upstreams, so that is as fatal as having none at all.
         for route in (self._default, *self._routes.values()):
-            if all(upstream in failed for upstream in route.upstreams):
+            if route.upstreams and all(upstream in failed for upstream in route.upstreams):
                 await asyncio.shield(self.aclose())
                 reasons = "; ".join(str(failed[upstream]) for upstream in route.upstreams)
                 where = "upstreams" if route is self._default else f"upstreams of {route.name}"
@@ -340,6 +379,8 @@ class Engine:
                 flight.exchange.cancel()
         self._inflight.clear()
         await asyncio.gather(*(u.aclose() for u in self._pools))
+        if self.servers is not None:
+            await self.servers.aclose()
 
     def clock(self) -> Callable[[], float]:
         """The clock that cached answers age by (``Outcome.until`` is on it)."""
@@ -349,6 +390,8 @@ class Engine:
 
     @property
     def query_timeout(self) -> float:
+        if self.recursion is not None:
+            return self.recursion.query_timeout
         return self.config.query_timeout
 
     # ----------------------------------------------------------------- answering
@@ -446,7 +489,23 @@ class Engine:
     def _flight(self, ask: Ask, deadline: float) -> _Flight:
         """A new flight for ``ask``, registered as in flight; ``_take_off`` starts it."""
         route = self._route(ask.key.name)
-        decision = Forwarding(route.selector, self.config.upstream_timeout, deadline)
+        decision: Decision
+        if route.upstreams:
+            decision = Forwarding(route.selector, self.config.upstream_timeout, deadline)
+        else:
+            assert self.recursion is not None
+            assert self.delegations is not None
+            decision = Iteration(
+                ask.name,
+                ask.qtype,
+                ask.qclass,
+                deadline,
+                config=self.recursion,
+                delegations=self.delegations,
+                times=self._times,
+                families=self._families,
+                rng=self._rng,
+            )
         flight = _Flight(self, ask, route, decision)
         self._inflight[ask.key] = flight
         return flight
@@ -461,7 +520,7 @@ class Engine:
             return
         self._prefetches += 1
         loop = self._loop or asyncio.get_running_loop()
-        self._take_off(self._flight(ask, loop.time() + self.config.query_timeout))
+        self._take_off(self._flight(ask, loop.time() + self.query_timeout))
 
     def _advance(self, flight: _Flight, reply: bytes | None, exc: BaseException | None) -> None:
         """The transport reported on the flight's exchange: decide and do the next step."""
@@ -481,9 +540,30 @@ class Engine:
             action = flight.decision.on_failure(exc, loop.time())
         self._perform(flight, action)
 
-    def _perform(self, flight: _Flight, action: Send | Done) -> None:
+    def _perform(self, flight: _Flight, action: Action) -> None:
         if isinstance(action, Done):
             self._conclude(flight, action)
+            return
+        if isinstance(action, Query):
+            servers = self.servers
+            assert servers is not None
+            self._upstream_queries += 1
+            query, question = servers.build_query(
+                action.name,
+                action.qtype,
+                flight.ask.qclass,
+                edns=action.edns,
+                randomize_case=action.randomize_case,
+            )
+            flight.exchange = servers.send(
+                action.server,
+                query,
+                question,
+                deadline=action.deadline,
+                report=flight.report,
+                tcp=action.tcp,
+                case_exact=action.randomize_case,
+            )
             return
         upstream = flight.route.upstreams[action.upstream]
         self._upstream_queries += 1
@@ -578,12 +658,15 @@ class Engine:
             upstream_queries=self._upstream_queries,
             upstreams=tuple(u.statistics() for u in self._pools),
             cache=self.cache.statistics() if self.cache is not None else None,
+            servers=self.servers.statistics() if self.servers is not None else None,
+            zones=self.delegations.statistics()[0] if self.delegations is not None else 0,
         )
 
     def __repr__(self) -> str:
         s = self.statistics()
+        mode = "recursive " if self.recursion is not None else ""
         return (
-            f"<Engine upstreams={len(self.upstreams)} domains={len(self._routes)} "
+            f"<Engine {mode}upstreams={len(self.upstreams)} domains={len(self._routes)} "
             f"policy={self.config.policy} "
             f"queries={s.queries} answered={s.answered} failed={s.failed} "
             f"inflight={len(self._inflight)}>"

@@ -499,7 +499,7 @@ class Iteration:
             seen = {r.name.lower() for r in frame.chain} | {r.name.lower() for r in chain}
             if frame.links > _MAX_LINKS or target in seen or target == frame.key:
                 self._step("CNAME loop or chain too long", now)
-                return self._fail()
+                return Done(None, None)  # every server answered: none is unreachable
             current = target
         frame.chain += chain
         nxdomain = message.rcode == NXDOMAIN
@@ -581,7 +581,7 @@ class Iteration:
         frame.referrals += 1
         if frame.referrals > self._config.max_referrals:
             self._step("too many referrals", now)
-            return self._fail()
+            return Done(None, None)
         records = [
             r
             for r in message.authority

@@ -232,8 +232,7 @@ def test_a_dangling_cname_is_nxdomain_with_the_cname(world: World) -> None:
 
 
 def test_a_cname_loop_is_servfail(world: World) -> None:
-    done = world.resolve("loop1.example.com.", A)
-    assert done.reply is None
+    assert world.resolve("loop1.example.com.", A) == Done(None, None)
 
 
 def test_cname_asked_for_itself_is_not_followed(world: World) -> None:
