@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import uvloop
-from support import STOP, free_port, start_resolver
+from support import HIERARCHY, STOP, free_port, start_resolver
 
 from resolver.authority import Authority
+from resolver.authority.zone import load_zone
 
 
 def pytest_asyncio_loop_factories(
@@ -32,6 +34,45 @@ async def authority(fixtures_dir: Path) -> AsyncIterator[Authority]:
     server = Authority.from_files(sorted((fixtures_dir / "zones").glob("*.zone")))
     async with server:
         yield server
+
+
+class Hierarchy(NamedTuple):
+    """The fixture hierarchy running: one Authority per server address, all on ``port``."""
+
+    port: int
+    authorities: dict[str, Authority]
+
+    def queries(self) -> int:
+        return sum(len(authority.queries) for authority in self.authorities.values())
+
+
+@pytest.fixture
+async def hierarchy(fixtures_dir: Path) -> AsyncIterator[Hierarchy]:
+    """The fake hierarchy of fixtures/README.md: each server address of HIERARCHY serving its
+    zones on one port, free on all of them (root hints: fixtures/root.hints)."""
+    zones = {
+        address: [load_zone(fixtures_dir / "zones" / name) for name in names]
+        for address, names in HIERARCHY.items()
+    }
+    for _ in range(10):
+        port = free_port("127.0.0.2")
+        started: dict[str, Authority] = {}
+        try:
+            for address, served in zones.items():
+                authority = Authority(served)
+                started[address] = authority
+                await authority.start(address, port)
+        except OSError:
+            for authority in started.values():
+                await authority.aclose()
+            continue
+        try:
+            yield Hierarchy(port, started)
+        finally:
+            for authority in started.values():
+                await authority.aclose()
+        return
+    raise AssertionError("no port free on every address of the hierarchy")
 
 
 @pytest.fixture

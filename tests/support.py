@@ -20,6 +20,18 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise AssertionError("no free port")
 
 
+# The fake hierarchy of fixtures/zones: each server address and the zone files it serves
+# (fixtures/README.md); nothing listens on 127.0.0.254, the address of the lame servers.
+HIERARCHY = {
+    "127.0.0.2": ("root.zone",),
+    "127.0.0.3": ("com.zone", "test.zone"),
+    "127.0.0.4": ("example.com.zone",),
+    "127.0.0.5": ("example.test.zone", "wild.test.zone", "half.test.zone"),
+    "127.0.0.6": ("sub.example.com.zone",),
+    "127.0.0.7": ("oob.com.zone",),
+}
+
+
 # --- a scripted upstream and a raw client, for tests that drive the daemon ----------------
 
 import asyncio  # noqa: E402

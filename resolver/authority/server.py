@@ -21,6 +21,7 @@ from resolver.authority.respond import EDNS_UDP_SIZE, Responder, error_response
 from resolver.authority.zone import Zone, load_zone
 from resolver.errors import ConfigError, WireError
 from resolver.wire import (
+    HEADER_SIZE,
     QTYPE,
     REFUSED,
     SERVFAIL,
@@ -29,6 +30,7 @@ from resolver.wire import (
     read_header,
     read_question,
     set_id,
+    skip_name,
 )
 
 __all__ = ["Authority", "Faults", "ReceivedQuery", "serve_authority"]
@@ -50,7 +52,9 @@ class Faults:
     sends random bytes instead of a reply; ``always_tc`` truncates every UDP answer; ``servfail``
     and ``refuse`` answer every query with that rcode; ``close_tcp`` closes a TCP connection
     once a query arrived on it, without answering; ``other_port`` sends UDP replies from a
-    second socket (another source port) so that the client's source matching is exercised.
+    second socket (another source port) so that the client's source matching is exercised;
+    ``lowercase`` writes the reply's question name in lowercase, as servers that do not echo
+    the case of a 0x20 query do.
     """
 
     drop: bool = False
@@ -63,6 +67,7 @@ class Faults:
     refuse: bool = False
     close_tcp: bool = False
     other_port: bool = False
+    lowercase: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +345,9 @@ class Authority:
             reply = self.responder.answer(data, max_udp=max_udp)
         if reply is None:
             return []
+        if faults.lowercase and read_header(reply).qdcount == 1:
+            end = skip_name(reply, HEADER_SIZE)  # length bytes are below b"A": lower() spares them
+            reply = reply[:HEADER_SIZE] + reply[HEADER_SIZE:end].lower() + reply[end:]
         if not faults.wrong_id:
             return [reply]
         qid = read_header(reply).id

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from support import HIERARCHY
 
 from resolver.authority.respond import Responder
 from resolver.authority.zone import load_zone
@@ -26,14 +27,6 @@ from resolver.wire.raw import NOERROR, NXDOMAIN, name_to_text
 from resolver.wire.records import read_message
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
-SERVERS = {
-    "127.0.0.2": ["root.zone"],
-    "127.0.0.3": ["com.zone", "test.zone"],
-    "127.0.0.4": ["example.com.zone"],
-    "127.0.0.5": ["example.test.zone", "wild.test.zone", "half.test.zone"],
-    "127.0.0.6": ["sub.example.com.zone"],
-    "127.0.0.7": ["oob.com.zone"],
-}
 A, NS, CNAME, MX, TXT, AAAA, DS = 1, 2, 5, 15, 16, 28, 43
 # A reply rewritten by a test's server before the iteration sees it (None: never answers).
 Tamper = Callable[[Query, bytes], bytes | BaseException]
@@ -42,7 +35,7 @@ Tamper = Callable[[Query, bytes], bytes | BaseException]
 def _responders() -> dict[str, Responder]:
     return {
         address: Responder([load_zone(FIXTURES / "zones" / name) for name in names])
-        for address, names in SERVERS.items()
+        for address, names in HIERARCHY.items()
     }
 
 
