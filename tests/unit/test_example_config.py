@@ -16,6 +16,7 @@ from resolver.config import (
     ForwarderConfig,
     LocalConfig,
     LogConfig,
+    RecursionConfig,
     ServerConfig,
     SocketPoolConfig,
     TransportConfig,
@@ -26,7 +27,7 @@ from resolver.daemon import needs_restart
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "resolver.toml"
 # Settings whose default TOML cannot write (None, an empty list of tables): shown commented out.
-COMMENTED = {"forwarder.domains", "local.hosts", "log.query_log"}
+COMMENTED = {"forwarder.domains", "local.hosts", "log.query_log", "recursion.root_hints"}
 # Settings given a value other than the default, because the default does not start.
 NOT_DEFAULT = {"forwarder.upstreams"}
 TABLES: dict[str, type[Any]] = {
@@ -38,6 +39,7 @@ TABLES: dict[str, type[Any]] = {
     "cache": CacheConfig,
     "local": LocalConfig,
     "log": LogConfig,
+    "recursion": RecursionConfig,
 }
 _UNCOMMENT = re.compile(r"^# ?(?=\[|\w+ +=)")
 _HEADER = re.compile(r"^\[\[?([\w.]+)\]\]?")
@@ -88,7 +90,7 @@ def test_the_example_names_every_setting_once_with_a_comment() -> None:
 def test_the_example_gives_the_defaults() -> None:
     config = config_from_mapping(tomllib.loads(EXAMPLE.read_text()))
     defaults = Config(forwarder=ForwarderConfig(upstreams=config.forwarder.upstreams))
-    for table in ("server", "forwarder", "transport", "cache", "local", "log"):
+    for table in ("server", "forwarder", "transport", "cache", "local", "log", "recursion"):
         for field in dataclasses.fields(getattr(config, table)):
             name = f"{table}.{field.name}"
             if name not in NOT_DEFAULT:
@@ -117,7 +119,8 @@ def test_the_restart_marks_are_the_settings_a_reload_keeps() -> None:
         kept.update(needs_restart(running, new)[1])
     new = dataclasses.replace(running, cache=dataclasses.replace(running.cache, enabled=False))
     kept.update(needs_restart(running, new)[1])
-    kept.add("mode")  # one mode is built so far
+    new = dataclasses.replace(running, mode="recursive")
+    kept.update(needs_restart(running, new)[1])
     assert marked == kept
 
 
