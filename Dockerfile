@@ -38,6 +38,16 @@ HEALTHCHECK --interval=5s --timeout=4s --start-period=3s --retries=3 \
 ENTRYPOINT ["resolver"]
 CMD ["demo"]
 
+# The servers of the fake hierarchy in docker-compose.yml. fixtures/zones put name server N at
+# 127.0.0.N (fixtures/README.md); on the compose network, 172.30.0.0/24, its container is
+# 172.30.0.N. The zones' name server addresses, glue included, are rewritten to match, so that
+# a resolver following the referrals reaches the containers. Answer addresses (127.1.0.0/16,
+# 2001:db8::/32) stay as they are.
+FROM resolver AS authority
+USER root
+RUN sed -i 's/\b127\.0\.0\./172.30.0./g' /app/fixtures/zones/*.zone
+USER resolver
+
 # dnsdist, the load balancer in front of the replicas in docker-compose.yml. The local base
 # already holds Debian's package; python:3.11-slim is Debian too and gets it from apt.
 FROM resolver AS dnsdist

@@ -1,5 +1,6 @@
 """The fake hierarchy of fixtures/zones, one container per server: each answers for its zones,
-refers downward, and refuses what is not its own."""
+refers downward with glue that leads to the server's container, and refuses what is not its
+own."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import dns.flags
 import dns.rcode
 import dns.rdatatype
 import pytest
-from conftest import TRANSPORTS, ask
+from conftest import TRANSPORTS, address, ask
 
 ZONES = [
     ("root", "."),
@@ -54,3 +55,48 @@ def test_a_parent_refers_to_the_child_zone(service: str, name: str, cut: str) ->
 def test_a_leaf_refuses_a_name_outside_its_zones() -> None:
     reply = ask("example-com", "www.example.test.", recurse=False)
     assert reply.rcode() == dns.rcode.REFUSED
+
+
+# Name server N of the fixture zones is container 172.30.0.N: the authority image rewrites the
+# zones' 127.0.0.N to match, so a resolver that follows glue reaches the right container.
+GLUE = [
+    ("root", "www.example.com.", "ns1.nic.com.", "tld"),
+    ("root", "www.example.test.", "ns1.nic.test.", "tld"),
+    ("tld", "www.example.com.", "ns1.example.com.", "example-com"),
+    ("tld", "www.example.test.", "ns1.example.test.", "example-test"),
+    ("tld", "www.wild.test.", "ns1.wild.test.", "example-test"),
+    ("tld", "www.half.test.", "ns2.half.test.", "example-test"),
+    ("example-com", "www.sub.example.com.", "ns1.sub.example.com.", "sub-example-com"),
+]
+
+
+@pytest.mark.parametrize(
+    ("service", "name", "server", "container"), GLUE, ids=[g[2].rstrip(".") for g in GLUE]
+)
+def test_the_glue_of_a_referral_is_the_address_of_the_server_container(
+    service: str, name: str, server: str, container: str
+) -> None:
+    reply = ask(service, name, recurse=False)
+    glue = {
+        rdata.to_text()
+        for rrset in reply.additional
+        if rrset.name.to_text() == server and rrset.rdtype == dns.rdatatype.A
+        for rdata in rrset
+    }
+    assert glue == {address(container)}
+
+
+@pytest.mark.parametrize(
+    ("service", "server", "container"),
+    [
+        ("tld", "a.root-servers.test.", "root"),
+        ("example-test", "ns.example.test.", "oob-com"),
+    ],
+    ids=["root-server", "out-of-bailiwick-server"],
+)
+def test_a_name_server_address_is_the_address_of_its_container(
+    service: str, server: str, container: str
+) -> None:
+    reply = ask(service, server, recurse=False)
+    assert reply.flags & dns.flags.AA
+    assert {rdata.to_text() for rrset in reply.answer for rdata in rrset} == {address(container)}
