@@ -241,8 +241,11 @@ def test_a_glueless_name_server_is_looked_up_first(world: World) -> None:
 
 
 def test_a_dead_server_of_a_half_lame_zone_is_passed_over(world: World) -> None:
+    world.times.succeeded("127.0.0.5", 0.5, world.clock)  # slower than unknown: asked second
     rcode, records = answers(world.resolve("www.half.test.", A))
     assert (rcode, records) == (NOERROR, [("www.half.test.", A, rdata_a("127.1.5.1"))])
+    leaf = [q.server[0] for q in world.network.asked if q.server[0] in ("127.0.0.5", "127.0.0.254")]
+    assert leaf == ["127.0.0.254", "127.0.0.5"]
 
 
 def test_a_zone_whose_servers_all_fail_is_servfail_never_a_guess(world: World) -> None:
