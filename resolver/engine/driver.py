@@ -261,6 +261,8 @@ class Engine:
         self._inflight: dict[CacheKey, _Flight] = {}
         self._emptied: asyncio.Event | None = None  # set when the last flight lands (retire)
         self._stale_hold: dict[CacheKey, float] = {}
+        # Recursive mode: questions whose resolution failed, until when, and why (RFC 9520).
+        self._failures: dict[CacheKey, tuple[float, int | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queries = 0
         self._answered = 0
@@ -428,6 +430,11 @@ class Engine:
                 if self._stale_hold.get(ask.key, 0.0) > now:
                     return self._stale_outcome(entry, ask.name)
                 stale = entry
+            elif self._failures:
+                failure = self._failures.get(ask.key)
+                if failure is not None and failure[0] > now:
+                    self._failed += 1
+                    return Outcome(None, failure[1], 0.0)
         flight = self._inflight.get(ask.key)
         if flight is not None:
             self._coalesced += 1
@@ -616,6 +623,14 @@ class Engine:
             return
         if not failed:
             self._stale_hold.pop(key, None)
+        elif reply is None and cache is not None and isinstance(flight.decision, Iteration):
+            # RFC 9520: a resolution that failed is not tried again at once for every client
+            # that repeats the question; for as long as the cache keeps a SERVFAIL.
+            ttl = cache.config.servfail_ttl
+            if ttl:
+                if len(self._failures) >= _STALE_HOLD_MAX:
+                    self._failures.clear()
+                self._failures[key] = (cache.now() + ttl, done.ede)
         outcome = Outcome(reply, None if reply is not None else done.ede, 0.0)
         if reply is None:
             self._failed += len(waiters)

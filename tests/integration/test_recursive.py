@@ -224,3 +224,21 @@ async def test_without_minimisation_every_server_sees_the_full_name(
         await ask(served, "www.example.com.")
         for address in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
             assert [n.lower() for n in asked(hierarchy, address)] == ["www.example.com."]
+
+
+async def test_a_failed_resolution_is_remembered_for_the_servfail_ttl(
+    recursive: Recursive,
+) -> None:
+    def sent() -> int:
+        servers = recursive.engine.statistics().servers
+        assert servers is not None
+        return servers.queries
+
+    first = await ask(recursive, "www.lame.com.")
+    before = sent()
+    again = await ask(recursive, "www.lame.com.")
+    assert first.header.rcode == again.header.rcode == 2
+    assert sent() == before  # RFC 9520: not resolved again at once
+    other = await ask(recursive, "other.lame.com.")
+    assert other.header.rcode == 2
+    assert sent() > before  # another question is tried
