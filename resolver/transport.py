@@ -57,6 +57,7 @@ from resolver.errors import (
     UpstreamUnreachable,
 )
 from resolver.pool import Guard, Pool, PoolStatistics
+from resolver.wire.raw import randomize_case as _randomize_case
 
 __all__ = [
     "Exchange",
@@ -159,21 +160,6 @@ class _RandomIds:
 
 
 _random_ids = _RandomIds()
-
-
-def _randomize_case(name: bytes) -> bytes:
-    """0x20 encoding (draft-vixie-dnsext-dns0x20): flip the case of letters at random."""
-    noise = secrets.token_bytes(len(name))
-    out = bytearray(name)
-    pos = 0
-    while pos < len(out) and out[pos]:
-        end = pos + 1 + out[pos]
-        for i in range(pos + 1, end):
-            c = out[i] | 0x20
-            if 0x61 <= c <= 0x7A:
-                out[i] = c ^ (noise[i] & 0x20)
-        pos = end
-    return bytes(out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ label or pointer out of bounds, compression loop, bad count) raises ``WireError`
 
 from __future__ import annotations
 
+import secrets
 import struct
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -48,6 +49,7 @@ __all__ = [
     "error_reply",
     "find_opt",
     "name_to_text",
+    "randomize_case",
     "read_header",
     "read_name",
     "read_query_edns",
@@ -289,6 +291,22 @@ def name_to_text(name: bytes) -> str:
             labels.append(_escape_label(label))
         pos = stop
     return ".".join(labels) + "." if labels else "."
+
+
+def randomize_case(name: bytes) -> bytes:
+    """``name`` (uncompressed wire form) with the case of each letter flipped at random: 0x20
+    encoding (draft-vixie-dnsext-dns0x20), whose echo in the reply a forger must guess too."""
+    noise = secrets.token_bytes(len(name))
+    out = bytearray(name)
+    pos = 0
+    while pos < len(out) and out[pos]:
+        end = pos + 1 + out[pos]
+        for i in range(pos + 1, end):
+            c = out[i] | 0x20
+            if 0x61 <= c <= 0x7A:
+                out[i] = c ^ (noise[i] & 0x20)
+        pos = end
+    return bytes(out)
 
 
 class Question(NamedTuple):

@@ -183,6 +183,14 @@ def test_read_question_keeps_0x20_case() -> None:
     assert (question.qtype, question.qclass, question.end) == (28, raw.CLASS_IN, len(data))
 
 
+def test_randomize_case_flips_only_the_case_of_letters() -> None:
+    name = b"\x03www\x07ex-4_pl\x03com\x00"
+    drawn = {raw.randomize_case(name) for _ in range(64)}
+    # bytes.lower() maps A-Z only: digits, hyphens and length bytes must be as they were.
+    assert all(d.lower() == name for d in drawn)
+    assert len(drawn) > 1  # 2**11 spellings: 64 draws all equal would be a broken source
+
+
 def test_question_key_lowercases_ascii_only() -> None:
     question = raw.Question(b"\x02A\xc4\x00", 1, 1, 0)
     assert question.key() == b"\x02a\xc4\x00"
