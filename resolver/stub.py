@@ -4,8 +4,9 @@ UDP first, each try on a fresh socket whose source port the kernel picks, with a
 ID from :mod:`secrets`; TCP when the reply is truncated or TCP is asked for. Every reply is
 matched as RFC 5452 section 9.1 asks (source address and port, ID, QR, opcode, question); one
 that does not match is reported through ``warn`` in dig's words and the socket keeps listening
-until the try's deadline. Blocking sockets with timeouts: a one-shot query needs no event loop
-and no pool.
+until the try's deadline. With 0x20 asked for (``resolver query +trace``, whose queries go to
+authorities), the name's case is randomised and a reply must echo it. Blocking sockets with
+timeouts: a one-shot query needs no event loop and no pool.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Literal, NamedTuple
 from resolver.dig import Address, Reply, decode
 from resolver.errors import (
     BadResponse,
+    CaseMismatch,
     ConfigError,
     UpstreamTimeout,
     UpstreamUnreachable,
@@ -38,8 +40,9 @@ from resolver.wire import (
     read_header,
     read_question,
 )
+from resolver.wire import randomize_case as _randomize_case
 
-__all__ = ["Exchange", "ask", "exchange", "match_reply"]
+__all__ = ["Exchange", "ask", "exchange", "families", "match_reply"]
 
 Warn = Callable[[str], None]
 
@@ -101,6 +104,18 @@ def match_reply(reply: bytes, qid: int, question: Question) -> str | None:
     return None
 
 
+def _echoes_case(reply: bytes, question: Question) -> bool:
+    """Whether ``reply``, which ``match_reply`` accepted, names the question in the very case
+    it was asked in (a reply without a question has none to compare)."""
+    if read_header(reply).qdcount == 0:
+        return True
+    return read_question(reply).name == question.wire_name
+
+
+def _case_mismatch(server: Address) -> CaseMismatch:
+    return CaseMismatch(server_name(server), "the reply's question differs in case only")
+
+
 def _query(question: Question, options: QueryOptions, qid: int) -> bytes:
     return build_query(
         question.name,
@@ -157,7 +172,7 @@ def _unreachable(server: Address, exc: OSError) -> UpstreamUnreachable:
 
 
 def _udp_try(
-    server: Address, question: Question, options: QueryOptions, warn: Warn
+    server: Address, question: Question, options: QueryOptions, warn: Warn, case_exact: bool
 ) -> tuple[bytes, float]:
     qid = secrets.randbits(16)
     query = _query(question, options, qid)
@@ -185,6 +200,8 @@ def _udp_try(
                 continue
             problem = match_reply(data, qid, question)
             if problem is None:
+                if case_exact and not _echoes_case(data, question):
+                    raise _case_mismatch(server)
                 return data, time.perf_counter() - started
             warn(problem)
 
@@ -211,7 +228,7 @@ def _read_exactly(
 
 
 def _tcp_try(
-    server: Address, question: Question, options: QueryOptions, warn: Warn
+    server: Address, question: Question, options: QueryOptions, warn: Warn, case_exact: bool
 ) -> tuple[bytes, float]:
     qid = secrets.randbits(16)
     query = _query(question, options, qid)
@@ -234,35 +251,63 @@ def _tcp_try(
             data = _read_exactly(sock, size, deadline, server, options.timeout)
             problem = match_reply(data, qid, question)
             if problem is None:
+                if case_exact and not _echoes_case(data, question):
+                    raise _case_mismatch(server)
                 return data, time.perf_counter() - started
             warn(problem)
 
 
-def exchange(server: Address, question: Question, options: QueryOptions, warn: Warn) -> Exchange:
+def exchange(
+    server: Address,
+    question: Question,
+    options: QueryOptions,
+    warn: Warn,
+    *,
+    randomize_case: bool = False,
+) -> Exchange:
     """Ask ``server`` one question; return the matched reply.
 
     A UDP try that times out is repeated up to ``options.tries`` times, each with its own
     timeout, socket and ID; a truncated UDP reply is asked again over TCP unless
-    ``options.ignore_tc``. Raises UpstreamTimeout when every try timed out,
-    UpstreamUnreachable when the server refused (ICMP unreachable, TCP reset) or the network
-    failed, BadResponse for a TCP connection closed mid-reply, ConfigError when no socket
-    toward the server can be opened.
+    ``options.ignore_tc``. With ``randomize_case`` (0x20), the name goes out with the case of
+    its letters flipped at random and the reply must echo that case: one that matches in
+    everything but the case ends the exchange with CaseMismatch, as the daemon's transport
+    ends it in recursive mode (the caller may ask again without 0x20). Raises UpstreamTimeout
+    when every try timed out, UpstreamUnreachable when the server refused (ICMP unreachable,
+    TCP reset) or the network failed, BadResponse for a TCP connection closed mid-reply,
+    CaseMismatch as said, ConfigError when no socket toward the server can be opened.
     """
+    if randomize_case:
+        question = question._replace(name=name_to_text(_randomize_case(question.wire_name)))
+    case_exact = randomize_case
     if options.tcp:
-        data, elapsed = _tcp_try(server, question, options, warn)
+        data, elapsed = _tcp_try(server, question, options, warn, case_exact)
         return Exchange(data, "TCP", elapsed)
     for attempt in range(1, options.tries + 1):
         try:
-            data, elapsed = _udp_try(server, question, options, warn)
+            data, elapsed = _udp_try(server, question, options, warn, case_exact)
         except UpstreamTimeout:
             if attempt == options.tries:
                 raise
             continue
         if read_header(data).tc and not options.ignore_tc:
-            data, elapsed = _tcp_try(server, question, options, warn)
+            data, elapsed = _tcp_try(server, question, options, warn, case_exact)
             return Exchange(data, "TCP", elapsed, retried_tcp=True)
         return Exchange(data, "UDP", elapsed)
     raise AssertionError("unreachable: the last try returns or raises")
+
+
+def families() -> frozenset[int]:
+    """The IP versions (4, 6) this machine can open and bind UDP sockets of."""
+    usable = set()
+    for version, family, wildcard in ((4, socket.AF_INET, "0.0.0.0"), (6, socket.AF_INET6, "::")):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.bind((wildcard, 0))
+        except OSError:
+            continue
+        usable.add(version)
+    return frozenset(usable)
 
 
 def ask(

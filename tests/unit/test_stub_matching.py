@@ -74,4 +74,10 @@ def test_a_reply_without_a_question_counts_only_with_an_error_rcode() -> None:
 def test_stub_module_exports_the_exchange_and_the_matching() -> None:
     import resolver.stub
 
-    assert sorted(resolver.stub.__all__) == ["Exchange", "ask", "exchange", "match_reply"]
+    assert sorted(resolver.stub.__all__) == [
+        "Exchange",
+        "ask",
+        "exchange",
+        "families",
+        "match_reply",
+    ]
