@@ -90,7 +90,9 @@ Action = Query | Done
 
 class Step(NamedTuple):
     """One exchange of the iteration, for ``resolver query --trace``: the server asked (and
-    the zone it was asked for), the question, what its reply meant, and how long it took."""
+    the zone it was asked for), the question, what its reply meant, and how long it took;
+    ``lookup``, the name server whose address is being looked up (None: the client's
+    question)."""
 
     server: tuple[str, int]
     zone: bytes
@@ -98,6 +100,7 @@ class Step(NamedTuple):
     qtype: int
     outcome: str
     elapsed: float
+    lookup: bytes | None = None
 
 
 def _under(name: bytes, zone: bytes) -> bool:
@@ -602,7 +605,8 @@ class Iteration:
         for owner, addresses in glue.items():
             self._delegations.learn_addresses(owner, tuple(addresses), glue_ttl[owner], now)
         zone = self._delegations.learn_zone(cut, servers, ttl, now)
-        self._step(f"referral to {_text(cut)} ({len(servers)} servers, {len(glue)} with glue)", now)
+        count = f"{len(servers)} server{'s' if len(servers) != 1 else ''}"
+        self._step(f"referral to {_text(cut)} ({count}, {len(glue)} with glue)", now)
         frame.enter(zone)
         return self._next(now)
 
@@ -657,6 +661,7 @@ class Iteration:
             frame = self._stack[-1]
             name, qtype = self._asked
             server = (self._server, self._config.port)
+            elapsed = now - self._sent_at
             self._steps.append(
-                Step(server, frame.zone.name, name, qtype, outcome, now - self._sent_at)
+                Step(server, frame.zone.name, name, qtype, outcome, elapsed, frame.server_of)
             )

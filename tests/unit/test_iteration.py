@@ -415,6 +415,13 @@ def test_trace_steps_name_each_server_and_outcome(world: World) -> None:
     assert outcomes[-1] == ("127.0.0.4", "answer")
 
 
+def test_trace_steps_of_a_name_server_lookup_name_it(world: World) -> None:
+    world.resolve("www.oob.com.", A)
+    lookups = {step.lookup for step in world.steps}
+    assert lookups == {None, name_to_wire("ns.example.test.")}
+    assert world.steps[-1].lookup is None
+
+
 def test_a_name_server_lookup_that_loops_is_given_up() -> None:
     # oob.com.'s only server is ns.example.test.: make example.test. served by a name under
     # oob.com., so that finding either needs the other.
