@@ -485,14 +485,23 @@ def query(ctx: click.Context, args: tuple[str, ...]) -> None:
       +[no]all, +[no]comments, +[no]question,
       +[no]answer, +[no]authority, +[no]additional, +[no]stats,
       +[no]multiline, +[no]idnout, +[no]cmd (no banner is printed anyway)
+      +trace (--trace)      resolve from the root servers as recursive mode
+                            does, printing each step: the server asked (on
+                            port -p), the zone, the question, the time, the
+                            outcome; then the answer. No @SERVER: the root
+                            hints are --root-hints FILE (named.root format;
+                            default IANA's, shipped with resolver); +tcp
+                            asks every server over TCP, -4/-6 limit it
       -h, --help            this text
 
     \b
     Exit codes:
       0   a reply came for every question (whatever its rcode, NXDOMAIN too)
       1   any other failure
-      2   usage error: bad option, bad name, bad -x address, bad -f file
-      9   no server replied (timeout, unreachable, unusable reply)
+      2   usage error: bad option, bad name, bad -x address, bad -f file,
+          bad --root-hints file
+      9   no server replied (timeout, unreachable, unusable reply); with
+          +trace, no answer was found
       10  unusable server address (not an IP or host name that resolves,
           port not 1-65535, multicast, broadcast, an unusable resolv.conf,
           no socket can be opened toward it)
@@ -508,6 +517,8 @@ def query(ctx: click.Context, args: tuple[str, ...]) -> None:
         return
     for warning in invocation.warnings:
         click.echo(warning, err=True)
+    if invocation.trace:
+        sys.exit(_trace_each(invocation))
     try:
         server = server_address(
             invocation.server,
@@ -555,6 +566,56 @@ def _ask_each(invocation: Invocation, server: Address) -> int:
             click.echo(format_short(reply), nl=False)
         else:
             click.echo(format_text(reply, display), nl=False)
+    return code
+
+
+def _trace_each(invocation: Invocation) -> int:
+    """``+trace``: resolve every question from the root hints, printing each step as it
+    happens and then the answer; the exit code of the worst outcome."""
+    from resolver.config import RecursionConfig
+    from resolver.dig import format_short, format_text
+    from resolver.engine.hints import read_root_hints
+    from resolver.stub import families
+    from resolver.trace import trace
+    from resolver.wire import qtype_name
+
+    try:
+        hints = read_root_hints(invocation.root_hints)
+    except ConfigError as exc:
+        fail(f"--root-hints: {exc.reason}", EXIT_USAGE)
+    config = RecursionConfig(root_hints=invocation.root_hints, port=invocation.port or 53)
+    usable = families() if invocation.family is None else frozenset({invocation.family})
+    source = invocation.root_hints or "IANA's, shipped with resolver"
+    display = invocation.display
+    code = 0
+    # dig's text ends with a blank line after its statistics; other output needs one between.
+    apart = display.style != "text" or not display.stats
+    for index, question in enumerate(invocation.questions):
+        if index and apart:
+            click.echo("")
+        asked = f"{question.name} {qtype_name(question.qtype)}"
+        click.echo(f";; {asked} from the root hints ({source})")
+        try:
+            result = trace(
+                question,
+                config=config,
+                hints=hints,
+                families=usable,
+                echo=click.echo,
+                tcp=invocation.options.tcp,
+            )
+        except (ResolverError, OSError) as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
+        click.echo("")
+        if result.reply is None:
+            click.echo(f"resolver: error: {asked}: {result.failure}", err=True)
+            code = EXIT_NO_REPLY
+        elif display.style == "short":
+            click.echo(format_short(result.reply), nl=False)
+        else:
+            click.echo(format_text(result.reply, display), nl=False)
     return code
 
 

@@ -6,7 +6,8 @@ after ``@`` resolved through the system's resolver (getaddrinfo), is a parameter
 :func:`parse_command_line` turns the arguments into an :class:`Invocation`: the questions (a
 name, ``-x ADDR`` or ``-q NAME``, each with the type and class words after it; words before the
 first name are defaults for every question, as in dig), the ``@SERVER`` text, the
-:class:`QueryOptions` for the exchange and the :class:`~resolver.dig.Display` for the output.
+:class:`QueryOptions` for the exchange and the :class:`~resolver.dig.Display` for the output,
+or ``trace`` (``+trace``: :mod:`resolver.trace` resolves from the root hints instead).
 :func:`server_address` picks the address to ask: ``@SERVER`` (an IP or a host name), else
 ``$RESOLVER_SERVER``, else the first usable nameserver of resolv.conf, whose problems are errors
 naming the file rather than a silent fallback.
@@ -99,7 +100,9 @@ class QueryOptions:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Invocation:
-    """One ``resolver query`` command line, read."""
+    """One ``resolver query`` command line, read. ``trace``: resolve each question from the
+    root hints (``root_hints``, None for the package's copy of IANA's) instead of asking a
+    server."""
 
     questions: tuple[Question, ...]
     server: str | None = None
@@ -110,6 +113,8 @@ class Invocation:
     resolv_conf: Path = DEFAULT_RESOLV_CONF
     warnings: tuple[str, ...] = ()
     help: bool = False
+    trace: bool = False
+    root_hints: Path | None = None
 
 
 def to_ascii_name(name: str) -> str:
@@ -181,6 +186,8 @@ class _Reader:
         self.resolv_conf = DEFAULT_RESOLV_CONF
         self.warnings: list[str] = []
         self.help = False
+        self.trace = False
+        self.root_hints: Path | None = None
 
     # --- positional words -----------------------------------------------------------------
 
@@ -304,6 +311,10 @@ def _edns(reader: _Reader, on: bool) -> None:
     reader.options["edns_on"] = on
 
 
+def _trace(reader: _Reader, on: bool) -> None:
+    reader.trace = on
+
+
 def _noop(reader: _Reader, on: bool) -> None:
     """Options that change nothing here (``+cmd``: the banner is never printed)."""
 
@@ -337,11 +348,12 @@ _PLUS: dict[str, Callable[[_Reader, bool], None] | tuple[str, Callable[[str, str
     "multiline": _section("multiline"),
     "idnout": _section("idnout"),
     "cmd": _noop,
+    "trace": _trace,
 }
 
 # Options that take a value, in their short and long spellings.
 _VALUED = frozenset({"-p", "--port", "-t", "-c", "-x", "-q", "-f", "--timeout", "--tries"})
-_VALUED |= {"--resolv-conf"}
+_VALUED |= {"--resolv-conf", "--root-hints"}
 _LONG_FLAGS: dict[str, tuple[str, object]] = {
     "--tcp": ("tcp", True),
     "--dnssec": ("dnssec", True),
@@ -385,6 +397,8 @@ def _read(reader: _Reader, args: Sequence[str], *, batch: bool = False) -> None:
             reader.set_style(arg, "short")
         elif arg == "--json":
             reader.set_style(arg, "json")
+        elif arg == "--trace":
+            reader.trace = True
         elif arg in _LONG_FLAGS:
             key, setting = _LONG_FLAGS[arg]
             reader.options[key] = setting
@@ -417,6 +431,8 @@ def _valued(reader: _Reader, option: str, value: str, *, batch: bool) -> None:
         reader.options["tries"] = _tries(option, value)
     elif option == "--resolv-conf":
         reader.resolv_conf = Path(value)
+    elif option == "--root-hints":
+        reader.root_hints = Path(value)
     else:
         raise ConfigError(option, "takes no value")
 
@@ -452,7 +468,8 @@ def parse_command_line(args: Sequence[str], *, is_tty: bool = False) -> Invocati
     or class applies to the question before it, or to every question when no name came yet.
     ``is_tty`` sets the default of ``+idnout`` (A-labels shown as Unicode), as dig does.
     Raises ConfigError for an unknown or malformed option, a missing name, a bad ``-x``
-    address or an unreadable ``-f`` file, WireError for a name that cannot be sent.
+    address or an unreadable ``-f`` file, ``--root-hints`` without ``+trace``, ``+trace``
+    with ``@SERVER`` or ``--json``; WireError for a name that cannot be sent.
     """
     reader = _Reader(is_tty)
     _read(reader, args)
@@ -460,6 +477,7 @@ def parse_command_line(args: Sequence[str], *, is_tty: bool = False) -> Invocati
         return Invocation(questions=(), help=True)
     if not reader.questions:
         raise ConfigError("NAME", "missing: what should be looked up?")
+    _check_trace(reader)
     options = _query_options(dict(reader.options))
     display = replace(Display(), style=reader.style, **reader.display)  # type: ignore[arg-type]
     return Invocation(
@@ -471,7 +489,23 @@ def parse_command_line(args: Sequence[str], *, is_tty: bool = False) -> Invocati
         display=display,
         resolv_conf=reader.resolv_conf,
         warnings=tuple(reader.warnings),
+        trace=reader.trace,
+        root_hints=reader.root_hints,
     )
+
+
+def _check_trace(reader: _Reader) -> None:
+    """``+trace`` asks the servers of the DNS from the root hints: a server to ask, or JSON
+    output (the steps are text lines), make no sense with it; ``--root-hints`` nothing
+    without it."""
+    if not reader.trace:
+        if reader.root_hints is not None:
+            raise ConfigError("--root-hints", "only with +trace (--trace)")
+        return
+    if reader.server is not None:
+        raise ConfigError("@SERVER", "+trace asks the root servers of the root hints, not a server")
+    if reader.style == "json":
+        raise ConfigError("--json", "+trace prints its steps as text, not JSON")
 
 
 def _query_options(settings: dict[str, object]) -> QueryOptions:

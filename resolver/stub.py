@@ -42,7 +42,7 @@ from resolver.wire import (
 )
 from resolver.wire import randomize_case as _randomize_case
 
-__all__ = ["Exchange", "ask", "exchange", "families", "match_reply"]
+__all__ = ["Exchange", "ask", "exchange", "families", "match_reply", "server_name"]
 
 Warn = Callable[[str], None]
 
@@ -67,6 +67,7 @@ class Exchange(NamedTuple):
 
 
 def server_name(server: Address) -> str:
+    """``host:port`` (``[host]:port`` for IPv6), as errors name a server."""
     host, port = server
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

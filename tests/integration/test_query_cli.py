@@ -317,7 +317,7 @@ USAGE_ERRORS = [
     pytest.param(["a.com", "--tries", "0"], "--tries", id="zero-tries"),
     pytest.param(["a.com", "--short", "--json"], "exclude each other", id="short-and-json"),
     pytest.param(["a.com", "+short", "--json"], "exclude each other", id="plus-short-and-json"),
-    pytest.param(["a.com", "--trace"], "--trace: no such option", id="unknown-option"),
+    pytest.param(["a.com", "--frob"], "--frob: no such option", id="unknown-option"),
     pytest.param(["a.com", "+bogus"], "+bogus: unknown dig option", id="unknown-plus-option"),
     pytest.param(["a.com", "-p", "fifty"], "-p: 'fifty' is not a number", id="word-port"),
     pytest.param(["a.com", "-p", "0"], "port 0", id="port-0"),
@@ -374,7 +374,8 @@ def test_query_help_documents_the_exit_codes() -> None:
     ):
         assert line in text
     assert "RESOLVER_SERVER" in text
-    assert "--trace" not in text
+    assert "+trace (--trace)" in text
+    assert "--root-hints FILE" in text
 
 
 # --- dig's syntax ---------------------------------------------------------------------------

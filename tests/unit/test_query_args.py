@@ -168,6 +168,27 @@ def test_help_needs_no_name() -> None:
     assert parse_command_line(["-h"]).help
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["+trace", "a.com"], id="plus"),
+        pytest.param(["a.com", "--trace"], id="long"),
+        pytest.param(["a.com", "+notrace", "+trace"], id="last-wins"),
+    ],
+)
+def test_trace_is_asked_for_in_both_spellings(args: list[str]) -> None:
+    invocation = parse_command_line(args)
+    assert invocation.trace
+    assert invocation.root_hints is None  # the package's copy of IANA's
+
+
+def test_trace_reads_the_root_hints_port_and_family() -> None:
+    invocation = parse_command_line(["+trace", "-p", "5300", "--root-hints", "h", "a.com", "-4"])
+    assert (invocation.trace, invocation.root_hints) == (True, Path("h"))
+    assert (invocation.port, invocation.family) == (5300, 4)
+    assert not parse_command_line(["a.com", "+trace", "+notrace"]).trace
+
+
 def test_batch_file_gives_one_question_per_line(tmp_path: Path) -> None:
     batch = tmp_path / "questions"
     batch.write_text("# comment\nwww.example.com\n\nexample.com mx\n-x 127.0.0.1\ntxt a.com\n")
@@ -191,7 +212,7 @@ def test_batch_file_gives_one_question_per_line(tmp_path: Path) -> None:
         pytest.param(["a.com", "+time"], ConfigError, r"needs a value: \+time=N", id="no-value"),
         pytest.param(["a.com", "+tcp=1"], ConfigError, "takes no value", id="flag-value"),
         pytest.param(["a.com", "+time=soon"], ConfigError, "'soon' is not a number", id="word"),
-        pytest.param(["a.com", "--trace"], ConfigError, "--trace: no such option", id="long"),
+        pytest.param(["a.com", "--frob"], ConfigError, "--frob: no such option", id="long"),
         pytest.param(["a.com", "-z"], ConfigError, "-z: no such option", id="short-option"),
         pytest.param(["a.com", "-t"], ConfigError, "-t: needs a value", id="dash-t-alone"),
         pytest.param(["a.com", "-t", "BOGUS"], ConfigError, "unknown type 'BOGUS'", id="type"),
@@ -208,6 +229,12 @@ def test_batch_file_gives_one_question_per_line(tmp_path: Path) -> None:
         pytest.param(["a.com", "--tries", "0"], ConfigError, "--tries", id="tries-0"),
         pytest.param(["a.com", "+bufsize=70000"], ConfigError, "0 to 65535", id="bufsize"),
         pytest.param(["a.com", "-f", "/nonexistent/q"], ConfigError, "-f: cannot read", id="f"),
+        pytest.param(
+            ["a.com", "--root-hints", "h"], ConfigError, "only with \\+trace", id="hints-alone"
+        ),
+        pytest.param(["a.com", "+trace", "@1.1.1.1"], ConfigError, "@SERVER: ", id="trace-at"),
+        pytest.param(["a.com", "+trace", "--json"], ConfigError, "--json: ", id="trace-json"),
+        pytest.param(["a.com", "--root-hints"], ConfigError, "needs a value", id="hints-no-file"),
         pytest.param(["a" * 64 + ".com"], WireError, "64 bytes, the limit is 63", id="label"),
         pytest.param(["abcdefghi." * 26], WireError, "limit is 255", id="long-name"),
         pytest.param(["a..com"], WireError, "empty label", id="empty-label"),

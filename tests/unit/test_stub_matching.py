@@ -80,4 +80,5 @@ def test_stub_module_exports_the_exchange_and_the_matching() -> None:
         "exchange",
         "families",
         "match_reply",
+        "server_name",
     ]
