@@ -173,6 +173,14 @@ def start_resolver(
     pytest.fail(f"no answer on port {port} within {STARTUP}s")
 
 
+def assert_one_line_error(stderr: str) -> None:
+    """``stderr`` is one line of the CLI's error form, without a traceback."""
+    assert stderr.startswith("resolver: error: "), stderr
+    assert stderr.count("\n") == 1, stderr
+    assert stderr.endswith("\n")
+    assert "Traceback" not in stderr
+
+
 def addresses(reply: DNSRecord) -> list[str]:
     return [str(rr.rdata) for rr in reply.rr]
 

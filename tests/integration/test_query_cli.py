@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner, Result
+from support import assert_one_line_error
 
 from resolver.authority import Authority
 from resolver.cli import main
@@ -102,13 +103,6 @@ def loopback_default_server(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(main, ["query", *args], env=env)
-
-
-def assert_one_line_error(stderr: str) -> None:
-    assert stderr.startswith("resolver: error: "), stderr
-    assert stderr.count("\n") == 1, stderr
-    assert stderr.endswith("\n")
-    assert "Traceback" not in stderr
 
 
 # --- answers ------------------------------------------------------------------------------
