@@ -111,8 +111,8 @@ def zone_file(origin: str) -> str:
 
 def outside_loopback() -> list[str]:
     """The IPv4 networks that together cover every address outside 127.0.0.0/8."""
-    everything = ipaddress.ip_network("0.0.0.0/0")
-    loopback = ipaddress.ip_network("127.0.0.0/8")
+    everything = ipaddress.IPv4Network("0.0.0.0/0")
+    loopback = ipaddress.IPv4Network("127.0.0.0/8")
     return [str(net) for net in sorted(everything.address_exclude(loopback))]
 
 
