@@ -14,6 +14,8 @@ Nothing here can reach past loopback: the namespace has no interface but ``lo`` 
 but loopback's, so a datagram to any other address fails in the kernel with "Network is
 unreachable". That is the guarantee; Unbound's own settings (no IPv6, its queries sent from
 UNBOUND_ADDRESS, every address outside 127.0.0.0/8 in ``do-not-query-address``) only repeat it.
+The namespace has its own ports too: a DNS service on the machine's port 53 (a packaged NSD or
+Unbound started by its postinst) neither disturbs this hierarchy nor is disturbed by it.
 
 Every process is started with ``ip netns exec`` (which execs, so the process we hold is the
 server itself) in a process group of its own; ``Hierarchy.close()`` ends each group, then any
@@ -61,7 +63,6 @@ AUTHORITIES: dict[str, tuple[str, ...]] = {
     "127.0.0.6": ("sub.example.com.",),
     "127.0.0.7": ("oob.com.",),
 }
-DEAD_ADDRESS = "127.0.0.254"
 UNBOUND_ADDRESS = "127.0.0.53"
 OURS_ADDRESS = "127.0.0.54"
 FLOOR_ADDRESS = "127.0.0.55"
