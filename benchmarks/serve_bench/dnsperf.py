@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +47,14 @@ class Run:
 
 
 def dnsperf_argv(
-    port: int, queries: Path, seconds: float, outstanding: int, once: bool = False
+    port: int,
+    queries: Path,
+    seconds: float,
+    outstanding: int,
+    once: bool = False,
+    host: str = HOST,
 ) -> list[str]:
-    """dnsperf at HOST:port on the load core, bounded by ``-l`` (and by one pass over the
+    """dnsperf at host:port on the load core, bounded by ``-l`` (and by one pass over the
     input with ``once``)."""
     return [
         "taskset",
@@ -56,7 +62,7 @@ def dnsperf_argv(
         LOAD_CORE,
         "dnsperf",
         "-s",
-        HOST,
+        host,
         "-p",
         str(port),
         "-d",
@@ -100,10 +106,15 @@ def measure(
     seconds: float,
     outstanding: int,
     single_pass: int = 0,
+    host: str = HOST,
+    prefix: Sequence[str] = (),
 ) -> Run:
-    """One bounded dnsperf run at ``target``, with the CPU both servers used meanwhile.
-    ``single_pass``: the number of questions in ``queries``, to be read once (0: loop)."""
-    argv = dnsperf_argv(target.port, queries, seconds, outstanding, once=single_pass > 0)
+    """One bounded dnsperf run at ``target`` (on host:target.port), with the CPU both
+    servers used meanwhile. ``single_pass``: the number of questions in ``queries``, to be
+    read once (0: loop). ``prefix`` goes before dnsperf's command line (``ip netns exec NS``
+    to run it in a network namespace)."""
+    once = single_pass > 0
+    argv = [*prefix, *dnsperf_argv(target.port, queries, seconds, outstanding, once, host)]
     answered_before = counter.read()
     cpu_before = (cpu_seconds(target.pid), cpu_seconds(upstream.pid))
     wall = time.monotonic()

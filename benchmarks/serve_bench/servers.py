@@ -4,6 +4,7 @@ each in its own process group, stopped whatever happens. (NSD, the other upstrea
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -11,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -94,6 +95,9 @@ class Proc:
     port: int
     probe: tuple[str, str] = ("www.example.com", "A")  # a question it answers once ready
     popen: subprocess.Popen[bytes] | None = None
+    # Sent to the process when the thread that started it ends, even by SIGKILL (Linux's
+    # PR_SET_PDEATHSIG, kept across exec): for servers that must not outlive their starter.
+    parent_death_signal: int | None = None
 
     def start(self) -> None:
         with self.log.open("wb") as out:
@@ -104,6 +108,7 @@ class Proc:
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
                 start_new_session=True,
+                preexec_fn=_on_parent_death(self.parent_death_signal),
             )
 
     @property
@@ -128,6 +133,20 @@ class Proc:
         # Stragglers in the group (a dnsmasq TCP child) go too.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
+
+
+def _on_parent_death(signum: int | None) -> Callable[[], None] | None:
+    """A preexec_fn asking the kernel to send ``signum`` to the child when its parent thread
+    ends; None for none. libc is looked up here, before the fork."""
+    if signum is None:
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def request() -> None:
+        prctl(pr_set_pdeathsig, signum, 0, 0, 0)
+
+    return request
 
 
 def cpu_seconds(pgid: int) -> float:

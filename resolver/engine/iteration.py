@@ -271,6 +271,12 @@ class Iteration:
         frame = self._stack[-1]
         server = self._server
         self._times.succeeded(server, now - self._sent_at, now)
+        asked = self._asked[0]
+        end = 12 + len(asked)
+        if reply[12:end].lower() == asked:
+            # The question came back in our 0x20 case, and names compressed into it would
+            # carry that case into the answer: they get the case we meant (lowercase).
+            reply = reply[:12] + asked + reply[end:]
         try:
             message = read_message(reply)
         except WireError as exc:

@@ -432,3 +432,17 @@ def test_a_name_server_lookup_that_loops_is_given_up() -> None:
     done = world.resolve("www.oob.com.", A)
     assert done.reply is None
     assert len(world.network.asked) < 20
+
+
+def test_the_0x20_case_of_the_question_does_not_leak_into_the_answer(world: World) -> None:
+    def shouting(action: Query, reply: bytes) -> bytes:
+        # The question echoed in the case a 0x20 query had; the server compressed the later
+        # names into it (www.example.com. is "www" and a pointer to the question's suffix).
+        end = 12 + len(action.name)
+        return reply[:12] + reply[12:end].upper() + reply[end:]
+
+    world.network.tamper["127.0.0.4"] = shouting
+    done = world.resolve("alias.example.com.", A)
+    assert done.reply is not None
+    owners = [record.name for record in read_message(done.reply).answer]
+    assert owners == [name_to_wire("alias.example.com."), name_to_wire("www.example.com.")]
