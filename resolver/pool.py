@@ -208,6 +208,9 @@ class Pool(Generic[T]):
 
     Made from given ``objects``, from an async ``factory``, or both: ``min_size`` objects are
     created by :meth:`start` (or ``async with pool``), more on demand up to ``max_size``.
+    A factory that never waits may be given as ``create``, a plain function instead: each
+    creation then runs in a callback of the loop (those asked for in one step together),
+    which costs a tenth of a task.
     ``close`` is an optional hook called for every object the pool retires: a coroutine
     function runs in the background, a plain function (returning None) at once.
 
@@ -231,6 +234,7 @@ class Pool(Generic[T]):
 
     __slots__ = (
         "_bookkeeping",
+        "_can_create",
         "_close_hook",
         "_close_task",
         "_closed",
@@ -248,6 +252,8 @@ class Pool(Generic[T]):
         "_last_error",
         "_live_waiters",
         "_loop",
+        "_make",
+        "_make_handle",
         "_max_age",
         "_max_size",
         "_max_uses",
@@ -262,6 +268,7 @@ class Pool(Generic[T]):
         "_n_idle_closed",
         "_n_retired",
         "_n_timed_out",
+        "_pending_makes",
         "_pop_idle",
         "_random",
         "_requested",
@@ -276,6 +283,7 @@ class Pool(Generic[T]):
         objects: Iterable[T] = (),
         *,
         factory: Callable[[], Awaitable[T]] | None = None,
+        create: Callable[[], T] | None = None,
         close: Callable[[T], Awaitable[None] | None] | None = None,
         min_size: int = 0,
         max_size: int | None = None,
@@ -288,10 +296,17 @@ class Pool(Generic[T]):
         rng: random.Random | None = None,
     ) -> None:
         given = list(objects)
-        _validate(len(given), factory, min_size, max_size, max_uses, max_age, idle_timeout, order)
-        if min_idle < 0 or (min_idle and factory is None):
+        if factory is not None and create is not None:
+            raise ConfigError("create", "give a factory or create, not both")
+        maker = factory or create
+        _validate(len(given), maker, min_size, max_size, max_uses, max_age, idle_timeout, order)
+        if min_idle < 0 or (min_idle and maker is None):
             raise ConfigError("min_idle", "must be 0 or more, and needs a factory")
         self._factory = factory
+        self._make = create
+        self._can_create = maker is not None
+        self._pending_makes = 0  # creations with ``create`` waiting for their callback
+        self._make_handle: asyncio.Handle | None = None
         self._close_hook = close
         self._min_size = min_size
         self._min_idle = min_idle
@@ -373,12 +388,24 @@ class Pool(Generic[T]):
         """Create objects up to ``min_size`` concurrently and wait for them. Raises the first
         error a factory raised. The creations belong to the pool: cancelling ``start()`` does
         not stop them, and whatever they make is pooled (and closed by :meth:`aclose`)."""
-        if self._factory is None or self._closed:
+        if not self._can_create or self._closed:
             return
         missing = self._min_size - len(self._entries) - self._creating
         if missing <= 0:
             return
-        tasks = [self._spawn_creation() for _ in range(missing)]
+        if self._make is not None:
+            while True:
+                # Each creation may ask for more (min_idle): made here too, not in the loop's
+                # next step, so that start returns with what it promised and no more.
+                if self._make_handle is not None:
+                    self._make_handle.cancel()
+                    self._make_pending()
+                if self._min_size - len(self._entries) - self._creating <= 0:
+                    return
+                self._creating += 1
+                if (error := self._create_now()) is not None:
+                    raise error
+        tasks = [task for _ in range(missing) if (task := self._spawn_creation()) is not None]
         await asyncio.wait(tasks)
         for task in tasks:
             if not task.cancelled() and (error := task.result()) is not None:
@@ -411,6 +438,11 @@ class Pool(Generic[T]):
                 self._retire(entry, replace=False)
             for task in self._creations:
                 task.cancel()
+            if self._make_handle is not None:
+                self._make_handle.cancel()
+                self._make_handle = None
+                self._creating -= self._pending_makes
+                self._pending_makes = 0
             self._close_task = loop.create_task(self._finish_close(timeout))
         await asyncio.shield(self._close_task)
 
@@ -511,7 +543,7 @@ class Pool(Generic[T]):
         fut: asyncio.Future[_Entry[T]] = loop.create_future()
         self._waiters.append(fut)
         self._live_waiters += 1
-        if self._factory is not None:  # else nothing can follow from a new waiter
+        if self._can_create:  # else nothing can follow from a new waiter
             self._failing = False  # a newcomer is worth another try of a factory that failed
             self._reconcile()
         timer = None if timeout is None else loop.call_later(timeout, self._expire, fut)
@@ -635,7 +667,7 @@ class Pool(Generic[T]):
             fut.set_result(entry)
         if failure is not None and self._live_waiters:
             self._charge(failure)
-        if self._factory is not None and not self._closed:
+        if self._can_create and not self._closed:
             self._grow()
         else:
             self._requested = 0
@@ -690,9 +722,17 @@ class Pool(Generic[T]):
 
     # ----------------------------------------------------------------- creating
 
-    def _spawn_creation(self) -> asyncio.Task[Exception | None]:
+    def _spawn_creation(self) -> asyncio.Task[Exception | None] | None:
+        """Start one creation: a task with ``factory``; with ``create``, a share of the one
+        callback that makes what was asked for (None then)."""
         self._creating += 1
-        task = (self._loop or self._bind()).create_task(self._create())
+        loop = self._loop or self._bind()
+        if self._make is not None:
+            self._pending_makes += 1
+            if self._make_handle is None:
+                self._make_handle = loop.call_soon(self._make_pending)
+            return None
+        task = loop.create_task(self._create())
         self._creations.add(task)
         task.add_done_callback(self._creation_done)
         return task
@@ -704,12 +744,36 @@ class Pool(Generic[T]):
         try:
             obj = await self._factory()
         except Exception as exc:  # this task's root: the error goes to a waiter and start()
-            self._creating -= 1
-            self._n_failed_creates += 1
-            self._failing = True
-            self._last_error = exc
-            self._reconcile(failure=exc)
-            return exc
+            return self._creation_failed(exc)
+        self._created(obj)
+        return None
+
+    def _make_pending(self) -> None:
+        """The callback of ``create``: make every object asked for since it was scheduled."""
+        self._make_handle = None
+        count, self._pending_makes = self._pending_makes, 0
+        for _ in range(count):
+            self._create_now()
+
+    def _create_now(self) -> Exception | None:
+        """One creation with ``create`` (counted in ``_creating`` already); its error, if any."""
+        assert self._make is not None
+        try:
+            obj = self._make()
+        except Exception as exc:  # the callback's root: the error goes to a waiter and start()
+            return self._creation_failed(exc)
+        self._created(obj)
+        return None
+
+    def _creation_failed(self, exc: Exception) -> Exception:
+        self._creating -= 1
+        self._n_failed_creates += 1
+        self._failing = True
+        self._last_error = exc
+        self._reconcile(failure=exc)
+        return exc
+
+    def _created(self, obj: T) -> None:
         self._creating -= 1
         self._failing = False
         self._last_error = None
@@ -721,7 +785,6 @@ class Pool(Generic[T]):
         else:
             self._idle.append(entry)
         self._reconcile()
-        return None
 
     def _creation_done(self, task: asyncio.Task[Exception | None]) -> None:
         self._creations.discard(task)

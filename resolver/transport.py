@@ -451,7 +451,7 @@ class _Exchanges:
         to a random port and left unconnected with None; sized as ``config.pool`` says."""
         config = self.config.pool
         return Pool(
-            factory=functools.partial(self._open_socket, family, connect),
+            create=functools.partial(self._open_socket, family, connect),
             close=_UdpSocket.close,
             min_size=config.min_size,
             max_size=config.max_size,
@@ -462,14 +462,14 @@ class _Exchanges:
             idle_timeout=config.idle_timeout,
         )
 
-    async def _open_socket(self, family: int, connect: Address | None) -> _UdpSocket:
+    def _open_socket(self, family: int, connect: Address | None) -> _UdpSocket:
         """A fresh UDP socket. connect() binds a fresh random ephemeral port and makes the
         kernel drop datagrams from any other source; bind() to port 0 only the first. Done
-        with the socket module: the address is numeric, so no resolver thread is involved,
-        and nothing is awaited."""
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        with the socket module, made non-blocking at birth (no fcntl calls): the address is
+        numeric, so no resolver thread is involved, and nothing is awaited, so the pool makes
+        sockets in a loop callback rather than a task."""
+        sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
         try:
-            sock.setblocking(False)
             if connect is not None:
                 sock.connect(connect)
             elif family == socket.AF_INET6:

@@ -596,7 +596,9 @@ class Engine:
         if flight.timer is not None:
             flight.timer.cancel()
         reply: bytes | None = None
-        if done.reply is not None:
+        if done.reply is not None and isinstance(flight.decision, Iteration):
+            reply = done.reply  # built by the iteration in the form we serve
+        elif done.reply is not None:
             # try/except rather than contextlib.suppress: this runs for every relayed reply,
             # and a context manager costs more than the rest of the step.
             try:  # noqa: SIM105

@@ -40,7 +40,8 @@ The rules:
   (Unbound's caps fallback).
 
 The reply built holds the question as the client asked it, the CNAME chain and the answer
-(or, for a negative answer, the SOA in the authority section); no additional records.
+(or, for a negative answer, the SOA in the authority section); no additional records, no OPT,
+RA set and AA clear: the form the engine stores and serves.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ from resolver.errors import (
     UpstreamUnreachable,
     WireError,
 )
-from resolver.wire.raw import AA, CLASS_IN, NOERROR, NXDOMAIN, QR, RD, TC, ancestors
+from resolver.wire.raw import AA, CLASS_IN, NOERROR, NXDOMAIN, QR, RA, RD, TC
 from resolver.wire.records import Message, Record, build_reply, read_message, target_name
 
 __all__ = ["Iteration", "Step"]
@@ -84,6 +85,9 @@ _MAX_MINIMISE = 10  # minimised queries per name (RFC 9156's MAX_MINIMISE_COUNT)
 _MAX_NESTING = 6  # name server lookups inside name server lookups
 _NO_ADDRESS_TTL = 60  # how long a name server that has no address is remembered as such
 _RCODES = {1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+# Ties between servers are broken at random; seeding a generator per query would cost more
+# than the rest of choosing.
+_RNG = random.Random()
 
 Action = Query | Done
 
@@ -105,17 +109,26 @@ class Step(NamedTuple):
 
 def _under(name: bytes, zone: bytes) -> bool:
     """Whether ``name`` is ``zone`` or below it (lowercase wire forms, label by label)."""
-    if zone == _ROOT:
+    if name == zone or zone == _ROOT:
         return True
-    size = len(zone)
-    for suffix in ancestors(name):
-        if len(suffix) <= size:
-            return suffix == zone
-    return False
+    start = len(name) - len(zone)
+    if start <= 0 or not name.endswith(zone):
+        return False
+    pos = 0
+    while pos < start:  # the suffix must begin where a label does
+        pos += name[pos] + 1
+    return pos == start
 
 
-def _labels(name: bytes) -> int:
-    return sum(1 for _ in ancestors(name))
+def _one_label_below(name: bytes, above: bytes) -> bytes:
+    """The ancestor of ``name`` (or ``name`` itself) one label longer than ``above``, which
+    must hold it."""
+    size = len(above)
+    pos = previous = 0
+    while len(name) - pos > size:
+        previous = pos
+        pos += name[pos] + 1
+    return name[previous:]
 
 
 def _parent(name: bytes) -> bytes:
@@ -239,7 +252,7 @@ class Iteration:
         self._delegations = delegations
         self._times = times
         self._families = families
-        self._rng = rng or random.Random()
+        self._rng = rng or _RNG
         self._steps = steps
         self._stack: list[_Frame] = []
         self._queries = 0
@@ -367,12 +380,14 @@ class Iteration:
         best: str | None = None
         best_score = (0.0, 0.0)
         missing: bytes | None = None
-        looking_up = {f.server_of for f in self._stack}
         for server in frame.zone.servers:
             addresses = delegations.addresses(server, now)
             if addresses is None:
-                usable = server not in frame.failed_servers and server not in looking_up
-                if missing is None and usable:
+                if (
+                    missing is None
+                    and server not in frame.failed_servers
+                    and all(f.server_of != server for f in self._stack)
+                ):
                     missing = server
                 continue
             for address in addresses:
@@ -402,11 +417,11 @@ class Iteration:
         name one label below the longest name known to exist, type A."""
         if not frame.minimise or frame.minimised >= _MAX_MINIMISE:
             return frame.key, frame.qtype
-        names = list(ancestors(frame.key))  # longest first; the root excluded
-        depth = _labels(frame.below)
-        if depth + 1 >= len(names) or not _under(frame.key, frame.below):
-            return frame.key, frame.qtype
-        return names[len(names) - depth - 1], _TYPE_A
+        key = frame.key
+        if not _under(key, frame.below):
+            return key, frame.qtype
+        name = _one_label_below(key, frame.below)
+        return (name, _TYPE_A) if name != key else (key, frame.qtype)
 
     # ----------------------------------------------------------------- sending
 
@@ -642,7 +657,7 @@ class Iteration:
                 rcode,
                 [*frame.chain, *answer],
                 authority,
-                flags=QR | RD,
+                flags=QR | RD | RA,
             )
             return Done(reply, None)
         addresses = tuple(a for a in map(_address, answer) if a is not None)
