@@ -94,6 +94,9 @@ _UNWANTED_WINDOW = 60.0
 # upstream cannot be reached.
 _LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
+# A Servers' sockets are bound to these with a port the kernel picks at random.
+_WILDCARD: dict[int, Address] = {socket.AF_INET: ("0.0.0.0", 0), socket.AF_INET6: ("::", 0)}
+
 # What an exchange reports: the validated reply, or the error that ended it.
 Report = Callable[[bytes | None, BaseException | None], None]
 
@@ -352,8 +355,8 @@ class Exchange:
 
 class _UdpSocket:
     """A non-blocking UDP socket the loop watches for readability; it accepts only the reply
-    its pending exchange expects. Connected (an Upstream's when bound, a Servers' at checkout),
-    it gets datagrams from the server's address and port only: the kernel makes RFC 5452's
+    its pending exchange expects. Connected (an Upstream's when bound, a Servers' at its first
+    send), it gets datagrams from the server's address and port only: the kernel makes RFC 5452's
     source check. Opened and closed synchronously (no transport object, nothing to await), so
     a cancelled creation cannot leave a half-made socket behind."""
 
@@ -371,20 +374,6 @@ class _UdpSocket:
         # current (or, idle, its next) exchange ends, instead of going back to the pool.
         self.retire = False
         loop.add_reader(self._fd, self._readable)
-
-    def connect(self, server: Address) -> None:
-        """Connect to ``server``, keeping the port bound before. From then on the kernel drops
-        datagrams from any other source; those that came before, still queued, are read and
-        counted as strays here, or they would reach the pending exchange unchecked for source.
-        Raises OSError."""
-        sock = self._sock
-        sock.connect(server)
-        while True:
-            try:
-                sock.recv(1)  # a datagram is consumed whole, whatever the size asked
-            except OSError:  # BlockingIOError: none left
-                return
-            self._owner.count_unwanted(self)
 
     def send(self, data: bytes) -> None:
         """Send ``data``; an error ends the pending exchange (refused: the server cannot be
@@ -423,6 +412,35 @@ class _UdpSocket:
         pending = self.pending
         if pending is not None:
             pending.fail(UpstreamUnreachable(pending.name, "socket closed"))
+
+
+class _FreshUdpSocket(_UdpSocket):
+    """A UDP socket bound to a random port and connected to the server of its one exchange
+    at its first send (Servers): from then on the kernel drops datagrams from any other
+    source. Datagrams that came before, still queued (connect() does not flush them), are
+    read and counted as strays first, or they would reach the exchange unchecked for source."""
+
+    __slots__ = ()
+
+    def send(self, data: bytes) -> None:
+        pending = self.pending
+        assert pending is not None
+        sock = self._sock
+        server = pending.server
+        try:
+            # A name instead of an address would make connect() look it up, blocking the loop.
+            socket.inet_pton(_family(server), server[0])
+            sock.connect(server)
+        except OSError as exc:
+            pending.fail(_send_error(pending.name, exc))
+            return
+        while True:
+            try:
+                sock.recv(1)  # a datagram is consumed whole, whatever the size asked
+            except OSError:  # BlockingIOError: none left
+                break
+            self._owner.count_unwanted(self)
+        super().send(data)
 
 
 class _Exchanges:
@@ -478,20 +496,21 @@ class _Exchanges:
 
     async def _open_socket(self, family: int, connect: Address | None) -> _UdpSocket:
         """A fresh UDP socket. connect() binds a fresh random ephemeral port and makes the
-        kernel drop datagrams from any other source; bind() to port 0 only the first. Done
+        kernel drop datagrams from any other source; bind() to port 0 (with ``connect``
+        None) only the first, the connect() waiting for the socket's one query. Done
         with the socket module: the address is numeric, so no resolver thread is involved,
         and nothing is awaited."""
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            loop = self._loop or asyncio.get_running_loop()
             if connect is not None:
                 sock.connect(connect)
-            elif family == socket.AF_INET6:
+                return _UdpSocket(self, loop, sock)
+            if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(("::", 0))
-            else:
-                sock.bind(("0.0.0.0", 0))
-            return _UdpSocket(self, self._loop or asyncio.get_running_loop(), sock)
+            sock.bind(_WILDCARD[family])
+            return _FreshUdpSocket(self, loop, sock)
         except BaseException:
             sock.close()
             raise
@@ -529,11 +548,7 @@ class _Exchanges:
         except PoolClosed:
             exchange.fail(LocalError(f"{exchange.name}: the transport is shutting down"))
         else:
-            self._use(exchange, guard)
-
-    def _use(self, exchange: Exchange, guard: Guard[_UdpSocket]) -> None:
-        """Send ``exchange``'s query on the checked-out socket."""
-        exchange.send_on(guard)
+            exchange.send_on(guard)
 
     def _idle_socket(self, pool: Pool[_UdpSocket]) -> Guard[_UdpSocket]:
         """An idle socket, skipping (and discarding) those retired while idle for receiving
@@ -571,7 +586,7 @@ class _Exchanges:
         if exchange.done:  # abandoned while waiting
             guard.release()
             return
-        self._use(exchange, guard)
+        exchange.send_on(guard)
 
     def track_deadline(self, exchange: Exchange) -> None:
         """Expire ``exchange`` at its deadline, by the one sweep timer of this owner."""
@@ -950,21 +965,6 @@ class Servers(_Exchanges):
         self._dispatch(exchange, pool, tcp)
         return exchange
 
-    def _use(self, exchange: Exchange, guard: Guard[_UdpSocket]) -> None:
-        """Connect the checked-out socket to the exchange's server, then send."""
-        sock = guard.obj
-        exchange.guard = guard  # a failure now discards the socket
-        sock.pending = exchange
-        server = exchange.server
-        try:
-            # A name instead of an address would make connect() look it up, blocking the loop.
-            socket.inet_pton(_family(server), server[0])
-            sock.connect(server)
-        except OSError as exc:
-            exchange.fail(_send_error(exchange.name, exc))
-            return
-        exchange.send_on(guard)
-
     def statistics(self) -> ServersStatistics:
         ipv4 = self._pools.get(socket.AF_INET)
         ipv6 = self._pools.get(socket.AF_INET6)
@@ -1000,4 +1000,4 @@ def _probe(family: int) -> None:
     """Open and bind one socket of ``family`` and close it. Raises OSError when the machine
     cannot (no IPv6, say)."""
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+        sock.bind(_WILDCARD[family])
