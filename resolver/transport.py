@@ -355,10 +355,10 @@ class Exchange:
 
 class _UdpSocket:
     """A non-blocking UDP socket the loop watches for readability; it accepts only the reply
-    its pending exchange expects. Connected (an Upstream's when bound, a Servers' at its first
-    send), it gets datagrams from the server's address and port only: the kernel makes RFC 5452's
-    source check. Opened and closed synchronously (no transport object, nothing to await), so
-    a cancelled creation cannot leave a half-made socket behind."""
+    its pending exchange expects. Connected (an Upstream's when bound, a Servers' at its
+    first send), it gets datagrams from the server's address and port only: the kernel makes
+    RFC 5452's source check. Opened and closed synchronously (no transport object, nothing to
+    await), so a cancelled creation cannot leave a half-made socket behind."""
 
     __slots__ = ("_fd", "_loop", "_owner", "_sock", "pending", "retire")
 

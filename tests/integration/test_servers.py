@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from support import ScriptedUpstream, until
 
+from resolver import transport
 from resolver.authority import Authority
 from resolver.config import Address, SocketPoolConfig, TransportConfig
 from resolver.errors import (
@@ -626,3 +627,34 @@ async def test_send_before_start_reports_local_error() -> None:
     with pytest.raises(LocalError):
         await ask(servers, ("127.0.0.1", 53))
     await servers.aclose()
+
+
+async def test_a_family_that_cannot_be_opened_is_left_out_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Binding to an address that is not this machine's fails as a machine without IPv6 does.
+    monkeypatch.setitem(transport._WILDCARD, socket.AF_INET6, ("2001:db8::1", 0))
+    async with (
+        asyncio.timeout(BOUND),
+        ScriptedUpstream(echo) as server,
+        open_servers() as servers,
+    ):
+        assert "no IPv6 queries" in caplog.text
+        stats = servers.statistics()
+        assert stats.ipv4 is not None
+        assert stats.ipv6 is None
+        assert not servers.can_send_to(("::1", 53))
+        with pytest.raises(UpstreamUnreachable, match="no IPv6 socket"):
+            await ask(servers, ("::1", 53))
+        assert read_header(await ask(servers, server.address)).qr
+
+
+async def test_start_fails_when_no_family_can_be_opened(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(transport._WILDCARD, socket.AF_INET6, ("2001:db8::1", 0))
+    monkeypatch.setitem(transport._WILDCARD, socket.AF_INET, ("192.0.2.1", 0))
+    baseline = open_fds()
+    servers = Servers(config())
+    with pytest.raises(UpstreamUnreachable, match=r"IPv4: .*; IPv6: "):
+        await servers.start()
+    await servers.aclose()
+    assert open_fds() == baseline
