@@ -458,6 +458,7 @@ class _Exchanges:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
         # Exchanges in flight by deadline, checked by one re-armed timer: ``_due`` in the
         # order they were sent, which is deadline order as long as each deadline is no
         # earlier than the one before (nearly always: the timeout is one number); an earlier
@@ -515,9 +516,16 @@ class _Exchanges:
             sock.close()
             raise
 
-    async def _end_exchanges(self) -> None:
-        """End every exchange in flight without a report, and every task; refuse new ones."""
-        self._closed = True
+    async def aclose(self) -> None:
+        """Close every socket and end every exchange in flight, without reports. Idempotent:
+        every call waits for the same closing work, which finishes even when a caller is
+        cancelled."""
+        if self._closing is None:
+            self._closed = True  # refuse new exchanges from now on
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
@@ -528,6 +536,11 @@ class _Exchanges:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for pool in self._pools_to_close():
+            await pool.aclose(timeout=1.0)
+
+    def _pools_to_close(self) -> list[Pool[_UdpSocket]]:
+        raise NotImplementedError
 
     def _dispatch(self, exchange: Exchange, pool: Pool[_UdpSocket], tcp: bool) -> None:
         """Start ``exchange``: over TCP with ``tcp``, else on an idle socket of ``pool``, or in
@@ -704,10 +717,8 @@ class Upstream(_Exchanges):
             reason = exc.strerror or str(exc)
             raise UpstreamUnreachable(self.name, f"cannot open a socket: {reason}") from exc
 
-    async def aclose(self) -> None:
-        """Close every socket and end every exchange in flight. Idempotent."""
-        await self._end_exchanges()
-        await self.pool.aclose(timeout=1.0)
+    def _pools_to_close(self) -> list[Pool[_UdpSocket]]:
+        return [self.pool]
 
     def build_query(
         self,
@@ -896,12 +907,8 @@ class Servers(_Exchanges):
         if not self._pools and not self._closed:
             raise UpstreamUnreachable("any server", f"cannot open a socket ({'; '.join(reasons)})")
 
-    async def aclose(self) -> None:
-        """Close every socket and end every exchange in flight, without reports. Idempotent;
-        finishes even when cancelled."""
-        await self._end_exchanges()
-        for pool in list(self._pools.values()):
-            await pool.aclose(timeout=1.0)
+    def _pools_to_close(self) -> list[Pool[_UdpSocket]]:
+        return list(self._pools.values())
 
     def can_send_to(self, server: Address) -> bool:
         """Whether sockets of ``server``'s address family are open (after ``start``)."""

@@ -622,6 +622,30 @@ async def test_aclose_is_idempotent_and_closes_every_socket() -> None:
             await ask(servers, server.address, tcp=True)
 
 
+async def test_aclose_cancelled_at_once_still_closes_every_socket() -> None:
+    async with asyncio.timeout(BOUND), ScriptedUpstream(silent) as server:
+        # uvloop opens a descriptor of its own, once per loop, at its first TCP connection:
+        # open it before counting.
+        with contextlib.suppress(OSError):
+            await asyncio.open_connection(*server.address)
+        baseline = open_fds()
+        servers = Servers(config(min_size=4, min_idle=4))
+        await servers.start()
+        exchange, outcome = send(servers, server.address, timeout=30.0)
+        waiting = send(servers, server.address, timeout=30.0, tcp=True)[0]
+        closing = asyncio.ensure_future(servers.aclose())
+        await asyncio.sleep(0)
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        await servers.aclose()  # waits for the same closing work
+        assert open_fds() == baseline
+        assert exchange.done
+        assert waiting.task is not None
+        assert waiting.task.done()
+        assert outcome.reports == 0
+
+
 async def test_send_before_start_reports_local_error() -> None:
     servers = Servers()
     with pytest.raises(LocalError):
