@@ -864,12 +864,15 @@ class Servers(_Exchanges):
     pre-bound UDP sockets, each handed out exactly once (max_uses=1), replacements bound ahead.
 
     A socket is bound to the family's wildcard address and a port the kernel picks at random,
-    connected to the exchange's server when checked out (the kernel then drops datagrams from
-    any other source), and closed when the exchange ends: every query leaves from a fresh
-    random port (RFC 5452 section 4.5), and the pool's spares (``min_idle``) and the
-    replacement started at each checkout do the binding in the background, off the query path.
-    With 0x20 (``randomize_case``, on by default here), a reply that matches in everything but
-    the name's case ends the exchange with CaseMismatch: the caller may ask again without 0x20
+    connected to the exchange's server when its query is sent (the kernel then drops
+    datagrams from any other source), and closed when the exchange ends: every query leaves
+    from a fresh random port (RFC 5452 section 4.5), and the pool's spares (``min_idle``) and
+    the replacement started at each checkout do the binding in the background, off the query
+    path. The pools' sizes, ``max_age`` and ``idle_timeout`` are ``config.pool``'s; its
+    ``max_uses`` is ignored (always 1), and so is ``unwanted_reply_threshold``: strays are
+    counted, but every socket retires after its one exchange anyway. With 0x20
+    (``randomize_case``, on by default here), a reply that matches in everything but the
+    name's case ends the exchange with CaseMismatch: the caller may ask again without 0x20
     and compare (Unbound's caps fallback).
     """
 
