@@ -579,6 +579,37 @@ async def test_cancelled_exchange_reports_nothing_and_its_socket_is_discarded() 
         assert (stats.ipv4.discarded, stats.ipv4.in_use) == (1, 0)
 
 
+async def test_cancelled_tcp_exchange_reports_nothing_and_closes_its_connection() -> None:
+    accepted, closed = asyncio.Event(), asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        accepted.set()
+        await reader.read()  # returns once our side closes the connection
+        closed.set()
+
+    listener = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        async with asyncio.timeout(BOUND), open_servers() as servers:
+            address = listener.sockets[0].getsockname()[:2]
+            exchange, outcome = send(servers, address, timeout=30.0, tcp=True)
+            await accepted.wait()
+            exchange.cancel()
+            assert exchange.task is not None
+            with contextlib.suppress(asyncio.CancelledError):
+                await exchange.task
+            await closed.wait()
+            assert outcome.reports == 0
+            stats = servers.statistics()
+            assert (stats.tcp_queries, stats.replies, stats.timeouts) == (1, 0, 0)
+    finally:
+        for writer in held:
+            writer.close()
+        listener.close()
+        await listener.wait_closed()
+
+
 async def test_cancelled_while_waiting_for_a_socket_leaves_no_waiter() -> None:
     async with (
         asyncio.timeout(BOUND),
