@@ -20,14 +20,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise AssertionError("no free port")
 
 
-def dead_udp_port(host: str = "127.0.0.1") -> int:
-    """A loopback UDP port on ``host`` with nothing listening (freed just now)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 # --- a scripted upstream and a raw client, for tests that drive the daemon ----------------
 
 import asyncio  # noqa: E402
@@ -53,6 +45,14 @@ async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
             if condition():
                 return
             await asyncio.sleep(0)
+
+
+def dead_udp_port(host: str = "127.0.0.1") -> int:
+    """A loopback UDP port on ``host`` with nothing listening (freed just now)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 class ScriptedUpstream(asyncio.DatagramProtocol):
