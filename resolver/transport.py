@@ -95,6 +95,9 @@ _UNWANTED_WINDOW = 60.0
 # upstream cannot be reached.
 _LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
+# A Servers' sockets are bound to these with a port the kernel picks at random.
+_WILDCARD: dict[int, Address] = {socket.AF_INET: ("0.0.0.0", 0), socket.AF_INET6: ("::", 0)}
+
 # What an exchange reports: the validated reply, or the error that ended it.
 Report = Callable[[bytes | None, BaseException | None], None]
 
@@ -338,10 +341,10 @@ class Exchange:
 
 class _UdpSocket:
     """A non-blocking UDP socket the loop watches for readability; it accepts only the reply
-    its pending exchange expects. Connected (an Upstream's when bound, a Servers' at checkout),
-    it gets datagrams from the server's address and port only: the kernel makes RFC 5452's
-    source check. Opened and closed synchronously (no transport object, nothing to await), so
-    a cancelled creation cannot leave a half-made socket behind."""
+    its pending exchange expects. Connected (an Upstream's when bound, a Servers' at its
+    first send), it gets datagrams from the server's address and port only: the kernel makes
+    RFC 5452's source check. Opened and closed synchronously (no transport object, nothing to
+    await), so a cancelled creation cannot leave a half-made socket behind."""
 
     __slots__ = ("_fd", "_loop", "_owner", "_sock", "pending", "retire")
 
@@ -357,20 +360,6 @@ class _UdpSocket:
         # current (or, idle, its next) exchange ends, instead of going back to the pool.
         self.retire = False
         loop.add_reader(self._fd, self._readable)
-
-    def connect(self, server: Address) -> None:
-        """Connect to ``server``, keeping the port bound before. From then on the kernel drops
-        datagrams from any other source; those that came before, still queued, are read and
-        counted as strays here, or they would reach the pending exchange unchecked for source.
-        Raises OSError."""
-        sock = self._sock
-        sock.connect(server)
-        while True:
-            try:
-                sock.recv(1)  # a datagram is consumed whole, whatever the size asked
-            except OSError:  # BlockingIOError: none left
-                return
-            self._owner.count_unwanted(self)
 
     def send(self, data: bytes) -> None:
         """Send ``data``; an error ends the pending exchange (refused: the server cannot be
@@ -411,6 +400,35 @@ class _UdpSocket:
             pending.fail(UpstreamUnreachable(pending.name, "socket closed"))
 
 
+class _FreshUdpSocket(_UdpSocket):
+    """A UDP socket bound to a random port and connected to the server of its one exchange
+    at its first send (Servers): from then on the kernel drops datagrams from any other
+    source. Datagrams that came before, still queued (connect() does not flush them), are
+    read and counted as strays first, or they would reach the exchange unchecked for source."""
+
+    __slots__ = ()
+
+    def send(self, data: bytes) -> None:
+        pending = self.pending
+        assert pending is not None
+        sock = self._sock
+        server = pending.server
+        try:
+            # A name instead of an address would make connect() look it up, blocking the loop.
+            socket.inet_pton(_family(server), server[0])
+            sock.connect(server)
+        except OSError as exc:
+            pending.fail(_send_error(pending.name, exc))
+            return
+        while True:
+            try:
+                sock.recv(1)  # a datagram is consumed whole, whatever the size asked
+            except OSError:  # BlockingIOError: none left
+                break
+            self._owner.count_unwanted(self)
+        super().send(data)
+
+
 class _Exchanges:
     """What Upstream and Servers share: exchanges started over a pool of UDP sockets (waiting
     for a socket in a task only when none is idle) or over TCP, their deadlines kept by one
@@ -426,6 +444,7 @@ class _Exchanges:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
         # Exchanges in flight by deadline, checked by one re-armed timer: ``_due`` in the
         # order they were sent, which is deadline order as long as each deadline is no
         # earlier than the one before (nearly always: the timeout is one number); an earlier
@@ -464,27 +483,35 @@ class _Exchanges:
 
     def _open_socket(self, family: int, connect: Address | None) -> _UdpSocket:
         """A fresh UDP socket. connect() binds a fresh random ephemeral port and makes the
-        kernel drop datagrams from any other source; bind() to port 0 only the first. Done
-        with the socket module, made non-blocking at birth (no fcntl calls): the address is
-        numeric, so no resolver thread is involved, and nothing is awaited, so the pool makes
-        sockets in a loop callback rather than a task."""
+        kernel drop datagrams from any other source; bind() to port 0 (with ``connect``
+        None) only the first, the connect() waiting for the socket's one query. Done with the
+        socket module, made non-blocking at birth (no fcntl calls): the address is numeric,
+        so no resolver thread is involved, and nothing is awaited, so the pool makes sockets
+        in a loop callback rather than a task."""
         sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
         try:
+            loop = self._loop or asyncio.get_running_loop()
             if connect is not None:
                 sock.connect(connect)
-            elif family == socket.AF_INET6:
+                return _UdpSocket(self, loop, sock)
+            if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(("::", 0))
-            else:
-                sock.bind(("0.0.0.0", 0))
-            return _UdpSocket(self, self._loop or asyncio.get_running_loop(), sock)
+            sock.bind(_WILDCARD[family])
+            return _FreshUdpSocket(self, loop, sock)
         except BaseException:
             sock.close()
             raise
 
-    async def _end_exchanges(self) -> None:
-        """End every exchange in flight without a report, and every task; refuse new ones."""
-        self._closed = True
+    async def aclose(self) -> None:
+        """Close every socket and end every exchange in flight, without reports. Idempotent:
+        every call waits for the same closing work, which finishes even when a caller is
+        cancelled."""
+        if self._closing is None:
+            self._closed = True  # refuse new exchanges from now on
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
@@ -495,6 +522,11 @@ class _Exchanges:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for pool in self._pools_to_close():
+            await pool.aclose(timeout=1.0)
+
+    def _pools_to_close(self) -> list[Pool[_UdpSocket]]:
+        raise NotImplementedError
 
     def _dispatch(self, exchange: Exchange, pool: Pool[_UdpSocket], tcp: bool) -> None:
         """Start ``exchange``: over TCP with ``tcp``, else on an idle socket of ``pool``, or in
@@ -515,11 +547,7 @@ class _Exchanges:
         except PoolClosed:
             exchange.fail(LocalError(f"{exchange.name}: the transport is shutting down"))
         else:
-            self._use(exchange, guard)
-
-    def _use(self, exchange: Exchange, guard: Guard[_UdpSocket]) -> None:
-        """Send ``exchange``'s query on the checked-out socket."""
-        exchange.send_on(guard)
+            exchange.send_on(guard)
 
     def _idle_socket(self, pool: Pool[_UdpSocket]) -> Guard[_UdpSocket]:
         """An idle socket, skipping (and discarding) those retired while idle for receiving
@@ -557,7 +585,7 @@ class _Exchanges:
         if exchange.done:  # abandoned while waiting
             guard.release()
             return
-        self._use(exchange, guard)
+        exchange.send_on(guard)
 
     def track_deadline(self, exchange: Exchange) -> None:
         """Expire ``exchange`` at its deadline, by the one sweep timer of this owner."""
@@ -675,10 +703,8 @@ class Upstream(_Exchanges):
             reason = exc.strerror or str(exc)
             raise UpstreamUnreachable(self.name, f"cannot open a socket: {reason}") from exc
 
-    async def aclose(self) -> None:
-        """Close every socket and end every exchange in flight. Idempotent."""
-        await self._end_exchanges()
-        await self.pool.aclose(timeout=1.0)
+    def _pools_to_close(self) -> list[Pool[_UdpSocket]]:
+        return [self.pool]
 
     def build_query(
         self,
@@ -824,12 +850,15 @@ class Servers(_Exchanges):
     pre-bound UDP sockets, each handed out exactly once (max_uses=1), replacements bound ahead.
 
     A socket is bound to the family's wildcard address and a port the kernel picks at random,
-    connected to the exchange's server when checked out (the kernel then drops datagrams from
-    any other source), and closed when the exchange ends: every query leaves from a fresh
-    random port (RFC 5452 section 4.5), and the pool's spares (``min_idle``) and the
-    replacement started at each checkout do the binding in the background, off the query path.
-    With 0x20 (``randomize_case``, on by default here), a reply that matches in everything but
-    the name's case ends the exchange with CaseMismatch: the caller may ask again without 0x20
+    connected to the exchange's server when its query is sent (the kernel then drops
+    datagrams from any other source), and closed when the exchange ends: every query leaves
+    from a fresh random port (RFC 5452 section 4.5), and the pool's spares (``min_idle``) and
+    the replacement started at each checkout do the binding in the background, off the query
+    path. The pools' sizes, ``max_age`` and ``idle_timeout`` are ``config.pool``'s; its
+    ``max_uses`` is ignored (always 1), and so is ``unwanted_reply_threshold``: strays are
+    counted, but every socket retires after its one exchange anyway. With 0x20
+    (``randomize_case``, on by default here), a reply that matches in everything but the
+    name's case ends the exchange with CaseMismatch: the caller may ask again without 0x20
     and compare (Unbound's caps fallback).
     """
 
@@ -867,12 +896,8 @@ class Servers(_Exchanges):
         if not self._pools and not self._closed:
             raise UpstreamUnreachable("any server", f"cannot open a socket ({'; '.join(reasons)})")
 
-    async def aclose(self) -> None:
-        """Close every socket and end every exchange in flight, without reports. Idempotent;
-        finishes even when cancelled."""
-        await self._end_exchanges()
-        for pool in list(self._pools.values()):
-            await pool.aclose(timeout=1.0)
+    def _pools_to_close(self) -> list[Pool[_UdpSocket]]:
+        return list(self._pools.values())
 
     def can_send_to(self, server: Address) -> bool:
         """Whether sockets of ``server``'s address family are open (after ``start``)."""
@@ -936,21 +961,6 @@ class Servers(_Exchanges):
         self._dispatch(exchange, pool, tcp)
         return exchange
 
-    def _use(self, exchange: Exchange, guard: Guard[_UdpSocket]) -> None:
-        """Connect the checked-out socket to the exchange's server, then send."""
-        sock = guard.obj
-        exchange.guard = guard  # a failure now discards the socket
-        sock.pending = exchange
-        server = exchange.server
-        try:
-            # A name instead of an address would make connect() look it up, blocking the loop.
-            socket.inet_pton(_family(server), server[0])
-            sock.connect(server)
-        except OSError as exc:
-            exchange.fail(_send_error(exchange.name, exc))
-            return
-        exchange.send_on(guard)
-
     def statistics(self) -> ServersStatistics:
         ipv4 = self._pools.get(socket.AF_INET)
         ipv6 = self._pools.get(socket.AF_INET6)
@@ -986,4 +996,4 @@ def _probe(family: int) -> None:
     """Open and bind one socket of ``family`` and close it. Raises OSError when the machine
     cannot (no IPv6, say)."""
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+        sock.bind(_WILDCARD[family])

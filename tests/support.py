@@ -59,20 +59,30 @@ async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
             await asyncio.sleep(0)
 
 
-class ScriptedUpstream(asyncio.DatagramProtocol):
-    """A UDP upstream on 127.0.0.1 whose every reply is what ``script(query)`` returns (None:
-    no reply). ``queries`` keeps every query received, in order, as raw bytes."""
+def dead_udp_port(host: str = "127.0.0.1") -> int:
+    """A loopback UDP port on ``host`` with nothing listening (freed just now)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
-    def __init__(self, script: Script) -> None:
+
+class ScriptedUpstream(asyncio.DatagramProtocol):
+    """A UDP upstream on ``host`` (127.0.0.1 unless given) whose every reply is what
+    ``script(query)`` returns (None: no reply). ``queries`` keeps every query received, in
+    order, as raw bytes, and ``sources`` the address and port each came from."""
+
+    def __init__(self, script: Script, host: str = "127.0.0.1") -> None:
         self.script = script
         self.queries: list[bytes] = []
+        self.sources: list[tuple[str, int]] = []
         self.transport: asyncio.DatagramTransport | None = None
-        self.address: tuple[str, int] = ("127.0.0.1", 0)
+        self.address: tuple[str, int] = (host, 0)
 
     async def __aenter__(self) -> ScriptedUpstream:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: self, local_addr=("127.0.0.1", 0)
+            lambda: self, local_addr=(self.address[0], 0)
         )
         self.transport = transport
         self.address = transport.get_extra_info("sockname")[:2]
@@ -84,6 +94,7 @@ class ScriptedUpstream(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.queries.append(data)
+        self.sources.append(addr[:2])
         reply = self.script(data)
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)

@@ -20,7 +20,14 @@ from typing import Any, NamedTuple
 
 import pytest
 import uvloop
-from support import ScriptedUpstream, idle_pool, tcp_exchange, udp_exchange, until
+from support import (
+    ScriptedUpstream,
+    dead_udp_port,
+    idle_pool,
+    tcp_exchange,
+    udp_exchange,
+    until,
+)
 
 from resolver.authority import Authority
 from resolver.cache import Cache
@@ -146,12 +153,6 @@ def ede_codes(reply: bytes) -> list[int]:
 
 def counts(servers: Sequence[Authority]) -> list[int]:
     return [len(s.queries) for s in servers]
-
-
-def dead_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def reply_to(query: bytes, *, rcode: int = 0, flags: int = 0, question: bool = True) -> bytes:

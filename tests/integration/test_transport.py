@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import pytest
-from support import idle_pool, until
+from support import dead_udp_port, idle_pool, until
 
 from resolver.authority import Authority
 from resolver.config import SocketPoolConfig, TransportConfig
@@ -347,13 +346,6 @@ async def test_reply_question_case_is_checked_only_with_0x20(
 
 
 # --- unreachable and cancelled ------------------------------------------------------------
-
-
-def dead_udp_port() -> int:
-    """A loopback UDP port with nothing listening (freed just now)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_unreachable_upstream_fails_at_once_not_at_the_deadline() -> None:

@@ -38,3 +38,26 @@ def test_error_tree_has_one_root() -> None:
     assert issubclass(errors.PoolTimeout, TimeoutError)
     assert issubclass(errors.ConfigError, ValueError)
     assert issubclass(errors.UpstreamTimeout, errors.UpstreamError)
+
+
+def test_transport_module_exports_its_two_owners_and_their_statistics() -> None:
+    import resolver.transport
+
+    assert sorted(resolver.transport.__all__) == [
+        "Exchange",
+        "Report",
+        "Servers",
+        "ServersStatistics",
+        "Upstream",
+        "UpstreamStatistics",
+        "format_address",
+    ]
+
+
+def test_case_mismatch_is_an_upstream_error_carrying_the_server() -> None:
+    from resolver.errors import CaseMismatch, UpstreamError
+
+    error = CaseMismatch("[::1]:53", "the reply's question differs in case only")
+    assert isinstance(error, UpstreamError)
+    assert error.server == "[::1]:53"
+    assert str(error).startswith("[::1]:53: ")
