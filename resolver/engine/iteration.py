@@ -322,7 +322,12 @@ class Iteration:
             self._step(f"{what}: next server", now)
             frame.tried.add(server)
             return self._next(now)
-        return self._understand(frame, message, now)
+        try:
+            return self._understand(frame, message, now)
+        except WireError as exc:  # in a section read only now (see Message)
+            self._step(f"malformed reply ({exc})", now)
+            frame.tried.add(server)
+            return self._next(now)
 
     def on_failure(self, exc: BaseException, now: float) -> Action:
         """The last Query ended without a reply: ``exc`` says how."""

@@ -80,6 +80,7 @@ from resolver.wire.raw import (
     section_offsets,
     set_id,
     skip_name,
+    skip_records,
     truncated_reply,
     walk_records,
 )
@@ -150,6 +151,7 @@ __all__ = [
     "section_offsets",
     "set_id",
     "skip_name",
+    "skip_records",
     "strip_opt",
     "to_text",
     "truncated_reply",

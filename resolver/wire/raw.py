@@ -57,6 +57,7 @@ __all__ = [
     "section_offsets",
     "set_id",
     "skip_name",
+    "skip_records",
     "truncated_reply",
     "walk_records",
 ]
@@ -293,20 +294,21 @@ def name_to_text(name: bytes) -> str:
     return ".".join(labels) + "." if labels else "."
 
 
+# Maps each byte of a lowercased name to 0x20 where it is a letter, else to 0: the bits 0x20
+# encoding may flip. Length bytes (at most 63) are never letters.
+_LETTER_BITS = bytes(0x20 if 0x61 <= byte <= 0x7A else 0 for byte in range(256))
+
+
 def randomize_case(name: bytes) -> bytes:
     """``name`` (uncompressed wire form) with the case of each letter flipped at random: 0x20
     encoding (draft-vixie-dnsext-dns0x20), whose echo in the reply a forger must guess too."""
-    noise = secrets.token_bytes(len(name))
-    out = bytearray(name)
-    pos = 0
-    while pos < len(out) and out[pos]:
-        end = pos + 1 + out[pos]
-        for i in range(pos + 1, end):
-            c = out[i] | 0x20
-            if 0x61 <= c <= 0x7A:
-                out[i] = c ^ (noise[i] & 0x20)
-        pos = end
-    return bytes(out)
+    lower = name.lower()
+    size = len(lower)
+    # Whole-name integer arithmetic instead of a loop over the bytes: about ten times faster.
+    flips = int.from_bytes(lower.translate(_LETTER_BITS), "big") & int.from_bytes(
+        secrets.token_bytes(size), "big"
+    )
+    return (int.from_bytes(lower, "big") ^ flips).to_bytes(size, "big")
 
 
 class Question(NamedTuple):
@@ -411,7 +413,7 @@ def _skip_questions(data: bytes, count: int) -> int:
     return pos
 
 
-def _skip_records(data: bytes, offset: int, count: int) -> int:
+def skip_records(data: bytes, offset: int, count: int) -> int:
     # walk_records without building a span per record: this runs on every relayed reply.
     end = len(data)
     pos = offset
@@ -434,9 +436,9 @@ def section_offsets(data: bytes) -> Sections:
     """
     header = read_header(data)
     answer = _skip_questions(data, header.qdcount)
-    authority = _skip_records(data, answer, header.ancount)
-    additional = _skip_records(data, authority, header.nscount)
-    end = _skip_records(data, additional, header.arcount)
+    authority = skip_records(data, answer, header.ancount)
+    additional = skip_records(data, authority, header.nscount)
+    end = skip_records(data, additional, header.arcount)
     return Sections(answer, authority, additional, end)
 
 
@@ -473,10 +475,10 @@ def find_opt(data: bytes, question_end: int | None = None) -> OptSpan | None:
         raise WireError(f"message of {len(data)} bytes is shorter than the 12-byte header")
     _, _, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
     pos = _skip_questions(data, qdcount) if question_end is None else question_end
-    pos = _skip_records(data, pos, ancount + nscount)
+    pos = skip_records(data, pos, ancount + nscount)
     end = len(data)
     opt_start = opt_ttl = opt_end = -1
-    # _skip_records, noting the OPT on the way: this runs on every query and relayed reply.
+    # skip_records, noting the OPT on the way: this runs on every query and relayed reply.
     for _ in range(arcount):
         start = pos
         pos = skip_name(data, pos)

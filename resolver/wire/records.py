@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from resolver.errors import WireError
-from resolver.wire.raw import HEADER_SIZE, QR, Question, read_header, read_name
+from resolver.wire.raw import HEADER_SIZE, QR, Question, read_header, read_name, skip_records
 
 __all__ = ["Message", "Record", "build_reply", "read_message", "target_name"]
 
@@ -59,20 +59,56 @@ class Record(NamedTuple):
     rdata: bytes
 
 
-class Message(NamedTuple):
-    """A message read whole: the header's flags word, its question (None when it has none)
-    and its three record sections."""
+class Message:
+    """A message read whole: the header's ID and flags word, its question (None when it has
+    none) and its three record sections. The answer is read at once; the authority and
+    additional sections, whose structure is checked at once, are read when first asked for
+    (a reply that answers needs neither), and may raise WireError then."""
 
-    qid: int
-    flags: int
-    question: Question | None
-    answer: tuple[Record, ...]
-    authority: tuple[Record, ...]
-    additional: tuple[Record, ...]
+    __slots__ = (
+        "_additional",
+        "_authority",
+        "_data",
+        "_offsets",
+        "answer",
+        "flags",
+        "qid",
+        "question",
+    )
+
+    def __init__(
+        self,
+        qid: int,
+        flags: int,
+        question: Question | None,
+        answer: tuple[Record, ...],
+        data: bytes,
+        offsets: tuple[int, int, int, int],
+    ) -> None:
+        self.qid = qid
+        self.flags = flags
+        self.question = question
+        self.answer = answer
+        self._data = data
+        self._offsets = offsets  # authority start and count, additional start and count
+        self._authority: tuple[Record, ...] | None = None
+        self._additional: tuple[Record, ...] | None = None
 
     @property
     def rcode(self) -> int:
         return self.flags & 0x000F
+
+    @property
+    def authority(self) -> tuple[Record, ...]:
+        if self._authority is None:
+            self._authority = _section(self._data, self._offsets[0], self._offsets[1])[0]
+        return self._authority
+
+    @property
+    def additional(self) -> tuple[Record, ...]:
+        if self._additional is None:
+            self._additional = _section(self._data, self._offsets[2], self._offsets[3])[0]
+        return self._additional
 
 
 def target_name(record: Record) -> bytes:
@@ -121,8 +157,8 @@ def _section(data: bytes, pos: int, count: int) -> tuple[tuple[Record, ...], int
 
 
 def read_message(data: bytes) -> Message:
-    """Every section of ``data``. Raises WireError on any malformation or a message with
-    more than one question."""
+    """The sections of ``data`` (see Message). Raises WireError on a malformed header,
+    question, answer or section structure, or a message with more than one question."""
     header = read_header(data)
     if header.qdcount > 1:
         raise WireError(f"expected at most one question, the message has {header.qdcount}")
@@ -135,10 +171,11 @@ def read_message(data: bytes) -> Message:
         qtype, qclass = _TYPE_CLASS.unpack_from(data, pos)
         pos += 4
         question = Question(name, qtype, qclass, pos)
-    answer, pos = _section(data, pos, header.ancount)
-    authority, pos = _section(data, pos, header.nscount)
-    additional, pos = _section(data, pos, header.arcount)
-    return Message(header.id, header.flags, question, answer, authority, additional)
+    answer, authority = _section(data, pos, header.ancount)
+    additional = skip_records(data, authority, header.nscount)
+    skip_records(data, additional, header.arcount)
+    offsets = (authority, header.nscount, additional, header.arcount)
+    return Message(header.id, header.flags, question, answer, data, offsets)
 
 
 def build_reply(
