@@ -379,10 +379,17 @@ class _UdpSocket:
         except BlockingIOError:
             return
         except OSError as exc:  # ICMP port unreachable comes back as ECONNREFUSED
-            pending = self.pending
-            if pending is not None:
-                pending.fail(UpstreamUnreachable(pending.name, exc.strerror or str(exc)))
+            self._unreachable(exc)
             return
+        self._deliver(data)
+
+    def _unreachable(self, exc: OSError) -> None:
+        pending = self.pending
+        if pending is not None:
+            pending.fail(UpstreamUnreachable(pending.name, exc.strerror or str(exc)))
+
+    def _deliver(self, data: bytes) -> None:
+        """``data`` arrived from the right source: the pending exchange's reply, or a stray."""
         pending = self.pending
         if pending is None or not pending.accepts(data):
             if pending is not None and pending.case_differs(data):
@@ -403,30 +410,40 @@ class _UdpSocket:
 class _FreshUdpSocket(_UdpSocket):
     """A UDP socket bound to a random port and connected to the server of its one exchange
     at its first send (Servers): from then on the kernel drops datagrams from any other
-    source. Datagrams that came before, still queued (connect() does not flush them), are
-    read and counted as strays first, or they would reach the exchange unchecked for source."""
+    source. Datagrams that came before are still queued (connect() does not flush them), so
+    each datagram's source is checked here too, at no extra system call: one from elsewhere
+    is a stray."""
 
     __slots__ = ()
 
     def send(self, data: bytes) -> None:
         pending = self.pending
         assert pending is not None
-        sock = self._sock
         server = pending.server
         try:
             # A name instead of an address would make connect() look it up, blocking the loop.
             socket.inet_pton(_family(server), server[0])
-            sock.connect(server)
+            self._sock.connect(server)
         except OSError as exc:
             pending.fail(_send_error(pending.name, exc))
             return
-        while True:
-            try:
-                sock.recv(1)  # a datagram is consumed whole, whatever the size asked
-            except OSError:  # BlockingIOError: none left
-                break
-            self._owner.count_unwanted(self)
         super().send(data)
+
+    def _readable(self) -> None:
+        try:
+            data, source = self._sock.recvfrom(65535)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._unreachable(exc)
+            return
+        pending = self.pending
+        # Addresses compare as the kernel prints them: servers are given in that form (as
+        # the ipaddress module prints them too).
+        if pending is None or source[1] != pending.server[1] or source[0] != pending.server[0]:
+            self._owner.count_unwanted(self)
+            return
+        self._deliver(data)
 
 
 class _Exchanges:

@@ -151,9 +151,8 @@ class ServerTimes:
 
     def _store(self, address: str, srtt: float, now: float) -> None:
         times = self._times
-        times.pop(address, None)
-        if len(times) >= _MAX_SERVERS:
-            del times[next(iter(times))]
+        if len(times) >= _MAX_SERVERS and address not in times:
+            del times[next(iter(times))]  # the first measured: about the oldest
         times[address] = (srtt, now)
 
     def __len__(self) -> int:
