@@ -40,6 +40,7 @@ from resolver.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from resolver.histogram import Histogram
 from resolver.pool import Guard, Pool, PoolStatistics
 
 __all__ = ["Exchange", "Report", "Upstream", "UpstreamStatistics", "format_address"]
@@ -83,7 +84,9 @@ def format_address(address: Address) -> str:
 class UpstreamStatistics:
     """Counts for one upstream: queries sent, replies accepted, strays dropped (over UDP and
     TCP), failures; ``attacks``: windows in which the pooled sockets' strays reached the
-    unwanted-reply threshold; ``retired_sockets``: sockets retired for receiving strays then."""
+    unwanted-reply threshold; ``retired_sockets``: sockets retired for receiving strays then;
+    ``rtt``: the time from sending each accepted query to its reply (over TCP, the connection's
+    setup included)."""
 
     address: str
     queries: int
@@ -97,6 +100,7 @@ class UpstreamStatistics:
     local_failures: int
     tcp_queries: int
     pool: PoolStatistics
+    rtt: Histogram
 
 
 def _matches(data: bytes, qid: bytes, question: bytes, case_exact: bool) -> bool:
@@ -166,6 +170,7 @@ class Exchange:
         "query",
         "question",
         "report",
+        "sent_at",
         "task",
         "upstream",
     )
@@ -188,6 +193,7 @@ class Exchange:
         self.guard: Guard[_UdpSocket] | None = None
         self.task: asyncio.Task[None] | None = None
         self.done = False
+        self.sent_at = 0.0  # loop time when the query left
 
     def send_on(self, guard: Guard[_UdpSocket]) -> None:
         """Send over the checked-out socket, which then waits for the matching reply."""
@@ -195,6 +201,7 @@ class Exchange:
         sock = guard.obj
         sock.pending = self
         self.upstream.track_deadline(self)
+        self.sent_at = self.upstream.now()
         sock.send(self.query)
 
     def accepts(self, data: bytes) -> bool:
@@ -205,7 +212,7 @@ class Exchange:
             return
         self.done = True
         self._let_go(keep=True)
-        self.upstream.count_reply()
+        self.upstream.count_reply(self.sent_at)
         self.report(reply, None)
 
     def fail(self, exc: BaseException) -> None:
@@ -349,6 +356,7 @@ class Upstream:
         self._bad = 0
         self._local = 0
         self._tcp = 0
+        self._rtt = Histogram()
 
     async def start(self) -> None:
         """Bind the pool's first sockets. Raises UpstreamUnreachable if binding fails."""
@@ -524,6 +532,10 @@ class Upstream:
             return
         exchange.send_on(guard)
 
+    def now(self) -> float:
+        """The loop's time, which deadlines and round trips are measured on."""
+        return (self._loop or asyncio.get_running_loop()).time()
+
     def send_error(self, exc: OSError) -> BaseException:
         """What a failed send means: our side short of buffers, or the upstream unreachable."""
         if exc.errno in _LOCAL_ERRNOS or isinstance(exc, BlockingIOError):
@@ -572,6 +584,7 @@ class Upstream:
 
     async def _over_tcp(self, exchange: Exchange) -> None:
         query = exchange.query
+        exchange.sent_at = self.now()
         try:
             async with asyncio.timeout_at(exchange.deadline):
                 reader, writer = await asyncio.open_connection(*self.address)
@@ -596,8 +609,10 @@ class Upstream:
 
     # ----------------------------------------------------------------- counting
 
-    def count_reply(self) -> None:
+    def count_reply(self, sent_at: float) -> None:
+        """Count an accepted reply to a query sent at ``sent_at`` (loop time)."""
         self._replies += 1
+        self._rtt.observe(self.now() - sent_at)
 
     def count_unwanted(self, sock: _UdpSocket) -> None:
         """Count a datagram that ``sock`` received and no query of its wanted. Past the
@@ -651,6 +666,7 @@ class Upstream:
             local_failures=self._local,
             tcp_queries=self._tcp,
             pool=self.pool.statistics(),
+            rtt=self._rtt.copy(),
         )
 
     def __repr__(self) -> str:
