@@ -21,6 +21,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Protocol, cast
 
 from resolver.config import Address, ServerConfig
@@ -105,10 +106,11 @@ class ReplyCounts:
 
     ``replies``: (transport, question type, rcode) -> replies sent; the type is 0 for a type
     not in COUNTED_TYPES or a query whose question could not be read, the rcode is the
-    header's four bits. ``durations``, per transport: from reading a query to sending its
-    reply, on the loop's clock; a reply made in the callback that read its query (a local or
-    cached answer, or one the server made itself) counts as 0 s, since uvloop's clock stands
-    still within a callback and the few microseconds it took are below the smallest bucket.
+    header's four bits. ``durations``, per transport: from handing a query to the engine to
+    sending its reply, by ``time.perf_counter`` (the loop's clock moves in whole milliseconds
+    on uvloop); a reply made in the callback that read its query (a local or cached answer,
+    or one the server made itself) is not timed and counts as 0 s: it took microseconds, below
+    the smallest bucket.
     ``cache_repeats``: UDP queries answered from the memo of recent cache answers, which never
     reach the cache (the cache's hits do not count them)."""
 
@@ -429,10 +431,11 @@ class Server:
         return ask, now + self.answerer.query_timeout
 
     def _reply(
-        self, query: bytes, parsed: Parsed, outcome: Outcome, tcp: bool, started: float | None
+        self, query: bytes, parsed: Parsed, outcome: Outcome, tcp: bool, asked: float | None
     ) -> bytes:
         """The engine's outcome made this client's reply, or SERVFAIL when there is none or it
-        cannot be relayed; counted, and timed from ``started`` (None: made at once)."""
+        cannot be relayed; counted, and timed from ``asked`` (``perf_counter`` when the engine
+        was asked; None: made at once)."""
         reply: bytes | None = None
         if outcome.reply is not None:
             try:
@@ -447,12 +450,14 @@ class Server:
         if reply is None:
             self._counts["servfail"] += 1
             reply = servfail(query, parsed, outcome.ede)
-        if started is None:
-            how = _AT_ONCE
+        # _count_key written out: this is every resolved query's path.
+        qtype = parsed.question.qtype
+        key = (qtype << 7 if qtype in COUNTED_TYPES else 0) | (reply[3] & 0x0F) << 3 | tcp
+        if asked is None:
+            key |= _AT_ONCE
         else:
-            how = _DEFERRED
-            self._durations[tcp].observe(self._now() - started)
-        self._replies[_count_key(parsed.question.qtype, reply, tcp, how)] += 1
+            self._durations[tcp].observe(perf_counter() - asked)
+        self._replies[key] += 1
         return reply
 
     def _count_made_here(self, query: bytes, reply: bytes, tcp: bool) -> None:
@@ -508,12 +513,13 @@ class Server:
         def done(outcome: Outcome) -> None:
             self._settled()
             if not transport.is_closing():
-                reply = self._reply(query, parsed, outcome, False, started)
+                reply = self._reply(query, parsed, outcome, False, asked)
                 transport.sendto(reply, addr)
                 if query_log is not None:
                     self._log(query_log, addr, "udp", parsed, reply, started, outcome, False)
 
         ask, deadline = self._ask(parsed, started)
+        asked = perf_counter()  # before: ``done`` may be called before ``answer`` returns
         self._inflight += 1
         outcome = self.answerer.answer(ask, deadline, done)
         if outcome is None:
@@ -753,12 +759,13 @@ class Server:
             self._settled()
             outstanding.discard(finished)
             finished.set_result(None)
-            reply = self._reply(query, parsed, outcome, True, None if at_once else started)
+            reply = self._reply(query, parsed, outcome, True, None if at_once else asked)
             send(reply)
             if query_log is not None:
                 self._log(query_log, peer, "tcp", parsed, reply, started, outcome, at_once)
 
         ask, deadline = self._ask(parsed, started)
+        asked = perf_counter()
         self._inflight += 1
         outcome = self.answerer.answer(ask, deadline, done)
         if outcome is not None:
