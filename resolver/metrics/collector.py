@@ -9,7 +9,7 @@ ADDR:PORT, ``type`` a question type, or ``other`` for those not counted by name)
 
 * ``resolver_dns_requests_total{proto,type}``, ``resolver_dns_responses_total{proto,rcode}``:
   queries answered, counted when the reply is sent; ``resolver_dns_request_duration_seconds
-  {proto}``: from reading a query to sending its reply (0 for a reply made at once);
+  {proto}``: from asking the engine to sending the reply (0 for a reply made at once);
   ``resolver_dns_dropped_total``, ``resolver_dns_denied_total``, ``resolver_dns_truncated_total``,
   ``resolver_dns_local_answers_total``, ``resolver_dns_coalesced_total``; gauges
   ``resolver_dns_inflight`` and ``resolver_dns_tcp_connections``;
@@ -149,8 +149,9 @@ def _dns(readings: Readings) -> Iterator[Metric]:
     yield responses
     durations = HistogramMetricFamily(
         "resolver_dns_request_duration_seconds",
-        "Time from reading a client query to sending its reply; a reply made in the callback "
-        "that read its query (local, cached, or the server's own) counts as 0.",
+        "Time from handing a client query to the query engine to sending its reply; a "
+        "reply made in the callback that read its query (local, cached, or the server's own) "
+        "counts as 0.",
         labels=["proto"],
     )
     for proto, histogram in sorted(readings.replies.durations.items()):
