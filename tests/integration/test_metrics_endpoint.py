@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from support import until
 
 from resolver.metrics import MetricsEndpoint
 
@@ -124,8 +125,7 @@ async def test_a_silent_client_gets_400_after_the_timeout() -> None:
 async def test_beyond_the_connection_cap_new_connections_are_closed_unread() -> None:
     async with asyncio.timeout(BOUND), endpoint(timeout=0.5, max_connections=2) as server:
         silent = [await asyncio.open_connection(*server.address) for _ in range(2)]
-        await asyncio.sleep(0.05)
-        assert server.statistics()["connections"] == 2
+        await until(lambda: server.statistics()["connections"] == 2)
         reader, writer = await asyncio.open_connection(*server.address)
         writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
         with contextlib.suppress(ConnectionResetError):
@@ -157,7 +157,7 @@ async def test_closing_ends_open_connections_and_frees_the_port() -> None:
         server = MetricsEndpoint(("127.0.0.1", 0), lambda: BODY, content_type=TYPE)
         await server.start()
         reader, writer = await asyncio.open_connection(*server.address)
-        await asyncio.sleep(0.05)
+        await until(lambda: server.statistics()["connections"] == 1)
         await server.aclose()
         await server.aclose()  # idempotent
         with contextlib.suppress(ConnectionResetError):
