@@ -112,6 +112,7 @@ SERVE_DEFAULTS = {
     "query_timeout": "5.0",
     "allow": "127.0.0.0/8, ::1/128",
     "randomize_case": "no-0x20",
+    "metrics": "off",
 }
 
 
@@ -185,6 +186,12 @@ SERVE_DEFAULTS = {
     show_default="off",
 )
 @click.option(
+    "--metrics",
+    metavar="ADDR:PORT",
+    help="Serve Prometheus metrics over HTTP on ADDR:PORT, at /metrics (port 9153 if left out).",
+    show_default=SERVE_DEFAULTS["metrics"],
+)
+@click.option(
     "--user",
     metavar="NAME",
     help="Become this user once the sockets are bound (started as root).",
@@ -208,6 +215,7 @@ def serve(
     allow: tuple[str, ...],
     randomize_case: bool | None,
     query_log: Path | None,
+    metrics: str | None,
     user: str | None,
     log_level: str,
 ) -> None:
@@ -221,9 +229,12 @@ def serve(
       SIGHUP   read the config file (and hosts file) again and apply it;
                a file that does not validate is logged, the running
                config kept; new upstream settings get new sockets while
-               the old ones finish; the listeners, mode and cache.enabled
-               need a restart (a warning names them)
+               the old ones finish; the listeners (DNS and metrics), mode
+               and cache.enabled need a restart (a warning names them)
       SIGUSR1  log the statistics
+
+    With --metrics (or [metrics] listen), GET /metrics on that address
+    answers with the counters in Prometheus's text format.
 
     With $NOTIFY_SOCKET set (systemd's Type=notify), READY=1 is sent once
     the sockets are bound (and privileges dropped), RELOADING=1 and READY=1
@@ -257,6 +268,7 @@ def serve(
             allow=allow,
             randomize_case=randomize_case,
             query_log=query_log,
+            metrics=metrics,
         )
     except ConfigError as exc:
         fail(f"bad configuration: {exc}", EXIT_CONFIG)
@@ -275,6 +287,7 @@ def serve(
             allow=allow,
             randomize_case=randomize_case,
             query_log=query_log,
+            metrics=metrics,
         )
 
     try:
@@ -300,6 +313,7 @@ def build_serve_config(
     allow: tuple[str, ...] = (),
     randomize_case: bool | None = None,
     query_log: Path | None = None,
+    metrics: str | None = None,
 ) -> Config:
     """The daemon's Config: the TOML file (if any), then flags on top. Raises ConfigError."""
     from resolver.config import config_from_mapping, load_config
@@ -318,6 +332,7 @@ def build_serve_config(
     _merge(data, "recursion" if recursive else "transport", "randomize_case", randomize_case)
     _merge(data, "recursion", "root_hints", None if root_hints is None else str(root_hints))
     _merge(data, "log", "query_log", None if query_log is None else str(query_log))
+    _merge(data, "metrics", "listen", metrics)
     return config_from_mapping(data)
 
 
@@ -388,6 +403,9 @@ async def _serve(config: Config, load: Callable[[], Config], user: str | None) -
     loop.add_signal_handler(signal.SIGUSR1, daemon.request_statistics)
     listening = ", ".join(format_address(address) for address in daemon.addresses)
     logging.getLogger("resolver").info("serving on %s (udp and tcp)", listening)
+    if daemon.metrics is not None:
+        where = format_address(daemon.metrics.address)
+        logging.getLogger("resolver").info("metrics at http://%s/metrics", where)
     notify("READY=1")
     await daemon.serve_until_stopped()
     logging.getLogger("resolver").info("stopped")

@@ -23,6 +23,7 @@ __all__ = [
     "ForwarderConfig",
     "LocalConfig",
     "LogConfig",
+    "MetricsConfig",
     "RecursionConfig",
     "ServerConfig",
     "SocketPoolConfig",
@@ -41,6 +42,7 @@ _MAX_TTL = 0x7FFF_FFFF  # RFC 2181 section 8
 _DAY = 86_400.0  # the longest duration any setting accepts
 _MAX_SOCKETS = 65_535  # per upstream pool: one per local port at most
 _MAX_BUFFER = 1 << 30  # a socket buffer, bytes: the kernel takes an int and doubles it
+METRICS_PORT = 9153  # the metrics listener's port when none is given (CoreDNS's)
 
 
 def parse_address(text: str, default_port: int, *, name: str = "address") -> Address:
@@ -105,11 +107,16 @@ def _choice(name: str, value: object, allowed: object) -> None:
         raise ConfigError(name, f"must be one of {', '.join(map(str, options))}; got {value!r}")
 
 
-def _addresses(owner: object, attribute: str, name: str, lowest_port: int) -> None:
+def _addresses(
+    owner: object, attribute: str, name: str, lowest_port: int, *, single: bool = False
+) -> None:
     """Check that ``owner.attribute`` is a sequence of (IP address, port) pairs and store it
-    as a tuple of tuples (a list given by a caller becomes immutable too)."""
+    as a tuple of tuples (a list given by a caller becomes immutable too); with ``single``,
+    that it is one such pair."""
     value = getattr(owner, attribute)
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+    if single:
+        value = [value]
+    elif isinstance(value, str | bytes) or not isinstance(value, Sequence):
         raise ConfigError(name, f"must be a list of (address, port) pairs, not {_shown(value)}")
     pairs: list[Address] = []
     for item in value:
@@ -130,7 +137,7 @@ def _addresses(owner: object, attribute: str, name: str, lowest_port: int) -> No
         if not lowest_port <= port <= 65535:
             raise ConfigError(name, f"port {port} of {host} is not {lowest_port}-65535")
         pairs.append((host, port))
-    object.__setattr__(owner, attribute, tuple(pairs))
+    object.__setattr__(owner, attribute, pairs[0] if single else tuple(pairs))
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -139,6 +146,19 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def _same_socket(one: Address, other: Address) -> bool:
+    """Whether TCP listeners on ``one`` and ``other`` cannot both be bound: the same port (not
+    0, which picks a free one) and the same address, or a wildcard covering the other."""
+    if one[1] != other[1] or not one[1]:
+        return False
+    a, b = ipaddress.ip_address(one[0]), ipaddress.ip_address(other[0])
+    if a == b:
+        return True
+    if a.is_unspecified or b.is_unspecified:
+        return a.version == b.version or (a if a.is_unspecified else b).version == 6
+    return False
 
 
 def _reaches(upstream: Address, listen: Address) -> bool:
@@ -391,6 +411,20 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    """Prometheus metrics: ``listen``, an address and TCP port on which ``GET /metrics``
+    answers in Prometheus's text format (off when None). Only the HTTP of a scraper is
+    spoken there; it belongs on loopback or a management network, since it tells how
+    the daemon is used."""
+
+    listen: Address | None = None
+
+    def __post_init__(self) -> None:
+        if self.listen is not None:
+            _addresses(self, "listen", "metrics.listen", 0, single=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     """The listeners. By default only loopback clients are served.
 
@@ -526,6 +560,7 @@ class Config:
     local: LocalConfig = field(default_factory=LocalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     recursion: RecursionConfig = field(default_factory=RecursionConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:
         _choice("mode", self.mode, Mode)
@@ -535,6 +570,7 @@ class Config:
             ("transport", self.transport, TransportConfig),
             ("cache", self.cache, CacheConfig),
             ("recursion", self.recursion, RecursionConfig),
+            ("metrics", self.metrics, MetricsConfig),
         ):
             if not isinstance(section, cls):
                 raise ConfigError(name, f"must be a table, not {_shown(section)}")
@@ -548,6 +584,15 @@ class Config:
                         f"{upstream[0]} port {upstream[1]} is the daemon's own listener "
                         f"({listen[0]} port {listen[1]}): every query would loop",
                     )
+        metrics = self.metrics.listen
+        if metrics is not None and self.server.tcp:
+            for listen in self.server.listen:
+                if _same_socket(metrics, listen):
+                    raise ConfigError(
+                        "metrics.listen",
+                        f"{metrics[0]} port {metrics[1]} is taken by the DNS listener on TCP "
+                        f"({listen[0]} port {listen[1]})",
+                    )
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -558,6 +603,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "local": LocalConfig,
     "log": LogConfig,
     "recursion": RecursionConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -568,7 +614,13 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
         name = f"{section}.{key}"
         if key not in known:
             raise ConfigError(name, "unknown setting")
-        if key == "pool":
+        if section == "metrics" and key == "listen":
+            if not isinstance(value, str):
+                raise ConfigError(
+                    name, f"must be an address such as '127.0.0.1:9153', not {_shown(value)}"
+                )
+            value = parse_address(value, METRICS_PORT, name=name)
+        elif key == "pool":
             if not isinstance(value, Mapping):
                 raise ConfigError(name, f"must be a table, not {_shown(value)}")
             value = _build(SocketPoolConfig, "transport.pool", value)

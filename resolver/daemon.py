@@ -11,8 +11,11 @@ timeouts, the query log (opened again, for logrotate). A change to ``[forwarder]
 engine: its upstream sockets are opened while the running engine serves, it takes over the
 cache, new queries go to it, and the old one answers what it was asked and then closes (an
 upstream that cannot be used refuses the whole reload). What belongs to the bound listeners
-(``server.listen``, ``server.tcp``, the UDP buffers), ``mode`` and ``cache.enabled`` keep their
-running value, with a warning that they take a restart.
+(``server.listen``, ``server.tcp``, the UDP buffers, ``metrics.listen``), ``mode`` and
+``cache.enabled`` keep their running value, with a warning that they take a restart.
+
+With ``metrics.listen`` set, the daemon serves its statistics to Prometheus over HTTP on the
+same loop (``resolver.metrics``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from resolver.engine import Engine
 from resolver.engine.hints import RootHints, read_root_hints
 from resolver.engine.local import LocalAnswers
 from resolver.hosts import HostsEntry, read_hosts
+from resolver.metrics import CONTENT_TYPE, MetricsEndpoint, Readings, exposition
 from resolver.querylog import QueryLog
 from resolver.server import Server
 
@@ -76,6 +80,8 @@ def needs_restart(running: Config, new: Config) -> tuple[Config, list[str]]:
         changed.append("mode")
     changed += _changed("server", running.server, new.server, Server.RESTART_FIELDS)
     changed += _changed("cache", running.cache, new.cache, ("enabled",))
+    # A listener bound before --user dropped privileges may not be bound again after.
+    changed += _changed("metrics", running.metrics, new.metrics, ("listen",))
     kept_server = {name: getattr(running.server, name) for name in Server.RESTART_FIELDS}
     # Raises ConfigError when the new upstreams would reach the running listeners.
     applied = dataclasses.replace(
@@ -83,6 +89,7 @@ def needs_restart(running: Config, new: Config) -> tuple[Config, list[str]]:
         mode=running.mode,
         server=dataclasses.replace(new.server, **kept_server),
         cache=dataclasses.replace(new.cache, enabled=running.cache.enabled),
+        metrics=running.metrics,
     )
     return applied, changed
 
@@ -118,6 +125,11 @@ class Daemon:
         self.server = Server(config.server, self.engine)
         if config.log.query_log is not None:
             self.server.query_log = QueryLog(config.log.query_log)
+        self.metrics: MetricsEndpoint | None = None
+        if config.metrics.listen is not None:
+            self.metrics = MetricsEndpoint(
+                config.metrics.listen, exposition(self.readings), content_type=CONTENT_TYPE
+            )
         self._load = load
         self._notify = notify or (lambda state: None)
         self._closed = False
@@ -134,11 +146,13 @@ class Daemon:
 
     async def start(self) -> None:
         """Open upstream pools (leaving out, with a warning, upstreams no socket can reach),
-        then bind listeners. Raises OSError, or UpstreamError when no upstream can be used;
-        whatever was opened is closed again then."""
+        then bind listeners, the metrics listener last. Raises OSError, or UpstreamError when
+        no upstream can be used; whatever was opened is closed again then."""
         await self.engine.start()
         try:
             await self.server.start()
+            if self.metrics is not None:
+                await self.metrics.start()
         except BaseException:
             await self.aclose()
             raise
@@ -280,6 +294,16 @@ class Daemon:
         path = applied.log.query_log
         return applied, changed, local, QueryLog(path) if path is not None else None, hints
 
+    def readings(self) -> Readings:
+        """A snapshot of every statistic the metrics report."""
+        return Readings(
+            server=self.server.statistics(),
+            replies=self.server.reply_counts(),
+            engine=self.engine.statistics(),
+            reloads=self.reloads,
+            failed_reloads=self.failed_reloads,
+        )
+
     def log_statistics(self) -> None:
         """Log the server's, the engine's, the cache's and each upstream's counters at info."""
         engine = self.engine.statistics()
@@ -303,6 +327,8 @@ class Daemon:
         if self._closed:
             return
         self._closed = True
+        if self.metrics is not None:
+            await self.metrics.aclose()
         await self.server.aclose()
         await self.engine.aclose()
         for task, engine in list(self._retiring.items()):

@@ -18,19 +18,23 @@ import ipaddress
 import logging
 import socket
 import sys
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Protocol, cast
 
 from resolver.config import Address, ServerConfig
 from resolver.engine import EDE_STALE_ANSWER, Ask, Outcome
 from resolver.errors import WireError
+from resolver.histogram import Histogram
 from resolver.querylog import QueryLog
 from resolver.transport import format_address
 from resolver.triage import Local, Parsed, fit, for_client, servfail, triage
+from resolver.wire.message import qtype_value
 from resolver.wire.raw import AA, FORMERR, SERVFAIL, error_reply, read_question
 
-__all__ = ["Answerer", "Server", "ServerStatistics"]
+__all__ = ["COUNTED_TYPES", "Answerer", "ReplyCounts", "Server", "ServerStatistics"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,27 @@ _TCP_SEND_BUFFER = 64 * 1024  # a TCP connection's kernel send buffer (Linux dou
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 _SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 _KERNEL_DOUBLES = 2 if sys.platform == "linux" else 1
+
+# Question types whose replies are counted by type; every other type counts as type 0, so that
+# clients cannot make a count (and a metrics series) per type number.
+_COUNTED_NAMES = """A AAAA CNAME MX NS PTR SOA SRV TXT NAPTR CAA HINFO DNAME LOC SSHFP TLSA SVCB
+HTTPS DS DNSKEY RRSIG NSEC NSEC3 NSEC3PARAM CDS CDNSKEY ANY AXFR IXFR"""
+COUNTED_TYPES = frozenset(qtype_value(name) for name in _COUNTED_NAMES.split())
+# Replies are counted in one dict per server, under one int per kind: bit 0 TCP, bits 1-2 how
+# the reply was made, bits 3-6 its rcode, the rest its question type (0 for those not in
+# COUNTED_TYPES). How: after waiting for the engine (_DEFERRED, the only ones timed), in the
+# callback that read the query (_AT_ONCE), or from the memo of recent replies, which holds
+# local answers (_MEMO_LOCAL) and cache answers (_MEMO_CACHE).
+_DEFERRED = 0
+_AT_ONCE = 1 << 1
+_MEMO_LOCAL = 2 << 1
+_MEMO_CACHE = 3 << 1
+_HOW = 3 << 1
+
+
+def _count_key(qtype: int, reply: bytes, tcp: bool, how: int) -> int:
+    counted = qtype if qtype in COUNTED_TYPES else 0
+    return counted << 7 | (reply[3] & 0x0F) << 3 | how | tcp
 
 
 class Answerer(Protocol):
@@ -73,6 +98,25 @@ class ServerStatistics:
     tcp_connections: int
     tcp_evicted: int  # idle connections closed to make room for a new one at the cap
     tcp_stalled: int  # connections closed because their replies stayed unread
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyCounts:
+    """The replies a server sent, as counted on its query path.
+
+    ``replies``: (transport, question type, rcode) -> replies sent; the type is 0 for a type
+    not in COUNTED_TYPES or a query whose question could not be read, the rcode is the
+    header's four bits. ``durations``, per transport: from handing a query to the engine to
+    sending its reply, by ``time.perf_counter`` (the loop's clock moves in whole milliseconds
+    on uvloop); a reply made in the callback that read its query (a local or cached answer,
+    or one the server made itself) is not timed and counts as 0 s: it took microseconds, below
+    the smallest bucket.
+    ``cache_repeats``: UDP queries answered from the memo of recent cache answers, which never
+    reach the cache (the cache's hits do not count them)."""
+
+    replies: Mapping[tuple[str, int, int], int]
+    durations: Mapping[str, Histogram]
+    cache_repeats: int
 
 
 class Server:
@@ -121,8 +165,11 @@ class Server:
         # Queries handed to the engine and not yet answered, and what shutdown waits on.
         self._inflight = 0
         self._drained: asyncio.Event | None = None
-        self._memo: dict[bytes, tuple[bytes, float]] = {}
-        self._remembered_answers = 0  # UDP queries answered from _memo (count as udp, answered)
+        # Recent replies by query without its ID: the reply's bytes but its ID, until when they
+        # hold, and the reply's count key (see _count_key).
+        self._memo: dict[bytes, tuple[bytes, float, int]] = {}
+        self._replies: defaultdict[int, int] = defaultdict(int)  # by _count_key
+        self._durations = (Histogram(), Histogram())  # deferred replies, over UDP and TCP
         self._clock: Callable[[], float] = answerer.clock()
         # Where each answered query is logged, if anywhere (the daemon sets and replaces it).
         self.query_log: QueryLog | None = None
@@ -303,10 +350,12 @@ class Server:
 
     def statistics(self) -> ServerStatistics:
         c = self._counts
+        # UDP queries answered from the memo: counted there only.
+        remembered = sum(n for key, n in self._replies.items() if key & _HOW >= _MEMO_LOCAL)
         return ServerStatistics(
-            udp_queries=c["udp"] + self._remembered_answers,
+            udp_queries=c["udp"] + remembered,
             tcp_queries=c["tcp"],
-            answered=c["answered"] + self._remembered_answers,
+            answered=c["answered"] + remembered,
             servfail=c["servfail"],
             formerr=c["formerr"],
             refused=c["refused"],
@@ -318,6 +367,22 @@ class Server:
             tcp_evicted=c["tcp_evicted"],
             tcp_stalled=c["tcp_stalled"],
         )
+
+    def reply_counts(self) -> ReplyCounts:
+        """A snapshot of the replies sent, by kind, and how long they took."""
+        replies: dict[tuple[str, int, int], int] = {}
+        durations = [histogram.copy() for histogram in self._durations]
+        cache_repeats = 0
+        for key, count in self._replies.items():
+            tcp = key & 1
+            kind = ("tcp" if tcp else "udp", key >> 7, key >> 3 & 0x0F)
+            replies[kind] = replies.get(kind, 0) + count
+            how = key & _HOW
+            if how != _DEFERRED:
+                durations[tcp].counts[0] += count
+            if how == _MEMO_CACHE:
+                cache_repeats += count
+        return ReplyCounts(replies, {"udp": durations[0], "tcp": durations[1]}, cache_repeats)
 
     def __repr__(self) -> str:
         s = self.statistics()
@@ -360,15 +425,18 @@ class Server:
             return sorted_.reply
         return sorted_
 
-    def _ask(self, parsed: Parsed) -> tuple[Ask, float]:
+    def _ask(self, parsed: Parsed, now: float) -> tuple[Ask, float]:
         question = parsed.question
         ask = Ask.of(question.name, question.qtype, question.qclass, parsed.do, parsed.cd)
-        loop = self._loop or asyncio.get_running_loop()
-        return ask, loop.time() + self.answerer.query_timeout
+        return ask, now + self.answerer.query_timeout
 
-    def _reply(self, query: bytes, parsed: Parsed, outcome: Outcome, tcp: bool) -> bytes:
+    def _reply(
+        self, query: bytes, parsed: Parsed, outcome: Outcome, tcp: bool, asked: float | None
+    ) -> bytes:
         """The engine's outcome made this client's reply, or SERVFAIL when there is none or it
-        cannot be relayed."""
+        cannot be relayed; counted, and timed from ``asked`` (``perf_counter`` when the engine
+        was asked; None: made at once)."""
+        reply: bytes | None = None
         if outcome.reply is not None:
             try:
                 reply = for_client(outcome.reply, query, parsed, outcome.ede)
@@ -379,9 +447,26 @@ class Server:
                 reply, truncated = fit(reply, parsed.edns, tcp)
                 if truncated:
                     self._counts["truncated"] += 1
-                return reply
-        self._counts["servfail"] += 1
-        return servfail(query, parsed, outcome.ede)
+        if reply is None:
+            self._counts["servfail"] += 1
+            reply = servfail(query, parsed, outcome.ede)
+        # _count_key written out: this is every resolved query's path.
+        qtype = parsed.question.qtype
+        key = (qtype << 7 if qtype in COUNTED_TYPES else 0) | (reply[3] & 0x0F) << 3 | tcp
+        if asked is None:
+            key |= _AT_ONCE
+        else:
+            self._durations[tcp].observe(perf_counter() - asked)
+        self._replies[key] += 1
+        return reply
+
+    def _count_made_here(self, query: bytes, reply: bytes, tcp: bool) -> None:
+        """Count a reply the server made itself (REFUSED, FORMERR, NOTIMP...)."""
+        try:
+            qtype = read_question(query).qtype
+        except WireError:
+            qtype = 0
+        self._replies[_count_key(qtype, reply, tcp, _AT_ONCE)] += 1
 
     def _formerr(self, query: bytes) -> bytes | None:
         self._counts["formerr"] += 1
@@ -410,12 +495,13 @@ class Server:
             return
         self._counts["udp"] += 1
         query_log = self.query_log
-        started = self._now() if query_log is not None else 0.0
+        started = self._now()
         first = self._triage(query, addr[0])
         if first is None:
             return
         if isinstance(first, bytes):
             transport.sendto(first, addr)
+            self._count_made_here(query, first, False)
             if query_log is not None:
                 self._log_made_here(query_log, addr, "udp", query, first, started)
             return
@@ -427,23 +513,24 @@ class Server:
         def done(outcome: Outcome) -> None:
             self._settled()
             if not transport.is_closing():
-                reply = self._reply(query, parsed, outcome, False)
+                reply = self._reply(query, parsed, outcome, False, asked)
                 transport.sendto(reply, addr)
                 if query_log is not None:
                     self._log(query_log, addr, "udp", parsed, reply, started, outcome, False)
 
-        ask, deadline = self._ask(parsed)
+        ask, deadline = self._ask(parsed, started)
+        asked = perf_counter()  # before: ``done`` may be called before ``answer`` returns
         self._inflight += 1
         outcome = self.answerer.answer(ask, deadline, done)
         if outcome is None:
             return
         self._inflight -= 1
-        reply = self._reply(query, parsed, outcome, False)
+        reply = self._reply(query, parsed, outcome, False, None)
         if query_log is not None:
             # Every query reaches this path, none the listener's memo: each one is logged.
             self._log(query_log, addr, "udp", parsed, reply, started, outcome, True)
         elif outcome.until:
-            self._remember(query, reply, outcome.until)
+            self._remember(query, parsed, reply, outcome)
         transport.sendto(reply, addr)
 
     def _now(self) -> float:
@@ -491,17 +578,23 @@ class Server:
         rcode = reply[3] & 0x0F if len(reply) > 3 else SERVFAIL
         query_log.record(client, transport, name, qtype, rcode, self._now() - started, "server")
 
-    def _remember(self, query: bytes, reply: bytes, until: float) -> None:
-        """Keep a finished UDP reply to a cache hit for as long as it stays byte-identical.
-        The key is the query without its ID (flags, question with its case, EDNS settings:
-        everything the reply depends on), so a repeat costs one dict lookup."""
+    def _remember(self, query: bytes, parsed: Parsed, reply: bytes, outcome: Outcome) -> None:
+        """Keep a finished UDP reply to a cache hit (or a local answer) for as long as it stays
+        byte-identical. The key is the query without its ID (flags, question with its case,
+        EDNS settings: everything the reply depends on), so a repeat costs one dict lookup."""
         memo = self._memo
         if len(memo) >= _MEMO_MAX:
             memo.clear()  # bounded; entries live at most a second anyway
-        memo[query[2:]] = (reply[2:], until)
+        local = outcome.reply is not None and outcome.reply[2] & (AA >> 8)
+        how = _MEMO_LOCAL if local else _MEMO_CACHE
+        memo[query[2:]] = (
+            reply[2:],
+            outcome.until,
+            _count_key(parsed.question.qtype, reply, False, how),
+        )
 
     def _remembered(
-        self, query: bytes, found: tuple[bytes, float], client_host: str
+        self, query: bytes, found: tuple[bytes, float, int], client_host: str
     ) -> bytes | None:
         """``found``, the memo's entry for this query, as this client's reply, if it still
         holds, the client is allowed and the server is not shutting down."""
@@ -510,7 +603,7 @@ class Server:
             return None
         if self._closed or not self._allowed_client(client_host):
             return None
-        self._remembered_answers += 1
+        self._replies[found[2]] += 1
         return query[:2] + found[0]
 
     # ----------------------------------------------------------------- TCP
@@ -641,7 +734,7 @@ class Server:
     def _tcp_query(self, client: _TcpClient, query: bytes, peer: tuple[str, int]) -> None:
         writer = client.writer
         query_log = self.query_log
-        started = self._now() if query_log is not None else 0.0
+        started = self._now()
 
         def send(reply: bytes | None) -> None:
             if reply is not None and not writer.is_closing():
@@ -651,8 +744,10 @@ class Server:
         first = self._triage(query, peer[0])
         if not isinstance(first, Parsed):
             send(first)
-            if query_log is not None and first is not None:
-                self._log_made_here(query_log, peer, "tcp", query, first, started)
+            if first is not None:
+                self._count_made_here(query, first, True)
+                if query_log is not None:
+                    self._log_made_here(query_log, peer, "tcp", query, first, started)
             return
         parsed = first
         loop = self._loop or asyncio.get_running_loop()
@@ -664,12 +759,13 @@ class Server:
             self._settled()
             outstanding.discard(finished)
             finished.set_result(None)
-            reply = self._reply(query, parsed, outcome, True)
+            reply = self._reply(query, parsed, outcome, True, None if at_once else asked)
             send(reply)
             if query_log is not None:
                 self._log(query_log, peer, "tcp", parsed, reply, started, outcome, at_once)
 
-        ask, deadline = self._ask(parsed)
+        ask, deadline = self._ask(parsed, started)
+        asked = perf_counter()
         self._inflight += 1
         outcome = self.answerer.answer(ask, deadline, done)
         if outcome is not None:

@@ -45,6 +45,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from time import perf_counter
 
 from resolver.config import Address, TransportConfig
 from resolver.errors import (
@@ -56,6 +57,7 @@ from resolver.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from resolver.histogram import Histogram
 from resolver.pool import Guard, Pool, PoolStatistics
 from resolver.wire.raw import randomize_case as _randomize_case
 
@@ -111,7 +113,9 @@ def format_address(address: Address) -> str:
 class UpstreamStatistics:
     """Counts for one upstream: queries sent, replies accepted, strays dropped (over UDP and
     TCP), failures; ``attacks``: windows in which the pooled sockets' strays reached the
-    unwanted-reply threshold; ``retired_sockets``: sockets retired for receiving strays then."""
+    unwanted-reply threshold; ``retired_sockets``: sockets retired for receiving strays then;
+    ``rtt``: the time from sending each accepted query to its reply (over TCP, the connection's
+    setup included)."""
 
     address: str
     queries: int
@@ -125,6 +129,7 @@ class UpstreamStatistics:
     local_failures: int
     tcp_queries: int
     pool: PoolStatistics
+    rtt: Histogram
 
 
 def _matches(data: bytes, qid: bytes, question: bytes, case_exact: bool) -> bool:
@@ -241,6 +246,7 @@ class Exchange:
         "query",
         "question",
         "report",
+        "sent_at",
         "server",
         "task",
     )
@@ -266,6 +272,7 @@ class Exchange:
         self.guard: Guard[_UdpSocket] | None = None
         self.task: asyncio.Task[None] | None = None
         self.done = False
+        self.sent_at = 0.0  # perf_counter() when the query left
 
     @property
     def name(self) -> str:
@@ -278,6 +285,7 @@ class Exchange:
         sock = guard.obj
         sock.pending = self
         self.owner.track_deadline(self)
+        self.sent_at = perf_counter()
         sock.send(self.query)
 
     def accepts(self, data: bytes) -> bool:
@@ -297,7 +305,7 @@ class Exchange:
             return
         self.done = True
         self._let_go(keep=True)
-        self.owner.count_reply()
+        self.owner.count_reply(self.sent_at)
         self.report(reply, None)
 
     def fail(self, exc: BaseException) -> None:
@@ -481,6 +489,7 @@ class _Exchanges:
         self._tcp = 0
         self._case_mismatches = 0
         self._waits = 0
+        self._rtt = Histogram()
 
     def _make_pool(self, family: int, connect: Address | None, max_uses: int) -> Pool[_UdpSocket]:
         """A pool of UDP sockets of ``family``, connected to ``connect`` when made, or bound
@@ -642,6 +651,7 @@ class _Exchanges:
     async def _over_tcp(self, exchange: Exchange) -> None:
         query = exchange.query
         name = exchange.name
+        exchange.sent_at = perf_counter()
         try:
             async with asyncio.timeout_at(exchange.deadline):
                 reader, writer = await asyncio.open_connection(*exchange.server)
@@ -669,8 +679,11 @@ class _Exchanges:
 
     # ----------------------------------------------------------------- counting
 
-    def count_reply(self) -> None:
+    def count_reply(self, sent_at: float) -> None:
+        """Count an accepted reply to a query sent at ``sent_at`` (``perf_counter``: the loop's
+        clock moves in whole milliseconds on uvloop, as long as a round trip on a LAN)."""
         self._replies += 1
+        self._rtt.observe(perf_counter() - sent_at)
 
     def count_unwanted(self, sock: _UdpSocket) -> None:
         """Count a datagram that ``sock`` received and no query of its wanted."""
@@ -849,6 +862,7 @@ class Upstream(_Exchanges):
             local_failures=self._local,
             tcp_queries=self._tcp,
             pool=self.pool.statistics(),
+            rtt=self._rtt.copy(),
         )
 
     def __repr__(self) -> str:

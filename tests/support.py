@@ -209,3 +209,19 @@ def write(path: Path, text: str) -> None:
     temporary = path.with_suffix(".new")
     temporary.write_text(text)
     os.replace(temporary, path)
+
+
+# --- Prometheus metrics ---------------------------------------------------------------------
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+
+def metric_samples(text: str) -> dict[str, float]:
+    """The samples of a Prometheus text exposition by name and sorted labels, as written:
+    ``resolver_dns_requests_total{proto="udp",type="A"}``."""
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{key}="{value}"' for key, value in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples

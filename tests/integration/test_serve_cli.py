@@ -269,6 +269,24 @@ def test_authority_stops_on_sigterm(authority_port: int) -> None:
             id="upstream-is-under-the-wildcard-listener",
         ),
         pytest.param(
+            ["--upstream", "127.0.0.1", "--metrics", "localhost:9153"],
+            None,
+            "metrics.listen",
+            id="metrics-not-an-ip",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1", "--listen", "127.0.0.1:5399", "--metrics", "0.0.0.0:5399"],
+            None,
+            "metrics.listen",
+            id="metrics-on-the-dns-tcp-port",
+        ),
+        pytest.param(
+            ["--upstream", "127.0.0.1"],
+            '[metrics]\nlisten = ["127.0.0.1:9153"]\n',
+            "metrics.listen",
+            id="toml-metrics-list",
+        ),
+        pytest.param(
             ["--upstream", "127.0.0.1"],
             b'[server]\nallow = ["\xff"]\n',
             "not UTF-8",

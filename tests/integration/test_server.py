@@ -288,6 +288,35 @@ async def test_nxdomain_passes_through_with_the_soa(served: Address) -> None:
     assert [(str(rr.rname), rr.rtype) for rr in reply.auth] == [("example.com.", 6)]
 
 
+async def test_replies_are_counted_by_transport_type_and_rcode(authority: Authority) -> None:
+    async with asyncio.timeout(BOUND), daemon(authority) as instance:
+        address = instance.addresses[0]
+        for _ in range(3):  # asked upstream, then a cache hit, then the memo's repeat of it
+            assert read_header(await udp_ask(address, query())).rcode == NOERROR
+        assert read_header(await udp_ask(address, query("nothere.example.com."))).rcode == NXDOMAIN
+        assert read_header(await udp_ask(address, query(qtype="NULL"))).rcode == NOERROR
+        assert read_header(await udp_ask(address, _header(0x0100) + b"\x03")).rcode == FORMERR
+        (reply,) = await tcp_ask(address, query())
+        assert read_header(reply).rcode == NOERROR
+        counts = instance.server.reply_counts()
+        statistics = instance.server.statistics()
+    assert counts.replies == {
+        ("udp", 1, NOERROR): 3,
+        ("udp", 1, NXDOMAIN): 1,
+        ("udp", 0, NOERROR): 1,  # NULL is not among the types counted by name
+        ("udp", 0, FORMERR): 1,  # no question could be read
+        ("tcp", 1, NOERROR): 1,
+    }
+    assert counts.cache_repeats == 1
+    udp, tcp = counts.durations["udp"], counts.durations["tcp"]
+    assert (udp.count, tcp.count) == (6, 1)
+    # Made at once, counted as taking no time: the cache hit, its repeat, FORMERR, and the
+    # TCP cache hit.
+    assert udp.counts[0] >= 3
+    assert tcp.counts == [1] + [0] * 16
+    assert (statistics.udp_queries, statistics.answered) == (6, 6)
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_dropping_upstream_gives_servfail_within_the_query_timeout(
     authority: Authority, transport: str

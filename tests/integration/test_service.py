@@ -19,7 +19,7 @@ from support import STOP, addresses, free_port, start_resolver, stop, write
 from support import dns_query as query
 
 from resolver.cli import SERVE_DEFAULTS, main
-from resolver.config import ForwarderConfig, ServerConfig, TransportConfig
+from resolver.config import ForwarderConfig, MetricsConfig, ServerConfig, TransportConfig
 from resolver.service import Notifier
 
 
@@ -34,6 +34,8 @@ def test_serve_help_shows_the_config_defaults() -> None:
     assert SERVE_DEFAULTS["randomize_case"] == (
         "0x20" if TransportConfig().randomize_case else "no-0x20"
     )
+    assert SERVE_DEFAULTS["metrics"] == "off"
+    assert MetricsConfig().listen is None
     serve = main.commands["serve"]
     context = click.Context(serve)
     for param in serve.params:

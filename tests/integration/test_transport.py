@@ -103,6 +103,25 @@ async def test_exchange_returns_the_reply_with_our_random_id_and_question(
         assert_pool_balanced(upstream)
 
 
+async def test_round_trips_of_accepted_replies_are_timed_and_timeouts_are_not(
+    authority: Authority,
+) -> None:
+    authority.faults.delay = 0.05
+    async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
+        await ask(upstream)
+        await ask(upstream, tcp=True)
+        authority.faults.drop = True
+        with pytest.raises(UpstreamTimeout):
+            await ask(upstream, timeout=SHORT)
+        rtt = upstream.statistics().rtt
+    assert rtt.count == 2
+    assert 0.1 <= rtt.total < 1.0
+    # Both waited 50 ms or a little more: above the 32 ms bound, within the 64 ms one or so.
+    below = dict(rtt.cumulative())
+    assert below[0.032] == 0
+    assert below[0.256] == 2
+
+
 async def test_each_query_gets_a_fresh_random_id(authority: Authority) -> None:
     async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
         for _ in range(20):

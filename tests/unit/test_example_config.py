@@ -16,6 +16,7 @@ from resolver.config import (
     ForwarderConfig,
     LocalConfig,
     LogConfig,
+    MetricsConfig,
     RecursionConfig,
     ServerConfig,
     SocketPoolConfig,
@@ -27,7 +28,13 @@ from resolver.daemon import needs_restart
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "resolver.toml"
 # Settings whose default TOML cannot write (None, an empty list of tables): shown commented out.
-COMMENTED = {"forwarder.domains", "local.hosts", "log.query_log", "recursion.root_hints"}
+COMMENTED = {
+    "forwarder.domains",
+    "local.hosts",
+    "log.query_log",
+    "recursion.root_hints",
+    "metrics.listen",
+}
 # Settings given a value other than the default, because the default does not start.
 NOT_DEFAULT = {"forwarder.upstreams"}
 TABLES: dict[str, type[Any]] = {
@@ -40,6 +47,7 @@ TABLES: dict[str, type[Any]] = {
     "local": LocalConfig,
     "log": LogConfig,
     "recursion": RecursionConfig,
+    "metrics": MetricsConfig,
 }
 _UNCOMMENT = re.compile(r"^# ?(?=\[|\w+ +=)")
 _HEADER = re.compile(r"^\[\[?([\w.]+)\]\]?")
@@ -71,6 +79,7 @@ def test_the_example_loads_as_it_is_and_with_its_commented_settings() -> None:
     config = config_from_mapping(tomllib.loads(full))
     assert config.forwarder.domains[0].name == "corp.test."
     assert config.local.hosts == Path("/etc/hosts")
+    assert config.metrics.listen == ("127.0.0.1", 9153)
 
 
 def test_the_example_names_every_setting_once_with_a_comment() -> None:
@@ -90,7 +99,16 @@ def test_the_example_names_every_setting_once_with_a_comment() -> None:
 def test_the_example_gives_the_defaults() -> None:
     config = config_from_mapping(tomllib.loads(EXAMPLE.read_text()))
     defaults = Config(forwarder=ForwarderConfig(upstreams=config.forwarder.upstreams))
-    for table in ("server", "forwarder", "transport", "cache", "local", "log", "recursion"):
+    for table in (
+        "server",
+        "forwarder",
+        "transport",
+        "cache",
+        "local",
+        "log",
+        "recursion",
+        "metrics",
+    ):
         for field in dataclasses.fields(getattr(config, table)):
             name = f"{table}.{field.name}"
             if name not in NOT_DEFAULT:
@@ -109,6 +127,7 @@ def test_the_restart_marks_are_the_settings_a_reload_keeps() -> None:
         "server.udp_receive_buffer": 1,
         "server.udp_send_buffer": 1,
         "server.tcp": False,
+        "metrics.listen": ("127.0.0.1", 9153),
     }
     for name in changes:
         table, key = name.split(".")
