@@ -72,6 +72,50 @@ def _pools(readings: Readings) -> Iterator[tuple[str, PoolStatistics]]:
     """Every socket pool, by the address its sockets talk to: one line per kind of pool."""
     for upstream in readings.engine.upstreams:
         yield upstream.address, upstream.pool
+    servers = readings.engine.servers
+    if servers is not None:  # recursive mode: one pool per address family, to any server
+        for family, pool in (("ipv4", servers.ipv4), ("ipv6", servers.ipv6)):
+            if pool is not None:
+                yield f"authorities-{family}", pool
+
+
+def _recursion(readings: Readings) -> Iterator[Metric]:
+    """Recursive mode's queries to authoritative servers and its delegation cache."""
+    servers = readings.engine.servers
+    if servers is None:
+        return
+    counts = (
+        ("requests", "Queries sent to authoritative servers.", servers.queries),
+        ("responses", "Replies accepted from authoritative servers.", servers.replies),
+        (
+            "timeouts",
+            "Queries to authoritative servers that got no reply in time.",
+            servers.timeouts,
+        ),
+        (
+            "unreachable",
+            "Queries to authoritative servers that could not be delivered (refused, no route).",
+            servers.unreachable,
+        ),
+        (
+            "case_mismatches",
+            "Replies that differed from a 0x20 query only in the case of the name (asked again "
+            "without 0x20).",
+            servers.case_mismatches,
+        ),
+        (
+            "unwanted_replies",
+            "Datagrams to the sockets of recursive mode that matched no query of ours.",
+            servers.strays,
+        ),
+    )
+    for name, text, value in counts:
+        yield CounterMetricFamily(f"resolver_recursion_{name}_total", text, value=value)
+    yield GaugeMetricFamily(
+        "resolver_recursion_zones",
+        "Zone cuts held in the delegation cache.",
+        value=readings.engine.zones,
+    )
 
 
 class ResolverCollector:
@@ -90,6 +134,7 @@ class ResolverCollector:
         yield from _dns(readings)
         yield from _cache(readings)
         yield from _upstreams(readings)
+        yield from _recursion(readings)
         yield from _socket_pools(readings)
         reloads = CounterMetricFamily(
             "resolver_reloads_total",

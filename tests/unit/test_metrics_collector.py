@@ -14,12 +14,13 @@ from resolver.histogram import Histogram
 from resolver.metrics import Readings, exposition
 from resolver.pool import PoolStatistics
 from resolver.server import ReplyCounts, ServerStatistics
-from resolver.transport import UpstreamStatistics
+from resolver.transport import ServersStatistics, UpstreamStatistics
 from resolver.wire import NOERROR, NXDOMAIN, SERVFAIL, qtype_value
 
 SERVER = ServerStatistics(**{f.name: 0 for f in dataclasses.fields(ServerStatistics)})
 ENGINE = EngineStatistics(
-    **{f.name: 0 for f in dataclasses.fields(EngineStatistics)} | {"upstreams": (), "cache": None}
+    **{f.name: 0 for f in dataclasses.fields(EngineStatistics)}
+    | {"upstreams": (), "cache": None, "servers": None}
 )
 POOL = PoolStatistics(**{f.name: 0 for f in dataclasses.fields(PoolStatistics)})
 NO_REPLIES = ReplyCounts({}, {"udp": Histogram(), "tcp": Histogram()}, 0)
@@ -140,3 +141,33 @@ def test_upstreams_caches_and_pools_are_reported_per_address() -> None:
 def test_every_metric_is_in_the_resolver_namespace_or_the_process_s() -> None:
     samples = scrape(readings())
     assert all(name.startswith(("resolver_", "process_", "python_")) for name in samples)
+
+
+def test_recursive_mode_reports_its_queries_zones_and_pools() -> None:
+    servers = ServersStatistics(
+        queries=12,
+        replies=10,
+        strays=3,
+        timeouts=1,
+        unreachable=1,
+        bad_responses=0,
+        local_failures=0,
+        tcp_queries=1,
+        case_mismatches=2,
+        socket_waits=0,
+        ipv4=dataclasses.replace(POOL, idle=32, created=44, retired=12),
+        ipv6=None,
+    )
+    engine = dataclasses.replace(ENGINE, servers=servers, zones=5)
+    samples = scrape(readings(engine=engine))
+    assert samples["resolver_recursion_requests_total"] == 12
+    assert samples["resolver_recursion_responses_total"] == 10
+    assert samples["resolver_recursion_timeouts_total"] == 1
+    assert samples["resolver_recursion_unreachable_total"] == 1
+    assert samples["resolver_recursion_case_mismatches_total"] == 2
+    assert samples["resolver_recursion_unwanted_replies_total"] == 3
+    assert samples["resolver_recursion_zones"] == 5
+    to = 'to="authorities-ipv4"'
+    assert samples[f'resolver_pool_sockets{{state="idle",{to}}}'] == 32
+    assert samples[f"resolver_pool_sockets_created_total{{{to}}}"] == 44
+    assert not [name for name in samples if "authorities-ipv6" in name]
