@@ -111,6 +111,11 @@ EXPECTED: dict[str, Expect] = {
     "cross-sub.example.com A": ok(
         "cross-sub.example.com. CNAME www.sub.example.com.", "www.sub.example.com. A 127.1.2.1"
     ),
+    "www.old.example.com A": ok(
+        "old.example.com. DNAME example.test.",
+        "www.old.example.com. CNAME www.example.test.",
+        WWW_TEST,
+    ),
     "dangling.example.com A": nxdomain(
         "example.com.", "dangling.example.com. CNAME nothere.example.com."
     ),

@@ -446,3 +446,13 @@ def test_the_0x20_case_of_the_question_does_not_leak_into_the_answer(world: Worl
     assert done.reply is not None
     owners = [record.name for record in read_message(done.reply).answer]
     assert owners == [name_to_wire("alias.example.com."), name_to_wire("www.example.com.")]
+
+
+def test_a_dname_is_followed_with_the_cname_made_here(world: World) -> None:
+    rcode, records = answers(world.resolve("www.old.example.com.", A))
+    assert rcode == NOERROR
+    assert records == [
+        ("old.example.com.", 39, name_to_wire("example.test.")),
+        ("www.old.example.com.", CNAME, name_to_wire("www.example.test.")),
+        ("www.example.test.", A, rdata_a("127.1.1.1")),
+    ]
