@@ -242,3 +242,28 @@ async def test_a_failed_resolution_is_remembered_for_the_servfail_ttl(
     other = await ask(recursive, "other.lame.com.")
     assert other.header.rcode == 2
     assert sent() > before  # another question is tried
+
+
+async def test_an_expired_answer_is_served_stale_when_its_servers_fail(
+    hierarchy: Hierarchy, fixtures_dir: Path
+) -> None:
+    clock = [1000.0]
+    recursion = RecursionConfig(root_hints=fixtures_dir / "root.hints", port=hierarchy.port)
+    cache = Cache(CacheConfig(), clock=lambda: clock[0])
+    engine = Engine(ForwarderConfig(), TransportConfig(), cache=cache, recursion=recursion)
+    await engine.start()
+    server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), engine)
+    try:
+        await server.start()
+        served = Recursive(engine, server.addresses[0][1], hierarchy)
+        fresh = await ask(served, "short.example.com.")
+        assert answer_rdata(fresh) == ["127.1.0.2"]
+        clock[0] += 61  # its TTL is 60
+        hierarchy.authorities["127.0.0.4"].faults.refuse = True
+        stale = await ask(served, "short.example.com.")
+        assert answer_rdata(stale) == ["127.1.0.2"]
+        assert stale.rr[0].ttl == 30  # RFC 8767's stale TTL
+        assert engine.statistics().stale_answers == 1
+    finally:
+        await server.aclose()
+        await engine.aclose()
