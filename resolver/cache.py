@@ -26,8 +26,12 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from resolver.config import CacheConfig
-from resolver.wire.raw import HEADER_SIZE, NOERROR, NXDOMAIN, SERVFAIL, read_question
+from resolver.errors import WireError
+from resolver.wire.raw import HEADER_SIZE, NOERROR, NXDOMAIN, SERVFAIL
 from resolver.wire.ttl import decrement_ttls_into, scan, set_ttls_into
+
+_ONE = b"\x00\x01"
+_TYPE_CLASS = struct.Struct("!HH")
 
 __all__ = [
     "Cache",
@@ -270,8 +274,14 @@ class Cache:
         question, ValueError if its question is not the one ``key`` was made from.
         """
         info = scan(reply)
-        question = read_question(reply)
-        if (question.key(), question.qtype, question.qclass) != key[:3]:
+        # The question compared in place (scan has checked the message's structure): a reply's
+        # question name is never compressed, as nothing comes before it to point to.
+        end = HEADER_SIZE + len(key.name)
+        if reply[4:6] != _ONE:
+            raise WireError(f"expected exactly one question, the reply has {reply[4:6].hex()}")
+        if reply[HEADER_SIZE:end].lower() != key.name or reply[end : end + 4] != _TYPE_CLASS.pack(
+            key.qtype, key.qclass
+        ):
             raise ValueError("the reply's question does not match the cache key")
         if now is None:
             now = self._clock()

@@ -101,6 +101,19 @@ def _check_seconds(name: str, value: object, high: float) -> None:
         raise ConfigError(name, f"must be more than 0 and at most {high:g}, not {value}")
 
 
+def _check_timeouts(section: str, name: str, attempt: object, query: object) -> None:
+    """An attempt's timeout and the whole query's: each a number of seconds up to an hour,
+    the first at most the second (no attempt could use the rest)."""
+    _check_seconds(f"{section}.{name}", attempt, 3600)
+    _check_seconds(f"{section}.query_timeout", query, 3600)
+    assert isinstance(attempt, int | float)
+    assert isinstance(query, int | float)
+    if attempt > query:
+        raise ConfigError(
+            f"{section}.{name}", f"must be at most query_timeout ({query:g}), not {attempt:g}"
+        )
+
+
 def _choice(name: str, value: object, allowed: object) -> None:
     options = get_args(allowed)
     if not isinstance(value, str) or value not in options:
@@ -309,14 +322,7 @@ class ForwarderConfig:
         for name in names:
             if names.count(name) > 1:
                 raise ConfigError("forwarder.domains", f"{name} is listed more than once")
-        _check_seconds("forwarder.upstream_timeout", self.upstream_timeout, 3600)
-        _check_seconds("forwarder.query_timeout", self.query_timeout, 3600)
-        if self.upstream_timeout > self.query_timeout:
-            raise ConfigError(
-                "forwarder.upstream_timeout",
-                f"must be at most query_timeout ({self.query_timeout:g}), "
-                f"not {self.upstream_timeout:g}",
-            )
+        _check_timeouts("forwarder", "upstream_timeout", self.upstream_timeout, self.query_timeout)
         _check_int("forwarder.down_after", self.down_after, 1, 1_000_000)
         _check_seconds("forwarder.down_for", self.down_for, _DAY)
 
@@ -535,14 +541,7 @@ class RecursionConfig:
         _check_int("recursion.port", self.port, 1, 65535)
         _check_bool("recursion.qname_minimisation", self.qname_minimisation)
         _check_bool("recursion.randomize_case", self.randomize_case)
-        _check_seconds("recursion.server_timeout", self.server_timeout, 3600)
-        _check_seconds("recursion.query_timeout", self.query_timeout, 3600)
-        if self.server_timeout > self.query_timeout:
-            raise ConfigError(
-                "recursion.server_timeout",
-                f"must be at most query_timeout ({self.query_timeout:g}), "
-                f"not {self.server_timeout:g}",
-            )
+        _check_timeouts("recursion", "server_timeout", self.server_timeout, self.query_timeout)
         _check_int("recursion.max_queries", self.max_queries, 1, 10_000)
         _check_int("recursion.max_referrals", self.max_referrals, 1, 1_000)
         _check_int("recursion.max_zones", self.max_zones, 1, 2**31)

@@ -22,7 +22,6 @@ from resolver.wire.raw import (
     TYPE_SOA,
     read_header,
     skip_name,
-    walk_records,
 )
 
 __all__ = [
@@ -106,19 +105,32 @@ def scan(reply: bytes) -> TtlInfo:
     matching_answer = False
     negative_ttl: int | None = None
     ext_rcode = 0
-    for index, span in enumerate(walk_records(reply, pos, in_auth + header.arcount)):
-        rtype = span.rtype
+    end = len(reply)
+    # walk_records written out: this runs for every reply cached, and a span object per
+    # record costs more than reading its fields.
+    for index in range(in_auth + header.arcount):
+        start = pos
+        pos = skip_name(reply, pos)
+        if pos + 10 > end:
+            raise WireError(f"resource record at offset {start} is cut off")
+        rtype = (reply[pos] << 8) | reply[pos + 1]
+        ttl_offset = pos + 4
+        rdlength = (reply[pos + 8] << 8) | reply[pos + 9]
+        rdata = pos + 10
+        pos = rdata + rdlength
+        if pos > end:
+            raise WireError(f"rdata of the record at offset {start} runs past the end")
         if rtype == TYPE_OPT:
-            ext_rcode = reply[span.ttl_offset]
+            ext_rcode = reply[ttl_offset]
             continue
-        ttl = _u31(_U32.unpack_from(reply, span.ttl_offset)[0])
-        offsets.append(span.ttl_offset)
+        ttl = _u31(_U32.unpack_from(reply, ttl_offset)[0])
+        offsets.append(ttl_offset)
         ttls.append(ttl)
         if index < answers:
             if rtype == qtype or qtype in (TYPE_ANY, -1):
                 matching_answer = True
         elif index < in_auth and rtype == TYPE_SOA:
-            soa = _soa_negative_ttl(reply, ttl, span.rdata_offset, span.rdlength)
+            soa = _soa_negative_ttl(reply, ttl, rdata, rdlength)
             negative_ttl = soa if negative_ttl is None else min(negative_ttl, soa)
     rcode = (ext_rcode << 4) | header.rcode
     negative = rcode == NXDOMAIN or (rcode == NOERROR and not matching_answer)
