@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from resolver.cache import Cache
 from resolver.config import Address, Config
@@ -29,7 +29,7 @@ from resolver.engine import Engine
 from resolver.engine.local import LocalAnswers
 from resolver.hosts import HostsEntry, read_hosts
 from resolver.querylog import QueryLog
-from resolver.server import Server
+from resolver.server import Listener, Server
 
 __all__ = ["Daemon", "local_answers", "needs_restart"]
 
@@ -96,6 +96,8 @@ class Daemon:
     ``load`` makes the Config a reload applies (the CLI re-reads its file and flags; it raises
     ConfigError for a file that no longer validates); ``notify`` is told the service manager's
     states (``READY=1``, ``RELOADING=1``, ``STOPPING=1``; see ``resolver.service``).
+    ``listeners``, bound beforehand (a worker's, inherited from its parent), are served instead
+    of binding ``server.listen``; the daemon closes them.
     """
 
     def __init__(
@@ -104,13 +106,14 @@ class Daemon:
         *,
         load: Callable[[], Config] | None = None,
         notify: Callable[[str], None] | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         self.config = config
         cache = Cache(config.cache) if config.cache.enabled else None
         self.engine = Engine(
             config.forwarder, config.transport, cache=cache, local=local_answers(config)
         )
-        self.server = Server(config.server, self.engine)
+        self.server = Server(config.server, self.engine, listeners)
         if config.log.query_log is not None:
             self.server.query_log = QueryLog(config.log.query_log)
         self._load = load
@@ -130,9 +133,9 @@ class Daemon:
     async def start(self) -> None:
         """Open upstream pools (leaving out, with a warning, upstreams no socket can reach),
         then bind listeners. Raises OSError, or UpstreamError when no upstream can be used;
-        whatever was opened is closed again then."""
-        await self.engine.start()
+        whatever was opened (or given) is closed again then."""
         try:
+            await self.engine.start()
             await self.server.start()
         except BaseException:
             await self.aclose()

@@ -107,6 +107,7 @@ def test_the_restart_marks_are_the_settings_a_reload_keeps() -> None:
         "server.udp_receive_buffer": 1,
         "server.udp_send_buffer": 1,
         "server.tcp": False,
+        "server.workers": 2,
     }
     for name in changes:
         table, key = name.split(".")
