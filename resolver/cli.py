@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from resolver.config import Config
     from resolver.dig import Address
     from resolver.query import Invocation
+    from resolver.workers import WorkerArgs
 
 T = TypeVar("T")
 
@@ -56,12 +57,14 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return runner.run(main())
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, worker: int | None = None) -> None:
+    """Log lines on stderr; a worker's (of ``serve --workers``) say which worker it is."""
     import logging
 
+    who = "" if worker is None else f"worker {worker} (pid %(process)d) "
     logging.basicConfig(
         level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s {who}%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
 
@@ -110,10 +113,20 @@ SERVE_DEFAULTS = {
     "query_timeout": "5.0",
     "allow": "127.0.0.0/8, ::1/128",
     "randomize_case": "no-0x20",
+    "workers": "1",
 }
 
 
-@main.command()
+class _KeepsItsArguments(click.Command):
+    """A command that keeps its own arguments in ``ctx.meta["argv"]``: ``serve --workers``
+    starts its workers with the same."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@main.command(cls=_KeepsItsArguments)
 @click.option(
     "--config",
     "config_path",
@@ -177,6 +190,13 @@ SERVE_DEFAULTS = {
     show_default="stay who we are",
 )
 @click.option(
+    "--workers",
+    type=int,
+    help="Processes answering, each with its own sockets (SO_REUSEPORT) and cache.",
+    show_default=SERVE_DEFAULTS["workers"],
+)
+@click.option("--worker", hidden=True, help="What a worker inherits from its parent.")
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning"]),
@@ -193,6 +213,8 @@ def serve(
     randomize_case: bool | None,
     query_log: Path | None,
     user: str | None,
+    workers: int | None,
+    worker: str | None,
     log_level: str,
 ) -> None:
     """Run the forwarding DNS daemon until SIGINT or SIGTERM, which let the queries in
@@ -211,6 +233,11 @@ def serve(
     the sockets are bound (and privileges dropped), RELOADING=1 and READY=1
     around a reload, STOPPING=1 at shutdown.
 
+    With --workers N (N > 1), N processes answer, each on sockets of its own
+    (SO_REUSEPORT) with its own cache; the parent binds them, drops privileges,
+    restarts a worker that dies, passes the signals above on to the workers,
+    and tells READY=1 once all are ready.
+
     \b
     Exit codes:
       0  stopped by SIGTERM or SIGINT
@@ -219,6 +246,14 @@ def serve(
       2  usage error (unknown option, bad option value)
       3  bad configuration: one line naming the field and why
     """
+    inherited = None
+    if worker is not None:
+        from resolver.workers import WorkerArgs
+
+        try:
+            inherited = WorkerArgs.decode(worker)
+        except ValueError:
+            fail(f"--worker: {worker!r} is not what a parent process passes", EXIT_USAGE)
     if user is not None:
         from resolver.service import lookup_user
 
@@ -237,10 +272,11 @@ def serve(
             allow=allow,
             randomize_case=randomize_case,
             query_log=query_log,
+            workers=workers,
         )
     except ConfigError as exc:
         fail(f"bad configuration: {exc}", EXIT_CONFIG)
-    setup_logging(log_level)
+    setup_logging(log_level, None if inherited is None else inherited.number)
 
     def load() -> Config:  # what SIGHUP applies: the file read again, the same flags on top
         return build_serve_config(
@@ -253,16 +289,25 @@ def serve(
             allow=allow,
             randomize_case=randomize_case,
             query_log=query_log,
+            workers=workers,
         )
 
+    code = 0
     try:
-        run_async(lambda: _serve(config, load, user))
+        if inherited is None and config.server.workers > 1:
+            argv = click.get_current_context().meta["argv"]
+            code = _supervise(config, user, argv)
+        else:
+            # A worker's parent has dropped the privileges already.
+            run_async(lambda: _serve(config, load, user if inherited is None else None, inherited))
     except ConfigError as exc:  # a file named in the config (hosts, query log) cannot be used
         fail(f"bad configuration: {exc}", EXIT_CONFIG)
     except ResolverError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot start: {exc.strerror or exc}")
+    if code:
+        sys.exit(code)
 
 
 def build_serve_config(
@@ -276,6 +321,7 @@ def build_serve_config(
     allow: tuple[str, ...] = (),
     randomize_case: bool | None = None,
     query_log: Path | None = None,
+    workers: int | None = None,
 ) -> Config:
     """The daemon's Config: the TOML file (if any), then flags on top. Raises ConfigError."""
     from resolver.config import config_from_mapping, load_config
@@ -289,6 +335,7 @@ def build_serve_config(
     _merge(data, "forwarder", "query_timeout", query_timeout)
     _merge(data, "transport", "randomize_case", randomize_case)
     _merge(data, "log", "query_log", None if query_log is None else str(query_log))
+    _merge(data, "server", "workers", workers)
     return config_from_mapping(data)
 
 
@@ -323,24 +370,77 @@ def check_config(path: Path) -> None:
     click.echo(f"{path}: ok")
 
 
-async def _serve(config: Config, load: Callable[[], Config], user: str | None) -> None:
+def _supervise(config: Config, user: str | None, argv: list[str]) -> int:
+    """``serve --workers N``: bind N sets of sockets, become ``user``, and run a worker on
+    each set (``serve`` with the same ``argv`` and ``--worker``) until stopped; the exit
+    code. Raises OSError when the sockets cannot be bound or the user not taken."""
+    import logging
+
+    import resolver
+    from resolver.service import Notifier
+    from resolver.workers import Supervisor, bind_sets
+
+    sets = bind_sets(config.server)
+    try:
+        if user is not None:
+            _become(user)
+            logging.getLogger("resolver").info("running as user %s", user)
+    except BaseException:
+        for listeners in sets:
+            for listener in listeners:
+                listener.close()
+        raise
+    # The workers import this very package, wherever the parent found it: not one that their
+    # working directory or -m would find first (-P keeps the working directory off the path).
+    root = str(Path(resolver.__file__).resolve().parent.parent)
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+
+    def command(spec: str) -> list[str]:
+        return [sys.executable, "-P", "-m", "resolver", "serve", *argv, "--worker", spec]
+
+    notify = Notifier(os.environ.get("NOTIFY_SOCKET"))
+    return Supervisor(sets, command, notify=notify, env=env).run()
+
+
+def _become(user: str) -> None:
+    """Drop privileges to ``user``. Raises OSError naming it when that is not allowed."""
+    from resolver.service import drop_privileges
+
+    try:
+        drop_privileges(user)
+    except PermissionError as exc:
+        raise OSError(exc.errno, f"cannot become user {user}: {exc.strerror}") from exc
+
+
+async def _serve(
+    config: Config, load: Callable[[], Config], user: str | None, worker: WorkerArgs | None
+) -> None:
     import asyncio
     import logging
 
     from resolver.daemon import Daemon
-    from resolver.service import Notifier, drop_privileges
+    from resolver.server import adopt_listeners
+    from resolver.service import Notifier, ParentNotifier
     from resolver.transport import format_address
 
-    notify = Notifier(os.environ.get("NOTIFY_SOCKET"))
-    daemon = Daemon(config, load=load, notify=notify)
+    notify: Callable[[str], None]
+    if worker is None:
+        notify, listeners = Notifier(os.environ.get("NOTIFY_SOCKET")), []
+    else:  # the parent tells the service manager; the sockets are the parent's
+        notify, listeners = ParentNotifier(worker.status), adopt_listeners(worker.listeners)
+    try:
+        daemon = Daemon(config, load=load, notify=notify, listeners=listeners)
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
     await daemon.start()
     if user is not None:
         try:
-            drop_privileges(user)
-        except BaseException as exc:
+            _become(user)
+        except BaseException:
             await daemon.aclose()
-            if isinstance(exc, PermissionError):
-                raise OSError(exc.errno, f"cannot become user {user}: {exc.strerror}") from exc
             raise
         logging.getLogger("resolver").info("running as user %s", user)
     # What exists now (code, config, pools) lives as long as the daemon: move it out of the
@@ -353,11 +453,33 @@ async def _serve(config: Config, load: Callable[[], Config], user: str | None) -
         loop.add_signal_handler(signum, daemon.request_stop)
     loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
     loop.add_signal_handler(signal.SIGUSR1, daemon.request_statistics)
+    if worker is not None:
+        _watch_lifeline(loop, worker.lifeline, daemon.request_stop)
     listening = ", ".join(format_address(address) for address in daemon.addresses)
     logging.getLogger("resolver").info("serving on %s (udp and tcp)", listening)
     notify("READY=1")
     await daemon.serve_until_stopped()
     logging.getLogger("resolver").info("stopped")
+
+
+def _watch_lifeline(loop: asyncio.AbstractEventLoop, fd: int, stop: Callable[[], None]) -> None:
+    """A worker stops when its parent is gone: the parent alone holds the other end of the
+    pipe ``fd``, so its end comes when the parent exits, even killed."""
+    import logging
+
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            if os.read(fd, 64):
+                return  # the parent writes nothing; ignored
+        except BlockingIOError:
+            return
+        loop.remove_reader(fd)
+        logging.getLogger("resolver").warning("the parent process is gone: stopping")
+        stop()
+
+    loop.add_reader(fd, readable)
 
 
 @main.command()
