@@ -58,7 +58,8 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def setup_logging(level: str, worker: int | None = None) -> None:
-    """Log lines on stderr; a worker's (of ``serve --workers``) say which worker it is."""
+    """Log lines on stderr; a worker's (of ``serve --workers``) say which worker it is, in
+    place of what it inherited from its parent."""
     import logging
 
     who = "" if worker is None else f"worker {worker} (pid %(process)d) "
@@ -66,6 +67,7 @@ def setup_logging(level: str, worker: int | None = None) -> None:
         level=getattr(logging, level.upper()),
         format=f"%(asctime)s {who}%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=worker is not None,
     )
 
 
@@ -117,16 +119,7 @@ SERVE_DEFAULTS = {
 }
 
 
-class _KeepsItsArguments(click.Command):
-    """A command that keeps its own arguments in ``ctx.meta["argv"]``: ``serve --workers``
-    starts its workers with the same."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        ctx.meta["argv"] = list(args)
-        return super().parse_args(ctx, args)
-
-
-@main.command(cls=_KeepsItsArguments)
+@main.command()
 @click.option(
     "--config",
     "config_path",
@@ -195,7 +188,6 @@ class _KeepsItsArguments(click.Command):
     help="Processes answering, each with its own sockets (SO_REUSEPORT) and cache.",
     show_default=SERVE_DEFAULTS["workers"],
 )
-@click.option("--worker", hidden=True, help="What a worker inherits from its parent.")
 @click.option(
     "--log-level",
     default="info",
@@ -214,7 +206,6 @@ def serve(
     query_log: Path | None,
     user: str | None,
     workers: int | None,
-    worker: str | None,
     log_level: str,
 ) -> None:
     """Run the forwarding DNS daemon until SIGINT or SIGTERM, which let the queries in
@@ -246,14 +237,6 @@ def serve(
       2  usage error (unknown option, bad option value)
       3  bad configuration: one line naming the field and why
     """
-    inherited = None
-    if worker is not None:
-        from resolver.workers import WorkerArgs
-
-        try:
-            inherited = WorkerArgs.decode(worker)
-        except ValueError:
-            fail(f"--worker: {worker!r} is not what a parent process passes", EXIT_USAGE)
     if user is not None:
         from resolver.service import lookup_user
 
@@ -276,7 +259,7 @@ def serve(
         )
     except ConfigError as exc:
         fail(f"bad configuration: {exc}", EXIT_CONFIG)
-    setup_logging(log_level, None if inherited is None else inherited.number)
+    setup_logging(log_level)
 
     def load() -> Config:  # what SIGHUP applies: the file read again, the same flags on top
         return build_serve_config(
@@ -292,18 +275,35 @@ def serve(
             workers=workers,
         )
 
-    code = 0
-    try:
-        if inherited is None and config.server.workers > 1:
-            argv = click.get_current_context().meta["argv"]
-            code = _supervise(config, user, argv)
-        else:
+    def run_daemon(config: Config, worker: WorkerArgs | None) -> None:
+        try:
             # A worker's parent has dropped the privileges already.
-            run_async(lambda: _serve(config, load, user if inherited is None else None, inherited))
-    except ConfigError as exc:  # a file named in the config (hosts, query log) cannot be used
-        fail(f"bad configuration: {exc}", EXIT_CONFIG)
-    except ResolverError as exc:
-        fail(str(exc))
+            run_async(lambda: _serve(config, load, None if worker else user, worker))
+        except ConfigError as exc:  # a file named in the config (hosts, query log) is unusable
+            fail(f"bad configuration: {exc}", EXIT_CONFIG)
+        except ResolverError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot start: {exc.strerror or exc}")
+
+    if config.server.workers == 1:
+        run_daemon(config, None)
+        return
+
+    def work(worker: WorkerArgs) -> int:  # in each worker's process
+        setup_logging(log_level, worker.number)
+        try:
+            # Started again, it reads the files as a reload would: the workers may have
+            # reloaded since the parent read them.
+            run_daemon(load() if worker.again else config, worker)
+        except ConfigError as exc:
+            fail(f"bad configuration: {exc}", EXIT_CONFIG)
+        except Exception as exc:  # the root of a worker, as run() is of the command
+            fail(f"internal error: {_describe(exc)}")
+        return 0
+
+    try:
+        code = _supervise(config, user, work)
     except OSError as exc:
         fail(f"cannot start: {exc.strerror or exc}")
     if code:
@@ -370,13 +370,12 @@ def check_config(path: Path) -> None:
     click.echo(f"{path}: ok")
 
 
-def _supervise(config: Config, user: str | None, argv: list[str]) -> int:
-    """``serve --workers N``: bind N sets of sockets, become ``user``, and run a worker on
-    each set (``serve`` with the same ``argv`` and ``--worker``) until stopped; the exit
-    code. Raises OSError when the sockets cannot be bound or the user not taken."""
+def _supervise(config: Config, user: str | None, work: Callable[[WorkerArgs], int]) -> int:
+    """``serve --workers N``: bind N sets of sockets, become ``user``, and run ``work`` in a
+    worker process on each set until stopped; the exit code. Raises OSError when the sockets
+    cannot be bound or the user not taken."""
     import logging
 
-    import resolver
     from resolver.service import Notifier
     from resolver.workers import Supervisor, bind_sets
 
@@ -390,17 +389,8 @@ def _supervise(config: Config, user: str | None, argv: list[str]) -> int:
             for listener in listeners:
                 listener.close()
         raise
-    # The workers import this very package, wherever the parent found it: not one that their
-    # working directory or -m would find first (-P keeps the working directory off the path).
-    root = str(Path(resolver.__file__).resolve().parent.parent)
-    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
-
-    def command(spec: str) -> list[str]:
-        return [sys.executable, "-P", "-m", "resolver", "serve", *argv, "--worker", spec]
-
     notify = Notifier(os.environ.get("NOTIFY_SOCKET"))
-    return Supervisor(sets, command, notify=notify, env=env).run()
+    return Supervisor(sets, work, notify=notify).run()
 
 
 def _become(user: str) -> None:
@@ -420,15 +410,14 @@ async def _serve(
     import logging
 
     from resolver.daemon import Daemon
-    from resolver.server import adopt_listeners
     from resolver.service import Notifier, ParentNotifier
     from resolver.transport import format_address
 
     notify: Callable[[str], None]
     if worker is None:
         notify, listeners = Notifier(os.environ.get("NOTIFY_SOCKET")), []
-    else:  # the parent tells the service manager; the sockets are the parent's
-        notify, listeners = ParentNotifier(worker.status), adopt_listeners(worker.listeners)
+    else:  # the parent tells the service manager, and bound the sockets
+        notify, listeners = ParentNotifier(worker.status), list(worker.listeners)
     try:
         daemon = Daemon(config, load=load, notify=notify, listeners=listeners)
     except BaseException:

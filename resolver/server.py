@@ -35,7 +35,6 @@ __all__ = [
     "Listener",
     "Server",
     "ServerStatistics",
-    "adopt_listeners",
     "bind_listeners",
 ]
 
@@ -178,37 +177,6 @@ def _size_buffers(config: ServerConfig, sock: socket.socket, host: str, report: 
                 size,
                 "rmem_max" if option == socket.SO_RCVBUF else "wmem_max",
             )
-
-
-def adopt_listeners(fds: Sequence[int]) -> list[Listener]:
-    """The listeners of inherited descriptors, in the order :func:`bind_listeners` binds
-    them: each UDP socket, then its TCP twin if there is one. Raises OSError for a descriptor
-    that is not a bound UDP or TCP socket, or one out of that order (after closing them all).
-    """
-    socks: list[socket.socket] = []
-    try:
-        for fd in fds:
-            socks.append(socket.socket(fileno=fd))
-        listeners: list[Listener] = []
-        for sock in socks:
-            sock.setblocking(False)
-            name = sock.getsockname()
-            if sock.type == socket.SOCK_DGRAM and isinstance(name, tuple):
-                listeners.append(Listener(sock, None))
-            elif (
-                sock.type == socket.SOCK_STREAM
-                and listeners
-                and listeners[-1].tcp is None
-                and listeners[-1].udp.getsockname() == name
-            ):
-                listeners[-1] = Listener(listeners[-1].udp, sock)
-            else:
-                raise OSError(errno.EINVAL, f"descriptor {sock.fileno()} is not a listener here")
-    except BaseException:
-        for sock in socks:
-            sock.close()
-        raise
-    return listeners
 
 
 class Answerer(Protocol):

@@ -2,9 +2,15 @@
 
 The parent binds one set of listening sockets per worker (UDP, and TCP, on every listen
 address) with SO_REUSEPORT, so that the kernel spreads clients over the sets by their address
-and port; then it drops privileges (``--user``) and starts each worker as the same program
-with its set inherited. A worker is the ordinary daemon, with its own engine and cache, on
-the sockets it was given.
+and port; then it drops privileges (``--user``) and forks a worker per set. A worker is the
+ordinary daemon, with its own event loop, engine and cache, on the set it was given; it
+closes whatever else of its parent's it inherited.
+
+Forking without exec is safe here because the parent never runs an event loop or a thread:
+it is a plain loop around ``select`` (asserted at each fork). It also spares each worker an
+interpreter start, keeps every worker on the code the parent loaded (even after an upgrade on
+disk), and lets a worker start again when privileges are gone (an exec would need the
+interpreter and the package readable by the unprivileged user).
 
 The parent keeps every set open, so a worker that dies is started again on the same sockets:
 no bind, no privilege, and the queries that reach its sockets meanwhile wait in their buffers.
@@ -14,8 +20,8 @@ error, the other workers stopped, exit 1.
 
 Signals only write to the parent's wakeup pipe; its loop passes SIGHUP and SIGUSR1 on to the
 workers (one still starting gets SIGHUP once it is ready: until then it has no handler, and
-the default action would end it), SIGTERM and SIGINT too, after which it closes its copies
-of the sockets and waits for every worker to finish its queries and exit.
+the default action would end it), SIGTERM and SIGINT too (as SIGTERM), after which it closes
+its copies of the sockets and waits for every worker to finish its queries and exit.
 
 Each worker reports its service states (``READY=1``, ``RELOADING=1``, ``STOPPING=1``) over a
 pipe, and the parent alone speaks to the service manager: ``READY=1`` once every worker is
@@ -23,19 +29,22 @@ ready, ``RELOADING=1`` at SIGHUP and ``READY=1`` when every worker has reloaded,
 at shutdown. A worker holds the read end of a second pipe, its lifeline, whose write end only
 the parent has: when the parent is gone, even killed, the worker reads its end and stops.
 
-Linux only (SO_REUSEPORT spreading, pidfd_open).
+Linux only (SO_REUSEPORT spreading, pidfds).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import selectors
 import signal
-import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from resolver.config import ServerConfig
 from resolver.server import Listener, bind_listeners
@@ -50,7 +59,7 @@ log = logging.getLogger(__name__)
 # up. A worker that lived longer starts again at once, its count reset.
 DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0)
 STABLE_AFTER = 10.0
-_FORWARDED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
+_FORWARDED = {signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT}
 
 
 @dataclass(slots=True)
@@ -75,28 +84,17 @@ class Backoff:
 
 @dataclass(frozen=True, slots=True)
 class WorkerArgs:
-    """What a worker inherits, as the descriptor numbers it finds them under: the pipe it
-    reports its states on, its lifeline, and its listening sockets (each UDP one, then its
-    TCP twin if any). Passed on its command line as ``encode()``."""
+    """What a worker is given: its number (1 to ``server.workers``, for its log lines), the
+    pipe it reports its states on (see ``resolver.service.ParentNotifier``), its lifeline
+    (readable at its end when the parent is gone), its listening sockets, and whether it is
+    started again (then it reads its configuration again, as a reload would: the parent's
+    may be older than what the workers reloaded since)."""
 
-    number: int  # 1 to server.workers, for its log lines
+    number: int
     status: int
     lifeline: int
-    listeners: tuple[int, ...]
-
-    def encode(self) -> str:
-        fds = ",".join(map(str, self.listeners))
-        return f"{self.number}:{self.status}:{self.lifeline}:{fds}"
-
-    @classmethod
-    def decode(cls, text: str) -> WorkerArgs:
-        """Raises ValueError for text that ``encode`` does not make."""
-        number, status, lifeline, fds = text.split(":")
-        listeners = tuple(int(fd) for fd in fds.split(","))
-        args = cls(int(number), int(status), int(lifeline), listeners)
-        if min(args.number, args.status, args.lifeline, *listeners) < 0:
-            raise ValueError(f"negative number in {text!r}")
-        return args
+    listeners: tuple[Listener, ...]
+    again: bool
 
 
 def bind_sets(config: ServerConfig) -> list[list[Listener]]:
@@ -133,7 +131,8 @@ class _Worker:
     number: int
     listeners: list[Listener]
     backoff: Backoff = field(default_factory=Backoff)
-    process: subprocess.Popen[bytes] | None = None
+    pid: int = 0  # while its process runs, or has exited and is not yet waited for
+    starts: int = 0
     started: float = 0.0
     pidfd: int = -1
     status: int = -1  # read end of its status pipe
@@ -145,39 +144,32 @@ class _Worker:
     reloading_seen: bool = False
     restart_at: float | None = None
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def fds(self) -> list[int]:
-        return [sock.fileno() for listener in self.listeners for sock in listener.sockets()]
-
 
 class Supervisor:
     """Runs a worker process per set of ``listeners`` (their owner from now on: it closes
     them) and watches over them until stopped (see the module).
 
-    ``command`` makes a worker's command line from its encoded :class:`WorkerArgs`; ``env`` is
-    its environment (the parent's when None). ``notify`` is told the service manager's states.
-    ``run`` is the whole life of the parent; ``statistics`` counts restarts.
+    ``work`` is what a worker does, in the forked process: serve until stopped, and return
+    (or raise SystemExit with) the worker's exit code; whatever it does, the forked process
+    exits then and never comes back into the parent's code. ``notify`` is told the service
+    manager's states. ``run`` is the whole life of the parent.
     """
 
     def __init__(
         self,
         listeners: Sequence[list[Listener]],
-        command: Callable[[str], list[str]],
+        work: Callable[[WorkerArgs], int],
         *,
         notify: Callable[[str], None],
-        env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._workers = [_Worker(n, list(sockets)) for n, sockets in enumerate(listeners, 1)]
-        self._command = command
-        self._env = env
+        self._work = work
         self._notify = notify
         self._clock = clock
         self._selector = selectors.DefaultSelector()
+        self._wakeup: tuple[int, ...] = ()  # the pipe through which signals wake the loop
+        self._handlers: dict[int, signal._HANDLER] = {}  # the signal handlers before run
         self._all_started = False
         self._ready_sent = False
         self._reloading = False
@@ -195,21 +187,21 @@ class Supervisor:
         finished, a worker's own when one fails to start, 1 when one keeps dying. Every
         worker has exited and every socket is closed when it returns; if it raises, the
         workers stop by themselves (their lifelines end)."""
-        wake_read, wake_write = os.pipe()
+        wake_read, wake_write = self._wakeup = os.pipe()
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
-        previous = {signum: signal.signal(signum, _ignore) for signum in _FORWARDED}
+        self._handlers = {signum: signal.signal(signum, _ignore) for signum in _FORWARDED}
         previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         self._selector.register(wake_read, selectors.EVENT_READ, lambda: self._signals(wake_read))
         try:
             self._start(self._workers[0])
-            while not self._stopping or any(w.process is not None for w in self._workers):
+            while not self._stopping or any(w.pid for w in self._workers):
                 for key, _ in self._selector.select(self._timeout()):
                     key.data()
                 self._restart_due()
         finally:
             signal.set_wakeup_fd(previous_wakeup)
-            for signum, handler in previous.items():
+            for signum, handler in self._handlers.items():
                 signal.signal(signum, handler)
             for worker in self._workers:
                 self._forget(worker)
@@ -220,7 +212,7 @@ class Supervisor:
         return self._code
 
     def statistics(self) -> dict[str, int]:
-        running = [w for w in self._workers if w.process is not None]
+        running = [w for w in self._workers if w.pid]
         return {
             "workers": len(self._workers),
             "running": len(running),
@@ -234,32 +226,76 @@ class Supervisor:
     # ----------------------------------------------------------------- processes
 
     def _start(self, worker: _Worker) -> None:
-        """Start ``worker``'s process. Raises OSError when it cannot be started."""
+        """Fork ``worker``'s process. Raises OSError when it cannot be made."""
+        # A fork copies the calling thread alone; no event loop runs here to be copied.
+        assert threading.active_count() == 1, "a parent of workers runs no threads"
         status_read, status_write = os.pipe()
         lifeline_read, lifeline_write = os.pipe()
-        args = WorkerArgs(worker.number, status_write, lifeline_read, tuple(worker.fds()))
+        for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
+            stream.flush()
+        # Blocked until the child has its own handlers: a signal meant for the child must not
+        # reach the parent's wakeup pipe through the handlers it inherited.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
         try:
-            process = subprocess.Popen(
-                self._command(args.encode()),
-                stdin=subprocess.DEVNULL,
-                pass_fds=(status_write, lifeline_read, *args.listeners),
-                env=self._env,
-            )
+            pid = os.fork()
         except BaseException:
-            for fd in (status_read, lifeline_write):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
+            for fd in (status_read, status_write, lifeline_read, lifeline_write):
                 os.close(fd)
             raise
-        finally:
-            for fd in (status_write, lifeline_read):
-                os.close(fd)
-        worker.process = process
+        if pid == 0:
+            os.close(status_read)
+            os.close(lifeline_write)
+            args = WorkerArgs(
+                worker.number,
+                status_write,
+                lifeline_read,
+                tuple(worker.listeners),
+                again=worker.starts > 0,
+            )
+            self._become(worker, args)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
+        os.close(status_write)
+        os.close(lifeline_read)
+        worker.pid = pid
+        worker.starts += 1
         worker.started = self._clock()
         worker.status, worker.lifeline = status_read, lifeline_write
-        worker.pidfd = os.pidfd_open(process.pid)
+        worker.pidfd = os.pidfd_open(pid)
         os.set_blocking(status_read, False)
         self._selector.register(worker.pidfd, selectors.EVENT_READ, lambda: self._exited(worker))
         self._selector.register(status_read, selectors.EVENT_READ, lambda: self._read(worker))
-        log.debug("worker %d started (pid %d)", worker.number, process.pid)
+        log.debug("worker %d started (pid %d)", worker.number, pid)
+
+    def _become(self, worker: _Worker, args: WorkerArgs) -> NoReturn:
+        """In the forked process: let go of all that is the parent's but ``worker``'s own
+        sockets and pipes, work, and exit with the code that comes of it."""
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for signum, handler in self._handlers.items():
+                signal.signal(signum, handler)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
+            self._selector.close()  # closes our copy alone: the parent's registrations stay
+            for fd in self._wakeup:
+                os.close(fd)
+            for other in self._workers:
+                if other is not worker:
+                    for listener in other.listeners:
+                        listener.close()
+                for fd in (other.pidfd, other.status, other.lifeline):
+                    if fd >= 0:
+                        os.close(fd)
+            code = self._work(args)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        except BaseException as exc:  # the root of the worker: never back into the parent
+            log.error("worker %d: %s: %s", worker.number, type(exc).__name__, exc)
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(code)
 
     def _forget(self, worker: _Worker) -> None:
         """Close what the parent held for ``worker``'s process (which has exited)."""
@@ -271,7 +307,7 @@ class Supervisor:
                 self._selector.unregister(fd)
             os.close(fd)
             setattr(worker, name, -1)
-        worker.process = None
+        worker.pid = 0
         worker.pending = b""
         worker.ready = worker.reload_owed = worker.reload_pending = False
 
@@ -281,8 +317,8 @@ class Supervisor:
                 listener.close()
 
     def _send(self, worker: _Worker, signum: int) -> None:
-        if worker.process is not None and worker.process.returncode is None:
-            worker.process.send_signal(signum)
+        if worker.pidfd >= 0:  # its pid is its own until it is waited for, exited or not
+            signal.pidfd_send_signal(worker.pidfd, signum)
 
     def _timeout(self) -> float | None:
         due = [w.restart_at for w in self._workers if w.restart_at is not None]
@@ -298,17 +334,15 @@ class Supervisor:
             try:
                 self._start(worker)
             except OSError as exc:
-                log.error("worker %d could not be started: %s", worker.number, exc)
-                self._after_exit(worker, 0.0, f"could not be started ({exc})")
+                self._after_exit(worker, 0.0, f"could not be started again ({exc})")
 
     # ----------------------------------------------------------------- events
 
     def _exited(self, worker: _Worker) -> None:
-        assert worker.process is not None
         self._read(worker)  # what it said before it went (READY=1 and exit 1 at once)
-        returncode = worker.process.wait()
-        pid, lived = worker.pid, self._clock() - worker.started
-        was_ready = worker.ready
+        _, status = os.waitpid(worker.pid, 0)
+        returncode = os.waitstatus_to_exitcode(status)
+        pid, lived, was_ready = worker.pid, self._clock() - worker.started, worker.ready
         self._forget(worker)
         if self._stopping:
             if returncode not in (0, -signal.SIGTERM):
@@ -399,7 +433,7 @@ class Supervisor:
         """READY=1 for the service manager once every running worker has reloaded."""
         if not self._reloading:
             return
-        running = [w for w in self._workers if w.process is not None]
+        running = [w for w in self._workers if w.pid]
         if not any(w.reload_pending or w.reload_owed for w in running):
             self._reloading = False
             self._notify("READY=1")
@@ -426,13 +460,13 @@ class Supervisor:
         for worker in self._workers:
             if worker.ready:
                 self._hangup(worker)
-            elif worker.process is not None:
+            elif worker.pid:
                 worker.reload_owed = True
         self._reloaded()
 
     def _log_statistics(self) -> None:
         stats = self.statistics()
-        pids = ",".join(str(w.pid) for w in self._workers if w.process is not None)
+        pids = ",".join(str(w.pid) for w in self._workers if w.pid)
         fields = " ".join(f"{name}={value}" for name, value in stats.items())
         log.info("statistics: supervisor %s pids=%s", fields, pids or "-")
         for worker in self._workers:

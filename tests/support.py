@@ -195,6 +195,14 @@ def stop(process: subprocess.Popen[str]) -> str:
     return err
 
 
+def uids(pid: int) -> list[int]:
+    """The real, effective, saved and file-system user ids of process ``pid``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return [int(field) for field in line.split()[1:]]
+    raise AssertionError("no Uid line")
+
+
 def write(path: Path, text: str) -> None:
     """Replace ``path`` at once, as an editor saving the file does: never read half-written."""
     temporary = path.with_suffix(".new")

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from resolver.authority import Authority
 from resolver.config import Config, ForwarderConfig, ServerConfig, SocketPoolConfig, TransportConfig
 from resolver.daemon import Daemon
-from resolver.server import adopt_listeners, bind_listeners
+from resolver.server import bind_listeners
 from resolver.transport import Upstream
 from resolver.wire import (
     EDNS0,
@@ -733,23 +733,6 @@ def test_further_listener_sets_share_the_ports_of_the_first() -> None:
     finally:
         for listener in first:
             listener.close()
-
-
-def test_inherited_descriptors_are_adopted_as_a_udp_socket_then_its_tcp_twin() -> None:
-    (listener,) = bind_listeners(ServerConfig(listen=(("127.0.0.1", 0),)))
-    assert listener.tcp is not None
-    try:
-        (adopted,) = adopt_listeners([os.dup(listener.udp.fileno()), os.dup(listener.tcp.fileno())])
-        assert adopted.address == listener.address
-        assert adopted.tcp is not None
-        assert adopted.tcp.type == socket.SOCK_STREAM
-        adopted.close()
-        before = len(os.listdir("/proc/self/fd"))
-        with pytest.raises(OSError, match="not a listener"):
-            adopt_listeners([os.dup(listener.tcp.fileno())])
-        assert len(os.listdir("/proc/self/fd")) == before  # the descriptor given is closed
-    finally:
-        listener.close()
 
 
 async def test_daemons_on_sets_of_one_port_share_its_clients(authority: Authority) -> None:

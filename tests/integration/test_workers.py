@@ -5,7 +5,10 @@ dying, or a parent that is gone, ends everything."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
+import random
 import re
 import signal
 import socket
@@ -26,6 +29,7 @@ from support import (
     dns_query,
     free_port,
     tcp_exchange,
+    uids,
     upstream_in_thread,
     write,
 )
@@ -121,15 +125,16 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., Workers]]:
 
     def start(args: list[str], count: int = 2) -> Workers:
         manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        address = tmp_path / f"notify-{len(started)}"
-        manager.bind(str(address))
+        # Abstract: a parent that became another user may write to it all the same.
+        address = f"@resolver-test-{os.getpid()}-{time.monotonic_ns()}"
+        manager.bind("\0" + address[1:])
         log = tmp_path / f"stderr-{len(started)}.log"
         with log.open("wb") as err:
             process = subprocess.Popen(
                 [sys.executable, "-m", "resolver", "serve", *args, "--workers", str(count)],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
-                env={**os.environ, "NOTIFY_SOCKET": str(address)},
+                env={**os.environ, "NOTIFY_SOCKET": address},
                 start_new_session=True,
             )
         daemon = Workers(process, log, manager)
@@ -259,6 +264,43 @@ def test_a_worker_that_cannot_start_again_makes_the_parent_give_up(
     assert f"{len(DELAYS) + 1} exits in a row" in giving_up[0]
     assert not [pid for pid in pids if alive(pid)]
     assert "Traceback" not in err
+
+
+def privileged_port() -> int:
+    """A port below 1024 free for UDP and TCP on 127.0.0.1: only root may bind it."""
+    for port in random.sample(range(600, 1024), 100):
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+            socket.socket() as tcp,
+            contextlib.suppress(OSError),
+        ):
+            udp.bind(("127.0.0.1", port))
+            tcp.bind(("127.0.0.1", port))
+            return port
+    raise AssertionError("no free port below 1024")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can drop privileges (CI runs as root)")
+def test_workers_run_as_the_user_and_start_again_without_binding(
+    workers: Callable[..., Workers],
+) -> None:
+    nobody = pwd.getpwnam("nobody")
+    port = privileged_port()
+    with upstream_in_thread(answer) as upstream:
+        args = ["--listen", f"127.0.0.1:{port}", "--upstream", upstream_of(upstream)]
+        daemon = workers([*args, "--user", "nobody"])
+        killed, kept = daemon.pids()
+        for pid in (daemon.process.pid, killed, kept):
+            assert uids(pid) == [nobody.pw_uid] * 4
+        os.kill(killed, signal.SIGKILL)
+        daemon.wait_for("is ready again")
+        (new,) = set(daemon.pids()) - {kept}
+        assert uids(new) == [nobody.pw_uid] * 4
+        for _ in range(CLIENTS):  # both answer on the port nobody could not bind
+            assert addresses(dns_query(port, "cached.example.", timeout=2.0)) == [ANSWER]
+        assert asked(upstream.queries, "cached.example.") == 2
+        err = daemon.stop()
+    assert err.count("running as user nobody") == 1  # the parent's; the workers were born so
 
 
 def test_workers_stop_when_the_parent_is_killed(workers: Callable[..., Workers]) -> None:

@@ -1,11 +1,12 @@
-"""The decisions of the worker supervisor without processes: when a worker that exited starts
-again, when the parent gives up, and what a worker is told on its command line."""
+"""The decision of the worker supervisor, without processes: when a worker that exited starts
+again, and when the parent gives up; and what a forked worker must not share with its parent."""
 
 from __future__ import annotations
 
-import pytest
+import os
+import struct
 
-from resolver.workers import DELAYS, STABLE_AFTER, Backoff, WorkerArgs
+from resolver.workers import DELAYS, STABLE_AFTER, Backoff
 
 
 def test_a_worker_dying_quickly_again_and_again_waits_longer_each_time_then_is_given_up() -> None:
@@ -27,23 +28,19 @@ def test_a_worker_that_lived_long_enough_starts_again_at_once_with_its_count_res
     assert backoff.after_exit(0.0) is None
 
 
-def test_worker_args_go_through_the_command_line_unchanged() -> None:
-    args = WorkerArgs(number=2, status=5, lifeline=6, listeners=(7, 8, 9))
-    assert WorkerArgs.decode(args.encode()) == args
-    assert WorkerArgs.decode("1:3:4:5") == WorkerArgs(1, 3, 4, (5,))
+def test_a_forked_worker_draws_message_ids_of_its_own() -> None:
+    from resolver.transport import _random_ids
 
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        pytest.param("", id="empty"),
-        pytest.param("1:3:4", id="no-listeners"),
-        pytest.param("1:3:4:", id="empty-listeners"),
-        pytest.param("1:3:4:5,x", id="not-a-number"),
-        pytest.param("1:3:-4:5", id="negative"),
-        pytest.param("1:3:4:5:6", id="too-many-parts"),
-    ],
-)
-def test_worker_args_that_no_parent_makes_are_refused(text: str) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 - int() and the split say it in their words
-        WorkerArgs.decode(text)
+    _random_ids.next()  # the parent has IDs drawn and left over
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, struct.pack("!8H", *(_random_ids.next() for _ in range(8))))
+        os._exit(0)
+    os.close(write)
+    try:
+        child = struct.unpack("!8H", os.read(read, 16))
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert child != tuple(_random_ids.next() for _ in range(8))
