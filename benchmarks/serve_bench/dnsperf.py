@@ -46,10 +46,15 @@ class Run:
 
 
 def dnsperf_argv(
-    port: int, queries: Path, seconds: float, outstanding: int, once: bool = False
+    port: int,
+    queries: Path,
+    seconds: float,
+    outstanding: int,
+    once: bool = False,
+    clients: int = 1,
 ) -> list[str]:
     """dnsperf at HOST:port on the load core, bounded by ``-l`` (and by one pass over the
-    input with ``once``)."""
+    input with ``once``), from ``clients`` sockets (``-c``: source ports)."""
     return [
         "taskset",
         "-c",
@@ -64,7 +69,7 @@ def dnsperf_argv(
         "-l",
         f"{seconds:g}",
         "-c",
-        "1",
+        str(clients),
         "-q",
         str(outstanding),
         "-t",
@@ -100,10 +105,14 @@ def measure(
     seconds: float,
     outstanding: int,
     single_pass: int = 0,
+    clients: int = 1,
 ) -> Run:
     """One bounded dnsperf run at ``target``, with the CPU both servers used meanwhile.
-    ``single_pass``: the number of questions in ``queries``, to be read once (0: loop)."""
-    argv = dnsperf_argv(target.port, queries, seconds, outstanding, once=single_pass > 0)
+    ``single_pass``: the number of questions in ``queries``, to be read once (0: loop).
+    The target's CPU is its whole process group's (the workers of ``serve --workers`` too)."""
+    argv = dnsperf_argv(
+        target.port, queries, seconds, outstanding, once=single_pass > 0, clients=clients
+    )
     answered_before = counter.read()
     cpu_before = (cpu_seconds(target.pid), cpu_seconds(upstream.pid))
     wall = time.monotonic()
