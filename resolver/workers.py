@@ -50,7 +50,7 @@ from resolver.config import ServerConfig
 from resolver.server import Listener, bind_listeners
 from resolver.transport import format_address
 
-__all__ = ["Backoff", "Supervisor", "WorkerArgs", "bind_sets"]
+__all__ = ["Backoff", "Supervisor", "SupervisorStatistics", "WorkerArgs", "bind_sets"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,14 @@ def _ended(returncode: int) -> str:
 def _ignore(signum: int, frame: object) -> None:
     """A signal's number reaches the loop through the wakeup pipe; the handler only keeps the
     default action (ending the process) from happening."""
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorStatistics:
+    workers: int
+    running: int  # processes (ready or starting)
+    ready: int
+    restarts: int  # starts after the first, of every worker
 
 
 @dataclass(eq=False)
@@ -211,17 +219,18 @@ class Supervisor:
             self._close_listeners()
         return self._code
 
-    def statistics(self) -> dict[str, int]:
+    def statistics(self) -> SupervisorStatistics:
         running = [w for w in self._workers if w.pid]
-        return {
-            "workers": len(self._workers),
-            "running": len(running),
-            "ready": sum(w.ready for w in running),
-            "restarts": self.restarts,
-        }
+        return SupervisorStatistics(
+            workers=len(self._workers),
+            running=len(running),
+            ready=sum(w.ready for w in running),
+            restarts=self.restarts,
+        )
 
     def __repr__(self) -> str:
-        return " ".join(["<Supervisor", *(f"{k}={v}" for k, v in self.statistics().items())]) + ">"
+        s = self.statistics()
+        return f"<Supervisor workers={s.workers} running={s.running} restarts={s.restarts}>"
 
     # ----------------------------------------------------------------- processes
 
@@ -416,7 +425,7 @@ class Supervisor:
             self._all_started = True
             for other in self._workers[1:]:
                 self._start(other)
-        if not self._ready_sent and all(w.ready for w in self._workers):
+        if not (self._ready_sent or self._stopping) and all(w.ready for w in self._workers):
             self._ready_sent = True
             listening = ", ".join(format_address(a) for a in self.addresses)
             pids = ", ".join(str(w.pid) for w in self._workers)
@@ -465,10 +474,16 @@ class Supervisor:
         self._reloaded()
 
     def _log_statistics(self) -> None:
-        stats = self.statistics()
+        s = self.statistics()
         pids = ",".join(str(w.pid) for w in self._workers if w.pid)
-        fields = " ".join(f"{name}={value}" for name, value in stats.items())
-        log.info("statistics: supervisor %s pids=%s", fields, pids or "-")
+        log.info(
+            "statistics: supervisor workers=%d running=%d ready=%d restarts=%d pids=%s",
+            s.workers,
+            s.running,
+            s.ready,
+            s.restarts,
+            pids or "-",
+        )
         for worker in self._workers:
             if worker.ready:
                 self._send(worker, signal.SIGUSR1)

@@ -108,10 +108,10 @@ class Workers:
             found[int(pid)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", fields)}
         return found
 
-    def stop(self) -> str:
-        """SIGTERM: every worker finishes and the parent exits 0; its stderr."""
+    def stop(self, signum: int = signal.SIGTERM) -> str:
+        """SIGTERM (or SIGINT): every worker finishes and the parent exits 0; its stderr."""
         pids = self.pids()
-        self.process.terminate()
+        self.process.send_signal(signum)
         assert self.process.wait(STOP) == 0, self.text()
         assert not [pid for pid in pids if alive(pid)]
         return self.text()
@@ -200,7 +200,7 @@ def test_a_killed_worker_is_started_again_on_the_same_sockets(
         counters = daemon.statistics()
         assert counters[new]["udp_queries"] > 0
         assert counters[new]["tcp_queries"] > 0
-        err = daemon.stop()
+        err = daemon.stop(signal.SIGINT)
     assert f"worker 1 (pid {killed}) was killed by SIGKILL; starting it again" in err
     assert "restarts=1" in err
 
