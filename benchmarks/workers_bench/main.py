@@ -27,6 +27,7 @@ from benchmarks.serve_bench.report import (
     measured_package,
     median,
     paired,
+    run_warnings,
     tool_version,
 )
 from benchmarks.serve_bench.servers import (
@@ -204,17 +205,7 @@ def notes(load: str, made: dict[str, Layout]) -> list[str]:
             )
         if row.lost:
             out.append(f"WARNING {load}: {row.server} lost {row.lost} queries")
-        odd = {r.rcodes for r in row.runs if not r.rcodes.startswith("NOERROR")}
-        odd |= {r.rcodes for r in row.runs if "(100.00%)" not in r.rcodes}
-        if odd:
-            out.append(f"WARNING {load}: {row.server} response codes: {sorted(odd)}")
-        exhausted = sum(r.input_exhausted for r in row.runs)
-        if exhausted:
-            out.append(
-                f"WARNING {load}: {row.server} used up its names in {exhausted} run(s) "
-                "before the time limit (raise --distinct-names)"
-            )
-    return out
+    return out + run_warnings(load, [layout.row for layout in made.values()])
 
 
 def describe(args: argparse.Namespace) -> list[str]:

@@ -61,6 +61,15 @@ def tcp_query(port: int, name: str) -> DNSRecord:
     return DNSRecord.parse(tcp_exchange(port, DNSRecord.question(name).pack()))
 
 
+def ask_from_many_ports(port: int, name: str, answer: str, *, tcp: bool = True) -> None:
+    """CLIENTS questions over UDP (and half as many over TCP), each from a port of its own,
+    so that every worker gets some: each must be answered ``answer``."""
+    for _ in range(CLIENTS):
+        assert addresses(dns_query(port, name, timeout=2.0)) == [answer]
+    for _ in range(CLIENTS // 2 if tcp else 0):
+        assert addresses(tcp_query(port, name)) == [answer]
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` still runs (a zombie left to an init that does not reap is not)."""
     try:
@@ -160,10 +169,7 @@ def test_both_workers_answer_over_udp_and_tcp_each_from_its_own_cache(
     port = free_port()
     with upstream_in_thread(answer) as upstream:
         daemon = workers(["--listen", f"127.0.0.1:{port}", "--upstream", upstream_of(upstream)])
-        for _ in range(CLIENTS):
-            assert addresses(dns_query(port, "cached.example.", timeout=2.0)) == [ANSWER]
-        for _ in range(CLIENTS // 2):
-            assert addresses(tcp_query(port, "cached.example.")) == [ANSWER]
+        ask_from_many_ports(port, "cached.example.", ANSWER)
         # Each worker asked the upstream once, then answered from its own cache.
         assert asked(upstream.queries, "cached.example.") == 2
         counters = daemon.statistics()
@@ -184,17 +190,13 @@ def test_a_killed_worker_is_started_again_on_the_same_sockets(
     port = free_port()
     with upstream_in_thread(answer) as upstream:
         daemon = workers(["--listen", f"127.0.0.1:{port}", "--upstream", upstream_of(upstream)])
-        for _ in range(CLIENTS):
-            dns_query(port, "cached.example.", timeout=2.0)
+        ask_from_many_ports(port, "cached.example.", ANSWER, tcp=False)
         killed, kept = daemon.pids()
         os.kill(killed, signal.SIGKILL)
         daemon.wait_for("is ready again")
         assert daemon.pids()[0] == kept
         (new,) = set(daemon.pids()) - {kept}
-        for _ in range(CLIENTS):
-            assert addresses(dns_query(port, "cached.example.", timeout=2.0)) == [ANSWER]
-        for _ in range(CLIENTS // 2):
-            assert addresses(tcp_query(port, "cached.example.")) == [ANSWER]
+        ask_from_many_ports(port, "cached.example.", ANSWER)
         # The new worker's cache starts empty: one more question upstream, no more.
         assert asked(upstream.queries, "cached.example.") == 3
         counters = daemon.statistics()
@@ -219,8 +221,7 @@ def test_sighup_reloads_every_worker_before_the_parent_says_ready(
         f'[local]\nhosts = "{hosts}"\n',
     )
     daemon = workers(["--config", str(config)])
-    for _ in range(CLIENTS // 2):
-        assert addresses(dns_query(port, "printer.lan.")) == ["192.0.2.10"]
+    ask_from_many_ports(port, "printer.lan.", "192.0.2.10", tcp=False)
     write(hosts, "192.0.2.11 printer.lan\n")
     daemon.process.send_signal(signal.SIGHUP)
     reloading = daemon.state().split("\n")
@@ -229,10 +230,7 @@ def test_sighup_reloads_every_worker_before_the_parent_says_ready(
     assert daemon.state() == "READY=1"
     # READY=1 came once both had reloaded: no client, whichever worker it reaches, sees the
     # old answer any more.
-    for _ in range(CLIENTS):
-        assert addresses(dns_query(port, "printer.lan.")) == ["192.0.2.11"]
-    for _ in range(CLIENTS // 2):
-        assert addresses(tcp_query(port, "printer.lan.")) == ["192.0.2.11"]
+    ask_from_many_ports(port, "printer.lan.", "192.0.2.11")
     daemon.process.terminate()
     assert daemon.state() == "STOPPING=1"
     err = daemon.stop()
@@ -296,8 +294,8 @@ def test_workers_run_as_the_user_and_start_again_without_binding(
         daemon.wait_for("is ready again")
         (new,) = set(daemon.pids()) - {kept}
         assert uids(new) == [nobody.pw_uid] * 4
-        for _ in range(CLIENTS):  # both answer on the port nobody could not bind
-            assert addresses(dns_query(port, "cached.example.", timeout=2.0)) == [ANSWER]
+        # Both answer, on the port that nobody could not bind.
+        ask_from_many_ports(port, "cached.example.", ANSWER, tcp=False)
         assert asked(upstream.queries, "cached.example.") == 2
         err = daemon.stop()
     assert err.count("running as user nobody") == 1  # the parent's; the workers were born so
