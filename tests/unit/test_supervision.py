@@ -3,8 +3,8 @@ again, and when the parent gives up; and what a forked worker must not share wit
 
 from __future__ import annotations
 
-import os
-import struct
+import subprocess
+import sys
 
 from resolver.workers import DELAYS, STABLE_AFTER, Backoff
 
@@ -28,19 +28,26 @@ def test_a_worker_that_lived_long_enough_starts_again_at_once_with_its_count_res
     assert backoff.after_exit(0.0) is None
 
 
-def test_a_forked_worker_draws_message_ids_of_its_own() -> None:
-    from resolver.transport import _random_ids
+# In a fresh interpreter: the test process may run threads, which a fork does not copy.
+FORK_AND_DRAW = """
+import os, struct
+from resolver.transport import _random_ids
 
-    _random_ids.next()  # the parent has IDs drawn and left over
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.write(write, struct.pack("!8H", *(_random_ids.next() for _ in range(8))))
-        os._exit(0)
-    os.close(write)
-    try:
-        child = struct.unpack("!8H", os.read(read, 16))
-    finally:
-        os.close(read)
-        os.waitpid(pid, 0)
-    assert child != tuple(_random_ids.next() for _ in range(8))
+_random_ids.next()  # the parent has IDs drawn and left over
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(write, struct.pack("!8H", *(_random_ids.next() for _ in range(8))))
+    os._exit(0)
+os.close(write)
+child = struct.unpack("!8H", os.read(read, 16))
+os.waitpid(pid, 0)
+print(child != tuple(_random_ids.next() for _ in range(8)))
+"""
+
+
+def test_a_forked_worker_draws_message_ids_of_its_own() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_AND_DRAW], capture_output=True, text=True, timeout=30
+    )
+    assert done.stdout == "True\n", done.stderr
