@@ -19,7 +19,9 @@ dnsperf and the upstream stay on core 1, so on this 2-core machine a second work
 that core with them: what it adds is what the load side leaves. dnsperf asks from
 ``--clients`` sockets (16): SO_REUSEPORT spreads clients over the workers by source port, and
 one socket's queries would all reach one worker. The server CPU is the whole process group's
-(parent and workers), as a share of one core; the table also gives each worker's share.
+(parent and workers), as a share of one core; the table also gives each worker's share, the
+upstream's CPU, and how much of the machine (both cores, /proc/stat) stayed idle during the
+run: a second worker can only use what the load side and the other tenants leave.
 
 Traffic goes to 127.0.0.1 only; every dnsperf run is bounded; every process started is in its
 own process group and is stopped on exit, also on SIGTERM and Ctrl-C.

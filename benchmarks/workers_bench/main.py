@@ -67,6 +67,14 @@ class Layout:
     proc: Proc
     row: Row
     workers_cpu: list[list[float]] = field(default_factory=list)  # per run, each worker's share
+    idle: list[float] = field(default_factory=list)  # per run, the machine's idle share
+
+
+def cpu_times() -> tuple[int, int]:
+    """The machine's idle and total CPU time so far, in ticks (the ``cpu`` line of
+    /proc/stat; idle includes iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
 
 
 def settle(proc: Proc, questions: Sequence[tuple[str, str]]) -> None:
@@ -112,7 +120,7 @@ def run_once(
     time.sleep(args.pause)
     single_pass = args.distinct_names if load == "distinct" else 0
     proc = layout.proc
-    before = process_cpu(proc.pid)
+    before, machine = process_cpu(proc.pid), cpu_times()
     run = measure(
         proc.name,
         proc,
@@ -123,13 +131,15 @@ def run_once(
         single_pass=single_pass,
         clients=args.clients,
     )
-    after = process_cpu(proc.pid)
+    after, (idle, total) = process_cpu(proc.pid), cpu_times()
+    layout.idle.append((idle - machine[0]) / max(1, total - machine[1]))
     workers = [after[pid] - before.get(pid, 0.0) for pid in after if pid != proc.pid]
     layout.workers_cpu.append(sorted((cpu / run.wall for cpu in workers), reverse=True))
     layout.row.runs.append(run)
     print(
         f"  {load:8} {proc.name:22} {run.qps:9,.0f} qps lost {run.lost} "
-        f"cpu {run.server_cpu:.0%} {run.per_cpu_second:9,.0f} q/cpu-s",
+        f"cpu {run.server_cpu:.0%} {run.per_cpu_second:9,.0f} q/cpu-s "
+        f"machine idle {layout.idle[-1]:.0%}",
         flush=True,
     )
     return run
@@ -168,9 +178,9 @@ def table(made: dict[str, Layout]) -> list[str]:
     base, unpinned = made[ONE_PINNED].row, made[ONE].row
     lines = [
         "| layout | qps (median) | qps range | lost | avg latency ms | server CPU | "
-        "worker CPU | queries per CPU-s | up/q | qps vs 1 worker, core 0 | "
-        "qps vs 1 worker, cores 0-1 | per CPU-s vs 1 worker, core 0 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "worker CPU | queries per CPU-s | up/q | upstream CPU | machine idle | "
+        "qps vs 1 worker, core 0 | qps vs 1 worker, cores 0-1 | per CPU-s vs 1 worker, core 0 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for layout in made.values():
         row, runs = layout.row, layout.row.runs
@@ -180,6 +190,7 @@ def table(made: dict[str, Layout]) -> list[str]:
             f"{median([r.server_cpu for r in runs]):.0%} | {_shares(layout)} | "
             f"{row.per_cpu_second:,.0f} | "
             f"{median([r.upstream_per_query for r in runs]):.2f} | "
+            f"{median([r.upstream_cpu for r in runs]):.0%} | {median(layout.idle):.0%} | "
             f"{paired(row, base):.2f}x | {paired(row, unpinned):.2f}x | "
             f"{paired(row, base, per_cpu=True):.2f}x |"
         )
