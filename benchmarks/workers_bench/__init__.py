@@ -17,7 +17,7 @@ Three daemons per load, started once and measured in a rotated order each round:
 
 dnsperf and the upstream stay on core 1, so on this 2-core machine a second worker shares
 that core with them: what it adds is what the load side leaves. dnsperf asks from
-``--clients`` sockets (16): SO_REUSEPORT spreads clients over the workers by source port, and
+``--clients`` sockets (64): SO_REUSEPORT spreads clients over the workers by source port, and
 one socket's queries would all reach one worker. The server CPU is the whole process group's
 (parent and workers), as a share of one core; the table also gives each worker's share, the
 upstream's CPU, and how much of the machine (both cores, /proc/stat) stayed idle during the

@@ -251,7 +251,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=6.0, help="dnsperf -l per run")
     parser.add_argument("--rounds", type=int, default=3, help="median of this many rounds")
     parser.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
-    parser.add_argument("--clients", type=int, default=16, help="dnsperf -c: source ports")
+    parser.add_argument("--clients", type=int, default=64, help="dnsperf -c: source ports")
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between runs")
     parser.add_argument("--quick", action="store_true", help="one round of 3 s")
     parser.add_argument(
