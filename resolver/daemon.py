@@ -96,8 +96,8 @@ class Daemon:
     ``load`` makes the Config a reload applies (the CLI re-reads its file and flags; it raises
     ConfigError for a file that no longer validates); ``notify`` is told the service manager's
     states (``READY=1``, ``RELOADING=1``, ``STOPPING=1``; see ``resolver.service``).
-    ``listeners``, bound beforehand (a worker's, inherited from its parent), are served instead
-    of binding ``server.listen``; the daemon closes them.
+    ``listeners``, bound beforehand (a worker's, bound by its parent: ``resolver.workers``), are
+    served instead of binding ``server.listen``; the daemon closes them.
     """
 
     def __init__(
