@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from resolver.config import Config
     from resolver.dig import Address
     from resolver.query import Invocation
+    from resolver.workers import WorkerArgs
 
 T = TypeVar("T")
 
@@ -56,13 +57,17 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return runner.run(main())
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, worker: int | None = None) -> None:
+    """Log lines on stderr; a worker's (of ``serve --workers``) say which worker it is, in
+    place of what it inherited from its parent."""
     import logging
 
+    who = "" if worker is None else f"worker {worker} (pid %(process)d) "
     logging.basicConfig(
         level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s {who}%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=worker is not None,
     )
 
 
@@ -113,6 +118,7 @@ SERVE_DEFAULTS = {
     "allow": "127.0.0.0/8, ::1/128",
     "randomize_case": "no-0x20",
     "metrics": "off",
+    "workers": "1",
 }
 
 
@@ -198,6 +204,12 @@ SERVE_DEFAULTS = {
     show_default="stay who we are",
 )
 @click.option(
+    "--workers",
+    type=int,
+    help="Processes answering, each with its own sockets (SO_REUSEPORT) and cache.",
+    show_default=SERVE_DEFAULTS["workers"],
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning"]),
@@ -217,6 +229,7 @@ def serve(
     query_log: Path | None,
     metrics: str | None,
     user: str | None,
+    workers: int | None,
     log_level: str,
 ) -> None:
     """Run the caching DNS daemon, forwarding to upstreams or (--mode recursive)
@@ -239,6 +252,11 @@ def serve(
     With $NOTIFY_SOCKET set (systemd's Type=notify), READY=1 is sent once
     the sockets are bound (and privileges dropped), RELOADING=1 and READY=1
     around a reload, STOPPING=1 at shutdown.
+
+    With --workers N (N > 1), N processes answer, each on sockets of its own
+    (SO_REUSEPORT) with its own cache; the parent binds them, drops privileges,
+    restarts a worker that dies, passes the signals above on to the workers,
+    and tells READY=1 once all are ready.
 
     \b
     Exit codes:
@@ -269,6 +287,7 @@ def serve(
             randomize_case=randomize_case,
             query_log=query_log,
             metrics=metrics,
+            workers=workers,
         )
     except ConfigError as exc:
         fail(f"bad configuration: {exc}", EXIT_CONFIG)
@@ -288,16 +307,42 @@ def serve(
             randomize_case=randomize_case,
             query_log=query_log,
             metrics=metrics,
+            workers=workers,
         )
 
+    def run_daemon(config: Config, worker: WorkerArgs | None) -> None:
+        try:
+            # A worker's parent has dropped the privileges already.
+            run_async(lambda: _serve(config, load, None if worker else user, worker))
+        except ConfigError as exc:  # a file named in the config (hosts, query log) is unusable
+            fail(f"bad configuration: {exc}", EXIT_CONFIG)
+        except ResolverError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot start: {exc.strerror or exc}")
+
+    if config.server.workers == 1:
+        run_daemon(config, None)
+        return
+
+    def work(worker: WorkerArgs) -> int:  # in each worker's process
+        setup_logging(log_level, worker.number)
+        try:
+            # Started again, it reads the files as a reload would: the workers may have
+            # reloaded since the parent read them.
+            run_daemon(load() if worker.again else config, worker)
+        except ConfigError as exc:
+            fail(f"bad configuration: {exc}", EXIT_CONFIG)
+        except Exception as exc:  # the root of a worker, as run() is of the command
+            fail(f"internal error: {_describe(exc)}")
+        return 0
+
     try:
-        run_async(lambda: _serve(config, load, user))
-    except ConfigError as exc:  # a file named in the config (hosts, query log) cannot be used
-        fail(f"bad configuration: {exc}", EXIT_CONFIG)
-    except ResolverError as exc:
-        fail(str(exc))
+        code = _supervise(config, user, work)
     except OSError as exc:
         fail(f"cannot start: {exc.strerror or exc}")
+    if code:
+        sys.exit(code)
 
 
 def build_serve_config(
@@ -314,6 +359,7 @@ def build_serve_config(
     randomize_case: bool | None = None,
     query_log: Path | None = None,
     metrics: str | None = None,
+    workers: int | None = None,
 ) -> Config:
     """The daemon's Config: the TOML file (if any), then flags on top. Raises ConfigError."""
     from resolver.config import config_from_mapping, load_config
@@ -333,6 +379,7 @@ def build_serve_config(
     _merge(data, "recursion", "root_hints", None if root_hints is None else str(root_hints))
     _merge(data, "log", "query_log", None if query_log is None else str(query_log))
     _merge(data, "metrics", "listen", metrics)
+    _merge(data, "server", "workers", workers)
     return config_from_mapping(data)
 
 
@@ -371,24 +418,66 @@ def check_config(path: Path) -> None:
     click.echo(f"{path}: ok")
 
 
-async def _serve(config: Config, load: Callable[[], Config], user: str | None) -> None:
+def _supervise(config: Config, user: str | None, work: Callable[[WorkerArgs], int]) -> int:
+    """``serve --workers N``: bind N sets of sockets, become ``user``, and run ``work`` in a
+    worker process on each set until stopped; the exit code. Raises OSError when the sockets
+    cannot be bound or the user not taken."""
+    import logging
+
+    from resolver.service import Notifier
+    from resolver.workers import Supervisor, bind_sets
+
+    sets = bind_sets(config.server)
+    try:
+        if user is not None:
+            _become(user)
+            logging.getLogger("resolver").info("running as user %s", user)
+    except BaseException:
+        for listeners in sets:
+            for listener in listeners:
+                listener.close()
+        raise
+    notify = Notifier(os.environ.get("NOTIFY_SOCKET"))
+    return Supervisor(sets, work, notify=notify).run()
+
+
+def _become(user: str) -> None:
+    """Drop privileges to ``user``. Raises OSError naming it when that is not allowed."""
+    from resolver.service import drop_privileges
+
+    try:
+        drop_privileges(user)
+    except PermissionError as exc:
+        raise OSError(exc.errno, f"cannot become user {user}: {exc.strerror}") from exc
+
+
+async def _serve(
+    config: Config, load: Callable[[], Config], user: str | None, worker: WorkerArgs | None
+) -> None:
     import asyncio
     import logging
 
     from resolver.daemon import Daemon
-    from resolver.service import Notifier, drop_privileges
+    from resolver.service import Notifier, ParentNotifier
     from resolver.transport import format_address
 
-    notify = Notifier(os.environ.get("NOTIFY_SOCKET"))
-    daemon = Daemon(config, load=load, notify=notify)
+    notify: Callable[[str], None]
+    if worker is None:
+        notify, listeners = Notifier(os.environ.get("NOTIFY_SOCKET")), []
+    else:  # the parent tells the service manager, and bound the sockets
+        notify, listeners = ParentNotifier(worker.status), list(worker.listeners)
+    try:
+        daemon = Daemon(config, load=load, notify=notify, listeners=listeners)
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
     await daemon.start()
     if user is not None:
         try:
-            drop_privileges(user)
-        except BaseException as exc:
+            _become(user)
+        except BaseException:
             await daemon.aclose()
-            if isinstance(exc, PermissionError):
-                raise OSError(exc.errno, f"cannot become user {user}: {exc.strerror}") from exc
             raise
         logging.getLogger("resolver").info("running as user %s", user)
     # What exists now (code, config, pools) lives as long as the daemon: move it out of the
@@ -401,6 +490,8 @@ async def _serve(config: Config, load: Callable[[], Config], user: str | None) -
         loop.add_signal_handler(signum, daemon.request_stop)
     loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
     loop.add_signal_handler(signal.SIGUSR1, daemon.request_statistics)
+    if worker is not None:
+        _watch_lifeline(loop, worker.lifeline, daemon.request_stop)
     listening = ", ".join(format_address(address) for address in daemon.addresses)
     logging.getLogger("resolver").info("serving on %s (udp and tcp)", listening)
     if daemon.metrics is not None:
@@ -409,6 +500,26 @@ async def _serve(config: Config, load: Callable[[], Config], user: str | None) -
     notify("READY=1")
     await daemon.serve_until_stopped()
     logging.getLogger("resolver").info("stopped")
+
+
+def _watch_lifeline(loop: asyncio.AbstractEventLoop, fd: int, stop: Callable[[], None]) -> None:
+    """A worker stops when its parent is gone: the parent alone holds the other end of the
+    pipe ``fd``, so its end comes when the parent exits, even killed."""
+    import logging
+
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            if os.read(fd, 64):
+                return  # the parent writes nothing; ignored
+        except BlockingIOError:
+            return
+        loop.remove_reader(fd)
+        logging.getLogger("resolver").warning("the parent process is gone: stopping")
+        stop()
+
+    loop.add_reader(fd, readable)
 
 
 @main.command()

@@ -43,6 +43,7 @@ _DAY = 86_400.0  # the longest duration any setting accepts
 _MAX_SOCKETS = 65_535  # per upstream pool: one per local port at most
 _MAX_BUFFER = 1 << 30  # a socket buffer, bytes: the kernel takes an int and doubles it
 METRICS_PORT = 9153  # the metrics listener's port when none is given (CoreDNS's)
+_MAX_WORKERS = 64  # worker processes; far more than cores is only contention
 
 
 def parse_address(text: str, default_port: int, *, name: str = "address") -> Address:
@@ -451,6 +452,11 @@ class ServerConfig:
     while the loop is busy, instead of being dropped; 0 keeps the system's default). Beyond
     ``net.core.rmem_max`` they are forced when the process may (CAP_NET_ADMIN), else a warning
     says what was granted.
+
+    ``workers`` above 1 runs that many processes, each with its own listening sockets on every
+    address (SO_REUSEPORT: the kernel spreads clients over them by address and port), its own
+    engine and its own cache, under a parent that binds the sockets, restarts a worker that
+    dies and passes signals on (see ``resolver.workers``).
     """
 
     listen: tuple[Address, ...] = (("127.0.0.1", 53),)
@@ -466,6 +472,7 @@ class ServerConfig:
     max_tcp_outstanding: int = 32
     max_inflight: int = 10_000
     shutdown_grace: float = 5.0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         _addresses(self, "listen", "server.listen", 0)
@@ -502,6 +509,7 @@ class ServerConfig:
         _check_int("server.max_tcp_outstanding", self.max_tcp_outstanding, 1, 65_535)
         _check_int("server.max_inflight", self.max_inflight, 1, 10_000_000)
         _check_seconds("server.shutdown_grace", self.shutdown_grace, 3600)
+        _check_int("server.workers", self.workers, 1, _MAX_WORKERS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -584,6 +592,13 @@ class Config:
                         f"({listen[0]} port {listen[1]}): every query would loop",
                     )
         metrics = self.metrics.listen
+        if metrics is not None and self.server.workers > 1:
+            # Each worker counts only what it answers; one listener would see one worker.
+            raise ConfigError(
+                "metrics.listen",
+                f"needs server.workers = 1 (not {self.server.workers}): each worker counts "
+                "only its own queries",
+            )
         if metrics is not None and self.server.tcp:
             for listen in self.server.listen:
                 if _same_socket(metrics, listen):

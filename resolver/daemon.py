@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from resolver.cache import Cache
 from resolver.config import Address, Config
@@ -34,7 +34,7 @@ from resolver.engine.local import LocalAnswers
 from resolver.hosts import HostsEntry, read_hosts
 from resolver.metrics import CONTENT_TYPE, MetricsEndpoint, Readings, exposition
 from resolver.querylog import QueryLog
-from resolver.server import Server
+from resolver.server import Listener, Server
 
 __all__ = ["Daemon", "local_answers", "needs_restart"]
 
@@ -104,6 +104,8 @@ class Daemon:
     ``load`` makes the Config a reload applies (the CLI re-reads its file and flags; it raises
     ConfigError for a file that no longer validates); ``notify`` is told the service manager's
     states (``READY=1``, ``RELOADING=1``, ``STOPPING=1``; see ``resolver.service``).
+    ``listeners``, bound beforehand (a worker's, bound by its parent: ``resolver.workers``), are
+    served instead of binding ``server.listen``; the daemon closes them.
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class Daemon:
         *,
         load: Callable[[], Config] | None = None,
         notify: Callable[[str], None] | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         self.config = config
         cache = Cache(config.cache) if config.cache.enabled else None
@@ -122,7 +125,7 @@ class Daemon:
             local=local_answers(config),
             recursion=config.recursion if config.mode == "recursive" else None,
         )
-        self.server = Server(config.server, self.engine)
+        self.server = Server(config.server, self.engine, listeners)
         if config.log.query_log is not None:
             self.server.query_log = QueryLog(config.log.query_log)
         self.metrics: MetricsEndpoint | None = None
@@ -146,10 +149,11 @@ class Daemon:
 
     async def start(self) -> None:
         """Open upstream pools (leaving out, with a warning, upstreams no socket can reach),
-        then bind listeners, the metrics listener last. Raises OSError, or UpstreamError when
-        no upstream can be used; whatever was opened is closed again then."""
-        await self.engine.start()
+        then bind listeners (unless given), the metrics listener last. Raises OSError, or
+        UpstreamError when no upstream can be used; whatever was opened (or given) is closed
+        again then."""
         try:
+            await self.engine.start()
             await self.server.start()
             if self.metrics is not None:
                 await self.metrics.start()

@@ -19,7 +19,7 @@ import logging
 import socket
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Protocol, cast
@@ -34,7 +34,15 @@ from resolver.triage import Local, Parsed, fit, for_client, servfail, triage
 from resolver.wire.message import qtype_value
 from resolver.wire.raw import AA, FORMERR, SERVFAIL, error_reply, read_question
 
-__all__ = ["COUNTED_TYPES", "Answerer", "ReplyCounts", "Server", "ServerStatistics"]
+__all__ = [
+    "COUNTED_TYPES",
+    "Answerer",
+    "Listener",
+    "ReplyCounts",
+    "Server",
+    "ServerStatistics",
+    "bind_listeners",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,134 @@ _HOW = 3 << 1
 def _count_key(qtype: int, reply: bytes, tcp: bool, how: int) -> int:
     counted = qtype if qtype in COUNTED_TYPES else 0
     return counted << 7 | (reply[3] & 0x0F) << 3 | how | tcp
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """The bound sockets of one listen address: UDP, and TCP on the same port unless TCP is
+    off. Whoever binds them closes them, unless a Server took them over."""
+
+    udp: socket.socket
+    tcp: socket.socket | None
+
+    @property
+    def address(self) -> Address:
+        host, port = self.udp.getsockname()[:2]
+        return host, port
+
+    def sockets(self) -> list[socket.socket]:
+        return [self.udp] if self.tcp is None else [self.udp, self.tcp]
+
+    def close(self) -> None:
+        for sock in self.sockets():
+            sock.close()
+
+
+def bind_listeners(
+    config: ServerConfig, *, reuse_port: bool = False, like: Sequence[Listener] = ()
+) -> list[Listener]:
+    """Bind UDP (and TCP unless ``config.tcp`` is off) on every address of ``config.listen``.
+    Raises OSError, after closing whatever it had bound.
+
+    With port 0 the UDP port is picked first and TCP takes the same number; if that TCP port
+    is taken, both are tried again on another port (a bounded number of times). An IPv6
+    socket is dual-stack (it serves IPv4 clients too, as ``::ffff:a.b.c.d``) unless an IPv4
+    address in ``listen`` has the same port: then each family has its own socket, so that
+    ``0.0.0.0:53`` and ``[::]:53`` can both be bound.
+
+    ``reuse_port`` sets SO_REUSEPORT, so that more sets can be bound on the same addresses
+    and the kernel spreads the clients over them; ``like`` (listeners bound so before, one
+    per address) binds such a further set on their very ports, port 0 included. Its buffer
+    sizes are not reported again."""
+    assert not like or len(like) == len(config.listen)
+    v4_ports = {port for host, port in config.listen if ":" not in host and port}
+    bound: list[Listener] = []
+    try:
+        for index, (host, port) in enumerate(config.listen):
+            v6only = port in v4_ports
+            if like:
+                bound.append(_bind(config, host, like[index].address[1], v6only, reuse_port, False))
+                continue
+            for attempt in range(_BIND_ATTEMPTS):
+                try:
+                    bound.append(_bind(config, host, port, v6only, reuse_port, True))
+                    break
+                except OSError as exc:
+                    last = attempt == _BIND_ATTEMPTS - 1
+                    if port != 0 or exc.errno != errno.EADDRINUSE or last:
+                        raise
+    except BaseException:
+        for listener in bound:
+            listener.close()
+        raise
+    return bound
+
+
+def _bind(
+    config: ServerConfig, host: str, port: int, v6only: bool, reuse_port: bool, report: bool
+) -> Listener:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    udp = _listening_socket(family, socket.SOCK_DGRAM, v6only, reuse_port)
+    try:
+        udp.bind((host, port))
+        _size_buffers(config, udp, host, report)
+    except BaseException:
+        udp.close()
+        raise
+    if not config.tcp:
+        return Listener(udp, None)
+    tcp = _listening_socket(family, socket.SOCK_STREAM, v6only, reuse_port)
+    try:
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Inherited by every accepted connection: the kernel keeps at most this much of a
+        # client's unread replies (autotuned, it would take megabytes), so the rest waits in
+        # our write buffer, where it stops the reading of more queries.
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _TCP_SEND_BUFFER)
+        tcp.bind((host, udp.getsockname()[1]))
+    except BaseException:
+        tcp.close()
+        udp.close()
+        raise
+    return Listener(udp, tcp)
+
+
+def _listening_socket(family: int, kind: int, v6only: bool, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, kind)
+    try:
+        sock.setblocking(False)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _size_buffers(config: ServerConfig, sock: socket.socket, host: str, report: bool) -> None:
+    """The configured buffer sizes, forced past the system's limit when we may (as Unbound's
+    so-rcvbuf); a warning when less was granted (if ``report``)."""
+    for option, forced, size, name in (
+        (socket.SO_RCVBUF, _SO_RCVBUFFORCE, config.udp_receive_buffer, "receive"),
+        (socket.SO_SNDBUF, _SO_SNDBUFFORCE, config.udp_send_buffer, "send"),
+    ):
+        if not size:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, size)
+        except OSError:  # no CAP_NET_ADMIN (or no such option): capped at the limit
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+        granted = sock.getsockopt(socket.SOL_SOCKET, option) // _KERNEL_DOUBLES
+        if granted < size and report:
+            log.warning(
+                "UDP %s buffer of %s is %d bytes, not the %d configured (raise net.core.%s)",
+                name,
+                format_address((host, sock.getsockname()[1])),
+                granted,
+                size,
+                "rmem_max" if option == socket.SO_RCVBUF else "wmem_max",
+            )
 
 
 class Answerer(Protocol):
@@ -123,12 +259,17 @@ class Server:
     """UDP and TCP listeners in front of an :class:`Answerer`.
 
     ``start`` binds every listener before it returns (port 0 picks a free port; ``addresses``
-    tells which). ``request_stop`` may be called from a signal handler; ``serve_until_stopped``
-    then stops listening, lets in-flight queries finish (up to ``shutdown_grace``) and returns.
+    tells which), or serves on ``listeners`` bound beforehand (by a parent process: see
+    ``resolver.workers``), which the server then owns and closes. ``request_stop`` may be
+    called from a signal handler; ``serve_until_stopped`` then stops listening, lets in-flight
+    queries finish (up to ``shutdown_grace``) and returns.
     """
 
-    def __init__(self, config: ServerConfig, answerer: Answerer) -> None:
+    def __init__(
+        self, config: ServerConfig, answerer: Answerer, listeners: Sequence[Listener] = ()
+    ) -> None:
         self.config = config
+        self._given = list(listeners)
         self.answerer = answerer
         self._allowed = [ipaddress.ip_network(n, strict=False) for n in config.allow]
         self._allow_memo: dict[str, bool] = {}
@@ -174,8 +315,9 @@ class Server:
         # Where each answered query is logged, if anywhere (the daemon sets and replaces it).
         self.query_log: QueryLog | None = None
 
-    # Settings that belong to the bound sockets: a reload cannot change them.
-    RESTART_FIELDS = ("listen", "tcp", "udp_receive_buffer", "udp_send_buffer")
+    # Settings that belong to the bound sockets (and how many sets of them worker processes
+    # hold): a reload cannot change them.
+    RESTART_FIELDS = ("listen", "tcp", "udp_receive_buffer", "udp_send_buffer", "workers")
 
     def reconfigure(self, config: ServerConfig, answerer: Answerer | None = None) -> None:
         """Apply ``config`` to the running listeners (a reload): the allow list and what is
@@ -199,98 +341,43 @@ class Server:
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Bind UDP (and TCP unless disabled) on every listen address. Raises OSError, after
-        closing whatever it had bound.
-
-        With port 0 the UDP port is picked first and TCP takes the same number; if that TCP
-        port is taken, both are tried again on another port (a bounded number of times).
-        An IPv6 socket is dual-stack (it serves IPv4 clients too, as ``::ffff:a.b.c.d``)
-        unless an IPv4 address in ``listen`` has the same port: then each family has its own
-        socket, so that ``0.0.0.0:53`` and ``[::]:53`` can both be bound."""
+        """Serve on the listeners given to the constructor, or else bind UDP (and TCP unless
+        disabled) on every listen address (see :func:`bind_listeners`). Raises OSError, after
+        closing every listening socket."""
         self._loop = asyncio.get_running_loop()
-        v4_ports = {port for host, port in self.config.listen if ":" not in host and port}
+        listeners, self._given = self._given, []
+        if not listeners:
+            listeners = bind_listeners(self.config)
+        served = 0
         try:
-            for host, port in self.config.listen:
-                v6only = port in v4_ports
-                for attempt in range(_BIND_ATTEMPTS):
-                    try:
-                        await self._bind(host, port, v6only)
-                        break
-                    except OSError as exc:
-                        last = attempt == _BIND_ATTEMPTS - 1
-                        if port != 0 or exc.errno != errno.EADDRINUSE or last:
-                            raise
+            for listener in listeners:
+                await self._serve_on(listener)
+                served += 1
         except BaseException:
+            for listener in listeners[served:]:
+                listener.close()
             self._close_listeners()
             raise
 
-    async def _bind(self, host: str, port: int, v6only: bool) -> None:
+    async def _serve_on(self, listener: Listener) -> None:
         assert self._loop is not None
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        udp = self._listening_socket(family, socket.SOCK_DGRAM, v6only)
         try:
-            udp.bind((host, port))
-            self._size_buffers(udp, host)
             transport, _ = await self._loop.create_datagram_endpoint(
-                lambda: _UdpListener(self), sock=udp
+                lambda: _UdpListener(self), sock=listener.udp
             )
         except BaseException:
-            udp.close()
+            listener.close()
             raise
-        bound = transport.get_extra_info("sockname")
-        if self.config.tcp:
-            tcp = self._listening_socket(family, socket.SOCK_STREAM, v6only)
+        if listener.tcp is not None:
             try:
-                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                # Inherited by every accepted connection: the kernel keeps at most this much
-                # of a client's unread replies (autotuned, it would take megabytes), so the
-                # rest waits in our write buffer, where it stops the reading of more queries.
-                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _TCP_SEND_BUFFER)
-                tcp.bind((host, bound[1]))
-                server = await asyncio.start_server(self._tcp_connection, sock=tcp)
+                server = await asyncio.start_server(self._tcp_connection, sock=listener.tcp)
             except BaseException:
-                tcp.close()
+                listener.tcp.close()
                 transport.close()
                 raise
             self._tcp.append(server)
         self._udp.append(transport)
-        self.addresses.append((bound[0], bound[1]))
-
-    @staticmethod
-    def _listening_socket(family: int, kind: int, v6only: bool) -> socket.socket:
-        sock = socket.socket(family, kind)
-        try:
-            sock.setblocking(False)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    def _size_buffers(self, sock: socket.socket, host: str) -> None:
-        """The configured buffer sizes, forced past the system's limit when we may (as
-        Unbound's so-rcvbuf); a warning when less was granted."""
-        for option, forced, size, name in (
-            (socket.SO_RCVBUF, _SO_RCVBUFFORCE, self.config.udp_receive_buffer, "receive"),
-            (socket.SO_SNDBUF, _SO_SNDBUFFORCE, self.config.udp_send_buffer, "send"),
-        ):
-            if not size:
-                continue
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, forced, size)
-            except OSError:  # no CAP_NET_ADMIN (or no such option): capped at the limit
-                sock.setsockopt(socket.SOL_SOCKET, option, size)
-            granted = sock.getsockopt(socket.SOL_SOCKET, option) // _KERNEL_DOUBLES
-            if granted < size:
-                log.warning(
-                    "UDP %s buffer of %s is %d bytes, not the %d configured (raise net.core.%s)",
-                    name,
-                    format_address((host, sock.getsockname()[1])),
-                    granted,
-                    size,
-                    "rmem_max" if option == socket.SO_RCVBUF else "wmem_max",
-                )
+        self.addresses.append(listener.address)
 
     def _close_listeners(self) -> None:
         for server in self._tcp:
@@ -321,6 +408,9 @@ class Server:
         if self._closing is None:
             self._closed = True
             self._stop.set()
+            for listener in self._given:  # never served: a start that did not come
+                listener.close()
+            self._given.clear()
             for server in self._tcp:
                 server.close()
             self._closing = asyncio.get_running_loop().create_task(self._drain_and_close())

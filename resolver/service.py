@@ -3,7 +3,9 @@
 ``Notifier`` speaks systemd's sd_notify protocol: one datagram per state change (``READY=1``,
 ``RELOADING=1``, ``STOPPING=1``) to the AF_UNIX socket named by ``$NOTIFY_SOCKET``, which the
 CLI reads and passes in (an address starting with ``@`` is in the abstract namespace). It is
-a few lines, so no library is needed; without a socket it does nothing.
+a few lines, so no library is needed; without a socket it does nothing. A worker process
+(``resolver.workers``) tells its parent instead, with a ``ParentNotifier``, and the parent
+alone speaks to the service manager.
 
 ``drop_privileges`` switches a process started as root to an unprivileged user once its
 listeners are bound, as dnsmasq and Unbound do.
@@ -19,7 +21,7 @@ import time
 
 from resolver.errors import ConfigError
 
-__all__ = ["Notifier", "drop_privileges", "lookup_user"]
+__all__ = ["Notifier", "ParentNotifier", "drop_privileges", "lookup_user"]
 
 
 class Notifier:
@@ -49,6 +51,29 @@ class Notifier:
 
     def __repr__(self) -> str:
         return f"<Notifier {self.address!r} sent={len(self.sent)}>"
+
+
+class ParentNotifier:
+    """Tells the parent of a worker process its states, one line each (``READY=1\\n``), over
+    the pipe ``fd`` it inherited; the same calls as a :class:`Notifier`.
+
+    Sending never raises or blocks: a parent that went away or stopped reading must not stop
+    the worker (it notices a gone parent by its lifeline; see ``resolver.workers``)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+        self.sent: list[str] = []
+
+    def __call__(self, state: str) -> None:
+        try:
+            os.write(self.fd, state.encode() + b"\n")  # a few bytes: one atomic write
+        except OSError:
+            return
+        self.sent.append(state)
+
+    def __repr__(self) -> str:
+        return f"<ParentNotifier fd={self.fd} sent={len(self.sent)}>"
 
 
 def lookup_user(name: str) -> pwd.struct_passwd:

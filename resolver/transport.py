@@ -39,6 +39,7 @@ import functools
 import heapq
 import itertools
 import logging
+import os
 import secrets
 import socket
 import struct
@@ -166,8 +167,14 @@ class _RandomIds:
             self._ids = list(memoryview(secrets.token_bytes(2048)).cast("H"))
         return self._ids.pop()
 
+    def forget(self) -> None:
+        self._ids = []
+
 
 _random_ids = _RandomIds()
+# A forked process (a worker of `serve --workers`) draws IDs of its own: the ones left of its
+# parent's draw would be the same in every worker, and one worker's IDs would give away another's.
+os.register_at_fork(after_in_child=_random_ids.forget)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,10 @@ HIERARCHY = {
 # --- a scripted upstream and a raw client, for tests that drive the daemon ----------------
 
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import itertools  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 
 from resolver.transport import Upstream  # noqa: E402
 
@@ -98,6 +100,26 @@ class ScriptedUpstream(asyncio.DatagramProtocol):
         reply = self.script(data)
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
+
+
+@contextlib.contextmanager
+def upstream_in_thread(script: Script) -> Iterator[ScriptedUpstream]:
+    """A ScriptedUpstream bound on an event loop of its own, in a thread: for tests that
+    block on subprocesses. Its ``queries`` may be read from the test's thread."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="upstream", daemon=True)
+    thread.start()
+    upstream = ScriptedUpstream(script)
+    try:
+        asyncio.run_coroutine_threadsafe(upstream.__aenter__(), loop).result(STARTUP)
+        try:
+            yield upstream
+        finally:
+            asyncio.run_coroutine_threadsafe(upstream.__aexit__(), loop).result(STARTUP)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(STARTUP)
+        loop.close()
 
 
 def udp_exchange(port: int, query: bytes, timeout: float = 4.0) -> bytes:
@@ -202,6 +224,14 @@ def stop(process: subprocess.Popen[str]) -> str:
     _, err = process.communicate(timeout=STOP)
     assert process.returncode == 0, err
     return err
+
+
+def uids(pid: int) -> list[int]:
+    """The real, effective, saved and file-system user ids of process ``pid``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return [int(field) for field in line.split()[1:]]
+    raise AssertionError("no Uid line")
 
 
 def write(path: Path, text: str) -> None:

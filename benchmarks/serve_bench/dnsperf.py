@@ -53,9 +53,10 @@ def dnsperf_argv(
     outstanding: int,
     once: bool = False,
     host: str = HOST,
+    clients: int = 1,
 ) -> list[str]:
     """dnsperf at host:port on the load core, bounded by ``-l`` (and by one pass over the
-    input with ``once``)."""
+    input with ``once``), from ``clients`` sockets (``-c``: source ports)."""
     return [
         "taskset",
         "-c",
@@ -70,7 +71,7 @@ def dnsperf_argv(
         "-l",
         f"{seconds:g}",
         "-c",
-        "1",
+        str(clients),
         "-q",
         str(outstanding),
         "-t",
@@ -108,13 +109,18 @@ def measure(
     single_pass: int = 0,
     host: str = HOST,
     prefix: Sequence[str] = (),
+    clients: int = 1,
 ) -> Run:
     """One bounded dnsperf run at ``target`` (on host:target.port), with the CPU both
     servers used meanwhile. ``single_pass``: the number of questions in ``queries``, to be
     read once (0: loop). ``prefix`` goes before dnsperf's command line (``ip netns exec NS``
-    to run it in a network namespace)."""
+    to run it in a network namespace). The target's CPU is its whole process group's (the
+    workers of ``serve --workers`` too)."""
     once = single_pass > 0
-    argv = [*prefix, *dnsperf_argv(target.port, queries, seconds, outstanding, once, host)]
+    argv = [
+        *prefix,
+        *dnsperf_argv(target.port, queries, seconds, outstanding, once, host, clients),
+    ]
     answered_before = counter.read()
     cpu_before = (cpu_seconds(target.pid), cpu_seconds(upstream.pid))
     wall = time.monotonic()

@@ -166,6 +166,13 @@ def verdicts(workload: str, rows: Sequence[Row]) -> list[str]:
             f"WARNING {workload}: a forwarder reached {max(forwarders) / ceiling.qps:.0%} of "
             "the ceiling; the load side may be the limit"
         )
+    return out + run_warnings(workload, rows)
+
+
+def run_warnings(workload: str, rows: Sequence[Row]) -> list[str]:
+    """WARNING lines for runs answered with other codes than NOERROR, and for single-pass
+    inputs used up before the time limit."""
+    out = []
     for row in rows:
         odd = {r.rcodes for r in row.runs if not r.rcodes.startswith("NOERROR")}
         odd |= {r.rcodes for r in row.runs if "%" in r.rcodes and "(100.00%)" not in r.rcodes}

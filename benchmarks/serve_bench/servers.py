@@ -149,17 +149,23 @@ def _on_parent_death(signum: int | None) -> Callable[[], None] | None:
     return request
 
 
-def cpu_seconds(pgid: int) -> float:
-    """User + system CPU time (utime and stime, fields 14 and 15 of /proc/PID/stat) of every
-    live process in the process group, all threads included. The servers under test are one
-    process each (``taskset`` execs them, so the group leader is the server); NSD is three."""
-    ticks = 0
+def process_cpu(pgid: int) -> dict[int, float]:
+    """User + system CPU seconds (utime and stime, fields 14 and 15 of /proc/PID/stat) of each
+    live process in the process group, by pid, all threads included."""
+    ticks: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
             fields = stat.read_text().rsplit(")", 1)[1].split()
             if int(fields[2]) == pgid:  # field 5, the process group
-                ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+                ticks[int(stat.parent.name)] = int(fields[11]) + int(fields[12])
+    return {pid: n / os.sysconf("SC_CLK_TCK") for pid, n in ticks.items()}
+
+
+def cpu_seconds(pgid: int) -> float:
+    """The CPU time of the whole process group (see ``process_cpu``). The servers under test
+    are one process each (``taskset`` execs them, so the group leader is the server), but
+    ``resolver serve --workers N``, whose workers are forked into its group; NSD is three."""
+    return sum(process_cpu(pgid).values())
 
 
 def ask(port: int, name: str, qtype: str, timeout: float = 1.0) -> DNSRecord | None:
@@ -250,17 +256,27 @@ CACHE_OFF = "[cache]\nenabled = false\n"
 
 
 def ours_proc(
-    tmp: Path, tag: str, upstream_port: int, toml: str, probe: tuple[str, str], name: str = OURS
+    tmp: Path,
+    tag: str,
+    upstream_port: int,
+    toml: str,
+    probe: tuple[str, str],
+    name: str = OURS,
+    *,
+    cores: str = SERVER_CORE,
+    workers: int = 1,
 ) -> Proc:
     """``resolver serve`` from this checkout (``sys.executable -m resolver``, run in the
-    repository root) with the TOML text given, on the server core."""
+    repository root) with the TOML text given, on ``cores`` (the server core), with
+    ``workers`` worker processes (forked: in the same process group)."""
     config = tmp / f"{tag}.toml"
     config.write_text(toml)
     port = free_port()
     argv = [
-        "taskset", "-c", SERVER_CORE, sys.executable, "-m", "resolver", "serve",
+        "taskset", "-c", cores, sys.executable, "-m", "resolver", "serve",
         "--config", str(config), "--listen", f"{HOST}:{port}",
-        "--upstream", f"{HOST}:{upstream_port}", "--log-level", "warning",
+        "--upstream", f"{HOST}:{upstream_port}", "--workers", str(workers),
+        "--log-level", "warning",
     ]  # fmt: skip
     return Proc(name, argv, tmp / f"{tag}.log", port, probe)
 

@@ -287,6 +287,12 @@ def test_authority_stops_on_sigterm(authority_port: int) -> None:
             id="toml-metrics-list",
         ),
         pytest.param(
+            ["--upstream", "127.0.0.1", "--workers", "0"],
+            None,
+            "server.workers",
+            id="no-workers",
+        ),
+        pytest.param(
             ["--upstream", "127.0.0.1"],
             b'[server]\nallow = ["\xff"]\n',
             "not UTF-8",

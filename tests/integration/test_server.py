@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from resolver.authority import Authority
 from resolver.config import Config, ForwarderConfig, ServerConfig, SocketPoolConfig, TransportConfig
 from resolver.daemon import Daemon
+from resolver.server import bind_listeners
 from resolver.transport import Upstream
 from resolver.wire import (
     EDNS0,
@@ -743,6 +744,52 @@ async def test_ipv6_loopback_listener_answers(authority: Authority) -> None:
         for transport in ("udp", "tcp"):
             reply = DNSRecord.parse(await ask(address, query(), transport))
             assert [str(rr.rdata) for rr in reply.rr] == ["127.1.0.1"], transport
+
+
+def test_further_listener_sets_share_the_ports_of_the_first() -> None:
+    config = ServerConfig(listen=(("127.0.0.1", 0), ("::1", 0)))
+    first = bind_listeners(config, reuse_port=True)
+    try:
+        second = bind_listeners(config, reuse_port=True, like=first)
+        assert [x.address for x in second] == [x.address for x in first]
+        assert all(x.tcp is not None for x in first + second)
+        for listener in second:
+            listener.close()
+        # Without SO_REUSEPORT, as a single daemon binds, the ports stay its own.
+        with pytest.raises(OSError, match="in use") as info:
+            bind_listeners(config, like=first)
+        assert info.value.errno == errno.EADDRINUSE
+    finally:
+        for listener in first:
+            listener.close()
+
+
+async def test_daemons_on_sets_of_one_port_share_its_clients(authority: Authority) -> None:
+    # Each worker of `serve --workers` is such a daemon, on a set its parent bound.
+    config = Config(
+        server=ServerConfig(listen=(("127.0.0.1", 0),)),
+        forwarder=ForwarderConfig(upstreams=(authority.address,)),
+        transport=TransportConfig(pool=SocketPoolConfig(min_size=2, max_size=16, min_idle=2)),
+    )
+    first = bind_listeners(config.server, reuse_port=True)
+    sets = [first, bind_listeners(config.server, reuse_port=True, like=first)]
+    daemons = [Daemon(config, listeners=listeners) for listeners in sets]
+    async with asyncio.timeout(BOUND):
+        try:
+            for instance in daemons:
+                await instance.start()
+            address = first[0].address
+            assert [d.addresses for d in daemons] == [[address], [address]]
+            for transport in ("udp", "tcp") * 32:  # a new source port each
+                assert read_header(await ask(address, query(), transport)).rcode == NOERROR
+            for instance in daemons:
+                served = instance.server.statistics()
+                assert served.udp_queries > 0
+                assert served.tcp_queries > 0
+        finally:
+            for instance in daemons:
+                await instance.aclose()
+    assert all(x.udp.fileno() == -1 for x in first)  # the daemons closed what they were given
 
 
 def _may_unshare() -> bool:

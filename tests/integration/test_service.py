@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from support import STOP, addresses, free_port, start_resolver, stop, write
+from support import STOP, addresses, free_port, start_resolver, stop, uids, write
 from support import dns_query as query
 
 from resolver.cli import SERVE_DEFAULTS, main
@@ -36,6 +36,7 @@ def test_serve_help_shows_the_config_defaults() -> None:
     )
     assert SERVE_DEFAULTS["metrics"] == "off"
     assert MetricsConfig().listen is None
+    assert int(SERVE_DEFAULTS["workers"]) == server.workers
     serve = main.commands["serve"]
     context = click.Context(serve)
     for param in serve.params:
@@ -52,13 +53,6 @@ def test_an_unknown_user_is_a_bad_configuration() -> None:
     result = CliRunner().invoke(main, ["serve", "--upstream", "127.0.0.2", "--user", "no-such"])
     assert result.exit_code == 3
     assert result.stderr == "resolver: error: bad configuration: --user: no user named 'no-such'\n"
-
-
-def uids(pid: int) -> list[int]:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return [int(field) for field in line.split()[1:]]
-    raise AssertionError("no Uid line")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can drop privileges (CI runs as root)")

@@ -183,6 +183,9 @@ _UPSTREAM = {"upstreams": ["127.0.0.1:5300"]}
         ),
         pytest.param({"server": {"max_inflight": True}}, "server.max_inflight", id="int-bool"),
         pytest.param({"server": {"max_inflight": 0}}, "server.max_inflight", id="int-range"),
+        pytest.param({"server": {"workers": 0}}, "server.workers", id="workers-zero"),
+        pytest.param({"server": {"workers": 65}}, "server.workers", id="workers-too-many"),
+        pytest.param({"server": {"workers": "2"}}, "server.workers", id="workers-str"),
         pytest.param(
             {"server": {"tcp_idle_timeout": "10"}}, "server.tcp_idle_timeout", id="seconds-str"
         ),

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from resolver.cli import build_serve_config
-from resolver.config import Config, MetricsConfig, config_from_mapping, config_problems
+from resolver.config import (
+    Config,
+    ForwarderConfig,
+    MetricsConfig,
+    ServerConfig,
+    config_from_mapping,
+    config_problems,
+)
 from resolver.daemon import needs_restart
 from resolver.errors import ConfigError
 
@@ -126,3 +133,14 @@ def test_a_reload_keeps_the_metrics_listener_for_a_restart() -> None:
     applied, changed = needs_restart(old, dataclasses.replace(old, metrics=MetricsConfig()))
     assert changed == ["metrics.listen"]
     assert applied.metrics == old.metrics
+
+
+def test_metrics_need_a_single_worker() -> None:
+    with pytest.raises(ConfigError) as info:
+        Config(
+            forwarder=ForwarderConfig(upstreams=(("127.0.0.1", 53),)),
+            server=ServerConfig(listen=(("127.0.0.1", 5300),), workers=2),
+            metrics=MetricsConfig(listen=("127.0.0.1", 9153)),
+        )
+    assert info.value.field == "metrics.listen"
+    assert "workers" in info.value.reason

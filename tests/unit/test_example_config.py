@@ -128,6 +128,7 @@ def test_the_restart_marks_are_the_settings_a_reload_keeps() -> None:
         "server.udp_send_buffer": 1,
         "server.tcp": False,
         "metrics.listen": ("127.0.0.1", 9153),
+        "server.workers": 2,
     }
     for name in changes:
         table, key = name.split(".")

@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.workers_bench.main import main
+
+sys.exit(main())
