@@ -430,6 +430,15 @@ def _supervise(config: Config, user: str | None, work: Callable[[WorkerArgs], in
     sets = bind_sets(config.server)
     try:
         if user is not None:
+            # Every module a worker runs is imported while the files of the installation
+            # are surely readable: the user may not be allowed to read them (a Python under
+            # /root); the workers are forked from here with them loaded.
+            import resolver.daemon  # noqa: F401
+            from resolver.engine.hints import read_root_hints
+
+            if config.mode == "recursive" and config.recursion.root_hints is None:
+                read_root_hints()  # the packaged file, kept for the workers
+
             _become(user)
             logging.getLogger("resolver").info("running as user %s", user)
     except BaseException:

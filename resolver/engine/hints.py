@@ -8,6 +8,7 @@ skipped. Every problem raises ConfigError naming ``recursion.root_hints`` and th
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from importlib import resources
 from pathlib import Path
@@ -82,12 +83,19 @@ def parse_root_hints(text: str, source: str) -> RootHints:
     return RootHints(tuple(servers), usable)
 
 
+@functools.cache
+def _packaged() -> RootHints:
+    """The package's copy of IANA's named.root, read once per process: workers forked after
+    a privilege drop find it read already, wherever the package is installed."""
+    text = resources.files("resolver").joinpath("named.root").read_text("ascii")
+    return parse_root_hints(text, "named.root")
+
+
 def read_root_hints(path: Path | None = None) -> RootHints:
     """The root hints in ``path``, or the package's copy of IANA's when None. Raises
     ConfigError naming the field, the file and the reason."""
     if path is None:
-        text = resources.files("resolver").joinpath("named.root").read_text("ascii")
-        return parse_root_hints(text, "named.root")
+        return _packaged()
     try:
         text = path.read_text("utf-8")
     except OSError as exc:
