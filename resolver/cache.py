@@ -290,15 +290,21 @@ class Cache:
             return None
         if kind == _FAILURE and self._servable(key, now):
             return None
-        buf = bytearray(reply)
+        ttls = info.ttls
+        stored = bytes(reply)  # no copy for bytes; a caller's bytearray must not change it
         if kind == _POSITIVE:
             floor, ceiling = self._config.ttl_floor, self._config.ttl_ceiling
-            set_ttls_into(buf, info.offsets, [max(floor, min(t, ceiling)) for t in info.ttls])
-        else:
+            if ttls and (min(ttls) < floor or max(ttls) > ceiling):  # else all stay as they are
+                buf = bytearray(reply)
+                set_ttls_into(buf, info.offsets, [max(floor, min(t, ceiling)) for t in ttls])
+                stored = bytes(buf)
+        elif ttls and max(ttls) > lifetime:
             # The whole reply states something true for `lifetime` seconds (RFC 2308 section 5
             # has the SOA's TTL lowered the same way), so no record may outlive it downstream.
-            set_ttls_into(buf, info.offsets, [min(t, lifetime) for t in info.ttls])
-        entry = CacheEntry(bytes(buf), array("H", info.offsets).tobytes(), now, lifetime, kind)
+            buf = bytearray(reply)
+            set_ttls_into(buf, info.offsets, [min(t, lifetime) for t in ttls])
+            stored = bytes(buf)
+        entry = CacheEntry(stored, array("H", info.offsets).tobytes(), now, lifetime, kind)
         entries = self._entries
         entries[key] = entry
         entries.move_to_end(key)

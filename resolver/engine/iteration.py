@@ -286,12 +286,14 @@ class Iteration:
         self._times.succeeded(server, now - self._sent_at, now)
         asked = self._asked[0]
         end = 12 + len(asked)
+        known: int | None = None
         if reply[12:end].lower() == asked:
             # The question came back in our 0x20 case, and names compressed into it would
             # carry that case into the answer: they get the case we meant (lowercase).
             reply = reply[:12] + asked + reply[end:]
+            known = end + 4  # matched to ours already: not read again
         try:
-            message = read_message(reply)
+            message = read_message(reply, known)
         except WireError as exc:
             self._step(f"malformed reply ({exc})", now)
             frame.tried.add(server)

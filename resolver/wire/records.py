@@ -156,15 +156,19 @@ def _section(data: bytes, pos: int, count: int) -> tuple[tuple[Record, ...], int
     return tuple(records), pos
 
 
-def read_message(data: bytes) -> Message:
+def read_message(data: bytes, question_end: int | None = None) -> Message:
     """The sections of ``data`` (see Message). Raises WireError on a malformed header,
-    question, answer or section structure, or a message with more than one question."""
+    question, answer or section structure, or a message with more than one question.
+    ``question_end``: where the one question is known to end (a reply whose question was
+    matched to ours already); it is then not read, and ``question`` is None."""
     header = read_header(data)
     if header.qdcount > 1:
         raise WireError(f"expected at most one question, the message has {header.qdcount}")
     question: Question | None = None
     pos = HEADER_SIZE
-    if header.qdcount:
+    if question_end is not None and header.qdcount:
+        pos = question_end
+    elif header.qdcount:
         name, pos = read_name(data, pos)
         if pos + 4 > len(data):
             raise WireError("question is cut off before its type and class")
