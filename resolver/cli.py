@@ -273,27 +273,8 @@ def serve(
             lookup_user(user)
         except ConfigError as exc:
             fail(f"bad configuration: {exc}", EXIT_CONFIG)
-    try:
-        config = build_serve_config(
-            config_path,
-            mode=mode,
-            root_hints=root_hints,
-            listen=listen,
-            upstream=upstream,
-            policy=policy,
-            upstream_timeout=upstream_timeout,
-            query_timeout=query_timeout,
-            allow=allow,
-            randomize_case=randomize_case,
-            query_log=query_log,
-            metrics=metrics,
-            workers=workers,
-        )
-    except ConfigError as exc:
-        fail(f"bad configuration: {exc}", EXIT_CONFIG)
-    setup_logging(log_level)
 
-    def load() -> Config:  # what SIGHUP applies: the file read again, the same flags on top
+    def load() -> Config:  # the start's, and SIGHUP's: the file read again, the flags on top
         return build_serve_config(
             config_path,
             mode=mode,
@@ -309,6 +290,12 @@ def serve(
             metrics=metrics,
             workers=workers,
         )
+
+    try:
+        config = load()
+    except ConfigError as exc:
+        fail(f"bad configuration: {exc}", EXIT_CONFIG)
+    setup_logging(log_level)
 
     def run_daemon(config: Config, worker: WorkerArgs | None) -> None:
         try:

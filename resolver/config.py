@@ -102,6 +102,12 @@ def _check_seconds(name: str, value: object, high: float) -> None:
         raise ConfigError(name, f"must be more than 0 and at most {high:g}, not {value}")
 
 
+def _check_path(name: str, value: object) -> None:
+    """None (no file), or the path of a file."""
+    if value is not None and (not isinstance(value, Path) or not str(value).strip()):
+        raise ConfigError(name, f"must be the path of a file, not {value!r}")
+
+
 def _check_timeouts(section: str, name: str, attempt: object, query: object) -> None:
     """An attempt's timeout and the whole query's: each a number of seconds up to an hour,
     the first at most the second (no attempt could use the rest)."""
@@ -395,10 +401,7 @@ class LocalConfig:
         for name in ("localhost", "private_reverse", "special_reverse", "special_names"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"local.{name}", "must be true or false")
-        if self.hosts is not None and (
-            not isinstance(self.hosts, Path) or not str(self.hosts).strip()
-        ):
-            raise ConfigError("local.hosts", f"must be the path of a file, not {self.hosts!r}")
+        _check_path("local.hosts", self.hosts)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -409,12 +412,7 @@ class LogConfig:
     query_log: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.query_log is not None and (
-            not isinstance(self.query_log, Path) or not str(self.query_log).strip()
-        ):
-            raise ConfigError(
-                "log.query_log", f"must be the path of a file, not {self.query_log!r}"
-            )
+        _check_path("log.query_log", self.query_log)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -540,12 +538,7 @@ class RecursionConfig:
     max_zones: int = 10_000
 
     def __post_init__(self) -> None:
-        if self.root_hints is not None and (
-            not isinstance(self.root_hints, Path) or not str(self.root_hints).strip()
-        ):
-            raise ConfigError(
-                "recursion.root_hints", f"must be the path of a file, not {self.root_hints!r}"
-            )
+        _check_path("recursion.root_hints", self.root_hints)
         _check_int("recursion.port", self.port, 1, 65535)
         _check_bool("recursion.qname_minimisation", self.qname_minimisation)
         _check_bool("recursion.randomize_case", self.randomize_case)

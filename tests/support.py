@@ -61,12 +61,21 @@ async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
             await asyncio.sleep(0)
 
 
+# Sockets holding the ports dead_udp_port hands out, for the life of the test process.
+_HELD: list[socket.socket] = []
+
+
 def dead_udp_port(host: str = "127.0.0.1") -> int:
-    """A loopback UDP port on ``host`` with nothing listening (freed just now)."""
+    """A loopback UDP port on ``host`` where nothing answers: a datagram sent there gets ICMP
+    port unreachable. A socket of ours keeps the port, connected to the discard port, so no
+    other socket (a daemon's pooled one, say) can be given it and receive what is sent to it,
+    while the kernel still refuses datagrams from anyone else."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.connect((host, 9))
+    _HELD.append(sock)
+    return int(sock.getsockname()[1])
 
 
 class ScriptedUpstream(asyncio.DatagramProtocol):

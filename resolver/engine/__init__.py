@@ -1,5 +1,7 @@
 """The query engine: the decisions for one query as plain code (``forwarding``, with upstream
-``selection``) and the one driver that performs them over the transport (``driver``)."""
+``selection``; ``iteration`` from the root in recursive mode, with its ``delegations`` and root
+``hints``), the ``actions`` they answer with, and the one driver that performs them over the
+transport (``driver``)."""
 
 from resolver.engine.driver import Ask, Engine, EngineStatistics, Outcome, normalize
 from resolver.engine.forwarding import (

@@ -1,8 +1,9 @@
 """The engine's driver: every client question goes through ``Engine.answer``.
 
 It holds what outlives one query (the cache, the questions in flight, the upstreams and their
-health) and performs the actions of the per-query decisions (``forwarding.Forwarding``) over
-the transport, on callbacks from datagram to reply: no task and no timer of its own on the
+health) and performs the actions of the per-query decisions (``forwarding.Forwarding``, or
+``iteration.Iteration`` in recursive mode, which has the delegation cache too) over the
+transport, on callbacks from datagram to reply: no task and no timer of its own on the
 common path. Before anything else, the questions we answer ourselves (``local.LocalAnswers``:
 localhost, private reverse zones, the hosts file) are answered without asking anyone. Around
 the decisions it does the cache's companions:
@@ -17,11 +18,12 @@ the decisions it does the cache's companions:
 
 A question that misses the cache goes to the upstreams of the longest configured domain
 (``ForwarderConfig.domains``) that holds its name, each domain with its own selector (policy
-and health), or to the default upstreams. An upstream listed in several places is one socket
-pool, with separate health in each place.
+and health), or to the default upstreams (in recursive mode: resolved from the root). An
+upstream listed in several places is one socket pool, with separate health in each place.
 
 An answer is never invented: when every attempt fails and nothing stale is at hand the client
-gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN.
+gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN. In recursive mode such a failure is
+remembered for ``cache.servfail_ttl`` seconds (RFC 9520).
 """
 
 from __future__ import annotations

@@ -46,7 +46,6 @@ class Selector:
         rng: random.Random | None = None,
         on_health: Callable[[int, bool], None] | None = None,
     ) -> None:
-        assert count >= 0  # none: the default route of recursive mode, never asked
         self._health = [_Health() for _ in range(count)]
         self._config = config
         self._rng = rng or random.Random()

@@ -110,7 +110,7 @@ def _recursion(readings: Readings) -> Iterator[Metric]:
         ),
     )
     for name, text, value in counts:
-        yield CounterMetricFamily(f"resolver_recursion_{name}_total", text, value=value)
+        yield _counter(f"resolver_recursion_{name}_total", text, value)
     yield GaugeMetricFamily(
         "resolver_recursion_zones",
         "Zone cuts held in the delegation cache.",
