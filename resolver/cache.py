@@ -1,17 +1,28 @@
-"""The answer cache: whole replies kept as wire bytes, served by copy + patch.
+"""The cache: the one home of what the engine knows about a question.
 
 Plain synchronous code with an injected clock (monotonic seconds), so every decision is tested
-without a loop or a sleep. What is cached, and for how long:
+without a loop or a sleep. One entry per question (``CacheKey``), found with one lookup, holds
+whichever of these the engine learnt last:
 
-* positive answers for their smallest record TTL, clamped to ``ttl_floor``..``ttl_ceiling``;
-* negative answers (NXDOMAIN, NODATA) for min(SOA TTL, SOA MINIMUM) as RFC 2308 section 5 asks,
-  capped by ``negative_ttl_max`` and ``ttl_ceiling``; without an SOA they are not cached;
-* SERVFAIL for ``servfail_ttl`` seconds (at most 30), never served stale;
+* a positive answer, kept for its smallest record TTL, clamped to ``ttl_floor``..``ttl_ceiling``;
+* a negative answer (NXDOMAIN, NODATA), kept for min(SOA TTL, SOA MINIMUM) as RFC 2308 section 5
+  asks, capped by ``negative_ttl_max`` and ``ttl_ceiling``; without an SOA it is not kept;
+* a failure (RFC 9520): a SERVFAIL relayed from upstream, or a resolution that got no usable
+  reply at all (every server silent or unreachable), with the Extended DNS Error that said why;
+  kept ``servfail_ttl`` seconds (at most 30), never served stale, and never stored over an
+  answer that can still be served stale;
 * never: truncated replies, other rcodes, anything whose lifetime comes out as 0.
 
 Expired answers stay ``stale_max`` seconds more for serve-stale (RFC 8767): ``get`` reports them
-as STALE and ``serve`` gives them ``stale_ttl`` (30 s, RFC 8767 section 4). A fresh hit in the
-last ``prefetch_fraction`` of its lifetime asks for a refresh once per entry.
+as STALE and ``serve`` gives them ``stale_ttl`` (30 s, RFC 8767 section 4). When a refresh of
+such an answer fails, ``hold`` marks it: for ``STALE_RECHECK`` seconds ``get`` reports it HELD,
+to be served at once without asking again (RFC 8767 section 5). A fresh hit in the last
+``prefetch_fraction`` of its lifetime asks for a refresh once per entry.
+
+Beside the entries, the finished replies the server sent for recent hits (``Rendered``), keyed by
+the query's bytes after its ID, so that an exact repeat is answered at the listener with one
+lookup; each is valid only until the moment the engine gave for it (at most the end of the
+current second of its entry's age), and they go with ``clear``.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ _ONE = b"\x00\x01"
 _TYPE_CLASS = struct.Struct("!HH")
 
 __all__ = [
+    "STALE_RECHECK",
     "Cache",
     "CacheConfig",
     "CacheEntry",
@@ -41,18 +53,25 @@ __all__ = [
     "CacheKey",
     "CacheStatistics",
     "Freshness",
+    "Rendered",
 ]
 
-_MAX_SERVFAIL_TTL = 30
+STALE_RECHECK = 30.0
+"""Seconds a stale answer whose refresh failed is served without asking again (RFC 8767
+section 5, its example value)."""
+
+_RENDERED_MAX = 10_000  # finished replies kept for repeats; each lives a second at most
 
 _U16 = struct.Struct("!H")
 
-# CacheEntry._flags: the kind in the low bits, then whether a prefetch was already requested.
+# CacheEntry._flags: the kind in the low bits, then whether a prefetch was already requested,
+# then (failures only) the Extended DNS Error info code plus one (0: none).
 _POSITIVE = 0
 _NEGATIVE = 1
 _FAILURE = 2
 _KIND_MASK = 0x3
 _PREFETCHED = 0x4
+_EDE_SHIFT = 8
 
 
 class CacheKey(NamedTuple):
@@ -76,12 +95,14 @@ class CacheKey(NamedTuple):
 
 
 class Freshness(enum.Enum):
-    """How a cached answer stands when looked up."""
+    """How a cached entry stands when looked up."""
 
     FRESH = "fresh"
-    """Within its TTL: serve it."""
+    """Within its lifetime: serve it (a failure entry: fail at once, without asking)."""
     STALE = "stale"
     """Past its TTL but within ``stale_max``: refresh it, and serve it only if that fails."""
+    HELD = "held"
+    """Stale, and a refresh failed less than ``STALE_RECHECK`` seconds ago: serve it at once."""
 
 
 class CacheEntry:
@@ -91,21 +112,23 @@ class CacheEntry:
     TTL field offsets packed as native uint16, the store time, the lifetime and a flags int.
     """
 
-    __slots__ = ("_flags", "_lifetime", "_offsets", "_reply", "_stored_at")
+    __slots__ = ("_flags", "_held_until", "_lifetime", "_offsets", "_reply", "_stored_at")
 
     def __init__(
-        self, reply: bytes, offsets: bytes, stored_at: float, lifetime: int, kind: int
+        self, reply: bytes, offsets: bytes, stored_at: float, lifetime: int, flags: int
     ) -> None:
         self._reply = reply
         self._offsets = offsets
         self._stored_at = stored_at
         self._lifetime = lifetime
-        self._flags = kind
+        self._flags = flags
+        self._held_until = 0.0
 
     @property
-    def reply(self) -> bytes:
-        """The reply as stored: upstream ID and question case, TTLs as of ``stored_at``."""
-        return self._reply
+    def reply(self) -> bytes | None:
+        """The reply as stored: upstream ID and question case, TTLs as of ``stored_at``; None
+        for a failure that got no reply at all."""
+        return self._reply or None
 
     @property
     def ttl_offsets(self) -> tuple[int, ...]:
@@ -134,8 +157,14 @@ class CacheEntry:
 
     @property
     def failure(self) -> bool:
-        """True for a cached SERVFAIL."""
+        """True for a remembered failure: a SERVFAIL reply, or a resolution without one."""
         return self._flags & _KIND_MASK == _FAILURE
+
+    @property
+    def ede(self) -> int | None:
+        """A failure's Extended DNS Error info code (RFC 8914), or None."""
+        code = self._flags >> _EDE_SHIFT
+        return code - 1 if code else None
 
     def __repr__(self) -> str:
         kind = ("positive", "negative", "servfail")[self._flags & _KIND_MASK]
@@ -153,12 +182,31 @@ class CacheHit(NamedTuple):
     needs_prefetch: bool
 
 
+class Rendered:
+    """A finished reply the server sent for a question, kept so that an exact repeat of the
+    query is answered with one lookup: the reply's bytes after its ID, until when they stay
+    the answer (cache clock), the question's name (as asked) and type, and ``tag``, an int of
+    the server's own (what it counts the reply as)."""
+
+    __slots__ = ("name", "qtype", "reply_tail", "tag", "until")
+
+    def __init__(self, reply_tail: bytes, until: float, name: bytes, qtype: int, tag: int) -> None:
+        self.reply_tail = reply_tail
+        self.until = until
+        self.name = name
+        self.qtype = qtype
+        self.tag = tag
+
+
 @dataclass(frozen=True, slots=True)
 class CacheStatistics:
     """Counts since the cache was made. Each ``get`` adds one to hits, stale_hits or misses.
 
     ``evictions`` counts entries pushed out by ``max_entries``, ``expired`` those dropped
-    because they were past their stale window when looked up, ``inserts`` stored replies.
+    because they were past their stale window when looked up, ``inserts`` stored replies,
+    ``failures`` failures stored without a reply, ``holds`` stale answers held after a failed
+    refresh; ``repeats`` queries answered from a rendered reply, ``rendered`` how many are
+    kept now.
     """
 
     entries: int
@@ -168,6 +216,10 @@ class CacheStatistics:
     evictions: int
     expired: int
     inserts: int
+    failures: int = 0
+    holds: int = 0
+    repeats: int = 0
+    rendered: int = 0
 
 
 class Cache:
@@ -183,12 +235,16 @@ class Cache:
         self._config = config if config is not None else CacheConfig()
         self._clock = clock
         self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
+        self._rendered: dict[bytes, Rendered] = {}
         self._hits = 0
         self._misses = 0
         self._stale_hits = 0
         self._evictions = 0
         self._expired = 0
         self._inserts = 0
+        self._failures = 0
+        self._holds = 0
+        self._repeats = 0
 
     @property
     def config(self) -> CacheConfig:
@@ -224,10 +280,10 @@ class Cache:
         """Look ``key`` up; None on a miss.
 
         A hit is FRESH within the entry's lifetime, STALE after it for up to ``stale_max``
-        seconds (never for a SERVFAIL); beyond that the entry is dropped and this is a miss.
-        A hit marks the entry most recently used. ``needs_prefetch`` is True on the first FRESH
-        hit in the last ``prefetch_fraction`` of a positive or negative entry's lifetime, and
-        never again for that entry. Raises nothing.
+        seconds (never for a failure), HELD instead of STALE while ``hold`` is in force; beyond
+        that the entry is dropped and this is a miss. A hit marks the entry most recently used.
+        ``needs_prefetch`` is True on the first FRESH hit in the last ``prefetch_fraction`` of a
+        positive or negative entry's lifetime, and never again for that entry. Raises nothing.
         """
         entry = self._entries.get(key)
         if entry is None:
@@ -249,6 +305,8 @@ class Cache:
             return None
         self._stale_hits += 1
         self._entries.move_to_end(key)
+        if entry._held_until > now:
+            return CacheHit(entry, Freshness.HELD, False)
         return CacheHit(entry, Freshness.STALE, False)
 
     def _prefetch_due(self, entry: CacheEntry, remaining: float) -> bool:
@@ -305,14 +363,17 @@ class Cache:
             set_ttls_into(buf, info.offsets, [min(t, lifetime) for t in ttls])
             stored = bytes(buf)
         entry = CacheEntry(stored, array("H", info.offsets).tobytes(), now, lifetime, kind)
+        self._store(key, entry)
+        self._inserts += 1
+        return entry
+
+    def _store(self, key: CacheKey, entry: CacheEntry) -> None:
         entries = self._entries
         entries[key] = entry
         entries.move_to_end(key)
-        self._inserts += 1
         while len(entries) > self._config.max_entries:
             entries.popitem(last=False)
             self._evictions += 1
-        return entry
 
     def _lifetime(
         self, rcode: int, negative: bool, negative_ttl: int | None, min_ttl: int | None
@@ -341,6 +402,60 @@ class Cache:
         if entry is None or entry._flags & _KIND_MASK == _FAILURE:
             return False
         return now - entry._stored_at < entry._lifetime + self._config.stale_max
+
+    def fail(self, key: CacheKey, ede: int | None, now: float | None = None) -> CacheEntry | None:
+        """Remember that resolving ``key`` got no usable reply (RFC 9520), with the Extended
+        DNS Error that says why, for ``servfail_ttl`` seconds: ``get`` then reports a FRESH
+        failure entry without a reply. Returns the entry, or None when nothing is stored:
+        ``servfail_ttl`` is 0, or ``key`` has an answer that can still be served (``hold``
+        is what applies to it). Raises nothing."""
+        if now is None:
+            now = self._clock()
+        ttl = self._config.servfail_ttl
+        if ttl <= 0 or self._servable(key, now):
+            return None
+        flags = _FAILURE | ((ede + 1) << _EDE_SHIFT if ede is not None else 0)
+        entry = CacheEntry(b"", b"", now, ttl, flags)
+        self._store(key, entry)
+        self._failures += 1
+        return entry
+
+    def hold(self, key: CacheKey, now: float | None = None) -> CacheEntry | None:
+        """A refresh of ``key`` failed: if it has an expired answer still within ``stale_max``,
+        mark it HELD for ``STALE_RECHECK`` seconds (served at once, not asked again) and return
+        it; else None. Raises nothing."""
+        if now is None:
+            now = self._clock()
+        entry = self._entries.get(key)
+        if entry is None or entry._flags & _KIND_MASK == _FAILURE:
+            return None
+        age = now - entry._stored_at
+        if not entry._lifetime <= age < entry._lifetime + self._config.stale_max:
+            return None
+        entry._held_until = now + STALE_RECHECK
+        self._holds += 1
+        return entry
+
+    def render(self, query_tail: bytes, rendered: Rendered) -> None:
+        """Keep ``rendered``, the finished reply to the query whose bytes after the ID are
+        ``query_tail``, until ``rendered.until``. At most 10 000 are kept (all are dropped
+        when that is reached: none lives longer than a second). Raises nothing."""
+        kept = self._rendered
+        if len(kept) >= _RENDERED_MAX:
+            kept.clear()
+        kept[query_tail] = rendered
+
+    def repeat(self, query_tail: bytes, now: float) -> Rendered | None:
+        """The rendered reply for the query whose bytes after the ID are ``query_tail``, if
+        one is kept and still valid at ``now``; counted as a repeat. Raises nothing."""
+        rendered = self._rendered.get(query_tail)
+        if rendered is None:
+            return None
+        if rendered.until <= now:
+            del self._rendered[query_tail]
+            return None
+        self._repeats += 1
+        return rendered
 
     def serve(
         self,
@@ -379,8 +494,9 @@ class Cache:
         return self._entries.pop(key, None) is not None
 
     def clear(self) -> None:
-        """Drop every entry; the counters keep counting."""
+        """Drop every entry and rendered reply; the counters keep counting."""
         self._entries.clear()
+        self._rendered.clear()
 
     def statistics(self) -> CacheStatistics:
         """A snapshot of the counters and the current number of entries."""
@@ -392,6 +508,10 @@ class Cache:
             evictions=self._evictions,
             expired=self._expired,
             inserts=self._inserts,
+            failures=self._failures,
+            holds=self._holds,
+            repeats=self._repeats,
+            rendered=len(self._rendered),
         )
 
     def __repr__(self) -> str:
