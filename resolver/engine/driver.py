@@ -6,15 +6,17 @@ health) and performs the actions of the per-query decisions (``forwarding.Forwar
 transport, on callbacks from datagram to reply: no task and no timer of its own on the
 common path. Before anything else, the questions we answer ourselves (``local.LocalAnswers``:
 localhost, private reverse zones, the hosts file) are answered without asking anyone. Around
-the decisions it does the cache's companions:
+the decisions it does the cache's companions, all of whose state is in the cache (one lookup
+per question):
 
 * a fresh cached answer is returned at once, with the moment until which exactly those bytes
-  remain the answer (so the server may remember the finished reply);
+  remain the answer (so the server may keep the finished reply in the cache for repeats);
 * identical questions in flight share one upstream query (coalescing);
 * an entry in the last tenth of its TTL is refreshed once in the background (prefetch);
 * serve-stale (RFC 8767): when the refresh of an expired entry fails (no reply, SERVFAIL or
   REFUSED) or takes longer than 1.8 s, the expired answer is served with TTL 30 and EDE 3;
-  after a failed refresh, stale answers go out at once, without asking again, for 30 s.
+  after a failed refresh, stale answers go out at once, without asking again, for 30 s (the
+  cache's hold).
 
 A question that misses the cache goes to the upstreams of the longest configured domain
 (``ForwarderConfig.domains``) that holds its name, each domain with its own selector (policy
@@ -22,8 +24,8 @@ and health), or to the default upstreams (in recursive mode: resolved from the r
 upstream listed in several places is one socket pool, with separate health in each place.
 
 An answer is never invented: when every attempt fails and nothing stale is at hand the client
-gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN. In recursive mode such a failure is
-remembered for ``cache.servfail_ttl`` seconds (RFC 9520).
+gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN. Such a failure is remembered in the cache
+for ``cache.servfail_ttl`` seconds (RFC 9520), in both modes, so repeats fail at once.
 """
 
 from __future__ import annotations
