@@ -28,12 +28,14 @@ current second of its entry's age), and they go with ``clear``.
 from __future__ import annotations
 
 import enum
+import os
 import struct
 import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 from resolver.config import CacheConfig
@@ -61,6 +63,11 @@ STALE_RECHECK = 30.0
 section 5, its example value)."""
 
 _RENDERED_MAX = 10_000  # finished replies kept for repeats; each lives a second at most
+
+# The cache file (``Cache.save``): this line, then per entry its fixed part and then the key's
+# name and the stored reply. Times are wall-clock seconds: the monotonic clock restarts.
+_FILE_MAGIC = b"resolver cache file 1\n"
+_FILE_ENTRY = struct.Struct("!BHHBdI")  # name length, qtype, qclass, do | cd << 1, stored, length
 
 _U16 = struct.Struct("!H")
 
@@ -488,6 +495,88 @@ class Cache:
         else:
             set_ttls_into(buf, offsets, self._config.stale_ttl)
         return bytes(buf)
+
+    def save(self, path: Path, wall_now: float | None = None) -> int:
+        """Write every answer that could still be served (fresh or stale; not failures, holds
+        or rendered replies) to ``path``, least recently used first, with its store time on the
+        wall clock (``wall_now``: time.time() when None); written beside it and renamed over
+        it, so a reader sees the old file or the new one. Returns how many were written.
+        Raises OSError."""
+        if wall_now is None:
+            wall_now = time.time()
+        now = self._clock()
+        stale_max = self._config.stale_max
+        parts = [_FILE_MAGIC]
+        count = 0
+        for key, entry in self._entries.items():
+            if entry._flags & _KIND_MASK == _FAILURE:
+                continue
+            age = now - entry._stored_at
+            if age >= entry._lifetime + stale_max:
+                continue
+            flags = int(key.do) | int(key.cd) << 1
+            fixed = _FILE_ENTRY.pack(
+                len(key.name), key.qtype, key.qclass, flags, wall_now - age, len(entry._reply)
+            )
+            parts += (fixed, key.name, entry._reply)
+            count += 1
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with temporary.open("wb") as file:
+                file.write(b"".join(parts))
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return count
+
+    def restore(self, path: Path, wall_now: float | None = None) -> int:
+        """Read the answers ``save`` wrote to ``path``, each aged by the wall-clock time since
+        it was stored (``wall_now``: time.time() when None); those past their stale window are
+        left out, and the rest are stored as ``put`` stores a reply (checked the same way).
+        Returns how many were stored. Raises OSError when the file cannot be read, WireError
+        when it is not a cache file or is damaged; nothing of it is kept then."""
+        data = path.read_bytes()
+        if not data.startswith(_FILE_MAGIC):
+            raise WireError(f"{path} is not a cache file of this version")
+        if wall_now is None:
+            wall_now = time.time()
+        now = self._clock()
+        stale_max = self._config.stale_max
+        restored: list[CacheKey] = []
+        pos = len(_FILE_MAGIC)
+        try:
+            while pos < len(data):
+                if pos + _FILE_ENTRY.size > len(data):
+                    raise WireError(f"{path} is cut off at byte {pos}")
+                name_length, qtype, qclass, flags, stored, length = _FILE_ENTRY.unpack_from(
+                    data, pos
+                )
+                pos += _FILE_ENTRY.size
+                end = pos + name_length + length
+                if end > len(data):
+                    raise WireError(f"{path} is cut off at byte {pos}")
+                name, reply = data[pos : pos + name_length], data[pos + name_length : end]
+                pos = end
+                key = CacheKey.of(name, qtype, qclass, do=bool(flags & 1), cd=bool(flags & 2))
+                age = max(0.0, wall_now - stored)  # a clock set back ages nothing
+                try:
+                    entry = self.put(key, reply, now - age)
+                except ValueError as exc:
+                    raise WireError(f"{path}: an entry does not match its key") from exc
+                if entry is None:
+                    continue
+                if age >= entry._lifetime + stale_max:
+                    del self._entries[key]
+                    continue
+                restored.append(key)
+        except WireError:
+            for key in restored:
+                self._entries.pop(key, None)
+            raise
+        return len(restored)
 
     def remove(self, key: CacheKey) -> bool:
         """Drop the entry for ``key``; return whether there was one. Counts nothing."""

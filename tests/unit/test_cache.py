@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 from dnslib import AAAA, CNAME, EDNS0, QTYPE, RCODE, RR, SOA, TXT, A, DNSRecord
 from hypothesis import given
@@ -564,3 +567,64 @@ def test_clear_drops_rendered_replies_too(cache: Cache, clock: FakeClock) -> Non
     cache.render(b"query", Rendered(b"reply", clock.now + 1.0, b"\x00", 1, 0))
     cache.clear()
     assert cache.repeat(b"query", clock.now) is None
+
+
+# --------------------------------------------------------------- the cache file
+
+
+def test_saved_answers_are_restored_aged_by_the_wall_clock(
+    cache: Cache, clock: FakeClock, tmp_path: Path
+) -> None:
+    cache.put(_key(), _a_reply(300))
+    other = _key(qtype="AAAA", do=True)
+    cache.put(other, _reply(qtype="AAAA", rcode=RCODE.NXDOMAIN, authority=(_soa(),)))
+    clock.advance(10)
+    path = tmp_path / "cache.bin"
+    assert cache.save(path, wall_now=5_000.0) == 2
+    fresh_clock = FakeClock(7.0)  # a new process: another monotonic origin
+    restored = Cache(CacheConfig(), clock=fresh_clock)
+    assert restored.restore(path, wall_now=5_100.0) == 2  # 100 s later
+    hit = restored.get(_key())
+    assert hit is not None
+    served = DNSRecord.parse(restored.serve(hit.entry, 1, _key().name))
+    assert served.rr[0].ttl == 300 - 10 - 100
+    negative = restored.get(other)
+    assert negative is not None
+    assert negative.entry.negative
+
+
+def test_answers_past_their_stale_window_are_not_restored(clock: FakeClock, tmp_path: Path) -> None:
+    cache = Cache(CacheConfig(stale_max=50), clock=clock)
+    cache.put(_key(), _a_reply(60))
+    path = tmp_path / "cache.bin"
+    cache.save(path, wall_now=1_000.0)
+    restored = Cache(CacheConfig(stale_max=50), clock=FakeClock())
+    assert restored.restore(path, wall_now=1_000.0 + 60 + 50) == 0
+    assert len(restored) == 0
+
+
+def test_failures_are_not_saved(cache: Cache, tmp_path: Path) -> None:
+    cache.fail(_key(), 22)
+    assert cache.save(tmp_path / "cache.bin") == 0
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: b"something else\n" + data, id="foreign"),
+        pytest.param(lambda data: data[:-3], id="cut-off"),
+        pytest.param(lambda data: data[:-6] + b"\x00\x09" + data[-4:], id="damaged-reply"),
+    ],
+)
+def test_a_damaged_cache_file_raises_and_keeps_nothing(
+    cache: Cache, tmp_path: Path, damage: Callable[[bytes], bytes]
+) -> None:
+    cache.put(_key(), _a_reply(300))
+    cache.put(_key("other.example.com"), _a_reply(300, qname="other.example.com"))
+    path = tmp_path / "cache.bin"
+    cache.save(path)
+    path.write_bytes(damage(path.read_bytes()))
+    restored = Cache(CacheConfig(), clock=FakeClock())
+    with pytest.raises(WireError):
+        restored.restore(path)
+    assert len(restored) == 0
