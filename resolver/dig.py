@@ -80,7 +80,8 @@ class Display:
     """What to print, as dig's display options say: ``style`` text (dig's layout), short
     (``+short``) or json; in text, which parts (``+[no]comments``, ``+[no]question``,
     ``+[no]answer``, ``+[no]authority``, ``+[no]additional``, ``+[no]stats``); ``multiline``
-    for SOA records split over lines with comments, and DNSSEC records' long fields too; ``idnout`` to show A-labels as Unicode."""
+    for SOA records split over lines with comments, and DNSSEC records' long fields too;
+    ``idnout`` to show A-labels as Unicode."""
 
     style: Literal["text", "short", "json"] = "text"
     comments: bool = True

@@ -247,3 +247,14 @@ class SignedZone:
 
 def b32(data: bytes) -> str:
     return base64.b32hexencode(data).decode()
+
+
+def zone_text(zone: SignedZone) -> str:
+    """The signed zone as a master file: its records, NSEC or NSEC3 chain and RRSIGs."""
+    lines: list[str] = []
+    for data in [*zone.rrsets.values(), *zone.denial.values()]:
+        lines.append(data.to_text())
+    for (owner, _), sigs in zone.sigs.items():
+        if sigs:
+            lines.append(dns.rrset.from_rdata_list(owner, 300, list(sigs)).to_text())
+    return "\n".join(lines) + "\n"

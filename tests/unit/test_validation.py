@@ -667,3 +667,40 @@ def test_bad_negative_trust_anchor_names_the_field() -> None:
     with pytest.raises(ConfigError) as caught:
         TrustAnchors().with_negative(["a..b."])
     assert caught.value.field == "dnssec.negative_trust_anchors"
+
+
+# --- referrals ----------------------------------------------------------------------------
+
+
+def test_referral_with_a_signed_ds_is_secure(world: World) -> None:
+    reply = Reply(
+        name("www.example.test."),
+        1,
+        authority=(
+            world.test.unsigned("example.test.", "NS"),
+            world.test.signed("example.test.", "DS"),
+        ),
+        zone=name("test."),
+    )
+    assert world.resolve(validator(world), reply).secure
+
+
+def test_referral_to_an_unsigned_child_proven_by_nsec_is_insecure(world: World) -> None:
+    reply = Reply(
+        name("www.insecure.test."),
+        1,
+        authority=(world.test.unsigned("insecure.test.", "NS"), world.test.nsec("insecure.test.")),
+        zone=name("test."),
+    )
+    assert world.resolve(validator(world), reply).security is Security.INSECURE
+
+
+def test_referral_without_ds_or_its_denial_is_bogus_with_ede_12(world: World) -> None:
+    reply = Reply(
+        name("www.insecure.test."),
+        1,
+        authority=(world.test.unsigned("insecure.test.", "NS"),),
+        zone=name("test."),
+    )
+    verdict = world.resolve(validator(world), reply)
+    assert (verdict.security, verdict.ede) == (Security.BOGUS, EDE_NSEC_MISSING)

@@ -64,6 +64,7 @@ _DNAME = 39
 _DS = 43
 _DNSKEY = 48
 _SOA = 6
+_NS = 2
 _NSEC = 47
 _NSEC3 = 50
 _ANY = 255
@@ -325,7 +326,13 @@ class Validator:
             s.name == final and (s.rdtype == reply.qtype or reply.qtype == _ANY)
             for s in reply.answer
         )
-        if not answered and reply.rcode in (_NOERROR, _NXDOMAIN):
+        cut = _referral_cut(reply) if not answered else None
+        if cut is not None:
+            delegation = self._delegation(cut, reply)
+            if not isinstance(delegation, Outcome):
+                return delegation
+            outcomes.append(delegation)
+        elif not answered and reply.rcode in (_NOERROR, _NXDOMAIN):
             negative = self._negative(final, reply)
             if not isinstance(negative, Outcome):
                 return negative
@@ -335,6 +342,16 @@ class Validator:
         verdict = worst(outcomes)
         self._counts[verdict.security] += 1
         return verdict
+
+    def _delegation(self, cut: dns.name.Name, reply: Reply) -> Outcome | Need:
+        """A referral's verdict: secure with a validated DS set, insecure when it proves
+        there is none (or the parent is insecure), bogus when it proves neither."""
+        keys = self.learn_ds(cut, reply)
+        if keys == NeedDNSKEY(cut):
+            return Outcome(Security.SECURE, reason=f"the DS set of {cut} is validated")
+        if not isinstance(keys, ZoneKeys):
+            return keys
+        return keys.outcome()
 
     def _check(self, signed: SignedRRset, reply: Reply, fallback: dns.name.Name) -> Checked | Need:
         """Judge one RRset by the keys of its signer (or, unsigned, of the reply's zone)."""
@@ -405,6 +422,18 @@ def _find(reply: Reply, name: dns.name.Name, rdtype: int) -> SignedRRset | None:
     for signed in (*reply.answer, *reply.authority):
         if signed.name == name and signed.rdtype == rdtype:
             return signed
+    return None
+
+
+def _referral_cut(reply: Reply) -> dns.name.Name | None:
+    """The zone cut a referral points to (NS in the authority section, below the zone the
+    reply came from, and no SOA), or None when the reply is no referral."""
+    if reply.rcode != _NOERROR or any(s.rdtype == _SOA for s in reply.authority):
+        return None
+    for signed in reply.authority:
+        below = reply.zone is None or signed.name != reply.zone
+        if signed.rdtype == _NS and below and reply.qname.is_subdomain(signed.name):
+            return signed.name
     return None
 
 
