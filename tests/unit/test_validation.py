@@ -704,3 +704,49 @@ def test_referral_without_ds_or_its_denial_is_bogus_with_ede_12(world: World) ->
     )
     verdict = world.resolve(validator(world), reply)
     assert (verdict.security, verdict.ede) == (Security.BOGUS, EDE_NSEC_MISSING)
+
+
+def test_cname_into_another_zone_without_the_target_is_judged_by_its_link(world: World) -> None:
+    # The server of example.test. does not answer for insecure.test.: no denial is claimed.
+    reply = answer(world.leaf.signed("alias.example.test.", "CNAME"), qname="alias.example.test.")
+    verdict = world.resolve(validator(world), reply)
+    assert verdict.secure
+
+
+def test_validation_package_exports_its_api() -> None:
+    import resolver.engine.validation as validation
+
+    assert sorted(validation.__all__) == sorted(
+        [
+            "BOGUS_TTL",
+            "EDE_DNSKEY_MISSING",
+            "EDE_DNSSEC_BOGUS",
+            "EDE_NSEC3_ITERATIONS",
+            "EDE_NSEC_MISSING",
+            "EDE_RRSIGS_MISSING",
+            "EDE_SIGNATURE_EXPIRED",
+            "EDE_SIGNATURE_NOT_YET_VALID",
+            "EDE_UNSUPPORTED_ALGORITHM",
+            "EDE_UNSUPPORTED_DIGEST",
+            "NSEC3_ITERATION_LIMIT",
+            "ROOT_ANCHORS",
+            "SUPPORTED_ALGORITHMS",
+            "SUPPORTED_DIGESTS",
+            "Need",
+            "NeedDNSKEY",
+            "NeedDS",
+            "Outcome",
+            "Reply",
+            "Security",
+            "SignedRRset",
+            "TrustAnchor",
+            "TrustAnchors",
+            "Validator",
+            "ZoneKeys",
+            "parse_trust_anchors",
+            "read_trust_anchors",
+            "root_anchors",
+        ]
+    )
+    for exported in validation.__all__:
+        assert hasattr(validation, exported)

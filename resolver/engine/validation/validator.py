@@ -101,8 +101,9 @@ class _Pending:
 
 @dataclass(frozen=True, slots=True)
 class _NoCut:
-    """A name proven to be no zone cut: its parent zone's keys apply."""
+    """A name proven to be no zone cut by the records of ``parent``, whose keys apply."""
 
+    parent: dns.name.Name
     expires: float
 
 
@@ -156,21 +157,19 @@ class Validator:
         if self._anchors.negated(zone):
             return ZoneKeys(zone, Security.INSECURE, reason=f"{zone} is under a negative anchor")
         now = self._now()
-        below_cut = False
         for depth in range(len(zone), 0, -1):
             name = zone.split(depth)[1]
             entry = self._entry(name, now)
             if entry is None:
                 continue
             if isinstance(entry, _NoCut):
-                below_cut = below_cut or name == zone
+                if name == zone and entry.parent != zone:
+                    return self.keys_for(entry.parent)  # the enclosing zone's keys judge it
                 continue
             if isinstance(entry, _Pending):
                 return NeedDNSKEY(name)
             if name == zone or entry.security is not Security.SECURE:
                 return entry
-            if below_cut:
-                return entry  # ``zone`` is no cut: the enclosing zone's keys judge it
             return NeedDS(zone)
         return ZoneKeys(zone, Security.INDETERMINATE, reason=f"no trust anchor above {zone}")
 
@@ -244,12 +243,12 @@ class Validator:
         proof = self._denial_records(reply, zone.parent())
         if not isinstance(proof, tuple):
             return proof
-        nsecs, nsec3s, outcome = proof
+        nsecs, nsec3s, outcome, parent = proof
         if outcome.security is not Security.SECURE:
             return self._judged(zone, outcome, now)
         denial = deny_ds(zone, nsecs, nsec3s, self._limit)
-        if denial.proof is Proof.PROVEN and not denial.delegation:
-            return self._store(zone, _NoCut(now + (outcome.ttl or 0)))
+        if denial.proof is Proof.PROVEN and not denial.delegation and parent != zone:
+            return self._store(zone, _NoCut(parent, now + (outcome.ttl or 0)))
         judged = _denial_outcome(denial, outcome, insecure=denial.proof is Proof.PROVEN)
         return self._judged(zone, judged, now)
 
@@ -332,7 +331,7 @@ class Validator:
             if not isinstance(delegation, Outcome):
                 return delegation
             outcomes.append(delegation)
-        elif not answered and reply.rcode in (_NOERROR, _NXDOMAIN):
+        elif not answered and reply.rcode in (_NOERROR, _NXDOMAIN) and _denies(reply, final):
             negative = self._negative(final, reply)
             if not isinstance(negative, Outcome):
                 return negative
@@ -370,9 +369,9 @@ class Validator:
 
     def _denial_records(
         self, reply: Reply, fallback: dns.name.Name
-    ) -> tuple[list[dns.rrset.RRset], list[dns.rrset.RRset], Outcome] | Need:
-        """The verified NSEC and NSEC3 RRsets of the authority section and the verdict on
-        them (and on the SOA)."""
+    ) -> tuple[list[dns.rrset.RRset], list[dns.rrset.RRset], Outcome, dns.name.Name] | Need:
+        """The verified NSEC and NSEC3 RRsets of the authority section, the verdict on them
+        (and on the SOA), and the zone whose keys judged them."""
         records = [s for s in reply.authority if s.rdtype in _DENIAL_TYPES]
         signers = [name for s in records for name in s.signers()]
         zone = signers[0] if signers else (reply.zone or fallback)
@@ -381,7 +380,7 @@ class Validator:
         if not isinstance(keys, ZoneKeys):
             return keys
         if keys.security is not Security.SECURE:
-            return [], [], keys.outcome()
+            return [], [], keys.outcome(), zone
         for signed in records:
             checked = self._check(signed, reply, zone)
             if not isinstance(checked, Checked):
@@ -391,13 +390,13 @@ class Validator:
         nsec3s = [s.rrset for s in records if s.rdtype == _NSEC3]
         if not outcomes:
             outcomes.append(Outcome(Security.SECURE))
-        return nsecs, nsec3s, worst(outcomes)
+        return nsecs, nsec3s, worst(outcomes), zone
 
     def _negative(self, name: dns.name.Name, reply: Reply) -> Outcome | Need:
         proof = self._denial_records(reply, name)
         if not isinstance(proof, tuple):
             return proof
-        nsecs, nsec3s, outcome = proof
+        nsecs, nsec3s, outcome, _ = proof
         if outcome.security is not Security.SECURE:
             return outcome
         if reply.rcode == _NXDOMAIN:
@@ -411,7 +410,7 @@ class Validator:
         proof = self._denial_records(reply, signed.name)
         if not isinstance(proof, tuple):
             return proof
-        nsecs, nsec3s, outcome = proof
+        nsecs, nsec3s, outcome, _ = proof
         if outcome.security is not Security.SECURE:
             return outcome
         denial = deny_closer_match(signed.name, checked.wildcard, nsecs, nsec3s, self._limit)
@@ -423,6 +422,15 @@ def _find(reply: Reply, name: dns.name.Name, rdtype: int) -> SignedRRset | None:
         if signed.name == name and signed.rdtype == rdtype:
             return signed
     return None
+
+
+def _denies(reply: Reply, final: dns.name.Name) -> bool:
+    """True if the reply claims the name asked (or its CNAME chain's end) has no data: the
+    question's own name, or a chain whose authority section holds a negative answer. A chain
+    that just stops at a CNAME into another zone claims nothing about the target."""
+    if final == reply.qname:
+        return True
+    return any(s.rdtype in _DENIAL_TYPES for s in reply.authority)
 
 
 def _referral_cut(reply: Reply) -> dns.name.Name | None:
