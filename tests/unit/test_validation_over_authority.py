@@ -24,6 +24,7 @@ from resolver.engine.validation import (
     Validator,
     ZoneKeys,
 )
+from resolver.errors import WireError
 
 SOA = "@ SOA ns hostmaster 1 7200 3600 1209600 300\n@ NS ns\nns A 192.0.2.53\n"
 LEAF = (
@@ -32,6 +33,8 @@ LEAF = (
     + "*.wild TXT wild\n"
     + "host.ent A 192.0.2.7\n"
     + "alias CNAME www\n"
+    + "dn DNAME target\n"
+    + "t.target A 192.0.2.8\n"
     + "sub NS ns.sub\n"
     + "ns.sub A 192.0.2.54\n"
 )
@@ -116,6 +119,8 @@ def served(request: pytest.FixtureRequest) -> Served:
 CASES = [
     ("www.example.test.", "A", Security.SECURE),
     ("alias.example.test.", "A", Security.SECURE),
+    ("t.dn.example.test.", "A", Security.SECURE),
+    ("x.dn.example.test.", "A", Security.SECURE),
     ("nothere.example.test.", "A", Security.SECURE),
     ("www.example.test.", "MX", Security.SECURE),
     ("ent.example.test.", "A", Security.SECURE),
@@ -133,6 +138,8 @@ CASES = [
     ids=[
         "answer",
         "cname",
+        "dname-synthesized-cname",
+        "dname-to-a-missing-name",
         "nxdomain",
         "nodata",
         "empty-non-terminal",
@@ -146,7 +153,7 @@ CASES = [
 def test_the_authoritys_signed_replies_validate(
     served: Served, qname: str, rdtype: str, state: Security, request: pytest.FixtureRequest
 ) -> None:
-    if "optout" in request.node.callspec.id and qname.startswith("nothere."):
+    if "optout" in request.node.callspec.id and qname.startswith(("nothere.", "x.dn.")):
         state = Security.INSECURE  # a missing name in an opt-out span: RFC 5155 9.2
     validator = Validator(served.anchors, clock=lambda: NOW)
     verdict = served.resolve(validator, qname, rdtype)
@@ -158,3 +165,13 @@ def test_data_changed_after_signing_is_bogus() -> None:
     validator = Validator(served.anchors, clock=lambda: NOW)
     verdict = served.resolve(validator, "www.example.test.", "A")
     assert (verdict.security, verdict.ede) == (Security.BOGUS, EDE_DNSSEC_BOGUS)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [b"", b"\x00" * 11, b"\x12\x34\x81\x80\x00\x02" + b"\x00" * 6],
+    ids=["empty", "short-header", "two-questions-missing"],
+)
+def test_malformed_reply_is_a_wire_error(wire: bytes) -> None:
+    with pytest.raises(WireError):
+        Reply.from_wire(wire)

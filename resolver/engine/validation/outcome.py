@@ -9,11 +9,14 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import dns.exception
 import dns.message
 import dns.name
 import dns.rdatatype
 import dns.rrset
 from dns.rdtypes.ANY.RRSIG import RRSIG
+
+from resolver.errors import WireError
 
 __all__ = [
     "EDE_DNSKEY_MISSING",
@@ -112,9 +115,15 @@ class Reply:
 
     @classmethod
     def from_wire(cls, wire: bytes, zone: dns.name.Name | None = None) -> Reply:
-        """Parse ``wire`` (a reply with one question) and group it; raises dns.exception
-        errors for malformed input (the wire layer checked it before in production)."""
-        return cls.from_message(dns.message.from_wire(wire), zone)
+        """Parse ``wire`` (a reply with one question) and group it; raises WireError for a
+        message that does not parse or does not hold exactly one question."""
+        try:
+            message = dns.message.from_wire(wire)
+        except (dns.exception.DNSException, ValueError) as exc:
+            raise WireError(f"cannot read the reply to validate: {exc}") from exc
+        if len(message.question) != 1:
+            raise WireError(f"a reply with {len(message.question)} questions")
+        return cls.from_message(message, zone)
 
 
 def group(rrsets: Iterable[dns.rrset.RRset]) -> list[SignedRRset]:
