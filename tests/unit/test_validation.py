@@ -750,3 +750,46 @@ def test_validation_package_exports_its_api() -> None:
     )
     for exported in validation.__all__:
         assert hasattr(validation, exported)
+
+
+def test_nxdomain_for_an_empty_non_terminal_is_bogus(world: World) -> None:
+    # ent.example.test. exists (host.ent is below it): NXDOMAIN for it cannot be proven.
+    z = world.leaf
+    reply = negative(
+        "ent.example.test.",
+        1,
+        z.soa(),
+        z.nsec("ent.example.test."),
+        z.nsec("*.example.test."),
+        rcode=NXDOMAIN,
+    )
+    verdict = world.resolve(validator(world), reply)
+    assert (verdict.security, verdict.ede) == (Security.BOGUS, EDE_NSEC_MISSING)
+
+
+def test_signature_by_a_revoked_key_does_not_count(world: World) -> None:
+    z = world.leaf
+    revoked = make_key(13, 256 | 0x80)  # the REVOKE bit (RFC 5011)
+    keys = dns.rrset.from_rdata_list(z.origin, 300, [z.ksk.dnskey, z.zsk.dnskey, revoked.dnskey])
+    key_reply = Reply(z.origin, 48, answer=(SignedRRset(keys, (z.sign(keys, z.ksk),)),))
+    data = z.signed("www.example.test.", "A").rrset
+    by_revoked = SignedRRset(data, (z.sign(data, revoked),))
+    world.zones[z.origin] = _with_keys(z, key_reply)  # type: ignore[assignment]
+    try:
+        verdict = world.resolve(validator(world), answer(by_revoked))
+    finally:
+        world.zones[z.origin] = z
+    assert (verdict.security, verdict.ede) == (Security.BOGUS, EDE_DNSKEY_MISSING)
+
+
+class _with_keys:
+    """A zone whose DNSKEY reply is another one."""
+
+    def __init__(self, zone: SignedZone, reply: Reply) -> None:
+        self._zone, self._reply = zone, reply
+
+    def dnskey_reply(self) -> Reply:
+        return self._reply
+
+    def __getattr__(self, attribute: str) -> object:
+        return getattr(self._zone, attribute)

@@ -122,6 +122,8 @@ def _nsec_nxdomain(qname: dns.name.Name, nsecs: list[_Nsec]) -> Denial:
     cover = _covering(nsecs, qname)
     if cover is None:
         return Denial(Proof.MISSING, f"no NSEC proves {qname} does not exist")
+    if cover.next.is_subdomain(qname):
+        return Denial(Proof.MISSING, f"the NSEC shows a name below {qname}: it exists")
     wild = _wild(_encloser(qname, cover))
     if any(n.owner == wild for n in nsecs):
         return Denial(Proof.MISSING, f"the NSEC shows {wild} exists")

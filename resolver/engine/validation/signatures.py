@@ -48,6 +48,7 @@ SUPPORTED_DIGESTS = frozenset({1, 2, 4})
 """DS digests SHA-1, SHA-256, SHA-384 (RFC 8624 3.3)."""
 
 _ZONE_KEY = 0x0100  # DNSKEY flags: the Zone Key bit (RFC 4034 2.1.1)
+_REVOKE = 0x0080  # DNSKEY flags: the REVOKE bit (RFC 5011 3)
 _PROTOCOL = 3
 _SERIAL = 2**32
 # Which failure names a set of signatures that all failed, most telling first.
@@ -85,7 +86,11 @@ def _label_count(name: dns.name.Name) -> int:
 
 
 def _zone_keys(keys: Iterable[DNSKEY]) -> list[DNSKEY]:
-    return [k for k in keys if k.flags & _ZONE_KEY and k.protocol == _PROTOCOL]
+    """The keys that may sign zone data: the Zone Key bit set, protocol 3, not revoked
+    (RFC 5011 7: a revoked key signs only its own revocation)."""
+    return [
+        k for k in keys if k.flags & _ZONE_KEY and not k.flags & _REVOKE and k.protocol == _PROTOCOL
+    ]
 
 
 def verify_rrset(
