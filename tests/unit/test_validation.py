@@ -26,6 +26,7 @@ from resolver.engine.validation import (
     EDE_SIGNATURE_NOT_YET_VALID,
     EDE_UNSUPPORTED_ALGORITHM,
     EDE_UNSUPPORTED_DIGEST,
+    Answering,
     NeedDNSKEY,
     NeedDS,
     Outcome,
@@ -36,6 +37,7 @@ from resolver.engine.validation import (
     TrustAnchors,
     Validator,
     ZoneKeys,
+    answering,
     parse_trust_anchors,
     root_anchors,
 )
@@ -719,6 +721,7 @@ def test_validation_package_exports_its_api() -> None:
     assert sorted(validation.__all__) == sorted(
         [
             "BOGUS_TTL",
+            "Answering",
             "EDE_DNSKEY_MISSING",
             "EDE_DNSSEC_BOGUS",
             "EDE_NSEC3_ITERATIONS",
@@ -743,6 +746,7 @@ def test_validation_package_exports_its_api() -> None:
             "TrustAnchors",
             "Validator",
             "ZoneKeys",
+            "answering",
             "parse_trust_anchors",
             "read_trust_anchors",
             "root_anchors",
@@ -793,3 +797,46 @@ class _with_keys:
 
     def __getattr__(self, attribute: str) -> object:
         return getattr(self._zone, attribute)
+
+
+# --- what a verdict does to the answer ----------------------------------------------------
+
+SECURE = Outcome(Security.SECURE)
+BOGUS = Outcome(Security.BOGUS, EDE_SIGNATURE_EXPIRED, "expired")
+ITERATIONS = Outcome(Security.INSECURE, EDE_NSEC3_ITERATIONS, "too many iterations")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "mode", "bits", "expected"),
+    [
+        (SECURE, "on", {"do": True}, Answering(ad=True)),
+        (SECURE, "on", {"ad": True}, Answering(ad=True)),
+        (SECURE, "on", {}, Answering()),
+        (SECURE, "on", {"do": True, "cd": True}, Answering()),
+        (SECURE, "off", {"do": True}, Answering()),
+        (BOGUS, "on", {}, Answering(servfail=True, ede=EDE_SIGNATURE_EXPIRED, log_bogus=True)),
+        (Outcome(Security.BOGUS), "on", {}, Answering(servfail=True, ede=6, log_bogus=True)),
+        (BOGUS, "permissive", {"do": True}, Answering(log_bogus=True)),
+        (BOGUS, "on", {"cd": True}, Answering()),
+        (ITERATIONS, "on", {"do": True}, Answering(ede=EDE_NSEC3_ITERATIONS)),
+        (Outcome(Security.INDETERMINATE), "on", {"do": True}, Answering()),
+    ],
+    ids=[
+        "secure-do-ad",
+        "secure-ad-ad",
+        "secure-plain-no-ad",
+        "secure-cd-no-ad",
+        "off-no-ad",
+        "bogus-servfail-with-its-ede",
+        "bogus-servfail-ede-6",
+        "bogus-permissive-answers",
+        "bogus-cd-answers",
+        "insecure-iterations-ede-27",
+        "indeterminate-plain",
+    ],
+)
+def test_verdict_sets_ad_servfail_and_ede_as_unbound(
+    outcome: Outcome, mode: str, bits: dict[str, bool], expected: Answering
+) -> None:
+    flags = {"ad": False, "do": False, "cd": False, **bits}
+    assert answering(outcome, mode=mode, **flags) == expected  # type: ignore[arg-type]

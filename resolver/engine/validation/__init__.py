@@ -38,6 +38,9 @@ NSEC3 with closest encloser proofs and opt-out) when the answer lacks the data a
 
 What the validator learns of zones' keys it keeps until their TTL (capped by the signatures)
 runs out; a bogus zone for `BOGUS_TTL` seconds (RFC 9520).
+
+``answering(outcome, mode=..., ad=..., do=..., cd=...)`` turns a verdict into the answer's
+flags (AD, SERVFAIL, EDE) as Unbound answers; see `resolver.engine.validation.answering`.
 """
 
 from resolver.engine.validation.anchors import (
@@ -48,6 +51,7 @@ from resolver.engine.validation.anchors import (
     read_trust_anchors,
     root_anchors,
 )
+from resolver.engine.validation.answering import Answering, answering
 from resolver.engine.validation.denial import NSEC3_ITERATION_LIMIT
 from resolver.engine.validation.outcome import (
     EDE_DNSKEY_MISSING,
@@ -85,6 +89,7 @@ __all__ = [
     "ROOT_ANCHORS",
     "SUPPORTED_ALGORITHMS",
     "SUPPORTED_DIGESTS",
+    "Answering",
     "Need",
     "NeedDNSKEY",
     "NeedDS",
@@ -96,6 +101,7 @@ __all__ = [
     "TrustAnchors",
     "Validator",
     "ZoneKeys",
+    "answering",
     "parse_trust_anchors",
     "read_trust_anchors",
     "root_anchors",
