@@ -56,6 +56,7 @@ LEAF = (
     + "ns.sub A 192.0.2.54\n"
 )
 NXDOMAIN = 3
+DAY = 86400
 
 
 def ds_lines(owner: str, ds: dns.rrset.RRset) -> str:
@@ -244,7 +245,9 @@ def test_ttl_is_capped_by_the_rrsigs_original_ttl(world: World) -> None:
 
 def test_expired_signature_is_bogus_with_ede_7() -> None:
     world = build(
-        leaf=lambda: SignedZone("example.test.", LEAF, inception=NOW - 7200, expiration=NOW - 60)
+        leaf=lambda: SignedZone(
+            "example.test.", LEAF, inception=NOW - 30 * DAY, expiration=NOW - 2 * DAY
+        )
     )
     verdict = world.resolve(validator(world), answer(world.leaf.signed("www.example.test.", "A")))
     assert (verdict.security, verdict.ede) == (Security.BOGUS, EDE_SIGNATURE_EXPIRED)
@@ -252,7 +255,9 @@ def test_expired_signature_is_bogus_with_ede_7() -> None:
 
 def test_future_signature_is_bogus_with_ede_8() -> None:
     world = build(
-        leaf=lambda: SignedZone("example.test.", LEAF, inception=NOW + 600, expiration=NOW + 86400)
+        leaf=lambda: SignedZone(
+            "example.test.", LEAF, inception=NOW + 2 * DAY, expiration=NOW + 30 * DAY
+        )
     )
     verdict = world.resolve(validator(world), answer(world.leaf.signed("www.example.test.", "A")))
     assert (verdict.security, verdict.ede) == (Security.BOGUS, EDE_SIGNATURE_NOT_YET_VALID)
@@ -260,9 +265,26 @@ def test_future_signature_is_bogus_with_ede_8() -> None:
 
 def test_expired_rrset_signature_under_good_keys_is_bogus_with_ede_7(world: World) -> None:
     signed = world.leaf.signed("www.example.test.", "A")
-    stale = world.leaf.sign(signed.rrset, world.leaf.zsk, inception=NOW - 9000, expiration=NOW - 1)
+    stale = world.leaf.sign(
+        signed.rrset, world.leaf.zsk, inception=NOW - 9000, expiration=NOW - 901
+    )
     verdict = world.resolve(validator(world), answer(SignedRRset(signed.rrset, (stale,))))
     assert (verdict.security, verdict.ede) == (Security.BOGUS, EDE_SIGNATURE_EXPIRED)
+
+
+@pytest.mark.parametrize(
+    ("expiration", "state"),
+    [(NOW - 100, Security.SECURE), (NOW - 181, Security.BOGUS)],
+    ids=["expired-within-the-skew-secure", "expired-past-the-skew-bogus"],
+)
+def test_signature_window_allows_unbounds_clock_skew(
+    world: World, expiration: int, state: Security
+) -> None:
+    # A window under 30 minutes: a tenth of it is below the 3-minute floor, the skew allowed.
+    signed = world.leaf.signed("www.example.test.", "A")
+    sig = world.leaf.sign(signed.rrset, world.leaf.zsk, inception=NOW - 1700, expiration=expiration)
+    verdict = world.resolve(validator(world), answer(SignedRRset(signed.rrset, (sig,))))
+    assert verdict.security is state
 
 
 def test_ds_matching_no_key_is_bogus_with_ede_9() -> None:
