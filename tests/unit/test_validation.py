@@ -294,10 +294,11 @@ def test_ds_matching_no_key_is_bogus_with_ede_9() -> None:
     assert (verdict.security, verdict.ede) == (Security.BOGUS, EDE_DNSKEY_MISSING)
 
 
-def test_dnskey_set_signed_only_by_the_zsk_is_bogus_with_ede_9() -> None:
+def test_dnskey_set_signed_only_by_the_zsk_is_bogus_with_ede_10() -> None:
+    # As Unbound reports it: the KSK matches the DS, but its signature is missing.
     world = build(leaf=lambda: SignedZone("example.test.", LEAF, dnskey_signer="zsk"))
     verdict = world.resolve(validator(world), answer(world.leaf.signed("www.example.test.", "A")))
-    assert (verdict.security, verdict.ede) == (Security.BOGUS, EDE_DNSKEY_MISSING)
+    assert (verdict.security, verdict.ede) == (Security.BOGUS, EDE_RRSIGS_MISSING)
 
 
 def test_unsigned_dnskey_set_is_bogus_with_ede_10() -> None:
@@ -834,7 +835,7 @@ ITERATIONS = Outcome(Security.INSECURE, EDE_NSEC3_ITERATIONS, "too many iteratio
         (SECURE, "on", {"do": True}, Answering(ad=True)),
         (SECURE, "on", {"ad": True}, Answering(ad=True)),
         (SECURE, "on", {}, Answering()),
-        (SECURE, "on", {"do": True, "cd": True}, Answering()),
+        (SECURE, "on", {"do": True, "cd": True}, Answering(ad=True)),
         (SECURE, "off", {"do": True}, Answering()),
         (BOGUS, "on", {}, Answering(servfail=True, ede=EDE_SIGNATURE_EXPIRED, log_bogus=True)),
         (Outcome(Security.BOGUS), "on", {}, Answering(servfail=True, ede=6, log_bogus=True)),
@@ -847,7 +848,7 @@ ITERATIONS = Outcome(Security.INSECURE, EDE_NSEC3_ITERATIONS, "too many iteratio
         "secure-do-ad",
         "secure-ad-ad",
         "secure-plain-no-ad",
-        "secure-cd-no-ad",
+        "secure-cd-ad-as-unbound",
         "off-no-ad",
         "bogus-servfail-with-its-ede",
         "bogus-servfail-ede-6",

@@ -3,11 +3,12 @@ as Unbound answers: the AD bit, SERVFAIL for bogus data, and the Extended DNS Er
 
 One plain function, so that recursive and forwarding mode apply the same rules:
 
-- validation "off", or a client that set CD: the data as it came, never AD (the client
-  validates for itself; Unbound answers CD queries without AD);
-- secure: AD, when the client set AD or DO (RFC 6840 5.7-5.8);
+- validation "off": the data as it came, never AD;
+- secure: AD, when the client set AD or DO (RFC 6840 5.7-5.8), with CD too (Unbound
+  validates a CD query all the same and sets AD on secure data);
 - bogus: with "on", SERVFAIL carrying the verdict's EDE (6 when it has none); with
-  "permissive", the answer without AD, to be logged as bogus;
+  "permissive", or when the client set CD (RFC 4035 3.2.2: it validates for itself), the
+  data as it came without AD; logged as bogus unless CD was set;
 - insecure and indeterminate: the answer without AD; an insecure verdict reached through an
   unsupported algorithm or digest (EDE 1, 2) or too many NSEC3 iterations (EDE 27) carries
   that EDE, as information.
@@ -40,11 +41,13 @@ class Answering:
 def answering(outcome: Outcome, *, mode: Mode, ad: bool, do: bool, cd: bool) -> Answering:
     """The answer's flags for ``outcome`` under ``mode``, for a query with the AD, DO and CD
     bits given."""
-    if mode == "off" or cd:
+    if mode == "off":
         return Answering()
     if outcome.security is Security.SECURE:
         return Answering(ad=ad or do)
     if outcome.security is Security.BOGUS:
+        if cd:
+            return Answering()
         if mode == "permissive":
             return Answering(log_bogus=True)
         return Answering(servfail=True, ede=outcome.ede or EDE_DNSSEC_BOGUS, log_bogus=True)

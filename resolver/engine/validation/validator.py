@@ -33,6 +33,7 @@ from resolver.engine.validation.outcome import (
     EDE_DNSKEY_MISSING,
     EDE_NSEC3_ITERATIONS,
     EDE_NSEC_MISSING,
+    EDE_RRSIGS_MISSING,
     EDE_UNSUPPORTED_ALGORITHM,
     EDE_UNSUPPORTED_DIGEST,
     Need,
@@ -256,9 +257,9 @@ class Validator:
         """Take ``zone``'s answer to a DNSKEY query.
 
         Secure when a key matching a trusted DS (or an anchor key) signs the DNSKEY set;
-        bogus with EDE 9 when no key matches, 10 when the set is unsigned, or the EDE of the
-        failed signature (an expired one: 7). Returns the zone's keys, or what must be
-        fetched first.
+        bogus with EDE 9 when no key matches, 10 when no matching key signed it (unsigned,
+        or signed by the ZSK alone), or the EDE of the failed signature (an expired one: 7).
+        Returns the zone's keys, or what must be fetched first.
         """
         now = self._now()
         entry = self._entry(zone, now)
@@ -280,7 +281,16 @@ class Validator:
             return self._judged(zone, outcome, now)
         checked = verify_rrset(found, zone, trusted, now)
         if checked.outcome.security is not Security.SECURE:
-            return self._judged(zone, checked.outcome, now)
+            outcome = checked.outcome
+            if outcome.ede == EDE_DNSKEY_MISSING:
+                # Keys match the DS but none of them signed the set (only the ZSK did):
+                # the signature that matters is missing, as Unbound reports it.
+                outcome = Outcome(
+                    Security.BOGUS,
+                    EDE_RRSIGS_MISSING,
+                    f"no RRSIG over the DNSKEY set of {zone} by a key matching its DS",
+                )
+            return self._judged(zone, outcome, now)
         keys = ZoneKeys(
             zone,
             Security.SECURE,
