@@ -754,6 +754,7 @@ def test_validation_package_exports_its_api() -> None:
             "EDE_SIGNATURE_NOT_YET_VALID",
             "EDE_UNSUPPORTED_ALGORITHM",
             "EDE_UNSUPPORTED_DIGEST",
+            "MAX_ZONES",
             "NSEC3_ITERATION_LIMIT",
             "ROOT_ANCHORS",
             "SUPPORTED_ALGORITHMS",
@@ -863,3 +864,14 @@ def test_verdict_sets_ad_servfail_and_ede_as_unbound(
 ) -> None:
     flags = {"ad": False, "do": False, "cd": False, **bits}
     assert answering(outcome, mode=mode, **flags) == expected  # type: ignore[arg-type]
+
+
+def test_zones_past_max_zones_are_forgotten_oldest_first_anchors_kept(world: World) -> None:
+    checker = Validator(anchors_of(world), clock=lambda: NOW, max_zones=2)
+    world.resolve(checker, answer(world.leaf.signed("www.example.test.", "A")))
+    assert checker.statistics()["zones"] == 2
+    # The root's anchor stays; the leaf's keys, learned last, stay; test.'s went.
+    world.fetched.clear()
+    world.resolve(checker, answer(world.leaf.signed("www.example.test.", "AAAA"), qtype=28))
+    assert world.fetched == []
+    assert isinstance(checker.keys_for(name("test.")), NeedDS)

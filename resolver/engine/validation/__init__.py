@@ -37,7 +37,7 @@ and the denial of existence (NXDOMAIN, NODATA, wildcard expansion, wildcard NODA
 NSEC3 with closest encloser proofs and opt-out) when the answer lacks the data asked for.
 
 What the validator learns of zones' keys it keeps until their TTL (capped by the signatures)
-runs out; a bogus zone for `BOGUS_TTL` seconds (RFC 9520).
+runs out; a bogus zone for `BOGUS_TTL` seconds (RFC 9520); at most `MAX_ZONES` of them.
 
 ``answering(outcome, mode=..., ad=..., do=..., cd=...)`` turns a verdict into the answer's
 flags (AD, SERVFAIL, EDE) as Unbound answers; see `resolver.engine.validation.answering`.
@@ -72,7 +72,7 @@ from resolver.engine.validation.outcome import (
     SignedRRset,
 )
 from resolver.engine.validation.signatures import SUPPORTED_ALGORITHMS, SUPPORTED_DIGESTS
-from resolver.engine.validation.validator import BOGUS_TTL, Validator, ZoneKeys
+from resolver.engine.validation.validator import BOGUS_TTL, MAX_ZONES, Validator, ZoneKeys
 
 __all__ = [
     "BOGUS_TTL",
@@ -85,6 +85,7 @@ __all__ = [
     "EDE_SIGNATURE_NOT_YET_VALID",
     "EDE_UNSUPPORTED_ALGORITHM",
     "EDE_UNSUPPORTED_DIGEST",
+    "MAX_ZONES",
     "NSEC3_ITERATION_LIMIT",
     "ROOT_ANCHORS",
     "SUPPORTED_ALGORITHMS",

@@ -53,10 +53,13 @@ from resolver.engine.validation.signatures import (
     verify_rrset,
 )
 
-__all__ = ["BOGUS_TTL", "Validator", "ZoneKeys"]
+__all__ = ["BOGUS_TTL", "MAX_ZONES", "Validator", "ZoneKeys"]
 
 BOGUS_TTL = 60
 """Seconds a bogus zone's keys are remembered (RFC 9520 3; Unbound's ``val-bogus-ttl``)."""
+
+MAX_ZONES = 10_000
+"""Zones (and names proven no zone cut) whose keys a validator keeps at most."""
 
 _NXDOMAIN = 3
 _NOERROR = 0
@@ -116,7 +119,8 @@ class Validator:
 
     ``nsec3_iterations`` is the most NSEC3 iterations accepted; above it an answer is
     insecure with EDE 27 (RFC 9276 3.2). ``bogus_ttl`` is how long a bogus zone is
-    remembered before its keys are asked for again.
+    remembered before its keys are asked for again. ``max_zones`` bounds what is kept about
+    zones (trust anchors aside): past it, the entry learned first is forgotten first.
     """
 
     def __init__(
@@ -126,11 +130,13 @@ class Validator:
         clock: Callable[[], float] = time.time,
         nsec3_iterations: int = NSEC3_ITERATION_LIMIT,
         bogus_ttl: int = BOGUS_TTL,
+        max_zones: int = MAX_ZONES,
     ) -> None:
         self._anchors = anchors
         self._clock = clock
         self._limit = nsec3_iterations
         self._bogus_ttl = bogus_ttl
+        self._max_zones = max_zones
         self._entries: dict[dns.name.Name, _Entry] = {}
         self._counts = {state: 0 for state in Security}
 
@@ -198,8 +204,19 @@ class Validator:
         )
 
     def _store(self, zone: dns.name.Name, entry: _Entry) -> ZoneKeys | Need:
-        self._entries[zone] = entry
+        self._remember(zone, entry)
         return self.keys_for(zone)
+
+    def _remember(self, zone: dns.name.Name, entry: _Entry) -> None:
+        self._entries.pop(zone, None)
+        self._entries[zone] = entry
+        while len(self._entries) > self._max_zones:
+            oldest = next(
+                (name for name in self._entries if name not in self._anchors.anchors), None
+            )
+            if oldest is None:
+                break
+            del self._entries[oldest]
 
     def _judged(
         self, zone: dns.name.Name, outcome: Outcome, now: int, ttl: int | None = None
@@ -211,7 +228,7 @@ class Validator:
         entry = ZoneKeys(
             zone, outcome.security, ede=outcome.ede, reason=outcome.reason, expires=expires
         )
-        self._entries[zone] = entry
+        self._remember(zone, entry)
         return entry
 
     def learn_ds(self, zone: dns.name.Name, reply: Reply) -> ZoneKeys | Need:
