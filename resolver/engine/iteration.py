@@ -174,6 +174,7 @@ class _Frame:
         "links",
         "minimise",
         "minimised",
+        "no_edns",
         "qtype",
         "referrals",
         "retried",
@@ -202,6 +203,7 @@ class _Frame:
         self.below = zone.name  # the longest name known to exist under zone, with no cut
         self.tried: set[str] = set()
         self.timed_out: list[str] = []
+        self.no_edns: set[str] = set()  # timed out with EDNS: asked without it next time
         self.retried = False
         self.failed_servers: set[bytes] = set()
 
@@ -354,6 +356,10 @@ class Iteration:
         elif isinstance(exc, UpstreamTimeout):
             self._times.failed(server, now - self._sent_at, now)
             frame.timed_out.append(server)
+            if self._edns:
+                # Firewalls that drop queries with an OPT record exist (RFC 6891 section
+                # 6.2.2): the second round asks this server without EDNS.
+                frame.no_edns.add(server)
             self._step("timeout", now)
         else:
             self._times.failed(server, now - self._sent_at, now)
@@ -451,7 +457,7 @@ class Iteration:
         self._asked = (name, qtype)
         self._server = server
         self._tcp = False
-        self._edns = True
+        self._edns = server not in frame.no_edns
         self._case = self._config.randomize_case
         return self._query(now)
 
@@ -755,9 +761,7 @@ class Iteration:
         if rcode == NOERROR and not answer and not authority:
             # NODATA without an SOA: no negative TTL to go by, so remembered only briefly
             # (Unbound's NORR_TTL), in the RRset cache as an RRset with no records.
-            self._delegations.learn_rrset(
-                frame.key, frame.qtype, (), _NORR_TTL, now, Rank.ANSWER
-            )
+            self._delegations.learn_rrset(frame.key, frame.qtype, (), _NORR_TTL, now, Rank.ANSWER)
         if frame.server_of is None:
             reply = build_reply(
                 self._name,

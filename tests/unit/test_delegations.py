@@ -130,9 +130,7 @@ def test_an_address_learnt_in_one_zone_serves_every_zone(delegations: Delegation
 def test_the_childs_ns_set_outranks_the_parents_referral(delegations: Delegations) -> None:
     zone = wire("example.com.")
     delegations.learn_zone(zone, (wire("ns1.example.com."),), 86_400, 0.0, Rank.AUTHORITY)
-    child = delegations.learn_zone(
-        zone, (wire("ns2.example.com."),), 300, 1.0, Rank.AUTHORITY_AA
-    )
+    child = delegations.learn_zone(zone, (wire("ns2.example.com."),), 300, 1.0, Rank.AUTHORITY_AA)
     assert child.expires == 301.0
     again = delegations.learn_zone(zone, (wire("ns1.example.com."),), 86_400, 2.0)
     assert again == child  # the parent's referral does not replace it before it expires

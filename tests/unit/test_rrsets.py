@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from resolver.rrsets import RRsetCache, RRsetStatistics, Rank, Security
+from resolver.rrsets import Rank, RRsetCache, RRsetStatistics, Security
 from resolver.wire.message import name_to_wire
 
 A, NS = 1, 2
