@@ -9,30 +9,38 @@ the transport, as it does the forwarding decisions. One query is outstanding at 
 
 The rules:
 
-* Start at the deepest zone the delegation cache knows for the name (the root hints at
-  first); for type DS, at the zone above the name (the parent holds DS).
+* Start at the deepest zone the RRset cache knows for the name (the root hints at first);
+  for type DS, at the zone above the name (the parent holds DS).
 * Ask the zone's servers, fastest first (``ServerTimes``); a server never measured counts as
   376 ms. A server that times out, cannot be reached, answers SERVFAIL, REFUSED, NOTIMP or
   FORMERR (after asking again without EDNS), answers with a truncated reply twice (UDP then
-  TCP), or is lame (a referral upwards or sideways, or a non-authoritative empty answer) is
-  left for the next server of the zone; servers that timed out get a second round, time
-  allowing. A zone whose servers all fail ends the query with SERVFAIL, never a guess.
+  TCP), or is lame is left for the next server of the zone; servers that timed out get a
+  second round, time allowing, without EDNS (RFC 6891 section 6.2.2: some firewalls drop
+  it). A zone whose servers all fail ends the query with SERVFAIL, never a guess.
+* A reply is classified as Unbound's iterator does, after dropping every record outside the
+  zone the server was asked as a server of (RFC 2181 section 5.4.1): an answer (or a CNAME
+  chain to it); a CNAME whose target lies elsewhere (followed, whatever the reply says about
+  the target's zone); a referral (NS records for a zone below the current one holding the
+  name, AA set or not); NXDOMAIN, or NODATA with the zone's SOA (AA set or not); lame (NS
+  records upwards or sideways without AA, or an empty reply without AA from a server
+  offering recursion); else NODATA without an SOA, answered NOERROR and remembered 5 s.
 * QNAME minimisation (RFC 9156): a server is asked for the zone's name plus one label
   (type A), until the full name is reached or 10 such queries were made. A minimised query
   answered NXDOMAIN, or with an error, is asked again with the full name (the relaxed mode of
   Unbound: some servers answer empty non-terminals badly).
-* A referral (NS records for a zone below the current one and above the name asked) is
-  followed; the NS set and glue are stored in the delegation cache. Glue is taken only for
-  the referral's own name servers and only inside the delegated zone (Unbound's harden-glue);
-  other records of the reply are not used. Every answer record must lie inside the zone
-  of the server that gave it.
+* A referral is followed; its NS set is stored in the RRset cache (rank: authority), and
+  glue for its own name servers where the referring server is authoritative (the root's for
+  any name, com.'s for names under com.: Unbound's harden-glue), ranked lowest, so that it
+  never replaces an address from an answer. An authoritative reply's NS set for its own zone
+  replaces the parent's. Other additional data is not used.
 * A name server without glue is looked up (A, then AAAA when IPv6 can be used), a nested
-  iteration on the same budget; a name already being looked up is not looked up again (loop
-  detection), and one that cannot be found is skipped.
+  iteration on the same budget, servers outside the zone before those inside it; a name
+  already being looked up is not looked up again (loop detection), and one that cannot be
+  found is skipped. Addresses are learnt once for every zone the server serves.
 * CNAME and DNAME (RFC 6672: the CNAME is synthesised here from the DNAME) are followed,
-  within one reply as far as the server's zone allows, then by iterating for the target; at
-  most 8 links, a loop ends with SERVFAIL. NXDOMAIN and NODATA end the query with the SOA the
-  server gave.
+  within one reply as far as the server's zone allows, then from the RRset cache's answer
+  data, then by iterating for the target; at most 8 links, a loop ends with SERVFAIL.
+  NXDOMAIN and NODATA end the query with the SOA the server gave.
 * Limits: ``max_queries`` queries in all (lookups of name servers included), ``max_referrals``
   referrals per name, and the client query's deadline.
 * 0x20: a reply that matched but for the case of the name (``CaseMismatch``) is asked again
