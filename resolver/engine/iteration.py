@@ -94,6 +94,9 @@ _MAX_MINIMISE = 10  # minimised queries per name (RFC 9156's MAX_MINIMISE_COUNT)
 _MAX_NESTING = 6  # name server lookups inside name server lookups
 _NO_ADDRESS_TTL = 60  # how long a name server that has no address is remembered as such
 _NORR_TTL = 5  # how long a NODATA without an SOA is remembered (Unbound's NORR_TTL)
+# Glueless servers of one zone looked up beside the one the iteration looks up itself (with
+# it, three at once: Unbound's target-fetch-policy at the first level).
+_PARALLEL_LOOKUPS = 2
 _RCODES = {1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 # Ties between servers are broken at random; seeding a generator per query would cost more
 # than the rest of choosing.
@@ -178,6 +181,7 @@ class _Frame:
         "below",
         "chain",
         "failed_servers",
+        "fanned_out",
         "key",
         "links",
         "minimise",
@@ -214,6 +218,7 @@ class _Frame:
         self.no_edns: set[str] = set()  # timed out with EDNS: asked without it next time
         self.retried = False
         self.failed_servers: set[bytes] = set()
+        self.fanned_out = False  # the other glueless servers' lookups were handed out
 
 
 class Iteration:
@@ -235,6 +240,7 @@ class Iteration:
         "_rng",
         "_sent_at",
         "_server",
+        "_side",
         "_stack",
         "_steps",
         "_tcp",
@@ -276,6 +282,7 @@ class Iteration:
         self._case = config.randomize_case
         self._sent_at = 0.0
         self._caps: list[Message] | None = None
+        self._side: tuple[tuple[bytes, int], ...] = ()
 
     @property
     def queries(self) -> int:
@@ -383,11 +390,18 @@ class Iteration:
             if now >= self._deadline or self._queries >= self._config.max_queries:
                 return self._fail()
             frame = self._stack[-1]
+            if frame.server_of is not None and self._found_meanwhile(now):
+                continue
             server, lookup = self._choose(frame, now)
             if server is not None:
                 return self._send(frame, server, now)
             if lookup is not None and len(self._stack) <= _MAX_NESTING:
                 qtype = _TYPE_A if 4 in self._families else _TYPE_AAAA
+                if not frame.fanned_out:
+                    # While this one is looked up here, a few other glueless servers of the
+                    # zone are looked up beside it; whichever is found first serves.
+                    frame.fanned_out = True
+                    self._side = tuple((n, qtype) for n in self._others(frame, lookup, now))
                 zone = self._delegations.closest(lookup, now)
                 minimise = self._config.qname_minimisation
                 self._stack.append(_Frame(lookup, qtype, zone, minimise, lookup))
@@ -438,6 +452,34 @@ class Iteration:
             frame.timed_out = []
             return self._choose(frame, now)
         return None, None
+
+    def _found_meanwhile(self, now: float) -> bool:
+        """Whether the frame waiting for the current name server lookup has an address to
+        ask after all (learnt by a lookup beside this one): the lookup is then dropped."""
+        below = self._stack[-2]
+        addresses = self._delegations.addresses
+        for server in below.zone.servers:
+            for address in addresses(server, now) or ():
+                if address not in below.tried and self._usable(address):
+                    self._stack.pop()
+                    return True
+        return False
+
+    def _others(self, frame: _Frame, lookup: bytes, now: float) -> list[bytes]:
+        """Up to ``_PARALLEL_LOOKUPS`` servers of the zone besides ``lookup`` whose
+        addresses are unknown, outside the zone first (see ``_choose``)."""
+        looked_up = {f.server_of for f in self._stack}
+        zone = frame.zone.name
+        names = [
+            server
+            for server in frame.zone.servers
+            if server != lookup
+            and server not in frame.failed_servers
+            and server not in looked_up
+            and self._delegations.addresses(server, now) is None
+        ]
+        names.sort(key=lambda name: _under(name, zone))
+        return names[:_PARALLEL_LOOKUPS]
 
     def _usable(self, address: str) -> bool:
         return (6 if ":" in address else 4) in self._families
@@ -491,6 +533,7 @@ class Iteration:
             return self._fail()
         self._queries += 1
         self._sent_at = now
+        side, self._side = self._side, ()
         ceiling = self._config.server_timeout
         wait = ceiling if self._tcp else self._times.timeout(self._server, ceiling, now)
         name, qtype = self._asked
@@ -502,6 +545,7 @@ class Iteration:
             self._edns,
             self._case,
             min(self._deadline, now + wait),
+            side,
         )
 
     # ----------------------------------------------------------------- replies
