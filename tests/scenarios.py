@@ -12,9 +12,10 @@ reply. The same world serves the sans-I/O tests (``World.respond``) and the runn
     127.0.0.10  com. net.    example.com. served by ns.other.com. (glue from com.: a sibling
                              zone's server); glueless.com. by ns.dns.net. (no glue; dns.net.'s
                              first servers dead or lame); inzone.com. by ns1.inzone.com.
-                             (in-zone, no glue) and ns2.dns.net.; example.net. half-lame
+                             (in-zone, no glue) and ns2.dns.net.; multi.com. by two glueless
+                             servers, ns.dns.net. and ns2.dns.net.; example.net. half-lame
     127.0.0.11  example.com. other.com. example.net.
-    127.0.0.12  aa.com. child.com. dns.net. inzone.com. glueless.com.
+    127.0.0.12  aa.com. child.com. dns.net. inzone.com. glueless.com. multi.com.
     127.0.0.13  alias.com.   www CNAME www.example.net.
     127.0.0.14  nothing      REFUSED, unless a fault makes it lame another way
     127.0.0.254              nothing listens (dead)
@@ -70,6 +71,8 @@ child 86400 NS ns.child.com.
 ns.child 86400 A 127.0.0.12
 alias 86400 NS ns.alias.com.
 ns.alias 86400 A 127.0.0.13
+multi 86400 NS ns.dns.net.
+multi 86400 NS ns2.dns.net.
 """,
         ns="a.gtld.net.",
     ),
@@ -111,6 +114,7 @@ old DNAME example.net.
     "inzone.com.": _zone(
         "inzone.com.", "ns1 A 127.0.0.12\nwww A 127.1.5.1\n", ns="ns1.inzone.com."
     ),
+    "multi.com.": _zone("multi.com.", "www A 127.1.8.1\n", ns="ns.dns.net."),
     "alias.com.": _zone("alias.com.", "www CNAME www.example.net.\nns A 127.0.0.13\n"),
 }
 
@@ -118,7 +122,14 @@ SERVES = {
     "127.0.0.2": (".",),
     "127.0.0.10": ("com.", "net."),
     "127.0.0.11": ("example.com.", "other.com.", "example.net."),
-    "127.0.0.12": ("aa.com.", "child.com.", "dns.net.", "inzone.com.", "glueless.com."),
+    "127.0.0.12": (
+        "aa.com.",
+        "child.com.",
+        "dns.net.",
+        "inzone.com.",
+        "glueless.com.",
+        "multi.com.",
+    ),
     "127.0.0.13": ("alias.com.",),
     "127.0.0.14": (),
 }

@@ -5,7 +5,9 @@ An :class:`Iteration` is told what happened (``start``, ``on_reply``, ``on_failu
 with the time) and answers with the next action: a :class:`~resolver.engine.actions.Query`
 (ask this server this question) or :class:`~resolver.engine.actions.Done` (the reply, which
 it builds from what the servers said, or none). The engine's driver performs the queries over
-the transport, as it does the forwarding decisions. One query is outstanding at a time.
+the transport, as it does the forwarding decisions. One query of its own is outstanding at a
+time; a Query may also name lookups of name servers that the driver resolves beside it, as
+questions of their own.
 
 The rules:
 
@@ -34,7 +36,9 @@ The rules:
   never replaces an address from an answer. An authoritative reply's NS set for its own zone
   replaces the parent's. Other additional data is not used.
 * A name server without glue is looked up (A, then AAAA when IPv6 can be used), a nested
-  iteration on the same budget, servers outside the zone before those inside it; a name
+  iteration on the same budget, servers outside the zone before those inside it, and up to
+  two more of the zone's glueless servers beside it (``Query.lookups``); when an address
+  turns up meanwhile, the lookup in progress is dropped and that address asked. A name
   already being looked up is not looked up again (loop detection), and one that cannot be
   found is skipped. Addresses are learnt once for every zone the server serves.
 * CNAME and DNAME (RFC 6672: the CNAME is synthesised here from the DNAME) are followed,

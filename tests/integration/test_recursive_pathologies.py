@@ -13,7 +13,7 @@ from typing import NamedTuple
 import pytest
 import scenarios
 from scenarios import World, serve_world
-from support import free_port, udp_exchange
+from support import free_port, udp_exchange, until
 
 from resolver.cache import Cache
 from resolver.config import (
@@ -160,3 +160,11 @@ async def test_a_poisoned_address_beside_a_cname_is_never_used(served: Served) -
     reply = await ask(served, "www.alias.com.")
     assert "6.6.6.6" not in [str(rr.rdata) for rr in reply.rr]
     assert "ns.evil.example.net." not in [a.qname for a in served.world.asked]
+
+
+async def test_glueless_servers_of_a_zone_are_looked_up_in_parallel(served: Served) -> None:
+    reply = await ask(served, "www.multi.com.")
+    assert [str(rr.rdata) for rr in reply.rr] == ["127.1.8.1"]
+    # The lookup of ns2.dns.net. started beside that of ns.dns.net.; it goes on after the
+    # answer, as a question of its own.
+    await until(lambda: "ns2.dns.net." in [a.qname for a in served.world.asked], timeout=10.0)

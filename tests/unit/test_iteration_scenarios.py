@@ -42,6 +42,10 @@ class Resolver:
     times: ServerTimes = field(default_factory=ServerTimes)
     steps: list[Step] = field(default_factory=list)
     clock: float = 1000.0
+    queries: list[Query] = field(default_factory=list)
+    # Perform the lookups a Query asks for beside it, before its own reply: as the driver
+    # does when they finish first.
+    side_lookups: bool = False
 
     def resolve(self, name: str, qtype: int = A) -> Done:
         iteration = Iteration(
@@ -57,6 +61,10 @@ class Resolver:
         )
         action = iteration.start(self.clock)
         while isinstance(action, Query):
+            self.queries.append(action)
+            if self.side_lookups:
+                for lookup, lookup_type in action.lookups:
+                    self.resolve(name_to_text(lookup), lookup_type)
             address = action.server[0]
             self.clock += 0.001
             if address not in scenarios.RESPONDERS:
@@ -280,3 +288,18 @@ def test_a_server_that_answers_only_over_tcp(resolver: Resolver) -> None:
     resolver.world.faults["127.0.0.12"] = scenarios.tcp_only
     assert resolver.answer("www.aa.com.") == (NOERROR, [("www.aa.com.", A, "127.1.2.1")])
     assert [a.tcp for a in resolver.world.asked if a.address == "127.0.0.12"] == [False, True]
+
+
+def test_other_glueless_servers_are_looked_up_beside_the_first(resolver: Resolver) -> None:
+    assert resolver.answer("www.multi.com.") == (NOERROR, [("www.multi.com.", A, "127.1.8.1")])
+    side = [q.lookups for q in resolver.queries if q.lookups]
+    assert side == [((name_to_wire("ns2.dns.net."), A),)]
+
+
+def test_an_address_found_beside_ends_the_lookup_in_progress(resolver: Resolver) -> None:
+    resolver.side_lookups = True
+    assert resolver.answer("www.multi.com.") == (NOERROR, [("www.multi.com.", A, "127.1.8.1")])
+    # ns2.dns.net. was found beside; the lookup of ns.dns.net. stopped after its first query.
+    own = [s for s in resolver.steps if s.lookup == name_to_wire("ns.dns.net.")]
+    assert len(own) == 1
+    assert resolver.steps[-1].outcome == "answer"
