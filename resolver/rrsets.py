@@ -121,22 +121,20 @@ class RRsetCache:
         """The unexpired RRset ``name rtype rclass`` of at least ``min_rank``, or None."""
         key = (name, rtype, rclass)
         entries = self._entries
-        rrset = entries.get(key)
+        # Least recently used goes first: a hit goes back in at the end of the dict's order.
+        rrset = entries.pop(key, None)
         if rrset is None:
             self._misses += 1
             return None
         if rrset.expires <= now:
-            del entries[key]
             self._by_type[rtype] -= 1
             self._expired += 1
             self._misses += 1
             return None
+        entries[key] = rrset
         if rrset.rank < min_rank:
             self._misses += 1
             return None
-        # Least recently used goes first: a hit moves to the end of the dict's order.
-        del entries[key]
-        entries[key] = rrset
         self._hits += 1
         return rrset
 

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from resolver.engine.hints import RootHints
 from resolver.engine.rtt import RoundTrip
-from resolver.rrsets import Rank, RRsetCache
+from resolver.rrsets import Rank, RRset, RRsetCache
 from resolver.wire.raw import ancestors
 
 __all__ = ["Delegations", "ServerTimes", "Zone"]
@@ -66,6 +66,8 @@ class Delegations:
         self._root = Zone(_ROOT, hints.servers, math.inf)
         self._hint_addresses = dict(hints.addresses)
         self.rrsets = rrsets if rrsets is not None else RRsetCache(_RRSETS_PER_ZONE * max_zones)
+        # A name server's addresses as text, with the RRsets they were read from.
+        self._texts: dict[bytes, tuple[RRset | None, RRset | None, tuple[str, ...]]] = {}
 
     @property
     def root(self) -> Zone:
@@ -120,6 +122,9 @@ class Delegations:
         v6 = get(server, _TYPE_AAAA, now)
         if v4 is None and v6 is None:
             return self._hint_addresses.get(server)
+        memo = self._texts.get(server)
+        if memo is not None and memo[0] is v4 and memo[1] is v6:
+            return memo[2]  # the same RRsets as last time: their addresses as text
         found: list[str] = []
         for rrset in (v4, v6):
             if rrset is not None:
@@ -127,7 +132,11 @@ class Delegations:
                     text = _text_address(rrset.rtype, rdata)
                     if text is not None:
                         found.append(text)
-        return tuple(found)
+        addresses = tuple(found)
+        if len(self._texts) >= _MAX_SERVERS:
+            self._texts.clear()
+        self._texts[server] = (v4, v6, addresses)
+        return addresses
 
     def learn_addresses(
         self,

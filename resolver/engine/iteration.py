@@ -568,8 +568,8 @@ class Iteration:
             r for r in message.answer if r.rclass == CLASS_IN and _under(r.name.lower(), zone)
         ]
         authority = [r for r in message.authority if r.rclass == CLASS_IN]
-        inside = [r for r in authority if _under(r.name.lower(), zone)]
-        if aa:
+        inside = [r for r in authority if _under(r.name.lower(), zone)] if authority else []
+        if aa and inside:
             self._learn_own_servers(frame, inside, now)
         if self._minimised(frame):
             cut = None if answers or nxdomain else self._cut(frame, authority, asked)
@@ -673,6 +673,11 @@ class Iteration:
         if not records:
             return
         rank = Rank.ANSWER_AA if aa else Rank.ANSWER
+        put = self._delegations.rrsets.put
+        if len(records) == 1:  # the common case: one record, one RRset
+            record = records[0]
+            put(record.name, record.rtype, (record.rdata,), record.ttl, rank, now)
+            return
         sets: dict[tuple[bytes, int], tuple[list[bytes], int]] = {}
         for record in records:
             key = (record.name.lower(), record.rtype)
@@ -682,9 +687,8 @@ class Iteration:
             else:
                 entry[0].append(record.rdata)
                 sets[key] = (entry[0], min(entry[1], record.ttl))
-        learn = self._delegations.learn_rrset
         for (name, rtype), (rdatas, ttl) in sets.items():
-            learn(name, rtype, tuple(dict.fromkeys(rdatas)), ttl, now, rank)
+            put(name, rtype, tuple(dict.fromkeys(rdatas)), ttl, rank, now)
 
     def _link(
         self, answers: list[Record], current: bytes, zone: bytes
