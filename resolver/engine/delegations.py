@@ -109,9 +109,10 @@ class Delegations:
             return self._root  # the hints stay the root: a referral to the root is lame anyway
         stored = self.rrsets.put(name, _TYPE_NS, servers, ttl, rank, now)
         if stored is None:
+            # Refused for an unexpired RRset of higher rank: that one stands, unless it says
+            # the name has no NS records (an answer's NODATA), when this cut is followed once.
             known = self.zone(name, now)
-            assert known is not None  # refused only for an unexpired RRset of higher rank
-            return known
+            return known if known is not None else Zone(name, servers, now + ttl)
         return Zone(name, stored.rdatas, stored.expires)
 
     def addresses(self, server: bytes, now: float) -> tuple[str, ...] | None:

@@ -163,3 +163,12 @@ def test_server_times_prefer_the_fast_and_back_off_the_silent() -> None:
     assert times.score("192.0.2.2", 0.0) == 4.0
     assert times.timeout("192.0.2.3", 1.0, 0.0) == 1.0  # unknown: the ceiling
     assert times.estimate("192.0.2.1", 1.0 + 901) is None  # forgotten after 15 minutes
+
+
+def test_a_referral_below_an_answer_that_the_cut_has_no_ns_is_still_followed(
+    delegations: Delegations,
+) -> None:
+    zone = wire("example.com.")
+    delegations.rrsets.put(zone, 2, (), 5, Rank.ANSWER, 0.0)  # a NODATA for NS, no SOA
+    learnt = delegations.learn_zone(zone, (wire("ns1.example.com."),), 300, 1.0)
+    assert learnt.servers == (wire("ns1.example.com."),)
