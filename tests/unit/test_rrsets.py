@@ -127,3 +127,15 @@ def test_statistics_and_repr_show_the_counts() -> None:
 def test_a_cache_holds_at_least_one_rrset() -> None:
     with pytest.raises(ValueError, match="at least one"):
         RRsetCache(max_entries=0)
+
+
+def test_the_module_exports_the_cache_its_records_and_their_ranks() -> None:
+    import resolver.rrsets
+
+    assert sorted(resolver.rrsets.__all__) == [
+        "RRset",
+        "RRsetCache",
+        "RRsetStatistics",
+        "Rank",
+        "Security",
+    ]
