@@ -22,6 +22,7 @@ first.
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -104,7 +105,7 @@ class RRsetCache:
             raise ValueError("an RRset cache holds at least one RRset")
         self._max = max_entries
         self._max_ttl = max_ttl
-        self._entries: dict[tuple[bytes, int, int], RRset] = {}
+        self._entries: OrderedDict[tuple[bytes, int, int], RRset] = OrderedDict()
         self._by_type: dict[int, int] = {}
         self._hits = self._misses = self._stored = 0
         self._refused = self._evicted = self._expired = 0
@@ -121,17 +122,17 @@ class RRsetCache:
         """The unexpired RRset ``name rtype rclass`` of at least ``min_rank``, or None."""
         key = (name, rtype, rclass)
         entries = self._entries
-        # Least recently used goes first: a hit goes back in at the end of the dict's order.
-        rrset = entries.pop(key, None)
+        rrset = entries.get(key)
         if rrset is None:
             self._misses += 1
             return None
         if rrset.expires <= now:
+            del entries[key]
             self._by_type[rtype] -= 1
             self._expired += 1
             self._misses += 1
             return None
-        entries[key] = rrset
+        entries.move_to_end(key)  # least recently used goes first
         if rrset.rank < min_rank:
             self._misses += 1
             return None
@@ -163,8 +164,9 @@ class RRsetCache:
             del entries[key]
         else:
             if len(entries) >= self._max:
-                oldest = next(iter(entries))
-                del entries[oldest]
+                # An OrderedDict, not a dict: taking the first of a dict whose front was
+                # deleted over and over walks every deleted slot (75 us at 40,000 entries).
+                oldest, _ = entries.popitem(last=False)
                 self._by_type[oldest[1]] -= 1
                 self._evicted += 1
             self._by_type[rtype] = self._by_type.get(rtype, 0) + 1
