@@ -20,6 +20,7 @@ from resolver.rrsets import Rank
 from resolver.wire.message import name_to_wire
 from resolver.wire.raw import NOERROR, NXDOMAIN, name_to_text
 from resolver.wire.records import read_message
+from resolver.wire.view import scan
 
 A, NS, CNAME, SOA, TXT, AAAA = 1, 2, 5, 6, 16, 28
 
@@ -77,13 +78,13 @@ class Resolver:
                 self.clock = action.deadline
                 action = iteration.on_failure(UpstreamTimeout(address, "no reply"), self.clock)
             else:
-                action = iteration.on_reply(reply, self.clock)
+                action = iteration.on_reply(scan(reply), self.clock)
         return action
 
     def answer(self, name: str, qtype: int = A) -> tuple[int, list[tuple[str, int, str]]]:
         done = self.resolve(name, qtype)
         assert done.reply is not None, self.steps
-        message = read_message(done.reply)
+        message = read_message(done.reply.message)
         records = [
             (name_to_text(r.name).lower(), r.rtype, _rdata(r.rtype, r.rdata))
             for r in message.answer
@@ -93,7 +94,11 @@ class Resolver:
     def negative_soa(self, name: str, qtype: int = A) -> list[str]:
         done = self.resolve(name, qtype)
         assert done.reply is not None, self.steps
-        return [name_to_text(r.name) for r in read_message(done.reply).authority if r.rtype == SOA]
+        return [
+            name_to_text(r.name)
+            for r in read_message(done.reply.message).authority
+            if r.rtype == SOA
+        ]
 
 
 def _rdata(rtype: int, rdata: bytes) -> str:
@@ -156,7 +161,7 @@ def test_a_negative_answer_with_the_zones_soa_stands_without_aa(
     assert resolver.negative_soa(name) == ["example.com."]
     done = resolver.resolve(name)
     assert done.reply is not None
-    assert read_message(done.reply).rcode == rcode
+    assert read_message(done.reply.message).rcode == rcode
     assert resolver.world.names_asked("127.0.0.254") == []
 
 
