@@ -149,10 +149,11 @@ async def test_a_negative_answer_without_aa_carries_the_zones_soa(served: Served
 
 
 async def test_the_cd_bit_of_the_query_is_copied_into_the_reply(served: Served) -> None:
-    with_cd = await ask(served, "www.example.com.", cd=True)
+    # Both orders, so that neither a cached answer nor a rendered repeat carries the other's.
     without = await ask(served, "www.example.com.")
-    assert with_cd.header.cd == 1
-    assert without.header.cd == 0
+    with_cd = await ask(served, "www.example.com.", cd=True)
+    again = await ask(served, "www.example.com.")
+    assert (without.header.cd, with_cd.header.cd, again.header.cd) == (0, 1, 0)
 
 
 async def test_a_poisoned_address_beside_a_cname_is_never_used(served: Served) -> None:
