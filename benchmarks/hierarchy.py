@@ -57,8 +57,8 @@ ROOT_HINTS = FIXTURES / "root.hints"
 # one of half.test.'s servers, is deliberately served by nobody.
 AUTHORITIES: dict[str, tuple[str, ...]] = {
     "127.0.0.2": (".",),
-    "127.0.0.3": ("com.", "test."),
-    "127.0.0.4": ("example.com.",),
+    "127.0.0.3": ("com.", "test.", "org."),
+    "127.0.0.4": ("example.com.", "sib.com."),
     "127.0.0.5": ("example.test.", "wild.test.", "half.test."),
     "127.0.0.6": ("sub.example.com.",),
     "127.0.0.7": ("oob.com.",),
@@ -117,10 +117,10 @@ def outside_loopback() -> list[str]:
     return [str(net) for net in sorted(everything.address_exclude(loopback))]
 
 
-def nsd_conf(home: Path, address: str, zones: Sequence[str]) -> str:
-    """nsd.conf for one server address: its zones only, files from fixtures/zones, state in
-    ``home``. Response rate limiting is off: this build limits to 200 answers a second per
-    /24 by default, and every query here comes from 127.0.0.0/24."""
+def nsd_conf(home: Path, address: str, zones: Sequence[str], zonesdir: Path = ZONES) -> str:
+    """nsd.conf for one server address: its zones only, files from ``zonesdir`` (fixtures/zones
+    unless given), state in ``home``. Response rate limiting is off: this build limits to 200
+    answers a second per /24 by default, and every query here comes from 127.0.0.0/24."""
     listed = "".join(f"zone:\n    name: {z}\n    zonefile: {zone_file(z)}\n" for z in zones)
     return f"""server:
     ip-address: {address}
@@ -130,7 +130,7 @@ def nsd_conf(home: Path, address: str, zones: Sequence[str]) -> str:
     server-count: 1
     username: ""
     chroot: ""
-    zonesdir: "{ZONES}"
+    zonesdir: "{zonesdir}"
     database: ""
     pidfile: "{home}/nsd.pid"
     zonelistfile: "{home}/zone.list"
@@ -365,17 +365,31 @@ class Hierarchy:
     def start_authorities(self, core: str | None = None) -> dict[str, Server]:
         """One NSD per address of AUTHORITIES, each serving its zones on ADDRESS:53; returns
         once each answers for its first zone with AA. Raises SetupError."""
-        nsd = tool("nsd")
         for address, zones in AUTHORITIES.items():
-            home = self.directory / f"nsd-{address}"
-            home.mkdir()
-            conf = home / "nsd.conf"
-            conf.write_text(nsd_conf(home, address, zones))
-            proc = self.start(f"nsd-{address}", [nsd, "-d", "-c", str(conf)], core)
-            self.authorities[address] = Server(address, proc)
+            self.start_nsd(address, zones, core=core, wait=False)
         for address, zones in AUTHORITIES.items():
             self.wait_answering(self.authorities[address], zones[0], "SOA", aa=True)
         return self.authorities
+
+    def start_nsd(
+        self,
+        address: str,
+        zones: Sequence[str],
+        zonesdir: Path = ZONES,
+        core: str | None = None,
+        wait: bool = True,
+    ) -> Server:
+        """One NSD on ADDRESS:53 serving ``zones`` from files in ``zonesdir``; with ``wait``,
+        returns once it answers for the first with AA. Raises SetupError."""
+        home = self.directory / f"nsd-{address}"
+        home.mkdir()
+        conf = home / "nsd.conf"
+        conf.write_text(nsd_conf(home, address, zones, zonesdir))
+        proc = self.start(f"nsd-{address}", [tool("nsd"), "-d", "-c", str(conf)], core)
+        server = self.authorities[address] = Server(address, proc)
+        if wait:
+            self.wait_answering(server, zones[0], "SOA", aa=True)
+        return server
 
     def nsd_conf_path(self, address: str) -> Path:
         """The nsd.conf of the authority on ``address`` (for nsd-control)."""

@@ -18,6 +18,16 @@ every server once in rotated order; the figures are medians over rounds, and the
 medians of each round's ratio. The row "authority (ceiling)" is dnsperf straight at wild.test.'s
 NSD: what the load side and the authority reach without a resolver between them.
 
+With ``--workload zones`` the names spread over delegated zones instead (issue 18): the
+benchmark generates ``many.test.`` (delegated from the fixtures' test. to 127.0.0.8), which
+delegates ``z<N>.many.test.`` each to its own name server ``ns.z<N>.many.test.`` with glue
+(127.0.0.9, one NSD serving every such zone, each a wildcard). Each run asks names in
+``--zones`` zones (at least 1,000) that no run asked before, ``q<I>-r<RUN>.z<N>.many.test. A``,
+the names dealt round-robin over the zones: the first name of a zone costs the resolver a
+referral with glue from many.test.'s server (QNAME minimisation asks it for the zone's name),
+the others one query to the zone's server. The ceiling row is dnsperf at 127.0.0.9; "up/q"
+counts the queries both NSDs received.
+
 Target (issue 11): ours at least 0.3x Unbound's qps, 0 queries lost.
 
 Everything stays in the namespace, which has nothing but loopback; every dnsperf run stops by
@@ -65,18 +75,64 @@ NAMES_PER_SECOND = 200_000
 
 
 class Names:
-    """A new dnsperf input per run: ``names`` never-asked names under the wildcard zone."""
+    """A new dnsperf input per run: ``names`` never-asked names under the wildcard zone, or
+    with ``zones`` spread round-robin over that many zones of many.test. no run used before
+    (the first run's zones follow the warm-up's)."""
 
-    def __init__(self, directory: Path, names: int) -> None:
+    def __init__(self, directory: Path, names: int, zones: int = 0) -> None:
         self.path = directory / "names.txt"
         self.names = names
+        self.zones = zones
         self.runs = 0
 
     def next(self) -> Path:
         self.runs += 1
         label = f"r{self.runs:04d}"
-        self.path.write_text("".join(f"q{i}-{label}.{ZONE} A\n" for i in range(self.names)))
+        zones, first = self.zones, self.runs * self.zones
+        if zones:
+            lines = (f"q{i}-{label}.z{first + i % zones}.{MANY} A\n" for i in range(self.names))
+        else:
+            lines = (f"q{i}-{label}.{ZONE} A\n" for i in range(self.names))
+        self.path.write_text("".join(lines))
         return self.path
+
+
+MANY = "many.test."
+MANY_ADDRESS = "127.0.0.8"  # many.test.'s server (glue in the fixtures' test.)
+LEAVES_ADDRESS = "127.0.0.9"  # every z<N>.many.test.'s server
+SOA = "@ 3600 IN SOA {ns} hostmaster.many.test. 1 7200 3600 1209600 300\n"
+
+
+def write_zones(directory: Path, count: int) -> list[str]:
+    """many.test. and its ``count`` delegated zones (z0 .. z<count-1>) as zone files in
+    ``directory``; returns the delegated zones' origins."""
+    directory.mkdir()
+    origins = [f"z{n}.{MANY}" for n in range(count)]
+    parent = [
+        f"$ORIGIN {MANY}\n",
+        SOA.format(ns=f"ns1.{MANY}"),
+        f"@ 3600 IN NS ns1.{MANY}\nns1 3600 IN A {MANY_ADDRESS}\n",
+    ]
+    for n in range(count):
+        parent.append(f"z{n} 86400 IN NS ns.z{n}.{MANY}\nns.z{n} 86400 IN A {LEAVES_ADDRESS}\n")
+    (directory / f"{MANY}zone").write_text("".join(parent))
+    for origin in origins:
+        (directory / f"{origin}zone").write_text(
+            f"$ORIGIN {origin}\n{SOA.format(ns=f'ns.{origin}')}"
+            f"@ 86400 IN NS ns.{origin}\nns 86400 IN A {LEAVES_ADDRESS}\n"
+            f"* 300 IN A {WILDCARD_ANSWER}\n"
+        )
+    return origins
+
+
+class Both:
+    """Queries received by two NSDs (many.test.'s and its children's)."""
+
+    def __init__(self, first: NsdCounter, second: NsdCounter) -> None:
+        self.counters = (first, second)
+
+    def read(self) -> int:
+        return sum(counter.read() for counter in self.counters)
 
 
 def check(hierarchy: Hierarchy, server: Server, name: str) -> None:
@@ -89,16 +145,26 @@ def check(hierarchy: Hierarchy, server: Server, name: str) -> None:
 
 def start(hierarchy: Hierarchy, args: argparse.Namespace) -> dict[str, Server]:
     """Every server measured, started and checked, in the order of the table."""
-    authority = hierarchy.authorities[AUTHORITY]
+    leaf = AUTHORITY
+    if args.workload == "zones":
+        # Every run uses its own zones; the warm-up the zones before the first run's.
+        zonesdir = hierarchy.directory / "many"
+        count = args.zones * (args.rounds * 4 + 1)
+        origins = write_zones(zonesdir, count)
+        hierarchy.start_nsd(MANY_ADDRESS, [MANY], zonesdir, core=LOAD_CORE)
+        hierarchy.start_nsd(LEAVES_ADDRESS, origins, zonesdir, core=LOAD_CORE)
+        leaf = LEAVES_ADDRESS
+    authority = hierarchy.authorities[leaf]
     servers = {CEILING: authority, UNBOUND: hierarchy.start_unbound(core=SERVER_CORE)}
     if args.ours:
         servers[OURS] = hierarchy.start_resolver(core=SERVER_CORE)
     floor = [sys.executable, "-m", "benchmarks.serve_bench.floor"]
-    floor += ["--listen", f"{FLOOR_ADDRESS}:53", "--upstream", f"{AUTHORITY}:53"]
+    floor += ["--listen", f"{FLOOR_ADDRESS}:53", "--upstream", f"{leaf}:53"]
     servers[FLOOR] = hierarchy.start_server("floor", FLOOR_ADDRESS, floor, core=SERVER_CORE)
+    zone = f"z0.{MANY}" if args.workload == "zones" else ZONE
     for server in servers.values():
-        check(hierarchy, server, f"warm.{ZONE}")  # the delegation, cached from here on
-        check(hierarchy, server, f"check.{ZONE}")
+        check(hierarchy, server, f"warm.{zone}")  # the delegations, cached from here on
+        check(hierarchy, server, f"check.{zone}")
     return servers
 
 
@@ -106,8 +172,15 @@ def bench(args: argparse.Namespace, directory: Path) -> list[Row]:
     with running(directory, core=LOAD_CORE) as hierarchy:
         servers = start(hierarchy, args)
         authority = servers[CEILING]
-        counter = NsdCounter(hierarchy.nsd_conf_path(AUTHORITY))
-        names = Names(directory, args.names)
+        counter: NsdCounter | Both = NsdCounter(hierarchy.nsd_conf_path(AUTHORITY))
+        zones = 0
+        if args.workload == "zones":
+            zones = args.zones
+            counter = Both(
+                NsdCounter(hierarchy.nsd_conf_path(MANY_ADDRESS)),
+                NsdCounter(hierarchy.nsd_conf_path(LEAVES_ADDRESS)),
+            )
+        names = Names(directory, args.names, zones)
         rows = {name: Row(name) for name in servers}
         order = list(servers)
         for round_ in range(args.rounds):
@@ -207,8 +280,12 @@ def describe(args: argparse.Namespace) -> list[str]:
     nsd = version_of(["nsd", "-v"], r"NSD version (\S+)")
     dnsperf = version_of(["dnsperf", "-h"], r"Version (\S+)")
     measured = f"{measured_package()} (tree {git_state()})" if args.ours else "not measured"
+    workload = f"names under the wildcard zone {ZONE}"
+    if args.workload == "zones":
+        workload = f"names over {args.zones:,} new delegated zones of {MANY} per run"
     return [
         f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load {load}",
+        f"workload: {workload}",
         f"unbound {unbound}, NSD {nsd}, dnsperf {dnsperf}; resolver: {measured}",
         f"load: dnsperf -c 1 -q {args.outstanding} -t 2 -l {args.seconds:g} -n 1, "
         f"{args.names:,} new names per run, {args.rounds} round(s), medians; resolver under "
@@ -230,7 +307,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--names", type=int, default=0, help=f"per run (default: seconds x {NAMES_PER_SECOND:,})"
     )
+    parser.add_argument(
+        "--workload",
+        choices=("wildcard", "zones"),
+        default="wildcard",
+        help="names under one wildcard zone, or spread over delegated zones (see the module)",
+    )
+    parser.add_argument(
+        "--zones", type=int, default=1_000, help="zones per run with --workload zones"
+    )
     args = parser.parse_args(argv)
+    if not 1_000 <= args.zones <= 5_000:
+        parser.error("--zones must be from 1,000 to 5,000")
     if not (0 < args.seconds <= 60 and 1 <= args.rounds <= 20 and 1 <= args.outstanding <= 1000):
         parser.error("need 0 < --seconds <= 60, 1 <= --rounds <= 20, 1 <= --outstanding <= 1000")
     args.names = args.names or math.ceil(args.seconds * NAMES_PER_SECOND)
