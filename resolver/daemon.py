@@ -125,6 +125,8 @@ class Daemon:
             cache=cache,
             local=local_answers(config),
             recursion=config.recursion if config.mode == "recursive" else None,
+            dnssec=config.dnssec,
+            validation=config.validation,
         )
         self.server = Server(config.server, self.engine, listeners)
         if config.log.query_log is not None:
@@ -256,10 +258,11 @@ class Daemon:
                 log.error("reload failed, the running configuration is kept: %s", exc)
                 return False
             engine = None
-            if (applied.forwarder, applied.transport, applied.recursion) != (
+            if (applied.forwarder, applied.transport, applied.recursion, applied.dnssec) != (
                 self.config.forwarder,
                 self.config.transport,
                 self.config.recursion,
+                self.config.dnssec,
             ):
                 # New upstreams, domains, policy or pools: a new engine, its sockets opened
                 # while the running one serves; it takes over the cache.
@@ -270,6 +273,8 @@ class Daemon:
                     local=local,
                     recursion=applied.recursion if applied.mode == "recursive" else None,
                     hints=hints,
+                    dnssec=applied.dnssec,
+                    validation=applied.validation,
                 )
                 try:
                     await engine.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from resolver.config import Address
+from resolver.engine.validation import Outcome
 from resolver.wire.view import ReplyView
 
 __all__ = [
@@ -42,7 +43,7 @@ class Query(NamedTuple):
     ``deadline``, over TCP or UDP, with or without EDNS and 0x20. ``lookups``: questions
     (name, type) for name servers' addresses to resolve meanwhile, each as a question of its
     own (Unbound's parallel target fetches): what they learn reaches the iteration through
-    the RRset cache."""
+    the RRset cache. ``do``: the EDNS DO bit (RRSIGs, NSEC and NSEC3 wanted)."""
 
     server: Address
     name: bytes
@@ -52,6 +53,7 @@ class Query(NamedTuple):
     randomize_case: bool
     deadline: float
     lookups: tuple[tuple[bytes, int], ...] = ()
+    do: bool = False
 
 
 class Done(NamedTuple):
@@ -61,3 +63,4 @@ class Done(NamedTuple):
 
     reply: ReplyView | None
     ede: int | None
+    verdict: Outcome | None = None  # the DNSSEC verdict on the reply; None: not validated

@@ -40,7 +40,13 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
-from resolver.config import ForwarderConfig, RecursionConfig, TransportConfig
+from resolver.config import (
+    DnssecConfig,
+    ForwarderConfig,
+    RecursionConfig,
+    TransportConfig,
+    Validation,
+)
 from resolver.engine.actions import (
     EDE_NO_REACHABLE_AUTHORITY,
     EDE_STALE_ANSWER,
@@ -54,6 +60,13 @@ from resolver.engine.hints import RootHints, read_root_hints
 from resolver.engine.iteration import Iteration
 from resolver.engine.local import LocalAnswers
 from resolver.engine.selection import Selector
+from resolver.engine.validation import (
+    Security,
+    Validator,
+    answering,
+    read_trust_anchors,
+    root_anchors,
+)
 from resolver.errors import UpstreamError, UpstreamUnreachable, WireError
 from resolver.throttle import LogThrottle
 from resolver.transport import (
@@ -65,8 +78,8 @@ from resolver.transport import (
     format_address,
 )
 from resolver.wire.message import name_to_wire
-from resolver.wire.raw import CLASS_IN, REFUSED, SERVFAIL, ancestors
-from resolver.wire.view import ReplyView
+from resolver.wire.raw import AD, CLASS_IN, REFUSED, SERVFAIL, ancestors
+from resolver.wire.view import ReplyView, scan
 
 __all__ = ["Ask", "Decision", "Engine", "EngineStatistics", "Outcome"]
 
@@ -144,6 +157,11 @@ class EngineStatistics:
     cache: CacheStatistics | None
     servers: ServersStatistics | None = None  # recursive mode's queries to authorities
     zones: int = 0  # zone cuts in the delegation cache
+    # DNSSEC verdicts on the answers resolved (recursive mode with validation).
+    secure: int = 0
+    insecure: int = 0
+    bogus: int = 0
+    indeterminate: int = 0
 
 
 class _Route:
@@ -198,6 +216,12 @@ class Engine:
     then (Unbound's forward-zone). ``local`` holds the answers of our own (none when None); a
     reload may replace it at any time.
 
+    In recursive mode with ``validation`` "on" or "permissive" every answer resolved is
+    judged by a DNSSEC validator (trust anchors from ``dnssec``: its ``trust_anchors`` file,
+    else IANA's root anchor): secure answers carry AD, bogus ones are SERVFAIL with their
+    Extended DNS Error ("on", remembered as a failure) or given without AD ("permissive"),
+    each logged once per reason a while. The default, "off", validates nothing.
+
     ``answer`` is the one entry point, for UDP and TCP queries alike.
     """
 
@@ -213,6 +237,8 @@ class Engine:
         recursion: RecursionConfig | None = None,
         hints: RootHints | None = None,
         servers: Servers | None = None,
+        dnssec: DnssecConfig | None = None,
+        validation: Validation = "off",
     ) -> None:
         self.config = config
         self.local = local
@@ -221,11 +247,16 @@ class Engine:
         self.delegations: Delegations | None = None
         self._times = ServerTimes()
         self._families = frozenset({4, 6})
+        self.validation: Validation = validation if recursion is not None else "off"
+        self.validator: Validator | None = None
+        self._verdicts = dict.fromkeys(Security, 0)
         if recursion is not None:
             self.servers = servers or Servers(transport)
             self.delegations = Delegations(
                 hints or read_root_hints(recursion.root_hints), recursion.max_zones
             )
+            if self.validation != "off":
+                self.validator = _validator(dnssec or DnssecConfig())
         if upstreams is None:
             upstreams = [Upstream(address, transport) for address in config.upstreams]
         if not upstreams and recursion is None:
@@ -505,6 +536,8 @@ class Engine:
                 times=self._times,
                 families=self._families,
                 rng=self._rng,
+                validator=self.validator,
+                do=ask.do,
             )
         flight = _Flight(self, ask, route, decision)
         self._inflight[ask.key] = flight
@@ -571,6 +604,7 @@ class Engine:
                 flight.ask.qclass,
                 edns=action.edns,
                 randomize_case=action.randomize_case,
+                do=action.do,
             )
             flight.exchange = servers.send(
                 action.server,
@@ -608,6 +642,9 @@ class Engine:
         if flight.timer is not None:
             flight.timer.cancel()
         view = done.reply  # in the form we store and serve (see Done), read once
+        extra: int | None = None  # an EDE that goes with the answer (an insecure one's)
+        if done.verdict is not None and view is not None:
+            view, done, extra = self._judged(flight, view, done)
         reply = view.message if view is not None else None
         cache = self.cache
         if view is not None and cache is not None:
@@ -629,13 +666,54 @@ class Engine:
                 return
             if reply is None:
                 cache.fail(key, done.ede)
-        outcome = Outcome(reply, None if reply is not None else done.ede, 0.0)
+        outcome = Outcome(reply, extra if reply is not None else done.ede, 0.0)
         if reply is None:
             self._failed += len(waiters)
         else:
             self._answered += len(waiters)
         for waiter in waiters:
             waiter(outcome)
+
+    def _judged(
+        self, flight: _Flight, view: ReplyView, done: Done
+    ) -> tuple[ReplyView | None, Done, int | None]:
+        """What the DNSSEC verdict does to the answer (``validation.answering``): the
+        reply (None: SERVFAIL), the Done to conclude with, and an EDE to attach."""
+        verdict = done.verdict
+        assert verdict is not None
+        self._verdicts[verdict.security] += 1
+        ask = flight.ask
+        how = answering(verdict, mode=self.validation, ad=True, do=ask.do, cd=ask.cd)
+        if how.log_bogus:
+            what = "bogus" if how.servfail else "bogus (permissive: answered anyway)"
+            self._events.log(
+                logging.WARNING,
+                ("bogus", verdict.reason),
+                "validation failure <%s>: %s: %s (EDE %s)%s",
+                _question_text(ask.name, ask.qtype),
+                what,
+                verdict.reason,
+                verdict.ede,
+                self._private_root_hint(verdict.reason),
+            )
+        if how.servfail:
+            return None, Done(None, how.ede, verdict), None
+        message = view.message
+        if not how.ad and message[3] & AD:  # AD is in the flags word's low octet
+            view = scan(message[:3] + bytes((message[3] & ~AD & 0xFF,)) + message[4:])
+        return view, done, how.ede
+
+    def _private_root_hint(self, reason: str) -> str:
+        """A word for whoever points ``root_hints`` at a private root but keeps IANA's
+        anchor: every answer is then bogus, as Unbound would have it."""
+        recursion = self.recursion
+        if recursion is None or "of . " not in f"{reason} ":
+            return ""
+        return (
+            f"; the root servers of {recursion.root_hints or 'the root hints'} do not match "
+            "the trust anchor: give their root's anchor (--trust-anchor, [dnssec] "
+            'trust_anchors) or set [dnssec] validation = "off"'
+        )
 
     def _answer_stale_now(self, flight: _Flight) -> None:
         """The refresh is slow: whoever waits gets the stale answer; it goes on for the cache."""
@@ -665,6 +743,10 @@ class Engine:
             cache=self.cache.statistics() if self.cache is not None else None,
             servers=self.servers.statistics() if self.servers is not None else None,
             zones=self.delegations.statistics()[0] if self.delegations is not None else 0,
+            secure=self._verdicts[Security.SECURE],
+            insecure=self._verdicts[Security.INSECURE],
+            bogus=self._verdicts[Security.BOGUS],
+            indeterminate=self._verdicts[Security.INDETERMINATE],
         )
 
     def __repr__(self) -> str:
@@ -676,3 +758,24 @@ class Engine:
             f"queries={s.queries} answered={s.answered} failed={s.failed} "
             f"inflight={len(self._inflight)}>"
         )
+
+
+def _validator(config: DnssecConfig) -> Validator:
+    """A validator from ``config``'s anchors (a bad file raises ConfigError)."""
+    if config.trust_anchors is not None:
+        anchors = read_trust_anchors(config.trust_anchors)
+    else:
+        anchors = root_anchors()
+    anchors = anchors.with_negative(config.negative_trust_anchors)
+    return Validator(
+        anchors, nsec3_iterations=config.nsec3_max_iterations, bogus_ttl=config.bogus_ttl
+    )
+
+
+def _question_text(name: bytes, qtype: int) -> str:
+    labels = []
+    pos = 0
+    while pos < len(name) and name[pos]:
+        labels.append(name[pos + 1 : pos + 1 + name[pos]].decode("ascii", "replace"))
+        pos += name[pos] + 1
+    return f"{'.'.join(labels)}. {qtype}"

@@ -62,6 +62,8 @@ import ipaddress
 import random
 from typing import NamedTuple
 
+import dns.name
+
 from resolver.config import RecursionConfig
 from resolver.engine.actions import (
     EDE_NETWORK_ERROR,
@@ -70,6 +72,17 @@ from resolver.engine.actions import (
     Query,
 )
 from resolver.engine.delegations import Delegations, ServerTimes, Zone
+from resolver.engine.validation import (
+    EDE_DNSSEC_BOGUS,
+    Need,
+    NeedDNSKEY,
+    NeedDS,
+    Outcome,
+    Reply,
+    Security,
+    Validator,
+)
+from resolver.engine.validation.outcome import worst
 from resolver.errors import (
     CaseMismatch,
     LocalError,
@@ -78,7 +91,7 @@ from resolver.errors import (
     WireError,
 )
 from resolver.rrsets import Rank
-from resolver.wire.raw import AA, CLASS_IN, NOERROR, NXDOMAIN, QR, RA, RD, TC
+from resolver.wire.raw import AA, AD, CLASS_IN, NOERROR, NXDOMAIN, QR, RA, RD, TC
 from resolver.wire.records import Message, Record, build_reply, read_message, target_name
 from resolver.wire.view import ReplyView, scan
 
@@ -92,6 +105,11 @@ _TYPE_SOA = 6
 _TYPE_AAAA = 28
 _TYPE_DNAME = 39
 _TYPE_DS = 43
+_TYPE_RRSIG = 46
+_TYPE_NSEC = 47
+_TYPE_DNSKEY = 48
+_TYPE_NSEC3 = 50
+_PROOF_TYPES = frozenset({_TYPE_NSEC, _TYPE_NSEC3})
 _TYPE_ANY = 255
 _FORMERR = 1
 _MAX_LINKS = 8  # CNAME and DNAME links followed for one question
@@ -173,6 +191,30 @@ def _address(record: Record) -> str | None:
     return None
 
 
+def _covered(record: Record) -> int:
+    """The type an RRSIG record covers (its rdata's first two octets)."""
+    return int.from_bytes(record.rdata[:2], "big") if len(record.rdata) >= 2 else -1
+
+
+def _proofs(records: list[Record], extra: frozenset[int] = frozenset()) -> list[Record]:
+    """The NSEC and NSEC3 records of ``records`` and the RRSIGs over them (and over the
+    types in ``extra``, such as a negative answer's SOA)."""
+    covered = _PROOF_TYPES | extra
+    return [
+        r
+        for r in records
+        if r.rtype in _PROOF_TYPES or (r.rtype == _TYPE_RRSIG and _covered(r) in covered)
+    ]
+
+
+def _signatures(records: list[Record], signed: list[Record]) -> list[Record]:
+    """The RRSIGs of ``records`` over the RRsets of ``signed``."""
+    sets = {(r.name.lower(), r.rtype) for r in signed}
+    return [
+        r for r in records if r.rtype == _TYPE_RRSIG and (r.name.lower(), _covered(r)) in sets
+    ]
+
+
 def _digest(message: Message) -> tuple[int, frozenset[tuple[bytes, int, bytes]]]:
     """What two replies must share to say the same: rcode and the answer records."""
     return message.rcode, frozenset((r.name.lower(), r.rtype, r.rdata) for r in message.answer)
@@ -191,11 +233,15 @@ class _Frame:
         "links",
         "minimise",
         "minimised",
+        "need",
         "no_edns",
+        "proofs",
         "qtype",
         "referrals",
+        "replies",
         "retried",
         "server_of",
+        "sigs",
         "timed_out",
         "tried",
         "zone",
@@ -212,6 +258,13 @@ class _Frame:
         self.referrals = 0
         self.minimise = minimise
         self.minimised = 0
+        # DNSSEC: the DS or DNSKEY set this frame fetches for the validator (None: the
+        # client's question or a name server's address), the replies kept to validate
+        # (wire, the zone asked), and the RRSIGs and NSEC/NSEC3 records a DO client gets.
+        self.need: Need | None = None
+        self.replies: list[tuple[bytes, bytes]] = []
+        self.sigs: list[Record] = []
+        self.proofs: list[Record] = []
         self.enter(zone)
 
     def enter(self, zone: Zone) -> None:
@@ -233,12 +286,17 @@ class Iteration:
         "_asked",
         "_caps",
         "_case",
+        "_checked",
         "_config",
         "_deadline",
         "_delegations",
+        "_do",
+        "_dnssec",
         "_edns",
         "_families",
         "_name",
+        "_outcomes",
+        "_result",
         "_qclass",
         "_qtype",
         "_queries",
@@ -251,6 +309,8 @@ class Iteration:
         "_tcp",
         "_times",
         "_unreachable",
+        "_validator",
+        "_wire",
     )
 
     def __init__(
@@ -266,6 +326,8 @@ class Iteration:
         families: frozenset[int] = frozenset({4, 6}),
         rng: random.Random | None = None,
         steps: list[Step] | None = None,
+        validator: Validator | None = None,
+        do: bool = False,
     ) -> None:
         self._name = name
         self._qtype = qtype
@@ -288,6 +350,15 @@ class Iteration:
         self._sent_at = 0.0
         self._caps: list[Message] | None = None
         self._side: tuple[tuple[bytes, int], ...] = ()
+        # DNSSEC: with a validator, authorities are asked with DO and the client's answer
+        # is judged (``_validate``) before it is given; ``do``: the client asked with DO.
+        self._validator = validator
+        self._do = do
+        self._dnssec = do or validator is not None
+        self._wire = b""
+        self._checked = 0
+        self._outcomes: list[Outcome] = []
+        self._result: tuple[int, list[Record], list[Record] | tuple[()]] | None = None
 
     @property
     def queries(self) -> int:
@@ -304,7 +375,7 @@ class Iteration:
         self._stack.append(frame)
         # A NODATA without SOA is not in the engine's answer cache: it is remembered here.
         known = self._delegations.rrsets.get(key, self._qtype, now, min_rank=Rank.ANSWER)
-        if known is not None and not known.rdatas:
+        if known is not None and not known.rdatas and self._validator is None:
             self._step("NODATA without an SOA, from the cache", now)
             return self._complete(frame, NOERROR, [], (), now)
         return self._next(now)
@@ -323,6 +394,7 @@ class Iteration:
             # carry that case into the answer: they get the case we meant (lowercase).
             reply = reply[:12] + asked + reply[end:]
             known = end + 4  # matched to ours already: not read again
+        self._wire = reply
         try:
             message = read_message(reply, known)
         except WireError as exc:
@@ -415,8 +487,9 @@ class Iteration:
             if lookup is not None:
                 frame.failed_servers.add(lookup)
                 continue
-            # Every server of the zone failed.
-            if len(self._stack) == 1:
+            # Every server of the zone failed (for the validator's DS or DNSKEY too: the
+            # answer cannot be judged, so it is not given).
+            if len(self._stack) == 1 or frame.need is not None:
                 return self._fail()
             self._stack.pop()
             assert frame.server_of is not None
@@ -552,6 +625,7 @@ class Iteration:
             self._case,
             min(self._deadline, now + wait),
             side,
+            self._dnssec and self._edns,
         )
 
     # ----------------------------------------------------------------- replies
@@ -599,6 +673,7 @@ class Iteration:
             if found:
                 frame.chain += chain
                 self._learn_answer([*chain, *found], aa, now)
+                self._keep(frame, answers, [*chain, *found], authority, inside)
                 self._step("answer", now)
                 return self._complete(frame, NOERROR, found, (), now)
             link = self._link(answers, current, zone)
@@ -620,8 +695,10 @@ class Iteration:
             # in the server's zone (NXDOMAIN, or NODATA with the zone's SOA); else the end is
             # resolved anew, and what the reply says about other zones is not used.
             if _under(current, zone) and (nxdomain or soa):
+                self._keep(frame, answers, chain, inside, inside, negative=True)
                 self._step("NXDOMAIN" if nxdomain else "NODATA", now)
                 return self._complete(frame, message.rcode, [], soa[:1], now)
+            self._keep(frame, answers, chain, [], [])
             self._step(f"CNAME to {_text(current)}: resolving it", now)
             return self._restart(frame, current, now)
         cut = None if nxdomain else self._cut(frame, authority, current)
@@ -629,11 +706,13 @@ class Iteration:
             return self._referral(frame, message, cut, now)
         if nxdomain or soa:
             # With the zone's SOA a negative answer stands, AA or not (Unbound accepts it).
+            self._keep(frame, answers, chain, inside, inside, negative=True)
             self._step("NXDOMAIN" if nxdomain else "NODATA", now)
             return self._complete(frame, message.rcode, [], soa[:1], now)
         if self._lame(message, cut, soa, aa, now):
             frame.tried.add(self._server)
             return self._next(now)
+        self._keep(frame, answers, chain, inside, inside, negative=True)
         self._step("NODATA without an SOA", now)
         return self._complete(frame, NOERROR, [], (), now)
 
@@ -733,6 +812,8 @@ class Iteration:
         return cut
 
     def _referral(self, frame: _Frame, message: Message, cut: bytes, now: float) -> Action:
+        if self._validator is not None and frame.server_of is None:
+            frame.replies.append((self._wire, frame.zone.name))  # its DS, or their absence
         frame.referrals += 1
         if frame.referrals > self._config.max_referrals:
             self._step("too many referrals", now)
@@ -776,7 +857,8 @@ class Iteration:
         frame.referrals = 0
         frame.minimise = self._config.qname_minimisation
         frame.minimised = 0
-        cached = self._cached(frame, now)
+        # A validating iteration asks the servers: the RRset cache keeps no signatures.
+        cached = self._cached(frame, now) if self._validator is None else None
         if cached is not None:
             return cached
         frame.enter(self._delegations.closest(name, now))
@@ -825,16 +907,12 @@ class Iteration:
             # (Unbound's NORR_TTL), in the RRset cache as an RRset with no records.
             self._delegations.learn_rrset(frame.key, frame.qtype, (), _NORR_TTL, now, Rank.ANSWER)
         if frame.server_of is None:
-            reply = build_reply(
-                self._name,
-                self._qtype,
-                self._qclass,
-                rcode,
-                [*frame.chain, *answer],
-                authority,
-                flags=QR | RD | RA,
-            )
-            return Done(scan(reply), None)
+            if frame.need is not None:
+                return self._resume(now)  # the validator's DS or DNSKEY set is here
+            if self._validator is not None:
+                self._result = (rcode, answer, authority)
+                return self._validate(now)
+            return self._answer(rcode, answer, authority, None)
         addresses = tuple(a for a in map(_address, answer) if a is not None)
         if not addresses and frame.qtype == _TYPE_A and 6 in self._families:
             frame.qtype = _TYPE_AAAA
@@ -853,6 +931,122 @@ class Iteration:
         if not addresses:
             self._stack[-1].failed_servers.add(frame.server_of)
         return self._next(now)
+
+    # ----------------------------------------------------------------- validation
+
+    def _keep(
+        self,
+        frame: _Frame,
+        answers: list[Record],
+        signed: list[Record],
+        authority: list[Record],
+        inside: list[Record],
+        *,
+        negative: bool = False,
+    ) -> None:
+        """Keep the reply just read for the validator (the client's question, or the DS or
+        DNSKEY set fetched for it), and for a DO client its RRSIGs over ``signed`` and the
+        NSEC/NSEC3 records (with their RRSIGs, and the SOA's for a negative answer)."""
+        if frame.server_of is not None:
+            return
+        if self._validator is not None:
+            frame.replies.append((self._wire, frame.zone.name))
+        if self._do and frame.need is None:
+            frame.sigs += _signatures(answers, signed)
+            if negative:
+                frame.proofs += _proofs(inside, frozenset({_TYPE_SOA}))
+            elif authority:
+                frame.proofs += _proofs(inside)  # a wildcard answer's proof
+
+    def _reply(self, wire: bytes, zone: bytes) -> Reply | Outcome:
+        try:
+            return Reply.from_wire(wire, dns.name.from_wire(zone, 0)[0])
+        except (WireError, ValueError, dns.name.NameTooLong) as exc:
+            return Outcome(Security.BOGUS, EDE_DNSSEC_BOGUS, f"unreadable reply: {exc}")
+
+    def _validate(self, now: float) -> Action:
+        """Judge the kept replies of the client's question in order (referrals first, whose
+        DS the validator learns, then the answer and each CNAME link), fetching the DS and
+        DNSKEY sets the validator asks for; then answer with the worst verdict."""
+        validator = self._validator
+        assert validator is not None and self._result is not None
+        frame = self._stack[0]
+        while self._checked < len(frame.replies):
+            reply = self._reply(*frame.replies[self._checked])
+            verdict = reply if isinstance(reply, Outcome) else validator.validate(reply)
+            if isinstance(verdict, NeedDS | NeedDNSKEY):
+                return self._fetch(verdict, now)
+            self._outcomes.append(verdict)
+            self._checked += 1
+        if self._outcomes:
+            verdict = worst(self._outcomes)
+        else:
+            verdict = Outcome(Security.INDETERMINATE, reason="no reply to judge")
+        rcode, answer, authority = self._result
+        return self._answer(rcode, answer, authority, verdict)
+
+    def _fetch(self, need: Need, now: float) -> Action:
+        """Ask for the DS set (of the parent) or the DNSKEY set (of the zone) the validator
+        needs, as a question of this iteration's own."""
+        if any(f.need == need for f in self._stack):
+            return self._fail()  # the chain of trust goes round in a circle
+        key = need.zone.canonicalize().to_wire()
+        assert key is not None
+        qtype = _TYPE_DS if isinstance(need, NeedDS) else _TYPE_DNSKEY
+        zone = self._delegations.closest(_parent(key) if qtype == _TYPE_DS else key, now)
+        frame = _Frame(key, qtype, zone, False, None)
+        frame.need = need
+        self._stack.append(frame)
+        return self._next(now)
+
+    def _resume(self, now: float) -> Action:
+        """A DS or DNSKEY set fetched: the validator learns it (and the sets fetched before
+        it that waited for it), then judging goes on."""
+        validator = self._validator
+        assert validator is not None
+        while True:
+            frame = self._stack[-1]
+            need = frame.need
+            if need is None:
+                return self._validate(now)
+            if not frame.replies:
+                return self._fail()
+            reply = self._reply(*frame.replies[-1])
+            if isinstance(reply, Outcome):
+                return self._fail()
+            if isinstance(need, NeedDS):
+                learned = validator.learn_ds(need.zone, reply)
+            else:
+                learned = validator.learn_dnskey(need.zone, reply)
+            if isinstance(learned, NeedDS | NeedDNSKEY):
+                return self._fetch(learned, now)
+            self._stack.pop()
+
+    def _answer(
+        self,
+        rcode: int,
+        answer: list[Record],
+        authority: list[Record] | tuple[()],
+        verdict: Outcome | None,
+    ) -> Done:
+        """The client's reply: the CNAME chain and the answer (or the SOA), with RRSIGs and
+        NSEC/NSEC3 records for a DO client; AD when the verdict is secure; TTLs no longer
+        than the signatures allow (RFC 4035 5.3.3)."""
+        frame = self._stack[0]
+        records = [*frame.chain, *answer, *frame.sigs]
+        below = [*authority, *frame.proofs]
+        flags = QR | RD | RA
+        if verdict is not None:
+            if verdict.secure:
+                flags |= AD
+            cap = verdict.ttl
+            if cap is not None:
+                records = [r._replace(ttl=min(r.ttl, cap)) for r in records]
+                below = [r._replace(ttl=min(r.ttl, cap)) for r in below]
+        reply = build_reply(
+            self._name, self._qtype, self._qclass, rcode, records, below, flags=flags
+        )
+        return Done(scan(reply), None, verdict)
 
     def _fail(self) -> Done:
         return Done(None, EDE_NETWORK_ERROR if self._unreachable else EDE_NO_REACHABLE_AUTHORITY)

@@ -1,0 +1,269 @@
+"""DNSSEC validation in recursive mode, through the running server: a hierarchy of zones
+signed in the test with fresh keys (root on 127.0.0.2, test. on 127.0.0.3, its children on
+127.0.0.4, each a `resolver` Authority), the engine's trust anchor the test root's DS.
+
+Secure answers carry AD (asked with AD, or with DO: with their RRSIGs then), an insecure
+delegation's answers do not, bogus zones (an expired signature, RRSIGs stripped) are SERVFAIL
+with their Extended DNS Error and are not asked again at once, CD gives the bogus data without
+AD, and an NSEC3 NXDOMAIN is secure with its proof.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import NamedTuple
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import pytest
+from signing import SignedZone, zone_text
+from support import free_port, udp_exchange
+
+from resolver.authority import Authority
+from resolver.authority.zone import parse_zone
+from resolver.cache import Cache
+from resolver.config import (
+    CacheConfig,
+    DnssecConfig,
+    ForwarderConfig,
+    RecursionConfig,
+    ServerConfig,
+    TransportConfig,
+)
+from resolver.engine import Engine
+from resolver.server import Server
+
+DAY = 86400
+NOW = int(time.time())
+SOA = "@ SOA ns hostmaster 1 7200 3600 1209600 300\n"
+LEAF = SOA + "@ NS ns\nns A 127.0.0.4\nwww A 192.0.2.1\n*.wild TXT wild\n"
+ROOT, TLD, LEAVES = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+
+
+def strip_signatures(text: str) -> str:
+    kept = [
+        line
+        for line in text.splitlines()
+        if not any(f" {kind} " in line for kind in ("RRSIG", "NSEC", "NSEC3", "NSEC3PARAM"))
+    ]
+    return "\n".join(kept) + "\n"
+
+
+def signed_world(directory: Path) -> tuple[dict[str, list[str]], Path, Path]:
+    """Zone texts by server address, the root hints file and the trust anchor file."""
+    window = {"inception": NOW - 3600, "expiration": NOW + 30 * DAY}
+    leaves = {
+        "good": (SignedZone("good.test.", LEAF, **window), True, True),
+        "nsec3": (SignedZone("nsec3.test.", LEAF, nsec3=(1, "ab", False), **window), True, True),
+        "expired": (
+            SignedZone("expired.test.", LEAF, inception=NOW - 30 * DAY, expiration=NOW - 3 * DAY),
+            True,
+            True,
+        ),
+        "stripped": (SignedZone("stripped.test.", LEAF, **window), True, False),
+        "unsigned": (SignedZone("unsigned.test.", LEAF, **window), False, False),
+    }
+    delegations = ""
+    for label, (zone, with_ds, _) in leaves.items():
+        delegations += f"{label} NS ns.{label}\nns.{label} A {LEAVES}\n"
+        if with_ds:
+            delegations += "".join(f"{label} DS {rd.to_text()}\n" for rd in zone.ds())
+    test = SignedZone("test.", SOA + f"@ NS ns\nns A {TLD}\n" + delegations, **window)
+    root_ds = "".join(f"test. DS {rd.to_text()}\n" for rd in test.ds())
+    root = SignedZone(
+        ".",
+        SOA.replace("ns hostmaster", "a.root-servers.test. hostmaster.test.")
+        + f"@ NS a.root-servers.test.\ntest. NS ns.test.\nns.test. A {TLD}\n"
+        + root_ds,
+        **window,
+    )
+    texts = {ROOT: [zone_text(root)], TLD: [zone_text(test)], LEAVES: []}
+    for zone, _, signed in leaves.values():
+        text = zone_text(zone)
+        texts[LEAVES].append(text if signed else strip_signatures(text))
+    hints = directory / "root.hints"
+    hints.write_text(
+        ".  3600000 NS A.ROOT-SERVERS.TEST.\nA.ROOT-SERVERS.TEST. 3600000 A 127.0.0.2\n"
+    )
+    anchor = directory / "root.key"
+    anchor.write_text("".join(f". DS {rd.to_text()}\n" for rd in root.ds()))
+    return texts, hints, anchor
+
+
+class Signed(NamedTuple):
+    engine: Engine
+    port: int
+    authorities: dict[str, Authority]
+
+
+@pytest.fixture
+async def signed(tmp_path: Path) -> AsyncIterator[Signed]:
+    texts, hints, anchor = signed_world(tmp_path)
+    zones = {
+        address: [parse_zone(text, source=f"{address}-{i}") for i, text in enumerate(served)]
+        for address, served in texts.items()
+    }
+    port = free_port(ROOT)
+    authorities: dict[str, Authority] = {}
+    try:
+        for address, served in zones.items():
+            authority = Authority(served)
+            authorities[address] = authority
+            await authority.start(address, port)
+        engine = Engine(
+            ForwarderConfig(),
+            TransportConfig(),
+            cache=Cache(CacheConfig()),
+            recursion=RecursionConfig(root_hints=hints, port=port),
+            dnssec=DnssecConfig(trust_anchors=anchor),
+            validation="on",
+        )
+        await engine.start()
+        server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), engine)
+        try:
+            await server.start()
+            yield Signed(engine, server.addresses[0][1], authorities)
+        finally:
+            await server.aclose()
+            await engine.aclose()
+    finally:
+        for authority in authorities.values():
+            await authority.aclose()
+
+
+_ids = itertools.count(1)
+
+
+async def ask(
+    served: Signed,
+    name: str,
+    qtype: str = "A",
+    *,
+    ad: bool = False,
+    do: bool = False,
+    cd: bool = False,
+) -> dns.message.Message:
+    query = dns.message.make_query(name, qtype, use_edns=0, want_dnssec=do)
+    query.id = next(_ids) & 0xFFFF
+    query.flags &= ~dns.flags.AD
+    if ad:
+        query.flags |= dns.flags.AD
+    if cd:
+        query.flags |= dns.flags.CD
+    wire = await asyncio.to_thread(udp_exchange, served.port, query.to_wire(), 12.0)
+    return dns.message.from_wire(wire)
+
+
+def ede(reply: dns.message.Message) -> list[int]:
+    return [int(o.code) for o in reply.options if isinstance(o, dns.edns.EDEOption)]
+
+
+def types(section: list[dns.rrset.RRset]) -> set[str]:
+    return {dns.rdatatype.to_text(rrset.rdtype) for rrset in section}
+
+
+async def test_a_secure_answer_has_ad_when_asked_with_ad(signed: Signed) -> None:
+    reply = await ask(signed, "www.good.test.", ad=True)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert [rd.to_text() for rd in reply.answer[0]] == ["192.0.2.1"]
+    assert reply.flags & dns.flags.AD
+    assert types(reply.answer) == {"A"}  # no DO: no RRSIGs
+    assert signed.engine.statistics().secure == 1
+
+
+async def test_a_secure_answer_asked_with_do_has_ad_and_its_rrsigs(signed: Signed) -> None:
+    reply = await ask(signed, "www.good.test.", do=True)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AD
+    assert types(reply.answer) == {"A", "RRSIG"}
+
+
+async def test_a_secure_answer_has_no_ad_for_a_client_that_asked_for_neither(
+    signed: Signed,
+) -> None:
+    reply = await ask(signed, "www.good.test.")
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert not reply.flags & dns.flags.AD
+
+
+async def test_an_insecure_delegation_answers_without_ad(signed: Signed) -> None:
+    reply = await ask(signed, "www.unsigned.test.", ad=True, do=True)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert [rd.to_text() for rd in reply.answer[0]] == ["192.0.2.1"]
+    assert not reply.flags & dns.flags.AD
+    assert signed.engine.statistics().insecure == 1
+
+
+@pytest.mark.parametrize(
+    ("zone", "code"),
+    [("expired", 7), ("stripped", 10)],
+    ids=["expired-signature", "stripped-rrsigs"],
+)
+async def test_a_bogus_zone_is_servfail_with_its_ede_and_not_asked_again_at_once(
+    signed: Signed, zone: str, code: int
+) -> None:
+    reply = await ask(signed, f"www.{zone}.test.", ad=True)
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    assert ede(reply) == [code]
+    assert not reply.answer
+    leaves = len(signed.authorities[LEAVES].queries)
+    again = await ask(signed, f"www.{zone}.test.", ad=True)
+    assert again.rcode() == dns.rcode.SERVFAIL
+    assert ede(again) == [code]
+    assert len(signed.authorities[LEAVES].queries) == leaves
+    assert signed.engine.statistics().bogus == 1
+
+
+async def test_cd_gives_bogus_data_as_it_came_without_ad(signed: Signed) -> None:
+    reply = await ask(signed, "www.expired.test.", ad=True, cd=True)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert [rd.to_text() for rd in reply.answer[0]] == ["192.0.2.1"]
+    assert not reply.flags & dns.flags.AD
+    assert reply.flags & dns.flags.CD
+    # The CD answer is not what a client without CD gets.
+    plain = await ask(signed, "www.expired.test.")
+    assert plain.rcode() == dns.rcode.SERVFAIL
+
+
+async def test_an_nsec3_nxdomain_is_secure_with_its_proof(signed: Signed) -> None:
+    reply = await ask(signed, "nothere.nsec3.test.", do=True)
+    assert reply.rcode() == dns.rcode.NXDOMAIN
+    assert reply.flags & dns.flags.AD
+    assert {"SOA", "NSEC3", "RRSIG"} <= types(reply.authority)
+
+
+async def test_an_nsec_nodata_is_secure_with_its_proof(signed: Signed) -> None:
+    reply = await ask(signed, "www.good.test.", "MX", do=True)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert not reply.answer
+    assert reply.flags & dns.flags.AD
+    assert {"SOA", "NSEC", "RRSIG"} <= types(reply.authority)
+
+
+async def test_a_wildcard_answer_is_secure_with_its_nsec(signed: Signed) -> None:
+    reply = await ask(signed, "x.wild.good.test.", "TXT", do=True)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AD
+    assert types(reply.answer) == {"TXT", "RRSIG"}
+    assert "NSEC" in types(reply.authority)
+
+
+async def test_a_warm_validator_fetches_no_key_twice(signed: Signed) -> None:
+    await ask(signed, "www.good.test.", ad=True)
+    before = {a: len(s.queries) for a, s in signed.authorities.items()}
+    reply = await ask(signed, "x.wild.good.test.", "TXT", ad=True)
+    assert reply.flags & dns.flags.AD
+    after = {a: len(s.queries) for a, s in signed.authorities.items()}
+    assert after[ROOT] == before[ROOT]
+    assert after[TLD] == before[TLD]
+    asked = [(q.qname.lower(), q.qtype_name) for q in signed.authorities[LEAVES].queries]
+    # The question itself (QNAME minimisation asks wild.good.test. first), no DNSKEY again.
+    assert asked[before[LEAVES] :] == [("wild.good.test.", "A"), ("x.wild.good.test.", "TXT")]
