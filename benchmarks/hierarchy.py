@@ -191,18 +191,33 @@ remote-control:
 """
 
 
-def resolver_toml(address: str = OURS_ADDRESS, extra: str = "") -> str:
+UNSIGNED = 'validation = "off"'
+"""The ``[dnssec]`` settings for the unsigned fixture hierarchy: its root is not IANA's, so
+validated against the shipped anchor every answer would be bogus (Unbound here runs the
+iterator alone, without its validator)."""
+
+
+def resolver_toml(
+    address: str = OURS_ADDRESS,
+    extra: str = "",
+    root_hints: Path | None = None,
+    dnssec: str = UNSIGNED,
+) -> str:
     """The TOML file of our daemon in recursive mode: every authority asked on port 53, the
-    fixtures' root hints, listening on ``address``:53. ``extra`` is appended (more sections,
-    such as ``[cache]``)."""
+    fixtures' root hints (or ``root_hints``), listening on ``address``:53, with the
+    ``[dnssec]`` settings ``dnssec``. ``extra`` is appended (more sections, such as
+    ``[cache]``)."""
     return f"""mode = "recursive"
 
 [server]
 listen = ["{address}:{PORT}"]
 
 [recursion]
-root_hints = "{ROOT_HINTS}"
+root_hints = "{root_hints or ROOT_HINTS}"
 port = {PORT}
+
+[dnssec]
+{dnssec}
 {extra}"""
 
 
@@ -413,13 +428,18 @@ class Hierarchy:
         )
 
     def start_resolver(
-        self, core: str | None = None, address: str = OURS_ADDRESS, extra_toml: str = ""
+        self,
+        core: str | None = None,
+        address: str = OURS_ADDRESS,
+        extra_toml: str = "",
+        root_hints: Path | None = None,
+        dnssec: str = UNSIGNED,
     ) -> Server:
         """Our daemon, ``python -m resolver serve`` from this checkout, in recursive mode
         (resolver_toml()) on ADDRESS:53; returns once it answers. Raises SetupError with its
         log when it exits first (as it does until recursive mode exists)."""
         config = self.directory / f"resolver-{address}.toml"
-        config.write_text(resolver_toml(address, extra_toml))
+        config.write_text(resolver_toml(address, extra_toml, root_hints, dnssec))
         command = [sys.executable, "-m", "resolver", "serve", "--config", str(config)]
         command += ["--log-level", "warning"]
         return self.start_server(f"resolver-{address}", address, command, core)

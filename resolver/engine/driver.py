@@ -39,6 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+import dns.name
+
 from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
 from resolver.config import (
     DnssecConfig,
@@ -63,6 +65,7 @@ from resolver.engine.selection import Selector
 from resolver.engine.validation import (
     Security,
     Validator,
+    ZoneKeys,
     answering,
     read_trust_anchors,
     root_anchors,
@@ -694,7 +697,7 @@ class Engine:
                 what,
                 verdict.reason,
                 verdict.ede,
-                self._private_root_hint(verdict.reason),
+                self._private_root_hint(),
             )
         if how.servfail:
             return None, Done(None, how.ede, verdict), None
@@ -703,11 +706,14 @@ class Engine:
             view = scan(message[:3] + bytes((message[3] & ~AD & 0xFF,)) + message[4:])
         return view, done, how.ede
 
-    def _private_root_hint(self, reason: str) -> str:
+    def _private_root_hint(self) -> str:
         """A word for whoever points ``root_hints`` at a private root but keeps IANA's
         anchor: every answer is then bogus, as Unbound would have it."""
-        recursion = self.recursion
-        if recursion is None or "of . " not in f"{reason} ":
+        recursion, validator = self.recursion, self.validator
+        if recursion is None or validator is None:
+            return ""
+        root = validator.keys_for(dns.name.root)
+        if not isinstance(root, ZoneKeys) or root.security is not Security.BOGUS:
             return ""
         return (
             f"; the root servers of {recursion.root_hints or 'the root hints'} do not match "

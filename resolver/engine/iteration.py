@@ -210,9 +210,7 @@ def _proofs(records: list[Record], extra: frozenset[int] = frozenset()) -> list[
 def _signatures(records: list[Record], signed: list[Record]) -> list[Record]:
     """The RRSIGs of ``records`` over the RRsets of ``signed``."""
     sets = {(r.name.lower(), r.rtype) for r in signed}
-    return [
-        r for r in records if r.rtype == _TYPE_RRSIG and (r.name.lower(), _covered(r)) in sets
-    ]
+    return [r for r in records if r.rtype == _TYPE_RRSIG and (r.name.lower(), _covered(r)) in sets]
 
 
 def _digest(message: Message) -> tuple[int, frozenset[tuple[bytes, int, bytes]]]:
@@ -290,16 +288,16 @@ class Iteration:
         "_config",
         "_deadline",
         "_delegations",
-        "_do",
         "_dnssec",
+        "_do",
         "_edns",
         "_families",
         "_name",
         "_outcomes",
-        "_result",
         "_qclass",
         "_qtype",
         "_queries",
+        "_result",
         "_rng",
         "_sent_at",
         "_server",
@@ -969,7 +967,8 @@ class Iteration:
         DS the validator learns, then the answer and each CNAME link), fetching the DS and
         DNSKEY sets the validator asks for; then answer with the worst verdict."""
         validator = self._validator
-        assert validator is not None and self._result is not None
+        assert validator is not None
+        assert self._result is not None
         frame = self._stack[0]
         while self._checked < len(frame.replies):
             reply = self._reply(*frame.replies[self._checked])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +25,7 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 import pytest
+from conftest import Hierarchy
 from signing import SignedZone, zone_text
 from support import free_port, udp_exchange
 
@@ -267,3 +269,30 @@ async def test_a_warm_validator_fetches_no_key_twice(signed: Signed) -> None:
     asked = [(q.qname.lower(), q.qtype_name) for q in signed.authorities[LEAVES].queries]
     # The question itself (QNAME minimisation asks wild.good.test. first), no DNSKEY again.
     assert asked[before[LEAVES] :] == [("wild.good.test.", "A"), ("x.wild.good.test.", "TXT")]
+
+
+async def test_an_unsigned_private_root_under_the_shipped_anchor_is_bogus_and_says_why(
+    hierarchy: Hierarchy, fixtures_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = Engine(
+        ForwarderConfig(),
+        TransportConfig(),
+        cache=Cache(CacheConfig()),
+        recursion=RecursionConfig(root_hints=fixtures_dir / "root.hints", port=hierarchy.port),
+        dnssec=DnssecConfig(),
+        validation="on",
+    )
+    await engine.start()
+    server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), engine)
+    try:
+        await server.start()
+        served = Signed(engine, server.addresses[0][1], {})
+        with caplog.at_level(logging.WARNING, logger="resolver.engine.driver"):
+            reply = await ask(served, "www.example.com.")
+        assert reply.rcode() == dns.rcode.SERVFAIL
+        assert ede(reply) == [9]  # DNSKEY Missing: the fixture root has no keys
+        assert "do not match the trust anchor" in caplog.text
+        assert 'validation = "off"' in caplog.text
+    finally:
+        await server.aclose()
+        await engine.aclose()
