@@ -24,6 +24,8 @@ ADDR:PORT, ``type`` a question type, or ``other`` for those not counted by name)
   ``resolver_upstream_unwanted_alarms_total{to}``, ``resolver_upstream_failovers_total``;
 * ``resolver_pool_sockets{to,state}`` (idle, in_use), ``resolver_pool_waiting{to}``,
   ``resolver_pool_sockets_created_total{to}``, ``resolver_pool_sockets_retired_total{to}``;
+* ``resolver_dnssec_answers_total{result}`` (secure, insecure, bogus, indeterminate): the
+  verdicts of the validator on the answers of recursive mode;
 * ``resolver_reloads_total{result}``, ``resolver_build_info{version}``.
 
 A reload that builds a new engine starts the upstream and pool counters afresh (Prometheus
@@ -116,6 +118,20 @@ def _recursion(readings: Readings) -> Iterator[Metric]:
         "Zone cuts held in the delegation cache.",
         value=readings.engine.zones,
     )
+    engine = readings.engine
+    answers = CounterMetricFamily(
+        "resolver_dnssec_answers",
+        "Answers resolved and judged by the DNSSEC validator, by verdict.",
+        labels=["result"],
+    )
+    for result, value in (
+        ("secure", engine.secure),
+        ("insecure", engine.insecure),
+        ("bogus", engine.bogus),
+        ("indeterminate", engine.indeterminate),
+    ):
+        answers.add_metric([result], value)
+    yield answers
 
 
 class ResolverCollector:

@@ -171,3 +171,28 @@ def test_recursive_mode_reports_its_queries_zones_and_pools() -> None:
     assert samples[f'resolver_pool_sockets{{state="idle",{to}}}'] == 32
     assert samples[f"resolver_pool_sockets_created_total{{{to}}}"] == 44
     assert not [name for name in samples if "authorities-ipv6" in name]
+
+
+def test_recursive_mode_reports_its_dnssec_verdicts() -> None:
+    servers = ServersStatistics(
+        queries=0,
+        replies=0,
+        strays=0,
+        timeouts=0,
+        unreachable=0,
+        bad_responses=0,
+        local_failures=0,
+        tcp_queries=0,
+        case_mismatches=0,
+        socket_waits=0,
+        ipv4=None,
+        ipv6=None,
+    )
+    engine = dataclasses.replace(
+        ENGINE, servers=servers, secure=7, insecure=3, bogus=2, indeterminate=1
+    )
+    samples = scrape(readings(engine=engine))
+    assert samples['resolver_dnssec_answers_total{result="secure"}'] == 7
+    assert samples['resolver_dnssec_answers_total{result="insecure"}'] == 3
+    assert samples['resolver_dnssec_answers_total{result="bogus"}'] == 2
+    assert samples['resolver_dnssec_answers_total{result="indeterminate"}'] == 1
