@@ -146,7 +146,12 @@ remote-control:
 {listed}"""
 
 
-def unbound_conf(home: Path, address: str = UNBOUND_ADDRESS) -> str:
+def unbound_conf(
+    home: Path,
+    address: str = UNBOUND_ADDRESS,
+    root_hints: Path = ROOT_HINTS,
+    trust_anchor: Path | None = None,
+) -> str:
     """unbound.conf: one thread, the iterator alone (no validator, so no trust anchor), the
     fixtures' root hints, authorities on loopback allowed and nothing else, glue hardened,
     QNAME minimisation at its default (on). Runs in the foreground as the user who starts it,
@@ -157,8 +162,20 @@ def unbound_conf(home: Path, address: str = UNBOUND_ADDRESS) -> str:
     authority's retransmit timeout stops growing at 1 s (``server_timeout = 1.0`` in ours)
     instead of 2 minutes, so that the fully lame lame.com. ends in SERVFAIL within seconds,
     not minutes; and a reply is dropped only after 10 s (``query_timeout``), where Debian's
-    build drops those older than 1.9 s by default (``discard-timeout``)."""
+    build drops those older than 1.9 s by default (``discard-timeout``).
+
+    With ``trust_anchor`` (a file of DS or DNSKEY records) it validates from that anchor
+    (module-config "validator iterator"), attaching Extended DNS Errors to what it judges
+    bogus, and logs why at ``val-log-level: 2``."""
     denied = "".join(f"    do-not-query-address: {net}\n" for net in outside_loopback())
+    modules = "iterator"
+    validating = ""
+    if trust_anchor is not None:
+        modules = "validator iterator"
+        validating = (
+            f'    trust-anchor-file: "{trust_anchor}"\n    ede: yes\n    val-log-level: 2\n'
+        )
+
     return f"""server:
     interface: {address}
     port: {PORT}
@@ -175,10 +192,10 @@ def unbound_conf(home: Path, address: str = UNBOUND_ADDRESS) -> str:
     use-syslog: no
     logfile: ""
     verbosity: 1
-    module-config: "iterator"
-    root-hints: "{ROOT_HINTS}"
+    module-config: "{modules}"
+    root-hints: "{root_hints}"
     do-not-query-localhost: no
-{denied}    local-zone: "test." nodefault
+{validating}{denied}    local-zone: "test." nodefault
     infra-cache-max-rtt: 1000
     discard-timeout: 10000
     harden-glue: yes
@@ -410,14 +427,20 @@ class Hierarchy:
         """The nsd.conf of the authority on ``address`` (for nsd-control)."""
         return self.directory / f"nsd-{address}" / "nsd.conf"
 
-    def start_unbound(self, core: str | None = None, address: str = UNBOUND_ADDRESS) -> Server:
+    def start_unbound(
+        self,
+        core: str | None = None,
+        address: str = UNBOUND_ADDRESS,
+        root_hints: Path = ROOT_HINTS,
+        trust_anchor: Path | None = None,
+    ) -> Server:
         """Unbound (unbound_conf()) on ADDRESS:53; returns once it answers. The configuration
         is checked with unbound-checkconf first when that is installed. Raises SetupError."""
         unbound = tool("unbound")
         home = self.directory / f"unbound-{address}"
         home.mkdir()
         conf = home / "unbound.conf"
-        conf.write_text(unbound_conf(home, address))
+        conf.write_text(unbound_conf(home, address, root_hints, trust_anchor))
         checkconf = shutil.which("unbound-checkconf") or shutil.which(
             "unbound-checkconf", path="/usr/sbin"
         )
