@@ -91,6 +91,7 @@ from resolver.errors import (
     WireError,
 )
 from resolver.rrsets import Rank
+from resolver.rrsets import Security as Status
 from resolver.wire.raw import AA, AD, CLASS_IN, NOERROR, NXDOMAIN, QR, RA, RD, TC
 from resolver.wire.records import Message, Record, build_reply, read_message, target_name
 from resolver.wire.view import ReplyView, scan
@@ -121,6 +122,13 @@ _NORR_TTL = 5  # how long a NODATA without an SOA is remembered (Unbound's NORR_
 # it, three at once: Unbound's target-fetch-policy at the first level).
 _PARALLEL_LOOKUPS = 2
 _RCODES = {1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+# The validator's verdict as the RRset cache records it.
+_SECURITY = {
+    Security.SECURE: Status.SECURE,
+    Security.INSECURE: Status.INSECURE,
+    Security.BOGUS: Status.BOGUS,
+    Security.INDETERMINATE: Status.INDETERMINATE,
+}
 # Ties between servers are broken at random; seeding a generator per query would cost more
 # than the rest of choosing.
 _RNG = random.Random()
@@ -910,7 +918,7 @@ class Iteration:
             if self._validator is not None:
                 self._result = (rcode, answer, authority)
                 return self._validate(now)
-            return self._answer(rcode, answer, authority, None)
+            return self._answer(rcode, answer, authority, None, now)
         addresses = tuple(a for a in map(_address, answer) if a is not None)
         if not addresses and frame.qtype == _TYPE_A and 6 in self._families:
             frame.qtype = _TYPE_AAAA
@@ -982,7 +990,7 @@ class Iteration:
         else:
             verdict = Outcome(Security.INDETERMINATE, reason="no reply to judge")
         rcode, answer, authority = self._result
-        return self._answer(rcode, answer, authority, verdict)
+        return self._answer(rcode, answer, authority, verdict, now)
 
     def _fetch(self, need: Need, now: float) -> Action:
         """Ask for the DS set (of the parent) or the DNSKEY set (of the zone) the validator
@@ -1027,6 +1035,7 @@ class Iteration:
         answer: list[Record],
         authority: list[Record] | tuple[()],
         verdict: Outcome | None,
+        now: float,
     ) -> Done:
         """The client's reply: the CNAME chain and the answer (or the SOA), with RRSIGs and
         NSEC/NSEC3 records for a DO client; AD when the verdict is secure; TTLs no longer
@@ -1042,10 +1051,26 @@ class Iteration:
             if cap is not None:
                 records = [r._replace(ttl=min(r.ttl, cap)) for r in records]
                 below = [r._replace(ttl=min(r.ttl, cap)) for r in below]
+            self._mark([*frame.chain, *answer], verdict, now)
         reply = build_reply(
             self._name, self._qtype, self._qclass, rcode, records, below, flags=flags
         )
         return Done(scan(reply), None, verdict)
+
+    def _mark(self, records: list[Record], verdict: Outcome, now: float) -> None:
+        """The answer's RRsets in the RRset cache take the verdict as their security status,
+        and a TTL no longer than the signatures allow."""
+        rrsets = self._delegations.rrsets
+        security = _SECURITY[verdict.security]
+        cap = verdict.ttl
+        for name, rtype in dict.fromkeys((r.name.lower(), r.rtype) for r in records):
+            known = rrsets.get(name, rtype, now, min_rank=Rank.ANSWER)
+            if known is None:
+                continue
+            ttl = known.remaining(now)
+            if cap is not None:
+                ttl = min(ttl, cap)
+            rrsets.put(name, rtype, known.rdatas, ttl, known.rank, now, security=security)
 
     def _fail(self) -> Done:
         return Done(None, EDE_NETWORK_ERROR if self._unreachable else EDE_NO_REACHABLE_AUTHORITY)

@@ -39,9 +39,12 @@ from resolver.config import (
     RecursionConfig,
     ServerConfig,
     TransportConfig,
+    Validation,
 )
 from resolver.engine import Engine
+from resolver.rrsets import Security as Status
 from resolver.server import Server
+from resolver.wire.message import name_to_wire
 
 DAY = 86400
 NOW = int(time.time())
@@ -106,9 +109,8 @@ class Signed(NamedTuple):
     authorities: dict[str, Authority]
 
 
-@pytest.fixture
-async def signed(tmp_path: Path) -> AsyncIterator[Signed]:
-    texts, hints, anchor = signed_world(tmp_path)
+async def _serving(directory: Path, validation: Validation = "on") -> AsyncIterator[Signed]:
+    texts, hints, anchor = signed_world(directory)
     zones = {
         address: [parse_zone(text, source=f"{address}-{i}") for i, text in enumerate(served)]
         for address, served in texts.items()
@@ -126,7 +128,7 @@ async def signed(tmp_path: Path) -> AsyncIterator[Signed]:
             cache=Cache(CacheConfig()),
             recursion=RecursionConfig(root_hints=hints, port=port),
             dnssec=DnssecConfig(trust_anchors=anchor),
-            validation="on",
+            validation=validation,
         )
         await engine.start()
         server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), engine)
@@ -139,6 +141,12 @@ async def signed(tmp_path: Path) -> AsyncIterator[Signed]:
     finally:
         for authority in authorities.values():
             await authority.aclose()
+
+
+@pytest.fixture
+async def signed(tmp_path: Path) -> AsyncIterator[Signed]:
+    async for served in _serving(tmp_path):
+        yield served
 
 
 _ids = itertools.count(1)
@@ -296,3 +304,36 @@ async def test_an_unsigned_private_root_under_the_shipped_anchor_is_bogus_and_sa
     finally:
         await server.aclose()
         await engine.aclose()
+
+
+async def test_the_rrset_cache_keeps_each_answer_s_security_status(signed: Signed) -> None:
+    await ask(signed, "www.good.test.")
+    await ask(signed, "www.unsigned.test.")
+    await ask(signed, "www.expired.test.")
+    delegations = signed.engine.delegations
+    assert delegations is not None
+    now = asyncio.get_running_loop().time()
+
+    def status(name: str) -> Status | None:
+        rrset = delegations.rrsets.get(name_to_wire(name).lower(), 1, now)
+        return None if rrset is None else rrset.security
+
+    assert status("www.good.test.") is Status.SECURE
+    assert status("www.unsigned.test.") is Status.INSECURE
+    assert status("www.expired.test.") is Status.BOGUS
+
+
+async def test_permissive_answers_bogus_data_without_ad_and_logs_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async for served in _serving(tmp_path, validation="permissive"):
+        with caplog.at_level(logging.WARNING, logger="resolver.engine.driver"):
+            reply = await ask(served, "www.expired.test.", ad=True)
+        assert reply.rcode() == dns.rcode.NOERROR
+        assert [rd.to_text() for rd in reply.answer[0]] == ["192.0.2.1"]
+        assert not reply.flags & dns.flags.AD
+        assert "validation failure <www.expired.test. 1>" in caplog.text
+        assert "permissive" in caplog.text
+        secure = await ask(served, "www.good.test.", ad=True)
+        assert secure.flags & dns.flags.AD
+        assert served.engine.statistics().bogus == 1
