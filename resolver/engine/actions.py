@@ -29,13 +29,16 @@ EDE_NETWORK_ERROR = 23
 
 
 class Send(NamedTuple):
-    """Ask upstream ``upstream`` (an index) by ``deadline``."""
+    """Ask upstream ``upstream`` (an index) by ``deadline`` the client's question, or
+    ``question`` (a DS or DNSKEY set the validator needs), with DO and CD when ``dnssec``."""
 
     upstream: int
     tcp: bool
     edns: bool
     deadline: float
     failover: bool  # another upstream than the previous attempt's
+    dnssec: bool = False  # DO and CD set whatever the client asked (validation)
+    question: tuple[bytes, int] | None = None  # (name, type) instead of the client's
 
 
 class Query(NamedTuple):

@@ -62,6 +62,7 @@ from resolver.engine.hints import RootHints, read_root_hints
 from resolver.engine.iteration import Iteration
 from resolver.engine.local import LocalAnswers
 from resolver.engine.selection import Selector
+from resolver.engine.validating import ValidatingForwarding
 from resolver.engine.validation import (
     Security,
     Validator,
@@ -250,16 +251,16 @@ class Engine:
         self.delegations: Delegations | None = None
         self._times = ServerTimes()
         self._families = frozenset({4, 6})
-        self.validation: Validation = validation if recursion is not None else "off"
+        self.validation: Validation = validation
         self.validator: Validator | None = None
         self._verdicts = dict.fromkeys(Security, 0)
+        if validation != "off":
+            self.validator = _validator(dnssec or DnssecConfig())
         if recursion is not None:
             self.servers = servers or Servers(transport)
             self.delegations = Delegations(
                 hints or read_root_hints(recursion.root_hints), recursion.max_zones
             )
-            if self.validation != "off":
-                self.validator = _validator(dnssec or DnssecConfig())
         if upstreams is None:
             upstreams = [Upstream(address, transport) for address in config.upstreams]
         if not upstreams and recursion is None:
@@ -524,7 +525,16 @@ class Engine:
         """A new flight for ``ask``, registered as in flight; ``_take_off`` starts it."""
         route = self._route(ask.key.name)
         decision: Decision
-        if route.upstreams:
+        if route.upstreams and self.validator is not None:
+            decision = ValidatingForwarding(
+                route.selector,
+                self.config.upstream_timeout,
+                deadline,
+                validator=self.validator,
+                qtype=ask.qtype,
+                do=ask.do,
+            )
+        elif route.upstreams:
             decision = Forwarding(route.selector, self.config.upstream_timeout, deadline)
         else:
             assert self.recursion is not None
@@ -628,8 +638,15 @@ class Engine:
         ask = flight.ask
         # AD is always asked for (RFC 6840 section 5.7): the server clears it in replies to
         # clients that asked for neither AD nor DO, so one cached answer serves both kinds.
+        name, qtype = action.question or (ask.name, ask.qtype)
         query, question = upstream.build_query(
-            ask.name, ask.qtype, ask.qclass, cd=ask.cd, do=ask.do, ad=True, edns=action.edns
+            name,
+            qtype,
+            ask.qclass,
+            cd=ask.cd or action.dnssec,
+            do=ask.do or action.dnssec,
+            ad=True,
+            edns=action.edns,
         )
         flight.exchange = upstream.send(
             query, question, deadline=action.deadline, report=flight.report, tcp=action.tcp

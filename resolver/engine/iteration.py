@@ -1025,7 +1025,9 @@ class Iteration:
                 learned = validator.learn_ds(need.zone, reply)
             else:
                 learned = validator.learn_dnskey(need.zone, reply)
-            if isinstance(learned, NeedDS | NeedDNSKEY):
+            # A DS set learnt asks for the zone's DNSKEY set next: that is no reason to
+            # learn the DS set again once the keys are in.
+            if isinstance(learned, NeedDS | NeedDNSKEY) and learned != NeedDNSKEY(need.zone):
                 return self._fetch(learned, now)
             self._stack.pop()
 

@@ -75,10 +75,17 @@ def signed_world(directory: Path) -> tuple[dict[str, list[str]], Path, Path]:
         ),
         "stripped": (SignedZone("stripped.test.", LEAF, **window), True, False),
         "unsigned": (SignedZone("unsigned.test.", LEAF, **window), False, False),
+        # Served by test.'s own server: its answers come without a referral to carry its DS.
+        "shared": (
+            SignedZone("shared.test.", LEAF.replace(LEAVES, TLD), **window),
+            True,
+            True,
+        ),
     }
     delegations = ""
     for label, (zone, with_ds, _) in leaves.items():
-        delegations += f"{label} NS ns.{label}\nns.{label} A {LEAVES}\n"
+        address = TLD if label == "shared" else LEAVES
+        delegations += f"{label} NS ns.{label}\nns.{label} A {address}\n"
         if with_ds:
             delegations += "".join(f"{label} DS {rd.to_text()}\n" for rd in zone.ds())
     test = SignedZone("test.", SOA + f"@ NS ns\nns A {TLD}\n" + delegations, **window)
@@ -91,9 +98,11 @@ def signed_world(directory: Path) -> tuple[dict[str, list[str]], Path, Path]:
         **window,
     )
     texts = {ROOT: [zone_text(root)], TLD: [zone_text(test)], LEAVES: []}
-    for zone, _, signed in leaves.values():
+    for label, (zone, _, signed) in leaves.items():
         text = zone_text(zone)
-        texts[LEAVES].append(text if signed else strip_signatures(text))
+        texts[TLD if label == "shared" else LEAVES].append(
+            text if signed else strip_signatures(text)
+        )
     hints = directory / "root.hints"
     hints.write_text(
         ".  3600000 NS A.ROOT-SERVERS.TEST.\nA.ROOT-SERVERS.TEST. 3600000 A 127.0.0.2\n"
@@ -337,3 +346,88 @@ async def test_permissive_answers_bogus_data_without_ad_and_logs_it(
         secure = await ask(served, "www.good.test.", ad=True)
         assert secure.flags & dns.flags.AD
         assert served.engine.statistics().bogus == 1
+
+
+# Forward mode with validation on: the upstream is one Authority holding every zone (it
+# answers as a DNSSEC-aware upstream relays: RRSIGs with DO, DS from the parent side).
+
+
+async def _forwarding(directory: Path, *, strip: bool = False) -> AsyncIterator[Signed]:
+    texts, _, anchor = signed_world(directory)
+    every = [text for served in texts.values() for text in served]
+    if strip:
+        every = [strip_signatures(text) for text in every]
+    upstream = Authority([parse_zone(text, source=f"zone-{i}") for i, text in enumerate(every)])
+    host, port = await upstream.start("127.0.0.1", 0)
+    try:
+        engine = Engine(
+            ForwarderConfig(upstreams=((host, port),)),
+            TransportConfig(),
+            cache=Cache(CacheConfig()),
+            dnssec=DnssecConfig(trust_anchors=anchor),
+            validation="on",
+        )
+        await engine.start()
+        server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), engine)
+        try:
+            await server.start()
+            yield Signed(engine, server.addresses[0][1], {"upstream": upstream})
+        finally:
+            await server.aclose()
+            await engine.aclose()
+    finally:
+        await upstream.aclose()
+
+
+@pytest.fixture
+async def forwarding(tmp_path: Path) -> AsyncIterator[Signed]:
+    async for served in _forwarding(tmp_path):
+        yield served
+
+
+async def test_forward_mode_validates_a_secure_answer(forwarding: Signed) -> None:
+    reply = await ask(forwarding, "www.good.test.", ad=True)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AD
+    assert types(reply.answer) == {"A"}  # asked without DO: the RRSIGs are not relayed
+    signed = await ask(forwarding, "www.good.test.", do=True)
+    assert signed.flags & dns.flags.AD
+    assert types(signed.answer) == {"A", "RRSIG"}
+    # Every query upstream asked with DO and CD, the keys through the same upstream.
+    asked = {(q.qname.lower(), q.qtype_name) for q in forwarding.authorities["upstream"].queries}
+    assert {(".", "DNSKEY"), ("good.test.", "DS"), ("good.test.", "DNSKEY")} <= asked
+
+
+async def test_forward_mode_answers_insecure_data_without_ad(forwarding: Signed) -> None:
+    reply = await ask(forwarding, "www.unsigned.test.", ad=True)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert not reply.flags & dns.flags.AD
+
+
+@pytest.mark.parametrize(
+    ("zone", "code"), [("expired", 7), ("stripped", 10)], ids=["expired", "stripped"]
+)
+async def test_forward_mode_refuses_bogus_data_with_its_ede(
+    forwarding: Signed, zone: str, code: int
+) -> None:
+    reply = await ask(forwarding, f"www.{zone}.test.")
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    assert ede(reply) == [code]
+
+
+async def test_forward_mode_behind_an_upstream_that_strips_signatures_is_bogus(
+    tmp_path: Path,
+) -> None:
+    async for served in _forwarding(tmp_path, strip=True):
+        reply = await ask(served, "www.good.test.", ad=True)
+        assert reply.rcode() == dns.rcode.SERVFAIL
+        assert ede(reply) == [10]  # RRSIGs Missing, not silently insecure
+
+
+async def test_a_zone_whose_ds_came_in_no_referral_has_it_fetched(signed: Signed) -> None:
+    reply = await ask(signed, "www.shared.test.", ad=True)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AD
+    asked = [(q.qname.lower(), q.qtype_name) for q in signed.authorities[TLD].queries]
+    assert ("shared.test.", "DS") in asked
+    assert asked.count(("shared.test.", "DNSKEY")) == 1
