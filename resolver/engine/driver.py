@@ -220,11 +220,12 @@ class Engine:
     then (Unbound's forward-zone). ``local`` holds the answers of our own (none when None); a
     reload may replace it at any time.
 
-    In recursive mode with ``validation`` "on" or "permissive" every answer resolved is
-    judged by a DNSSEC validator (trust anchors from ``dnssec``: its ``trust_anchors`` file,
-    else IANA's root anchor): secure answers carry AD, bogus ones are SERVFAIL with their
-    Extended DNS Error ("on", remembered as a failure) or given without AD ("permissive"),
-    each logged once per reason a while. The default, "off", validates nothing.
+    With ``validation`` "on" or "permissive" every answer resolved or forwarded is judged
+    by a DNSSEC validator (forwarded ones through ``validating.ValidatingForwarding``; trust
+    anchors from ``dnssec``: its ``trust_anchors`` file, else IANA's root anchor): secure
+    answers carry AD, bogus ones are SERVFAIL with their Extended DNS Error ("on",
+    remembered as a failure) or given without AD ("permissive"), each logged once per
+    reason a while. The default, "off", validates nothing.
 
     ``answer`` is the one entry point, for UDP and TCP queries alike.
     """
