@@ -636,7 +636,11 @@ def query(ctx: click.Context, args: tuple[str, ...]) -> None:
                             outcome; then the answer. No @SERVER: the root
                             hints are --root-hints FILE (named.root format;
                             default IANA's, shipped with resolver); +tcp
-                            asks every server over TCP, -4/-6 limit it
+                            asks every server over TCP, -4/-6 limit it;
+                            +dnssec validates too, from --trust-anchor
+                            FILE (DS or DNSKEY records; default IANA's
+                            root anchor): the DS and DNSKEY sets fetched
+                            are steps, and the verdict ends the trace
       -h, --help            this text
 
     \b
@@ -644,7 +648,7 @@ def query(ctx: click.Context, args: tuple[str, ...]) -> None:
       0   a reply came for every question (whatever its rcode, NXDOMAIN too)
       1   any other failure
       2   usage error: bad option, bad name, bad -x address, bad -f file,
-          bad --root-hints file
+          bad --root-hints or --trust-anchor file
       9   no server replied (timeout, unreachable, unusable reply); with
           +trace, no answer was found
       10  unusable server address (not an IP or host name that resolves,
@@ -729,6 +733,15 @@ def _trace_each(invocation: Invocation) -> int:
     except ConfigError as exc:
         fail(f"--root-hints: {exc.reason}", EXIT_USAGE)
     config = RecursionConfig(root_hints=invocation.root_hints, port=invocation.port or 53)
+    validator = None
+    if invocation.options.dnssec:  # +trace +dnssec validates, as recursive mode does
+        from resolver.engine.validation import Validator, read_trust_anchors, root_anchors
+
+        try:
+            anchor = invocation.trust_anchor
+            validator = Validator(read_trust_anchors(anchor) if anchor else root_anchors())
+        except ConfigError as exc:
+            fail(f"--trust-anchor: {exc.reason}", EXIT_USAGE)
     usable = families() if invocation.family is None else frozenset({invocation.family})
     source = invocation.root_hints or "IANA's, shipped with resolver"
     display = invocation.display
@@ -748,6 +761,7 @@ def _trace_each(invocation: Invocation) -> int:
                 families=usable,
                 echo=click.echo,
                 tcp=invocation.options.tcp,
+                validator=validator,
             )
         except (ResolverError, OSError) as exc:
             fail(str(exc))

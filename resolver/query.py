@@ -102,7 +102,7 @@ class QueryOptions:
 class Invocation:
     """One ``resolver query`` command line, read. ``trace``: resolve each question from the
     root hints (``root_hints``, None for the package's copy of IANA's) instead of asking a
-    server."""
+    server, validating with ``+dnssec`` from ``trust_anchor`` (None: IANA's root anchor)."""
 
     questions: tuple[Question, ...]
     server: str | None = None
@@ -115,6 +115,7 @@ class Invocation:
     help: bool = False
     trace: bool = False
     root_hints: Path | None = None
+    trust_anchor: Path | None = None
 
 
 def to_ascii_name(name: str) -> str:
@@ -188,6 +189,7 @@ class _Reader:
         self.help = False
         self.trace = False
         self.root_hints: Path | None = None
+        self.trust_anchor: Path | None = None
 
     # --- positional words -----------------------------------------------------------------
 
@@ -353,7 +355,7 @@ _PLUS: dict[str, Callable[[_Reader, bool], None] | tuple[str, Callable[[str, str
 
 # Options that take a value, in their short and long spellings.
 _VALUED = frozenset({"-p", "--port", "-t", "-c", "-x", "-q", "-f", "--timeout", "--tries"})
-_VALUED |= {"--resolv-conf", "--root-hints"}
+_VALUED |= {"--resolv-conf", "--root-hints", "--trust-anchor"}
 _LONG_FLAGS: dict[str, tuple[str, object]] = {
     "--tcp": ("tcp", True),
     "--dnssec": ("dnssec", True),
@@ -433,6 +435,8 @@ def _valued(reader: _Reader, option: str, value: str, *, batch: bool) -> None:
         reader.resolv_conf = Path(value)
     elif option == "--root-hints":
         reader.root_hints = Path(value)
+    elif option == "--trust-anchor":
+        reader.trust_anchor = Path(value)
     else:
         raise ConfigError(option, "takes no value")
 
@@ -491,6 +495,7 @@ def parse_command_line(args: Sequence[str], *, is_tty: bool = False) -> Invocati
         warnings=tuple(reader.warnings),
         trace=reader.trace,
         root_hints=reader.root_hints,
+        trust_anchor=reader.trust_anchor,
     )
 
 
@@ -501,6 +506,8 @@ def _check_trace(reader: _Reader) -> None:
     if not reader.trace:
         if reader.root_hints is not None:
             raise ConfigError("--root-hints", "only with +trace (--trace)")
+        if reader.trust_anchor is not None:
+            raise ConfigError("--trust-anchor", "only with +trace (--trace)")
         return
     if reader.server is not None:
         raise ConfigError("@SERVER", "+trace asks the root servers of the root hints, not a server")

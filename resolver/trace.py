@@ -25,6 +25,7 @@ from resolver.engine.actions import Done, Query
 from resolver.engine.delegations import Delegations, ServerTimes
 from resolver.engine.hints import RootHints
 from resolver.engine.iteration import Iteration, Step
+from resolver.engine.validation import Validator
 from resolver.errors import (
     BadResponse,
     ConfigError,
@@ -70,6 +71,7 @@ def _options(action: Query, now: float, tcp: bool) -> QueryOptions:
         ignore_tc=True,
         recurse=False,
         ad=False,
+        dnssec=action.do,
         edns=_EDNS_SIZE if action.edns else None,
     )
 
@@ -83,13 +85,18 @@ def trace(
     echo: Echo,
     tcp: bool = False,
     clock: Clock = time.monotonic,
+    validator: Validator | None = None,
 ) -> Trace:
     """Resolve ``question`` from ``hints`` with the Iteration, asking every server on
     ``config.port``, only at addresses of ``families`` (4, 6), over TCP throughout with
     ``tcp``. Each step is written with ``echo`` as it happens (see :func:`format_step`,
     under :func:`heading`), and so is each stray reply, in dig's words, and at the end the
     number of queries and the time. Never raises for a server's sake: failures are the
-    iteration's to handle, and end in ``Trace.failure``."""
+    iteration's to handle, and end in ``Trace.failure``.
+
+    With ``validator`` the servers are asked with DO, the DS and DNSKEY sets the validator
+    needs are fetched as steps of their own (each saying what it made of its zone), and the
+    verdict on the answer is written at the end (``;; DNSSEC: secure ...``)."""
     steps: list[Step] = []
     started = clock()
     deadline = started + config.query_timeout
@@ -103,6 +110,8 @@ def trace(
         times=ServerTimes(),
         families=families,
         steps=steps,
+        validator=validator,
+        do=validator is not None,
     )
     echo(heading())
     action = iteration.start(started)
@@ -139,6 +148,11 @@ def trace(
         action = next_action
     ended = clock()
     echo(f";; {_queries(iteration.queries)} in {(ended - started) * 1000:.0f} ms")
+    verdict = action.verdict
+    if verdict is not None:
+        ede = "" if verdict.ede is None else f" (EDE {verdict.ede})"
+        reason = f": {verdict.reason}" if verdict.reason else ""
+        echo(f";; DNSSEC: {verdict.security.name.lower()}{ede}{reason}")
     reply = None
     if action.reply is not None:
         assert answered is not None  # the reply is built from what a server said

@@ -81,6 +81,7 @@ from resolver.engine.validation import (
     Reply,
     Security,
     Validator,
+    ZoneKeys,
 )
 from resolver.engine.validation.outcome import worst
 from resolver.errors import (
@@ -219,6 +220,14 @@ def _signatures(records: list[Record], signed: list[Record]) -> list[Record]:
     """The RRSIGs of ``records`` over the RRsets of ``signed``."""
     sets = {(r.name.lower(), r.rtype) for r in signed}
     return [r for r in records if r.rtype == _TYPE_RRSIG and (r.name.lower(), _covered(r)) in sets]
+
+
+def _keys_text(keys: ZoneKeys | Need) -> str:
+    """What the validator made of a zone, in a few words (for +trace)."""
+    if isinstance(keys, ZoneKeys):
+        return f"{keys.zone} {keys.security.name.lower()} ({keys.reason})"
+    what = "DS" if isinstance(keys, NeedDS) else "DNSKEY"
+    return f"the {what} set of {keys.zone} is needed first"
 
 
 def _digest(message: Message) -> tuple[int, frozenset[tuple[bytes, int, bytes]]]:
@@ -1011,6 +1020,7 @@ class Iteration:
         it that waited for it), then judging goes on."""
         validator = self._validator
         assert validator is not None
+        fresh = True  # the frame on top has just answered (its step is the last one)
         while True:
             frame = self._stack[-1]
             need = frame.need
@@ -1027,6 +1037,12 @@ class Iteration:
                 learned = validator.learn_dnskey(need.zone, reply)
             # A DS set learnt asks for the zone's DNSKEY set next: that is no reason to
             # learn the DS set again once the keys are in.
+            if fresh and self._steps:
+                # For +trace: what the set fetched made of the zone.
+                said = "DS found" if learned == NeedDNSKEY(need.zone) else _keys_text(learned)
+                last = self._steps[-1]
+                self._steps[-1] = last._replace(outcome=f"{last.outcome}; {said}")
+            fresh = False
             if isinstance(learned, NeedDS | NeedDNSKEY) and learned != NeedDNSKEY(need.zone):
                 return self._fetch(learned, now)
             self._stack.pop()

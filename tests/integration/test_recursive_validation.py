@@ -13,6 +13,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -431,3 +435,42 @@ async def test_a_zone_whose_ds_came_in_no_referral_has_it_fetched(signed: Signed
     asked = [(q.qname.lower(), q.qtype_name) for q in signed.authorities[TLD].queries]
     assert ("shared.test.", "DS") in asked
     assert asked.count(("shared.test.", "DNSKEY")) == 1
+
+
+async def _trace(signed: Signed, directory: Path, name: str) -> subprocess.CompletedProcess[str]:
+    port = signed.authorities[ROOT].address[1]
+    command = [sys.executable, "-m", "resolver", "query", "+trace", "+dnssec", "-p", str(port)]
+    command += ["--root-hints", str(directory / "root.hints")]
+    command += ["--trust-anchor", str(directory / "root.key"), name]
+    env = {**os.environ, "RESOLVER_SERVER": "127.0.0.1:1"}
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(command, process.returncode, out.decode(), err.decode())
+
+
+async def test_trace_with_dnssec_shows_the_keys_fetched_and_the_verdict(
+    signed: Signed, tmp_path: Path
+) -> None:
+    done = await _trace(signed, tmp_path, "www.good.test.")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert re.search(r"\. DNSKEY .*\. secure \(the DNSKEY set of \. is signed", out), out
+    assert re.search(r"good\.test\. DNSKEY .*good\.test\. secure", out), out
+    assert ";; DNSSEC: secure" in out
+    assert re.search(r"flags:[a-z ]* ad", out), out
+    bogus = await _trace(signed, tmp_path, "www.expired.test.")
+    assert ";; DNSSEC: bogus (EDE 7)" in bogus.stdout, bogus.stdout
+
+
+async def test_trace_refuses_an_unreadable_trust_anchor_in_one_line(
+    signed: Signed, tmp_path: Path
+) -> None:
+    (tmp_path / "root.key").write_text("this is not a zone file\n")
+    done = await _trace(signed, tmp_path, "www.good.test.")
+    assert done.returncode == 2
+    assert "--trust-anchor" in done.stderr
+    assert "Traceback" not in done.stderr
