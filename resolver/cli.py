@@ -789,8 +789,14 @@ def demo() -> None:
     the end. The zones come with the package, so it runs from any install and directory. Exit
     0 when every question got a reply (or the reader of the output went away), 1 otherwise.
     """
+    import logging
+
     from resolver.demo import run_demo
 
+    # The daemon's warnings (a bogus answer's validation failure) belong with the answers.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("    log: %(message)s"))
+    logging.getLogger("resolver").addHandler(handler)
     try:
         failures = run_async(lambda: run_demo(click.echo))
     except BrokenPipeError:

@@ -6,18 +6,35 @@ as ``resolver query``. Each answer is printed briefly with its timing, then the 
 statistics; everything is closed on the way out. The zones are package data
 (``resolver/demo_zones``, read through importlib.resources), so the demo runs from any install
 and any directory.
+
+The daemon validates (DNSSEC, ``[dnssec] validation = "on"``): at each run example.com. is
+signed with keys made then (ECDSA P-256, never written anywhere but a temporary directory
+the anchor file lives in), with a child zone expired.example.com. whose signatures expired
+days ago; the trust anchor is example.com.'s DS. An answer from example.com. comes with AD,
+one from the expired zone is SERVFAIL with EDE 7 (Signature Expired).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import tempfile
+import time
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
+
+import dns.dnssec
+import dns.name
+import dns.rdatatype
+import dns.zone
+from cryptography.hazmat.primitives.asymmetric import ec
+from dns.rdtypes.ANY.DNSKEY import DNSKEY
 
 from resolver.authority import Authority, Zone, parse_zone
 from resolver.config import (
     Config,
+    DnssecConfig,
     ForwarderConfig,
     ServerConfig,
     SocketPoolConfig,
@@ -45,7 +62,13 @@ DEMO_QUESTIONS: tuple[tuple[str, str, str], ...] = (
     ("big.example.com", "TXT", "2 KB of TXT: truncated over UDP, so asked again over TCP"),
     ("example.com", "MX", "mail exchangers, one in another zone"),
     ("www.example.com", "AAAA", "an IPv6 address"),
+    ("www.example.com", "TXT", "DNSSEC: a signed NODATA, validated (AD)"),
+    ("www.expired.example.com", "A", "DNSSEC: an expired signature, bogus (SERVFAIL, EDE 7)"),
 )
+
+_SIGNED = "example.com."
+_EXPIRED = "expired.example.com."
+_DAY = 86400
 
 _LOOPBACK = "127.0.0.1"
 _SHOWN_RECORDS = 3
@@ -59,11 +82,9 @@ _SMALL_POOL = TransportConfig(pool=SocketPoolConfig(min_size=2, max_size=16))
 _ZONES = "demo_zones"
 
 
-def demo_zones() -> list[Zone]:
-    """The demo's zones, read from the package data of the installed ``resolver``.
-
-    Raises ConfigError if a zone is missing or malformed (a broken install).
-    """
+def _zone_texts() -> list[tuple[str, str]]:
+    """The demo's zone files (name, text), from the package data of the installed
+    ``resolver``; raises ConfigError when there are none (a broken install)."""
     folder = resources.files("resolver").joinpath(_ZONES)
     files = sorted(
         (item for item in folder.iterdir() if item.name.endswith(".zone")),
@@ -71,9 +92,77 @@ def demo_zones() -> list[Zone]:
     )
     if not files:
         raise ConfigError(_ZONES, "the demo's zone files are missing from this install")
+    return [(item.name, item.read_text(encoding="utf-8")) for item in files]
+
+
+def demo_zones() -> list[Zone]:
+    """The demo's zones, read from the package data of the installed ``resolver``.
+
+    Raises ConfigError if a zone is missing or malformed (a broken install).
+    """
+    return [parse_zone(text, source=f"resolver/{_ZONES}/{name}") for name, text in _zone_texts()]
+
+
+def _key() -> tuple[ec.EllipticCurvePrivateKey, DNSKEY]:
+    private = ec.generate_private_key(ec.SECP256R1())
+    return private, dns.dnssec.make_dnskey(private.public_key(), 13, 257)
+
+
+def _generated(text: str) -> str:
+    """``text`` with its plain ``$GENERATE FROM-TO LHS RHS`` lines written out (``$`` the
+    number; the demo's zone uses no modifiers), for dnspython, whose reader does not take the
+    quoted TXT data of one."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("$GENERATE"):
+            lines.append(line)
+            continue
+        _, span, template = line.split(None, 2)
+        first, last = (int(n) for n in span.split("-"))
+        lines += [template.replace("$", str(n)) for n in range(first, last + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def signed_zones(directory: Path) -> tuple[list[Zone], Path]:
+    """The demo's zones with example.com. signed with fresh keys (a KSK alone signing everything,
+    NSEC) and a child expired.example.com. signed with signatures that expired days ago;
+    and the trust anchor file (example.com.'s DS) written in ``directory``."""
+    now = int(time.time())
+    child_key = _key()
+    child = dns.zone.from_text(
+        "@ 3600 SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ 3600 NS ns1\n"
+        "ns1 3600 A 127.0.0.4\nwww 300 A 127.1.9.1\n",
+        origin=_EXPIRED,
+    )
+    dns.dnssec.sign_zone(
+        child, keys=[child_key], inception=now - 30 * _DAY, expiration=now - 3 * _DAY
+    )
+    texts = {_EXPIRED: child.to_text(want_origin=True)}
+    files = dict(_zone_texts())
+    source = files.pop(f"{_SIGNED}zone")
+    parent_key = _key()
+    ds = dns.dnssec.make_ds(_EXPIRED, child_key[1], "SHA256")
+    parent = dns.zone.from_text(
+        _generated(source)
+        + f"expired 3600 NS ns1.expired\nns1.expired 3600 A 127.0.0.4\nexpired 3600 DS {ds}\n",
+        origin=_SIGNED,
+    )
+    dns.dnssec.sign_zone(parent, keys=[parent_key], inception=now - 3600, expiration=now + 7 * _DAY)
+    texts[_SIGNED] = parent.to_text(want_origin=True)
+    anchor = directory / "example.com.key"
+    anchor.write_text(f"{_SIGNED} DS {dns.dnssec.make_ds(_SIGNED, parent_key[1], 'SHA256')}\n")
+    out = [parse_zone(text, source=f"resolver/{_ZONES}/{name}") for name, text in files.items()]
+    out += [parse_zone(text, source=f"{origin} (signed)") for origin, text in texts.items()]
+    return out, anchor
+
+
+def _ede(message: Message) -> list[tuple[int, bytes]]:
+    """The Extended DNS Errors of a reply (RFC 8914: option 15), as (info code, text)."""
+    options = message.opt.options if message.opt is not None else ()
     return [
-        parse_zone(item.read_text(encoding="utf-8"), source=f"resolver/{_ZONES}/{item.name}")
-        for item in files
+        (int.from_bytes(data[:2], "big"), data[2:])
+        for code, data in options
+        if code == 15 and len(data) >= 2
     ]
 
 
@@ -89,12 +178,18 @@ def _record_text(record: Record) -> str:
 
 def _summarize(message: Message) -> str:
     """One line: the status and the first few answer records."""
+    secure = "  (AD: validated)" if "ad" in message.flags else ""
     if not message.answer:
         soa = any(r.rtype == "SOA" for r in message.authority)
-        return f"{message.status}, no records" + (" (SOA in authority)" if soa else "")
+        ede = next((f" (EDE {c})" for c, _ in _ede(message)), "")
+        return (
+            f"{message.status}, no records" + (" (SOA in authority)" if soa else "") + ede + secure
+        )
     shown = [_record_text(r) for r in message.answer[:_SHOWN_RECORDS]]
     more = len(message.answer) - len(shown)
-    return f"{message.status}  " + " | ".join(shown) + (f"  (+{more} more)" if more else "")
+    return (
+        f"{message.status}  " + " | ".join(shown) + (f"  (+{more} more)" if more else "") + secure
+    )
 
 
 def _statistics_lines(value: object, indent: str = "  ") -> list[str]:
@@ -144,13 +239,21 @@ async def _ask_all(daemon: Address, authority: Authority, write: Write) -> int:
 async def run_demo(write: Write, *, zones: list[Zone] | None = None) -> int:
     """Run the demo, writing lines with ``write``; return how many questions got no reply.
 
-    ``zones`` replaces the demo's own (`demo_zones`). Raises ConfigError when the zones cannot
-    be loaded, OSError when loopback sockets cannot be bound, and whatever ``write`` raises
-    (BrokenPipeError when the reader of the output went away). Everything started is closed
-    before returning or raising.
+    ``zones`` replaces the demo's own (`demo_zones`, with example.com. signed at each run
+    and validated from its DS: see the module); given zones are not validated. Raises
+    ConfigError when the zones cannot be loaded, OSError when loopback sockets cannot be
+    bound, and whatever ``write`` raises (BrokenPipeError when the reader of the output went
+    away). Everything started is closed before returning or raising.
     """
-    if zones is None:
-        zones = demo_zones()
+    with tempfile.TemporaryDirectory(prefix="resolver-demo.") as directory:
+        dnssec = DnssecConfig()
+        if zones is None:
+            zones, anchor = signed_zones(Path(directory))
+            dnssec = DnssecConfig(validation="on", trust_anchors=anchor)
+        return await _run(write, zones, dnssec)
+
+
+async def _run(write: Write, zones: list[Zone], dnssec: DnssecConfig) -> int:
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with Authority(zones) as authority:
@@ -159,6 +262,7 @@ async def run_demo(write: Write, *, zones: list[Zone] | None = None) -> int:
             server=ServerConfig(listen=((_LOOPBACK, 0),)),
             forwarder=dataclasses.replace(_FORWARDER, upstreams=(authority.address,)),
             transport=_SMALL_POOL,
+            dnssec=dnssec,
         )
         daemon = Daemon(config)
         await daemon.start()

@@ -37,6 +37,10 @@ def test_demo_subprocess_exits_zero_and_shows_answers_and_statistics() -> None:
     assert "10 mail.example.com. | 20 mail2.example.test." in out
     assert "2001:db8::1" in out
     assert "no reply" not in out
+    # DNSSEC: example.com. is signed at each run, one child zone with expired signatures.
+    assert "NOERROR  127.1.0.1  (AD: validated)" in out
+    assert "SERVFAIL, no records (EDE 7)" in out
+    assert "log: validation failure <www.expired.example.com. 1>" in out
     assert "daemon statistics" in out
     assert "upstreams:" in out
     assert "pool:" in out
@@ -86,7 +90,7 @@ def test_demo_output_cut_short_by_its_reader_is_a_normal_end() -> None:
     first = demo.stdout.readline()
     demo.stdout.close()
     _, err = demo.communicate(timeout=60)
-    assert first.startswith(b"fake authority for 2 zones")
+    assert first.startswith(b"fake authority for 3 zones")
     assert demo.returncode == 0, err
     assert err == b""
 
