@@ -58,6 +58,7 @@ RA set and AA clear: the form the engine stores and serves.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import random
 from typing import NamedTuple
@@ -974,10 +975,19 @@ class Iteration:
                 frame.proofs += _proofs(inside)  # a wildcard answer's proof
 
     def _reply(self, wire: bytes, zone: bytes) -> Reply | Outcome:
+        """A kept reply as the validator reads it: only the records inside the zone the
+        server was asked as a server of (what the iteration believed of it, RFC 2181
+        5.4.1); a server's word on another zone is judged where that zone is asked."""
         try:
-            return Reply.from_wire(wire, dns.name.from_wire(zone, 0)[0])
+            origin = dns.name.from_wire(zone, 0)[0]
+            reply = Reply.from_wire(wire, origin)
         except (WireError, ValueError, dns.name.NameTooLong) as exc:
             return Outcome(Security.BOGUS, EDE_DNSSEC_BOGUS, f"unreadable reply: {exc}")
+        return dataclasses.replace(
+            reply,
+            answer=tuple(s for s in reply.answer if s.name.is_subdomain(origin)),
+            authority=tuple(s for s in reply.authority if s.name.is_subdomain(origin)),
+        )
 
     def _validate(self, now: float) -> Action:
         """Judge the kept replies of the client's question in order (referrals first, whose

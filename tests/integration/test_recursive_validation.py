@@ -55,6 +55,12 @@ NOW = int(time.time())
 SOA = "@ SOA ns hostmaster 1 7200 3600 1209600 300\n"
 LEAF = SOA + "@ NS ns\nns A 127.0.0.4\nwww A 192.0.2.1\n*.wild TXT wild\n"
 ROOT, TLD, LEAVES = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+# CNAMEs from good.test. into the other zones, link by link.
+CHAINS = (
+    "to-nsec3 CNAME www.nsec3.test.\n"
+    "to-unsigned CNAME www.unsigned.test.\n"
+    "to-expired CNAME www.expired.test.\n"
+)
 
 
 def strip_signatures(text: str) -> str:
@@ -70,7 +76,7 @@ def signed_world(directory: Path) -> tuple[dict[str, list[str]], Path, Path]:
     """Zone texts by server address, the root hints file and the trust anchor file."""
     window = {"inception": NOW - 3600, "expiration": NOW + 30 * DAY}
     leaves = {
-        "good": (SignedZone("good.test.", LEAF, **window), True, True),
+        "good": (SignedZone("good.test.", LEAF + CHAINS, **window), True, True),
         "nsec3": (SignedZone("nsec3.test.", LEAF, nsec3=(1, "ab", False), **window), True, True),
         "expired": (
             SignedZone("expired.test.", LEAF, inception=NOW - 30 * DAY, expiration=NOW - 3 * DAY),
@@ -122,7 +128,9 @@ class Signed(NamedTuple):
     authorities: dict[str, Authority]
 
 
-async def _serving(directory: Path, validation: Validation = "on") -> AsyncIterator[Signed]:
+async def _serving(
+    directory: Path, validation: Validation = "on", negative: tuple[str, ...] = ()
+) -> AsyncIterator[Signed]:
     texts, hints, anchor = signed_world(directory)
     zones = {
         address: [parse_zone(text, source=f"{address}-{i}") for i, text in enumerate(served)]
@@ -140,7 +148,7 @@ async def _serving(directory: Path, validation: Validation = "on") -> AsyncItera
             TransportConfig(),
             cache=Cache(CacheConfig()),
             recursion=RecursionConfig(root_hints=hints, port=port),
-            dnssec=DnssecConfig(trust_anchors=anchor),
+            dnssec=DnssecConfig(trust_anchors=anchor, negative_trust_anchors=negative),
             validation=validation,
         )
         await engine.start()
@@ -474,3 +482,31 @@ async def test_trace_refuses_an_unreadable_trust_anchor_in_one_line(
     assert done.returncode == 2
     assert "--trust-anchor" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "rcode", "ad"),
+    [
+        ("to-nsec3.good.test.", dns.rcode.NOERROR, True),
+        ("to-unsigned.good.test.", dns.rcode.NOERROR, False),
+        ("to-expired.good.test.", dns.rcode.SERVFAIL, False),
+    ],
+    ids=["secure-into-secure", "secure-into-insecure", "secure-into-bogus"],
+)
+async def test_a_cname_chain_across_zones_validates_link_by_link(
+    signed: Signed, name: str, rcode: int, ad: bool
+) -> None:
+    reply = await ask(signed, name, ad=True)
+    assert reply.rcode() == rcode
+    assert bool(reply.flags & dns.flags.AD) == ad
+    if rcode == dns.rcode.NOERROR:
+        assert "192.0.2.1" in {rd.to_text() for rrset in reply.answer for rd in rrset}
+
+
+async def test_a_negative_trust_anchor_makes_a_bogus_zone_insecure(tmp_path: Path) -> None:
+    async for served in _serving(tmp_path, negative=("expired.test.",)):
+        reply = await ask(served, "www.expired.test.", ad=True)
+        assert reply.rcode() == dns.rcode.NOERROR
+        assert not reply.flags & dns.flags.AD
+        good = await ask(served, "www.good.test.", ad=True)
+        assert good.flags & dns.flags.AD
