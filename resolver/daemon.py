@@ -270,7 +270,8 @@ class Daemon:
                 log.info("reload: new upstream settings; their counters start afresh")
             old_log, self.server.query_log = self.server.query_log, query_log
             if old_log is not None:
-                old_log.close()
+                # Queries in flight hold the old log: their lines go to the new one.
+                old_log.hand_over(query_log)
             self.config = applied
             self.reloads += 1
             log.info("reloaded the configuration")
