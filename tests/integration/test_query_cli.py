@@ -691,7 +691,8 @@ def test_the_console_script_runs_a_query_without_click_or_the_daemon(
     auth: ThreadedAuthority,
 ) -> None:
     """``resolver query`` is dispatched before click is imported; nothing of the daemon, the
-    event loop or OpenSSL's hmac (for random IDs) is loaded for a one-shot query."""
+    event loop, OpenSSL's hmac (for random IDs), dnslib (an A record is presented from the raw
+    bytes) or dataclasses is loaded for a one-shot query."""
     script = (
         "import sys\n"
         f"sys.argv = ['resolver', 'query', '{auth.at}', '-p', '{auth.port}', 'www.example.com',"
@@ -701,7 +702,8 @@ def test_the_console_script_runs_a_query_without_click_or_the_daemon(
         "    run()\n"
         "except SystemExit as exc:\n"
         "    assert exc.code == 0, exc.code\n"
-        "heavy = ('asyncio', 'uvloop', 'click', 'hmac', 'secrets', 'resolver.cli',\n"
+        "heavy = ('asyncio', 'uvloop', 'click', 'hmac', 'secrets', 'resolver.cli', 'dnslib',\n"
+        "    'dataclasses', 'inspect',\n"
         "    'resolver.pool', 'resolver.transport', 'resolver.config', 'resolver.server',\n"
         "    'resolver.daemon', 'resolver.engine', 'resolver.cache')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
