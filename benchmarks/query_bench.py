@@ -128,10 +128,14 @@ def timed(command: Sequence[str], env: dict[str, str], answer: bool = True) -> t
 
 
 def install(target: Path) -> Path:
-    """A plain ``pip install --no-deps --target`` of this checkout; its console script."""
+    """A plain ``pip install --no-deps --target`` of a copy of this checkout (so that the build
+    leaves nothing in it); its console script."""
+    source = target.parent / "source"
+    litter = shutil.ignore_patterns(".git", "build", "*.egg-info", ".*_cache", ".hypothesis")
+    shutil.copytree(REPO, source, ignore=litter)
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps"]
     done = subprocess.run(
-        [*pip, "--target", str(target), str(REPO)],
+        [*pip, "--target", str(target), str(source)],
         capture_output=True,
         text=True,
         timeout=300,
