@@ -51,9 +51,23 @@ The rules:
   twice without 0x20 on fresh ports, and accepted only if both replies say the same
   (Unbound's caps fallback).
 
+* DNSSEC (with a ``validator``): every server is asked with DO; each reply of the client's
+  question that the iteration acts on (referrals, the answer, each CNAME link, the negative
+  answer) is kept, and before the client's reply is built each is judged in turn by the
+  validator, reading only the records inside the zone the server was asked for. The DS or
+  DNSKEY set the validator lacks is asked for as a question of this iteration (DS of the
+  zone's parent, DNSKEY of the zone; the RRset cache is not used for them: it keeps no
+  signatures), and learnt; a zone whose servers all fail then ends the query. The answer's
+  RRsets in the RRset cache take the verdict as their security status, and a TTL no longer
+  than their signatures'. With a validator the RRset cache's answer data does not shortcut
+  the client's question either.
+
 The reply built holds the question as the client asked it, the CNAME chain and the answer
-(or, for a negative answer, the SOA in the authority section); no additional records, no OPT,
-RA set and AA clear: the form the engine stores and serves.
+(or, for a negative answer, the SOA in the authority section); for a client that set DO, the
+RRSIGs over them and the NSEC/NSEC3 records of negative and wildcard answers; no additional
+records, no OPT, RA set and AA clear, AD when the verdict is secure, TTLs capped by the
+signatures: the form the engine stores and serves. ``Done.verdict`` carries the verdict for
+the driver to apply (``validation.answering``).
 """
 
 from __future__ import annotations
