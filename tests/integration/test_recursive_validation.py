@@ -510,3 +510,23 @@ async def test_a_negative_trust_anchor_makes_a_bogus_zone_insecure(tmp_path: Pat
         assert not reply.flags & dns.flags.AD
         good = await ask(served, "www.good.test.", ad=True)
         assert good.flags & dns.flags.AD
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "rcode"),
+    [
+        ("good.test.", "DS", dns.rcode.NOERROR),
+        ("good.test.", "DNSKEY", dns.rcode.NOERROR),
+        (".", "DNSKEY", dns.rcode.NOERROR),
+        ("unsigned.test.", "DS", dns.rcode.NOERROR),
+        ("nothere.good.test.", "A", dns.rcode.NXDOMAIN),
+        ("nothere.test.", "A", dns.rcode.NXDOMAIN),
+    ],
+    ids=["ds", "dnskey", "root-dnskey", "proven-no-ds", "nsec-nxdomain", "tld-nxdomain"],
+)
+async def test_the_keys_and_denials_themselves_are_secure(
+    signed: Signed, name: str, qtype: str, rcode: int
+) -> None:
+    reply = await ask(signed, name, qtype, ad=True)
+    assert reply.rcode() == rcode
+    assert reply.flags & dns.flags.AD
