@@ -394,11 +394,14 @@ class Hierarchy:
 
     # -- the servers
 
-    def start_authorities(self, core: str | None = None) -> dict[str, Server]:
-        """One NSD per address of AUTHORITIES, each serving its zones on ADDRESS:53; returns
-        once each answers for its first zone with AA. Raises SetupError."""
+    def start_authorities(
+        self, core: str | None = None, zonesdir: Path = ZONES
+    ) -> dict[str, Server]:
+        """One NSD per address of AUTHORITIES, each serving its zones (files in ``zonesdir``,
+        fixtures/zones unless given: see ``sign_fixtures``) on ADDRESS:53; returns once each
+        answers for its first zone with AA. Raises SetupError."""
         for address, zones in AUTHORITIES.items():
-            self.start_nsd(address, zones, core=core, wait=False)
+            self.start_nsd(address, zones, zonesdir=zonesdir, core=core, wait=False)
         for address, zones in AUTHORITIES.items():
             self.wait_answering(self.authorities[address], zones[0], "SOA", aa=True)
         return self.authorities
@@ -567,16 +570,78 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def running(
-    directory: Path, authorities: bool = True, core: str | None = None
+    directory: Path, authorities: bool = True, core: str | None = None, zonesdir: Path = ZONES
 ) -> Iterator[Hierarchy]:
     """A Hierarchy in a new namespace, its NSD authorities started (pinned to ``core`` when
-    given) unless ``authorities`` is false; closed on the way out, whatever happens.
-    Raises SetupError (a tool missing, no namespace, a server not answering)."""
+    given, serving the zone files of ``zonesdir``) unless ``authorities`` is false; closed on
+    the way out, whatever happens. Raises SetupError (a tool missing, no namespace, a server
+    not answering)."""
     hierarchy = Hierarchy(directory)
     try:
         hierarchy.create()
         if authorities:
-            hierarchy.start_authorities(core)
+            hierarchy.start_authorities(core, zonesdir)
         yield hierarchy
     finally:
         hierarchy.close()
+
+
+def _generated(text: str) -> str:
+    """``text`` with its plain ``$GENERATE FROM-TO LHS RHS`` lines written out (``$`` the
+    number, no modifiers: all the fixtures use), which dnspython's reader does not take with
+    quoted TXT data."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("$GENERATE"):
+            lines.append(line)
+            continue
+        _, span, template = line.split(None, 2)
+        first, last = (int(n) for n in span.split("-"))
+        lines += [template.replace("$", str(n)) for n in range(first, last + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def sign_fixtures(directory: Path, days: int = 30) -> tuple[Path, Path]:
+    """Every zone of AUTHORITIES signed with a key made now (ECDSA P-256, one key per zone
+    signing everything, NSEC, valid from an hour ago for ``days``), each parent holding its
+    served children's DS (a child nobody serves, such as lame.com., stays unsigned: an
+    insecure delegation); the zone files written to ``directory`` under NSD's names. Returns
+    the directory and a trust anchor file (the root's DS) beside it, for Unbound's
+    ``trust-anchor-file`` and our ``[dnssec] trust_anchors``. No key is written anywhere."""
+    import dns.dnssec
+    import dns.name
+    import dns.rdatatype
+    import dns.zone
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    directory.mkdir(parents=True, exist_ok=True)
+    origins = [origin for zones in AUTHORITIES.values() for origin in zones]
+    now = int(time.time())
+    texts = {o: _generated((ZONES / zone_file(o)).read_text(encoding="utf-8")) for o in origins}
+    ds_lines: dict[str, str] = {}
+    # Children first: a parent is signed with its children's DS in it.
+    for origin in sorted(origins, key=lambda o: -len(dns.name.from_text(o))):
+        name = dns.name.from_text(origin)
+        text = texts[origin]
+        for child, ds in ds_lines.items():
+            child_name = dns.name.from_text(child)
+            parent = next(
+                (dns.name.from_text(o) for o in sorted(origins, key=len, reverse=True)
+                 if child_name != dns.name.from_text(o)
+                 and child_name.is_subdomain(dns.name.from_text(o))),
+                None,
+            )  # fmt: skip
+            if parent == name:
+                text += ds
+        private = ec.generate_private_key(ec.SECP256R1())
+        dnskey = dns.dnssec.make_dnskey(private.public_key(), 13, 257)
+        zone = dns.zone.from_text(text, origin=origin, relativize=False)
+        dns.dnssec.sign_zone(
+            zone, keys=[(private, dnskey)], inception=now - 3600, expiration=now + days * 86400
+        )
+        (directory / zone_file(origin)).write_text(zone.to_text(want_origin=True))
+        ds = dns.dnssec.make_ds(name, dnskey, "SHA256")
+        ds_lines[origin] = f"{origin} 3600 DS {ds}\n"
+    anchor = directory.parent / f"{directory.name}.root.key"
+    anchor.write_text(ds_lines["."].replace(" 3600 ", " "))
+    return directory, anchor

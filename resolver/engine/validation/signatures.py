@@ -10,7 +10,9 @@ signature's window (a tenth of it, from 3 minutes to a day).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 import dns.dnssec
@@ -18,6 +20,7 @@ import dns.exception
 import dns.name
 import dns.rdataset
 import dns.rdatatype
+import dns.rrset
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 from dns.rdtypes.ANY.DS import DS
 from dns.rdtypes.ANY.RRSIG import RRSIG
@@ -96,6 +99,37 @@ def _label_count(name: dns.name.Name) -> int:
     return count
 
 
+_VERIFIED_MAX = 20_000
+# Signatures found good, by what they were checked over: the RRset's owner, type and records,
+# the RRSIG itself and the keys that could have made it. A warm resolver checks no signature
+# twice (a wildcard's NSEC comes with every answer it makes); the validity window is checked
+# anew each time, before this is looked at.
+_verified: OrderedDict[Hashable, None] = OrderedDict()
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_tag(key: DNSKEY) -> int:
+    return int(dns.dnssec.key_id(key))
+
+
+def _check_signature(
+    rrset: dns.rrset.RRset, sig: RRSIG, signer: dns.name.Name, candidates: list[DNSKEY]
+) -> None:
+    """dnspython's check of ``sig`` over ``rrset``, unless this very signature was found good
+    over these very records with these keys before; raises ValidationFailure."""
+    memo = (rrset.name, int(rrset.rdtype), frozenset(rrset), sig, tuple(candidates))
+    if memo in _verified:
+        _verified.move_to_end(memo)
+        return
+    keyset = dns.rdataset.from_rdata_list(0, candidates)
+    # The window was checked by the caller (serial arithmetic, skew); dnspython checks it
+    # again in plain integers, so hand it a time inside the window.
+    dns.dnssec.validate_rrsig(rrset, sig, {signer: keyset}, now=float(sig.inception) + 1)
+    _verified[memo] = None
+    if len(_verified) > _VERIFIED_MAX:
+        _verified.popitem(last=False)
+
+
 def _zone_keys(keys: Iterable[DNSKEY]) -> list[DNSKEY]:
     """The keys that may sign zone data: the Zone Key bit set, protocol 3, not revoked
     (RFC 5011 7: a revoked key signs only its own revocation)."""
@@ -134,9 +168,7 @@ def verify_rrset(
             failures.append((EDE_DNSSEC_BOGUS, f"RRSIG over {what} has too many labels"))
             continue
         candidates = [
-            k
-            for k in key_list
-            if k.algorithm == sig.algorithm and dns.dnssec.key_id(k) == sig.key_tag
+            k for k in key_list if k.algorithm == sig.algorithm and _key_tag(k) == sig.key_tag
         ]
         if not candidates:
             failures.append((EDE_DNSKEY_MISSING, f"no DNSKEY {sig.key_tag} of {signer} for {what}"))
@@ -151,11 +183,8 @@ def verify_rrset(
                 (EDE_SIGNATURE_NOT_YET_VALID, f"the RRSIG over {what} is not yet valid")
             )
             continue
-        keyset = dns.rdataset.from_rdata_list(0, candidates)
         try:
-            # The window was checked above (serial arithmetic, skew); dnspython checks it again
-            # in plain integers, so hand it a time inside the window.
-            dns.dnssec.validate_rrsig(rrset, sig, {signer: keyset}, now=float(sig.inception) + 1)
+            _check_signature(rrset, sig, signer, candidates)
         except (dns.exception.ValidationFailure, dns.exception.UnsupportedAlgorithm) as exc:
             failures.append((EDE_DNSSEC_BOGUS, f"the RRSIG over {what} fails: {exc}"))
             continue
@@ -175,7 +204,7 @@ def verify_rrset(
 
 def ds_matches(ds: DS, key: DNSKEY, owner: dns.name.Name) -> bool:
     """True if ``ds`` is the digest of ``key`` owned by ``owner`` (tag, algorithm, digest)."""
-    if ds.algorithm != key.algorithm or ds.key_tag != dns.dnssec.key_id(key):
+    if ds.algorithm != key.algorithm or ds.key_tag != _key_tag(key):
         return False
     if ds.digest_type not in SUPPORTED_DIGESTS:
         return False
