@@ -382,9 +382,11 @@ class Iteration:
         self._side: tuple[tuple[bytes, int], ...] = ()
         # DNSSEC: with a validator, authorities are asked with DO and the client's answer
         # is judged (``_validate``) before it is given; ``do``: the client asked with DO.
-        self._validator = validator
+        # RRSIG records asked for on purpose are not validated (Unbound neither): they are
+        # no RRset of their own.
+        self._validator = validator if qtype != _TYPE_RRSIG else None
         self._do = do
-        self._dnssec = do or validator is not None
+        self._dnssec = do or self._validator is not None
         self._wire = b""
         self._checked = 0
         self._outcomes: list[Outcome] = []

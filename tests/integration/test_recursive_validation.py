@@ -530,3 +530,10 @@ async def test_the_keys_and_denials_themselves_are_secure(
     reply = await ask(signed, name, qtype, ad=True)
     assert reply.rcode() == rcode
     assert reply.flags & dns.flags.AD
+
+
+async def test_rrsig_records_asked_for_on_purpose_are_given_unjudged(signed: Signed) -> None:
+    reply = await ask(signed, "www.good.test.", "RRSIG", ad=True)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert types(reply.answer) == {"RRSIG"}
+    assert not reply.flags & dns.flags.AD
