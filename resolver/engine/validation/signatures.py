@@ -10,9 +10,7 @@ signature's window (a tenth of it, from 3 minutes to a day).
 
 from __future__ import annotations
 
-import functools
-from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import dns.dnssec
@@ -99,35 +97,30 @@ def _label_count(name: dns.name.Name) -> int:
     return count
 
 
-_VERIFIED_MAX = 20_000
-# Signatures found good, by what they were checked over: the RRset's owner, type and records,
-# the RRSIG itself and the keys that could have made it. A warm resolver checks no signature
-# twice (a wildcard's NSEC comes with every answer it makes); the validity window is checked
-# anew each time, before this is looked at.
-_verified: OrderedDict[Hashable, None] = OrderedDict()
+_KEY_TAGS_MAX = 4096
+# Key tags by key (its flags, protocol, algorithm and key bytes: hashing the rdata itself
+# would write it out in wire form each time, as computing the tag does).
+_key_tags: dict[tuple[int, int, int, bytes], int] = {}
 
 
-@functools.lru_cache(maxsize=4096)
 def _key_tag(key: DNSKEY) -> int:
-    return int(dns.dnssec.key_id(key))
+    known = (key.flags, key.protocol, key.algorithm, key.key)
+    tag = _key_tags.get(known)
+    if tag is None:
+        if len(_key_tags) >= _KEY_TAGS_MAX:
+            _key_tags.clear()
+        tag = _key_tags[known] = int(dns.dnssec.key_id(key))
+    return tag
 
 
 def _check_signature(
     rrset: dns.rrset.RRset, sig: RRSIG, signer: dns.name.Name, candidates: list[DNSKEY]
 ) -> None:
-    """dnspython's check of ``sig`` over ``rrset``, unless this very signature was found good
-    over these very records with these keys before; raises ValidationFailure."""
-    memo = (rrset.name, int(rrset.rdtype), frozenset(rrset), sig, tuple(candidates))
-    if memo in _verified:
-        _verified.move_to_end(memo)
-        return
+    """dnspython's check of ``sig`` over ``rrset``; raises ValidationFailure."""
     keyset = dns.rdataset.from_rdata_list(0, candidates)
     # The window was checked by the caller (serial arithmetic, skew); dnspython checks it
     # again in plain integers, so hand it a time inside the window.
     dns.dnssec.validate_rrsig(rrset, sig, {signer: keyset}, now=float(sig.inception) + 1)
-    _verified[memo] = None
-    if len(_verified) > _VERIFIED_MAX:
-        _verified.popitem(last=False)
 
 
 def _zone_keys(keys: Iterable[DNSKEY]) -> list[DNSKEY]:
