@@ -34,6 +34,9 @@ COMMENTED = {
     "log.query_log",
     "recursion.root_hints",
     "metrics.listen",
+    "server.tls_cert",
+    "server.tls_key",
+    "transport.tls_ca",
 }
 # Settings given a value other than the default, because the default does not start.
 NOT_DEFAULT = {"forwarder.upstreams"}
