@@ -89,7 +89,7 @@ def test_encrypted_upstreams_in_toml_forwarder_and_domains() -> None:
 
 
 def test_tls_listener_needs_certificate_and_key() -> None:
-    with pytest.raises(ConfigError, match="server.tls_cert"):
+    with pytest.raises(ConfigError, match=r"server\.tls_cert"):
         ServerConfig(listen_tls=(("127.0.0.1", 853),))
 
 
