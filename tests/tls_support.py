@@ -159,9 +159,7 @@ class StreamServer:
         self.port = 0
 
     async def __aenter__(self) -> StreamServer:
-        self.server = await asyncio.start_server(
-            self._serve, "127.0.0.1", 0, ssl=self.context
-        )
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.context)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
