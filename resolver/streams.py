@@ -52,6 +52,8 @@ __all__ = [
     "StreamPool",
     "StreamStatistics",
     "TlsClient",
+    "connect",
+    "handshake",
     "keepalive_query",
     "open_stream",
 ]
@@ -171,10 +173,22 @@ class StreamConnection:
         """Whether the server has stopped reading (too many unsent bytes)."""
         return len(self._out) > _WRITE_HIGH_WATER
 
+    @property
+    def room(self) -> int:
+        """Queries the server lets us have in flight besides those already (over plain DNS
+        framing, no limit but the pool's ``max_inflight``)."""
+        return _READ_SIZE
+
     def send(self, exchange: Pending) -> None:
         """Send ``exchange``'s query over this connection; its reply (or the connection's end)
         is reported to it. The ID is changed first when another query here has it."""
         assert not self.closed
+        self._track(exchange)
+        query = keepalive_query(exchange.query, padded=self.tls is not None)
+        self._write(len(query).to_bytes(2, "big") + query)
+
+    def _track(self, exchange: Pending) -> None:
+        """``exchange`` is in flight here, under an ID no other query here has."""
         pending = self._pending
         qid = exchange.qid
         while qid in pending:
@@ -184,8 +198,10 @@ class StreamConnection:
             exchange.qid = qid
         pending[qid] = exchange
         self.carried += 1
-        query = keepalive_query(exchange.query, padded=self.tls is not None)
-        self._write(len(query).to_bytes(2, "big") + query)
+
+    def _untrack(self, exchange: Pending) -> None:
+        if self._pending.get(exchange.qid) is exchange:
+            del self._pending[exchange.qid]
 
     def forget(self, exchange: Pending) -> None:
         """``exchange`` ended elsewhere (its deadline, a cancel): its late reply is dropped."""
@@ -246,6 +262,10 @@ class StreamConnection:
             buffer += data
             if self.tls is None:
                 break  # a plain socket is level-triggered: the loop calls again if more waits
+        self._received(buffer)
+
+    def _received(self, buffer: bytearray) -> None:
+        """Take the whole messages from the front of ``buffer`` (two-byte length framing)."""
         pos, end = 0, len(buffer)
         while end - pos >= 2:
             size = (buffer[pos] << 8) | buffer[pos + 1]
@@ -264,6 +284,10 @@ class StreamConnection:
                 self.on_stray()
             return
         del self._pending[exchange.qid]
+        self._answered(exchange, message)
+
+    def _answered(self, exchange: Pending, message: bytes) -> None:
+        """``message`` is ``exchange``'s reply, and ``exchange`` is no longer pending."""
         self.replies += 1
         if self.replies == 1 or self.keepalive is not None:
             with contextlib.suppress(WireError):
@@ -323,37 +347,46 @@ async def _fd_ready(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool) ->
             loop.remove_reader(fd)
 
 
-async def open_stream(
-    address: Address, tls: TlsClient | None, session: ssl.SSLSession | None, name: str
-) -> StreamConnection:
-    """Connect to ``address`` (a numeric IP address), and with ``tls`` make the TLS handshake,
-    offering ``session`` for resumption, then check the pins. Raises UpstreamUnreachable
-    (CertificateRejected when the certificate is not accepted), LocalError when our side runs
-    short of descriptors. The caller bounds the time."""
+async def connect(address: Address, name: str) -> socket.socket:
+    """A non-blocking TCP socket connected to ``address`` (a numeric IP address). Raises
+    UpstreamUnreachable, LocalError when our side runs short of descriptors."""
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     try:
         sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     except OSError as exc:
         raise LocalError(f"{name}: cannot open a socket: {exc.strerror or exc}") from exc
-    wrapped: ssl.SSLSocket | None = None
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            await loop.sock_connect(sock, address)
-        except OSError as exc:
-            raise UpstreamUnreachable(name, f"cannot connect: {exc.strerror or exc}") from exc
-        if tls is None:
-            return StreamConnection(loop, sock, None)
-        context = tls.context
-        if tls.server_name is None and context.check_hostname:
-            raise UpstreamUnreachable(name, "no certificate name to check (give #NAME)")
+        await loop.sock_connect(sock, address)
+    except OSError as exc:
+        sock.close()
+        raise UpstreamUnreachable(name, f"cannot connect: {exc.strerror or exc}") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def handshake(
+    sock: socket.socket, tls: TlsClient, session: ssl.SSLSession | None, name: str
+) -> ssl.SSLSocket:
+    """The TLS handshake over the connected ``sock`` (which it takes over), offering
+    ``session`` for resumption, then the pin check. Raises CertificateRejected when the
+    certificate is not accepted, UpstreamUnreachable when the handshake fails otherwise."""
+    loop = asyncio.get_running_loop()
+    context = tls.context
+    if tls.server_name is None and context.check_hostname:
+        sock.close()
+        raise UpstreamUnreachable(name, "no certificate name to check (give #NAME)")
+    try:
         wrapped = context.wrap_socket(
-            sock,
-            server_hostname=tls.server_name,
-            session=session,
-            do_handshake_on_connect=False,
+            sock, server_hostname=tls.server_name, session=session, do_handshake_on_connect=False
         )
+    except BaseException:
+        sock.close()
+        raise
+    try:
         fd = wrapped.fileno()
         while True:
             try:
@@ -373,10 +406,25 @@ async def open_stream(
             der = wrapped.getpeercert(binary_form=True)
             if der is None or spki_pin(der) not in tls.pins:
                 raise CertificateRejected(name, "certificate not accepted: no pinned key matches")
-        return StreamConnection(loop, wrapped, wrapped)
     except BaseException:
-        (wrapped or sock).close()
+        wrapped.close()
         raise
+    return wrapped
+
+
+async def open_stream(
+    address: Address, tls: TlsClient | None, session: ssl.SSLSession | None, name: str
+) -> StreamConnection:
+    """Connect to ``address`` (a numeric IP address), and with ``tls`` make the TLS handshake,
+    offering ``session`` for resumption, then check the pins. Raises UpstreamUnreachable
+    (CertificateRejected when the certificate is not accepted), LocalError when our side runs
+    short of descriptors. The caller bounds the time."""
+    sock = await connect(address, name)
+    loop = asyncio.get_running_loop()
+    if tls is None:
+        return StreamConnection(loop, sock, None)
+    wrapped = await handshake(sock, tls, session, name)
+    return StreamConnection(loop, wrapped, wrapped)
 
 
 # Opens one connection: the pool passes the session to resume (None for plain TCP).
@@ -514,7 +562,11 @@ class StreamPool:
     def _room(self) -> StreamConnection | None:
         """The oldest open connection with room for one more query."""
         for connection in self._connections:
-            if connection.in_flight < self._max_inflight and not connection.backlogged:
+            if (
+                connection.in_flight < self._max_inflight
+                and connection.room > 0
+                and not connection.backlogged
+            ):
                 return connection
         return None
 
