@@ -33,6 +33,7 @@ __all__ = [
     "load_config",
     "parse_address",
     "parse_upstream",
+    "reaches",
 ]
 
 Address = tuple[str, int]
@@ -290,7 +291,7 @@ def _same_socket(one: Address, other: Address) -> bool:
     return False
 
 
-def _reaches(upstream: Address, listen: Address) -> bool:
+def reaches(upstream: Address, listen: Address) -> bool:
     """Whether queries sent to ``upstream`` would arrive at the listener on ``listen``."""
     if upstream[1] != listen[1]:
         return False
@@ -727,7 +728,7 @@ class Config:
             if isinstance(upstream, EncryptedUpstream):
                 continue
             for listen in self.server.listen:
-                if _reaches(upstream, listen):
+                if reaches(upstream, listen):
                     raise ConfigError(
                         "forwarder.upstreams",
                         f"{upstream[0]} port {upstream[1]} is the daemon's own listener "
