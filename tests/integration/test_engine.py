@@ -352,6 +352,27 @@ async def test_unreachable_upstreams_give_servfail_with_network_error() -> None:
             assert ede_codes(reply) == [23]  # Network Error
 
 
+async def test_a_forwarded_question_whose_upstreams_are_silent_is_not_asked_again_at_once(
+    authorities: Authorities,
+) -> None:
+    # RFC 9520 in forwarding mode too: the failure is remembered (cache.servfail_ttl, 5 s by
+    # default; the fake clock stands still), so a repeat fails at once with the same EDE.
+    async with asyncio.timeout(BOUND), authorities(1) as (server,):
+        server.faults.drop = True
+        async with daemon([server], clock=FakeClock(), query_timeout=0.5) as d:
+            first = await ask(d.port)
+            asked = counts([server])
+            again = await ask(d.port)
+            assert rcode(first) == rcode(again) == _SERVFAIL
+            assert ede_codes(first) == ede_codes(again) == [22]
+            assert counts([server]) == asked
+            other = await ask(d.port, "other.example.com.")
+            assert rcode(other) == _SERVFAIL
+            assert counts([server])[0] > asked[0]  # another question is asked
+            assert d.engine.cache is not None
+            assert d.engine.cache.statistics().failures == 2
+
+
 async def test_servfail_without_edns_carries_no_opt(authorities: Authorities) -> None:
     async with asyncio.timeout(BOUND), authorities(1) as (server,):
         server.faults.drop = True
