@@ -112,7 +112,7 @@ def test_a_timeout_marks_the_upstream_down_and_raises_its_rtt() -> None:
     forwarding.start(0.0)
     forwarding.on_failure(UpstreamTimeout("a", ""), 2.0)
     assert selector.is_down(0, 2.1)
-    assert selector.srtt(0) == TIMEOUT
+    assert selector.srtt(0) == 2 * TIMEOUT  # backed off: twice what was waited
 
 
 def test_a_bad_tcp_reply_fails_over() -> None:
