@@ -146,14 +146,14 @@ class HttpsConnection(StreamConnection):
         if status != b"200":
             self._fail(exchange, f"HTTP status {status.decode(errors='replace') or 'missing'}")
             return
-        reply = exchange.qid + body[2:]
-        if len(body) < 12 or not exchange.accepts(reply):
+        reply = exchange.qid.to_bytes(2, "big") + body[2:]
+        self._untrack(exchange)
+        if len(body) < 12 or not exchange.take(reply):
             if self.on_stray is not None:
                 self.on_stray()
             self._fail(exchange, "the reply does not answer the query")
             return
-        self._untrack(exchange)
-        self._answered(exchange, reply)
+        self._answered(reply)
 
     def _stream_failed(self, stream: int, reason: str) -> None:
         exchange = self._streams.pop(stream, None)

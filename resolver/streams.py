@@ -3,7 +3,7 @@
 
 A :class:`StreamConnection` carries many queries at once, each framed with its two-byte length;
 a reply is handed to the query whose ID it carries once it passes the same checks as a UDP
-reply (the exchange's ``accepts``: QR, opcode, the question), in whatever order replies come.
+reply (the exchange's ``take``: QR, opcode, the question), in whatever order replies come.
 Two queries in flight on one connection never share an ID: a query whose random ID is taken
 there gets a fresh one before it is sent.
 
@@ -70,13 +70,13 @@ class Pending(Protocol):
     """What a stream connection needs of a query in flight (the transport's exchange)."""
 
     query: bytes
-    qid: bytes
+    qid: int
     done: bool
     retried: bool
 
-    def accepts(self, data: bytes) -> bool: ...
-
-    def succeed(self, reply: bytes) -> None: ...
+    def take(self, data: bytes) -> bool:
+        """Offer a message: True when it ended the query (its reply), False for a stray."""
+        ...
 
     def fail(self, exc: BaseException) -> None: ...
 
@@ -153,7 +153,7 @@ class StreamConnection:
         self._buffer = bytearray()
         self._out = bytearray()
         self._writing = False
-        self._pending: dict[bytes, Pending] = {}
+        self._pending: dict[int, Pending] = {}
         self.closed = False
         self.carried = 0  # queries sent over it
         self.replies = 0
@@ -192,9 +192,9 @@ class StreamConnection:
         pending = self._pending
         qid = exchange.qid
         while qid in pending:
-            qid = secrets.token_bytes(2)
+            qid = secrets.randbelow(0x10000)
         if qid != exchange.qid:
-            exchange.query = qid + exchange.query[2:]
+            exchange.query = qid.to_bytes(2, "big") + exchange.query[2:]
             exchange.qid = qid
         pending[qid] = exchange
         self.carried += 1
@@ -278,23 +278,26 @@ class StreamConnection:
         del buffer[:pos]
 
     def _deliver(self, message: bytes) -> None:
-        exchange = self._pending.get(message[:2])
-        if exchange is None or not exchange.accepts(message):
+        pending = self._pending
+        qid = (message[0] << 8) | message[1] if len(message) >= 2 else -1
+        # Out of the table before it is offered: what its end sets off may send again here.
+        exchange = pending.pop(qid, None)
+        if exchange is None or not exchange.take(message):
+            if exchange is not None:
+                pending[qid] = exchange
             if self.on_stray is not None:
                 self.on_stray()
             return
-        del self._pending[exchange.qid]
-        self._answered(exchange, message)
+        self._answered(message)
 
-    def _answered(self, exchange: Pending, message: bytes) -> None:
-        """``message`` is ``exchange``'s reply, and ``exchange`` is no longer pending."""
+    def _answered(self, message: bytes) -> None:
+        """``message`` ended the query it answered, which is no longer pending."""
         self.replies += 1
         if self.replies == 1 or self.keepalive is not None:
             with contextlib.suppress(WireError):
                 timeout = read_keepalive(message)
                 if timeout is not None:
                     self.keepalive = timeout
-        exchange.succeed(message)
         if not self._pending:
             self._went_idle()
 

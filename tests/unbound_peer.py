@@ -7,6 +7,7 @@ Without unbound or unbound-control the tests that use it fail; they never skip.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -130,8 +131,8 @@ def _answers(port: int) -> bool:
     return reply.header.id == message.header.id
 
 
-@pytest.fixture
-def unbound_peer(tmp_path: Path, issued_peer: Issued) -> Iterator[UnboundPeer]:
+@contextlib.contextmanager
+def running_unbound(tmp_path: Path, issued_peer: Issued) -> Iterator[UnboundPeer]:
     """Unbound with the certificate ``issued_peer`` on three free ports."""
     binary = tool("unbound")
     tool("unbound-control")

@@ -26,18 +26,18 @@ class Query:
 
     def __init__(self, name: str) -> None:
         self.query = build_query(name, 1, qid=secrets.randbelow(65536))
-        self.qid = self.query[:2]
+        self.qid = self.query[0] << 8 | self.query[1]
         self.question = self.query[12 : self.query.index(b"\x00", 12) + 5]
         self.done = False
         self.retried = False
         self.outcome: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
-    def accepts(self, data: bytes) -> bool:
-        return data[:2] == self.qid and data[12 : 12 + len(self.question)] == self.question
-
-    def succeed(self, reply: bytes) -> None:
+    def take(self, data: bytes) -> bool:
+        if data[:2] != self.query[:2] or data[12 : 12 + len(self.question)] != self.question:
+            return False
         self.done = True
-        self.outcome.set_result(reply)
+        self.outcome.set_result(data)
+        return True
 
     def fail(self, exc: BaseException) -> None:
         self.done = True
@@ -76,7 +76,7 @@ async def test_pipelined_queries_share_one_connection_and_match_replies_in_rever
             pool.submit(query)
         replies = await asyncio.gather(*(q.outcome for q in queries))
         for query, reply in zip(queries, replies, strict=True):
-            assert reply[:2] == query.qid
+            assert reply[:2] == query.query[:2]
             assert query.question in reply
         stats = pool.statistics()
         assert server.accepted == 1
@@ -142,7 +142,7 @@ async def test_query_on_connection_the_server_closed_is_retried_once_on_a_fresh_
         second = Query("two.example.")
         pool.submit(second)
         reply = await second.outcome
-        assert reply[:2] == second.qid
+        assert reply[:2] == second.query[:2]
         stats = pool.statistics()
         assert stats.retried == 1
         assert stats.peer_closed == 1
@@ -177,11 +177,6 @@ async def test_nothing_listening_fails_queued_queries_as_unreachable() -> None:
 
 
 # ----------------------------------------------------------------- TLS
-
-
-@pytest.fixture
-def ca(tmp_path: Path) -> PrivateCa:
-    return PrivateCa(tmp_path)
 
 
 async def test_tls_answers_and_resumes_the_session_on_reconnect(ca: PrivateCa) -> None:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
-from pathlib import Path
 
 import pytest
 from support import until
-from tls_support import Issued, PrivateCa
-from unbound_peer import NAMES, UnboundPeer, unbound_peer  # noqa: F401
+from tls_support import PrivateCa
+from unbound_peer import NAMES, UnboundPeer
 
 from resolver.https import open_https
 from resolver.streams import StreamPool, TlsClient, open_stream
@@ -23,31 +22,21 @@ from resolver.wire.message import build_query
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture
-def ca(tmp_path: Path) -> PrivateCa:
-    return PrivateCa(tmp_path)
-
-
-@pytest.fixture
-def issued_peer(ca: PrivateCa) -> Issued:
-    return ca.issue("unbound", names=("dns.test",))
-
-
 class Query:
     def __init__(self, name: str) -> None:
         self.query = build_query(name, 1, qid=secrets.randbelow(65536))
-        self.qid = self.query[:2]
+        self.qid = self.query[0] << 8 | self.query[1]
         self.question = self.query[12 : self.query.index(b"\x00", 12) + 5]
         self.done = False
         self.retried = False
         self.outcome: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
-    def accepts(self, data: bytes) -> bool:
-        return data[:2] == self.qid and data[12 : 12 + len(self.question)] == self.question
-
-    def succeed(self, reply: bytes) -> None:
+    def take(self, data: bytes) -> bool:
+        if data[:2] != self.query[:2] or data[12 : 12 + len(self.question)] != self.question:
+            return False
         self.done = True
-        self.outcome.set_result(reply)
+        self.outcome.set_result(data)
+        return True
 
     def fail(self, exc: BaseException) -> None:
         self.done = True
@@ -91,7 +80,7 @@ def pool_for(peer: UnboundPeer, ca: PrivateCa, protocol: str, **settings: float)
 async def test_many_pipelined_queries_over_one_connection_answer_as_the_plain_port(
     unbound_peer: UnboundPeer,
     ca: PrivateCa,
-    protocol: str,  # noqa: F811
+    protocol: str,
 ) -> None:
     pool = pool_for(unbound_peer, ca, protocol, max_connections=4, idle_timeout=30.0)
     queries = [Query(f"n{i}.example.") for i in range(NAMES)]
@@ -113,7 +102,7 @@ async def test_many_pipelined_queries_over_one_connection_answer_as_the_plain_po
 async def test_reconnect_after_idle_close_resumes_the_tls_session(
     unbound_peer: UnboundPeer,
     ca: PrivateCa,
-    protocol: str,  # noqa: F811
+    protocol: str,
 ) -> None:
     pool = pool_for(unbound_peer, ca, protocol, idle_timeout=0.1)
     for name in ("n1.example.", "n2.example."):
