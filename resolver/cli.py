@@ -181,11 +181,13 @@ SERVE_DEFAULTS = {
     "--tls-cert",
     type=click.Path(path_type=Path, dir_okay=False),
     help="PEM certificate chain of the TLS and HTTPS listeners (read again on SIGHUP).",
+    show_default="none",
 )
 @click.option(
     "--tls-key",
     type=click.Path(path_type=Path, dir_okay=False),
     help="PEM private key of --tls-cert (read again on SIGHUP).",
+    show_default="none",
 )
 @click.option(
     "--tls-ca",
@@ -589,6 +591,13 @@ async def _serve(
         _watch_lifeline(loop, worker.lifeline, daemon.request_stop)
     listening = ", ".join(format_address(address) for address in daemon.addresses)
     logging.getLogger("resolver").info("serving on %s (udp and tcp)", listening)
+    for kind, bound in (
+        ("tls", daemon.server.tls_addresses),
+        ("https", daemon.server.https_addresses),
+    ):
+        if bound:
+            where = ", ".join(format_address(address) for address in bound)
+            logging.getLogger("resolver").info("serving DNS over %s on %s", kind.upper(), where)
     if daemon.metrics is not None:
         where = format_address(daemon.metrics.address)
         logging.getLogger("resolver").info("metrics at http://%s/metrics", where)

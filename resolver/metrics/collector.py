@@ -71,7 +71,8 @@ class Readings:
 def _pools(readings: Readings) -> Iterator[tuple[str, PoolStatistics]]:
     """Every socket pool, by the address its sockets talk to: one line per kind of pool."""
     for upstream in readings.engine.upstreams:
-        yield upstream.address, upstream.pool
+        if upstream.pool is not None:  # a TLS or HTTPS upstream has no UDP sockets
+            yield upstream.address, upstream.pool
     servers = readings.engine.servers
     if servers is not None:  # recursive mode: one pool per address family, to any server
         for family, pool in (("ipv4", servers.ipv4), ("ipv6", servers.ipv6)):
@@ -136,6 +137,7 @@ class ResolverCollector:
         yield from _upstreams(readings)
         yield from _recursion(readings)
         yield from _socket_pools(readings)
+        yield from _connections(readings)
         reloads = CounterMetricFamily(
             "resolver_reloads_total",
             "Configuration reloads (SIGHUP), applied or failed (the running one kept).",
@@ -365,6 +367,48 @@ def _socket_pools(readings: Readings) -> Iterator[Metric]:
         created.add_metric([to], pool.created)
         retired.add_metric([to], pool.retired)
     yield from (sockets, waiting, created, retired)
+
+
+def _connections(readings: Readings) -> Iterator[Metric]:
+    """The persistent TCP, TLS and HTTPS connections to each upstream."""
+    events = CounterMetricFamily(
+        "resolver_upstream_connections_total",
+        "Connections to each upstream: opened (handshakes), resumed (TLS sessions resumed), "
+        "failed (could not be opened, certificates rejected included), closed (idle by us, "
+        "by the server, or otherwise).",
+        labels=["to", "event"],
+    )
+    queries = CounterMetricFamily(
+        "resolver_upstream_connection_queries_total",
+        "Queries sent over each upstream's connections: all, those over a connection that "
+        "had carried one already (reused), and those sent again after the server closed an "
+        "idle connection under them (retried).",
+        labels=["to", "kind"],
+    )
+    open_now = GaugeMetricFamily(
+        "resolver_upstream_connections_open",
+        "Connections open to each upstream now.",
+        labels=["to"],
+    )
+    for upstream in readings.engine.upstreams:
+        to, streams = upstream.address, upstream.streams
+        for event, value in (
+            ("opened", streams.opened),
+            ("resumed", streams.resumed),
+            ("failed", streams.failed_opens),
+            ("closed", streams.closed),
+            ("idle_closed", streams.idle_closed),
+            ("peer_closed", streams.peer_closed),
+        ):
+            events.add_metric([to, event], value)
+        for kind, value in (
+            ("all", streams.queries),
+            ("reused", streams.reused),
+            ("retried", streams.retried),
+        ):
+            queries.add_metric([to, kind], value)
+        open_now.add_metric([to], streams.open)
+    yield from (events, queries, open_now)
 
 
 def exposition(read: Callable[[], Readings]) -> Callable[[], bytes]:

@@ -1,4 +1,4 @@
-"""The DoH listener's HTTP side (resolver.https_listener) with a scripted query handler: kdig
+"""The DoH listener's HTTP side (resolver.server.https) with a scripted query handler: kdig
 over HTTP/2 with GET and POST, our own DoH client, and the HTTP errors for requests it cannot
 take (never a traceback)."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from tls_support import PrivateCa, echo_reply
 
-from resolver.https_listener import HttpsSession, Reply
+from resolver.server.https import HttpsSession, Reply
 
 
 def kdig() -> str:

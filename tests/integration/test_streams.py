@@ -1,4 +1,4 @@
-"""Pooled, pipelined stream connections (resolver.streams) against scripted TCP and TLS
+"""Pooled, pipelined stream connections (resolver.transport.stream) against scripted TCP and TLS
 servers on loopback: many queries over one connection, replies in any order, the connection
 cap, idle close (ours and the server's keepalive), a query retried once after the server
 closed an idle connection, TLS verification, pins and session resumption."""
@@ -15,10 +15,10 @@ import pytest
 from support import until
 from tls_support import PrivateCa, StreamServer, echo_reply, server_context
 
-from resolver.streams import CertificateRejected, StreamPool, TlsClient, open_stream
-from resolver.tlsconfig import client_context, spki_pin
-from resolver.wire.message import build_query
+from resolver.transport.stream import CertificateRejected, StreamPool, TlsClient, open_stream
+from resolver.transport.tls import client_context, spki_pin
 from resolver.wire.options import OPTION_KEEPALIVE
+from resolver.wire.query import build_query
 
 
 class Query:
@@ -158,7 +158,7 @@ async def test_server_closing_a_fresh_connection_fails_the_query_without_retry()
         pool = make_pool(server)
         query = Query("gone.example.")
         pool.submit(query)
-        with pytest.raises(Exception, match="closed the connection"):
+        with pytest.raises(Exception, match="closed the connection before replying"):
             await query.outcome
         assert pool.statistics().retried == 0
         await pool.aclose()

@@ -13,11 +13,11 @@ from support import until
 from tls_support import PrivateCa
 from unbound_peer import NAMES, UnboundPeer
 
-from resolver.https import open_https
-from resolver.streams import StreamPool, TlsClient, open_stream
-from resolver.tlsconfig import client_context
+from resolver.transport.https import open_https
+from resolver.transport.stream import StreamPool, TlsClient, open_stream
+from resolver.transport.tls import client_context
 from resolver.wire import DNSRecord
-from resolver.wire.message import build_query
+from resolver.wire.query import build_query
 
 pytestmark = pytest.mark.interop
 

@@ -38,11 +38,13 @@ import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Protocol
 
-from resolver.config import Address
-from resolver.errors import LocalError, UpstreamTimeout, UpstreamUnreachable, WireError
-from resolver.tlsconfig import describe_failure, spki_pin
+from resolver.config import Address, TransportConfig
+from resolver.errors import BadResponse, LocalError, UpstreamTimeout, UpstreamUnreachable, WireError
+from resolver.transport.exchange import Exchange
+from resolver.transport.tls import describe_failure, spki_pin
 from resolver.wire.options import OPTION_KEEPALIVE, QUERY_BLOCK, add_option, pad, read_keepalive
 
 __all__ = [
@@ -51,11 +53,15 @@ __all__ = [
     "StreamConnection",
     "StreamPool",
     "StreamStatistics",
+    "Ticket",
     "TlsClient",
     "connect",
     "handshake",
     "keepalive_query",
     "open_stream",
+    "plain_opener",
+    "send_over",
+    "stream_pool",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,8 +77,10 @@ class Pending(Protocol):
 
     query: bytes
     qid: int
-    done: bool
     retried: bool
+
+    @property
+    def done(self) -> bool: ...
 
     def take(self, data: bytes) -> bool:
         """Offer a message: True when it ended the query (its reply), False for a stray."""
@@ -434,6 +442,32 @@ async def open_stream(
 Opener = Callable[[ssl.SSLSession | None], Awaitable[StreamConnection]]
 
 
+def plain_opener(address: Address, name: str) -> Opener:
+    """Opens plain TCP connections to ``address``."""
+
+    def opener(session: ssl.SSLSession | None) -> Awaitable[StreamConnection]:
+        return open_stream(address, None, None, name)
+
+    return opener
+
+
+def stream_pool(
+    name: str,
+    config: TransportConfig,
+    opener: Opener,
+    on_failure: Callable[[BaseException], None] | None = None,
+) -> StreamPool:
+    """A pool of connections to the upstream ``name``, sized as ``config`` says."""
+    return StreamPool(
+        name,
+        opener,
+        max_connections=config.max_connections,
+        max_inflight=config.pipeline_depth,
+        idle_timeout=config.connection_idle_timeout,
+        on_failure=on_failure,
+    )
+
+
 class StreamPool:
     """The stream connections to one upstream (see the module): ``submit`` puts a query on a
     connection with room, or queues it until one has room or is opened. ``on_failure`` is told
@@ -655,7 +689,9 @@ class StreamPool:
                 self._retried += 1
                 self._waiting.appendleft(exchange)
             else:
-                exchange.fail(UpstreamUnreachable(self.name, "the server closed the connection"))
+                exchange.fail(
+                    BadResponse(self.name, "the server closed the connection before replying")
+                )
         self._reconcile()
 
     def _connection_idle(self, connection: StreamConnection) -> None:
@@ -715,3 +751,70 @@ def keepalive_query(query: bytes, *, padded: bool) -> bytes:
     except WireError:
         return query
     return pad(query, QUERY_BLOCK) if padded else query
+
+
+class Ticket:
+    """An exchange's place in a stream pool (the :class:`Pending` the pool carries) and, as the
+    exchange's guard, the way back: when the exchange ends without its reply (its deadline, a
+    cancel), :meth:`discard` tells the pool to forget it, so that its late reply is a stray and
+    its slot on the connection is free again."""
+
+    __slots__ = ("exchange", "pending", "pool", "retire", "retried")
+
+    def __init__(self, exchange: Exchange, pool: StreamPool) -> None:
+        self.exchange = exchange
+        self.pool = pool
+        self.retried = False
+        # As the exchange's carrier: _let_go clears ``pending``; a stream is never retired.
+        self.pending: Exchange | None = exchange
+        self.retire = False
+
+    @property
+    def query(self) -> bytes:
+        return self.exchange.query
+
+    @query.setter
+    def query(self, value: bytes) -> None:
+        self.exchange.query = value
+
+    @property
+    def qid(self) -> int:
+        return self.exchange.qid
+
+    @qid.setter
+    def qid(self, value: int) -> None:
+        self.exchange.qid = value
+
+    @property
+    def done(self) -> bool:
+        return self.exchange.done
+
+    def take(self, data: bytes) -> bool:
+        return self.exchange.take(data)
+
+    def fail(self, exc: BaseException) -> None:
+        self.exchange.fail(exc)
+
+    # The exchange's guard (transport.exchange.Checkout) and carrier.
+
+    @property
+    def obj(self) -> Ticket:
+        return self
+
+    def send(self, data: bytes) -> None:
+        raise AssertionError("a stream exchange is sent by its pool")
+
+    def release(self) -> None:
+        """The exchange got its reply: the connection let go of it already."""
+
+    def discard(self) -> None:
+        self.pool.forget(self)
+
+
+def send_over(pool: StreamPool, exchange: Exchange) -> None:
+    """Send ``exchange`` over one of ``pool``'s connections; its owner keeps its deadline."""
+    ticket = Ticket(exchange, pool)
+    exchange.guard = ticket
+    exchange.owner.track_deadline(exchange)
+    exchange.sent_at = perf_counter()
+    pool.submit(ticket)

@@ -2,8 +2,8 @@
 ``application/dns-message`` bodies, many at once on one connection, one stream each.
 
 The HTTP/2 protocol is the ``h2`` library's (sans-I/O: it is fed the bytes our socket reads and
-says what to write), so the connection is a :class:`~resolver.streams.StreamConnection` with
-another framing: the same socket handling, pool, idle close and retry. As RFC 8484 section 4.1
+says what to write), so the connection is a :class:`.stream.StreamConnection` with another
+framing: the same socket handling, pool, idle close and retry. As RFC 8484 section 4.1
 asks, the query goes with ID 0 (cache friendly); the reply is matched to its query by stream
 and then checked like any other reply (with our ID put back first).
 """
@@ -20,7 +20,7 @@ import h2.exceptions
 
 from resolver.config import Address
 from resolver.errors import BadResponse, UpstreamUnreachable
-from resolver.streams import Pending, StreamConnection, TlsClient, connect, handshake
+from resolver.transport.stream import Pending, StreamConnection, TlsClient, connect, handshake
 
 __all__ = ["HttpsConnection", "open_https"]
 
@@ -179,7 +179,7 @@ async def open_https(
 ) -> HttpsConnection:
     """Connect to ``address``, make the TLS handshake (ALPN must settle on h2) and start
     HTTP/2 with ``authority`` and ``path`` for the requests. Raises as
-    :func:`~resolver.streams.open_stream` does."""
+    :func:`~resolver.transport.stream.open_stream` does."""
     sock = await connect(address, name)
     wrapped = await handshake(sock, tls, session, name)
     if wrapped.selected_alpn_protocol() != "h2":
