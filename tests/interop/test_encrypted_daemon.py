@@ -7,6 +7,7 @@ upstreams. Without unbound or kdig these tests fail; they never skip."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -248,27 +249,41 @@ def test_a_tls_client_that_never_reads_is_closed_without_growing_the_daemon(
     _, tls, _, process = our_listeners
     before = rss(process.pid)
     query = DNSRecord.question("big.example.", "TXT").pack()
-    frame = len(query).to_bytes(2, "big") + query
+    frames = (len(query).to_bytes(2, "big") + query) * 100
     sock = tls_client(tls, ca)
-    sock.settimeout(0.5)
+    sock.settimeout(0.2)
     sent = 0
-    closed = False
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and sent < 200_000:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and sent < 100_000:
         try:
-            sock.sendall(frame * 100)
+            sock.sendall(frames)
             sent += 100
         except (TimeoutError, ssl.SSLWantWriteError):
-            continue  # our side is full: the daemon stopped reading us
+            continue  # the buffers are full: the daemon stopped reading us
         except OSError:
-            closed = True  # the daemon gave up on us
-            break
+            break  # the daemon gave up on us
+    # Its replies stayed unread for tcp_write_timeout (1 s): the daemon closes the connection.
+    local_port = sock.getsockname()[1]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and established(tls, local_port):
+        time.sleep(0.1)
+    assert not established(tls, local_port)
     sock.close()
-    assert closed or sent < 200_000
     grown = rss(process.pid) - before
     assert grown < 32 * 1024 * 1024, grown
-    # and it still serves
     assert dns_query(our_listeners[0], "n5.example.", timeout=5).header.rcode == 0
+
+
+def established(server_port: int, client_port: int) -> bool:
+    """Whether the daemon's side of our connection is still established (the kernel says)."""
+    out = subprocess.run(
+        ["ss", "-Htn", "state", "established", f"( sport = :{server_port} )"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    ).stdout
+    return f":{client_port}" in out
 
 
 def test_sighup_reloads_the_certificate(
@@ -329,3 +344,97 @@ def test_serve_without_upstream_forwards_to_the_nameservers_of_resolv_conf(
     finally:
         authority.terminate()
         authority.communicate(timeout=STOP)
+
+
+# ----------------------------------------------------------------- HTTP requests we cannot take
+
+
+async def h2_request(port: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> int:
+    """One HTTP/2 request with ``headers`` (and ``body``) to our DoH listener; the status."""
+    import asyncio
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
+    conn.initiate_connection()
+    base = [(b":scheme", b"https"), (b":authority", b"resolver.test")]
+    conn.send_headers(1, base + headers, end_stream=not body)
+    if body:
+        conn.send_data(1, body, end_stream=True)
+    writer.write(conn.data_to_send())
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                data = await reader.read(65536)
+                assert data, "closed without a response"
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        return int(dict(event.headers)[b":status"])
+                writer.write(conn.data_to_send())
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+QUERY = bytes.fromhex("0000010000010000000000000231300765786d706c650000010001")
+POST = [(b":method", b"POST"), (b":path", b"/dns-query")]
+MEDIA = (b"content-type", b"application/dns-message")
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ([(b":method", b"GET"), (b":path", b"/dns-query?dns=!!!")], b"", 400),
+        ([(b":method", b"GET"), (b":path", b"/dns-query")], b"", 400),
+        ([(b":method", b"GET"), (b":path", b"/other?dns=AAAA")], b"", 404),
+        ([(b":method", b"PUT"), (b":path", b"/dns-query")], QUERY, 405),
+        ([*POST, (b"content-type", b"text/plain")], QUERY, 415),
+        ([*POST, MEDIA], b"\x00\x01", 400),
+        ([*POST, MEDIA], b"\x00" * 12, 200),  # a DNS error (FORMERR) is a DNS answer
+        ([*POST, MEDIA], QUERY, 200),
+    ],
+    ids=[
+        "bad-base64",
+        "no-dns",
+        "path",
+        "method",
+        "media-type",
+        "short-body",
+        "no-question",
+        "good-post",
+    ],
+)
+async def test_http_requests_it_cannot_take_get_http_errors_not_tracebacks(
+    our_listeners: tuple[int, int, int, subprocess.Popen[str]],
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    status: int,
+) -> None:
+    _, _, https, process = our_listeners
+    assert await h2_request(https, headers, body) == status
+    assert process.poll() is None
+
+
+def test_an_http1_client_gets_505_and_the_daemon_no_traceback(
+    our_listeners: tuple[int, int, int, subprocess.Popen[str]],
+) -> None:
+    _, _, https, process = our_listeners
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", https), timeout=5)) as sock:
+        sock.sendall(b"GET /dns-query?dns=AAAA HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 505")
+    process.terminate()
+    _, err = process.communicate(timeout=STOP)
+    assert "Traceback" not in err
