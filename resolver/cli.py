@@ -718,6 +718,11 @@ def query(ctx: click.Context, args: tuple[str, ...]) -> None:
       +[no]all, +[no]comments, +[no]question,
       +[no]answer, +[no]authority, +[no]additional, +[no]stats,
       +[no]multiline, +[no]idnout, +[no]cmd (no banner is printed anyway)
+      +[no]tls              over TLS (port 853 unless -p); as kdig, the
+                            certificate is checked only with +tls-ca=FILE
+                            (its chain) or +tls-hostname=NAME (its name)
+      +https[=URL]          over HTTPS (HTTP/2 POST to URL's path, default
+                            /dns-query; port 443 unless -p), checked so too
       +trace (--trace)      resolve from the root servers as recursive mode
                             does, printing each step: the server asked (on
                             port -p), the zone, the question, the time, the
@@ -753,9 +758,12 @@ def query(ctx: click.Context, args: tuple[str, ...]) -> None:
     if invocation.trace:
         sys.exit(_trace_each(invocation))
     try:
+        options = invocation.options
+        default_port = 443 if options.https is not None else 853 if options.tls else 53
         server = server_address(
             invocation.server,
             invocation.port,
+            default_port=default_port,
             family=invocation.family,
             env_server=os.environ.get("RESOLVER_SERVER"),
             resolv_conf=invocation.resolv_conf,

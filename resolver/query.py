@@ -67,6 +67,8 @@ class QueryOptions:
     repeated; TCP is tried once), ``tcp`` to skip UDP, ``ignore_tc`` to keep a truncated UDP
     reply; the query's RD (``recurse``), CD, AD and DO (``dnssec``) bits; ``edns`` the UDP size
     advertised in an OPT record (None: no OPT), ``nsid`` to ask for the server's NSID.
+    ``tls`` asks over TLS and ``https`` (a URL path) over HTTPS, the certificate checked
+    against ``tls_ca`` (a PEM file) and ``tls_hostname`` as kdig does.
 
     Raises ConfigError for a timeout that is not a finite number in (0, 300], tries outside
     1-20, an EDNS size outside 0-65535, or DO or NSID without EDNS.
@@ -82,6 +84,10 @@ class QueryOptions:
     dnssec: bool = False
     edns: int | None = 1232
     nsid: bool = False
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_hostname: str | None = None
+    https: str | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.timeout) and 0 < self.timeout <= MAX_TIMEOUT):
@@ -249,10 +255,13 @@ class _Reader:
         self.style = style
 
     def plus(self, text: str) -> None:
-        """A dig ``+[no]option[=value]``."""
+        """A dig ``+[no]option[=value]`` (and kdig's ``+https[=URL]``)."""
         body = text[1:]
         name, _, value = body.partition("=")
         has_value = "=" in body
+        if name in ("https", "nohttps"):
+            self.options["https"] = _https_path(text, value) if name == "https" else None
+            return
         negated = name.startswith("no") and name[2:] in _PLUS
         key = name[2:] if negated else name
         if key not in _PLUS:
@@ -260,7 +269,7 @@ class _Reader:
         kind = _PLUS[key]
         if isinstance(kind, tuple):  # a value option: +time=N
             if negated or not has_value:
-                raise ConfigError(text, f"needs a value: +{key}=N")
+                raise ConfigError(text, f"needs a value: +{key}=VALUE")
             target, convert = kind
             self.options[target] = convert(text, value)
             return
@@ -283,6 +292,29 @@ def _retry(option: str, value: str) -> int:
 
 def _bufsize(option: str, value: str) -> int:
     return int(_number(option, value, int))
+
+
+def _path(option: str, value: str) -> str:
+    if not value:
+        raise ConfigError(option, "needs a file: +tls-ca=FILE")
+    return value
+
+
+def _hostname(option: str, value: str) -> str:
+    if not value:
+        raise ConfigError(option, "needs a name: +tls-hostname=NAME")
+    return check_name(to_ascii_name(value)).rstrip(".")
+
+
+def _https_path(option: str, value: str) -> str:
+    """The path of ``+https[=URL]``: the URL's path (``https://host/path`` or ``/path``)."""
+    if not value:
+        return "/dns-query"
+    if "://" in value:
+        value = "/" + value.split("://", 1)[1].partition("/")[2]
+    if not value.startswith("/"):
+        raise ConfigError(option, "needs a path or an https:// URL")
+    return value
 
 
 def _flag(key: str) -> Callable[[_Reader, bool], None]:
@@ -349,6 +381,9 @@ _PLUS: dict[str, Callable[[_Reader, bool], None] | tuple[str, Callable[[str, str
     "idnout": _section("idnout"),
     "cmd": _noop,
     "trace": _trace,
+    "tls": _flag("tls"),
+    "tls-ca": ("tls_ca", lambda option, value: _path(option, value)),
+    "tls-hostname": ("tls_hostname", lambda option, value: _hostname(option, value)),
 }
 
 # Options that take a value, in their short and long spellings.
@@ -604,6 +639,7 @@ def server_address(
     server: str | None,
     port: int | None,
     *,
+    default_port: int = DEFAULT_PORT,
     family: Family | None = None,
     env_server: str | None = None,
     resolv_conf: Path = DEFAULT_RESOLV_CONF,
@@ -612,7 +648,7 @@ def server_address(
     """The address to ask: ``@SERVER``, else ``env_server``, else resolv.conf's first nameserver.
 
     ``server`` and ``env_server`` may carry a port (``127.0.0.1:5353``, ``[::1]:53``); ``port``
-    (``-p``) overrides it; the default is 53. A host name in ``server`` is resolved with
+    (``-p``) overrides it; the default is ``default_port`` (53). A host name in ``server`` is resolved with
     ``lookup`` (the system's resolver), keeping the first address of ``family``. Raises
     ConfigError naming the bad part: an unusable resolv.conf, a host name that does not
     resolve, an address of the wrong family, multicast or broadcast, a port outside 1-65535.
@@ -637,7 +673,7 @@ def server_address(
         raise ConfigError(field_name, f"{host} is not an IPv{family} address (-{family})")
     if ip.is_multicast or ip == _BROADCAST:
         raise ConfigError(field_name, f"{host} is a multicast or broadcast address, not a server")
-    chosen = port if port is not None else (text_port or DEFAULT_PORT)
+    chosen = port if port is not None else (text_port or default_port)
     return host, chosen
 
 

@@ -438,3 +438,68 @@ def test_an_http1_client_gets_505_and_the_daemon_no_traceback(
     process.terminate()
     _, err = process.communicate(timeout=STOP)
     assert "Traceback" not in err
+
+
+# ----------------------------------------------------------------- resolver query, as kdig
+
+
+@pytest.mark.parametrize(
+    ("options", "transport"),
+    [
+        (("+tls",), "TLS"),
+        (("+tls", "+tls-hostname=dns.test"), "TLS"),
+        (("+https",), "HTTPS"),
+        (("+https=/dns-query", "+tls-hostname=dns.test"), "HTTPS"),
+    ],
+    ids=["tls", "tls-verified", "https", "https-verified"],
+)
+def test_query_asks_over_tls_and_https_as_kdig(
+    unbound_peer: UnboundPeer, ca: PrivateCa, options: tuple[str, ...], transport: str
+) -> None:
+    port = unbound_peer.tls if transport == "TLS" else unbound_peer.https
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resolver",
+            "query",
+            "@127.0.0.1",
+            "-p",
+            str(port),
+            f"+tls-ca={ca.pem}",
+            *options,
+            "n7.example.",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "192.0.2.8" in result.stdout
+    assert f"({transport})" in result.stdout
+
+
+def test_query_refuses_a_certificate_for_another_name(
+    unbound_peer: UnboundPeer, ca: PrivateCa
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resolver",
+            "query",
+            "@127.0.0.1",
+            "-p",
+            str(unbound_peer.tls),
+            "+tls",
+            f"+tls-ca={ca.pem}",
+            "+tls-hostname=other.test",
+            "n7.example.",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 9
+    assert "certificate not accepted" in result.stderr
+    assert "Traceback" not in result.stderr
