@@ -13,7 +13,8 @@ ADDR:PORT, ``type`` a question type, or ``other`` for those not counted by name)
   ``resolver_dns_dropped_total``, ``resolver_dns_denied_total``, ``resolver_dns_truncated_total``,
   ``resolver_dns_local_answers_total``, ``resolver_dns_coalesced_total``; gauges
   ``resolver_dns_inflight`` and ``resolver_dns_tcp_connections``;
-  ``resolver_dns_tcp_closed_total{reason}``;
+  ``resolver_dns_tcp_closed_total{reason}``; ``resolver_dns_connections_accepted_total
+  {transport}`` (tcp, tls, https) and ``resolver_dns_encrypted_requests_total{transport}``;
 * ``resolver_cache_hits_total`` (UDP repeats answered from the rendered replies the cache keeps
   included), ``resolver_cache_misses_total``, ``resolver_cache_evictions_total``,
   ``resolver_cache_stale_answers_total``, ``resolver_cache_prefetches_total``,
@@ -22,6 +23,10 @@ ADDR:PORT, ``type`` a question type, or ``other`` for those not counted by name)
   ``resolver_upstream_timeouts_total{to}``, ``resolver_upstream_failures_total{to,reason}``,
   ``resolver_upstream_rtt_seconds{to}``, ``resolver_upstream_unwanted_replies_total{to}``,
   ``resolver_upstream_unwanted_alarms_total{to}``, ``resolver_upstream_failovers_total``;
+* ``resolver_upstream_connections_total{to,event}`` (opened, resumed, failed, closed,
+  idle_closed, peer_closed), ``resolver_upstream_connection_queries_total{to,kind}`` (all,
+  reused, retried), ``resolver_upstream_connections_open{to}``: the persistent TCP, TLS and
+  HTTPS connections to each upstream;
 * ``resolver_pool_sockets{to,state}`` (idle, in_use), ``resolver_pool_waiting{to}``,
   ``resolver_pool_sockets_created_total{to}``, ``resolver_pool_sockets_retired_total{to}``;
 * ``resolver_reloads_total{result}``, ``resolver_build_info{version}``.
@@ -248,6 +253,23 @@ def _dns(readings: Readings) -> Iterator[Metric]:
     closed.add_metric(["evicted"], server.tcp_evicted)
     closed.add_metric(["stalled"], server.tcp_stalled)
     yield closed
+    accepted = CounterMetricFamily(
+        "resolver_dns_connections_accepted_total",
+        "Client connections accepted, by transport: tcp, tls (DNS over TLS), https (DNS over "
+        "HTTPS; after the TLS handshake for both).",
+        labels=["transport"],
+    )
+    for transport, count in sorted((server.accepted or {}).items()):
+        accepted.add_metric([transport], count)
+    yield accepted
+    encrypted = CounterMetricFamily(
+        "resolver_dns_encrypted_requests_total",
+        "Queries over DNS over TLS and DNS over HTTPS (counted with proto tcp elsewhere).",
+        labels=["transport"],
+    )
+    encrypted.add_metric(["tls"], server.tls_queries)
+    encrypted.add_metric(["https"], server.https_queries)
+    yield encrypted
 
 
 def _cache(readings: Readings) -> Iterator[Metric]:

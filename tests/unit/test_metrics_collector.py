@@ -191,3 +191,16 @@ def test_recursive_mode_reports_its_queries_zones_and_pools() -> None:
     assert samples[f'resolver_pool_sockets{{state="idle",{to}}}'] == 32
     assert samples[f"resolver_pool_sockets_created_total{{{to}}}"] == 44
     assert not [name for name in samples if "authorities-ipv6" in name]
+
+
+def test_listener_connections_and_encrypted_queries_are_counted_by_transport() -> None:
+    server = dataclasses.replace(
+        SERVER, accepted={"tcp": 3, "tls": 2, "https": 1}, tls_queries=7, https_queries=5
+    )
+    samples = scrape(readings(server=server))
+    accepted = "resolver_dns_connections_accepted_total"
+    assert samples[f'{accepted}{{transport="tcp"}}'] == 3
+    assert samples[f'{accepted}{{transport="tls"}}'] == 2
+    assert samples[f'{accepted}{{transport="https"}}'] == 1
+    assert samples['resolver_dns_encrypted_requests_total{transport="tls"}'] == 7
+    assert samples['resolver_dns_encrypted_requests_total{transport="https"}'] == 5
