@@ -648,8 +648,9 @@ def server_address(
     """The address to ask: ``@SERVER``, else ``env_server``, else resolv.conf's first nameserver.
 
     ``server`` and ``env_server`` may carry a port (``127.0.0.1:5353``, ``[::1]:53``); ``port``
-    (``-p``) overrides it; the default is ``default_port`` (53). A host name in ``server`` is resolved with
-    ``lookup`` (the system's resolver), keeping the first address of ``family``. Raises
+    (``-p``) overrides it; the default is ``default_port`` (53). A host name in ``server`` is
+    resolved with ``lookup`` (the system's resolver), keeping the first address of ``family``.
+    Raises
     ConfigError naming the bad part: an unusable resolv.conf, a host name that does not
     resolve, an address of the wrong family, multicast or broadcast, a port outside 1-65535.
     """
