@@ -209,9 +209,7 @@ def test_batch_file_gives_one_question_per_line(tmp_path: Path) -> None:
         pytest.param(["a.com", "@1.1.1.1", "@2.2.2.2"], ConfigError, "given twice", id="two-at"),
         pytest.param(["a.com", "@"], ConfigError, "needs an address", id="bare-at"),
         pytest.param(["a.com", "+bogus"], ConfigError, r"\+bogus: unknown dig option", id="plus"),
-        pytest.param(
-            ["a.com", "+time"], ConfigError, r"needs a value: \+time=", id="no-value"
-        ),
+        pytest.param(["a.com", "+time"], ConfigError, r"needs a value: \+time=", id="no-value"),
         pytest.param(["a.com", "+tcp=1"], ConfigError, "takes no value", id="flag-value"),
         pytest.param(["a.com", "+time=soon"], ConfigError, "'soon' is not a number", id="word"),
         pytest.param(["a.com", "--frob"], ConfigError, "--frob: no such option", id="long"),
