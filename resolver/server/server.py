@@ -357,8 +357,7 @@ class Server:
                     await self._drained.wait()
         for transport in self._udp:
             transport.close()
-        for writer in self._connections.writers():
-            writer.close()
+        self._connections.close_all()
         if self._connection_tasks:
             timeout = max(0.0, grace_ends - loop.time())
             _, pending = await asyncio.wait(set(self._connection_tasks), timeout=timeout)
@@ -687,6 +686,7 @@ class Server:
         finally:
             connections.remove(client)
             self._connection_tasks.discard(task)
+            client.flush()  # the last replies, framed this turn, go before the close
             writer.close()
 
     async def _https_session(
@@ -757,8 +757,9 @@ class Server:
             if reply is not None and not writer.is_closing():
                 if padded:
                     reply = pad(reply, RESPONSE_BLOCK)
-                # One write call per frame: frames of concurrent answers never interleave.
-                writer.write(len(reply).to_bytes(2, "big") + reply)
+                # Whole frames, written together at the end of the loop's turn: frames of
+                # concurrent answers never interleave.
+                client.send(len(reply).to_bytes(2, "big") + reply)
 
         self._stream_query(query, peer, kind, send, client.outstanding)
 
