@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
+from pathlib import Path
 
 import pytest
 from support import until
@@ -114,3 +115,33 @@ async def test_reconnect_after_idle_close_resumes_the_tls_session(
     assert stats.opened == 2
     assert stats.resumed == 1
     await pool.aclose()
+
+
+async def test_an_https_upstream_by_name_is_found_in_the_hosts_file_or_by_bootstrap(
+    unbound_peer: UnboundPeer, ca: PrivateCa, tmp_path: Path
+) -> None:
+    from resolver.config import TransportConfig, parse_upstream
+    from resolver.errors import UpstreamUnreachable
+    from resolver.transport.encrypted import EncryptedTransport
+
+    spec = parse_upstream(f"https://dns.test:{unbound_peer.https}/dns-query")
+    assert not isinstance(spec, tuple)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 dns.test\n")
+    upstream = EncryptedTransport(spec, TransportConfig(tls_ca=ca.pem), hosts_file=hosts)
+    await upstream.start()
+    loop = asyncio.get_running_loop()
+    reply = await upstream.exchange(b"\x02n4\x07example\x00", 1, 1, deadline=loop.time() + 10)
+    assert answer_of(reply) == plain_answer(unbound_peer.plain, "n4.example.")
+    await upstream.aclose()
+    # Neither in the hosts file nor known to the bootstrap server (Unbound's plain port).
+    missing = tmp_path / "absent"
+    lost = EncryptedTransport(
+        spec,
+        TransportConfig(tls_ca=ca.pem),
+        hosts_file=missing,
+        bootstrap=[("127.0.0.1", unbound_peer.plain)],
+    )
+    with pytest.raises(UpstreamUnreachable, match=r"cannot look up dns\.test"):
+        await lost.start()
+    await lost.aclose()
