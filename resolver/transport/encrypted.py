@@ -42,6 +42,7 @@ from resolver.transport.udp import UdpSocket
 from resolver.transport.upstream import ForwardingUpstream, Upstream, UpstreamStatistics
 from resolver.wire.message import name_to_wire
 from resolver.wire.records import read_message
+from resolver.wire.view import ReplyView
 
 __all__ = ["HOSTS_FILE", "EncryptedTransport", "upstream_for"]
 
@@ -158,10 +159,11 @@ class EncryptedTransport(ForwardingUpstream):
             try:
                 await upstream.start()
                 for qtype in (_TYPE_A, _TYPE_AAAA):
-                    reply = await upstream.exchange(
-                        name_to_wire(host), qtype, _CLASS_IN, deadline=loop.time() + _LOOKUP_TIMEOUT
-                    )
-                    found = _first_address(reply, qtype)
+                    deadline = loop.time() + _LOOKUP_TIMEOUT
+                    reply = await _ask(upstream, name_to_wire(host), qtype, deadline, tcp=False)
+                    if reply.truncated:
+                        reply = await _ask(upstream, name_to_wire(host), qtype, deadline, tcp=True)
+                    found = _first_address(reply.message, qtype)
                     if found is not None:
                         log.info("upstream %s is at %s (asked %s)", self.name, found, address[0])
                         return found, self.spec.port
@@ -210,6 +212,30 @@ def upstream_for(
     if isinstance(spec, EncryptedUpstream):
         return EncryptedTransport(spec, config, bootstrap=bootstrap)
     return Upstream(spec, config)
+
+
+async def _ask(
+    upstream: Upstream, name: bytes, qtype: int, deadline: float, *, tcp: bool
+) -> ReplyView:
+    """One question to a bootstrap server, awaited. Raises UpstreamError, LocalError."""
+    future: asyncio.Future[ReplyView] = asyncio.get_running_loop().create_future()
+
+    def report(reply: ReplyView | None, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            assert reply is not None
+            future.set_result(reply)
+
+    query, question = upstream.build_query(name, qtype, _CLASS_IN)
+    exchange = upstream.send(query, question, deadline=deadline, report=report, tcp=tcp)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        exchange.cancel()
+        raise
 
 
 def _is_ip(host: str) -> bool:

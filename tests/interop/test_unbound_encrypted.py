@@ -131,7 +131,15 @@ async def test_an_https_upstream_by_name_is_found_in_the_hosts_file_or_by_bootst
     upstream = EncryptedTransport(spec, TransportConfig(tls_ca=ca.pem), hosts_file=hosts)
     await upstream.start()
     loop = asyncio.get_running_loop()
-    reply = await upstream.exchange(b"\x02n4\x07example\x00", 1, 1, deadline=loop.time() + 10)
+    outcome: asyncio.Future[bytes] = loop.create_future()
+    query, question = upstream.build_query(b"\x02n4\x07example\x00", 1, 1)
+    upstream.send(
+        query,
+        question,
+        deadline=loop.time() + 10,
+        report=lambda view, exc: outcome.set_result(view.message if view else b""),
+    )
+    reply = await outcome
     assert answer_of(reply) == plain_answer(unbound_peer.plain, "n4.example.")
     await upstream.aclose()
     # Neither in the hosts file nor known to the bootstrap server (Unbound's plain port).
