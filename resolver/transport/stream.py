@@ -219,35 +219,32 @@ class StreamConnection:
                 self._went_idle()
 
     def _write(self, data: bytes) -> None:
-        if self._out:
-            self._out += data
-            return
-        try:
-            sent = self._sock.send(data)
-        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            sent = 0
-        except OSError as exc:
-            self.close(UpstreamUnreachable("", f"send failed: {exc.strerror or exc}"), peer=True)
-            return
-        if sent < len(data):
-            self._out += data[sent:]
-            if not self._writing:
-                self._writing = True
-                self._loop.add_writer(self._fd, self._writable)
+        """Queue ``data``; what is queued in one turn of the loop goes out together at its
+        end (one send, one TLS record, for the queries of one burst)."""
+        out = self._out
+        if not out and not self._writing:
+            self._loop.call_soon(self._writable)
+        out += data
 
     def _writable(self) -> None:
+        """Send what is queued; wait for the socket to take the rest."""
         out = self._out
+        if self.closed or not out:
+            return
         try:
             # An SSLSocket must be given the same bytes again after a want-write: sending from
             # the front of the buffer does that.
             sent = self._sock.send(out[: 1 << 16])
         except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            return
+            sent = 0
         except OSError as exc:
             self.close(UpstreamUnreachable("", f"send failed: {exc.strerror or exc}"), peer=True)
             return
         del out[:sent]
-        if not out:
+        if out and not self._writing:
+            self._writing = True
+            self._loop.add_writer(self._fd, self._writable)
+        elif not out and self._writing:
             self._writing = False
             self._loop.remove_writer(self._fd)
 
