@@ -21,6 +21,7 @@ import h2.exceptions
 from resolver.config import Address
 from resolver.errors import BadResponse, UpstreamUnreachable
 from resolver.transport.stream import Pending, StreamConnection, TlsClient, connect, handshake
+from resolver.wire.options import QUERY_BLOCK, pad
 
 __all__ = ["HttpsConnection", "open_https"]
 
@@ -62,7 +63,8 @@ class HttpsConnection(StreamConnection):
         assert not self.closed
         conn = self._h2
         self._track(exchange)
-        body = b"\x00\x00" + exchange.query[2:]
+        # ID 0 (RFC 8484 section 4.1), padded to RFC 8467's 128-byte blocks.
+        body = pad(b"\x00\x00" + exchange.query[2:], QUERY_BLOCK)
         stream = conn.get_next_available_stream_id()
         self._streams[stream] = exchange
         try:

@@ -503,3 +503,29 @@ def test_query_refuses_a_certificate_for_another_name(
     assert result.returncode == 9
     assert "certificate not accepted" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------- dnsperf
+
+
+@pytest.mark.parametrize("mode", ["dot", "doh"], ids=["dot", "doh"])
+def test_dnsperf_gets_every_answer_from_our_listeners(
+    our_listeners: tuple[int, int, int, subprocess.Popen[str]], tmp_path: Path, mode: str
+) -> None:
+    dnsperf = shutil.which("dnsperf")
+    if dnsperf is None:
+        pytest.fail("dnsperf is not installed: apt-get install dnsperf (.ci/run does)")
+    _, tls, https, process = our_listeners
+    names = tmp_path / "names.txt"
+    names.write_text("".join(f"n{i % 32}.example. A\n" for i in range(500)))
+    port = tls if mode == "dot" else https
+    argv = [dnsperf, "-m", mode, "-s", "127.0.0.1", "-p", str(port), "-d", str(names)]
+    result = subprocess.run(
+        [*argv, "-n", "1", "-c", "2", "-q", "20", "-t", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Queries completed:    500 " in result.stdout, result.stdout + result.stderr
+    assert "Queries lost:         0 " in result.stdout
+    assert process.poll() is None
