@@ -9,8 +9,10 @@ TLS handshake, as for any TCP connection) and the session writes what h2 says to
 over a stream, and its reply comes back as a 200 ``application/dns-message`` response. A
 request we cannot take gets an HTTP error, never a traceback: 404 for another path, 405 for
 another method, 415 for another media type, 413 for a body longer than a DNS message, 400 for
-a missing or malformed message (or one the server drops). A client that speaks HTTP/1.1 gets
-a ``505 HTTP Version Not Supported`` in its own protocol, and the connection is closed.
+a missing or malformed message (or one the server drops). A client that does not open with
+HTTP/2's preface is spoken to in HTTP/1.1 (``h11``, sans-I/O as well): the same requests, one
+at a time on a kept-alive connection; a request h11 cannot parse gets a 400 and the end of the
+connection.
 
 At most ``max_streams`` requests are open at once (SETTINGS_MAX_CONCURRENT_STREAMS; h2
 refuses more), and the connection task stops reading while as many are in flight.
@@ -28,18 +30,15 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import h11
 
-__all__ = ["Handle", "HttpsSession", "Reply"]
+__all__ = ["Handle", "Http1Session", "HttpsSession", "Reply", "dns_message"]
 
 _MEDIA_TYPE = b"application/dns-message"
 _PATH = "/dns-query"
 _MAX_MESSAGE = 65535
 _PREFACE = b"PRI * HTTP/2.0"
-_HTTP1_REFUSAL = (
-    b"HTTP/1.1 505 HTTP Version Not Supported\r\n"
-    b"Content-Type: text/plain\r\nContent-Length: 29\r\nConnection: close\r\n\r\n"
-    b"DNS over HTTPS needs HTTP/2\r\n"
-)
+_MAX_HEADERS = 16384
 
 # Called with the reply to one query (None: the server answers nothing, which is a 400).
 Reply = Callable[[bytes | None], None]
@@ -50,7 +49,17 @@ Handle = Callable[[bytes, Reply], None]
 class HttpsSession:
     """The HTTP/2 state of one client connection (see the module)."""
 
-    __slots__ = ("_first", "_h2", "_handle", "_requests", "_unsent", "_write", "closed", "requests")
+    __slots__ = (
+        "_first",
+        "_h2",
+        "_handle",
+        "_http1",
+        "_requests",
+        "_unsent",
+        "_write",
+        "closed",
+        "requests",
+    )
 
     def __init__(self, handle: Handle, write: Callable[[bytes], None], *, max_streams: int) -> None:
         self._handle = handle
@@ -69,19 +78,24 @@ class HttpsSession:
         self._requests: dict[int, tuple[bytes, bytes, bytearray, bytes]] = {}
         self._unsent: dict[int, bytes] = {}  # reply bytes waiting for flow-control window
         self._first = True
+        self._http1: Http1Session | None = None
         self.closed = False
         self.requests = 0
 
     def receive(self, data: bytes) -> bool:
         """Take what the client sent; False when the connection is to be closed (an HTTP/1.1
         client, a protocol error, the client's GOAWAY)."""
+        if self._http1 is not None:
+            keep = self._http1.receive(data)
+            self.requests = self._http1.requests
+            self.closed = self._http1.closed
+            return keep
         if self._first:
-            # Our preface waits for the client's: an HTTP/1.1 client gets an answer it reads.
+            # Our preface waits for the client's: an HTTP/1.1 client is answered in its own.
             self._first = False
             if not data.startswith(_PREFACE[: len(data)]):
-                self._write(_HTTP1_REFUSAL)
-                self.closed = True
-                return False
+                self._http1 = Http1Session(self._handle, self._write)
+                return self.receive(data)
             self._h2.initiate_connection()
         try:
             events = self._h2.receive_data(data)
@@ -110,7 +124,9 @@ class HttpsSession:
 
     def close(self) -> None:
         """Say goodbye (GOAWAY) before the connection closes."""
-        if not self.closed and not self._first:
+        if self._http1 is not None:
+            self._http1.close()
+        elif not self.closed and not self._first:
             self._h2.close_connection()
             self._flush()
         self.closed = True
@@ -143,26 +159,9 @@ class HttpsSession:
         if request is None:
             return
         method, raw_path, body, media = request
-        try:
-            target = urlsplit(raw_path.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            self._respond(stream, 400, b"")
-            return
-        if target.path != _PATH:
-            self._respond(stream, 404, b"")
-            return
-        if method == b"GET":
-            message = _from_query(target.query)
-        elif method == b"POST":
-            if media != _MEDIA_TYPE:
-                self._respond(stream, 415, b"")
-                return
-            message = bytes(body)
-        else:
-            self._respond(stream, 405, b"")
-            return
-        if message is None or len(message) < 12:
-            self._respond(stream, 400, b"")
+        message = dns_message(method, raw_path, bytes(body), media)
+        if isinstance(message, int):
+            self._respond(stream, message, b"")
             return
         self.requests += 1
 
@@ -213,6 +212,139 @@ class HttpsSession:
         data = self._h2.data_to_send()
         if data:
             self._write(data)
+
+
+class Http1Session:
+    """The HTTP/1.1 side of one client connection (``h11``'s state machine): one request at
+    a time, the next read once the reply to this one is sent (keep-alive). A request h11
+    cannot parse gets a 400 and the connection closes."""
+
+    __slots__ = ("_body", "_conn", "_handle", "_request", "_write", "closed", "requests")
+
+    def __init__(self, handle: Handle, write: Callable[[bytes], None]) -> None:
+        self._handle = handle
+        self._write = write
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADERS)
+        self._request: tuple[bytes, bytes, bytes] | None = None  # method, target, media type
+        self._body = bytearray()
+        self.closed = False
+        self.requests = 0
+
+    def receive(self, data: bytes) -> bool:
+        """Take what the client sent; False when the connection is to be closed."""
+        try:
+            self._conn.receive_data(data)
+            return self._events()
+        except h11.RemoteProtocolError:
+            self._fail(400)
+            return False
+
+    def _events(self) -> bool:
+        conn = self._conn
+        while not self.closed:
+            event = conn.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return True
+            if isinstance(event, h11.Request):
+                headers = dict(event.headers)
+                media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+                self._request = (bytes(event.method), bytes(event.target), media)
+                self._body.clear()
+            elif isinstance(event, h11.Data):
+                self._body += event.data
+                if len(self._body) > _MAX_MESSAGE:
+                    self._fail(413)
+                    return False
+            elif isinstance(event, h11.EndOfMessage):
+                self._complete()
+            elif isinstance(event, h11.ConnectionClosed):
+                self.closed = True
+                return False
+        return False
+
+    def _complete(self) -> None:
+        assert self._request is not None
+        method, target, media = self._request
+        message = dns_message(method, target, bytes(self._body), media)
+        if isinstance(message, int):
+            self._respond(message, b"")
+            return
+        self.requests += 1
+        self._handle(message, self._reply)
+
+    def _reply(self, answer: bytes | None) -> None:
+        if self.closed:
+            return
+        self._respond(400 if answer is None else 200, answer or b"")
+        if not self.closed:
+            try:
+                self._events()  # a request the client sent meanwhile
+            except h11.RemoteProtocolError:
+                self._fail(400)
+
+    def _respond(self, status: int, body: bytes) -> None:
+        conn = self._conn
+        headers = [(b"content-length", str(len(body)).encode())]
+        if status == 200:
+            headers.append((b"content-type", _MEDIA_TYPE))
+        try:
+            data = conn.send(h11.Response(status_code=status, headers=headers))
+            if body:
+                data = (data or b"") + (conn.send(h11.Data(data=body)) or b"")
+            data = (data or b"") + (conn.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:
+            self.closed = True
+            return
+        self._write(data)
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+            self.closed = True
+            return
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+
+    def _fail(self, status: int) -> None:
+        """A response the client can read, then the end of the connection."""
+        conn = self._conn
+        if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            try:
+                data = conn.send(
+                    h11.Response(
+                        status_code=status,
+                        headers=[(b"content-length", b"0"), (b"connection", b"close")],
+                    )
+                )
+                data = (data or b"") + (conn.send(h11.EndOfMessage()) or b"")
+            except h11.LocalProtocolError:
+                data = b""
+            if data:
+                self._write(data)
+        self.closed = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def dns_message(method: bytes, raw_path: bytes, body: bytes, media: bytes) -> bytes | int:
+    """The DNS message of one request, or the HTTP status that refuses it: 404 for another
+    path, 405 for another method, 415 for a POST of another media type, 400 for a missing,
+    malformed or short message."""
+    try:
+        target = urlsplit(raw_path.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return 400
+    if target.path != _PATH:
+        return 404
+    if method == b"GET":
+        message = _from_query(target.query)
+    elif method == b"POST":
+        if media != _MEDIA_TYPE:
+            return 415
+        message = body
+    else:
+        return 405
+    if message is None or len(message) < 12:
+        return 400
+    return message
 
 
 def _from_query(query: str) -> bytes | None:

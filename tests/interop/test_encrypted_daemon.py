@@ -423,18 +423,51 @@ async def test_http_requests_it_cannot_take_get_http_errors_not_tracebacks(
     assert process.poll() is None
 
 
-def test_an_http1_client_gets_505_and_the_daemon_no_traceback(
-    our_listeners: tuple[int, int, int, subprocess.Popen[str]],
-) -> None:
-    _, _, https, process = our_listeners
+def http1(port: int, request: bytes) -> bytes:
+    """Send ``request`` over TLS (ALPN http/1.1) and read until the daemon closes or 5 s."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["http/1.1"])
-    with context.wrap_socket(socket.create_connection(("127.0.0.1", https), timeout=5)) as sock:
-        sock.sendall(b"GET /dns-query?dns=AAAA HTTP/1.1\r\nHost: x\r\n\r\n")
-        reply = sock.recv(4096)
-    assert reply.startswith(b"HTTP/1.1 505")
+    data = b""
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)) as sock:
+        sock.sendall(request)
+        with contextlib.suppress(TimeoutError, ssl.SSLError, ConnectionError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    return data
+
+
+def test_http1_clients_get_answers_on_a_kept_alive_connection(
+    our_listeners: tuple[int, int, int, subprocess.Popen[str]],
+) -> None:
+    import base64
+
+    _, _, https, process = our_listeners
+    query = DNSRecord.question("n6.example.", "A")
+    query.header.id = 0
+    encoded = base64.urlsafe_b64encode(query.pack()).rstrip(b"=")
+    get = b"GET /dns-query?dns=" + encoded + b" HTTP/1.1\r\nHost: resolver.test\r\n\r\n"
+    post = (
+        b"POST /dns-query HTTP/1.1\r\nHost: resolver.test\r\n"
+        b"Content-Type: application/dns-message\r\nConnection: close\r\n"
+        + f"Content-Length: {len(query.pack())}\r\n\r\n".encode()
+        + query.pack()
+    )
+    reply = http1(https, get + post)
+    assert reply.count(b"HTTP/1.1 200") == 2, reply
+    body = reply.split(b"\r\n\r\n", 1)[1]
+    assert b"application/dns-message" in reply
+    assert bytes([192, 0, 2, 7]) in body
+    assert process.poll() is None
+
+
+def test_a_malformed_http1_request_gets_400_and_no_traceback(
+    our_listeners: tuple[int, int, int, subprocess.Popen[str]],
+) -> None:
+    _, _, https, process = our_listeners
+    reply = http1(https, b"GARBAGE\x00\x01 nonsense\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400"), reply
     process.terminate()
     _, err = process.communicate(timeout=STOP)
     assert "Traceback" not in err
