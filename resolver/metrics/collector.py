@@ -24,7 +24,7 @@ ADDR:PORT, ``type`` a question type, or ``other`` for those not counted by name)
   ``resolver_upstream_rtt_seconds{to}``, ``resolver_upstream_unwanted_replies_total{to}``,
   ``resolver_upstream_unwanted_alarms_total{to}``, ``resolver_upstream_failovers_total``;
 * ``resolver_upstream_connections_total{to,event}`` (opened, resumed, failed, closed,
-  idle_closed, peer_closed), ``resolver_upstream_connection_queries_total{to,kind}`` (all,
+  idle_closed, peer_closed, stuck), ``resolver_upstream_connection_queries_total{to,kind}`` (all,
   reused, retried), ``resolver_upstream_connections_open{to}``: the persistent TCP, TLS and
   HTTPS connections to each upstream;
 * ``resolver_pool_sockets{to,state}`` (idle, in_use), ``resolver_pool_waiting{to}``,
@@ -397,7 +397,7 @@ def _connections(readings: Readings) -> Iterator[Metric]:
         "resolver_upstream_connections_total",
         "Connections to each upstream: opened (handshakes), resumed (TLS sessions resumed), "
         "failed (could not be opened, certificates rejected included), closed (idle by us, "
-        "by the server, or otherwise).",
+        "by the server, stuck: queries in a row ended there without a reply, or otherwise).",
         labels=["to", "event"],
     )
     queries = CounterMetricFamily(
@@ -421,6 +421,7 @@ def _connections(readings: Readings) -> Iterator[Metric]:
             ("closed", streams.closed),
             ("idle_closed", streams.idle_closed),
             ("peer_closed", streams.peer_closed),
+            ("stuck", streams.stuck),
         ):
             events.add_metric([to, event], value)
         for kind, value in (

@@ -67,6 +67,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
+# Queries in a row that end without a reply on one connection before it is closed.
+_UNANSWERED_LIMIT = 3
 # Unsent bytes a connection may hold before it takes no more queries: a server that stops
 # reading cannot grow our memory without bound.
 _WRITE_HIGH_WATER = 256 * 1024
@@ -112,7 +114,8 @@ class StreamStatistics:
     for idleness and ``peer_closed`` by the server), ``queries`` sent, ``reused`` (queries sent
     over a connection that had already carried one), ``retried`` (queries sent again after
     the server closed an idle connection under them), ``strays`` (messages matching no query in
-    flight), ``open`` and ``in_flight`` now."""
+    flight), ``open`` and ``in_flight`` now, ``stuck`` (connections closed after queries in
+    a row ended on them without a reply)."""
 
     opened: int
     resumed: int
@@ -125,6 +128,7 @@ class StreamStatistics:
     retried: int
     strays: int
     open: int
+    stuck: int
     in_flight: int
 
 
@@ -149,6 +153,7 @@ class StreamConnection:
         "on_stray",
         "replies",
         "tls",
+        "unanswered",
     )
 
     def __init__(
@@ -164,6 +169,7 @@ class StreamConnection:
         self._pending: dict[int, Pending] = {}
         self.closed = False
         self.carried = 0  # queries sent over it
+        self.unanswered = 0  # queries ended here without a reply since the last reply
         self.replies = 0
         self.idle_since = loop.time()
         self.keepalive: float | None = None  # the server's idle timeout (RFC 7828)
@@ -215,6 +221,7 @@ class StreamConnection:
         """``exchange`` ended elsewhere (its deadline, a cancel): its late reply is dropped."""
         if self._pending.get(exchange.qid) is exchange:
             del self._pending[exchange.qid]
+            self.unanswered += 1
             if not self._pending:
                 self._went_idle()
 
@@ -298,6 +305,7 @@ class StreamConnection:
     def _answered(self, message: bytes) -> None:
         """``message`` ended the query it answered, which is no longer pending."""
         self.replies += 1
+        self.unanswered = 0
         if self.replies == 1 or self.keepalive is not None:
             with contextlib.suppress(WireError):
                 timeout = read_keepalive(message)
@@ -507,6 +515,8 @@ class StreamPool:
         self._reused = 0
         self._retried = 0
         self._strays = 0
+        self._stuck = 0
+        self._abandoned: StreamConnection | None = None  # being closed as stuck
 
     # ----------------------------------------------------------------- public surface
 
@@ -520,9 +530,18 @@ class StreamPool:
         self._reconcile()
 
     def forget(self, exchange: Pending) -> None:
-        """``exchange`` ended without its reply (deadline, cancel): stop tracking it."""
-        for connection in self._connections:
+        """``exchange`` ended without its reply (deadline, cancel): stop tracking it. A
+        connection on which ``_UNANSWERED_LIMIT`` queries in a row ended so is closed (the
+        server may have stopped reading it): what is in flight there is asked again on
+        another, once."""
+        for connection in list(self._connections):
             connection.forget(exchange)
+            if connection.unanswered >= _UNANSWERED_LIMIT:
+                self._drop(connection)
+                self._stuck += 1
+                self._abandoned = connection
+                connection.close()
+                self._abandoned = None
 
     def statistics(self) -> StreamStatistics:
         return StreamStatistics(
@@ -536,6 +555,7 @@ class StreamPool:
             reused=self._reused,
             retried=self._retried,
             strays=self._strays,
+            stuck=self._stuck,
             open=len(self._connections),
             in_flight=sum(c.in_flight for c in self._connections),
         )
@@ -674,14 +694,15 @@ class StreamPool:
     def _connection_closed(
         self, connection: StreamConnection, stranded: list[Pending], peer: bool
     ) -> None:
-        was_reused_idle = connection.replies > 0
+        # Sent on a connection that had been idle, the server may have closed it just then;
+        # or on one we gave up as stuck. Once more on a fresh connection, at no cost to its
+        # health.
+        again = (peer and connection.replies > 0) or connection is self._abandoned
         if connection in self._connections:
             self._drop(connection)
             self._peer_closed += peer
         for exchange in stranded:
-            if peer and was_reused_idle and not exchange.retried and not self._closed:
-                # Sent on a connection that had been idle: the server may have closed it just
-                # then. Once more on a fresh connection, at no cost to its health.
+            if again and not exchange.retried and not self._closed:
                 exchange.retried = True
                 self._retried += 1
                 self._waiting.appendleft(exchange)

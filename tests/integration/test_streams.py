@@ -342,3 +342,33 @@ async def test_closing_the_upstream_ends_queries_in_flight_without_reports() -> 
         assert streams.open == 0
         assert streams.in_flight == 0
         assert reports == []
+
+
+async def test_a_connection_whose_queries_go_unanswered_is_closed_and_replaced() -> None:
+    from resolver.transport import Upstream
+
+    async with StreamServer(lambda seen: []) as server:  # reads, never answers
+        upstream = Upstream(("127.0.0.1", server.port))
+        await upstream.start()
+        loop = asyncio.get_running_loop()
+        failures: list[BaseException | None] = []
+        for label in (b"\x01e", b"\x01f", b"\x01g"):
+            upstream.send(
+                *upstream.build_query(label + b"\x07example\x00", 1, 1),
+                deadline=loop.time() + 0.1,
+                report=lambda reply, exc: failures.append(exc),
+                tcp=True,
+            )
+        await until(lambda: len(failures) == 3)
+        streams = upstream.statistics().streams
+        assert streams.stuck == 1
+        assert streams.open == 0
+        assert server.accepted == 1
+        upstream.send(
+            *upstream.build_query(b"\x01h\x07example\x00", 1, 1),
+            deadline=loop.time() + 0.1,
+            report=lambda reply, exc: failures.append(exc),
+            tcp=True,
+        )
+        await until(lambda: server.accepted == 2)
+        await upstream.aclose()

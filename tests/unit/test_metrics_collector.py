@@ -114,6 +114,7 @@ def test_upstreams_caches_and_pools_are_reported_per_address() -> None:
             strays=0,
             open=1,
             in_flight=0,
+            stuck=0,
         ),
         rtt=rtt,
     )
