@@ -26,17 +26,15 @@ from resolver.config import Address, EncryptedUpstream, TransportConfig
 from resolver.errors import ConfigError, UpstreamError, UpstreamUnreachable, WireError
 from resolver.hosts import HostsEntry, read_hosts
 from resolver.pool import Pool
-from resolver.transport.exchange import Exchange, Report
-from resolver.transport.https import open_https
-from resolver.transport.stream import (
+from resolver.transport.connection import (
     CertificateRejected,
     StreamConnection,
-    StreamPool,
     TlsClient,
     open_stream,
-    send_over,
-    stream_pool,
 )
+from resolver.transport.exchange import Exchange, Report
+from resolver.transport.https import open_https
+from resolver.transport.stream import StreamPool, send_over, stream_pool
 from resolver.transport.tls import client_context
 from resolver.transport.udp import UdpSocket
 from resolver.transport.upstream import ForwardingUpstream, Upstream, UpstreamStatistics

@@ -2,7 +2,7 @@
 ``application/dns-message`` bodies, many at once on one connection, one stream each.
 
 The HTTP/2 protocol is the ``h2`` library's (sans-I/O: it is fed the bytes our socket reads and
-says what to write), so the connection is a :class:`.stream.StreamConnection` with another
+says what to write), so the connection is a :class:`.connection.StreamConnection` with another
 framing: the same socket handling, pool, idle close and retry. As RFC 8484 section 4.1
 asks, the query goes with ID 0 (cache friendly); the reply is matched to its query by stream
 and then checked like any other reply (with our ID put back first).
@@ -20,7 +20,13 @@ import h2.exceptions
 
 from resolver.config import Address
 from resolver.errors import BadResponse, UpstreamUnreachable
-from resolver.transport.stream import Pending, StreamConnection, TlsClient, connect, handshake
+from resolver.transport.connection import (
+    Pending,
+    StreamConnection,
+    TlsClient,
+    connect,
+    handshake,
+)
 from resolver.wire.options import QUERY_BLOCK, pad
 
 __all__ = ["HttpsConnection", "open_https"]

@@ -15,7 +15,8 @@ import pytest
 from support import until
 from tls_support import PrivateCa, StreamServer, echo_reply, server_context
 
-from resolver.transport.stream import CertificateRejected, StreamPool, TlsClient, open_stream
+from resolver.transport.connection import CertificateRejected, TlsClient, open_stream
+from resolver.transport.stream import StreamPool
 from resolver.transport.tls import client_context, spki_pin
 from resolver.wire.options import OPTION_KEEPALIVE
 from resolver.wire.query import build_query

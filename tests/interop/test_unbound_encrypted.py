@@ -14,8 +14,9 @@ from support import until
 from tls_support import PrivateCa
 from unbound_peer import NAMES, UnboundPeer
 
+from resolver.transport.connection import TlsClient, open_stream
 from resolver.transport.https import open_https
-from resolver.transport.stream import StreamPool, TlsClient, open_stream
+from resolver.transport.stream import StreamPool
 from resolver.transport.tls import client_context
 from resolver.wire import DNSRecord
 from resolver.wire.query import build_query
