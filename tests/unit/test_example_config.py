@@ -12,6 +12,7 @@ from typing import Any
 from resolver.config import (
     CacheConfig,
     Config,
+    DnssecConfig,
     DomainConfig,
     ForwarderConfig,
     LocalConfig,
@@ -38,6 +39,8 @@ COMMENTED = {
     "server.tls_cert",
     "server.tls_key",
     "transport.tls_ca",
+    "dnssec.validation",
+    "dnssec.trust_anchors",
 }
 # Settings given a value other than the default, because the default does not start.
 NOT_DEFAULT = {"forwarder.upstreams"}
@@ -52,6 +55,7 @@ TABLES: dict[str, type[Any]] = {
     "log": LogConfig,
     "recursion": RecursionConfig,
     "metrics": MetricsConfig,
+    "dnssec": DnssecConfig,
 }
 _UNCOMMENT = re.compile(r"^# ?(?=\[|\w+ +=)")
 _HEADER = re.compile(r"^\[\[?([\w.]+)\]\]?")
@@ -112,6 +116,7 @@ def test_the_example_gives_the_defaults() -> None:
         "log",
         "recursion",
         "metrics",
+        "dnssec",
     ):
         for field in dataclasses.fields(getattr(config, table)):
             name = f"{table}.{field.name}"
