@@ -36,16 +36,20 @@ logged and every socket that receives another is retired (Unbound's option of th
 from __future__ import annotations
 
 from resolver.transport.addresses import format_address
+from resolver.transport.encrypted import EncryptedTransport, upstream_for
 from resolver.transport.exchange import Exchange, Report
 from resolver.transport.servers import Servers, ServersStatistics
-from resolver.transport.upstream import Upstream, UpstreamStatistics
+from resolver.transport.upstream import ForwardingUpstream, Upstream, UpstreamStatistics
 
 __all__ = [
+    "EncryptedTransport",
     "Exchange",
+    "ForwardingUpstream",
     "Report",
     "Servers",
     "ServersStatistics",
     "Upstream",
     "UpstreamStatistics",
     "format_address",
+    "upstream_for",
 ]
