@@ -1,16 +1,18 @@
 """System calls per forwarded query: ``resolver serve`` (forwarding, cache off) beside the floor
 forwarder, both in front of NSD serving a wildcard zone, every query a name never asked.
 
-``python -m benchmarks.syscalls [--seconds 4] [--rate 3000] [--tool perf|strace]`` starts NSD
-(benchmarks/serve_bench/nsd.py) and dnsperf on core 1, and each forwarder alone on core 0:
-ours (``[cache] enabled = false``, defaults otherwise) and the floor
+``python -m benchmarks.syscalls [--seconds 4] [--rate 2000] [--tool perf|strace] [--before DIR]``
+starts NSD (benchmarks/serve_bench/nsd.py) and dnsperf on core 1, and each forwarder alone on
+core 0: ours (``[cache] enabled = false``, defaults otherwise) and the floor
 (benchmarks/serve_bench/floor.py). For each forwarder in turn it attaches the tracer to the
 process (``perf trace -s -p PID``, or ``strace -c -f -p PID`` with ``--tool strace``), runs
 dnsperf for ``--seconds`` at a fixed ``--rate`` (``-Q``: the same arrival pattern for both, so
 the same number of datagrams waits per wake-up; a tracer slows a process, and an unbounded
 load would measure how far behind each one falls), detaches, and divides each system call's
 count (and its failures) by the queries dnsperf completed. The table has one row per system
-call with calls per query for both, failures in brackets.
+call with calls per query for both, failures in brackets. ``--before DIR`` adds a third
+server, ``resolver serve`` imported from another checkout (``PYTHONPATH=DIR``; a ``git
+worktree`` of the commit before a change): before and after, measured in the same run.
 
 Traffic goes to 127.0.0.1 only; every dnsperf run reads a file of new names once and stops by
 itself (``-n 1``, ``-l``); every process started is in its own process group and is stopped on
@@ -39,18 +41,22 @@ from benchmarks.serve_bench.dnsperf import parse_dnsperf
 from benchmarks.serve_bench.nsd import ZONE, nsd_proc
 from benchmarks.serve_bench.report import git_state
 from benchmarks.serve_bench.servers import (
+    CACHE_OFF,
     CEILING,
     FLOOR,
     HOST,
     LOAD_CORE,
     OURS,
+    Proc,
     SetupError,
     check_answers,
     forwarder_procs,
+    ours_proc,
     running,
 )
 
 SERVERS = (OURS, FLOOR)
+BEFORE = "resolver serve (before)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,17 +167,27 @@ def trace_one(
     return Traced(server, completed, lost, qps, counts)
 
 
+def before_proc(tmp: Path, checkout: Path, upstream_port: int, probe: tuple[str, str]) -> Proc:
+    """``resolver serve`` as ours, but importing the package from another checkout."""
+    proc = ours_proc(tmp, "before", upstream_port, CACHE_OFF, probe, name=BEFORE)
+    python = proc.argv.index(sys.executable)
+    proc.argv[python:python] = ["env", f"PYTHONPATH={checkout}"]
+    return proc
+
+
 def bench(args: argparse.Namespace, tmp: Path) -> list[Traced]:
     nsd, _ = nsd_proc(tmp, CEILING)
     probe = (f"check.{ZONE}", "A")
     forwarders = forwarder_procs(tmp, nsd.port, "nsd", probe, [CEILING, *SERVERS])
+    if args.before is not None:
+        forwarders[BEFORE] = before_proc(tmp, args.before, nsd.port, probe)
     results = []
     with running([nsd, *forwarders.values()]):
         for proc in forwarders.values():
             check_answers(proc, [(f"check{i}.{ZONE}", "A") for i in range(5)])
         run = 0
         for round_ in range(args.rounds):
-            for server in SERVERS:
+            for server in args.servers:
                 run += 1
                 queries = names_file(tmp, run, int(args.rate * args.seconds * 1.2) + 100)
                 proc = forwarders[server]
@@ -203,8 +219,8 @@ def merged(runs: Sequence[Traced], server: str) -> Traced:
     )
 
 
-def table(results: Sequence[Traced]) -> list[str]:
-    rows = [merged(results, server) for server in SERVERS]
+def table(results: Sequence[Traced], servers: Sequence[str]) -> list[str]:
+    rows = [merged(results, server) for server in servers]
     names = sorted(
         {n for row in rows for n in row.counts},
         key=lambda n: -max(row.per_query(n)[0] for row in rows),
@@ -240,7 +256,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "floor forwarder, NSD upstream, distinct names, at a fixed rate",
     )
     parser.add_argument("--seconds", type=float, default=4.0, help="dnsperf -l per run")
-    parser.add_argument("--rate", type=int, default=3000, help="dnsperf -Q: queries/s")
+    parser.add_argument("--rate", type=int, default=2000, help="dnsperf -Q: queries/s")
     parser.add_argument("--rounds", type=int, default=1, help="runs per server, summed")
     parser.add_argument(
         "--tool",
@@ -248,7 +264,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="perf" if shutil.which("perf") else "strace",
         help="perf trace -s (default when installed) or strace -c -f",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also trace resolver serve imported from this checkout (PYTHONPATH), e.g. a "
+        "git worktree of the commit before a change",
+    )
     args = parser.parse_args(argv)
+    args.servers = [OURS, *([BEFORE] if args.before else []), FLOOR]
+    if args.before is not None and not (args.before / "resolver" / "__init__.py").exists():
+        parser.error(f"--before: no resolver package in {args.before}")
     if not (0 < args.seconds <= 30 and 100 <= args.rate <= 100_000 and 1 <= args.rounds <= 5):
         parser.error("need 0 < --seconds <= 30, 100 <= --rate <= 100000, 1 <= --rounds <= 5")
     return args
@@ -285,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("syscalls: interrupted; every server stopped", file=sys.stderr)
             return 130
     print()
-    print("\n".join(table(results)))
+    print("\n".join(table(results, args.servers)))
     return 0
 
 
