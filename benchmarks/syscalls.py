@@ -41,22 +41,21 @@ from benchmarks.serve_bench.dnsperf import parse_dnsperf
 from benchmarks.serve_bench.nsd import ZONE, nsd_proc
 from benchmarks.serve_bench.report import git_state
 from benchmarks.serve_bench.servers import (
+    BEFORE,
     CACHE_OFF,
     CEILING,
     FLOOR,
     HOST,
     LOAD_CORE,
     OURS,
-    Proc,
     SetupError,
+    before_proc,
     check_answers,
     forwarder_procs,
-    ours_proc,
     running,
 )
 
 SERVERS = (OURS, FLOOR)
-BEFORE = "resolver serve (before)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,20 +166,12 @@ def trace_one(
     return Traced(server, completed, lost, qps, counts)
 
 
-def before_proc(tmp: Path, checkout: Path, upstream_port: int, probe: tuple[str, str]) -> Proc:
-    """``resolver serve`` as ours, but importing the package from another checkout."""
-    proc = ours_proc(tmp, "before", upstream_port, CACHE_OFF, probe, name=BEFORE)
-    python = proc.argv.index(sys.executable)
-    proc.argv[python:python] = ["env", f"PYTHONPATH={checkout}"]
-    return proc
-
-
 def bench(args: argparse.Namespace, tmp: Path) -> list[Traced]:
     nsd, _ = nsd_proc(tmp, CEILING)
     probe = (f"check.{ZONE}", "A")
     forwarders = forwarder_procs(tmp, nsd.port, "nsd", probe, [CEILING, *SERVERS])
     if args.before is not None:
-        forwarders[BEFORE] = before_proc(tmp, args.before, nsd.port, probe)
+        forwarders[BEFORE] = before_proc(tmp, args.before, nsd.port, CACHE_OFF, probe)
     results = []
     with running([nsd, *forwarders.values()]):
         for proc in forwarders.values():

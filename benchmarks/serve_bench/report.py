@@ -18,6 +18,7 @@ from pathlib import Path
 
 from benchmarks.serve_bench.dnsperf import Run
 from benchmarks.serve_bench.servers import (
+    BEFORE,
     CEILING,
     DNSMASQ,
     FLOOR,
@@ -153,6 +154,11 @@ def verdicts(workload: str, rows: Sequence[Row]) -> list[str]:
                     f"{_met(vs >= least)}; per CPU-second {per_cpu:.2f}x"
                 )
             out.append(line + _beside(workload, by, base))
+        if BEFORE in by:
+            out.append(
+                f"INFO {workload}: {OURS} vs {BEFORE}: qps {paired(ours, by[BEFORE]):.2f}x; per "
+                f"CPU-second {paired(ours, by[BEFORE], per_cpu=True):.2f}x"
+            )
         kind = "VERDICT" if workload in ZERO_LOST else "INFO"
         target = f" (target 0): {_met(ours.lost == 0)}" if workload in ZERO_LOST else ""
         out.append(f"{kind} {workload}: {OURS} lost queries {ours.lost}{target}")
