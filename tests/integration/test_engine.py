@@ -449,8 +449,12 @@ async def test_formerr_to_edns_is_asked_again_without_edns() -> None:
         assert [has_opt(q) for q in upstream.queries] == [True, False, True, False]
 
 
-@pytest.mark.parametrize("code", [_FORMERR, _NOTIMP], ids=["formerr", "notimp"])
-async def test_questionless_formerr_or_notimp_fails_over_at_once(
+@pytest.mark.parametrize(
+    "code",
+    [_FORMERR, _SERVFAIL, _NOTIMP, _REFUSED],
+    ids=["formerr", "servfail", "notimp", "refused"],
+)
+async def test_a_questionless_error_reply_fails_over_at_once(
     authorities: Authorities, code: int
 ) -> None:
     loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import pytest
-from support import dead_udp_port, idle_pool, until
+from support import ScriptedUpstream, dead_udp_port, idle_pool, until
 
 from resolver.authority import Authority
 from resolver.config import SocketPoolConfig, TransportConfig
@@ -232,6 +232,46 @@ async def test_one_forged_reply_does_not_end_the_query(authority: Authority) -> 
         assert read_header(reply).id == authority.queries[0].id
         stats = upstream.statistics()
         assert (stats.strays, stats.replies, stats.pool.discarded) == (1, 1, 0)
+
+
+def questionless(rcode: int) -> Callable[[bytes], bytes]:
+    """A script that answers every query with ``rcode`` and no question section."""
+
+    def script(query: bytes) -> bytes:
+        return query[:2] + bytes((0x80, rcode)) + bytes(8)
+
+    return script
+
+
+@pytest.mark.parametrize(
+    "rcode",
+    [
+        pytest.param(1, id="formerr"),
+        pytest.param(2, id="servfail"),
+        pytest.param(4, id="notimp"),
+        pytest.param(5, id="refused"),
+    ],
+)
+async def test_an_error_reply_without_a_question_is_accepted(rcode: int) -> None:
+    async with (
+        asyncio.timeout(BOUND),
+        ScriptedUpstream(questionless(rcode)) as server,
+        open_upstream(server.address) as upstream,
+    ):
+        reply = await ask(upstream)
+        assert (read_header(reply).rcode, read_header(reply).qdcount) == (rcode, 0)
+        assert upstream.statistics().strays == 0
+
+
+@pytest.mark.parametrize("rcode", [pytest.param(0, id="noerror"), pytest.param(3, id="nxdomain")])
+async def test_an_answer_without_a_question_is_a_stray(rcode: int) -> None:
+    async with (
+        asyncio.timeout(BOUND),
+        ScriptedUpstream(questionless(rcode)) as server,
+        open_upstream(server.address) as upstream,
+    ):
+        await timed_out(upstream)
+        assert upstream.statistics().strays == 1
 
 
 async def test_reply_from_another_source_port_is_not_accepted(authority: Authority) -> None:
