@@ -49,6 +49,7 @@ from benchmarks.hierarchy import (
     Hierarchy,
     Server,
     require,
+    resolver_toml,
     running,
     write_spread,
 )
@@ -64,6 +65,8 @@ WILDCARD_ANSWER = "127.1.3.1"
 CEILING = "authority (ceiling)"
 UNBOUND = "unbound (1 thread)"
 OURS = "resolver serve"
+BEFORE = "resolver serve (before)"  # --before: imported from another checkout
+BEFORE_ADDRESS = "127.0.0.56"
 FLOOR = "floor forwarder"
 TARGET = 0.3  # ours / Unbound, qps
 TARGET_PER_CPU = 0.5  # ours / Unbound, queries per CPU-second (issue on one home, item 3)
@@ -141,6 +144,15 @@ def start(hierarchy: Hierarchy, args: argparse.Namespace) -> dict[str, Server]:
     return servers
 
 
+def start_before(hierarchy: Hierarchy, checkout: Path) -> Server:
+    """``resolver serve`` as ``start_resolver`` runs it, imported from ``checkout``."""
+    config = hierarchy.directory / "resolver-before.toml"
+    config.write_text(resolver_toml(BEFORE_ADDRESS))
+    command = ["env", "-C", str(checkout), f"PYTHONPATH={checkout}", sys.executable, "-m"]
+    command += ["resolver", "serve", "--config", str(config), "--log-level", "warning"]
+    return hierarchy.start_server("resolver-before", BEFORE_ADDRESS, command, core=SERVER_CORE)
+
+
 def start_spread(hierarchy: Hierarchy, args: argparse.Namespace) -> dict[str, Server]:
     """The servers of the ``spread`` workload: the ceiling is the child zones' NSD, the floor
     relays to it; each resolver has spread.test.'s delegation cached (``warm.spread.test.``),
@@ -149,11 +161,13 @@ def start_spread(hierarchy: Hierarchy, args: argparse.Namespace) -> dict[str, Se
     servers = {CEILING: authority, UNBOUND: hierarchy.start_unbound(core=SERVER_CORE)}
     if args.ours:
         servers[OURS] = hierarchy.start_resolver(core=SERVER_CORE)
+    if args.before is not None:
+        servers[BEFORE] = start_before(hierarchy, args.before)
     floor = [sys.executable, "-m", "benchmarks.serve_bench.floor"]
     floor += ["--listen", f"{FLOOR_ADDRESS}:53", "--upstream", f"{SPREAD_LEAVES}:53"]
     servers[FLOOR] = hierarchy.start_server("floor", FLOOR_ADDRESS, floor, core=SERVER_CORE)
     for name, server in servers.items():
-        if name in (UNBOUND, OURS):
+        if name in (UNBOUND, OURS, BEFORE):
             check(hierarchy, server, SPREAD_WARM, "127.1.5.2")
         check(hierarchy, server, f"check.{SPREAD_CHECK_ZONE}", SPREAD_ANSWER)
     return servers
@@ -162,7 +176,7 @@ def start_spread(hierarchy: Hierarchy, args: argparse.Namespace) -> dict[str, Se
 def bench_spread(args: argparse.Namespace, directory: Path) -> tuple[list[Row], dict[str, float]]:
     """The ``spread`` workload's rounds; the rows, and each server's median of spread.test.'s
     queries (referrals asked) per client query."""
-    servers_count = 4 if args.ours else 3
+    servers_count = 3 + bool(args.ours) + (args.before is not None)
     names = SpreadNames(directory, args.zones, args.per_zone, args.rounds * servers_count)
     spread = write_spread(directory, names.children())
     print(
@@ -301,6 +315,11 @@ def verdicts(rows: Sequence[Row], workload: str = "wild") -> list[str]:
         )
     else:
         out.append("VERDICT: not measured: ours runs with --ours (recursive mode, issue 11)")
+    if OURS in by and BEFORE in by:
+        out.append(
+            f"INFO {workload}: {OURS} vs {BEFORE}: qps {paired(by[OURS], by[BEFORE]):.2f}x; "
+            f"per CPU-second {paired(by[OURS], by[BEFORE], per_cpu=True):.2f}x"
+        )
     floor = by[FLOOR]
     out.append(
         f"INFO: floor {paired(floor, unbound):.2f}x Unbound's qps, "
@@ -364,6 +383,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="wild",
         help="wild: names under one wildcard zone, its delegation cached; spread: names in "
         "--zones new delegated zones per run (referrals with glue), --per-zone names each",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="spread: also measure resolver serve imported from this checkout (a copy of the "
+        "tree before a change)",
     )
     parser.add_argument("--zones", type=int, default=1000, help="spread: new zones per run")
     parser.add_argument("--per-zone", type=int, default=30, help="spread: names per zone")
