@@ -261,8 +261,11 @@ class Cache:
         """Apply ``config`` without a flush (a reload). Entries already stored keep the
         lifetimes and TTLs they were stored with; the stale window, stale TTL and prefetch
         fraction apply to them from now on, and a smaller ``max_entries`` evicts the least
-        recently used entries at once (counted as evictions). ``enabled`` is not looked at."""
+        recently used entries at once (counted as evictions); the rendered replies are dropped
+        (what they were made from may have changed with the reload). ``enabled`` is not
+        looked at."""
         self._config = config
+        self._rendered.clear()
         entries = self._entries
         while len(entries) > config.max_entries:
             entries.popitem(last=False)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Protocol, cast
 
+from resolver.cache import Cache, Rendered
 from resolver.config import Address, ServerConfig
 from resolver.engine import EDE_STALE_ANSWER, Ask, Outcome
 from resolver.errors import WireError
@@ -37,8 +38,6 @@ __all__ = ["COUNTED_TYPES", "Answerer", "ReplyCounts", "Server", "ServerStatisti
 
 log = logging.getLogger(__name__)
 
-_MEMO_MAX = 10_000  # finished replies to recent cache hits (see Server._remember)
-
 # Question types whose replies are counted by type; every other type counts as type 0, so that
 # clients cannot make a count (and a metrics series) per type number.
 _COUNTED_NAMES = """A AAAA CNAME MX NS PTR SOA SRV TXT NAPTR CAA HINFO DNAME LOC SSHFP TLSA SVCB
@@ -47,12 +46,12 @@ COUNTED_TYPES = frozenset(qtype_value(name) for name in _COUNTED_NAMES.split())
 # Replies are counted in one dict per server, under one int per kind: bit 0 TCP, bits 1-2 how
 # the reply was made, bits 3-6 its rcode, the rest its question type (0 for those not in
 # COUNTED_TYPES). How: after waiting for the engine (_DEFERRED, the only ones timed), in the
-# callback that read the query (_AT_ONCE), or from the memo of recent replies, which holds
-# local answers (_MEMO_LOCAL) and cache answers (_MEMO_CACHE).
+# callback that read the query (_AT_ONCE), or as a repeat of a reply the cache keeps rendered,
+# to a local answer (_REPEAT_LOCAL) or a cached one (_REPEAT_CACHE).
 _DEFERRED = 0
 _AT_ONCE = 1 << 1
-_MEMO_LOCAL = 2 << 1
-_MEMO_CACHE = 3 << 1
+_REPEAT_LOCAL = 2 << 1
+_REPEAT_CACHE = 3 << 1
 _HOW = 3 << 1
 
 
@@ -62,10 +61,14 @@ def _count_key(qtype: int, reply: bytes, tcp: bool, how: int) -> int:
 
 
 class Answerer(Protocol):
-    """What the server asks for answers: the engine (see ``resolver.engine.Engine``)."""
+    """What the server asks for answers: the engine (see ``resolver.engine.Engine``), and its
+    cache, where the server keeps finished replies for exact repeats (None: no cache)."""
 
     @property
     def query_timeout(self) -> float: ...
+
+    @property
+    def cache(self) -> Cache | None: ...
 
     def clock(self) -> Callable[[], float]: ...
 
@@ -102,8 +105,8 @@ class ReplyCounts:
     on uvloop); a reply made in the callback that read its query (a local or cached answer,
     or one the server made itself) is not timed and counts as 0 s: it took microseconds, below
     the smallest bucket.
-    ``cache_repeats``: UDP queries answered from the memo of recent cache answers, which never
-    reach the cache (the cache's hits do not count them)."""
+    ``cache_repeats``: UDP queries answered as repeats of a cached answer's rendered reply
+    (``Cache.repeat``), which never reach the engine (the cache's hits do not count them)."""
 
     replies: Mapping[tuple[str, int, int], int]
     durations: Mapping[str, Histogram]
@@ -157,9 +160,8 @@ class Server:
         # Queries handed to the engine and not yet answered, and what shutdown waits on.
         self._inflight = 0
         self._drained: asyncio.Event | None = None
-        # Recent replies by query without its ID: the reply's bytes but its ID, until when they
-        # hold, and the reply's count key (see _count_key).
-        self._memo: dict[bytes, tuple[bytes, float, int]] = {}
+        # Where finished replies are kept for exact repeats (Server.repeat).
+        self._cache: Cache | None = answerer.cache
         self._replies: defaultdict[int, int] = defaultdict(int)  # by _count_key
         self._durations = (Histogram(), Histogram())  # deferred replies, over UDP and TCP
         self._clock: Callable[[], float] = answerer.clock()
@@ -174,8 +176,9 @@ class Server:
         """Apply ``config`` to the running listeners (a reload): the allow list and what is
         done outside it, the TCP timeouts and limits, ``max_inflight``, ``shutdown_grace``;
         new queries go to ``answerer`` when given (those in flight finish where they are).
-        Remembered replies are forgotten, so that the next answers come from the (possibly
-        reloaded) engine. The fields in ``RESTART_FIELDS`` must equal the running ones (the
+        (The cache forgets its rendered replies when it is reconfigured, so the next answers
+        come from the possibly reloaded engine; the allow list is checked for every repeat.)
+        The fields in ``RESTART_FIELDS`` must equal the running ones (the
         caller keeps them)."""
         for name in self.RESTART_FIELDS:
             assert getattr(config, name) == getattr(self.config, name), name
@@ -183,8 +186,8 @@ class Server:
         if answerer is not None:
             self.answerer = answerer
             self._clock = answerer.clock()
+            self._cache = answerer.cache
         self._access = AccessControl(config.allow, config.outside_allow)
-        self._memo.clear()  # cleared, not replaced: the UDP listeners hold this dict
         self._connections.config = config
         self._connections.pressure_changed()
 
@@ -290,8 +293,8 @@ class Server:
 
     def statistics(self) -> ServerStatistics:
         c = self._counts
-        # UDP queries answered from the memo: counted there only.
-        remembered = sum(n for key, n in self._replies.items() if key & _HOW >= _MEMO_LOCAL)
+        # UDP queries answered as repeats: counted there only.
+        remembered = sum(n for key, n in self._replies.items() if key & _HOW >= _REPEAT_LOCAL)
         return ServerStatistics(
             udp_queries=c["udp"] + remembered,
             tcp_queries=c["tcp"],
@@ -320,7 +323,7 @@ class Server:
             how = key & _HOW
             if how != _DEFERRED:
                 durations[tcp].counts[0] += count
-            if how == _MEMO_CACHE:
+            if how == _REPEAT_CACHE:
                 cache_repeats += count
         return ReplyCounts(replies, {"udp": durations[0], "tcp": durations[1]}, cache_repeats)
 
@@ -408,11 +411,31 @@ class Server:
 
     # ----------------------------------------------------------------- UDP
 
+    def repeat(self, query: bytes, client: tuple[str, int]) -> bytes | None:
+        """The reply to a UDP ``query`` that exactly repeats (but for its ID) one answered at
+        once a moment ago, from the reply the cache keeps rendered, if it still holds, the
+        client is allowed and the server is not shutting down; else None (``datagram`` then
+        handles the query). Counted and logged as the reply it repeats."""
+        cache = self._cache
+        if cache is None:
+            return None
+        rendered = cache.repeat(query[2:], self._clock())
+        if rendered is None or self._closed or not self._access.allows(client[0]):
+            return None
+        tag = rendered.tag
+        self._replies[tag] += 1
+        query_log = self.query_log
+        if query_log is not None:
+            source = "local" if tag & _HOW == _REPEAT_LOCAL else "cache"
+            rcode = tag >> 3 & 0x0F
+            query_log.record(client, "udp", rendered.name, rendered.qtype, rcode, 0.0, source)
+        return query[:2] + rendered.reply_tail
+
     def datagram(
         self, transport: asyncio.DatagramTransport, query: bytes, addr: tuple[str, int]
     ) -> None:
-        """One UDP query (not a remembered repeat, which the listener answers itself):
-        answered at once, or by callback when the engine has the answer."""
+        """One UDP query (not a repeat, which ``repeat`` answers): answered at once, or by
+        callback when the engine has the answer."""
         if self._closed:  # draining for shutdown: answer what is in flight, nothing new
             self._counts["dropped"] += 1
             return
@@ -450,10 +473,9 @@ class Server:
         self._inflight -= 1
         reply = self._reply(query, parsed, outcome, False, None)
         if query_log is not None:
-            # Every query reaches this path, none the listener's memo: each one is logged.
             self._log(query_log, addr, "udp", parsed, reply, started, outcome, True)
-        elif outcome.until:
-            self._remember(query, parsed, reply, outcome)
+        if outcome.until and self._cache is not None:
+            self._render(query, parsed, reply, outcome, self._cache)
         transport.sendto(reply, addr)
 
     def _now(self) -> float:
@@ -501,33 +523,19 @@ class Server:
         rcode = reply[3] & 0x0F if len(reply) > 3 else SERVFAIL
         query_log.record(client, transport, name, qtype, rcode, self._now() - started, "server")
 
-    def _remember(self, query: bytes, parsed: Parsed, reply: bytes, outcome: Outcome) -> None:
-        """Keep a finished UDP reply to a cache hit (or a local answer) for as long as it stays
-        byte-identical. The key is the query without its ID (flags, question with its case,
-        EDNS settings: everything the reply depends on), so a repeat costs one dict lookup."""
-        memo = self._memo
-        if len(memo) >= _MEMO_MAX:
-            memo.clear()  # bounded; entries live at most a second anyway
+    def _render(
+        self, query: bytes, parsed: Parsed, reply: bytes, outcome: Outcome, cache: Cache
+    ) -> None:
+        """Keep a finished UDP reply to a cache hit (or a local answer) in the cache for as
+        long as it stays byte-identical (``outcome.until``). The key is the query without its
+        ID (flags, question with its case, EDNS settings: everything the reply depends on), so
+        a repeat costs one lookup."""
         local = outcome.reply is not None and outcome.reply[2] & (AA >> 8)
-        how = _MEMO_LOCAL if local else _MEMO_CACHE
-        memo[query[2:]] = (
-            reply[2:],
-            outcome.until,
-            _count_key(parsed.question.qtype, reply, False, how),
+        question = parsed.question
+        tag = _count_key(question.qtype, reply, False, _REPEAT_LOCAL if local else _REPEAT_CACHE)
+        cache.render(
+            query[2:], Rendered(reply[2:], outcome.until, question.name, question.qtype, tag)
         )
-
-    def _remembered(
-        self, query: bytes, found: tuple[bytes, float, int], client_host: str
-    ) -> bytes | None:
-        """``found``, the memo's entry for this query, as this client's reply, if it still
-        holds, the client is allowed and the server is not shutting down."""
-        if found[1] <= self._clock():
-            self._memo.pop(query[2:], None)
-            return None
-        if self._closed or not self._access.allows(client_host):
-            return None
-        self._replies[found[2]] += 1
-        return query[:2] + found[0]
 
     # ----------------------------------------------------------------- TCP
 
@@ -657,8 +665,6 @@ class _UdpListener(asyncio.DatagramProtocol):
 
     def __init__(self, server: Server) -> None:
         self._server = server
-        # The server's own dict of remembered replies (it is cleared, never replaced).
-        self._memo = server._memo
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -668,14 +674,13 @@ class _UdpListener(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         transport = self._transport
         assert transport is not None
-        # The hottest path: a repeat of a recent cache hit is one dict lookup and one send.
-        found = self._memo.get(data[2:])
-        if found is not None:
-            reply = self._server._remembered(data, found, addr[0])
-            if reply is not None:
-                transport.sendto(reply, addr)
-                return
-        self._server.datagram(transport, data, addr)
+        # The hottest path: a repeat of a recent cache hit is one lookup and one send.
+        server = self._server
+        reply = server.repeat(data, addr)
+        if reply is not None:
+            transport.sendto(reply, addr)
+            return
+        server.datagram(transport, data, addr)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for replies to clients that went away: nothing to do, keep serving.

@@ -1,9 +1,7 @@
 """Exchanges with DNS servers: one query over a pooled, pre-bound UDP socket or a TCP
 connection, and a validated reply, reported by callback. Moves bytes and matches replies;
 what to ask, and whether to ask again (over TCP after a truncated reply, without 0x20 after a
-case mismatch), is the caller's to decide: the engine's. The one exception is the convenience
-:meth:`Upstream.exchange`, which asks again over TCP after a truncated UDP reply for callers
-outside the engine.
+case mismatch), is the caller's to decide: the engine's.
 
 Two kinds of owner share the machinery (:mod:`.exchanges`):
 

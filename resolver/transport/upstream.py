@@ -22,7 +22,6 @@ __all__ = ["Upstream", "UpstreamStatistics"]
 
 log = logging.getLogger(__name__)
 
-_TC_BYTE2 = 0x02  # TC in the first flags byte
 # Unwanted replies are counted per upstream in windows of this many seconds; the attack warning
 # is logged at most once per window.
 _UNWANTED_WINDOW = 60.0
@@ -54,9 +53,9 @@ class UpstreamStatistics:
 class Upstream(Exchanges):
     """One upstream server: a Pool of pre-bound connected UDP sockets, and TCP on request.
 
-    ``send`` starts one exchange and reports its outcome by callback; ``exchange`` is the same
-    awaited, with TCP after a truncated UDP reply, for clients that ask one question at a time.
-    A reply that differs from a 0x20 query in the name's case is a stray here (the forwarder
+    ``send`` starts one exchange and reports its outcome by callback (a truncated reply as it
+    came: whether to ask again over TCP is the engine's decision). A reply that differs from a
+    0x20 query in the name's case is a stray here (the forwarder
     has no fallback without 0x20 to offer, and one forged datagram must not end a query).
     """
 
@@ -129,50 +128,6 @@ class Upstream(Exchanges):
         exchange = Exchange(self, self.address, query, question, deadline, report, self._case_exact)
         self.dispatch(exchange, self.pool, tcp)
         return exchange
-
-    async def exchange(
-        self,
-        name: bytes,
-        qtype: int,
-        qclass: int,
-        *,
-        deadline: float,
-        cd: bool = False,
-        do: bool = False,
-        rd: bool = True,
-        tcp: bool = False,
-    ) -> bytes:
-        """Ask this upstream one question by ``deadline``; return its raw reply, asking again
-        over TCP when the UDP reply is truncated (or at once with ``tcp``). Raises
-        UpstreamError (UpstreamTimeout, UpstreamUnreachable, BadResponse) or LocalError.
-
-        The one place in the transport that decides something (TC -> TCP): a convenience for
-        callers outside the engine, which makes that decision itself through ``send``."""
-        query, question = self.build_query(name, qtype, qclass, cd=cd, do=do, rd=rd)
-        reply = await self._awaited(query, question, deadline, tcp)
-        if not tcp and reply[2] & _TC_BYTE2:
-            reply = await self._awaited(query, question, deadline, True)
-        return reply
-
-    async def _awaited(self, query: bytes, question: bytes, deadline: float, tcp: bool) -> bytes:
-        loop = self.loop or asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
-
-        def report(reply: bytes | None, exc: BaseException | None) -> None:
-            if future.done():
-                return
-            if exc is not None:
-                future.set_exception(exc)
-            else:
-                assert reply is not None
-                future.set_result(reply)
-
-        exchange = self.send(query, question, deadline=deadline, report=report, tcp=tcp)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            exchange.cancel()
-            raise
 
     def count_unwanted(self, sock: UdpSocket) -> None:
         """Count a datagram that ``sock`` received and no query of its wanted. Past the

@@ -436,6 +436,25 @@ async def test_a_truncated_reply_costs_one_udp_and_one_tcp_query(
                 assert answers(reply)  # the whole answer, not a truncated one
 
 
+@pytest.mark.parametrize(
+    ("name", "qtype", "expected"),
+    [
+        pytest.param("www.example.com.", 1, 1, id="always-tc"),
+        pytest.param("big.example.com.", 16, 8, id="big-txt"),
+    ],
+)
+async def test_a_truncated_udp_reply_is_asked_again_over_tcp_for_the_whole_answer(
+    authorities: Authorities, name: str, qtype: int, expected: int
+) -> None:
+    async with asyncio.timeout(BOUND), authorities(1) as (server,):
+        server.faults.always_tc = name == "www.example.com."
+        async with daemon([server]) as d:
+            reply = await ask(d.port, name, qtype, tcp=True)
+            assert len(DNSRecord.parse(reply).rr) == expected
+            assert [q.transport for q in server.queries] == ["udp", "tcp"]
+            assert server.queries[0].qname.lower() == server.queries[1].qname.lower() == name
+
+
 async def test_formerr_to_edns_is_asked_again_without_edns() -> None:
     def no_edns(query: bytes) -> bytes:
         return reply_to(query, rcode=_FORMERR) if has_opt(query) else a_answer(query)
