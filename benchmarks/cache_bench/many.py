@@ -2,9 +2,9 @@
 one already cached, against ours, dnsmasq and the trivial responder.
 
 ``python -m benchmarks.cache_bench.many [--names 100000] [--seconds 5] [--rounds 2]``. Beside the
-15-name ``hits`` workload (main.py), whose every repeat can be answered from the listener's
+15-name ``hits`` workload (main.py), whose every repeat can be answered from the cache's
 bounded store of rendered replies (10,000 at most, a second each), this one asks more names
-than that store holds, so most hits go through the cache's lookup itself.
+than that store holds, so most hits go through the cache's lookup and the reply shaping.
 
 * the upstream: NSD (benchmarks/serve_bench/nsd.py) serving ``*.wild.test. A`` with a TTL of an
   hour, so nothing expires or reaches a prefetch window during the benchmark;
