@@ -22,6 +22,11 @@ server itself) in a process group of its own; ``Hierarchy.close()`` ends each gr
 process still in the namespace (there are only ours), then deletes the namespace. ``running``
 calls it on every way out, an exception or KeyboardInterrupt included.
 
+For a workload over many delegations, ``write_spread()`` generates zones at run time:
+``spread.test.`` (on 127.0.0.8, delegated from a copy of the fixtures' ``test.``) delegating
+each child zone, with glue, to 127.0.0.9, which serves them all; ``running(...,
+spread=...)`` serves them beside the fixtures.
+
 Usage::
 
     with running(tmp_path) as hierarchy:
