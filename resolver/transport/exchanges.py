@@ -26,6 +26,7 @@ from resolver.histogram import Histogram
 from resolver.pool import Guard, Pool
 from resolver.transport.addresses import WILDCARD
 from resolver.transport.exchange import Exchange
+from resolver.transport.readiness import Watcher
 from resolver.transport.stream import StreamPool
 from resolver.transport.sweep import DeadlineSweep
 from resolver.transport.tcp import over_tcp
@@ -63,6 +64,7 @@ class Exchanges:
     def __init__(self, config: TransportConfig | None) -> None:
         self.config = config or TransportConfig()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._watcher: Watcher | None = None  # made with the first socket, on its loop
         self.closed = False
         self.counts = Counts()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -94,14 +96,16 @@ class Exchanges:
         in a loop callback rather than a task."""
         sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
         try:
-            loop = self.loop or asyncio.get_running_loop()
+            watcher = self._watcher
+            if watcher is None:
+                watcher = self._watcher = Watcher(self.loop or asyncio.get_running_loop())
             if connect is not None:
                 sock.connect(connect)
-                return UdpSocket(self, loop, sock)
+                return UdpSocket(self, watcher, sock)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(WILDCARD[family])
-            return FreshUdpSocket(self, loop, sock)
+            return FreshUdpSocket(self, watcher, sock)
         except BaseException:
             sock.close()
             raise
@@ -125,6 +129,8 @@ class Exchanges:
             await streams.aclose()
         for pool in self.pools_to_close():
             await pool.aclose(timeout=1.0)
+        if self._watcher is not None:
+            self._watcher.close()
 
     def pools_to_close(self) -> list[Pool[UdpSocket]]:
         """The pools :meth:`aclose` closes."""
