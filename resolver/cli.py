@@ -588,6 +588,13 @@ async def _serve(
         for listener in listeners:
             listener.close()
         raise
+    # Before the start: a stop asked for while the daemon starts (or drops its privileges)
+    # ends it cleanly once it has started, instead of killing it half made.
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, daemon.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+    loop.add_signal_handler(signal.SIGUSR1, daemon.request_statistics)
     await daemon.start()
     if user is not None:
         try:
@@ -601,11 +608,6 @@ async def _serve(
     # freed by reference counting, so the cyclic collector only costs time on the hot path.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, daemon.request_stop)
-    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
-    loop.add_signal_handler(signal.SIGUSR1, daemon.request_statistics)
     if worker is not None:
         _watch_lifeline(loop, worker.lifeline, daemon.request_stop)
     listening = ", ".join(format_address(address) for address in daemon.addresses)
