@@ -22,6 +22,11 @@ server itself) in a process group of its own; ``Hierarchy.close()`` ends each gr
 process still in the namespace (there are only ours), then deletes the namespace. ``running``
 calls it on every way out, an exception or KeyboardInterrupt included.
 
+For a workload over many delegations, ``write_spread()`` generates zones at run time:
+``spread.test.`` (on 127.0.0.8, delegated from a copy of the fixtures' ``test.``) delegating
+each child zone, with glue, to 127.0.0.9, which serves them all; ``running(...,
+spread=...)`` serves them beside the fixtures.
+
 Usage::
 
     with running(tmp_path) as hierarchy:
@@ -42,7 +47,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,11 +122,17 @@ def outside_loopback() -> list[str]:
     return [str(net) for net in sorted(everything.address_exclude(loopback))]
 
 
-def nsd_conf(home: Path, address: str, zones: Sequence[str], zonesdir: Path = ZONES) -> str:
-    """nsd.conf for one server address: its zones only, files from ``zonesdir`` (fixtures/zones
-    unless given), state in ``home``. Response rate limiting is off: this build limits to 200
-    answers a second per /24 by default, and every query here comes from 127.0.0.0/24."""
-    listed = "".join(f"zone:\n    name: {z}\n    zonefile: {zone_file(z)}\n" for z in zones)
+def nsd_conf(
+    home: Path, address: str, zones: Sequence[str], files: Mapping[str, Path] | None = None
+) -> str:
+    """nsd.conf for one server address: its zones only, files from fixtures/zones (or the
+    path ``files`` gives for a zone), state in ``home``. Response rate limiting is off: this
+    build limits to 200 answers a second per /24 by default, and every query here comes from
+    127.0.0.0/24."""
+    files = files or {}
+    listed = "".join(
+        f"zone:\n    name: {z}\n    zonefile: {files.get(z, zone_file(z))}\n" for z in zones
+    )
     return f"""server:
     ip-address: {address}
     port: {PORT}
@@ -130,7 +141,7 @@ def nsd_conf(home: Path, address: str, zones: Sequence[str], zonesdir: Path = ZO
     server-count: 1
     username: ""
     chroot: ""
-    zonesdir: "{zonesdir}"
+    zonesdir: "{ZONES}"
     database: ""
     pidfile: "{home}/nsd.pid"
     zonelistfile: "{home}/zone.list"
@@ -236,6 +247,67 @@ port = {PORT}
 [dnssec]
 {dnssec}
 {extra}"""
+
+
+# --------------------------------------------------------------------------- spread zones
+
+SPREAD_ZONE = "spread.test."
+SPREAD_PARENT = "127.0.0.8"  # ns.spread.test.: spread.test. itself, delegating every child
+SPREAD_LEAVES = "127.0.0.9"  # ns.<child>: every child zone
+SPREAD_ANSWER = "127.1.5.1"  # every name under a child's wildcard
+SPREAD_WARM = "warm.spread.test."  # A 127.1.5.2, in spread.test. itself
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Generated zones for a workload over many delegations: ``spread.test.`` (delegated
+    from a copy of the fixtures' test. zone, with glue) delegates each of ``children`` to
+    its own in-bailiwick name server ``ns.<child>`` with glue, all at SPREAD_LEAVES; each
+    child holds a wildcard A record. ``files`` maps each zone to its file."""
+
+    children: tuple[str, ...]
+    files: Mapping[str, Path]
+
+    def authorities(self) -> dict[str, tuple[str, ...]]:
+        """AUTHORITIES with the spread zones' servers added."""
+        return {**AUTHORITIES, SPREAD_PARENT: (SPREAD_ZONE,), SPREAD_LEAVES: self.children}
+
+
+def write_spread(directory: Path, children: Sequence[str]) -> Spread:
+    """Write the zone files of ``children`` (origins under spread.test., ending in a dot),
+    spread.test. delegating them, and test. delegating spread.test., into ``directory``."""
+    home = directory / "spread-zones"
+    home.mkdir()
+    files: dict[str, Path] = {}
+    serial = "1 3600 600 86400 300"
+    test = (ZONES / zone_file("test.")).read_text()
+    test += (
+        f"\n; Generated: the spread zones' parent.\n{SPREAD_ZONE} 86400 IN NS ns.{SPREAD_ZONE}\n"
+        f"ns.{SPREAD_ZONE} 86400 IN A {SPREAD_PARENT}\n"
+    )
+    files["test."] = home / "test.zone"
+    files["test."].write_text(test)
+    parent = [
+        f"$ORIGIN {SPREAD_ZONE}",
+        "$TTL 3600",
+        f"@ IN SOA ns.{SPREAD_ZONE} hostmaster.{SPREAD_ZONE} {serial}",
+        f"@ IN NS ns.{SPREAD_ZONE}",
+        f"ns IN A {SPREAD_PARENT}",
+        f"{SPREAD_WARM} IN A 127.1.5.2",
+    ]
+    for child in children:
+        assert child.endswith("." + SPREAD_ZONE), child
+        parent.append(f"{child} 86400 IN NS ns.{child}")
+        parent.append(f"ns.{child} 86400 IN A {SPREAD_LEAVES}")
+        path = home / f"{child}zone"
+        path.write_text(
+            f"$ORIGIN {child}\n$TTL 3600\n@ IN SOA ns.{child} hostmaster.{child} {serial}\n"
+            f"@ IN NS ns.{child}\nns IN A {SPREAD_LEAVES}\n* IN A {SPREAD_ANSWER}\n"
+        )
+        files[child] = path
+    files[SPREAD_ZONE] = home / f"{SPREAD_ZONE}zone"
+    files[SPREAD_ZONE].write_text("\n".join(parent) + "\n")
+    return Spread(tuple(children), files)
 
 
 # --------------------------------------------------------------------------- dig
@@ -395,14 +467,20 @@ class Hierarchy:
     # -- the servers
 
     def start_authorities(
-        self, core: str | None = None, zonesdir: Path = ZONES
+        self,
+        core: str | None = None,
+        spread: Spread | None = None,
+        files: Mapping[str, Path] | None = None,
     ) -> dict[str, Server]:
-        """One NSD per address of AUTHORITIES, each serving its zones (files in ``zonesdir``,
-        fixtures/zones unless given: see ``sign_fixtures``) on ADDRESS:53; returns once each
-        answers for its first zone with AA. Raises SetupError."""
-        for address, zones in AUTHORITIES.items():
-            self.start_nsd(address, zones, zonesdir=zonesdir, core=core, wait=False)
-        for address, zones in AUTHORITIES.items():
+        """One NSD per address of AUTHORITIES (and of ``spread``'s zones, with its copy of
+        test.), each serving its zones on ADDRESS:53, from fixtures/zones or the file
+        ``files`` names for a zone (see ``sign_fixtures``); returns once each answers for its
+        first zone with AA. Raises SetupError."""
+        authorities = spread.authorities() if spread is not None else AUTHORITIES
+        paths = {**(files or {}), **(spread.files if spread is not None else {})}
+        for address, zones in authorities.items():
+            self.start_nsd(address, zones, paths, core=core, wait=False)
+        for address, zones in authorities.items():
             self.wait_answering(self.authorities[address], zones[0], "SOA", aa=True)
         return self.authorities
 
@@ -410,16 +488,17 @@ class Hierarchy:
         self,
         address: str,
         zones: Sequence[str],
-        zonesdir: Path = ZONES,
+        files: Mapping[str, Path] | None = None,
         core: str | None = None,
         wait: bool = True,
     ) -> Server:
-        """One NSD on ADDRESS:53 serving ``zones`` from files in ``zonesdir``; with ``wait``,
-        returns once it answers for the first with AA. Raises SetupError."""
+        """One NSD on ADDRESS:53 serving ``zones`` (files from fixtures/zones, or where
+        ``files`` says); with ``wait``, returns once it answers for the first with AA.
+        Raises SetupError."""
         home = self.directory / f"nsd-{address}"
         home.mkdir()
         conf = home / "nsd.conf"
-        conf.write_text(nsd_conf(home, address, zones, zonesdir))
+        conf.write_text(nsd_conf(home, address, zones, files))
         proc = self.start(f"nsd-{address}", [tool("nsd"), "-d", "-c", str(conf)], core)
         server = self.authorities[address] = Server(address, proc)
         if wait:
@@ -570,17 +649,22 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def running(
-    directory: Path, authorities: bool = True, core: str | None = None, zonesdir: Path = ZONES
+    directory: Path,
+    authorities: bool = True,
+    core: str | None = None,
+    spread: Spread | None = None,
+    files: Mapping[str, Path] | None = None,
 ) -> Iterator[Hierarchy]:
     """A Hierarchy in a new namespace, its NSD authorities started (pinned to ``core`` when
-    given, serving the zone files of ``zonesdir``) unless ``authorities`` is false; closed on
+    given; with ``spread``'s generated zones too; zone files from ``files`` where it names
+    one) unless ``authorities`` is false; closed on
     the way out, whatever happens. Raises SetupError (a tool missing, no namespace, a server
     not answering)."""
     hierarchy = Hierarchy(directory)
     try:
         hierarchy.create()
         if authorities:
-            hierarchy.start_authorities(core, zonesdir)
+            hierarchy.start_authorities(core, spread, files)
         yield hierarchy
     finally:
         hierarchy.close()
@@ -601,13 +685,14 @@ def _generated(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sign_fixtures(directory: Path, days: int = 30) -> tuple[Path, Path]:
+def sign_fixtures(directory: Path, days: int = 30) -> tuple[dict[str, Path], Path]:
     """Every zone of AUTHORITIES signed with a key made now (ECDSA P-256, one key per zone
     signing everything, NSEC, valid from an hour ago for ``days``), each parent holding its
     served children's DS (a child nobody serves, such as lame.com., stays unsigned: an
     insecure delegation); the zone files written to ``directory`` under NSD's names. Returns
-    the directory and a trust anchor file (the root's DS) beside it, for Unbound's
-    ``trust-anchor-file`` and our ``[dnssec] trust_anchors``. No key is written anywhere."""
+    each zone's file (for ``running``) and a trust anchor file (the root's DS) beside the
+    directory, for Unbound's ``trust-anchor-file`` and our ``[dnssec] trust_anchors``. No key
+    is written anywhere."""
     import dns.dnssec
     import dns.name
     import dns.rdatatype
@@ -644,4 +729,4 @@ def sign_fixtures(directory: Path, days: int = 30) -> tuple[Path, Path]:
         ds_lines[origin] = f"{origin} 3600 DS {ds}\n"
     anchor = directory.parent / f"{directory.name}.root.key"
     anchor.write_text(ds_lines["."].replace(" 3600 ", " "))
-    return directory, anchor
+    return {origin: directory / zone_file(origin) for origin in origins}, anchor

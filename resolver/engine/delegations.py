@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import socket
+from collections import OrderedDict
 from typing import NamedTuple
 
 from resolver.engine.hints import RootHints
@@ -184,7 +185,9 @@ class ServerTimes:
     """Round-trip time estimates per server address (see the module)."""
 
     def __init__(self) -> None:
-        self._times: dict[str, tuple[RoundTrip, float]] = {}  # address -> (rtt, last heard of)
+        # address -> (rtt, last heard of); an OrderedDict, whose first entry is found at
+        # once however many were deleted before it (a dict's is not, see rrsets.py).
+        self._times: OrderedDict[str, tuple[RoundTrip, float]] = OrderedDict()
 
     def estimate(self, address: str, now: float) -> float | None:
         """The RTT estimate of ``address`` in seconds, None when unknown or forgotten."""
@@ -224,7 +227,7 @@ class ServerTimes:
         entry = times.get(address)
         if entry is None or now - entry[1] > _FORGET_AFTER:
             if len(times) >= _MAX_SERVERS and address not in times:
-                del times[next(iter(times))]  # the first measured: about the oldest
+                times.popitem(last=False)  # the first measured: about the oldest
             rtt = RoundTrip()
         else:
             rtt = entry[0]

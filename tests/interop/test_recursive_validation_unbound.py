@@ -141,9 +141,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         )
     with stack:
         with failing_setup():
-            hierarchy.start_nsd(ROOT_ADDRESS, ["."], zonesdir=zones)
-            hierarchy.start_nsd(TLD_ADDRESS, ["test."], zonesdir=zones)
-            hierarchy.start_nsd(LEAF_ADDRESS, leaves, zonesdir=zones)
+            files = {o: zones / zone_file(o) for o in [".", "test.", *leaves]}
+            hierarchy.start_nsd(ROOT_ADDRESS, ["."], files)
+            hierarchy.start_nsd(TLD_ADDRESS, ["test."], files)
+            hierarchy.start_nsd(LEAF_ADDRESS, leaves, files)
             unbound = hierarchy.start_unbound(root_hints=hints, trust_anchor=anchor)
             ours = hierarchy.start_resolver(root_hints=hints, dnssec=f'trust_anchors = "{anchor}"')
         yield World(hierarchy, unbound, ours)
