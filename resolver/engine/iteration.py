@@ -675,11 +675,10 @@ class Iteration:
         answers = [
             r for r in message.answer if r.rclass == CLASS_IN and _under(r.name.lower(), zone)
         ]
-        authority = [r for r in message.authority if r.rclass == CLASS_IN]
-        inside = [r for r in authority if _under(r.name.lower(), zone)] if authority else []
-        if aa and inside:
-            self._learn_own_servers(frame, inside, now)
         if self._minimised(frame):
+            authority, inside = self._authority(message, zone)
+            if aa and inside:
+                self._learn_own_servers(frame, inside, now)
             cut = None if answers or nxdomain else self._cut(frame, authority, asked)
             if cut:
                 return self._referral(frame, message, cut, now)
@@ -704,6 +703,16 @@ class Iteration:
             ]
             if found:
                 frame.chain += chain
+                if (
+                    aa
+                    and self._delegations.rrsets.get(
+                        zone, _TYPE_NS, now, min_rank=Rank.AUTHORITY_AA
+                    )
+                    is None
+                ):
+                    # The zone's own NS set, once per its TTL: an answer's authority section
+                    # is read only for that (it costs as much as the rest of the reply).
+                    self._learn_own_servers(frame, self._authority(message, zone)[1], now)
                 self._learn_answer([*chain, *found], aa, now)
                 self._keep(frame, answers, [*chain, *found], authority, inside)
                 self._step("answer", now)
@@ -721,6 +730,9 @@ class Iteration:
             current = target
         frame.chain += chain
         self._learn_answer(chain, aa, now)
+        authority, inside = self._authority(message, zone)
+        if aa and inside:
+            self._learn_own_servers(frame, inside, now)
         soa = self._soa(inside, current)
         if current != frame.key:
             # A CNAME: the server's negative answer covers the chain's end only when that is
@@ -747,6 +759,14 @@ class Iteration:
         self._keep(frame, answers, chain, inside, inside, negative=True)
         self._step("NODATA without an SOA", now)
         return self._complete(frame, NOERROR, [], (), now)
+
+    @staticmethod
+    def _authority(message: Message, zone: bytes) -> tuple[list[Record], list[Record]]:
+        """The authority section's IN records, and those of them inside ``zone``."""
+        authority = [r for r in message.authority if r.rclass == CLASS_IN]
+        if not authority:
+            return authority, authority
+        return authority, [r for r in authority if _under(r.name.lower(), zone)]
 
     @staticmethod
     def _soa(authority: list[Record], name: bytes) -> list[Record]:
