@@ -192,6 +192,14 @@ SERVE_DEFAULTS = {
     show_default="off",
 )
 @click.option(
+    "--rpz",
+    "rpz",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Apply the RPZ zone in FILE (repeatable; after the config file's [[policy.rpz]]).",
+    show_default="none",
+)
+@click.option(
     "--metrics",
     metavar="ADDR:PORT",
     help="Serve Prometheus metrics over HTTP on ADDR:PORT, at /metrics (port 9153 if left out).",
@@ -227,6 +235,7 @@ def serve(
     allow: tuple[str, ...],
     randomize_case: bool | None,
     query_log: Path | None,
+    rpz: tuple[Path, ...],
     metrics: str | None,
     user: str | None,
     workers: int | None,
@@ -287,6 +296,7 @@ def serve(
             allow=allow,
             randomize_case=randomize_case,
             query_log=query_log,
+            rpz=rpz,
             metrics=metrics,
             workers=workers,
         )
@@ -345,6 +355,7 @@ def build_serve_config(
     allow: tuple[str, ...] = (),
     randomize_case: bool | None = None,
     query_log: Path | None = None,
+    rpz: tuple[Path, ...] = (),
     metrics: str | None = None,
     workers: int | None = None,
 ) -> Config:
@@ -367,6 +378,11 @@ def build_serve_config(
     _merge(data, "log", "query_log", None if query_log is None else str(query_log))
     _merge(data, "metrics", "listen", metrics)
     _merge(data, "server", "workers", workers)
+    section = data.setdefault("policy", {}) if rpz else None
+    if isinstance(section, dict):  # anything else is refused below, naming the field
+        zones = section.get("rpz", [])
+        if isinstance(zones, list):
+            section["rpz"] = [*zones, *({"file": str(path)} for path in rpz)]
     return config_from_mapping(data)
 
 

@@ -1,0 +1,545 @@
+"""Response policy decisions, without I/O: blocklists and RPZ zones (draft-vixie-dnsop-dns-rpz).
+
+A :class:`Policy` is built by ``resolver.policy`` from the configured files and is immutable;
+a reload builds a new one and puts it in the engine's place in one step. The engine asks it
+twice per query:
+
+* ``before(name, client)``, before the cache and the upstreams: the client-IP and QNAME
+  triggers. ``name`` is the question's lowercase wire-form name;
+* ``after(reply, name, client)`` on the answer before it goes to the client: the names of its
+  CNAME chain (link by link, the QNAME triggers again) and the addresses it holds (the RPZ
+  response-IP triggers). A blocklist's name met in a CNAME chain blocks the whole answer
+  ("deep CNAME inspection").
+
+Both answer a :class:`Hit` (what matched, where, and what to do) or None. ``respond`` makes the
+reply a hit stands for. Policy replies are made fresh for each client and never stored in the
+cache: the cache keeps what the upstream said, and the policy is applied on the way out.
+
+Order (the RPZ draft's, as Unbound applies it): the RPZ zones in their configured order, each
+with its client-IP triggers first, then QNAME (an exact name before the closest ``*.``
+wildcard); the first zone with a hit decides, PASSTHRU included (a passed name is not looked
+up in later zones nor in the lists). Then the blocklists: a name allowed by an allowlist or an
+adblock ``@@`` exception is never blocked by any list; otherwise the first list (in order)
+that blocks it decides. Answers are checked the same way: each CNAME target in chain order,
+then the response IPs (RPZ ``rpz-ip``). ``rpz-nsdname`` and ``rpz-nsip`` are not implemented:
+their records are counted as unsupported when a zone is loaded.
+
+Lists and zones apply to every client, or only to those in their ``clients`` networks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from resolver.errors import WireError
+from resolver.wire.raw import (
+    AA,
+    NOERROR,
+    NXDOMAIN,
+    QR,
+    RA,
+    REFUSED,
+    TC,
+    TYPE_A,
+    TYPE_CNAME,
+    ancestors,
+    read_name,
+    walk_records,
+)
+from resolver.wire.records import Record, build_reply, read_message
+
+__all__ = [
+    "EDE_BLOCKED",
+    "EDE_CENSORED",
+    "EDE_FILTERED",
+    "Blocklist",
+    "Client",
+    "Hit",
+    "Networks",
+    "Policy",
+    "PolicyStatistics",
+    "Response",
+    "RpzZone",
+    "Rule",
+    "respond",
+    "splice",
+]
+
+# Extended DNS Error info codes (RFC 8914 section 4).
+EDE_BLOCKED = 15
+EDE_CENSORED = 16
+EDE_FILTERED = 17
+
+TYPE_AAAA = 28
+_CLASS_IN = 1
+_HEADER = struct.Struct("!6H")
+_MAX_CLIENTS_MEMO = 4096
+
+# Actions. A list blocks with one of the first four; an RPZ rule may use any.
+NXDOMAIN_ACTION = "nxdomain"
+NODATA = "nodata"
+NULL = "null"
+REFUSED_ACTION = "refused"
+PASSTHRU = "passthru"
+DROP = "drop"
+TCP_ONLY = "tcp-only"
+LOCAL = "local"  # local data, a CNAME rewrite included
+ACTIONS = (NXDOMAIN_ACTION, NODATA, NULL, REFUSED_ACTION, PASSTHRU, DROP, TCP_ONLY, LOCAL)
+
+
+class Client(NamedTuple):
+    """Who asks: the address as the listener saw it, and whether over TCP."""
+
+    host: str
+    tcp: bool
+
+
+class Rule(NamedTuple):
+    """What one trigger does: ``action``, and for ``local`` the records to answer with
+    (type, TTL, rdata; a CNAME among them is a rewrite, followed as a CNAME); ``text`` is
+    the trigger as written, for the query log."""
+
+    action: str
+    records: tuple[tuple[int, int, bytes], ...]
+    text: str
+
+
+class Hit(NamedTuple):
+    """A policy decision: the ``source`` (a list's or zone's name) whose ``rule`` matched
+    ``name`` (lowercase wire form: the question's, or a CNAME target's); ``kind`` is
+    ``"list"`` or ``"rpz"``; ``ede`` the Extended DNS Error to attach (None: none);
+    ``chain`` the CNAME records leading from the question to ``name`` (answers only)."""
+
+    source: str
+    kind: str
+    rule: Rule
+    name: bytes
+    ede: int | None
+    ttl: int
+    chain: tuple[Record, ...] = ()
+    log: bool = True  # named in the query log (an RPZ zone's ``log = false``: not)
+
+
+def _parse_ip(host: str) -> tuple[int, int] | None:
+    """(version, value) of an address; an IPv4-mapped IPv6 address as its IPv4 one."""
+    try:
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, host), "big")
+    except OSError:
+        pass
+    try:
+        address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if address.ipv4_mapped is not None:
+        return 4, int(address.ipv4_mapped)
+    return 6, int(address)
+
+
+class Networks:
+    """Networks with a value each, looked up by longest prefix (IPv4 and IPv6 apart)."""
+
+    __slots__ = ("_by_length", "_lengths", "count")
+
+    def __init__(
+        self,
+        items: Iterable[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, object]] = (),
+    ) -> None:
+        self._by_length: dict[tuple[int, int], dict[int, object]] = {}
+        self.count = 0
+        for network, value in items:
+            self.add(network, value)
+        self._lengths: tuple[tuple[int, int], ...] = ()
+        self._sort()
+
+    def add(self, network: ipaddress.IPv4Network | ipaddress.IPv6Network, value: object) -> None:
+        """Add ``network``; the first value given for a network is kept."""
+        table = self._by_length.setdefault((network.version, network.prefixlen), {})
+        if int(network.network_address) not in table:
+            table[int(network.network_address)] = value
+            self.count += 1
+        self._sort()
+
+    def _sort(self) -> None:
+        self._lengths = tuple(sorted(self._by_length, key=lambda key: -key[1]))
+
+    def lookup(self, version: int, value: int) -> object | None:
+        """The value of the longest network holding the address, or None."""
+        bits = 32 if version == 4 else 128
+        for key in self._lengths:
+            if key[0] != version:
+                continue
+            shift = bits - key[1]
+            found = self._by_length[key].get((value >> shift) << shift)
+            if found is not None:
+                return found
+        return None
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
+@dataclass(slots=True)
+class Blocklist:
+    """One list's names (lowercase wire form): ``exact`` names match themselves only,
+    ``below`` names every name strictly below them (a name that blocks its subdomains is in
+    both). ``allow``: an allowlist (or an adblock list's ``@@`` exceptions), which only
+    ever unblocks."""
+
+    name: str
+    action: str = NXDOMAIN_ACTION
+    clients: Networks | None = None
+    allow: bool = False
+    exact: set[bytes] = field(default_factory=set)
+    below: set[bytes] = field(default_factory=set)
+    style: str = "domains"  # how a matched name is written in the query log
+
+    def match(self, suffixes: Sequence[bytes]) -> bytes | None:
+        """The entry matching the name whose ``suffixes`` (itself first, see
+        ``wire.raw.ancestors``) are given, or None."""
+        if suffixes[0] in self.exact:
+            return suffixes[0]
+        below = self.below
+        if below:
+            for suffix in suffixes[1:]:
+                if suffix in below:
+                    return suffix
+        return None
+
+    def rule_text(self, entry: bytes, exact: bool) -> str:
+        text = _dotted(entry)
+        if self.style == "adblock":
+            return f"{'@@' if self.allow else ''}||{text}^"
+        if self.style == "hosts":
+            return f"0.0.0.0 {text}"
+        return text if exact else f"*.{text}"
+
+    def __len__(self) -> int:
+        return len(self.exact | self.below)
+
+
+@dataclass(slots=True)
+class RpzZone:
+    """One RPZ zone's triggers: QNAME (``names`` exact, ``wildcards`` keyed by the name below
+    which ``*.`` matches), response IP and client IP (``Networks`` of Rules). ``override``
+    replaces every rule's action (``[[policy.rpz]] action``)."""
+
+    name: str
+    clients: Networks | None = None
+    names: dict[bytes, Rule] = field(default_factory=dict)
+    wildcards: dict[bytes, Rule] = field(default_factory=dict)
+    ips: Networks = field(default_factory=Networks)
+    client_ips: Networks = field(default_factory=Networks)
+    override: Rule | None = None
+    log: bool = True
+    ede: int = EDE_FILTERED
+    ttl: int = 5
+
+    def match(self, suffixes: Sequence[bytes]) -> Rule | None:
+        rule = self.names.get(suffixes[0])
+        if rule is None and self.wildcards:
+            for suffix in suffixes[1:]:
+                rule = self.wildcards.get(suffix)
+                if rule is not None:
+                    break
+        return rule
+
+    def rules(self) -> int:
+        return len(self.names) + len(self.wildcards) + self.ips.count + self.client_ips.count
+
+
+class PolicyStatistics(NamedTuple):
+    zones: int
+    lists: int
+    rules: int  # RPZ triggers and list names
+
+
+def _suffixes(name: bytes) -> list[bytes]:
+    return list(ancestors(name)) or [name]
+
+
+def _dotted(name: bytes) -> str:
+    """``b"\\x03www\\x07example\\x00"`` as ``www.example`` (list entries are plain names)."""
+    labels = []
+    pos = 0
+    while pos < len(name) and name[pos]:
+        length = name[pos]
+        labels.append(name[pos + 1 : pos + 1 + length].decode("ascii", "replace"))
+        pos += length + 1
+    return ".".join(labels)
+
+
+class Policy:
+    """The ordered RPZ zones and the blocklists (see the module). ``ttl``: of the records
+    of a list's answer (``null``). ``censored``: lists' answers carry EDE 16 (Censored)
+    instead of 15 (Blocked)."""
+
+    __slots__ = (
+        "_client_memo",
+        "_ips_checked",
+        "_names_checked",
+        "allows",
+        "blocks",
+        "client_dependent",
+        "ede",
+        "ttl",
+        "zones",
+    )
+
+    def __init__(
+        self,
+        zones: Sequence[RpzZone] = (),
+        lists: Sequence[Blocklist] = (),
+        *,
+        ttl: int = 60,
+        censored: bool = False,
+    ) -> None:
+        self.zones = tuple(zones)
+        self.allows = tuple(item for item in lists if item.allow)
+        self.blocks = tuple(item for item in lists if not item.allow)
+        self.ttl = ttl
+        self.ede = EDE_CENSORED if censored else EDE_BLOCKED
+        # Whether the same question may get another answer from another client: then no
+        # answer may be reused for another client (the server's memo of recent replies).
+        self.client_dependent = any(zone.clients or zone.client_ips for zone in self.zones) or any(
+            item.clients for item in lists
+        )
+        self._names_checked = bool(self.blocks) or any(
+            zone.names or zone.wildcards for zone in self.zones
+        )
+        self._ips_checked = any(zone.ips for zone in self.zones)
+        self._client_memo: dict[str, tuple[int, int] | None] = {}
+
+    def _client(self, client: Client | None) -> tuple[int, int] | None:
+        if client is None:
+            return None
+        memo = self._client_memo
+        found = memo.get(client.host, ())
+        if found == ():
+            if len(memo) >= _MAX_CLIENTS_MEMO:
+                memo.clear()
+            found = memo[client.host] = _parse_ip(client.host)
+        return found  # type: ignore[return-value]
+
+    @staticmethod
+    def _applies(clients: Networks | None, ip: tuple[int, int] | None) -> bool:
+        if clients is None:
+            return True
+        return ip is not None and clients.lookup(*ip) is not None
+
+    # ----------------------------------------------------------------- triggers
+
+    def before(self, name: bytes, client: Client | None) -> Hit | None:
+        """The client-IP and QNAME triggers for the question ``name`` (lowercase wire form)."""
+        ip = self._client(client) if self.client_dependent else None
+        suffixes = _suffixes(name)
+        for zone in self.zones:
+            if not self._applies(zone.clients, ip):
+                continue
+            if zone.client_ips and ip is not None:
+                rule = zone.client_ips.lookup(*ip)
+                if isinstance(rule, Rule):
+                    return self._zone_hit(zone, rule, name)
+            rule = zone.match(suffixes)
+            if rule is not None:
+                return self._zone_hit(zone, rule, name)
+        return self._listed(suffixes, name, ip)
+
+    def _listed(
+        self, suffixes: Sequence[bytes], name: bytes, ip: tuple[int, int] | None
+    ) -> Hit | None:
+        blocked: tuple[Blocklist, bytes] | None = None
+        for item in self.blocks:
+            if item.clients is not None and not self._applies(item.clients, ip):
+                continue
+            entry = item.match(suffixes)
+            if entry is not None:
+                blocked = item, entry
+                break
+        if blocked is None:
+            return None
+        for item in self.allows:
+            if item.clients is not None and not self._applies(item.clients, ip):
+                continue
+            if item.match(suffixes) is not None:
+                return None
+        item, entry = blocked
+        rule = Rule(item.action, (), item.rule_text(entry, entry == name))
+        return Hit(item.name, "list", rule, name, self.ede, self.ttl)
+
+    @staticmethod
+    def _zone_hit(zone: RpzZone, rule: Rule, name: bytes) -> Hit:
+        override = zone.override
+        if override is not None:
+            rule = Rule(override.action, override.records, rule.text)
+        return Hit(zone.name, "rpz", rule, name, zone.ede, zone.ttl, log=zone.log)
+
+    def after(self, reply: bytes, name: bytes, client: Client | None) -> Hit | None:
+        """The triggers on an answer (normalized form) to ``name``: each CNAME target in
+        chain order against the QNAME triggers, then each address against the response-IP
+        triggers. A PASSTHRU hit is returned too (it ends the checks)."""
+        names_checked, ips_checked = self._names_checked, self._ips_checked
+        if not (names_checked or ips_checked) or len(reply) < 12 or reply[6:8] == b"\0\0":
+            return None
+        ancount = (reply[6] << 8) | reply[7]
+        try:
+            pos = 12 + len(name) + 4  # the question, as the engine stores it: one, uncompressed
+            targets: list[bytes] = []
+            addresses: list[tuple[int, int]] = []
+            for span in walk_records(reply, pos, ancount):
+                rtype = span.rtype
+                if rtype == TYPE_CNAME and names_checked:
+                    targets.append(read_name(reply, span.rdata_offset)[0].lower())
+                elif ips_checked and rtype == TYPE_A and span.rdlength == 4:
+                    addresses.append((4, int.from_bytes(reply[span.end - 4 : span.end], "big")))
+                elif ips_checked and rtype == TYPE_AAAA and span.rdlength == 16:
+                    addresses.append((6, int.from_bytes(reply[span.end - 16 : span.end], "big")))
+        except WireError:
+            return None
+        if not targets and not addresses:
+            return None
+        ip = self._client(client) if self.client_dependent else None
+        for target in targets:
+            if target == name:
+                continue
+            hit = self._name_hit(target, ip)
+            if hit is not None:
+                if hit.rule.action == PASSTHRU:
+                    return hit
+                return hit._replace(chain=_chain_to(reply, target), name=target)
+        for address in addresses:
+            for zone in self.zones:
+                if not zone.ips or not self._applies(zone.clients, ip):
+                    continue
+                rule = zone.ips.lookup(*address)
+                if isinstance(rule, Rule):
+                    return self._zone_hit(zone, rule, name)
+        return None
+
+    def _name_hit(self, name: bytes, ip: tuple[int, int] | None) -> Hit | None:
+        suffixes = _suffixes(name)
+        for zone in self.zones:
+            if not self._applies(zone.clients, ip):
+                continue
+            rule = zone.match(suffixes)
+            if rule is not None:
+                return self._zone_hit(zone, rule, name)
+        return self._listed(suffixes, name, ip)
+
+    def statistics(self) -> PolicyStatistics:
+        rules = sum(zone.rules() for zone in self.zones)
+        rules += sum(len(item) for item in (*self.allows, *self.blocks))
+        return PolicyStatistics(len(self.zones), len(self.allows) + len(self.blocks), rules)
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return f"<Policy zones={s.zones} lists={s.lists} rules={s.rules}>"
+
+
+def _chain_to(reply: bytes, target: bytes) -> tuple[Record, ...]:
+    """The answer's CNAME records up to the one whose target is ``target``."""
+    try:
+        message = read_message(reply)
+    except WireError:
+        return ()
+    chain: list[Record] = []
+    for record in message.answer:
+        if record.rtype == TYPE_CNAME:
+            chain.append(record)
+            if record.rdata.lower() == target:
+                break
+    return tuple(chain)
+
+
+class Response(NamedTuple):
+    """What a hit makes: ``reply`` (normalized form, our own: AA set) or None with
+    ``drop`` (send nothing) or ``follow`` (a CNAME rewrite: answer ``follow`` for the
+    question's type and put ``reply``'s records first); ``passthru`` when the answer the
+    resolver would give stands."""
+
+    reply: bytes | None
+    drop: bool = False
+    passthru: bool = False
+    follow: bytes | None = None
+
+
+def respond(hit: Hit, question: bytes, qtype: int, client: Client | None) -> Response:
+    """The reply ``hit`` stands for, to the question ``question`` (as asked) of ``qtype``."""
+    action = hit.rule.action
+    if action == PASSTHRU:
+        return Response(None, passthru=True)
+    if action == DROP:
+        return Response(None, drop=True)
+    if action == TCP_ONLY:
+        if client is not None and client.tcp:
+            return Response(None, passthru=True)
+        head = _HEADER.pack(0, QR | AA | RA | TC, 1, 0, 0, 0)
+        return Response(head + question + struct.pack("!HH", qtype, _CLASS_IN))
+    chain = list(hit.chain)
+    owner = chain[-1].rdata if chain else question
+    rcode = NOERROR
+    records: list[Record] = []
+    follow: bytes | None = None
+    if action == NXDOMAIN_ACTION:
+        rcode = NXDOMAIN
+    elif action == REFUSED_ACTION:
+        rcode = REFUSED
+        chain = []
+    elif action == NULL:
+        if qtype == TYPE_A:
+            records.append(Record(owner, TYPE_A, _CLASS_IN, hit.ttl, bytes(4)))
+        elif qtype == TYPE_AAAA:
+            records.append(Record(owner, TYPE_AAAA, _CLASS_IN, hit.ttl, bytes(16)))
+    elif action == LOCAL:
+        cname = [rdata for rtype, _ttl, rdata in hit.rule.records if rtype == TYPE_CNAME]
+        if cname and qtype != TYPE_CNAME:
+            target = _rewrite(cname[0], owner)
+            ttl = next(t for rtype, t, _ in hit.rule.records if rtype == TYPE_CNAME)
+            records.append(Record(owner, TYPE_CNAME, _CLASS_IN, ttl, target))
+            follow = target
+        else:
+            records += [
+                Record(
+                    owner,
+                    rtype,
+                    _CLASS_IN,
+                    ttl,
+                    _rewrite(rdata, owner) if rtype == TYPE_CNAME else rdata,
+                )
+                for rtype, ttl, rdata in hit.rule.records
+                if rtype == qtype or qtype == 255
+            ]
+    reply = build_reply(question, qtype, _CLASS_IN, rcode, [*chain, *records], flags=QR | AA | RA)
+    return Response(reply, follow=follow)
+
+
+def _rewrite(target: bytes, owner: bytes) -> bytes:
+    """A CNAME target of an RPZ rule: ``*.suffix.`` puts the question's name in place of
+    the ``*`` (the draft's wildcard rewrite)."""
+    if target.startswith(b"\x01*") and len(target) > 3:
+        joined = owner[:-1] + target[2:]
+        if len(joined) <= 255:
+            return joined
+    return target
+
+
+def splice(prefix: bytes, answer: bytes) -> bytes:
+    """A CNAME rewrite's reply ``prefix`` (its CNAME records) followed by ``answer``, the
+    reply for the rewrite's target: the target's rcode, answer and authority records.
+    Raises WireError when either is malformed."""
+    first, then = read_message(prefix), read_message(answer)
+    assert first.question is not None
+    question = first.question
+    return build_reply(
+        question.name,
+        question.qtype,
+        question.qclass,
+        then.rcode,
+        [*first.answer, *then.answer],
+        then.authority,
+        flags=QR | AA | RA,
+    )
