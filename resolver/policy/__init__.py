@@ -124,11 +124,10 @@ class PolicyLoader:
             if cached is None or cached[0] != stamp:
                 content = read_list(entry.file, entry.format, field_name=where)
                 cached = self._lists[(entry.file, entry.format)] = (stamp, content)
-                rules = len(content.exact | content.below)
-                rules += len(content.allow_exact | content.allow_below)
                 note = f", {content.skipped} rules not about DNS names skipped" * bool(
                     content.skipped
                 )
+                rules = content.blocks + content.allows
                 lines.append(
                     _summary(str(entry.file), rules, content.bad, content.bad_lines) + note
                 )
@@ -136,7 +135,7 @@ class PolicyLoader:
             content = cached[1]
             name = entry.name or entry.file.name
             clients = _networks(entry.clients)
-            if content.exact or content.below:
+            if content.blocks:
                 lists.append(
                     Blocklist(
                         name,
@@ -144,11 +143,13 @@ class PolicyLoader:
                         clients,
                         entry.allow,
                         content.exact,
+                        content.subtree,
                         content.below,
                         entry.format,
+                        content.blocks,
                     )
                 )
-            if content.allow_exact or content.allow_below:
+            if content.allows:
                 lists.append(
                     Blocklist(
                         name,
@@ -156,8 +157,10 @@ class PolicyLoader:
                         clients,
                         True,
                         content.allow_exact,
+                        content.allow_subtree,
                         content.allow_below,
                         entry.format,
+                        content.allows,
                     )
                 )
         # Forget the files no longer configured.

@@ -1,4 +1,4 @@
-"""Blocklists in the formats people download, read into sets of lowercase wire-form names.
+"""Blocklists in the formats people download, read into sets of lowercase names.
 
 * ``hosts``: ``0.0.0.0 name [name...]`` (any address; ``#`` starts a comment). Each name is
   blocked exactly, not the names below it (as AdGuard Home reads hosts lines). The preamble
@@ -26,8 +26,21 @@ from resolver.errors import ConfigError
 
 __all__ = ["ListFile", "read_list"]
 
-_NAME = re.compile(rb"(?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}\.?")
+# A name as list files write it, lowercase (labels of 1 to 63 characters); the final dot is
+# optional and not kept.
+_NAME_TEXT = rb"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*"
+_NAME = re.compile(_NAME_TEXT + rb"\.?")
 _ADDRESS = re.compile(rb"[0-9a-f:.]+(?:%\S+)?")
+_TRAILER = rb"\.?[ \t]*(?:#[^\n]*)?\r?$"
+# The common lines of each format, read in bulk (the regular expression engine walks the whole
+# file; Python sees only the names): the rest of the lines are read one by one.
+_BULK = {
+    "hosts": re.compile(rb"(?m)^[ \t]*[0-9a-f:.]+[ \t]+(" + _NAME_TEXT + rb")" + _TRAILER),
+    "domains": re.compile(rb"(?m)^[ \t]*(" + _NAME_TEXT + rb")" + _TRAILER),
+    "adblock": re.compile(rb"(?m)^[ \t]*\|\|(" + _NAME_TEXT + rb")\^[ \t]*\r?$"),
+}
+_BULK_LINE = {fmt: re.compile(pattern.pattern[4:]) for fmt, pattern in _BULK.items()}
+_MEANINGFUL = re.compile(rb"(?m)^[ \t]*[^\s#!\[]")  # a line neither blank nor a comment
 _PREAMBLE = frozenset(
     {
         b"localhost",
@@ -45,19 +58,23 @@ _PREAMBLE = frozenset(
     }
 )
 _COSMETIC = (b"##", b"#@#", b"#?#", b"#$#", b"#%#")
-_LENGTHS = bytes(range(64))
 _BAD_NAMED = 5  # bad lines named in the report; the rest are counted
+_MAX_NAME = 253  # characters of a name in text, without the final dot
 
 
 @dataclass(slots=True)
 class ListFile:
-    """What a list file holds: blocked names (``exact``: the name only; ``below``: the names
-    strictly below it), exceptions likewise (adblock ``@@``), how many rules were skipped as
-    not DNS-level, and the bad lines (count, and the first few as ``file:line: why``)."""
+    """What a list file holds, names as lowercase dotted text without the final dot:
+    blocked names (``exact``: the name only; ``subtree``: the name and those below it;
+    ``below``: only those below it), exceptions likewise (adblock ``@@``), how many rules
+    were skipped as not DNS-level, and the bad lines (count, and the first few as
+    ``file:line: why``)."""
 
     exact: set[bytes] = field(default_factory=set)
+    subtree: set[bytes] = field(default_factory=set)
     below: set[bytes] = field(default_factory=set)
     allow_exact: set[bytes] = field(default_factory=set)
+    allow_subtree: set[bytes] = field(default_factory=set)
     allow_below: set[bytes] = field(default_factory=set)
     skipped: int = 0
     bad: int = 0
@@ -68,104 +85,117 @@ class ListFile:
         if len(self.bad_lines) < _BAD_NAMED:
             self.bad_lines.append(f"{where}: {why}")
 
+    @property
+    def blocks(self) -> int:
+        return len(self.exact) + len(self.subtree) + len(self.below)
 
-def _wire(name: bytes) -> bytes | None:
-    """``name`` (lowercase text) in wire form, or None when it is not a usable name."""
-    if len(name) > 253 or not _NAME.fullmatch(name):
+    @property
+    def allows(self) -> int:
+        return len(self.allow_exact) + len(self.allow_subtree) + len(self.allow_below)
+
+
+def _name(name: bytes) -> bytes | None:
+    """``name`` (lowercase text) without its final dot, or None when it is not a name."""
+    if not _NAME.fullmatch(name):
         return None
-    if name.endswith(b"."):
-        name = name[:-1]
-    lengths = _LENGTHS
-    return b"".join(
-        [lengths[len(label) : len(label) + 1] + label for label in name.split(b".")]
-    ) + (b"\x00")
+    name = name.removesuffix(b".")
+    return name if len(name) <= _MAX_NAME else None
 
 
 def read_list(path: Path, fmt: str, *, field_name: str = "policy.lists.file") -> ListFile:
     """Read the list at ``path`` in format ``fmt`` (``hosts``, ``domains``, ``adblock``).
     Raises ConfigError naming ``field_name`` when the file cannot be read."""
     try:
-        data = path.read_bytes()
+        data = path.read_bytes().lower()
     except OSError as exc:
         raise ConfigError(field_name, f"{path}: {exc.strerror or exc}") from exc
     out = ListFile()
-    reader = {"hosts": _hosts, "domains": _domains, "adblock": _adblock}[fmt]
-    reader(data.lower().splitlines(), str(path), out)
+    bulk = _BULK[fmt].findall(data)
+    target = out.exact if fmt == "hosts" else out.subtree
+    target.update(bulk)
+    meaningful = len(_MEANINGFUL.findall(data))
+    if meaningful != len(bulk):
+        # Some lines are of another form (several names, exceptions, rules to skip, bad
+        # ones): read those one by one.
+        reader = {"hosts": _hosts, "domains": _domains, "adblock": _adblock}[fmt]
+        common = _BULK_LINE[fmt]
+        for number, line in enumerate(data.splitlines(), 1):
+            if not common.fullmatch(line):
+                reader(line, f"{path}:{number}", out)
+    if fmt == "hosts":
+        out.exact -= _PREAMBLE
+    if bulk and max(map(len, bulk)) > _MAX_NAME:
+        for name in bulk:
+            if len(name) > _MAX_NAME:
+                target.discard(name)
+                out.report(str(path), f"{name[:40].decode()}... is longer than 253 characters")
     return out
 
 
-def _hosts(lines: list[bytes], source: str, out: ListFile) -> None:
-    add = out.exact.add
-    for number, line in enumerate(lines, 1):
-        if b"#" in line:
-            line = line.split(b"#", 1)[0]
-        parts = line.split()
-        if not parts:
+def _hosts(line: bytes, where: str, out: ListFile) -> None:
+    if b"#" in line:
+        line = line.split(b"#", 1)[0]
+    parts = line.split()
+    if not parts:
+        return
+    if len(parts) < 2 or not _ADDRESS.fullmatch(parts[0]):
+        out.report(where, "not an address and names")
+        return
+    for text in parts[1:]:
+        if text in _PREAMBLE:
             continue
-        if len(parts) < 2 or not _ADDRESS.fullmatch(parts[0]):
-            out.report(f"{source}:{number}", "not an address and names")
+        name = _name(text)
+        if name is None:
+            out.report(where, f"{text.decode(errors='replace')!r} is not a name")
             continue
-        for name in parts[1:]:
-            if name in _PREAMBLE:
-                continue
-            wire = _wire(name)
-            if wire is None:
-                out.report(f"{source}:{number}", f"{name.decode(errors='replace')!r} is not a name")
-                continue
-            add(wire)
+        out.exact.add(name)
 
 
-def _domain(name: bytes, where: str, out: ListFile, allow: bool = False) -> None:
-    below_only = name.startswith(b"*.")
-    wire = _wire(name[2:] if below_only else name)
-    if wire is None:
-        out.report(where, f"{name.decode(errors='replace')!r} is not a name")
+def _domain(text: bytes, where: str, out: ListFile, allow: bool = False) -> None:
+    below_only = text.startswith(b"*.")
+    name = _name(text[2:] if below_only else text)
+    if name is None:
+        out.report(where, f"{text.decode(errors='replace')!r} is not a name")
         return
     if allow:
-        out.allow_below.add(wire)
-        if not below_only:
-            out.allow_exact.add(wire)
+        (out.allow_below if below_only else out.allow_subtree).add(name)
     else:
-        out.below.add(wire)
-        if not below_only:
-            out.exact.add(wire)
+        (out.below if below_only else out.subtree).add(name)
 
 
-def _domains(lines: list[bytes], source: str, out: ListFile) -> None:
-    for number, line in enumerate(lines, 1):
-        if b"#" in line:
-            line = line.split(b"#", 1)[0]
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) > 1:
-            out.report(f"{source}:{number}", "more than one name")
-            continue
-        _domain(parts[0], f"{source}:{number}", out)
+def _domains(line: bytes, where: str, out: ListFile) -> None:
+    if b"#" in line:
+        line = line.split(b"#", 1)[0]
+    parts = line.split()
+    if not parts:
+        return
+    if len(parts) > 1:
+        out.report(where, "more than one name")
+        return
+    _domain(parts[0], where, out)
 
 
-def _adblock(lines: list[bytes], source: str, out: ListFile) -> None:
-    for number, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line or line.startswith((b"!", b"#", b"[")):
-            continue
-        if any(marker in line for marker in _COSMETIC) or b"$" in line or b"/" in line:
-            out.skipped += 1
-            continue
-        allow = line.startswith(b"@@")
-        if allow:
-            line = line[2:]
-        if line.startswith(b"||"):
-            if not line.endswith(b"^"):
-                out.skipped += 1  # a URL pattern, not a whole name
-                continue
-            name = line[2:-1]
-        elif line.startswith(b"|") or b"^" in line:
-            out.skipped += 1
-            continue
-        else:
-            name = line
-        if b"*" in name:
-            out.skipped += 1
-            continue
-        _domain(name, f"{source}:{number}", out, allow)
+def _adblock(raw: bytes, where: str, out: ListFile) -> None:
+    line = raw.strip()
+    if not line or line.startswith((b"!", b"#", b"[")):
+        return
+    if any(marker in line for marker in _COSMETIC) or b"$" in line or b"/" in line:
+        out.skipped += 1
+        return
+    allow = line.startswith(b"@@")
+    if allow:
+        line = line[2:]
+    if line.startswith(b"||"):
+        if not line.endswith(b"^"):
+            out.skipped += 1  # a URL pattern, not a whole name
+            return
+        name = line[2:-1]
+    elif line.startswith(b"|") or b"^" in line:
+        out.skipped += 1
+        return
+    else:
+        name = line
+    if b"*" in name:
+        out.skipped += 1
+        return
+    _domain(name, where, out, allow)
