@@ -117,7 +117,8 @@ def measure(list_path: str, fmt: str, rpz_path: str, probe: str, listed_probe: s
     print(f"loaded: {'; '.join(report.lines)}")
     print(f"load time: {loaded:.2f} s")
     print(
-        f"RSS: {base:.0f} MB before, {after:.0f} MB after (+{after - base:.0f} MB), peak {peak:.0f} MB"
+        f"RSS: {base:.0f} MB before, {after:.0f} MB after (+{after - base:.0f} MB), "
+        f"peak {peak:.0f} MB"
     )
     client = Client("127.0.0.1", False)
     miss = name_to_wire(probe).lower()
