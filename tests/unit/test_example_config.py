@@ -14,10 +14,13 @@ from resolver.config import (
     Config,
     DomainConfig,
     ForwarderConfig,
+    ListConfig,
     LocalConfig,
     LogConfig,
     MetricsConfig,
+    PolicyConfig,
     RecursionConfig,
+    RpzConfig,
     ServerConfig,
     SocketPoolConfig,
     TransportConfig,
@@ -34,6 +37,8 @@ COMMENTED = {
     "log.query_log",
     "recursion.root_hints",
     "metrics.listen",
+    "policy.rpz",
+    "policy.lists",
 }
 # Settings given a value other than the default, because the default does not start.
 NOT_DEFAULT = {"forwarder.upstreams"}
@@ -48,6 +53,9 @@ TABLES: dict[str, type[Any]] = {
     "log": LogConfig,
     "recursion": RecursionConfig,
     "metrics": MetricsConfig,
+    "policy": PolicyConfig,
+    "policy.rpz": RpzConfig,
+    "policy.lists": ListConfig,
 }
 _UNCOMMENT = re.compile(r"^# ?(?=\[|\w+ +=)")
 _HEADER = re.compile(r"^\[\[?([\w.]+)\]\]?")
@@ -80,6 +88,8 @@ def test_the_example_loads_as_it_is_and_with_its_commented_settings() -> None:
     assert config.forwarder.domains[0].name == "corp.test."
     assert config.local.hosts == Path("/etc/hosts")
     assert config.metrics.listen == ("127.0.0.1", 9153)
+    assert config.policy.rpz[0].name == "malware"
+    assert config.policy.lists[0].clients == ("10.0.0.0/24",)
 
 
 def test_the_example_names_every_setting_once_with_a_comment() -> None:
@@ -87,7 +97,7 @@ def test_the_example_names_every_setting_once_with_a_comment() -> None:
     expected = {"mode"}
     for table, cls in TABLES.items():
         for field in dataclasses.fields(cls):
-            if field.name not in ("pool", "domains"):
+            if field.name not in ("pool", "domains", "lists", "rpz"):
                 expected.add(f"{table}.{field.name}")
     assert set(found) == expected
     assert {name for name, (_, commented) in found.items() if commented} == {
@@ -108,6 +118,7 @@ def test_the_example_gives_the_defaults() -> None:
         "log",
         "recursion",
         "metrics",
+        "policy",
     ):
         for field in dataclasses.fields(getattr(config, table)):
             name = f"{table}.{field.name}"
