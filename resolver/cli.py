@@ -390,7 +390,8 @@ def build_serve_config(
 @click.argument("path", metavar="FILE", type=click.Path(path_type=Path))
 def check_config(path: Path) -> None:
     """Check a TOML config file as 'resolver serve --config FILE' would read it (the hosts
-    file and root hints included), without starting anything.
+    file, root hints and the policy's lists and RPZ zones included), without starting
+    anything.
 
     \b
     Exit codes:
@@ -411,6 +412,9 @@ def check_config(path: Path) -> None:
             local_answers(config)
             if config.mode == "recursive":
                 read_root_hints(config.recursion.root_hints)
+            from resolver.policy import PolicyLoader
+
+            PolicyLoader().load(config.policy)
     except ConfigError as exc:
         problems = [exc]
     for problem in problems:
