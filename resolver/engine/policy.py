@@ -66,6 +66,7 @@ __all__ = [
     "Response",
     "RpzZone",
     "Rule",
+    "RuleData",
     "respond",
     "splice",
 ]
@@ -97,6 +98,11 @@ class Client(NamedTuple):
 
     host: str
     tcp: bool
+
+
+RuleData = tuple[str, tuple[tuple[int, int, bytes], ...], str]
+"""A Rule as a plain tuple, as the zones keep their rules: the garbage collector stops
+tracking plain tuples of plain values, so a big zone costs a full collection nothing."""
 
 
 class Rule(NamedTuple):
@@ -189,15 +195,16 @@ class Blocklist:
     what list files hold, so that a million of them load without a conversion each):
     ``exact`` names match themselves only, ``subtree`` names themselves and every name below,
     ``below`` only the names strictly below them (``*.name``). ``allow``: an allowlist (or an
-    adblock list's ``@@`` exceptions), which only ever unblocks. ``entries``: how many."""
+    adblock list's ``@@`` exceptions), which only ever unblocks. ``entries``: how many. The
+    sets are dicts (of None): the garbage collector does not walk those."""
 
     name: str
     action: str = NXDOMAIN_ACTION
     clients: Networks | None = None
     allow: bool = False
-    exact: set[bytes] = field(default_factory=set)
-    subtree: set[bytes] = field(default_factory=set)
-    below: set[bytes] = field(default_factory=set)
+    exact: dict[bytes, None] = field(default_factory=dict)
+    subtree: dict[bytes, None] = field(default_factory=dict)
+    below: dict[bytes, None] = field(default_factory=dict)
     style: str = "domains"  # how a matched name is written in the query log
     entries: int = 0
 
@@ -228,13 +235,14 @@ class Blocklist:
 @dataclass(slots=True)
 class RpzZone:
     """One RPZ zone's triggers: QNAME (``names`` exact, ``wildcards`` keyed by the name below
-    which ``*.`` matches), response IP and client IP (``Networks`` of Rules). ``override``
+    which ``*.`` matches), response IP and client IP (``Networks``), each rule a ``RuleData``
+    (see there). ``override``
     replaces every rule's action (``[[policy.rpz]] action``)."""
 
     name: str
     clients: Networks | None = None
-    names: dict[bytes, Rule] = field(default_factory=dict)
-    wildcards: dict[bytes, Rule] = field(default_factory=dict)
+    names: dict[bytes, RuleData] = field(default_factory=dict)
+    wildcards: dict[bytes, RuleData] = field(default_factory=dict)
     ips: Networks = field(default_factory=Networks)
     client_ips: Networks = field(default_factory=Networks)
     override: Rule | None = None
@@ -243,13 +251,18 @@ class RpzZone:
     ttl: int = 5
 
     def match(self, suffixes: Sequence[bytes]) -> Rule | None:
-        rule = self.names.get(suffixes[0])
-        if rule is None and self.wildcards:
+        data = self.names.get(suffixes[0])
+        if data is None and self.wildcards:
             for suffix in suffixes[1:]:
-                rule = self.wildcards.get(suffix)
-                if rule is not None:
+                data = self.wildcards.get(suffix)
+                if data is not None:
                     break
-        return rule
+        return None if data is None else Rule._make(data)
+
+    @staticmethod
+    def rule_at(networks: Networks, version: int, value: int) -> Rule | None:
+        data = networks.lookup(version, value)
+        return None if data is None else Rule._make(data)  # type: ignore[arg-type]
 
     def rules(self) -> int:
         return len(self.names) + len(self.wildcards) + self.ips.count + self.client_ips.count
@@ -351,8 +364,8 @@ class Policy:
             if not self._applies(zone.clients, ip):
                 continue
             if zone.client_ips and ip is not None:
-                rule = zone.client_ips.lookup(*ip)
-                if isinstance(rule, Rule):
+                rule = zone.rule_at(zone.client_ips, *ip)
+                if rule is not None:
                     return self._zone_hit(zone, rule, name)
             rule = zone.match(suffixes)
             if rule is not None:
@@ -424,8 +437,8 @@ class Policy:
             for zone in self.zones:
                 if not zone.ips or not self._applies(zone.clients, ip):
                     continue
-                rule = zone.ips.lookup(*address)
-                if isinstance(rule, Rule):
+                rule = zone.rule_at(zone.ips, *address)
+                if rule is not None:
                     return self._zone_hit(zone, rule, name)
         return None
 

@@ -64,18 +64,20 @@ _MAX_NAME = 253  # characters of a name in text, without the final dot
 
 @dataclass(slots=True)
 class ListFile:
-    """What a list file holds, names as lowercase dotted text without the final dot:
+    """What a list file holds, names as lowercase dotted text without the final dot (dicts
+    used as sets: a dict of bytes is not tracked by the garbage collector, which would
+    otherwise walk a million names at every full collection):
     blocked names (``exact``: the name only; ``subtree``: the name and those below it;
     ``below``: only those below it), exceptions likewise (adblock ``@@``), how many rules
     were skipped as not DNS-level, and the bad lines (count, and the first few as
     ``file:line: why``)."""
 
-    exact: set[bytes] = field(default_factory=set)
-    subtree: set[bytes] = field(default_factory=set)
-    below: set[bytes] = field(default_factory=set)
-    allow_exact: set[bytes] = field(default_factory=set)
-    allow_subtree: set[bytes] = field(default_factory=set)
-    allow_below: set[bytes] = field(default_factory=set)
+    exact: dict[bytes, None] = field(default_factory=dict)
+    subtree: dict[bytes, None] = field(default_factory=dict)
+    below: dict[bytes, None] = field(default_factory=dict)
+    allow_exact: dict[bytes, None] = field(default_factory=dict)
+    allow_subtree: dict[bytes, None] = field(default_factory=dict)
+    allow_below: dict[bytes, None] = field(default_factory=dict)
     skipped: int = 0
     bad: int = 0
     bad_lines: list[str] = field(default_factory=list)
@@ -112,7 +114,7 @@ def read_list(path: Path, fmt: str, *, field_name: str = "policy.lists.file") ->
     out = ListFile()
     bulk = _BULK[fmt].findall(data)
     target = out.exact if fmt == "hosts" else out.subtree
-    target.update(bulk)
+    target.update(dict.fromkeys(bulk))
     meaningful = len(_MEANINGFUL.findall(data))
     if meaningful != len(bulk):
         # Some lines are of another form (several names, exceptions, rules to skip, bad
@@ -123,11 +125,12 @@ def read_list(path: Path, fmt: str, *, field_name: str = "policy.lists.file") ->
             if not common.fullmatch(line):
                 reader(line, f"{path}:{number}", out)
     if fmt == "hosts":
-        out.exact -= _PREAMBLE
+        for name in _PREAMBLE:
+            out.exact.pop(name, None)
     if bulk and max(map(len, bulk)) > _MAX_NAME:
         for name in bulk:
             if len(name) > _MAX_NAME:
-                target.discard(name)
+                target.pop(name, None)
                 out.report(str(path), f"{name[:40].decode()}... is longer than 253 characters")
     return out
 
@@ -148,7 +151,7 @@ def _hosts(line: bytes, where: str, out: ListFile) -> None:
         if name is None:
             out.report(where, f"{text.decode(errors='replace')!r} is not a name")
             continue
-        out.exact.add(name)
+        out.exact[name] = None
 
 
 def _domain(text: bytes, where: str, out: ListFile, allow: bool = False) -> None:
@@ -158,9 +161,9 @@ def _domain(text: bytes, where: str, out: ListFile, allow: bool = False) -> None
         out.report(where, f"{text.decode(errors='replace')!r} is not a name")
         return
     if allow:
-        (out.allow_below if below_only else out.allow_subtree).add(name)
+        (out.allow_below if below_only else out.allow_subtree)[name] = None
     else:
-        (out.below if below_only else out.subtree).add(name)
+        (out.below if below_only else out.subtree)[name] = None
 
 
 def _domains(line: bytes, where: str, out: ListFile) -> None:

@@ -34,7 +34,7 @@ from resolver.engine.policy import (
     TCP_ONLY,
     Networks,
     RpzZone,
-    Rule,
+    RuleData,
 )
 from resolver.errors import ConfigError
 
@@ -59,12 +59,12 @@ class RpzFile:
     """A zone's triggers as read (see ``engine.policy.RpzZone``), with its bad records."""
 
     apex: str
-    names: dict[bytes, Rule] = field(default_factory=dict)
-    wildcards: dict[bytes, Rule] = field(default_factory=dict)
-    ips: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Rule]] = field(
+    names: dict[bytes, RuleData] = field(default_factory=dict)
+    wildcards: dict[bytes, RuleData] = field(default_factory=dict)
+    ips: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, RuleData]] = field(
         default_factory=list
     )
-    client_ips: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Rule]] = field(
+    client_ips: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, RuleData]] = field(
         default_factory=list
     )
     bad: int = 0
@@ -114,7 +114,7 @@ def _network(
         return None
 
 
-def _rule(entries: list[Entry], trigger: bytes, text: str, out: RpzFile) -> Rule | None:
+def _rule(entries: list[Entry], trigger: bytes, text: str, out: RpzFile) -> RuleData | None:
     cnames = [entry for entry in entries if entry.rtype == _TYPE_CNAME]
     if cnames:
         if len(entries) > 1:
@@ -126,11 +126,11 @@ def _rule(entries: list[Entry], trigger: bytes, text: str, out: RpzFile) -> Rule
             action = PASSTHRU  # the draft's older way of writing PASSTHRU
         rule_text = f"{text} CNAME {_text(cnames[0].rdata)}"
         if action is not None:
-            return Rule(action, (), rule_text)
-        return Rule(LOCAL, ((_TYPE_CNAME, cnames[0].ttl, cnames[0].rdata),), rule_text)
+            return (action, (), rule_text)
+        return (LOCAL, ((_TYPE_CNAME, cnames[0].ttl, cnames[0].rdata),), rule_text)
     records = tuple((entry.rtype, entry.ttl, entry.rdata) for entry in entries)
     types = " ".join(sorted({entry.type_text for entry in entries}))
-    return Rule(LOCAL, records, f"{text} {types}")
+    return (LOCAL, records, f"{text} {types}")
 
 
 def _text(wire: bytes) -> str:
