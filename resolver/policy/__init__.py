@@ -127,7 +127,7 @@ class PolicyLoader:
                 note = f", {content.skipped} rules not about DNS names skipped" * bool(
                     content.skipped
                 )
-                rules = content.blocks + content.allows
+                rules = len(content.names) + len(content.allowed)
                 lines.append(
                     _summary(str(entry.file), rules, content.bad, content.bad_lines) + note
                 )
@@ -135,33 +135,13 @@ class PolicyLoader:
             content = cached[1]
             name = entry.name or entry.file.name
             clients = _networks(entry.clients)
-            if content.blocks:
+            if content.names:
                 lists.append(
-                    Blocklist(
-                        name,
-                        entry.action,
-                        clients,
-                        entry.allow,
-                        content.exact,
-                        content.subtree,
-                        content.below,
-                        entry.format,
-                        content.blocks,
-                    )
+                    Blocklist(name, entry.action, clients, entry.allow, content.names, entry.format)
                 )
-            if content.allows:
+            if content.allowed:
                 lists.append(
-                    Blocklist(
-                        name,
-                        entry.action,
-                        clients,
-                        True,
-                        content.allow_exact,
-                        content.allow_subtree,
-                        content.allow_below,
-                        entry.format,
-                        content.allows,
-                    )
+                    Blocklist(name, entry.action, clients, True, content.allowed, entry.format)
                 )
         # Forget the files no longer configured.
         self._lists = {key: value for key, value in self._lists.items() if ("list", *key) in loaded}

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from resolver.engine.policy import BELOW, ITSELF
 from resolver.errors import ConfigError
 
 __all__ = ["ListFile", "read_list"]
@@ -64,20 +65,15 @@ _MAX_NAME = 253  # characters of a name in text, without the final dot
 
 @dataclass(slots=True)
 class ListFile:
-    """What a list file holds, names as lowercase dotted text without the final dot (dicts
-    used as sets: a dict of bytes is not tracked by the garbage collector, which would
-    otherwise walk a million names at every full collection):
-    blocked names (``exact``: the name only; ``subtree``: the name and those below it;
-    ``below``: only those below it), exceptions likewise (adblock ``@@``), how many rules
-    were skipped as not DNS-level, and the bad lines (count, and the first few as
-    ``file:line: why``)."""
+    """What a list file holds, names as lowercase dotted text without the final dot, each
+    with what it matches (``engine.policy.ITSELF``, ``BELOW``, or both; a dict of ints is
+    not tracked by the garbage collector, which would otherwise walk a million names at
+    every full collection): the blocked ``names``, the ``allowed`` ones (adblock ``@@``),
+    how many rules were skipped as not DNS-level, and the bad lines (count, and the first
+    few as ``file:line: why``)."""
 
-    exact: dict[bytes, None] = field(default_factory=dict)
-    subtree: dict[bytes, None] = field(default_factory=dict)
-    below: dict[bytes, None] = field(default_factory=dict)
-    allow_exact: dict[bytes, None] = field(default_factory=dict)
-    allow_subtree: dict[bytes, None] = field(default_factory=dict)
-    allow_below: dict[bytes, None] = field(default_factory=dict)
+    names: dict[bytes, int] = field(default_factory=dict)
+    allowed: dict[bytes, int] = field(default_factory=dict)
     skipped: int = 0
     bad: int = 0
     bad_lines: list[str] = field(default_factory=list)
@@ -87,13 +83,9 @@ class ListFile:
         if len(self.bad_lines) < _BAD_NAMED:
             self.bad_lines.append(f"{where}: {why}")
 
-    @property
-    def blocks(self) -> int:
-        return len(self.exact) + len(self.subtree) + len(self.below)
-
-    @property
-    def allows(self) -> int:
-        return len(self.allow_exact) + len(self.allow_subtree) + len(self.allow_below)
+    def add(self, name: bytes, flags: int, allow: bool = False) -> None:
+        names = self.allowed if allow else self.names
+        names[name] = names.get(name, 0) | flags
 
 
 def _name(name: bytes) -> bytes | None:
@@ -113,8 +105,7 @@ def read_list(path: Path, fmt: str, *, field_name: str = "policy.lists.file") ->
         raise ConfigError(field_name, f"{path}: {exc.strerror or exc}") from exc
     out = ListFile()
     bulk = _BULK[fmt].findall(data)
-    target = out.exact if fmt == "hosts" else out.subtree
-    target.update(dict.fromkeys(bulk))
+    out.names = dict.fromkeys(bulk, ITSELF if fmt == "hosts" else ITSELF | BELOW)
     meaningful = len(_MEANINGFUL.findall(data))
     if meaningful != len(bulk):
         # Some lines are of another form (several names, exceptions, rules to skip, bad
@@ -126,11 +117,11 @@ def read_list(path: Path, fmt: str, *, field_name: str = "policy.lists.file") ->
                 reader(line, f"{path}:{number}", out)
     if fmt == "hosts":
         for name in _PREAMBLE:
-            out.exact.pop(name, None)
+            out.names.pop(name, None)
     if bulk and max(map(len, bulk)) > _MAX_NAME:
         for name in bulk:
             if len(name) > _MAX_NAME:
-                target.pop(name, None)
+                out.names.pop(name, None)
                 out.report(str(path), f"{name[:40].decode()}... is longer than 253 characters")
     return out
 
@@ -151,7 +142,7 @@ def _hosts(line: bytes, where: str, out: ListFile) -> None:
         if name is None:
             out.report(where, f"{text.decode(errors='replace')!r} is not a name")
             continue
-        out.exact[name] = None
+        out.add(name, ITSELF)
 
 
 def _domain(text: bytes, where: str, out: ListFile, allow: bool = False) -> None:
@@ -160,10 +151,7 @@ def _domain(text: bytes, where: str, out: ListFile, allow: bool = False) -> None
     if name is None:
         out.report(where, f"{text.decode(errors='replace')!r} is not a name")
         return
-    if allow:
-        (out.allow_below if below_only else out.allow_subtree)[name] = None
-    else:
-        (out.below if below_only else out.subtree)[name] = None
+    out.add(name, BELOW if below_only else ITSELF | BELOW, allow)
 
 
 def _domains(line: bytes, where: str, out: ListFile) -> None:

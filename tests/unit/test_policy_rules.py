@@ -15,6 +15,7 @@ from resolver.engine.policy import (
     EDE_BLOCKED,
     EDE_CENSORED,
     EDE_FILTERED,
+    ITSELF,
     Client,
     Hit,
     Policy,
@@ -101,8 +102,9 @@ def test_hosts_lines_block_the_name_only_and_skip_the_preamble(tmp_path: Path) -
         "0.0.0.0 Upper.Example.COM\n",
     )
     content = read_list(path, "hosts")
-    assert set(content.exact) == {b"ads.example.com", b"tracker.example.com", b"upper.example.com"}
-    assert not content.subtree
+    assert content.names == dict.fromkeys(
+        (b"ads.example.com", b"tracker.example.com", b"upper.example.com"), ITSELF
+    )
     assert content.bad == 0
     policy = policy_of(tmp_path, lists=(("hosts", path.read_text()),))
     assert before(policy, "ads.example.com") is not None
@@ -113,7 +115,7 @@ def test_hosts_lines_block_the_name_only_and_skip_the_preamble(tmp_path: Path) -
 def test_bad_lines_are_counted_and_named_by_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path, "hosts", "0.0.0.0 good.example\nnot-an-address\n0.0.0.0 bad..name\n")
     content = read_list(path, "hosts")
-    assert set(content.exact) == {b"good.example"}
+    assert content.names == {b"good.example": ITSELF}
     assert content.bad == 2
     assert content.bad_lines[0].startswith(f"{path}:2: ")
     assert content.bad_lines[1].startswith(f"{path}:3: ")
