@@ -445,6 +445,8 @@ class Policy:
             if hit is not None:
                 if hit.rule.action == PASSTHRU:
                     return hit
+                if hit.kind == "list":  # the question is blocked as a whole (as blocky does)
+                    return hit
                 return hit._replace(chain=_chain_to(reply, target), name=target)
         for address in addresses:
             for zone in self.zones:

@@ -559,6 +559,28 @@ def test_a_cname_chain_through_a_listed_name_is_blocked(tmp_path: Path) -> None:
     response = respond(hit, wire("www.shop.example"), A, LOCAL_CLIENT)
     assert response.reply is not None
     assert read_message(response.reply).rcode == 3
+    assert read_message(response.reply).answer == ()  # the question blocked as a whole
+
+
+def test_a_null_list_answers_a_blocked_chain_with_the_questions_own_name(tmp_path: Path) -> None:
+    path = write(tmp_path, "l", "tracker.example\n")
+    policy, _ = PolicyLoader().load(
+        PolicyConfig(lists=(ListConfig(file=path, format="domains", action="null"),))
+    )
+    assert policy is not None
+    chain = answer(
+        "www.shop.example",
+        ("www.shop.example", CNAME, wire("cdn.tracker.example")),
+        ("cdn.tracker.example", A, ipv4("192.0.2.3")),
+    )
+    hit = policy.after(chain, wire("www.shop.example"), LOCAL_CLIENT)
+    assert hit is not None
+    response = respond(hit, wire("www.shop.example"), A, LOCAL_CLIENT)
+    assert response.reply is not None
+    records = read_message(response.reply).answer
+    assert [(r.name, r.rtype, r.rdata) for r in records] == [
+        (wire("www.shop.example"), A, bytes(4))
+    ]
 
 
 def test_a_cname_chain_is_checked_link_by_link(tmp_path: Path) -> None:
