@@ -559,7 +559,7 @@ class Engine:
         try:
             reply = splice(prefix, outcome.reply)
         except WireError:
-            return Outcome(None, None, 0.0, hit)
+            return Outcome(None, None, 0.0)  # an unusable answer for the target: SERVFAIL
         return Outcome(reply, hit.ede, 0.0, hit)
 
     def _stale_timer(self, flight: _Flight, stale: CacheEntry | None) -> None:

@@ -65,6 +65,9 @@ class PolicyLoader:
         self._zones: dict[Path, tuple[Stamp, RpzFile]] = {}
         self._loaded: dict[tuple[str, Path, str], Stamp] = {}
 
+    def __repr__(self) -> str:
+        return f"<PolicyLoader lists={len(self._lists)} zones={len(self._zones)}>"
+
     def forget(self) -> None:
         """What was last loaded did not take effect: the next ``changed`` says so."""
         self._loaded = {}

@@ -346,3 +346,11 @@ async def test_sighup_reload_reads_a_new_list(authority: Authority, tmp_path: Pa
         assert rcode(await ask(daemon, "mail.example.com")) == 3
     finally:
         await daemon.aclose()
+
+
+async def test_a_loop_of_rewrites_ends_in_servfail(authority: Authority, tmp_path: Path) -> None:
+    zone = RPZ + "a.loop.example CNAME b.loop.example.\nb.loop.example CNAME a.loop.example.\n"
+    policy = PolicyConfig(rpz=(RpzConfig(file=write(tmp_path, "loop.zone", zone)),))
+    async with serving(authority, policy, tmp_path) as daemon:
+        assert rcode(await ask(daemon, "a.loop.example")) == 2
+        assert authority.queries == []
