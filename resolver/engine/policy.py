@@ -47,7 +47,6 @@ from resolver.wire.raw import (
     TC,
     TYPE_A,
     TYPE_CNAME,
-    ancestors,
     read_name,
     walk_records,
 )
@@ -239,9 +238,9 @@ class Blocklist:
 @dataclass(slots=True)
 class RpzZone:
     """One RPZ zone's triggers: QNAME (``names`` exact, ``wildcards`` keyed by the name below
-    which ``*.`` matches), response IP and client IP (``Networks``), each rule a ``RuleData``
-    (see there). ``override``
-    replaces every rule's action (``[[policy.rpz]] action``)."""
+    which ``*.`` matches; both in lowercase dotted text, as the lists), response IP and
+    client IP (``Networks``), each rule a ``RuleData`` (see there). ``override`` replaces
+    every rule's action (``[[policy.rpz]] action``)."""
 
     name: str
     clients: Networks | None = None
@@ -254,10 +253,11 @@ class RpzZone:
     ede: int = EDE_FILTERED
     ttl: int = 5
 
-    def match(self, suffixes: Sequence[bytes]) -> Rule | None:
-        data = self.names.get(suffixes[0])
+    def match(self, dotted: Sequence[bytes]) -> Rule | None:
+        """The rule for the name whose ``dotted`` suffixes (itself first) are given."""
+        data = self.names.get(dotted[0])
         if data is None and self.wildcards:
-            for suffix in suffixes[1:]:
+            for suffix in dotted[1:]:
                 data = self.wildcards.get(suffix)
                 if data is not None:
                     break
@@ -276,10 +276,6 @@ class PolicyStatistics(NamedTuple):
     zones: int
     lists: int
     rules: int  # RPZ triggers and list names
-
-
-def _suffixes(name: bytes) -> list[bytes]:
-    return list(ancestors(name)) or [name]
 
 
 def _dotted(name: bytes) -> list[bytes]:
@@ -363,7 +359,7 @@ class Policy:
     def before(self, name: bytes, client: Client | None) -> Hit | None:
         """The client-IP and QNAME triggers for the question ``name`` (lowercase wire form)."""
         ip = self._client(client) if self.client_dependent else None
-        suffixes = _suffixes(name) if self.zones else []
+        dotted = _dotted(name)
         for zone in self.zones:
             if not self._applies(zone.clients, ip):
                 continue
@@ -371,13 +367,14 @@ class Policy:
                 rule = zone.rule_at(zone.client_ips, *ip)
                 if rule is not None:
                     return self._zone_hit(zone, rule, name)
-            rule = zone.match(suffixes)
+            rule = zone.match(dotted)
             if rule is not None:
                 return self._zone_hit(zone, rule, name)
-        return self._listed(name, ip) if self.blocks else None
+        return self._listed(dotted, name, ip) if self.blocks else None
 
-    def _listed(self, name: bytes, ip: tuple[int, int] | None) -> Hit | None:
-        dotted = _dotted(name)
+    def _listed(
+        self, dotted: Sequence[bytes], name: bytes, ip: tuple[int, int] | None
+    ) -> Hit | None:
         blocked: tuple[Blocklist, tuple[bytes, bool]] | None = None
         for item in self.blocks:
             if item.clients is not None and not self._applies(item.clients, ip):
@@ -458,14 +455,14 @@ class Policy:
         return None
 
     def _name_hit(self, name: bytes, ip: tuple[int, int] | None) -> Hit | None:
-        suffixes = _suffixes(name) if self.zones else []
+        dotted = _dotted(name)
         for zone in self.zones:
             if not self._applies(zone.clients, ip):
                 continue
-            rule = zone.match(suffixes)
+            rule = zone.match(dotted)
             if rule is not None:
                 return self._zone_hit(zone, rule, name)
-        return self._listed(name, ip) if self.blocks else None
+        return self._listed(dotted, name, ip) if self.blocks else None
 
     def statistics(self) -> PolicyStatistics:
         rules = sum(zone.rules() for zone in self.zones)

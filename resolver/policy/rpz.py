@@ -196,13 +196,11 @@ def read_rpz(
                 (out.ips if kind == b"rpz-ip" else out.client_ips).append((network, rule))
             continue
         if relative[0] == b"*":
-            trigger = _wire(relative[1:])
             rule = _rule(group, b"", text, out)
             if rule is not None:
-                out.wildcards[trigger] = rule
+                out.wildcards[b".".join(relative[1:])] = rule
             continue
-        trigger = _wire(relative)
-        rule = _rule(group, trigger, text, out)
+        rule = _rule(group, _wire(relative), text, out)
         if rule is not None:
-            out.names[trigger] = rule
+            out.names[b".".join(relative)] = rule
     return out
