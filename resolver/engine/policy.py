@@ -81,6 +81,7 @@ TYPE_AAAA = 28
 _CLASS_IN = 1
 _HEADER = struct.Struct("!6H")
 _MAX_CLIENTS_MEMO = 4096
+_MAX_PARENTS_MEMO = 4096
 
 # Actions. A list blocks with one of the first four; an RPZ rule may use any.
 NXDOMAIN_ACTION = "nxdomain"
@@ -303,6 +304,7 @@ class Policy:
 
     __slots__ = (
         "_client_memo",
+        "_parents",
         "_ips_checked",
         "_names_checked",
         "allows",
@@ -336,6 +338,26 @@ class Policy:
         )
         self._ips_checked = any(zone.ips for zone in self.zones)
         self._client_memo: dict[str, tuple[int, int] | None] = {}
+        # The dotted suffixes of recent questions' parent names: questions come in crowds
+        # below a few domains, and a name's own label is then all there is to convert.
+        self._parents: dict[bytes, list[bytes]] = {}
+
+    def _dotted(self, name: bytes) -> list[bytes]:
+        """``_dotted(name)``, from the memo of parent names when it holds the parent."""
+        length = name[0] if name else 0
+        if not length:
+            return [b""]
+        parent = name[length + 1 :]
+        parents = self._parents
+        known = parents.get(parent)
+        if known is None:
+            if len(parents) >= _MAX_PARENTS_MEMO:
+                parents.clear()
+            known = parents[parent] = _dotted(parent) if len(parent) > 1 else []
+        label = name[1 : length + 1]
+        if not known:
+            return [label]
+        return [label + b"." + known[0], *known]
 
     def _client(self, client: Client | None) -> tuple[int, int] | None:
         if client is None:
@@ -359,7 +381,7 @@ class Policy:
     def before(self, name: bytes, client: Client | None) -> Hit | None:
         """The client-IP and QNAME triggers for the question ``name`` (lowercase wire form)."""
         ip = self._client(client) if self.client_dependent else None
-        dotted = _dotted(name)
+        dotted = self._dotted(name)
         for zone in self.zones:
             if not self._applies(zone.clients, ip):
                 continue
@@ -455,7 +477,7 @@ class Policy:
         return None
 
     def _name_hit(self, name: bytes, ip: tuple[int, int] | None) -> Hit | None:
-        dotted = _dotted(name)
+        dotted = self._dotted(name)
         for zone in self.zones:
             if not self._applies(zone.clients, ip):
                 continue
