@@ -304,9 +304,9 @@ class Policy:
 
     __slots__ = (
         "_client_memo",
-        "_parents",
         "_ips_checked",
         "_names_checked",
+        "_parents",
         "allows",
         "blocks",
         "client_dependent",
