@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from resolver.errors import WireError
-from resolver.wire.message import minimal_any_reply
+from resolver.wire.message import minimal_any_reply, opt_record
 from resolver.wire.raw import (
     FORMERR,
     HEADER_SIZE,
@@ -40,8 +40,6 @@ __all__ = ["OUR_UDP_SIZE", "Local", "Parsed", "fit", "for_client", "servfail", "
 
 # What we advertise to clients and the most we send over UDP (the DNS flag day 2020 value).
 OUR_UDP_SIZE = 1232
-_OPT = struct.Struct("!BHHBBHH")
-_DO = 0x8000
 _BADVERS_HIGH = 1  # rcode 16 = extended rcode 1 << 4 | 0
 _RD_HIGH = 0x01  # RD in the first flags byte (message byte 2)
 _QR_HIGH = QR >> 8
@@ -72,10 +70,9 @@ class Local(NamedTuple):
 
 def _opt(udp_size: int, do: bool, ext_rcode: int = 0, ede: int | None = None) -> bytes:
     if ede is None:
-        return _OPT.pack(0, 41, udp_size, ext_rcode, 0, _DO if do else 0, 0)
+        return opt_record(udp_size, do, ext_rcode)
     # One Extended DNS Error option: code, length, info code, no extra text.
-    option = struct.pack("!HHH", _EDE_OPTION, 2, ede)
-    return _OPT.pack(0, 41, udp_size, ext_rcode, 0, _DO if do else 0, len(option)) + option
+    return opt_record(udp_size, do, ext_rcode, options=struct.pack("!HHH", _EDE_OPTION, 2, ede))
 
 
 def with_opt(
@@ -127,15 +124,15 @@ def triage(query: bytes, allowed: Callable[[], bool]) -> Local | Parsed:
 def for_client(reply: bytes, query: bytes, parsed: Parsed, ede: int | None = None) -> bytes:
     """A normalized reply made this client's: its ID, its RD, its question case, our OPT
     (carrying ``ede`` if given), AD only if the client asked with AD or DO (RFC 6840 section
-    5.8). Raises WireError if the reply is for another question."""
-    end = parsed.question.end
-    if reply[12:end].lower() != query[12:end].lower():
-        raise WireError("reply question does not match the query")
+    5.8). ``reply`` is the engine's answer to this very question (its question was matched
+    where the reply was read, and is not compared again here: its name is replaced by the
+    client's, as read from the query: same case, and uncompressed whatever the query did)."""
+    name = parsed.question.name
     flags = (reply[2] & ~_RD_HIGH) | (query[2] & _RD_HIGH)
     low = reply[3]
     if not query[3] & _AD_LOW and not parsed.do:
         low &= ~_AD_LOW
-    reply = query[:2] + bytes((flags, low)) + reply[4:12] + query[12:end] + reply[end:]
+    reply = query[:2] + bytes((flags, low)) + reply[4:12] + name + reply[12 + len(name) :]
     return with_opt(reply, parsed.edns, 0, ede)
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from support import ScriptedUpstream, dead_udp_port, until
 
-from resolver import transport
 from resolver.authority import Authority
 from resolver.config import Address, SocketPoolConfig, TransportConfig
 from resolver.errors import (
@@ -24,8 +23,9 @@ from resolver.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from resolver.transport import Exchange, Servers, format_address
+from resolver.transport import Exchange, Servers, addresses, format_address
 from resolver.wire import CLASS_IN, TYPE_A, DNSRecord, name_to_wire, read_header, read_question
+from resolver.wire.view import ReplyView, scan
 
 BOUND = 5.0  # every test finishes well within this; reached only when a test is failing
 SHORT = 0.3  # the deadline of exchanges that are expected to time out
@@ -82,13 +82,14 @@ def silent(query: bytes) -> None:
 
 
 class Outcome:
-    """What an exchange reports: the first report in ``future``, and how many came."""
+    """What an exchange reports: the first report in ``future`` (the reply's bytes, from the
+    view the transport read it into), and how many came."""
 
     def __init__(self) -> None:
         self.future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.reports = 0
 
-    def __call__(self, reply: bytes | None, exc: BaseException | None) -> None:
+    def __call__(self, reply: ReplyView | None, exc: BaseException | None) -> None:
         self.reports += 1
         if self.future.done():
             return
@@ -96,7 +97,8 @@ class Outcome:
             self.future.set_exception(exc)
         else:
             assert reply is not None
-            self.future.set_result(reply)
+            assert reply == scan(reply.message)  # the view describes the reply
+            self.future.set_result(reply.message)
 
 
 def send(
@@ -677,7 +679,7 @@ async def test_a_family_that_cannot_be_opened_is_left_out_with_a_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Binding to an address that is not this machine's fails as a machine without IPv6 does.
-    monkeypatch.setitem(transport._WILDCARD, socket.AF_INET6, ("2001:db8::1", 0))
+    monkeypatch.setitem(addresses.WILDCARD, socket.AF_INET6, ("2001:db8::1", 0))
     async with (
         asyncio.timeout(BOUND),
         ScriptedUpstream(echo) as server,
@@ -694,8 +696,8 @@ async def test_a_family_that_cannot_be_opened_is_left_out_with_a_warning(
 
 
 async def test_start_fails_when_no_family_can_be_opened(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(transport._WILDCARD, socket.AF_INET6, ("2001:db8::1", 0))
-    monkeypatch.setitem(transport._WILDCARD, socket.AF_INET, ("192.0.2.1", 0))
+    monkeypatch.setitem(addresses.WILDCARD, socket.AF_INET6, ("2001:db8::1", 0))
+    monkeypatch.setitem(addresses.WILDCARD, socket.AF_INET, ("192.0.2.1", 0))
     baseline = open_fds()
     servers = Servers(config())
     with pytest.raises(UpstreamUnreachable, match=r"IPv4: .*; IPv6: "):

@@ -1,5 +1,7 @@
-"""resolver.transport.Upstream against the fake authority over loopback: reply matching,
-socket rotation, every fault knob, TCP fallback, 0x20 and cancellation."""
+"""resolver.transport.Upstream against the fake authority over loopback, through its public
+interface (``build_query`` and ``send``): reply matching, socket rotation, every fault knob,
+TCP, 0x20 and cancellation. The transport decides nothing: a truncated reply is reported as
+it came (the engine's decisions ask again over TCP: tests/integration/test_engine.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import pytest
-from support import dead_udp_port, idle_pool, until
+from support import ScriptedUpstream, dead_udp_port, idle_pool, until
 
 from resolver.authority import Authority
 from resolver.config import SocketPoolConfig, TransportConfig
@@ -27,6 +29,7 @@ from resolver.wire import (
     read_header,
     read_question,
 )
+from resolver.wire.view import ReplyView, scan
 
 BOUND = 5.0  # every test finishes well within this; reached only when a test is failing
 SHORT = 0.3  # the deadline of exchanges that are expected to time out
@@ -61,8 +64,30 @@ async def ask(
     timeout: float = 2.0,
     tcp: bool = False,
 ) -> bytes:
-    deadline = asyncio.get_running_loop().time() + timeout
-    return await upstream.exchange(name_to_wire(name), qtype, CLASS_IN, deadline=deadline, tcp=tcp)
+    """One exchange by ``upstream.send``, awaited: the reply, or the exception it reported;
+    a cancelled wait cancels the exchange, as the engine's driver does."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[bytes] = loop.create_future()
+
+    def report(reply: ReplyView | None, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            assert reply is not None
+            assert reply == scan(reply.message)  # the view describes the reply
+            future.set_result(reply.message)
+
+    query, question = upstream.build_query(name_to_wire(name), qtype, CLASS_IN)
+    exchange = upstream.send(
+        query, question, deadline=loop.time() + timeout, report=report, tcp=tcp
+    )
+    try:
+        return await future
+    except asyncio.CancelledError:
+        exchange.cancel()
+        raise
 
 
 def answers(reply: bytes) -> list[str]:
@@ -234,6 +259,63 @@ async def test_one_forged_reply_does_not_end_the_query(authority: Authority) -> 
         assert (stats.strays, stats.replies, stats.pool.discarded) == (1, 1, 0)
 
 
+def questionless(rcode: int) -> Callable[[bytes], bytes]:
+    """A script that answers every query with ``rcode`` and no question section."""
+
+    def script(query: bytes) -> bytes:
+        return query[:2] + bytes((0x80, rcode)) + bytes(8)
+
+    return script
+
+
+@pytest.mark.parametrize(
+    "rcode",
+    [
+        pytest.param(1, id="formerr"),
+        pytest.param(2, id="servfail"),
+        pytest.param(4, id="notimp"),
+        pytest.param(5, id="refused"),
+    ],
+)
+async def test_an_error_reply_without_a_question_is_accepted(rcode: int) -> None:
+    async with (
+        asyncio.timeout(BOUND),
+        ScriptedUpstream(questionless(rcode)) as server,
+        open_upstream(server.address) as upstream,
+    ):
+        reply = await ask(upstream)
+        assert (read_header(reply).rcode, read_header(reply).qdcount) == (rcode, 0)
+        assert upstream.statistics().strays == 0
+
+
+@pytest.mark.parametrize("rcode", [pytest.param(0, id="noerror"), pytest.param(3, id="nxdomain")])
+async def test_an_answer_without_a_question_is_a_stray(rcode: int) -> None:
+    async with (
+        asyncio.timeout(BOUND),
+        ScriptedUpstream(questionless(rcode)) as server,
+        open_upstream(server.address) as upstream,
+    ):
+        await timed_out(upstream)
+        assert upstream.statistics().strays == 1
+
+
+async def test_our_reply_with_records_that_cannot_be_read_is_a_bad_response() -> None:
+    def cut_record(query: bytes) -> bytes:
+        # Our ID and question, one answer announced, and a record cut off after its name.
+        end = read_question(query).end
+        return query[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + query[12:end] + b"\xc0\x0c"
+
+    async with (
+        asyncio.timeout(BOUND),
+        ScriptedUpstream(cut_record) as server,
+        open_upstream(server.address) as upstream,
+    ):
+        with pytest.raises(BadResponse, match="malformed reply"):
+            await ask(upstream)
+        assert upstream.statistics().bad_responses == 1
+        assert_pool_balanced(upstream)
+
+
 async def test_reply_from_another_source_port_is_not_accepted(authority: Authority) -> None:
     authority.faults.other_port = True
     async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
@@ -259,26 +341,26 @@ async def test_garbage_is_a_stray_and_the_query_times_out(authority: Authority) 
         pytest.param("big.example.com.", TXT, 8, id="big-txt"),
     ],
 )
-async def test_truncated_udp_reply_falls_back_to_tcp_for_the_full_answer(
+async def test_a_truncated_udp_reply_is_reported_as_it_came_and_tcp_gets_it_whole(
     authority: Authority, name: str, qtype: int, expected: int
 ) -> None:
     authority.faults.always_tc = name == "www.example.com."
     async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
-        reply = await ask(upstream, name, qtype)
-        assert not read_header(reply).tc
-        assert len(DNSRecord.parse(reply).rr) == expected
+        truncated = await ask(upstream, name, qtype)
+        assert read_header(truncated).tc
+        whole = await ask(upstream, name, qtype, tcp=True)
+        assert not read_header(whole).tc
+        assert len(DNSRecord.parse(whole).rr) == expected
         assert upstream.statistics().tcp_queries == 1
         assert [q.transport for q in authority.queries] == ["udp", "tcp"]
-        assert authority.queries[0].id == authority.queries[1].id == read_header(reply).id
         assert_pool_balanced(upstream)
 
 
 async def test_tcp_closed_without_a_reply_is_a_bad_response(authority: Authority) -> None:
-    authority.faults.always_tc = True
     authority.faults.close_tcp = True
     async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
         with pytest.raises(BadResponse):
-            await ask(upstream)
+            await ask(upstream, tcp=True)
         assert upstream.statistics().bad_responses == 1
         assert_pool_balanced(upstream)
 
