@@ -1,6 +1,7 @@
 """Response policy decisions, without I/O: blocklists and RPZ zones (draft-vixie-dnsop-dns-rpz).
 
-A :class:`Policy` is built by ``resolver.policy`` from the configured files and is immutable;
+A :class:`Policy` is built by ``resolver.policy`` from the configured files and does not change
+(but for two bounded memos of its own: clients' parsed addresses, parent names' dotted forms);
 a reload builds a new one and puts it in the engine's place in one step. The engine asks it
 twice per query:
 
@@ -92,7 +93,6 @@ PASSTHRU = "passthru"
 DROP = "drop"
 TCP_ONLY = "tcp-only"
 LOCAL = "local"  # local data, a CNAME rewrite included
-ACTIONS = (NXDOMAIN_ACTION, NODATA, NULL, REFUSED_ACTION, PASSTHRU, DROP, TCP_ONLY, LOCAL)
 
 
 class Client(NamedTuple):
