@@ -100,7 +100,7 @@ def read_list(path: Path, fmt: str, *, field_name: str = "policy.lists.file") ->
     """Read the list at ``path`` in format ``fmt`` (``hosts``, ``domains``, ``adblock``).
     Raises ConfigError naming ``field_name`` when the file cannot be read."""
     try:
-        data = path.read_bytes().lower()
+        data = path.read_bytes().removeprefix(b"\xef\xbb\xbf").lower()  # a UTF-8 BOM
     except OSError as exc:
         raise ConfigError(field_name, f"{path}: {exc.strerror or exc}") from exc
     out = ListFile()

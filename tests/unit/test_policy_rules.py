@@ -12,6 +12,7 @@ import pytest
 
 from resolver.config import ListConfig, PolicyConfig, RpzConfig
 from resolver.engine.policy import (
+    BELOW,
     EDE_BLOCKED,
     EDE_CENSORED,
     EDE_FILTERED,
@@ -119,6 +120,14 @@ def test_bad_lines_are_counted_and_named_by_file_and_line(tmp_path: Path) -> Non
     assert content.bad == 2
     assert content.bad_lines[0].startswith(f"{path}:2: ")
     assert content.bad_lines[1].startswith(f"{path}:3: ")
+
+
+def test_windows_line_ends_and_a_byte_order_mark_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "crlf"
+    path.write_bytes(b"\xef\xbb\xbfads.example\r\n*.below.example\r\n")
+    content = read_list(path, "domains")
+    assert content.bad == 0
+    assert content.names == {b"ads.example": ITSELF | BELOW, b"below.example": BELOW}
 
 
 def test_many_bad_lines_name_only_the_first_few(tmp_path: Path) -> None:
