@@ -354,3 +354,17 @@ async def test_a_loop_of_rewrites_ends_in_servfail(authority: Authority, tmp_pat
     async with serving(authority, policy, tmp_path) as daemon:
         assert rcode(await ask(daemon, "a.loop.example")) == 2
         assert authority.queries == []
+
+
+async def test_a_zone_with_log_off_is_not_named_in_the_query_log(
+    authority: Authority, tmp_path: Path
+) -> None:
+    zone = RpzConfig(file=write(tmp_path, "quiet.zone", RPZ), log=False, name="quiet")
+    async with serving(authority, PolicyConfig(rpz=(zone,)), tmp_path) as daemon:
+        assert rcode(await ask(daemon, "mail.example.com")) == 3
+        line = query_log(daemon)[0]
+        assert line["source"] == "policy"
+        assert "policy" not in line
+        assert "rule" not in line
+        samples = metric_samples(exposition(daemon.readings)().decode())
+        assert samples['resolver_policy_hits_total{action="nxdomain",source="quiet"}'] == 1
