@@ -681,3 +681,33 @@ def test_a_missing_file_names_its_field(tmp_path: Path) -> None:
 
 def test_no_lists_and_no_zones_make_no_policy() -> None:
     assert PolicyLoader().load(PolicyConfig())[0] is None
+
+
+def test_the_path_for_any_client_decides_as_the_path_that_reads_the_client(
+    tmp_path: Path,
+) -> None:
+    zone = "*.wild.example CNAME .\nexact.wild.example CNAME *.\nx.example A 192.0.2.1\n"
+    lists = (("adblock", "||ads.example^\n@@||ok.ads.example^\n"), ("hosts", "0.0.0.0 h.example\n"))
+    (tmp_path / "a").mkdir()
+    anyone = policy_of(tmp_path / "a", zones=(zone,), lists=lists)
+    (tmp_path / "b").mkdir()
+    scoped_path = write(tmp_path / "b", "scoped", "unrelated.example\n")
+    rpz = RpzConfig(file=write(tmp_path / "b", "z.rpz", RPZ_HEAD + zone))
+    blocklists = tuple(
+        ListConfig(file=write(tmp_path / "b", f"l{i}", text), format=fmt)  # type: ignore[arg-type]
+        for i, (fmt, text) in enumerate(lists)
+    )
+    scoped = ListConfig(file=scoped_path, format="domains", clients=("10.9.9.0/24",))
+    reading, _ = PolicyLoader().load(PolicyConfig(rpz=(rpz,), lists=(*blocklists, scoped)))
+    assert reading is not None
+    assert not anyone.client_dependent
+    assert reading.client_dependent
+    for name in (
+        "a.wild.example", "b.a.wild.example", "wild.example", "exact.wild.example",
+        "x.example", "y.x.example", "ads.example", "s.ads.example", "ok.ads.example",
+        "h.example", "s.h.example", "other.example",
+    ):  # fmt: skip
+        one, other = before(anyone, name), before(reading, name)
+        assert (one is None) == (other is None), name
+        if one is not None and other is not None:
+            assert (one.rule.action, one.rule.text) == (other.rule.action, other.rule.text), name
