@@ -110,6 +110,7 @@ def _merge(base: dict[str, Any], section: str, key: str, value: object) -> None:
 SERVE_DEFAULTS = {
     "mode": "forward",
     "root_hints": "IANA's, shipped with resolver",
+    "trust_anchor": "IANA's root anchor, shipped with resolver",
     "listen": "127.0.0.1:53",
     "upstream": "none; at least one is needed",
     "policy": "sequential",
@@ -141,6 +142,12 @@ SERVE_DEFAULTS = {
     type=click.Path(path_type=Path, dir_okay=False),
     help="Root hints file (named.root format) for recursive mode.",
     show_default=SERVE_DEFAULTS["root_hints"],
+)
+@click.option(
+    "--trust-anchor",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="DNSSEC trust anchors: DS or DNSKEY records in master-file format.",
+    show_default=SERVE_DEFAULTS["trust_anchor"],
 )
 @click.option(
     "--listen",
@@ -227,6 +234,7 @@ def serve(
     config_path: Path | None,
     mode: str | None,
     root_hints: Path | None,
+    trust_anchor: Path | None,
     listen: tuple[str, ...],
     upstream: tuple[str, ...],
     policy: str | None,
@@ -284,10 +292,11 @@ def serve(
             fail(f"bad configuration: {exc}", EXIT_CONFIG)
 
     def load() -> Config:  # the start's, and SIGHUP's: the file read again, the flags on top
-        return build_serve_config(
+        config = build_serve_config(
             config_path,
             mode=mode,
             root_hints=root_hints,
+            trust_anchor=trust_anchor,
             listen=listen,
             upstream=upstream,
             policy=policy,
@@ -300,6 +309,11 @@ def serve(
             metrics=metrics,
             workers=workers,
         )
+        if config.dnssec.trust_anchors is not None:
+            from resolver.engine.validation import read_trust_anchors
+
+            read_trust_anchors(config.dnssec.trust_anchors)  # a bad file is refused now
+        return config
 
     try:
         config = load()
@@ -347,6 +361,7 @@ def build_serve_config(
     *,
     mode: str | None = None,
     root_hints: Path | None = None,
+    trust_anchor: Path | None = None,
     listen: tuple[str, ...] = (),
     upstream: tuple[str, ...] = (),
     policy: str | None = None,
@@ -375,6 +390,7 @@ def build_serve_config(
     _merge(data, "recursion" if recursive else "forwarder", "query_timeout", query_timeout)
     _merge(data, "recursion" if recursive else "transport", "randomize_case", randomize_case)
     _merge(data, "recursion", "root_hints", None if root_hints is None else str(root_hints))
+    _merge(data, "dnssec", "trust_anchors", None if trust_anchor is None else str(trust_anchor))
     _merge(data, "log", "query_log", None if query_log is None else str(query_log))
     _merge(data, "metrics", "listen", metrics)
     _merge(data, "server", "workers", workers)
@@ -390,8 +406,8 @@ def build_serve_config(
 @click.argument("path", metavar="FILE", type=click.Path(path_type=Path))
 def check_config(path: Path) -> None:
     """Check a TOML config file as 'resolver serve --config FILE' would read it (the hosts
-    file, root hints and the policy's lists and RPZ zones included), without starting
-    anything.
+    file, root hints, trust anchors and the policy's lists and RPZ zones included), without
+    starting anything.
 
     \b
     Exit codes:
@@ -412,6 +428,10 @@ def check_config(path: Path) -> None:
             local_answers(config)
             if config.mode == "recursive":
                 read_root_hints(config.recursion.root_hints)
+            if config.dnssec.trust_anchors is not None:
+                from resolver.engine.validation import read_trust_anchors
+
+                read_trust_anchors(config.dnssec.trust_anchors)
             from resolver.policy import PolicyLoader
 
             PolicyLoader().load(config.policy)

@@ -12,6 +12,7 @@ from typing import Any
 from resolver.config import (
     CacheConfig,
     Config,
+    DnssecConfig,
     DomainConfig,
     ForwarderConfig,
     ListConfig,
@@ -40,6 +41,8 @@ COMMENTED = {
     "metrics.listen",
     "policy.rpz",
     "policy.lists",
+    "dnssec.validation",
+    "dnssec.trust_anchors",
 }
 # Settings given a value other than the default, because the default does not start.
 NOT_DEFAULT = {"forwarder.upstreams"}
@@ -57,6 +60,7 @@ TABLES: dict[str, type[Any]] = {
     "policy": PolicyConfig,
     "policy.rpz": RpzConfig,
     "policy.lists": ListConfig,
+    "dnssec": DnssecConfig,
 }
 _UNCOMMENT = re.compile(r"^# ?(?=\[|\w+ +=)")
 _HEADER = re.compile(r"^\[\[?([\w.]+)\]\]?")
@@ -120,6 +124,7 @@ def test_the_example_gives_the_defaults() -> None:
         "recursion",
         "metrics",
         "policy",
+        "dnssec",
     ):
         for field in dataclasses.fields(getattr(config, table)):
             name = f"{table}.{field.name}"
