@@ -18,14 +18,12 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from resolver import __version__
-from resolver.errors import ConfigError, ResolverError, UpstreamError
+from resolver.errors import ConfigError, ResolverError
 
 if TYPE_CHECKING:
     import asyncio
 
     from resolver.config import Config
-    from resolver.dig import Address
-    from resolver.query import Invocation
     from resolver.workers import WorkerArgs
 
 T = TypeVar("T")
@@ -78,7 +76,8 @@ def main() -> None:
 
 
 def run() -> None:
-    """The console script and ``python -m resolver``: :func:`main`, then a quick exit.
+    """The commands of the console script (:mod:`resolver.console`): :func:`main`, then a quick
+    exit.
 
     Whatever is alive when a command ends lives until the process exits; freezing it keeps the
     collector from walking every imported module once more at shutdown, which costs a one-shot
@@ -671,117 +670,13 @@ def query(ctx: click.Context, args: tuple[str, ...]) -> None:
           port not 1-65535, multicast, broadcast, an unusable resolv.conf,
           no socket can be opened toward it)
     """
-    from resolver.query import parse_command_line, server_address
+    from resolver.query_main import execute
 
-    try:
-        invocation = parse_command_line(args, is_tty=sys.stdout.isatty())
-    except ResolverError as exc:
-        fail(f"{exc} (see 'resolver query --help')", EXIT_USAGE)
-    if invocation.help:
+    code = execute(args)
+    if code is None:
         click.echo(ctx.get_help())
         return
-    for warning in invocation.warnings:
-        click.echo(warning, err=True)
-    if invocation.trace:
-        sys.exit(_trace_each(invocation))
-    try:
-        server = server_address(
-            invocation.server,
-            invocation.port,
-            family=invocation.family,
-            env_server=os.environ.get("RESOLVER_SERVER"),
-            resolv_conf=invocation.resolv_conf,
-        )
-    except ConfigError as exc:
-        fail(f"unusable server address: {exc}", EXIT_BAD_SERVER)
-    sys.exit(_ask_each(invocation, server))
-
-
-def _ask_each(invocation: Invocation, server: Address) -> int:
-    """Ask every question in turn and print each reply; the exit code of the worst outcome."""
-    from resolver.dig import format_json, format_short, format_text
-    from resolver.stub import ask
-
-    display = invocation.display
-    # dig prints a stray reply's warning on stdout, +short or not; JSON output keeps stdout JSON.
-    to_stderr = display.style == "json"
-    code = 0
-    for question in invocation.questions:
-        try:
-            reply = ask(
-                server,
-                question,
-                invocation.options,
-                lambda line: click.echo(line, err=to_stderr),
-                idnout=display.idnout,
-            )
-        except ConfigError as exc:
-            fail(f"unusable server address: {exc.reason}", EXIT_BAD_SERVER)
-        except UpstreamError as exc:
-            click.echo(f"resolver: error: no reply: {exc}", err=True)
-            code = EXIT_NO_REPLY
-            continue
-        except (ResolverError, OSError) as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            fail("interrupted", EXIT_INTERRUPTED)
-        if display.style == "json":
-            click.echo(format_json(reply), nl=False)
-        elif display.style == "short":
-            click.echo(format_short(reply), nl=False)
-        else:
-            click.echo(format_text(reply, display), nl=False)
-    return code
-
-
-def _trace_each(invocation: Invocation) -> int:
-    """``+trace``: resolve every question from the root hints, printing each step as it
-    happens and then the answer; the exit code of the worst outcome."""
-    from resolver.config import RecursionConfig
-    from resolver.dig import format_short, format_text
-    from resolver.engine.hints import read_root_hints
-    from resolver.stub import families
-    from resolver.trace import trace
-    from resolver.wire import qtype_name
-
-    try:
-        hints = read_root_hints(invocation.root_hints)
-    except ConfigError as exc:
-        fail(f"--root-hints: {exc.reason}", EXIT_USAGE)
-    config = RecursionConfig(root_hints=invocation.root_hints, port=invocation.port or 53)
-    usable = families() if invocation.family is None else frozenset({invocation.family})
-    source = invocation.root_hints or "IANA's, shipped with resolver"
-    display = invocation.display
-    code = 0
-    # dig's text ends with a blank line after its statistics; other output needs one between.
-    apart = display.style != "text" or not display.stats
-    for index, question in enumerate(invocation.questions):
-        if index and apart:
-            click.echo("")
-        asked = f"{question.name} {qtype_name(question.qtype)}"
-        click.echo(f";; {asked} from the root hints ({source})")
-        try:
-            result = trace(
-                question,
-                config=config,
-                hints=hints,
-                families=usable,
-                echo=click.echo,
-                tcp=invocation.options.tcp,
-            )
-        except (ResolverError, OSError) as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            fail("interrupted", EXIT_INTERRUPTED)
-        click.echo("")
-        if result.reply is None:
-            click.echo(f"resolver: error: {asked}: {result.failure}", err=True)
-            code = EXIT_NO_REPLY
-        elif display.style == "short":
-            click.echo(format_short(result.reply), nl=False)
-        else:
-            click.echo(format_text(result.reply, display), nl=False)
-    return code
+    sys.exit(code)
 
 
 # ----------------------------------------------------------------------------- demo

@@ -15,7 +15,6 @@ import base64
 import ipaddress
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
@@ -75,8 +74,7 @@ _STOPS = (24, 32, 40, 48)
 _MULTILINE_STOPS = (24, 24, 24, 32)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Display:
+class Display(NamedTuple):
     """What to print, as dig's display options say: ``style`` text (dig's layout), short
     (``+short``) or json; in text, which parts (``+[no]comments``, ``+[no]question``,
     ``+[no]answer``, ``+[no]authority``, ``+[no]additional``, ``+[no]stats``); ``multiline``
