@@ -30,7 +30,9 @@ ADDR:PORT, ``type`` a question type, or ``other`` for those not counted by name)
 * ``resolver_pool_sockets{to,state}`` (idle, in_use), ``resolver_pool_waiting{to}``,
   ``resolver_pool_sockets_created_total{to}``, ``resolver_pool_sockets_retired_total{to}``;
 * ``resolver_dnssec_answers_total{result}`` (secure, insecure, bogus, indeterminate): the
-  verdicts of the validator on the answers of recursive mode;
+  verdicts of the validator on the answers resolved or forwarded;
+* ``resolver_policy_hits_total{source,action}``: the response policy's hits, by list or RPZ
+  zone and action;
 * ``resolver_reloads_total{result}``, ``resolver_build_info{version}``.
 
 A reload that builds a new engine starts the upstream and pool counters afresh (Prometheus
@@ -252,6 +254,15 @@ def _dns(readings: Readings) -> Iterator[Metric]:
         "Questions that waited for the same question already in flight upstream.",
         engine.coalesced,
     )
+    hits = CounterMetricFamily(
+        "resolver_policy_hits",
+        "Questions and answers the response policy matched, by list or RPZ zone and action "
+        "(passthru included).",
+        labels=["source", "action"],
+    )
+    for source, action, count in engine.policy_hits:
+        hits.add_metric([source, action], count)
+    yield hits
     yield GaugeMetricFamily(
         "resolver_dns_inflight", "Queries being resolved now.", value=server.inflight
     )
