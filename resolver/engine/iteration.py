@@ -714,7 +714,10 @@ class Iteration:
                     # is read only for that (it costs as much as the rest of the reply).
                     self._learn_own_servers(frame, self._authority(message, zone)[1], now)
                 self._learn_answer([*chain, *found], aa, now)
-                self._keep(frame, answers, [*chain, *found], authority, inside)
+                # A DO client gets a wildcard answer's NSEC records: only then is the
+                # authority section read here.
+                proofs = self._authority(message, zone)[1] if self._do else []
+                self._keep(frame, answers, [*chain, *found], proofs, proofs)
                 self._step("answer", now)
                 return self._complete(frame, NOERROR, found, (), now)
             link = self._link(answers, current, zone)
