@@ -525,17 +525,21 @@ class Engine:
     def _servers_on_path(self, name: bytes) -> list[NameServers]:
         """The zone cuts a recursive resolution of ``name`` follows, as the delegation cache
         knows them now (just learnt for a fresh answer), with their name servers' known
-        addresses; none for a name under a domain forwarded to upstreams."""
+        addresses (when a zone has rpz-nsip triggers); none for a name under a domain
+        forwarded to upstreams."""
         delegations = self.delegations
         assert delegations is not None
         if self._route(name).upstreams:
             return []
         now = (self._loop or asyncio.get_running_loop()).time()  # the iterations' clock
+        policy = self.response_policy
+        with_addresses = policy is not None and policy.nsips_checked
         found = []
         for cut in delegations.cuts(name, now):
             addresses: list[str] = []
-            for server in cut.servers:
-                addresses += delegations.addresses(server, now) or ()
+            if with_addresses:  # only rpz-nsip triggers read them
+                for server in cut.servers:
+                    addresses += delegations.addresses(server, now) or ()
             found.append(NameServers(cut.name, cut.servers, tuple(addresses)))
         return found
 

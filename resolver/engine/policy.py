@@ -357,6 +357,7 @@ class Policy:
         "_names_checked",
         "_parents",
         "_servers_checked",
+        "nsips_checked",
         "allows",
         "blocks",
         "client_dependent",
@@ -388,6 +389,8 @@ class Policy:
         )
         self._ips_checked = any(zone.ips for zone in self.zones)
         self._servers_checked = any(zone.server_triggers for zone in self.zones)
+        # Whether a path's addresses are read (a path may leave them out when not).
+        self.nsips_checked = any(zone.nsips for zone in self.zones)
         self._client_memo: dict[str, tuple[int, int] | None] = {}
         # The dotted suffixes of recent questions' parent names: questions come in crowds
         # below a few domains, and a name's own label is then all there is to convert.
