@@ -357,11 +357,11 @@ class Policy:
         "_names_checked",
         "_parents",
         "_servers_checked",
-        "nsips_checked",
         "allows",
         "blocks",
         "client_dependent",
         "ede",
+        "nsips_checked",
         "ttl",
         "zones",
     )
