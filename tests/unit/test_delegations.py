@@ -185,3 +185,20 @@ def test_the_cuts_on_the_way_to_a_name_are_the_known_zones_deepest_first(
     # The root is left out; an expired cut is no longer on the way.
     assert [cut.name for cut in delegations.cuts(wire("www.example.com."), 20.0)] == [wire("com.")]
     assert delegations.cuts(wire("org."), 1.0) == []
+
+
+def test_rrsets_live_in_the_cache_that_an_engine_made_by_a_reload_takes_over() -> None:
+    from resolver.cache import Cache
+    from resolver.config import ForwarderConfig, RecursionConfig
+    from resolver.engine import Engine
+
+    cache = Cache()
+    recursion = RecursionConfig(root_hints=FIXTURES / "root.hints")
+    first = Engine(ForwarderConfig(), cache=cache, recursion=recursion)
+    second = Engine(ForwarderConfig(), cache=cache, recursion=recursion)
+    assert first.delegations is not None
+    assert second.delegations is not None
+    assert first.delegations.rrsets is cache.rrsets is second.delegations.rrsets
+    without = Engine(ForwarderConfig(), recursion=recursion)  # no cache: a store of its own
+    assert without.delegations is not None
+    assert without.delegations.rrsets is not cache.rrsets
