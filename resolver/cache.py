@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from resolver.config import CacheConfig
 from resolver.errors import WireError
-from resolver.wire.raw import HEADER_SIZE, NOERROR, NXDOMAIN, SERVFAIL
+from resolver.wire.raw import HEADER_SIZE, NOERROR, NXDOMAIN, SERVFAIL, as_bytes
 from resolver.wire.ttl import decrement_ttls_into, scan, set_ttls_into
 
 _ONE = b"\x00\x01"
@@ -261,7 +261,9 @@ class Cache:
         entry._flags = flags | _PREFETCHED
         return True
 
-    def put(self, key: CacheKey, reply: bytes, now: float | None = None) -> CacheEntry | None:
+    def put(
+        self, key: CacheKey, reply: bytes | bytearray, now: float | None = None
+    ) -> CacheEntry | None:
         """Store ``reply`` (the full upstream reply to the query ``key`` came from) if cacheable.
 
         Returns the new entry, or None when the reply is not cached: truncated, an rcode other
@@ -273,6 +275,7 @@ class Cache:
         recently used entry. Raises WireError if ``reply`` is malformed or has not exactly one
         question, ValueError if its question is not the one ``key`` was made from.
         """
+        reply = as_bytes(reply)  # a copy of a caller's bytearray: changing it changes no entry
         info = scan(reply)
         # The question compared in place (scan has checked the message's structure): a reply's
         # question name is never compressed, as nothing comes before it to point to.
@@ -291,7 +294,7 @@ class Cache:
         if kind == _FAILURE and self._servable(key, now):
             return None
         ttls = info.ttls
-        stored = bytes(reply)  # no copy for bytes; a caller's bytearray must not change it
+        stored = reply
         if kind == _POSITIVE:
             floor, ceiling = self._config.ttl_floor, self._config.ttl_ceiling
             if ttls and (min(ttls) < floor or max(ttls) > ceiling):  # else all stay as they are

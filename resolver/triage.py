@@ -30,6 +30,7 @@ from resolver.wire.raw import (
     TYPE_IXFR,
     QueryEdns,
     Question,
+    as_bytes,
     error_reply,
     read_query_edns,
     read_question,
@@ -124,10 +125,13 @@ def triage(query: bytes, allowed: Callable[[], bool]) -> Local | Parsed:
     return Parsed(question, edns, bool(query[3] & _CD_LOW))
 
 
-def for_client(reply: bytes, query: bytes, parsed: Parsed, ede: int | None = None) -> bytes:
+def for_client(
+    reply: bytes | bytearray, query: bytes | bytearray, parsed: Parsed, ede: int | None = None
+) -> bytes:
     """A normalized reply made this client's: its ID, its RD, its question case, our OPT
     (carrying ``ede`` if given), AD only if the client asked with AD or DO (RFC 6840 section
     5.8). Raises WireError if the reply is for another question."""
+    reply, query = as_bytes(reply), as_bytes(query)
     end = parsed.question.end
     if reply[12:end].lower() != query[12:end].lower():
         raise WireError("reply question does not match the query")
