@@ -1,28 +1,41 @@
-"""The answer cache: whole replies kept as wire bytes, served by copy + patch.
+"""The cache: the one home of what the engine knows about a question.
 
 Plain synchronous code with an injected clock (monotonic seconds), so every decision is tested
-without a loop or a sleep. What is cached, and for how long:
+without a loop or a sleep. One entry per question (``CacheKey``), found with one lookup, holds
+whichever of these the engine learnt last:
 
-* positive answers for their smallest record TTL, clamped to ``ttl_floor``..``ttl_ceiling``;
-* negative answers (NXDOMAIN, NODATA) for min(SOA TTL, SOA MINIMUM) as RFC 2308 section 5 asks,
-  capped by ``negative_ttl_max`` and ``ttl_ceiling``; without an SOA they are not cached;
-* SERVFAIL for ``servfail_ttl`` seconds (at most 30), never served stale;
+* a positive answer, kept for its smallest record TTL, clamped to ``ttl_floor``..``ttl_ceiling``;
+* a negative answer (NXDOMAIN, NODATA), kept for min(SOA TTL, SOA MINIMUM) as RFC 2308 section 5
+  asks, capped by ``negative_ttl_max`` and ``ttl_ceiling``; without an SOA it is not kept;
+* a failure (RFC 9520): a SERVFAIL relayed from upstream, or a resolution that got no usable
+  reply at all (every server silent or unreachable), with the Extended DNS Error that said why;
+  kept ``servfail_ttl`` seconds (at most 30), never served stale, and never stored over an
+  answer that can still be served stale;
 * never: truncated replies, other rcodes, anything whose lifetime comes out as 0.
 
 Expired answers stay ``stale_max`` seconds more for serve-stale (RFC 8767): ``get`` reports them
-as STALE and ``serve`` gives them ``stale_ttl`` (30 s, RFC 8767 section 4). A fresh hit in the
-last ``prefetch_fraction`` of its lifetime asks for a refresh once per entry.
+as STALE and ``serve`` gives them ``stale_ttl`` (30 s, RFC 8767 section 4). When a refresh of
+such an answer fails, ``hold`` marks it: for ``STALE_RECHECK`` seconds ``get`` reports it HELD,
+to be served at once without asking again (RFC 8767 section 5). A fresh hit in the last
+``prefetch_fraction`` of its lifetime asks for a refresh once per entry.
+
+Beside the entries, the finished replies the server sent for recent hits (``Rendered``), keyed by
+the query's bytes after its ID, so that an exact repeat is answered at the listener with one
+lookup; each is valid only until the moment the engine gave for it (at most the end of the
+current second of its entry's age), and they go with ``clear``.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 import struct
 import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 from resolver.config import CacheConfig
@@ -34,6 +47,7 @@ _ONE = b"\x00\x01"
 _TYPE_CLASS = struct.Struct("!HH")
 
 __all__ = [
+    "STALE_RECHECK",
     "Cache",
     "CacheConfig",
     "CacheEntry",
@@ -41,18 +55,30 @@ __all__ = [
     "CacheKey",
     "CacheStatistics",
     "Freshness",
+    "Rendered",
 ]
 
-_MAX_SERVFAIL_TTL = 30
+STALE_RECHECK = 30.0
+"""Seconds a stale answer whose refresh failed is served without asking again (RFC 8767
+section 5, its example value)."""
+
+_RENDERED_MAX = 10_000  # finished replies kept for repeats; each lives a second at most
+
+# The cache file (``Cache.save``): this line, then per entry its fixed part and then the key's
+# name and the stored reply. Times are wall-clock seconds: the monotonic clock restarts.
+_FILE_MAGIC = b"resolver cache file 1\n"
+_FILE_ENTRY = struct.Struct("!BHHBdI")  # name length, qtype, qclass, do | cd << 1, stored, length
 
 _U16 = struct.Struct("!H")
 
-# CacheEntry._flags: the kind in the low bits, then whether a prefetch was already requested.
+# CacheEntry._flags: the kind in the low bits, then whether a prefetch was already requested,
+# then (failures only) the Extended DNS Error info code plus one (0: none).
 _POSITIVE = 0
 _NEGATIVE = 1
 _FAILURE = 2
 _KIND_MASK = 0x3
 _PREFETCHED = 0x4
+_EDE_SHIFT = 8
 
 
 class CacheKey(NamedTuple):
@@ -76,12 +102,14 @@ class CacheKey(NamedTuple):
 
 
 class Freshness(enum.Enum):
-    """How a cached answer stands when looked up."""
+    """How a cached entry stands when looked up."""
 
     FRESH = "fresh"
-    """Within its TTL: serve it."""
+    """Within its lifetime: serve it (a failure entry: fail at once, without asking)."""
     STALE = "stale"
     """Past its TTL but within ``stale_max``: refresh it, and serve it only if that fails."""
+    HELD = "held"
+    """Stale, and a refresh failed less than ``STALE_RECHECK`` seconds ago: serve it at once."""
 
 
 class CacheEntry:
@@ -91,21 +119,23 @@ class CacheEntry:
     TTL field offsets packed as native uint16, the store time, the lifetime and a flags int.
     """
 
-    __slots__ = ("_flags", "_lifetime", "_offsets", "_reply", "_stored_at")
+    __slots__ = ("_flags", "_held_until", "_lifetime", "_offsets", "_reply", "_stored_at")
 
     def __init__(
-        self, reply: bytes, offsets: bytes, stored_at: float, lifetime: int, kind: int
+        self, reply: bytes, offsets: bytes, stored_at: float, lifetime: int, flags: int
     ) -> None:
         self._reply = reply
         self._offsets = offsets
         self._stored_at = stored_at
         self._lifetime = lifetime
-        self._flags = kind
+        self._flags = flags
+        self._held_until = 0.0
 
     @property
-    def reply(self) -> bytes:
-        """The reply as stored: upstream ID and question case, TTLs as of ``stored_at``."""
-        return self._reply
+    def reply(self) -> bytes | None:
+        """The reply as stored: upstream ID and question case, TTLs as of ``stored_at``; None
+        for a failure that got no reply at all."""
+        return self._reply or None
 
     @property
     def ttl_offsets(self) -> tuple[int, ...]:
@@ -134,8 +164,14 @@ class CacheEntry:
 
     @property
     def failure(self) -> bool:
-        """True for a cached SERVFAIL."""
+        """True for a remembered failure: a SERVFAIL reply, or a resolution without one."""
         return self._flags & _KIND_MASK == _FAILURE
+
+    @property
+    def ede(self) -> int | None:
+        """A failure's Extended DNS Error info code (RFC 8914), or None."""
+        code = self._flags >> _EDE_SHIFT
+        return code - 1 if code else None
 
     def __repr__(self) -> str:
         kind = ("positive", "negative", "servfail")[self._flags & _KIND_MASK]
@@ -153,12 +189,31 @@ class CacheHit(NamedTuple):
     needs_prefetch: bool
 
 
+class Rendered:
+    """A finished reply the server sent for a question, kept so that an exact repeat of the
+    query is answered with one lookup: the reply's bytes after its ID, until when they stay
+    the answer (cache clock), the question's name (as asked) and type, and ``tag``, an int of
+    the server's own (what it counts the reply as)."""
+
+    __slots__ = ("name", "qtype", "reply_tail", "tag", "until")
+
+    def __init__(self, reply_tail: bytes, until: float, name: bytes, qtype: int, tag: int) -> None:
+        self.reply_tail = reply_tail
+        self.until = until
+        self.name = name
+        self.qtype = qtype
+        self.tag = tag
+
+
 @dataclass(frozen=True, slots=True)
 class CacheStatistics:
     """Counts since the cache was made. Each ``get`` adds one to hits, stale_hits or misses.
 
     ``evictions`` counts entries pushed out by ``max_entries``, ``expired`` those dropped
-    because they were past their stale window when looked up, ``inserts`` stored replies.
+    because they were past their stale window when looked up, ``inserts`` stored replies,
+    ``failures`` failures stored without a reply, ``holds`` stale answers held after a failed
+    refresh; ``repeats`` queries answered from a rendered reply, ``rendered`` how many are
+    kept now.
     """
 
     entries: int
@@ -168,6 +223,10 @@ class CacheStatistics:
     evictions: int
     expired: int
     inserts: int
+    failures: int = 0
+    holds: int = 0
+    repeats: int = 0
+    rendered: int = 0
 
 
 class Cache:
@@ -183,12 +242,16 @@ class Cache:
         self._config = config if config is not None else CacheConfig()
         self._clock = clock
         self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
+        self._rendered: dict[bytes, Rendered] = {}
         self._hits = 0
         self._misses = 0
         self._stale_hits = 0
         self._evictions = 0
         self._expired = 0
         self._inserts = 0
+        self._failures = 0
+        self._holds = 0
+        self._repeats = 0
 
     @property
     def config(self) -> CacheConfig:
@@ -198,8 +261,11 @@ class Cache:
         """Apply ``config`` without a flush (a reload). Entries already stored keep the
         lifetimes and TTLs they were stored with; the stale window, stale TTL and prefetch
         fraction apply to them from now on, and a smaller ``max_entries`` evicts the least
-        recently used entries at once (counted as evictions). ``enabled`` is not looked at."""
+        recently used entries at once (counted as evictions); the rendered replies are dropped
+        (what they were made from may have changed with the reload). ``enabled`` is not
+        looked at."""
         self._config = config
+        self._rendered.clear()
         entries = self._entries
         while len(entries) > config.max_entries:
             entries.popitem(last=False)
@@ -224,10 +290,10 @@ class Cache:
         """Look ``key`` up; None on a miss.
 
         A hit is FRESH within the entry's lifetime, STALE after it for up to ``stale_max``
-        seconds (never for a SERVFAIL); beyond that the entry is dropped and this is a miss.
-        A hit marks the entry most recently used. ``needs_prefetch`` is True on the first FRESH
-        hit in the last ``prefetch_fraction`` of a positive or negative entry's lifetime, and
-        never again for that entry. Raises nothing.
+        seconds (never for a failure), HELD instead of STALE while ``hold`` is in force; beyond
+        that the entry is dropped and this is a miss. A hit marks the entry most recently used.
+        ``needs_prefetch`` is True on the first FRESH hit in the last ``prefetch_fraction`` of a
+        positive or negative entry's lifetime, and never again for that entry. Raises nothing.
         """
         entry = self._entries.get(key)
         if entry is None:
@@ -249,6 +315,8 @@ class Cache:
             return None
         self._stale_hits += 1
         self._entries.move_to_end(key)
+        if entry._held_until > now:
+            return CacheHit(entry, Freshness.HELD, False)
         return CacheHit(entry, Freshness.STALE, False)
 
     def _prefetch_due(self, entry: CacheEntry, remaining: float) -> bool:
@@ -308,14 +376,17 @@ class Cache:
             set_ttls_into(buf, info.offsets, [min(t, lifetime) for t in ttls])
             stored = bytes(buf)
         entry = CacheEntry(stored, array("H", info.offsets).tobytes(), now, lifetime, kind)
+        self._store(key, entry)
+        self._inserts += 1
+        return entry
+
+    def _store(self, key: CacheKey, entry: CacheEntry) -> None:
         entries = self._entries
         entries[key] = entry
         entries.move_to_end(key)
-        self._inserts += 1
         while len(entries) > self._config.max_entries:
             entries.popitem(last=False)
             self._evictions += 1
-        return entry
 
     def _lifetime(
         self, rcode: int, negative: bool, negative_ttl: int | None, min_ttl: int | None
@@ -344,6 +415,60 @@ class Cache:
         if entry is None or entry._flags & _KIND_MASK == _FAILURE:
             return False
         return now - entry._stored_at < entry._lifetime + self._config.stale_max
+
+    def fail(self, key: CacheKey, ede: int | None, now: float | None = None) -> CacheEntry | None:
+        """Remember that resolving ``key`` got no usable reply (RFC 9520), with the Extended
+        DNS Error that says why, for ``servfail_ttl`` seconds: ``get`` then reports a FRESH
+        failure entry without a reply. Returns the entry, or None when nothing is stored:
+        ``servfail_ttl`` is 0, or ``key`` has an answer that can still be served (``hold``
+        is what applies to it). Raises nothing."""
+        if now is None:
+            now = self._clock()
+        ttl = self._config.servfail_ttl
+        if ttl <= 0 or self._servable(key, now):
+            return None
+        flags = _FAILURE | ((ede + 1) << _EDE_SHIFT if ede is not None else 0)
+        entry = CacheEntry(b"", b"", now, ttl, flags)
+        self._store(key, entry)
+        self._failures += 1
+        return entry
+
+    def hold(self, key: CacheKey, now: float | None = None) -> CacheEntry | None:
+        """A refresh of ``key`` failed: if it has an expired answer still within ``stale_max``,
+        mark it HELD for ``STALE_RECHECK`` seconds (served at once, not asked again) and return
+        it; else None. Raises nothing."""
+        if now is None:
+            now = self._clock()
+        entry = self._entries.get(key)
+        if entry is None or entry._flags & _KIND_MASK == _FAILURE:
+            return None
+        age = now - entry._stored_at
+        if not entry._lifetime <= age < entry._lifetime + self._config.stale_max:
+            return None
+        entry._held_until = now + STALE_RECHECK
+        self._holds += 1
+        return entry
+
+    def render(self, query_tail: bytes, rendered: Rendered) -> None:
+        """Keep ``rendered``, the finished reply to the query whose bytes after the ID are
+        ``query_tail``, until ``rendered.until``. At most 10 000 are kept (all are dropped
+        when that is reached: none lives longer than a second). Raises nothing."""
+        kept = self._rendered
+        if len(kept) >= _RENDERED_MAX:
+            kept.clear()
+        kept[query_tail] = rendered
+
+    def repeat(self, query_tail: bytes, now: float) -> Rendered | None:
+        """The rendered reply for the query whose bytes after the ID are ``query_tail``, if
+        one is kept and still valid at ``now``; counted as a repeat. Raises nothing."""
+        rendered = self._rendered.get(query_tail)
+        if rendered is None:
+            return None
+        if rendered.until <= now:
+            del self._rendered[query_tail]
+            return None
+        self._repeats += 1
+        return rendered
 
     def serve(
         self,
@@ -377,13 +502,96 @@ class Cache:
             set_ttls_into(buf, offsets, self._config.stale_ttl)
         return bytes(buf)
 
+    def save(self, path: Path, wall_now: float | None = None) -> int:
+        """Write every answer that could still be served (fresh or stale; not failures, holds
+        or rendered replies) to ``path``, least recently used first, with its store time on the
+        wall clock (``wall_now``: time.time() when None); written beside it and renamed over
+        it, so a reader sees the old file or the new one. Returns how many were written.
+        Raises OSError."""
+        if wall_now is None:
+            wall_now = time.time()
+        now = self._clock()
+        stale_max = self._config.stale_max
+        parts = [_FILE_MAGIC]
+        count = 0
+        for key, entry in self._entries.items():
+            if entry._flags & _KIND_MASK == _FAILURE:
+                continue
+            age = now - entry._stored_at
+            if age >= entry._lifetime + stale_max:
+                continue
+            flags = int(key.do) | int(key.cd) << 1
+            fixed = _FILE_ENTRY.pack(
+                len(key.name), key.qtype, key.qclass, flags, wall_now - age, len(entry._reply)
+            )
+            parts += (fixed, key.name, entry._reply)
+            count += 1
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with temporary.open("wb") as file:
+                file.write(b"".join(parts))
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return count
+
+    def restore(self, path: Path, wall_now: float | None = None) -> int:
+        """Read the answers ``save`` wrote to ``path``, each aged by the wall-clock time since
+        it was stored (``wall_now``: time.time() when None); those past their stale window are
+        left out, and the rest are stored as ``put`` stores a reply (checked the same way).
+        Returns how many were stored. Raises OSError when the file cannot be read, WireError
+        when it is not a cache file or is damaged; nothing of it is kept then."""
+        data = path.read_bytes()
+        if not data.startswith(_FILE_MAGIC):
+            raise WireError(f"{path} is not a cache file of this version")
+        if wall_now is None:
+            wall_now = time.time()
+        now = self._clock()
+        stale_max = self._config.stale_max
+        restored: list[CacheKey] = []
+        pos = len(_FILE_MAGIC)
+        try:
+            while pos < len(data):
+                if pos + _FILE_ENTRY.size > len(data):
+                    raise WireError(f"{path} is cut off at byte {pos}")
+                name_length, qtype, qclass, flags, stored, length = _FILE_ENTRY.unpack_from(
+                    data, pos
+                )
+                pos += _FILE_ENTRY.size
+                end = pos + name_length + length
+                if end > len(data):
+                    raise WireError(f"{path} is cut off at byte {pos}")
+                name, reply = data[pos : pos + name_length], data[pos + name_length : end]
+                pos = end
+                key = CacheKey.of(name, qtype, qclass, do=bool(flags & 1), cd=bool(flags & 2))
+                age = max(0.0, wall_now - stored)  # a clock set back ages nothing
+                try:
+                    entry = self.put(key, reply, now - age)
+                except ValueError as exc:
+                    raise WireError(f"{path}: an entry does not match its key") from exc
+                if entry is None:
+                    continue
+                if age >= entry._lifetime + stale_max:
+                    del self._entries[key]
+                    continue
+                restored.append(key)
+        except WireError:
+            for key in restored:
+                self._entries.pop(key, None)
+            raise
+        return len(restored)
+
     def remove(self, key: CacheKey) -> bool:
         """Drop the entry for ``key``; return whether there was one. Counts nothing."""
         return self._entries.pop(key, None) is not None
 
     def clear(self) -> None:
-        """Drop every entry; the counters keep counting."""
+        """Drop every entry and rendered reply; the counters keep counting."""
         self._entries.clear()
+        self._rendered.clear()
 
     def statistics(self) -> CacheStatistics:
         """A snapshot of the counters and the current number of entries."""
@@ -395,6 +603,10 @@ class Cache:
             evictions=self._evictions,
             expired=self._expired,
             inserts=self._inserts,
+            failures=self._failures,
+            holds=self._holds,
+            repeats=self._repeats,
+            rendered=len(self._rendered),
         )
 
     def __repr__(self) -> str:

@@ -345,7 +345,9 @@ class CacheConfig:
     5 (long enough to absorb a retry storm, short enough that a fixed upstream is seen quickly;
     at most 30, 0 disables); ``stale_max`` 86 400 (RFC 8767 suggests one to three days, 0
     disables serve-stale); ``stale_ttl`` 30 (RFC 8767 section 4); ``prefetch_fraction`` 0.1
-    (the last tenth of the lifetime, as Unbound's prefetch; 0 disables).
+    (the last tenth of the lifetime, as Unbound's prefetch; 0 disables). ``file``: where the
+    answers are written at a clean stop and read back at start, aged by the wall-clock time in
+    between (None: the cache starts empty).
 
     Raises ConfigError naming the field when a value is out of range or of the wrong type.
     """
@@ -359,9 +361,11 @@ class CacheConfig:
     stale_max: int = 86_400
     stale_ttl: int = 30
     prefetch_fraction: float = 0.1
+    file: Path | None = None
 
     def __post_init__(self) -> None:
         _check_bool("cache.enabled", self.enabled)
+        _check_path("cache.file", self.file)
         _check_int("cache.max_entries", self.max_entries, 1, 2**40)
         _check_int("cache.ttl_ceiling", self.ttl_ceiling, 1, _MAX_TTL)
         _check_int("cache.ttl_floor", self.ttl_floor, 0, self.ttl_ceiling)
@@ -642,7 +646,7 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
             value = tuple(
                 _build(DomainConfig, f"{name}[{index}]", item) for index, item in enumerate(value)
             )
-        elif key in ("hosts", "query_log", "root_hints"):
+        elif key in ("hosts", "query_log", "root_hints", "file"):
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(name, "must be the path of a file")
             value = Path(value)

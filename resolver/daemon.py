@@ -31,6 +31,7 @@ from resolver.config import Address, Config
 from resolver.engine import Engine
 from resolver.engine.hints import RootHints, read_root_hints
 from resolver.engine.local import LocalAnswers
+from resolver.errors import WireError
 from resolver.hosts import HostsEntry, read_hosts
 from resolver.metrics import CONTENT_TYPE, MetricsEndpoint, Readings, exposition
 from resolver.querylog import QueryLog
@@ -153,6 +154,7 @@ class Daemon:
         UpstreamError when no upstream can be used; whatever was opened (or given) is closed
         again then."""
         try:
+            self._restore_cache()
             await self.engine.start()
             await self.server.start()
             if self.metrics is not None:
@@ -160,6 +162,33 @@ class Daemon:
         except BaseException:
             await self.aclose()
             raise
+
+    def _restore_cache(self) -> None:
+        """Warm the cache from ``cache.file``; a missing, unreadable or foreign file is one
+        warning, and the cache starts empty."""
+        cache, path = self.engine.cache, self.config.cache.file
+        if cache is None or path is None:
+            return
+        try:
+            count = cache.restore(path)
+        except FileNotFoundError:
+            log.info("cache file %s does not exist yet: the cache starts empty", path)
+        except (OSError, WireError) as exc:
+            log.warning("cache file not read, the cache starts empty: %s", exc)
+        else:
+            log.info("cache: %d answers read from %s", count, path)
+
+    def _save_cache(self) -> None:
+        """Write the cache to ``cache.file`` (a clean stop); a failure is one warning."""
+        cache, path = self.engine.cache, self.config.cache.file
+        if cache is None or path is None:
+            return
+        try:
+            count = cache.save(path)
+        except OSError as exc:
+            log.warning("cache file not written: %s", exc)
+        else:
+            log.info("cache: %d answers written to %s", count, path)
 
     def request_stop(self) -> None:
         """Stop gracefully (SIGTERM, SIGINT); safe from a signal handler."""
@@ -185,6 +214,7 @@ class Daemon:
             chores.cancel()
             await asyncio.gather(chores, return_exceptions=True)
             await self.aclose()
+            self._save_cache()
 
     async def _chores(self) -> None:
         while True:

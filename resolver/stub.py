@@ -1,12 +1,14 @@
 """The stub client behind ``resolver query``: one question to one server over plain sockets.
 
 UDP first, each try on a fresh socket whose source port the kernel picks, with a fresh random
-ID from :mod:`secrets`; TCP when the reply is truncated or TCP is asked for. Every reply is
-matched as RFC 5452 section 9.1 asks (source address and port, ID, QR, opcode, question); one
-that does not match is reported through ``warn`` in dig's words and the socket keeps listening
-until the try's deadline. With 0x20 asked for (``resolver query +trace``, whose queries go to
-authorities), the name's case is randomised and a reply must echo it. Blocking sockets with
-timeouts: a one-shot query needs no event loop and no pool.
+ID from :mod:`secrets`; TCP when the reply is truncated or TCP is asked for. Queries are built
+and replies matched by :mod:`resolver.wire.query`, as the daemon's transport does: RFC 5452
+section 9.1 (source address and port here, then ID, QR, opcode, question; an error reply
+without a question is taken); one that does not match is reported through ``warn`` in dig's
+words and the socket keeps listening until the try's deadline. With 0x20 asked for
+(``resolver query +trace``, whose queries go to authorities), the name's case is randomised,
+afresh for each try, and a reply must echo it. Blocking sockets with timeouts: a one-shot
+query needs no event loop and no pool.
 """
 
 from __future__ import annotations
@@ -31,18 +33,9 @@ from resolver.errors import (
     WireError,
 )
 from resolver.query import QueryOptions, Question
-from resolver.wire import (
-    NOERROR,
-    build_query,
-    name_to_text,
-    qclass_name,
-    qtype_name,
-    read_header,
-    read_question,
-)
-from resolver.wire import randomize_case as _randomize_case
+from resolver.wire import CASE_DIFFERS, make_query, read_header, reply_mismatch
 
-__all__ = ["Exchange", "ask", "exchange", "families", "match_reply", "server_name"]
+__all__ = ["Exchange", "ask", "exchange", "families", "server_name"]
 
 Warn = Callable[[str], None]
 
@@ -53,7 +46,6 @@ _MAX_UDP = 65535
 # an unconnected socket is what lets a reply from the wrong source be seen and reported.
 _IP_RECVERR = 11
 _IPV6_RECVERR = 25
-_OPCODES = {0: "QUERY", 1: "IQUERY", 2: "STATUS", 4: "NOTIFY", 5: "UPDATE"}
 
 
 class Exchange(NamedTuple):
@@ -72,54 +64,15 @@ def server_name(server: Address) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def match_reply(reply: bytes, qid: int, question: Question) -> str | None:
-    """Why ``reply`` is not the answer to the query ``qid`` for ``question``, as dig says it,
-    or None when it is. A reply without a question is accepted only with an error rcode
-    (servers send FORMERR and NOTIMP so)."""
-    try:
-        header = read_header(reply)
-    except WireError as exc:
-        return f";; Got bad packet: {exc}"
-    if header.id != qid:
-        return f";; Warning: ID mismatch: expected ID {qid}, got {header.id}"
-    if not header.qr:
-        return ";; Warning: query response not set"
-    if header.opcode != 0:
-        got = _OPCODES.get(header.opcode, f"RESERVED{header.opcode}")
-        return f";; Warning: Opcode mismatch: expected QUERY, got {got}"
-    if header.qdcount == 0 and header.rcode != NOERROR:
-        return None
-    try:
-        got_question = read_question(reply)
-    except WireError as exc:
-        return f";; Got bad packet: {exc}"
-    if (
-        got_question.key() != question.wire_name.lower()
-        or got_question.qtype != question.qtype
-        or got_question.qclass != question.qclass
-    ):
-        return (
-            f";; Question section mismatch: got {name_to_text(got_question.name)}"
-            f"/{qtype_name(got_question.qtype)}/{qclass_name(got_question.qclass)}"
-        )
-    return None
-
-
-def _echoes_case(reply: bytes, question: Question) -> bool:
-    """Whether ``reply``, which ``match_reply`` accepted, names the question in the very case
-    it was asked in (a reply without a question has none to compare)."""
-    if read_header(reply).qdcount == 0:
-        return True
-    return read_question(reply).name == question.wire_name
-
-
 def _case_mismatch(server: Address) -> CaseMismatch:
     return CaseMismatch(server_name(server), "the reply's question differs in case only")
 
 
-def _query(question: Question, options: QueryOptions, qid: int) -> bytes:
-    return build_query(
-        question.name,
+def _query(
+    question: Question, options: QueryOptions, qid: int, randomize_case: bool
+) -> tuple[bytes, bytes]:
+    return make_query(
+        question.wire_name,
         question.qtype,
         question.qclass,
         qid=qid,
@@ -129,7 +82,23 @@ def _query(question: Question, options: QueryOptions, qid: int) -> bytes:
         do=options.dnssec,
         edns_size=options.edns,
         edns_options=_NSID_OPTION if options.nsid else b"",
+        randomize_case=randomize_case,
     )
+
+
+def _matched(
+    data: bytes, qid: int, sent: bytes, server: Address, case_exact: bool, warn: Warn
+) -> bool:
+    """Whether ``data`` is our reply (RFC 5452 section 9.1, :func:`reply_mismatch`); a
+    mismatch is told through ``warn`` in dig's words, a 0x20 reply that differs in case only
+    raises CaseMismatch."""
+    problem = reply_mismatch(data, qid, sent, case_exact=case_exact)
+    if problem is None:
+        return True
+    if problem is CASE_DIFFERS:
+        raise _case_mismatch(server)
+    warn(problem)
+    return False
 
 
 def _socket(server: Address, kind: int) -> socket.socket:
@@ -176,7 +145,7 @@ def _udp_try(
     server: Address, question: Question, options: QueryOptions, warn: Warn, case_exact: bool
 ) -> tuple[bytes, float]:
     qid = secrets.randbits(16)
-    query = _query(question, options, qid)
+    query, sent = _query(question, options, qid, case_exact)
     with _socket(server, socket.SOCK_DGRAM) as sock:
         started = time.perf_counter()
         deadline = time.monotonic() + options.timeout
@@ -199,12 +168,8 @@ def _udp_try(
                     f" expected {server[0]}#{server[1]}"
                 )
                 continue
-            problem = match_reply(data, qid, question)
-            if problem is None:
-                if case_exact and not _echoes_case(data, question):
-                    raise _case_mismatch(server)
+            if _matched(data, qid, sent, server, case_exact, warn):
                 return data, time.perf_counter() - started
-            warn(problem)
 
 
 def _read_exactly(
@@ -232,7 +197,7 @@ def _tcp_try(
     server: Address, question: Question, options: QueryOptions, warn: Warn, case_exact: bool
 ) -> tuple[bytes, float]:
     qid = secrets.randbits(16)
-    query = _query(question, options, qid)
+    query, sent = _query(question, options, qid, case_exact)
     with _socket(server, socket.SOCK_STREAM) as sock:
         started = time.perf_counter()
         deadline = time.monotonic() + options.timeout
@@ -250,12 +215,8 @@ def _tcp_try(
         while True:
             (size,) = _LENGTH.unpack(_read_exactly(sock, 2, deadline, server, options.timeout))
             data = _read_exactly(sock, size, deadline, server, options.timeout)
-            problem = match_reply(data, qid, question)
-            if problem is None:
-                if case_exact and not _echoes_case(data, question):
-                    raise _case_mismatch(server)
+            if _matched(data, qid, sent, server, case_exact, warn):
                 return data, time.perf_counter() - started
-            warn(problem)
 
 
 def exchange(
@@ -278,8 +239,6 @@ def exchange(
     TCP reset) or the network failed, BadResponse for a TCP connection closed mid-reply,
     CaseMismatch as said, ConfigError when no socket toward the server can be opened.
     """
-    if randomize_case:
-        question = question._replace(name=name_to_text(_randomize_case(question.wire_name)))
     case_exact = randomize_case
     if options.tcp:
         data, elapsed = _tcp_try(server, question, options, warn, case_exact)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from resolver.config import RecursionConfig
 from resolver.dig import Reply, decode, server_text
-from resolver.engine import EDE_NETWORK_ERROR, EDE_NO_REACHABLE_AUTHORITY, normalize
+from resolver.engine import EDE_NETWORK_ERROR, EDE_NO_REACHABLE_AUTHORITY
 from resolver.engine.actions import Done, Query
 from resolver.engine.delegations import Delegations, ServerTimes
 from resolver.engine.hints import RootHints
@@ -131,7 +131,7 @@ def trace(
         assert answered is not None  # the reply is built from what a server said
         query, done = answered
         reply = Reply(
-            decode(normalize(action.reply)),
+            decode(action.reply),
             query.server,
             done.transport,
             done.elapsed,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from resolver.errors import WireError
-from resolver.wire.message import minimal_any_reply
+from resolver.wire.message import minimal_any_reply, opt_record
 from resolver.wire.raw import (
     FORMERR,
     HEADER_SIZE,
@@ -41,8 +41,6 @@ __all__ = ["OUR_UDP_SIZE", "Local", "Parsed", "fit", "for_client", "servfail", "
 
 # What we advertise to clients and the most we send over UDP (the DNS flag day 2020 value).
 OUR_UDP_SIZE = 1232
-_OPT = struct.Struct("!BHHBBHH")
-_DO = 0x8000
 _BADVERS_HIGH = 1  # rcode 16 = extended rcode 1 << 4 | 0
 _RD_HIGH = 0x01  # RD in the first flags byte (message byte 2)
 _QR_HIGH = QR >> 8
@@ -73,10 +71,9 @@ class Local(NamedTuple):
 
 def _opt(udp_size: int, do: bool, ext_rcode: int = 0, ede: int | None = None) -> bytes:
     if ede is None:
-        return _OPT.pack(0, 41, udp_size, ext_rcode, 0, _DO if do else 0, 0)
+        return opt_record(udp_size, do, ext_rcode)
     # One Extended DNS Error option: code, length, info code, no extra text.
-    option = struct.pack("!HHH", _EDE_OPTION, 2, ede)
-    return _OPT.pack(0, 41, udp_size, ext_rcode, 0, _DO if do else 0, len(option)) + option
+    return opt_record(udp_size, do, ext_rcode, options=struct.pack("!HHH", _EDE_OPTION, 2, ede))
 
 
 def with_opt(

@@ -3,7 +3,7 @@
 ``hints``), the ``actions`` they answer with, and the one driver that performs them over the
 transport (``driver``)."""
 
-from resolver.engine.driver import Ask, Engine, EngineStatistics, Outcome, normalize
+from resolver.engine.driver import Ask, Engine, EngineStatistics, Outcome
 from resolver.engine.forwarding import (
     EDE_NETWORK_ERROR,
     EDE_NO_REACHABLE_AUTHORITY,
@@ -18,5 +18,4 @@ __all__ = [
     "Engine",
     "EngineStatistics",
     "Outcome",
-    "normalize",
 ]

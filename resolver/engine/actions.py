@@ -50,7 +50,8 @@ class Query(NamedTuple):
 
 
 class Done(NamedTuple):
-    """The query is over: relay ``reply`` (raw reply bytes), or fail with ``ede``."""
+    """The query is over: answer ``reply``, in the form the engine stores and serves (no OPT,
+    RA set, AA clear: ``wire.message.normalize``), or fail with ``ede``."""
 
     reply: bytes | None
     ede: int | None

@@ -5,10 +5,11 @@ records) and the addresses of name servers (from glue or from looking them up, f
 so that the next question under a known zone goes straight to its servers. The root comes from
 the root hints and never expires. Names are lowercase wire form.
 
-``ServerTimes``: each server address's smoothed round-trip time, as Unbound's infrastructure
-cache keeps it: faster servers are asked first, a server that timed out looks slow (its
-estimate at least doubles) and so is asked last, and one not heard of for 15 minutes is
-forgotten (and so tried afresh). Plain code: time is passed in, nothing is sent.
+``ServerTimes``: each server address's round-trip time estimate (``rtt.RoundTrip``, the rule
+upstreams are measured by too), as Unbound's infrastructure cache keeps it: faster servers are
+asked first, a server that timed out looks slow (its estimate at least doubles) and so is asked
+last, and one not heard of for 15 minutes is forgotten (and so tried afresh). Plain code: time
+is passed in, nothing is sent.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 from typing import NamedTuple
 
 from resolver.engine.hints import RootHints
+from resolver.engine.rtt import RoundTrip
 from resolver.wire.raw import ancestors
 
 __all__ = ["Delegations", "ServerTimes", "Zone"]
@@ -25,7 +27,6 @@ _ROOT = b"\x00"
 # Unbound's figure for a server never measured: asked before servers known to be slower.
 UNKNOWN_RTT = 0.376
 _FORGET_AFTER = 900.0
-_MAX_RTT = 120.0
 _MAX_SERVERS = 100_000
 
 
@@ -107,20 +108,20 @@ class Delegations:
 
 
 class ServerTimes:
-    """Smoothed round-trip times per server address (see the module)."""
+    """Round-trip time estimates per server address (see the module)."""
 
     def __init__(self) -> None:
-        self._times: dict[str, tuple[float, float]] = {}  # address -> (srtt, last heard of)
+        self._times: dict[str, tuple[RoundTrip, float]] = {}  # address -> (rtt, last heard of)
 
     def estimate(self, address: str, now: float) -> float | None:
-        """The smoothed RTT of ``address`` in seconds, None when unknown or forgotten."""
+        """The RTT estimate of ``address`` in seconds, None when unknown or forgotten."""
         entry = self._times.get(address)
         if entry is None:
             return None
         if now - entry[1] > _FORGET_AFTER:
             del self._times[address]
             return None
-        return entry[0]
+        return entry[0].value
 
     def score(self, address: str, now: float) -> float:
         """What choosing ``address`` is expected to cost: its estimate, or Unbound's figure
@@ -138,22 +139,24 @@ class ServerTimes:
         return min(ceiling, max(0.3, 4 * estimate))
 
     def succeeded(self, address: str, rtt: float, now: float) -> None:
-        estimate = self.estimate(address, now)
-        rtt = max(rtt, 0.0)
-        srtt = rtt if estimate is None or estimate >= UNKNOWN_RTT else 0.7 * estimate + 0.3 * rtt
-        self._store(address, srtt, now)
+        self._heard(address, now).succeeded(rtt)
 
     def failed(self, address: str, waited: float, now: float) -> None:
         """``address`` did not answer in ``waited`` seconds (or could not be reached): its
         estimate becomes at least twice that, doubling on each failure in a row."""
-        estimate = self.estimate(address, now) or 0.0
-        self._store(address, min(_MAX_RTT, max(2 * estimate, 2 * waited, UNKNOWN_RTT)), now)
+        self._heard(address, now).failed(max(waited, UNKNOWN_RTT / 2))
 
-    def _store(self, address: str, srtt: float, now: float) -> None:
+    def _heard(self, address: str, now: float) -> RoundTrip:
         times = self._times
-        if len(times) >= _MAX_SERVERS and address not in times:
-            del times[next(iter(times))]  # the first measured: about the oldest
-        times[address] = (srtt, now)
+        entry = times.get(address)
+        if entry is None or now - entry[1] > _FORGET_AFTER:
+            if len(times) >= _MAX_SERVERS and address not in times:
+                del times[next(iter(times))]  # the first measured: about the oldest
+            rtt = RoundTrip()
+        else:
+            rtt = entry[0]
+        times[address] = (rtt, now)
+        return rtt
 
     def __len__(self) -> int:
         return len(self._times)

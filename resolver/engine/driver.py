@@ -6,15 +6,17 @@ health) and performs the actions of the per-query decisions (``forwarding.Forwar
 transport, on callbacks from datagram to reply: no task and no timer of its own on the
 common path. Before anything else, the questions we answer ourselves (``local.LocalAnswers``:
 localhost, private reverse zones, the hosts file) are answered without asking anyone. Around
-the decisions it does the cache's companions:
+the decisions it does the cache's companions, all of whose state is in the cache (one lookup
+per question):
 
 * a fresh cached answer is returned at once, with the moment until which exactly those bytes
-  remain the answer (so the server may remember the finished reply);
+  remain the answer (so the server may keep the finished reply in the cache for repeats);
 * identical questions in flight share one upstream query (coalescing);
 * an entry in the last tenth of its TTL is refreshed once in the background (prefetch);
 * serve-stale (RFC 8767): when the refresh of an expired entry fails (no reply, SERVFAIL or
   REFUSED) or takes longer than 1.8 s, the expired answer is served with TTL 30 and EDE 3;
-  after a failed refresh, stale answers go out at once, without asking again, for 30 s.
+  after a failed refresh, stale answers go out at once, without asking again, for 30 s (the
+  cache's hold).
 
 A question that misses the cache goes to the upstreams of the longest configured domain
 (``ForwarderConfig.domains``) that holds its name, each domain with its own selector (policy
@@ -22,8 +24,8 @@ and health), or to the default upstreams (in recursive mode: resolved from the r
 upstream listed in several places is one socket pool, with separate health in each place.
 
 An answer is never invented: when every attempt fails and nothing stale is at hand the client
-gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN. In recursive mode such a failure is
-remembered for ``cache.servfail_ttl`` seconds (RFC 9520).
+gets SERVFAIL (with EDE 22 or 23), never NXDOMAIN. Such a failure is remembered in the cache
+for ``cache.servfail_ttl`` seconds (RFC 9520), in both modes, so repeats fail at once.
 """
 
 from __future__ import annotations
@@ -62,29 +64,19 @@ from resolver.transport import (
     UpstreamStatistics,
     format_address,
 )
-from resolver.wire.message import name_to_wire, strip_opt
-from resolver.wire.raw import AA, RA, REFUSED, SERVFAIL, ancestors
+from resolver.wire.message import name_to_wire
+from resolver.wire.raw import REFUSED, SERVFAIL, ancestors
 
-__all__ = ["Ask", "Decision", "Engine", "EngineStatistics", "Outcome", "normalize"]
+__all__ = ["Ask", "Decision", "Engine", "EngineStatistics", "Outcome"]
 
-# RFC 8767 section 5: answer from stale data after 1.8 s of trying to refresh, and after a
-# failed refresh keep answering stale without asking again for a while (its example: 30 s).
+# RFC 8767 section 5: answer from stale data after 1.8 s of trying to refresh (and after a
+# failed refresh keep answering stale without asking again for a while: the cache's hold).
 _STALE_ANSWER_AFTER = 1.8
-_STALE_RECHECK = 30.0
-_STALE_HOLD_MAX = 10_000
 # How long the server may repeat a local answer's finished bytes: a reload that replaces the
 # local answers is seen by every client within this.
 _LOCAL_REUSE = 1.0
 
 log = logging.getLogger(__name__)
-
-
-def normalize(reply: bytes) -> bytes:
-    """An upstream's reply in the form we store and serve: the OPT record removed (it is
-    hop-by-hop, RFC 6891), RA set, AA cleared (the answer is not ours). Raises WireError."""
-    reply = strip_opt(reply)
-    flags = (int.from_bytes(reply[2:4], "big") & ~AA) | RA
-    return reply[:2] + flags.to_bytes(2, "big") + reply[4:]
 
 
 class Ask(NamedTuple):
@@ -103,7 +95,8 @@ class Ask(NamedTuple):
 
 
 class Outcome(NamedTuple):
-    """The engine's answer to a question: ``reply`` in normalized form (see ``normalize``;
+    """The engine's answer to a question: ``reply`` in normalized form (see
+    ``wire.message.normalize``;
     its ID is arbitrary, its question case may differ from the asker's, AA is set only in
     answers of our own from ``local.LocalAnswers``), or None for
     SERVFAIL; ``ede`` an RFC 8914 info code to attach, or None; ``until`` the moment (on the
@@ -262,9 +255,6 @@ class Engine:
         self.cache = cache
         self._inflight: dict[CacheKey, _Flight] = {}
         self._emptied: asyncio.Event | None = None  # set when the last flight lands (retire)
-        self._stale_hold: dict[CacheKey, float] = {}
-        # Recursive mode: questions whose resolution failed, until when, and why (RFC 9520).
-        self._failures: dict[CacheKey, tuple[float, int | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queries = 0
         self._answered = 0
@@ -421,7 +411,12 @@ class Engine:
             hit = cache.get(ask.key, now)
             if hit is not None:
                 entry = hit.entry
-                if hit.freshness is Freshness.FRESH:
+                freshness = hit.freshness
+                if freshness is Freshness.FRESH:
+                    if entry.failure and entry.reply is None:
+                        # RFC 9520: a failed resolution is not tried again for every repeat.
+                        self._failed += 1
+                        return Outcome(None, entry.ede, 0.0)
                     if hit.needs_prefetch:
                         self._prefetch(ask)
                     self._cache_answers += 1
@@ -429,14 +424,9 @@ class Engine:
                     return Outcome(
                         cache.serve(entry, 0, ask.name, now), None, self._until(entry, now)
                     )
-                if self._stale_hold.get(ask.key, 0.0) > now:
+                if freshness is Freshness.HELD:
                     return self._stale_outcome(entry, ask.name)
                 stale = entry
-            elif self._failures:
-                failure = self._failures.get(ask.key)
-                if failure is not None and failure[0] > now:
-                    self._failed += 1
-                    return Outcome(None, failure[1], 0.0)
         flight = self._inflight.get(ask.key)
         if flight is not None:
             self._coalesced += 1
@@ -597,16 +587,7 @@ class Engine:
                 self._emptied.set()
         if flight.timer is not None:
             flight.timer.cancel()
-        reply: bytes | None = None
-        if done.reply is not None and isinstance(flight.decision, Iteration):
-            reply = done.reply  # built by the iteration in the form we serve
-        elif done.reply is not None:
-            # try/except rather than contextlib.suppress: this runs for every relayed reply,
-            # and a context manager costs more than the rest of the step.
-            try:  # noqa: SIM105
-                reply = normalize(done.reply)
-            except WireError:
-                pass  # unusable upstream bytes: the client gets SERVFAIL
+        reply = done.reply  # in the form we store and serve (see Done)
         cache = self.cache
         if reply is not None and cache is not None:
             try:  # noqa: SIM105
@@ -614,27 +595,19 @@ class Engine:
             except (WireError, ValueError):
                 pass  # a reply the cache cannot take is still relayed: the client gets it
         failed = reply is None or reply[3] & 0x0F in (SERVFAIL, REFUSED)
-        stale = self._stale_entry(flight) if failed else None
         waiters = flight.waiters
         flight.waiters = []
-        if stale is not None:
-            assert cache is not None
-            if len(self._stale_hold) >= _STALE_HOLD_MAX:
-                self._stale_hold.clear()
-            self._stale_hold[key] = cache.now() + _STALE_RECHECK
-            for waiter in waiters:
-                waiter(self._stale_outcome(stale, flight.ask.name))
-            return
-        if not failed:
-            self._stale_hold.pop(key, None)
-        elif reply is None and cache is not None and isinstance(flight.decision, Iteration):
-            # RFC 9520: a resolution that failed is not tried again at once for every client
-            # that repeats the question; for as long as the cache keeps a SERVFAIL.
-            ttl = cache.config.servfail_ttl
-            if ttl:
-                if len(self._failures) >= _STALE_HOLD_MAX:
-                    self._failures.clear()
-                self._failures[key] = (cache.now() + ttl, done.ede)
+        if failed and cache is not None:
+            # RFC 8767 section 5: an answer whose refresh failed is served stale, at once and
+            # without asking again for a while; RFC 9520: with nothing to serve, the failure
+            # is remembered, so repeats of the question do not each wait for the servers.
+            stale = cache.hold(key) or flight.stale
+            if stale is not None:
+                for waiter in waiters:
+                    waiter(self._stale_outcome(stale, flight.ask.name))
+                return
+            if reply is None:
+                cache.fail(key, done.ede)
         outcome = Outcome(reply, None if reply is not None else done.ede, 0.0)
         if reply is None:
             self._failed += len(waiters)
@@ -642,14 +615,6 @@ class Engine:
             self._answered += len(waiters)
         for waiter in waiters:
             waiter(outcome)
-
-    def _stale_entry(self, flight: _Flight) -> CacheEntry | None:
-        if self.cache is None:
-            return None
-        hit = self.cache.get(flight.ask.key)
-        if hit is not None and hit.freshness is Freshness.STALE:
-            return hit.entry
-        return flight.stale
 
     def _answer_stale_now(self, flight: _Flight) -> None:
         """The refresh is slow: whoever waits gets the stale answer; it goes on for the cache."""

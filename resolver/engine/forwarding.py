@@ -13,6 +13,9 @@ The rules, for one client query under one deadline:
   server may not know EDNS); a FORMERR or NOTIMP otherwise moves on to the next upstream.
 * SERVFAIL or REFUSED moves on to the next upstream; that upstream is not asked again. If no
   upstream does better, the first such reply is relayed.
+* A reply that cannot be relayed (its OPT carries extended rcode bits, which cannot be kept
+  once the hop-by-hop OPT is removed) moves on to the next upstream, as a FORMERR does.
+* The reply relayed is in the form the engine stores and serves (``normalize``).
 * A timeout or an unreachable upstream counts against its health and moves on; a second round
   asks the upstreams that timed out again (a lost datagram deserves one retry), time allowing.
 * A failure on our side (no free socket, out of descriptors) moves on without blaming anyone.
@@ -30,7 +33,8 @@ from resolver.engine.actions import (
     Send,
 )
 from resolver.engine.selection import Selector
-from resolver.errors import LocalError, UpstreamTimeout, UpstreamUnreachable
+from resolver.errors import LocalError, UpstreamTimeout, UpstreamUnreachable, WireError
+from resolver.wire.message import normalize
 
 __all__ = [
     "EDE_NETWORK_ERROR",
@@ -103,13 +107,17 @@ class Forwarding:
         if reply[2] & _TC_BYTE2 and not self._tcp:
             return self._send(index, now, tcp=True, edns=self._edns)
         self._state[index] = _ANSWERED
-        if rcode in (_SERVFAIL, _REFUSED):
-            if self._fallback is None:
-                self._fallback = reply
-            return self._next(now)
         if rcode in (_FORMERR, _NOTIMP):
             return self._next(now)
-        return Done(reply, None)
+        try:
+            served = normalize(reply)
+        except WireError:
+            return self._next(now)
+        if rcode in (_SERVFAIL, _REFUSED):
+            if self._fallback is None:
+                self._fallback = served
+            return self._next(now)
+        return Done(served, None)
 
     def on_failure(self, exc: BaseException, now: float) -> Action:
         """The last Send ended without a reply: ``exc`` says how."""

@@ -6,18 +6,16 @@ import random
 from collections.abc import Callable
 
 from resolver.config import ForwarderConfig
+from resolver.engine.rtt import RoundTrip
 
 __all__ = ["Selector"]
 
-# Smoothing for the RTT estimate, as TCP's SRTT (RFC 6298) and BIND/Unbound use: 7/8 old.
-_SRTT_WEIGHT = 0.875
-
 
 class _Health:
-    __slots__ = ("down_until", "failures", "srtt")
+    __slots__ = ("down_until", "failures", "rtt")
 
     def __init__(self) -> None:
-        self.srtt: float | None = None
+        self.rtt = RoundTrip()
         self.failures = 0
         self.down_until = 0.0
 
@@ -26,11 +24,11 @@ class Selector:
     """Orders upstreams for one query by policy and health. No I/O, injected clock and rng.
 
     Policies: ``sequential`` (configured order), ``round_robin`` (the first choice rotates per
-    query), ``random``, ``fastest`` (smallest smoothed RTT; servers never measured go first so
-    that each gets measured). A failure (timeout, unreachable) sets the RTT estimate to at
-    least the upstream timeout, doubling it each time, so a failing server never keeps its
-    place as the fastest, and one that never answered is measured (as slow) after its first
-    failure. A server with ``down_after``
+    query), ``random``, ``fastest`` (smallest RTT estimate, ``rtt.RoundTrip``; servers never
+    measured go first so that each gets measured). A failure (timeout, unreachable) backs the
+    estimate off to at least twice the upstream timeout, doubling each time, so a failing
+    server never keeps its place as the fastest, and one that never answered is measured (as
+    slow) after its first failure. A server with ``down_after``
     consecutive failures goes to the back for ``down_for`` seconds; if all are down, all are
     still tried. Failures on our side (no free socket) are not reported here at all.
 
@@ -65,7 +63,7 @@ class Selector:
             indices = list(range(count))
             self._rng.shuffle(indices)
         elif policy == "fastest":
-            indices = sorted(range(count), key=lambda i: self._health[i].srtt or 0.0)
+            indices = sorted(range(count), key=lambda i: self._health[i].rtt.value or 0.0)
         else:
             indices = list(range(count))
         up = [i for i in indices if self._health[i].down_until <= now]
@@ -79,16 +77,11 @@ class Selector:
         health.down_until = 0.0
         if was_down and self._on_health is not None:
             self._on_health(index, True)
-        if health.srtt is None:
-            health.srtt = rtt
-        else:
-            health.srtt = _SRTT_WEIGHT * health.srtt + (1 - _SRTT_WEIGHT) * rtt
+        health.rtt.succeeded(rtt)
 
     def failed(self, index: int, now: float) -> None:
         health = self._health[index]
-        penalty = self._config.upstream_timeout
-        # As RFC 6298 backs off a timed-out connection: the estimate only ever grows here.
-        health.srtt = penalty if health.srtt is None else max(penalty, 2 * health.srtt)
+        health.rtt.failed(self._config.upstream_timeout)
         health.failures += 1
         if health.failures >= self._config.down_after:
             health.down_until = now + self._config.down_for
@@ -99,4 +92,5 @@ class Selector:
         return self._health[index].down_until > now
 
     def srtt(self, index: int) -> float | None:
-        return self._health[index].srtt
+        """The RTT estimate of upstream ``index`` (backed off after a failure), or None."""
+        return self._health[index].rtt.value

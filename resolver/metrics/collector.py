@@ -14,8 +14,8 @@ ADDR:PORT, ``type`` a question type, or ``other`` for those not counted by name)
   ``resolver_dns_local_answers_total``, ``resolver_dns_coalesced_total``; gauges
   ``resolver_dns_inflight`` and ``resolver_dns_tcp_connections``;
   ``resolver_dns_tcp_closed_total{reason}``;
-* ``resolver_cache_hits_total`` (UDP repeats answered from the server's memo of recent cache
-  answers included), ``resolver_cache_misses_total``, ``resolver_cache_evictions_total``,
+* ``resolver_cache_hits_total`` (UDP repeats answered from the rendered replies the cache keeps
+  included), ``resolver_cache_misses_total``, ``resolver_cache_evictions_total``,
   ``resolver_cache_stale_answers_total``, ``resolver_cache_prefetches_total``,
   ``resolver_cache_entries``: only while the cache is enabled;
 * ``resolver_upstream_requests_total{to,proto}``, ``resolver_upstream_responses_total{to}``,
@@ -254,8 +254,8 @@ def _cache(readings: Readings) -> Iterator[Metric]:
         return
     yield _counter(
         "resolver_cache_hits_total",
-        "Questions answered from a fresh cache entry, UDP repeats answered from the server's "
-        "memo of recent cache answers included.",
+        "Questions answered from a fresh cache entry, UDP repeats answered from the rendered "
+        "replies the cache keeps included.",
         cache.hits + readings.replies.cache_repeats,
     )
     yield _counter("resolver_cache_misses_total", "Cache lookups that found nothing.", cache.misses)

@@ -22,11 +22,12 @@ from dnslib import (
 )
 
 from resolver.wire.message import (
-    build_query,
     check_name,
     is_absolute,
     minimal_any_reply,
     name_to_wire,
+    normalize,
+    opt_record,
     parse,
     qclass_name,
     qclass_value,
@@ -36,6 +37,13 @@ from resolver.wire.message import (
     replace_opt,
     strip_opt,
     to_text,
+)
+from resolver.wire.query import (
+    CASE_DIFFERS,
+    QUESTIONLESS_RCODES,
+    build_query,
+    make_query,
+    reply_mismatch,
 )
 from resolver.wire.raw import (
     AA,
@@ -89,6 +97,7 @@ from resolver.wire.raw import (
 __all__ = [
     "AA",
     "AD",
+    "CASE_DIFFERS",
     "CD",
     "CLASS",
     "CLASS_IN",
@@ -102,6 +111,7 @@ __all__ = [
     "OPCODE_QUERY",
     "QR",
     "QTYPE",
+    "QUESTIONLESS_RCODES",
     "RA",
     "RCODE",
     "RD",
@@ -135,9 +145,12 @@ __all__ = [
     "error_reply",
     "find_opt",
     "is_absolute",
+    "make_query",
     "minimal_any_reply",
     "name_to_text",
     "name_to_wire",
+    "normalize",
+    "opt_record",
     "parse",
     "qclass_name",
     "qclass_value",
@@ -150,6 +163,7 @@ __all__ = [
     "read_query_edns",
     "read_question",
     "replace_opt",
+    "reply_mismatch",
     "section_offsets",
     "set_id",
     "skip_name",

@@ -17,7 +17,7 @@ from dnslib.label import DNSLabelError
 
 from resolver.errors import WireError
 from resolver.wire.raw import (
-    AD,
+    AA,
     CD,
     HEADER_SIZE,
     NOERROR,
@@ -33,11 +33,12 @@ from resolver.wire.raw import (
 )
 
 __all__ = [
-    "build_query",
     "check_name",
     "is_absolute",
     "minimal_any_reply",
     "name_to_wire",
+    "normalize",
+    "opt_record",
     "parse",
     "qclass_name",
     "qclass_value",
@@ -66,7 +67,6 @@ _DNSLIB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _HEADER = struct.Struct("!6H")
-_QUESTION_TAIL = struct.Struct("!HH")
 # Root owner, type, UDP size (the class field), extended rcode, version, flags, rdlength.
 _OPT_FIXED = struct.Struct("!BHHBBHH")
 _DO = 0x8000
@@ -204,49 +204,14 @@ def name_to_wire(name: str) -> bytes:
     return b"".join(bytes((len(raw),)) + raw for raw in _labels(name)) + b"\x00"
 
 
-def _opt_record(udp_size: int, do: bool, ext_rcode: int = 0, *, options: bytes = b"") -> bytes:
+def opt_record(udp_size: int, do: bool, ext_rcode: int = 0, *, options: bytes = b"") -> bytes:
+    """An OPT pseudo-record (root owner): our UDP size, the extended rcode, version 0, the DO
+    bit, and ``options`` already encoded (code, length, data). ValueError for a size out of
+    range."""
     if not 0 <= udp_size <= 0xFFFF:
         raise ValueError(f"EDNS UDP size {udp_size} is not in 0-65535")
     fixed = _OPT_FIXED.pack(0, TYPE_OPT, udp_size, ext_rcode, 0, _DO if do else 0, len(options))
     return fixed + options
-
-
-def build_query(
-    name: str,
-    qtype: int,
-    qclass: int = 1,
-    *,
-    qid: int,
-    rd: bool = True,
-    cd: bool = False,
-    do: bool = False,
-    edns_size: int | None = 1232,
-    ad: bool = False,
-    edns_options: bytes = b"",
-) -> bytes:
-    """Build a query for ``name`` (text, case kept for 0x20) with one question.
-
-    An OPT record advertising ``edns_size`` and carrying ``edns_options`` (already encoded
-    code, length, data) is added unless ``edns_size`` is None. Raises WireError for an invalid
-    name, ValueError for an ID, type, class or size out of range or for ``do`` or options
-    without EDNS (they live in the OPT record).
-    """
-    if not 0 <= qid <= 0xFFFF:
-        raise ValueError(f"message ID {qid} is not in 0-65535")
-    if not (0 <= qtype <= 0xFFFF and 0 <= qclass <= 0xFFFF):
-        raise ValueError(f"type {qtype} or class {qclass} is not in 0-65535")
-    if (do or edns_options) and edns_size is None:
-        raise ValueError("the DO bit and EDNS options need EDNS; pass an edns_size")
-    flags = (RD if rd else 0) | (CD if cd else 0) | (AD if ad else 0)
-    arcount = 0 if edns_size is None else 1
-    parts = [
-        _HEADER.pack(qid, flags, 1, 0, 0, arcount),
-        name_to_wire(name),
-        _QUESTION_TAIL.pack(qtype, qclass),
-    ]
-    if edns_size is not None:
-        parts.append(_opt_record(edns_size, do, options=edns_options))
-    return b"".join(parts)
 
 
 def qtype_value(text: str) -> int:
@@ -344,6 +309,15 @@ def strip_opt(reply: bytes | bytearray) -> bytes:
     return stripped
 
 
+def normalize(reply: bytes | bytearray) -> bytes:
+    """An upstream's reply in the form the engine stores and serves: the OPT record removed (it
+    is hop-by-hop, RFC 6891), RA set, AA cleared (the answer is not ours). Raises WireError as
+    ``strip_opt`` does."""
+    reply = strip_opt(reply)
+    flags = (int.from_bytes(reply[2:4], "big") & ~AA) | RA
+    return reply[:2] + flags.to_bytes(2, "big") + reply[4:]
+
+
 def replace_opt(reply: bytes | bytearray, *, udp_size: int, do: bool) -> bytes:
     """Return ``reply`` with its OPT record (if any) replaced by our own, appended last.
 
@@ -361,7 +335,7 @@ def replace_opt(reply: bytes | bytearray, *, udp_size: int, do: bool) -> bytes:
         header = read_header(stripped)
         body = stripped[HEADER_SIZE:]
     head = _HEADER.pack(*header[:5], header.arcount + 1)
-    return head + body + _opt_record(udp_size, do, ext_rcode)
+    return head + body + opt_record(udp_size, do, ext_rcode)
 
 
 def minimal_any_reply(query: bytes) -> bytes:

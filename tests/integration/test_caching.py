@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -16,6 +18,7 @@ from resolver.authority import Authority
 from resolver.cache import Cache
 from resolver.config import CacheConfig, ForwarderConfig, ServerConfig, TransportConfig
 from resolver.engine import Engine
+from resolver.querylog import QueryLog
 from resolver.server import Server
 from resolver.wire import DNSRecord, build_query, parse
 
@@ -32,6 +35,7 @@ class Served(NamedTuple):
     clock: FakeClock
     engine: Engine
     port: int
+    server: Server
 
 
 @pytest.fixture
@@ -46,7 +50,7 @@ async def served(authority: Authority) -> AsyncIterator[Served]:
     server = Server(ServerConfig(listen=(("127.0.0.1", 0),)), engine)
     try:
         await server.start()
-        yield Served(clock, engine, server.addresses[0][1])
+        yield Served(clock, engine, server.addresses[0][1], server)
     finally:
         await server.aclose()
         await engine.aclose()
@@ -191,7 +195,10 @@ async def test_repeated_hits_are_remembered_within_the_second_then_recomputed(
 
     await ask(1)  # miss: from the authority
     first_hit, second_hit = await ask(2), await ask(3)
-    assert served.engine.statistics().cache_answers == 1  # the repeat skipped the cache
+    assert served.engine.statistics().cache_answers == 1  # the repeat skipped the lookup
+    cache = served.engine.cache
+    assert cache is not None
+    assert (cache.statistics().repeats, cache.statistics().rendered) == (1, 1)
     assert (first_hit.header.id, second_hit.header.id) == (2, 3)
     assert first_hit.rr[0].ttl == second_hit.rr[0].ttl == 300
     served.clock.now += 1.0  # the TTLs drop a second: the remembered reply is no longer exact
@@ -211,3 +218,21 @@ async def test_hits_in_the_prefetch_window_still_trigger_prefetch_through_the_se
     async with asyncio.timeout(2):
         await authority.wait_queries(2)
     assert served.engine.statistics().prefetches == 1
+
+
+async def test_repeats_answered_from_rendered_replies_are_logged_as_cache_answers(
+    served: Served, tmp_path: Path
+) -> None:
+    server = served.server
+    log = QueryLog(tmp_path / "queries.jsonl")
+    server.query_log = log
+    query = build_query("www.example.com.", 1, qid=1)
+    for qid in range(1, 5):
+        data = qid.to_bytes(2, "big") + query[2:]
+        await asyncio.to_thread(udp_exchange, served.port, data)
+    log.close()
+    records = [json.loads(line) for line in (tmp_path / "queries.jsonl").read_text().splitlines()]
+    assert [r["source"] for r in records] == ["upstream", "cache", "cache", "cache"]
+    cache = served.engine.cache
+    assert cache is not None
+    assert cache.statistics().repeats == 2  # the last two: the fast path, logged all the same

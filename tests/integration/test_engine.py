@@ -352,6 +352,27 @@ async def test_unreachable_upstreams_give_servfail_with_network_error() -> None:
             assert ede_codes(reply) == [23]  # Network Error
 
 
+async def test_a_forwarded_question_whose_upstreams_are_silent_is_not_asked_again_at_once(
+    authorities: Authorities,
+) -> None:
+    # RFC 9520 in forwarding mode too: the failure is remembered (cache.servfail_ttl, 5 s by
+    # default; the fake clock stands still), so a repeat fails at once with the same EDE.
+    async with asyncio.timeout(BOUND), authorities(1) as (server,):
+        server.faults.drop = True
+        async with daemon([server], clock=FakeClock(), query_timeout=0.5) as d:
+            first = await ask(d.port)
+            asked = counts([server])
+            again = await ask(d.port)
+            assert rcode(first) == rcode(again) == _SERVFAIL
+            assert ede_codes(first) == ede_codes(again) == [22]
+            assert counts([server]) == asked
+            other = await ask(d.port, "other.example.com.")
+            assert rcode(other) == _SERVFAIL
+            assert counts([server])[0] > asked[0]  # another question is asked
+            assert d.engine.cache is not None
+            assert d.engine.cache.statistics().failures == 2
+
+
 async def test_servfail_without_edns_carries_no_opt(authorities: Authorities) -> None:
     async with asyncio.timeout(BOUND), authorities(1) as (server,):
         server.faults.drop = True
@@ -415,6 +436,25 @@ async def test_a_truncated_reply_costs_one_udp_and_one_tcp_query(
                 assert answers(reply)  # the whole answer, not a truncated one
 
 
+@pytest.mark.parametrize(
+    ("name", "qtype", "expected"),
+    [
+        pytest.param("www.example.com.", 1, 1, id="always-tc"),
+        pytest.param("big.example.com.", 16, 8, id="big-txt"),
+    ],
+)
+async def test_a_truncated_udp_reply_is_asked_again_over_tcp_for_the_whole_answer(
+    authorities: Authorities, name: str, qtype: int, expected: int
+) -> None:
+    async with asyncio.timeout(BOUND), authorities(1) as (server,):
+        server.faults.always_tc = name == "www.example.com."
+        async with daemon([server]) as d:
+            reply = await ask(d.port, name, qtype, tcp=True)
+            assert len(DNSRecord.parse(reply).rr) == expected
+            assert [q.transport for q in server.queries] == ["udp", "tcp"]
+            assert server.queries[0].qname.lower() == server.queries[1].qname.lower() == name
+
+
 async def test_formerr_to_edns_is_asked_again_without_edns() -> None:
     def no_edns(query: bytes) -> bytes:
         return reply_to(query, rcode=_FORMERR) if has_opt(query) else a_answer(query)
@@ -428,8 +468,12 @@ async def test_formerr_to_edns_is_asked_again_without_edns() -> None:
         assert [has_opt(q) for q in upstream.queries] == [True, False, True, False]
 
 
-@pytest.mark.parametrize("code", [_FORMERR, _NOTIMP], ids=["formerr", "notimp"])
-async def test_questionless_formerr_or_notimp_fails_over_at_once(
+@pytest.mark.parametrize(
+    "code",
+    [_FORMERR, _SERVFAIL, _NOTIMP, _REFUSED],
+    ids=["formerr", "servfail", "notimp", "refused"],
+)
+async def test_a_questionless_error_reply_fails_over_at_once(
     authorities: Authorities, code: int
 ) -> None:
     loop = asyncio.get_running_loop()

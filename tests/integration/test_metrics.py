@@ -95,7 +95,9 @@ async def test_metrics_count_what_the_daemon_answered(tmp_path: Path) -> None:
             before = await scrape(metrics)
 
             def ask_all() -> None:
-                for _ in range(3):  # a miss, a hit, and a hit (from the memo, likely)
+                for _ in range(
+                    3
+                ):  # a miss, a hit, and a hit (a repeat of its rendered reply, likely)
                     assert addresses(dns_query(port, "www.example.com.", timeout=3.0)) == [
                         "127.1.0.1"
                     ]
@@ -125,7 +127,7 @@ async def test_metrics_count_what_the_daemon_answered(tmp_path: Path) -> None:
         'resolver_dns_request_duration_seconds_count{proto="udp"}': 4,
         'resolver_dns_request_duration_seconds_count{proto="tcp"}': 1,
     }
-    # The cache hits (and the memo's repeat) are made at once: no time at all.
+    # The cache hits (and the repeat of the rendered reply) are made at once: no time at all.
     instant = 'resolver_dns_request_duration_seconds_bucket{le="0.00025",proto="%s"}'
     assert after[instant % "udp"] - before[instant % "udp"] >= 2
     assert after[instant % "tcp"] - before[instant % "tcp"] == 1

@@ -292,7 +292,9 @@ async def test_nxdomain_passes_through_with_the_soa(served: Address) -> None:
 async def test_replies_are_counted_by_transport_type_and_rcode(authority: Authority) -> None:
     async with asyncio.timeout(BOUND), daemon(authority) as instance:
         address = instance.addresses[0]
-        for _ in range(3):  # asked upstream, then a cache hit, then the memo's repeat of it
+        for _ in range(
+            3
+        ):  # asked upstream, then a cache hit, then the repeat of its rendered reply
             assert read_header(await udp_ask(address, query())).rcode == NOERROR
         assert read_header(await udp_ask(address, query("nothere.example.com."))).rcode == NXDOMAIN
         assert read_header(await udp_ask(address, query(qtype="NULL"))).rcode == NOERROR

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from support import ScriptedUpstream, dead_udp_port, until
 
-from resolver import transport
 from resolver.authority import Authority
 from resolver.config import Address, SocketPoolConfig, TransportConfig
 from resolver.errors import (
@@ -24,7 +23,7 @@ from resolver.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from resolver.transport import Exchange, Servers, format_address
+from resolver.transport import Exchange, Servers, addresses, format_address
 from resolver.wire import CLASS_IN, TYPE_A, DNSRecord, name_to_wire, read_header, read_question
 
 BOUND = 5.0  # every test finishes well within this; reached only when a test is failing
@@ -677,7 +676,7 @@ async def test_a_family_that_cannot_be_opened_is_left_out_with_a_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Binding to an address that is not this machine's fails as a machine without IPv6 does.
-    monkeypatch.setitem(transport._WILDCARD, socket.AF_INET6, ("2001:db8::1", 0))
+    monkeypatch.setitem(addresses.WILDCARD, socket.AF_INET6, ("2001:db8::1", 0))
     async with (
         asyncio.timeout(BOUND),
         ScriptedUpstream(echo) as server,
@@ -694,8 +693,8 @@ async def test_a_family_that_cannot_be_opened_is_left_out_with_a_warning(
 
 
 async def test_start_fails_when_no_family_can_be_opened(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(transport._WILDCARD, socket.AF_INET6, ("2001:db8::1", 0))
-    monkeypatch.setitem(transport._WILDCARD, socket.AF_INET, ("192.0.2.1", 0))
+    monkeypatch.setitem(addresses.WILDCARD, socket.AF_INET6, ("2001:db8::1", 0))
+    monkeypatch.setitem(addresses.WILDCARD, socket.AF_INET, ("192.0.2.1", 0))
     baseline = open_fds()
     servers = Servers(config())
     with pytest.raises(UpstreamUnreachable, match=r"IPv4: .*; IPv6: "):

@@ -1,5 +1,7 @@
-"""resolver.transport.Upstream against the fake authority over loopback: reply matching,
-socket rotation, every fault knob, TCP fallback, 0x20 and cancellation."""
+"""resolver.transport.Upstream against the fake authority over loopback, through its public
+interface (``build_query`` and ``send``): reply matching, socket rotation, every fault knob,
+TCP, 0x20 and cancellation. The transport decides nothing: a truncated reply is reported as
+it came (the engine's decisions ask again over TCP: tests/integration/test_engine.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import pytest
-from support import dead_udp_port, idle_pool, until
+from support import ScriptedUpstream, dead_udp_port, idle_pool, until
 
 from resolver.authority import Authority
 from resolver.config import SocketPoolConfig, TransportConfig
@@ -61,8 +63,29 @@ async def ask(
     timeout: float = 2.0,
     tcp: bool = False,
 ) -> bytes:
-    deadline = asyncio.get_running_loop().time() + timeout
-    return await upstream.exchange(name_to_wire(name), qtype, CLASS_IN, deadline=deadline, tcp=tcp)
+    """One exchange by ``upstream.send``, awaited: the reply, or the exception it reported;
+    a cancelled wait cancels the exchange, as the engine's driver does."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[bytes] = loop.create_future()
+
+    def report(reply: bytes | None, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            assert reply is not None
+            future.set_result(reply)
+
+    query, question = upstream.build_query(name_to_wire(name), qtype, CLASS_IN)
+    exchange = upstream.send(
+        query, question, deadline=loop.time() + timeout, report=report, tcp=tcp
+    )
+    try:
+        return await future
+    except asyncio.CancelledError:
+        exchange.cancel()
+        raise
 
 
 def answers(reply: bytes) -> list[str]:
@@ -234,6 +257,46 @@ async def test_one_forged_reply_does_not_end_the_query(authority: Authority) -> 
         assert (stats.strays, stats.replies, stats.pool.discarded) == (1, 1, 0)
 
 
+def questionless(rcode: int) -> Callable[[bytes], bytes]:
+    """A script that answers every query with ``rcode`` and no question section."""
+
+    def script(query: bytes) -> bytes:
+        return query[:2] + bytes((0x80, rcode)) + bytes(8)
+
+    return script
+
+
+@pytest.mark.parametrize(
+    "rcode",
+    [
+        pytest.param(1, id="formerr"),
+        pytest.param(2, id="servfail"),
+        pytest.param(4, id="notimp"),
+        pytest.param(5, id="refused"),
+    ],
+)
+async def test_an_error_reply_without_a_question_is_accepted(rcode: int) -> None:
+    async with (
+        asyncio.timeout(BOUND),
+        ScriptedUpstream(questionless(rcode)) as server,
+        open_upstream(server.address) as upstream,
+    ):
+        reply = await ask(upstream)
+        assert (read_header(reply).rcode, read_header(reply).qdcount) == (rcode, 0)
+        assert upstream.statistics().strays == 0
+
+
+@pytest.mark.parametrize("rcode", [pytest.param(0, id="noerror"), pytest.param(3, id="nxdomain")])
+async def test_an_answer_without_a_question_is_a_stray(rcode: int) -> None:
+    async with (
+        asyncio.timeout(BOUND),
+        ScriptedUpstream(questionless(rcode)) as server,
+        open_upstream(server.address) as upstream,
+    ):
+        await timed_out(upstream)
+        assert upstream.statistics().strays == 1
+
+
 async def test_reply_from_another_source_port_is_not_accepted(authority: Authority) -> None:
     authority.faults.other_port = True
     async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
@@ -259,26 +322,26 @@ async def test_garbage_is_a_stray_and_the_query_times_out(authority: Authority) 
         pytest.param("big.example.com.", TXT, 8, id="big-txt"),
     ],
 )
-async def test_truncated_udp_reply_falls_back_to_tcp_for_the_full_answer(
+async def test_a_truncated_udp_reply_is_reported_as_it_came_and_tcp_gets_it_whole(
     authority: Authority, name: str, qtype: int, expected: int
 ) -> None:
     authority.faults.always_tc = name == "www.example.com."
     async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
-        reply = await ask(upstream, name, qtype)
-        assert not read_header(reply).tc
-        assert len(DNSRecord.parse(reply).rr) == expected
+        truncated = await ask(upstream, name, qtype)
+        assert read_header(truncated).tc
+        whole = await ask(upstream, name, qtype, tcp=True)
+        assert not read_header(whole).tc
+        assert len(DNSRecord.parse(whole).rr) == expected
         assert upstream.statistics().tcp_queries == 1
         assert [q.transport for q in authority.queries] == ["udp", "tcp"]
-        assert authority.queries[0].id == authority.queries[1].id == read_header(reply).id
         assert_pool_balanced(upstream)
 
 
 async def test_tcp_closed_without_a_reply_is_a_bad_response(authority: Authority) -> None:
-    authority.faults.always_tc = True
     authority.faults.close_tcp = True
     async with asyncio.timeout(BOUND), open_upstream(authority.address) as upstream:
         with pytest.raises(BadResponse):
-            await ask(upstream)
+            await ask(upstream, tcp=True)
         assert upstream.statistics().bad_responses == 1
         assert_pool_balanced(upstream)
 

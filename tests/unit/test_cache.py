@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 from dnslib import AAAA, CNAME, EDNS0, QTYPE, RCODE, RR, SOA, TXT, A, DNSRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resolver.cache import Cache, CacheConfig, CacheKey, CacheStatistics, Freshness
+from resolver.cache import (
+    STALE_RECHECK,
+    Cache,
+    CacheConfig,
+    CacheKey,
+    CacheStatistics,
+    Freshness,
+    Rendered,
+)
 from resolver.errors import ConfigError, WireError
 from resolver.wire.raw import read_question
 
@@ -459,3 +470,161 @@ def test_served_reply_always_parses(
     else:
         expected = [30] * len(records)
     assert [rr.ttl for rr in served.rr] == expected
+
+
+# --------------------------------------------------------------- one home: failures, holds, repeats
+
+
+def test_a_failed_resolution_is_remembered_with_its_ede_for_the_servfail_ttl(
+    clock: FakeClock,
+) -> None:
+    cache = Cache(CacheConfig(servfail_ttl=5), clock=clock)
+    entry = cache.fail(_key(), 22)
+    assert entry is not None
+    assert (entry.failure, entry.reply, entry.ede, entry.lifetime) == (True, None, 22, 5)
+    clock.advance(4.9)
+    hit = cache.get(_key())
+    assert hit is not None
+    assert (hit.entry, hit.freshness) == (entry, Freshness.FRESH)
+    clock.advance(0.1)
+    assert cache.get(_key()) is None  # never served stale
+    assert cache.statistics().failures == 1
+
+
+def test_a_failure_without_an_ede_keeps_none(cache: Cache) -> None:
+    entry = cache.fail(_key(), None)
+    assert entry is not None
+    assert entry.ede is None
+
+
+def test_a_failure_is_not_stored_over_an_answer_still_servable(
+    cache: Cache, clock: FakeClock
+) -> None:
+    answer = cache.put(_key(), _a_reply(60))
+    clock.advance(61)  # expired, still servable stale
+    assert cache.fail(_key(), 22) is None
+    hit = cache.get(_key())
+    assert hit is not None
+    assert (hit.entry, hit.freshness) == (answer, Freshness.STALE)
+
+
+def test_failures_are_not_remembered_when_servfail_ttl_is_zero(clock: FakeClock) -> None:
+    cache = Cache(CacheConfig(servfail_ttl=0), clock=clock)
+    assert cache.fail(_key(), 22) is None
+    assert cache.get(_key()) is None
+
+
+def test_a_held_stale_answer_is_reported_held_until_the_recheck(
+    cache: Cache, clock: FakeClock
+) -> None:
+    answer = cache.put(_key(), _a_reply(60))
+    clock.advance(61)
+    assert cache.hold(_key()) is answer
+    for _ in range(2):
+        hit = cache.get(_key())
+        assert hit is not None
+        assert (hit.entry, hit.freshness) == (answer, Freshness.HELD)
+        clock.advance(STALE_RECHECK / 2 - 0.01)
+    clock.advance(0.05)
+    hit = cache.get(_key())
+    assert hit is not None
+    assert hit.freshness is Freshness.STALE  # time to ask again
+    assert cache.statistics().holds == 1
+
+
+def test_only_an_expired_servable_answer_can_be_held(cache: Cache, clock: FakeClock) -> None:
+    assert cache.hold(_key()) is None  # nothing stored
+    cache.put(_key(), _a_reply(60))
+    assert cache.hold(_key()) is None  # still fresh: a failed prefetch holds nothing
+    cache.fail(CacheKey.of(b"\x01x\x00", 1, 1, do=False, cd=False), 22)
+    assert cache.hold(CacheKey.of(b"\x01x\x00", 1, 1, do=False, cd=False)) is None
+
+
+def test_a_new_answer_ends_the_hold(cache: Cache, clock: FakeClock) -> None:
+    cache.put(_key(), _a_reply(60))
+    clock.advance(61)
+    cache.hold(_key())
+    cache.put(_key(), _a_reply(60))
+    hit = cache.get(_key())
+    assert hit is not None
+    assert hit.freshness is Freshness.FRESH
+
+
+def test_a_rendered_reply_answers_exact_repeats_until_its_moment(
+    cache: Cache, clock: FakeClock
+) -> None:
+    rendered = Rendered(b"reply", clock.now + 1.0, b"\x03www\x00", 1, 7)
+    cache.render(b"query", rendered)
+    assert cache.repeat(b"query", clock.now) is rendered
+    assert cache.repeat(b"other", clock.now) is None
+    assert cache.repeat(b"query", clock.now + 1.0) is None  # its moment has passed
+    assert cache.repeat(b"query", clock.now) is None  # and it is gone
+    stats = cache.statistics()
+    assert (stats.repeats, stats.rendered) == (1, 0)
+
+
+def test_clear_drops_rendered_replies_too(cache: Cache, clock: FakeClock) -> None:
+    cache.render(b"query", Rendered(b"reply", clock.now + 1.0, b"\x00", 1, 0))
+    cache.clear()
+    assert cache.repeat(b"query", clock.now) is None
+
+
+# --------------------------------------------------------------- the cache file
+
+
+def test_saved_answers_are_restored_aged_by_the_wall_clock(
+    cache: Cache, clock: FakeClock, tmp_path: Path
+) -> None:
+    cache.put(_key(), _a_reply(300))
+    other = _key(qtype="AAAA", do=True)
+    cache.put(other, _reply(qtype="AAAA", rcode=RCODE.NXDOMAIN, authority=(_soa(),)))
+    clock.advance(10)
+    path = tmp_path / "cache.bin"
+    assert cache.save(path, wall_now=5_000.0) == 2
+    fresh_clock = FakeClock(7.0)  # a new process: another monotonic origin
+    restored = Cache(CacheConfig(), clock=fresh_clock)
+    assert restored.restore(path, wall_now=5_100.0) == 2  # 100 s later
+    hit = restored.get(_key())
+    assert hit is not None
+    served = DNSRecord.parse(restored.serve(hit.entry, 1, _key().name))
+    assert served.rr[0].ttl == 300 - 10 - 100
+    negative = restored.get(other)
+    assert negative is not None
+    assert negative.entry.negative
+
+
+def test_answers_past_their_stale_window_are_not_restored(clock: FakeClock, tmp_path: Path) -> None:
+    cache = Cache(CacheConfig(stale_max=50), clock=clock)
+    cache.put(_key(), _a_reply(60))
+    path = tmp_path / "cache.bin"
+    cache.save(path, wall_now=1_000.0)
+    restored = Cache(CacheConfig(stale_max=50), clock=FakeClock())
+    assert restored.restore(path, wall_now=1_000.0 + 60 + 50) == 0
+    assert len(restored) == 0
+
+
+def test_failures_are_not_saved(cache: Cache, tmp_path: Path) -> None:
+    cache.fail(_key(), 22)
+    assert cache.save(tmp_path / "cache.bin") == 0
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: b"something else\n" + data, id="foreign"),
+        pytest.param(lambda data: data[:-3], id="cut-off"),
+        pytest.param(lambda data: data[:-6] + b"\x00\x09" + data[-4:], id="damaged-reply"),
+    ],
+)
+def test_a_damaged_cache_file_raises_and_keeps_nothing(
+    cache: Cache, tmp_path: Path, damage: Callable[[bytes], bytes]
+) -> None:
+    cache.put(_key(), _a_reply(300))
+    cache.put(_key("other.example.com"), _a_reply(300, qname="other.example.com"))
+    path = tmp_path / "cache.bin"
+    cache.save(path)
+    path.write_bytes(damage(path.read_bytes()))
+    restored = Cache(CacheConfig(), clock=FakeClock())
+    with pytest.raises(WireError):
+        restored.restore(path)
+    assert len(restored) == 0

@@ -31,6 +31,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "resolver.toml"
 COMMENTED = {
     "forwarder.domains",
     "local.hosts",
+    "cache.file",
     "log.query_log",
     "recursion.root_hints",
     "metrics.listen",

@@ -26,7 +26,9 @@ def decide(count: int = 2, deadline: float = 10.0, **config: object) -> tuple[Fo
 
 
 def reply(rcode: int = 0, tc: bool = False) -> bytes:
-    return struct.pack("!6H", 1, 0x8080 | (0x0200 if tc else 0) | rcode, 1, 0, 0, 0)
+    """A reply in the form the engine serves (RA set, AA clear, no OPT), one question."""
+    header = struct.pack("!6H", 1, 0x8080 | (0x0200 if tc else 0) | rcode, 1, 0, 0, 0)
+    return header + b"\x07example\x03com\x00" + struct.pack("!HH", 1, 1)
 
 
 def test_starts_with_the_first_upstream_over_udp_with_edns() -> None:
@@ -110,10 +112,33 @@ def test_a_timeout_marks_the_upstream_down_and_raises_its_rtt() -> None:
     forwarding.start(0.0)
     forwarding.on_failure(UpstreamTimeout("a", ""), 2.0)
     assert selector.is_down(0, 2.1)
-    assert selector.srtt(0) == TIMEOUT
+    assert selector.srtt(0) == 2 * TIMEOUT  # backed off: twice what was waited
 
 
 def test_a_bad_tcp_reply_fails_over() -> None:
     forwarding, _ = decide()
     forwarding.start(0.0)
     assert isinstance(forwarding.on_failure(BadResponse("a", "closed"), 0.1), Send)
+
+
+def with_opt(message: bytes, ext_rcode: int = 0) -> bytes:
+    """``message`` with an OPT record appended (its extended rcode bits as given)."""
+    arcount = struct.unpack_from("!H", message, 10)[0] + 1
+    opt = b"\x00" + struct.pack("!HHBBHH", 41, 1232, ext_rcode, 0, 0, 0)
+    return message[:10] + struct.pack("!H", arcount) + message[12:] + opt
+
+
+def test_the_relayed_reply_is_in_served_form_without_opt_and_aa() -> None:
+    forwarding, _ = decide()
+    forwarding.start(0.0)
+    upstream = bytearray(with_opt(reply()))
+    upstream[2] |= 0x04  # AA from the upstream: not ours to claim
+    assert forwarding.on_reply(bytes(upstream), 0.05) == Done(reply(), None)
+
+
+def test_a_reply_whose_opt_cannot_be_removed_moves_on_to_the_next_upstream() -> None:
+    forwarding, _ = decide()
+    first = forwarding.start(0.0)
+    assert isinstance(first, Send)
+    action = forwarding.on_reply(with_opt(reply(), ext_rcode=1), 0.05)
+    assert action == Send(1 - first.upstream, False, True, 0.05 + TIMEOUT, True)

@@ -128,7 +128,7 @@ def test_upstreams_caches_and_pools_are_reported_per_address() -> None:
     assert samples[f"resolver_pool_waiting{{{to}}}"] == 1
     assert samples[f"resolver_pool_sockets_created_total{{{to}}}"] == 9
     assert samples[f"resolver_pool_sockets_retired_total{{{to}}}"] == 2
-    # The memo's repeats of cache answers are hits the cache never saw.
+    # Repeats of rendered cache answers are hits the cache's lookup never saw.
     assert samples["resolver_cache_hits_total"] == 8 + 4
     assert samples["resolver_cache_misses_total"] == 3
     assert samples["resolver_cache_evictions_total"] == 2

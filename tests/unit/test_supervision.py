@@ -31,7 +31,7 @@ def test_a_worker_that_lived_long_enough_starts_again_at_once_with_its_count_res
 # In a fresh interpreter: the test process may run threads, which a fork does not copy.
 FORK_AND_DRAW = """
 import os, struct
-from resolver.transport import _random_ids
+from resolver.transport.ids import random_ids as _random_ids
 
 _random_ids.next()  # the parent has IDs drawn and left over
 read, write = os.pipe()

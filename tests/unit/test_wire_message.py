@@ -38,7 +38,7 @@ def test_public_surface_is_pinned() -> None:
 
 
 def test_parse_returns_dnslib_record() -> None:
-    record = message.parse(message.build_query("example.com", 1, qid=5))
+    record = message.parse(resolver.wire.build_query("example.com", 1, qid=5))
     assert record.header.id == 5
     assert str(record.q.qname) == "example.com."
 
@@ -65,7 +65,7 @@ def test_parse_raises_only_wire_error(data: bytes) -> None:
 
 
 def test_to_text_is_dig_like() -> None:
-    text = message.to_text(message.build_query("example.com", 28, qid=1))
+    text = message.to_text(resolver.wire.build_query("example.com", 28, qid=1))
     assert ";example.com." in text
     assert "AAAA" in text
 
@@ -74,7 +74,7 @@ def test_to_text_is_dig_like() -> None:
 
 
 def test_build_query_with_edns_and_do() -> None:
-    data = message.build_query("wWw.Example.COM", 28, qid=0x4242, cd=True, do=True)
+    data = resolver.wire.build_query("wWw.Example.COM", 28, qid=0x4242, cd=True, do=True)
     header = raw.read_header(data)
     assert (header.id, header.rd, header.cd, header.qr, header.arcount) == (
         0x4242,
@@ -94,20 +94,20 @@ def test_build_query_with_edns_and_do() -> None:
 
 
 def test_build_query_without_edns_has_no_opt() -> None:
-    data = message.build_query("example.com.", 1, 3, qid=1, rd=False, edns_size=None)
+    data = resolver.wire.build_query("example.com.", 1, 3, qid=1, rd=False, edns_size=None)
     header = raw.read_header(data)
     assert (header.rd, header.arcount) == (False, 0)
     assert raw.read_question(data).qclass == 3
 
 
 def test_build_query_of_root() -> None:
-    data = message.build_query(".", raw.TYPE_NS, qid=1)
+    data = resolver.wire.build_query(".", raw.TYPE_NS, qid=1)
     assert raw.read_question(data).name == b"\x00"
 
 
 def test_build_query_refuses_do_without_edns() -> None:
     with pytest.raises(ValueError, match="DO bit"):
-        message.build_query("example.com", 1, qid=1, do=True, edns_size=None)
+        resolver.wire.build_query("example.com", 1, qid=1, do=True, edns_size=None)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ def test_build_query_refuses_do_without_edns() -> None:
 )
 def test_build_query_rejects_out_of_range_fields(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="0-65535"):
-        message.build_query(
+        resolver.wire.build_query(
             "example.com", 1, qid=kwargs["qid"], edns_size=kwargs.get("edns_size", 1232)
         )
 
@@ -242,7 +242,7 @@ def test_strip_opt_removes_only_the_opt(opt_last: bool) -> None:
 
 
 def test_strip_opt_without_opt_returns_reply_unchanged() -> None:
-    data = message.build_query("example.com", 1, qid=1, edns_size=None)
+    data = resolver.wire.build_query("example.com", 1, qid=1, edns_size=None)
     assert message.strip_opt(data) == data
 
 
@@ -288,7 +288,7 @@ def test_replace_opt_rejects_duplicate_opt() -> None:
 
 
 def test_minimal_any_reply_answers_with_hinfo() -> None:
-    query = message.build_query("ExAmple.com", raw.TYPE_ANY, qid=99, cd=True, edns_size=None)
+    query = resolver.wire.build_query("ExAmple.com", raw.TYPE_ANY, qid=99, cd=True, edns_size=None)
     reply = message.minimal_any_reply(query)
     header = raw.read_header(reply)
     assert (header.id, header.qr, header.rd, header.ra, header.cd) == (99, True, True, True, True)

@@ -1,4 +1,4 @@
-"""The daemon's listeners: UDP and TCP, access control, graceful shutdown.
+"""The :class:`Server`: UDP and TCP listeners in front of the engine, graceful shutdown.
 
 Nothing a client sends can crash the server: a datagram shorter than a header or with QR set is
 dropped; a client outside the allowed networks gets REFUSED (or nothing, as configured) before
@@ -6,55 +6,37 @@ anything else is looked at, and its TCP connections are closed unread; a malform
 FORMERR, an unsupported opcode NOTIMP. Every other query goes to the engine
 (``Engine.answer``) under one deadline set here, over UDP and TCP alike; the server counts what
 is in flight and drains it on shutdown. UDP queries run on callbacks, a TCP connection in a
-task of its own.
+task of its own. Who may ask is :mod:`.access`'s to say, which TCP connections stay open
+:mod:`.connections`'s; the sockets come from :mod:`.listeners`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import ipaddress
 import logging
-import socket
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Protocol, cast
 
+from resolver.cache import Cache, Rendered
 from resolver.config import Address, ServerConfig
 from resolver.engine import EDE_STALE_ANSWER, Ask, Outcome
 from resolver.errors import WireError
 from resolver.histogram import Histogram
 from resolver.querylog import QueryLog
-from resolver.transport import format_address
+from resolver.server.access import AccessControl
+from resolver.server.connections import TCP_WRITE_HIGH, Connections, TcpClient
+from resolver.server.listeners import Listener, bind_listeners
 from resolver.triage import Local, Parsed, fit, for_client, servfail, triage
 from resolver.wire.message import qtype_value
 from resolver.wire.raw import AA, FORMERR, SERVFAIL, error_reply, read_question
 
-__all__ = [
-    "COUNTED_TYPES",
-    "Answerer",
-    "Listener",
-    "ReplyCounts",
-    "Server",
-    "ServerStatistics",
-    "bind_listeners",
-]
+__all__ = ["COUNTED_TYPES", "Answerer", "ReplyCounts", "Server", "ServerStatistics"]
 
 log = logging.getLogger(__name__)
-
-_MEMO_MAX = 10_000  # finished replies to recent cache hits (see Server._remember)
-_BIND_ATTEMPTS = 20  # port 0: tries at a UDP port whose TCP twin is free too
-_TCP_WRITE_HIGH = 64 * 1024  # unsent reply bytes above which a connection is not read
-_TCP_SEND_BUFFER = 64 * 1024  # a TCP connection's kernel send buffer (Linux doubles it)
-# Linux's setsockopt options that pass net.core.rmem_max / wmem_max (asm-generic/socket.h),
-# and the factor by which it reports a buffer size (it doubles what it is given).
-_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
-_KERNEL_DOUBLES = 2 if sys.platform == "linux" else 1
 
 # Question types whose replies are counted by type; every other type counts as type 0, so that
 # clients cannot make a count (and a metrics series) per type number.
@@ -64,12 +46,12 @@ COUNTED_TYPES = frozenset(qtype_value(name) for name in _COUNTED_NAMES.split())
 # Replies are counted in one dict per server, under one int per kind: bit 0 TCP, bits 1-2 how
 # the reply was made, bits 3-6 its rcode, the rest its question type (0 for those not in
 # COUNTED_TYPES). How: after waiting for the engine (_DEFERRED, the only ones timed), in the
-# callback that read the query (_AT_ONCE), or from the memo of recent replies, which holds
-# local answers (_MEMO_LOCAL) and cache answers (_MEMO_CACHE).
+# callback that read the query (_AT_ONCE), or as a repeat of a reply the cache keeps rendered,
+# to a local answer (_REPEAT_LOCAL) or a cached one (_REPEAT_CACHE).
 _DEFERRED = 0
 _AT_ONCE = 1 << 1
-_MEMO_LOCAL = 2 << 1
-_MEMO_CACHE = 3 << 1
+_REPEAT_LOCAL = 2 << 1
+_REPEAT_CACHE = 3 << 1
 _HOW = 3 << 1
 
 
@@ -78,139 +60,15 @@ def _count_key(qtype: int, reply: bytes, tcp: bool, how: int) -> int:
     return counted << 7 | (reply[3] & 0x0F) << 3 | how | tcp
 
 
-@dataclass(frozen=True, slots=True)
-class Listener:
-    """The bound sockets of one listen address: UDP, and TCP on the same port unless TCP is
-    off. Whoever binds them closes them, unless a Server took them over."""
-
-    udp: socket.socket
-    tcp: socket.socket | None
-
-    @property
-    def address(self) -> Address:
-        host, port = self.udp.getsockname()[:2]
-        return host, port
-
-    def sockets(self) -> list[socket.socket]:
-        return [self.udp] if self.tcp is None else [self.udp, self.tcp]
-
-    def close(self) -> None:
-        for sock in self.sockets():
-            sock.close()
-
-
-def bind_listeners(
-    config: ServerConfig, *, reuse_port: bool = False, like: Sequence[Listener] = ()
-) -> list[Listener]:
-    """Bind UDP (and TCP unless ``config.tcp`` is off) on every address of ``config.listen``.
-    Raises OSError, after closing whatever it had bound.
-
-    With port 0 the UDP port is picked first and TCP takes the same number; if that TCP port
-    is taken, both are tried again on another port (a bounded number of times). An IPv6
-    socket is dual-stack (it serves IPv4 clients too, as ``::ffff:a.b.c.d``) unless an IPv4
-    address in ``listen`` has the same port: then each family has its own socket, so that
-    ``0.0.0.0:53`` and ``[::]:53`` can both be bound.
-
-    ``reuse_port`` sets SO_REUSEPORT, so that more sets can be bound on the same addresses
-    and the kernel spreads the clients over them; ``like`` (listeners bound so before, one
-    per address) binds such a further set on their very ports, port 0 included. Its buffer
-    sizes are not reported again."""
-    assert not like or len(like) == len(config.listen)
-    v4_ports = {port for host, port in config.listen if ":" not in host and port}
-    bound: list[Listener] = []
-    try:
-        for index, (host, port) in enumerate(config.listen):
-            v6only = port in v4_ports
-            if like:
-                bound.append(_bind(config, host, like[index].address[1], v6only, reuse_port, False))
-                continue
-            for attempt in range(_BIND_ATTEMPTS):
-                try:
-                    bound.append(_bind(config, host, port, v6only, reuse_port, True))
-                    break
-                except OSError as exc:
-                    last = attempt == _BIND_ATTEMPTS - 1
-                    if port != 0 or exc.errno != errno.EADDRINUSE or last:
-                        raise
-    except BaseException:
-        for listener in bound:
-            listener.close()
-        raise
-    return bound
-
-
-def _bind(
-    config: ServerConfig, host: str, port: int, v6only: bool, reuse_port: bool, report: bool
-) -> Listener:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    udp = _listening_socket(family, socket.SOCK_DGRAM, v6only, reuse_port)
-    try:
-        udp.bind((host, port))
-        _size_buffers(config, udp, host, report)
-    except BaseException:
-        udp.close()
-        raise
-    if not config.tcp:
-        return Listener(udp, None)
-    tcp = _listening_socket(family, socket.SOCK_STREAM, v6only, reuse_port)
-    try:
-        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Inherited by every accepted connection: the kernel keeps at most this much of a
-        # client's unread replies (autotuned, it would take megabytes), so the rest waits in
-        # our write buffer, where it stops the reading of more queries.
-        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _TCP_SEND_BUFFER)
-        tcp.bind((host, udp.getsockname()[1]))
-    except BaseException:
-        tcp.close()
-        udp.close()
-        raise
-    return Listener(udp, tcp)
-
-
-def _listening_socket(family: int, kind: int, v6only: bool, reuse_port: bool) -> socket.socket:
-    sock = socket.socket(family, kind)
-    try:
-        sock.setblocking(False)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _size_buffers(config: ServerConfig, sock: socket.socket, host: str, report: bool) -> None:
-    """The configured buffer sizes, forced past the system's limit when we may (as Unbound's
-    so-rcvbuf); a warning when less was granted (if ``report``)."""
-    for option, forced, size, name in (
-        (socket.SO_RCVBUF, _SO_RCVBUFFORCE, config.udp_receive_buffer, "receive"),
-        (socket.SO_SNDBUF, _SO_SNDBUFFORCE, config.udp_send_buffer, "send"),
-    ):
-        if not size:
-            continue
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, forced, size)
-        except OSError:  # no CAP_NET_ADMIN (or no such option): capped at the limit
-            sock.setsockopt(socket.SOL_SOCKET, option, size)
-        granted = sock.getsockopt(socket.SOL_SOCKET, option) // _KERNEL_DOUBLES
-        if granted < size and report:
-            log.warning(
-                "UDP %s buffer of %s is %d bytes, not the %d configured (raise net.core.%s)",
-                name,
-                format_address((host, sock.getsockname()[1])),
-                granted,
-                size,
-                "rmem_max" if option == socket.SO_RCVBUF else "wmem_max",
-            )
-
-
 class Answerer(Protocol):
-    """What the server asks for answers: the engine (see ``resolver.engine.Engine``)."""
+    """What the server asks for answers: the engine (see ``resolver.engine.Engine``), and its
+    cache, where the server keeps finished replies for exact repeats (None: no cache)."""
 
     @property
     def query_timeout(self) -> float: ...
+
+    @property
+    def cache(self) -> Cache | None: ...
 
     def clock(self) -> Callable[[], float]: ...
 
@@ -247,8 +105,8 @@ class ReplyCounts:
     on uvloop); a reply made in the callback that read its query (a local or cached answer,
     or one the server made itself) is not timed and counts as 0 s: it took microseconds, below
     the smallest bucket.
-    ``cache_repeats``: UDP queries answered from the memo of recent cache answers, which never
-    reach the cache (the cache's hits do not count them)."""
+    ``cache_repeats``: UDP queries answered as repeats of a cached answer's rendered reply
+    (``Cache.repeat``), which never reach the engine (the cache's hits do not count them)."""
 
     replies: Mapping[tuple[str, int, int], int]
     durations: Mapping[str, Histogram]
@@ -271,16 +129,12 @@ class Server:
         self.config = config
         self._given = list(listeners)
         self.answerer = answerer
-        self._allowed = [ipaddress.ip_network(n, strict=False) for n in config.allow]
-        self._allow_memo: dict[str, bool] = {}
-        self._refuse_outsiders = config.outside_allow == "refuse"
+        self._access = AccessControl(config.allow, config.outside_allow)
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.Server] = []
         self._connection_tasks: set[asyncio.Task[None]] = set()
-        # Every TCP connection, the one that sent a whole query longest ago (or never) first.
-        self._clients: dict[asyncio.StreamWriter, _TcpClient] = {}
+        self._connections = Connections(config)
         self._room: asyncio.Event | None = None  # set when a query in flight settles
-        self._pressed = False  # more than half the TCP connection cap in use
         self._stop = asyncio.Event()
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
@@ -306,9 +160,8 @@ class Server:
         # Queries handed to the engine and not yet answered, and what shutdown waits on.
         self._inflight = 0
         self._drained: asyncio.Event | None = None
-        # Recent replies by query without its ID: the reply's bytes but its ID, until when they
-        # hold, and the reply's count key (see _count_key).
-        self._memo: dict[bytes, tuple[bytes, float, int]] = {}
+        # Where finished replies are kept for exact repeats (Server.repeat).
+        self._cache: Cache | None = answerer.cache
         self._replies: defaultdict[int, int] = defaultdict(int)  # by _count_key
         self._durations = (Histogram(), Histogram())  # deferred replies, over UDP and TCP
         self._clock: Callable[[], float] = answerer.clock()
@@ -323,8 +176,9 @@ class Server:
         """Apply ``config`` to the running listeners (a reload): the allow list and what is
         done outside it, the TCP timeouts and limits, ``max_inflight``, ``shutdown_grace``;
         new queries go to ``answerer`` when given (those in flight finish where they are).
-        Remembered replies are forgotten, so that the next answers come from the (possibly
-        reloaded) engine. The fields in ``RESTART_FIELDS`` must equal the running ones (the
+        (The cache forgets its rendered replies when it is reconfigured, so the next answers
+        come from the possibly reloaded engine; the allow list is checked for every repeat.)
+        The fields in ``RESTART_FIELDS`` must equal the running ones (the
         caller keeps them)."""
         for name in self.RESTART_FIELDS:
             assert getattr(config, name) == getattr(self.config, name), name
@@ -332,11 +186,10 @@ class Server:
         if answerer is not None:
             self.answerer = answerer
             self._clock = answerer.clock()
-        self._allowed = [ipaddress.ip_network(n, strict=False) for n in config.allow]
-        self._allow_memo.clear()
-        self._refuse_outsiders = config.outside_allow == "refuse"
-        self._memo.clear()  # cleared, not replaced: the UDP listeners hold this dict
-        self._pressure_changed()
+            self._cache = answerer.cache
+        self._access = AccessControl(config.allow, config.outside_allow)
+        self._connections.config = config
+        self._connections.pressure_changed()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -426,7 +279,7 @@ class Server:
                     await self._drained.wait()
         for transport in self._udp:
             transport.close()
-        for writer in list(self._clients):
+        for writer in self._connections.writers():
             writer.close()
         if self._connection_tasks:
             timeout = max(0.0, grace_ends - loop.time())
@@ -440,8 +293,8 @@ class Server:
 
     def statistics(self) -> ServerStatistics:
         c = self._counts
-        # UDP queries answered from the memo: counted there only.
-        remembered = sum(n for key, n in self._replies.items() if key & _HOW >= _MEMO_LOCAL)
+        # UDP queries answered as repeats: counted there only.
+        remembered = sum(n for key, n in self._replies.items() if key & _HOW >= _REPEAT_LOCAL)
         return ServerStatistics(
             udp_queries=c["udp"] + remembered,
             tcp_queries=c["tcp"],
@@ -453,7 +306,7 @@ class Server:
             dropped=c["dropped"],
             truncated=c["truncated"],
             inflight=self._inflight,
-            tcp_connections=len(self._clients),
+            tcp_connections=len(self._connections),
             tcp_evicted=c["tcp_evicted"],
             tcp_stalled=c["tcp_stalled"],
         )
@@ -470,7 +323,7 @@ class Server:
             how = key & _HOW
             if how != _DEFERRED:
                 durations[tcp].counts[0] += count
-            if how == _MEMO_CACHE:
+            if how == _REPEAT_CACHE:
                 cache_repeats += count
         return ReplyCounts(replies, {"udp": durations[0], "tcp": durations[1]}, cache_repeats)
 
@@ -483,34 +336,17 @@ class Server:
 
     # ----------------------------------------------------------------- answering
 
-    def _allowed_client(self, host: str) -> bool:
-        known = self._allow_memo.get(host)
-        if known is not None:
-            return known
-        try:
-            address = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return False
-        # An IPv4 client of a dual-stack socket arrives as ::ffff:a.b.c.d.
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        allowed = any(address in network for network in self._allowed)
-        if len(self._allow_memo) >= 4096:  # bounded: a spray of sources cannot grow it
-            self._allow_memo.clear()
-        self._allow_memo[host] = allowed
-        return allowed
-
     def _triage(self, query: bytes, client_host: str) -> bytes | Parsed | None:
         """A reply made at once (an error, ANY), None to drop the query, or the parsed query
         to hand to the engine."""
         try:
-            sorted_ = triage(query, lambda: self._allowed_client(client_host))
+            sorted_ = triage(query, lambda: self._access.allows(client_host))
         except (WireError, ValueError, IndexError):
             log.debug("malformed query from %s", client_host, exc_info=True)
             return self._formerr(query)
         if isinstance(sorted_, Local):
             self._counts[sorted_.outcome] += 1
-            if sorted_.outcome == "denied" and not self._refuse_outsiders:
+            if sorted_.outcome == "denied" and not self._access.refuse_outsiders:
                 return None
             return sorted_.reply
         return sorted_
@@ -575,11 +411,31 @@ class Server:
 
     # ----------------------------------------------------------------- UDP
 
+    def repeat(self, query: bytes, client: tuple[str, int]) -> bytes | None:
+        """The reply to a UDP ``query`` that exactly repeats (but for its ID) one answered at
+        once a moment ago, from the reply the cache keeps rendered, if it still holds, the
+        client is allowed and the server is not shutting down; else None (``datagram`` then
+        handles the query). Counted and logged as the reply it repeats."""
+        cache = self._cache
+        if cache is None:
+            return None
+        rendered = cache.repeat(query[2:], self._clock())
+        if rendered is None or self._closed or not self._access.allows(client[0]):
+            return None
+        tag = rendered.tag
+        self._replies[tag] += 1
+        query_log = self.query_log
+        if query_log is not None:
+            source = "local" if tag & _HOW == _REPEAT_LOCAL else "cache"
+            rcode = tag >> 3 & 0x0F
+            query_log.record(client, "udp", rendered.name, rendered.qtype, rcode, 0.0, source)
+        return query[:2] + rendered.reply_tail
+
     def datagram(
         self, transport: asyncio.DatagramTransport, query: bytes, addr: tuple[str, int]
     ) -> None:
-        """One UDP query (not a remembered repeat, which the listener answers itself):
-        answered at once, or by callback when the engine has the answer."""
+        """One UDP query (not a repeat, which ``repeat`` answers): answered at once, or by
+        callback when the engine has the answer."""
         if self._closed:  # draining for shutdown: answer what is in flight, nothing new
             self._counts["dropped"] += 1
             return
@@ -617,10 +473,9 @@ class Server:
         self._inflight -= 1
         reply = self._reply(query, parsed, outcome, False, None)
         if query_log is not None:
-            # Every query reaches this path, none the listener's memo: each one is logged.
             self._log(query_log, addr, "udp", parsed, reply, started, outcome, True)
-        elif outcome.until:
-            self._remember(query, parsed, reply, outcome)
+        if outcome.until and self._cache is not None:
+            self._render(query, parsed, reply, outcome, self._cache)
         transport.sendto(reply, addr)
 
     def _now(self) -> float:
@@ -668,33 +523,19 @@ class Server:
         rcode = reply[3] & 0x0F if len(reply) > 3 else SERVFAIL
         query_log.record(client, transport, name, qtype, rcode, self._now() - started, "server")
 
-    def _remember(self, query: bytes, parsed: Parsed, reply: bytes, outcome: Outcome) -> None:
-        """Keep a finished UDP reply to a cache hit (or a local answer) for as long as it stays
-        byte-identical. The key is the query without its ID (flags, question with its case,
-        EDNS settings: everything the reply depends on), so a repeat costs one dict lookup."""
-        memo = self._memo
-        if len(memo) >= _MEMO_MAX:
-            memo.clear()  # bounded; entries live at most a second anyway
+    def _render(
+        self, query: bytes, parsed: Parsed, reply: bytes, outcome: Outcome, cache: Cache
+    ) -> None:
+        """Keep a finished UDP reply to a cache hit (or a local answer) in the cache for as
+        long as it stays byte-identical (``outcome.until``). The key is the query without its
+        ID (flags, question with its case, EDNS settings: everything the reply depends on), so
+        a repeat costs one lookup."""
         local = outcome.reply is not None and outcome.reply[2] & (AA >> 8)
-        how = _MEMO_LOCAL if local else _MEMO_CACHE
-        memo[query[2:]] = (
-            reply[2:],
-            outcome.until,
-            _count_key(parsed.question.qtype, reply, False, how),
+        question = parsed.question
+        tag = _count_key(question.qtype, reply, False, _REPEAT_LOCAL if local else _REPEAT_CACHE)
+        cache.render(
+            query[2:], Rendered(reply[2:], outcome.until, question.name, question.qtype, tag)
         )
-
-    def _remembered(
-        self, query: bytes, found: tuple[bytes, float, int], client_host: str
-    ) -> bytes | None:
-        """``found``, the memo's entry for this query, as this client's reply, if it still
-        holds, the client is allowed and the server is not shutting down."""
-        if found[1] <= self._clock():
-            self._memo.pop(query[2:], None)
-            return None
-        if self._closed or not self._allowed_client(client_host):
-            return None
-        self._replies[found[2]] += 1
-        return query[:2] + found[0]
 
     # ----------------------------------------------------------------- TCP
 
@@ -714,55 +555,52 @@ class Server:
         peername = writer.get_extra_info("peername")
         peer: tuple[str, int] = (peername[0], peername[1]) if peername else ("", 0)
         host = peer[0]
-        if not self._allowed_client(host):
+        if not self._access.allows(host):
             self._counts["denied"] += 1
             writer.transport.abort()  # not a byte read: nothing it sends is looked at
             return
-        if self._closed or (
-            len(self._clients) >= self.config.max_tcp_connections and not self._evict_idlest()
-        ):
+        connections = self._connections
+        # At the cap, the idlest connection makes room (see resolver.server.connections).
+        if not self._closed and connections.full() and connections.evict_idlest():
+            self._counts["tcp_evicted"] += 1
+        elif self._closed or connections.full():
             self._counts["dropped"] += 1
             writer.close()
             return
         task = asyncio.current_task()
         assert task is not None
         loop = self._loop or asyncio.get_running_loop()
-        client = _TcpClient(writer, loop.time())
+        client = TcpClient(writer, loop.time())
         self._connection_tasks.add(task)
-        self._clients[writer] = client
-        writer.transport.set_write_buffer_limits(high=_TCP_WRITE_HIGH)
-        self._pressure_changed()
+        connections.add(client)
+        writer.transport.set_write_buffer_limits(high=TCP_WRITE_HIGH)
         try:
             while not self._closed and await self._tcp_room(client):
                 client.reading_since = loop.time()
                 try:
-                    async with asyncio.timeout(self._idle_timeout()) as client.read_timeout:
+                    async with asyncio.timeout(connections.idle_timeout()) as client.read_timeout:
                         size = int.from_bytes(await reader.readexactly(2), "big")
                         query = await reader.readexactly(size)
                 except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                     break
                 finally:
                     client.read_timeout = None
-                # Most recently active last: the first without queries in flight is the idlest.
-                del self._clients[writer]
-                self._clients[writer] = client
+                connections.active(client)
                 self._counts["tcp"] += 1
                 self._tcp_query(client, query, peer)
             if client.outstanding and not writer.is_closing():
                 await asyncio.wait(client.outstanding, timeout=self.config.shutdown_grace)
         finally:
-            if self._clients.get(writer) is client:
-                del self._clients[writer]
-                self._pressure_changed()
+            connections.remove(client)
             self._connection_tasks.discard(task)
             writer.close()
 
-    async def _tcp_room(self, client: _TcpClient) -> bool:
+    async def _tcp_room(self, client: TcpClient) -> bool:
         """Wait until ``client`` may send one more query; False when its connection is to be
         closed (its replies stayed unread, or it is gone)."""
         writer = client.writer
         while True:
-            if writer.transport.get_write_buffer_size() > _TCP_WRITE_HIGH:
+            if writer.transport.get_write_buffer_size() > TCP_WRITE_HIGH:
                 try:
                     async with asyncio.timeout(self.config.tcp_write_timeout):
                         await writer.drain()
@@ -781,47 +619,7 @@ class Server:
             else:
                 return not writer.is_closing()
 
-    def _busy(self) -> bool:
-        return len(self._clients) * 2 > self.config.max_tcp_connections
-
-    def _idle_timeout(self) -> float:
-        if self._busy():
-            return min(self.config.tcp_idle_timeout, self.config.tcp_busy_idle_timeout)
-        return self.config.tcp_idle_timeout
-
-    def _pressure_changed(self) -> None:
-        """After a connection came or went. Reads begun under pressure get the short timeout
-        anyway; when pressure begins, those begun before it are cut short once."""
-        busy = self._busy()
-        if busy and not self._pressed:
-            self._shorten_idle_timeouts()
-        self._pressed = busy
-
-    def _shorten_idle_timeouts(self) -> None:
-        """Every connection waiting for its next query waits no longer than the busy timeout
-        from when it began to wait."""
-        busy = self._idle_timeout()
-        for client in self._clients.values():
-            timeout = client.read_timeout
-            if timeout is None:
-                continue
-            when = timeout.when()
-            limit = client.reading_since + busy
-            if when is None or when > limit:
-                timeout.reschedule(limit)
-
-    def _evict_idlest(self) -> bool:
-        """Close the connection that sent a whole query longest ago (or never) and has none in
-        flight; False if every connection has queries in flight."""
-        for writer, client in self._clients.items():
-            if not client.outstanding:
-                del self._clients[writer]
-                self._counts["tcp_evicted"] += 1
-                writer.transport.abort()
-                return True
-        return False
-
-    def _tcp_query(self, client: _TcpClient, query: bytes, peer: tuple[str, int]) -> None:
+    def _tcp_query(self, client: TcpClient, query: bytes, peer: tuple[str, int]) -> None:
         writer = client.writer
         query_log = self.query_log
         started = self._now()
@@ -862,26 +660,11 @@ class Server:
             done(outcome, True)
 
 
-class _TcpClient:
-    """One TCP connection's state: its queries in flight, and since when and until when it
-    waits for its next query (the timeout pressure may shorten)."""
-
-    __slots__ = ("outstanding", "read_timeout", "reading_since", "writer")
-
-    def __init__(self, writer: asyncio.StreamWriter, now: float) -> None:
-        self.writer = writer
-        self.outstanding: set[asyncio.Future[None]] = set()
-        self.reading_since = now
-        self.read_timeout: asyncio.Timeout | None = None
-
-
 class _UdpListener(asyncio.DatagramProtocol):
     """The UDP socket of one listen address; each datagram is one query for the server."""
 
     def __init__(self, server: Server) -> None:
         self._server = server
-        # The server's own dict of remembered replies (it is cleared, never replaced).
-        self._memo = server._memo
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -891,14 +674,13 @@ class _UdpListener(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         transport = self._transport
         assert transport is not None
-        # The hottest path: a repeat of a recent cache hit is one dict lookup and one send.
-        found = self._memo.get(data[2:])
-        if found is not None:
-            reply = self._server._remembered(data, found, addr[0])
-            if reply is not None:
-                transport.sendto(reply, addr)
-                return
-        self._server.datagram(transport, data, addr)
+        # The hottest path: a repeat of a recent cache hit is one lookup and one send.
+        server = self._server
+        reply = server.repeat(data, addr)
+        if reply is not None:
+            transport.sendto(reply, addr)
+            return
+        server.datagram(transport, data, addr)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for replies to clients that went away: nothing to do, keep serving.
