@@ -19,10 +19,10 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Protocol, cast
+from typing import ClassVar, Protocol, cast
 
 from resolver.cache import Cache, Rendered
-from resolver.config import Address, ServerConfig
+from resolver.config import Address, PeerAddress, ServerConfig
 from resolver.engine import EDE_STALE_ANSWER, Ask, Outcome
 from resolver.errors import WireError
 from resolver.histogram import Histogram
@@ -170,7 +170,14 @@ class Server:
 
     # Settings that belong to the bound sockets (and how many sets of them worker processes
     # hold): a reload cannot change them.
-    RESTART_FIELDS = ("listen", "tcp", "udp_receive_buffer", "udp_send_buffer", "workers")
+    # ClassVar: a class attribute in the compiled build too (else it becomes a per-instance slot).
+    RESTART_FIELDS: ClassVar[tuple[str, ...]] = (
+        "listen",
+        "tcp",
+        "udp_receive_buffer",
+        "udp_send_buffer",
+        "workers",
+    )
 
     def reconfigure(self, config: ServerConfig, answerer: Answerer | None = None) -> None:
         """Apply ``config`` to the running listeners (a reload): the allow list and what is
@@ -411,7 +418,7 @@ class Server:
 
     # ----------------------------------------------------------------- UDP
 
-    def repeat(self, query: bytes, client: tuple[str, int]) -> bytes | None:
+    def repeat(self, query: bytes, client: PeerAddress) -> bytes | None:
         """The reply to a UDP ``query`` that exactly repeats (but for its ID) one answered at
         once a moment ago, from the reply the cache keeps rendered, if it still holds, the
         client is allowed and the server is not shutting down; else None (``datagram`` then
@@ -432,7 +439,7 @@ class Server:
         return query[:2] + rendered.reply_tail
 
     def datagram(
-        self, transport: asyncio.DatagramTransport, query: bytes, addr: tuple[str, int]
+        self, transport: asyncio.DatagramTransport, query: bytes, addr: PeerAddress
     ) -> None:
         """One UDP query (not a repeat, which ``repeat`` answers): answered at once, or by
         callback when the engine has the answer."""
@@ -484,7 +491,7 @@ class Server:
     def _log(
         self,
         query_log: QueryLog,
-        client: tuple[str, int],
+        client: PeerAddress,
         transport: str,
         parsed: Parsed,
         reply: bytes,
@@ -508,7 +515,7 @@ class Server:
     def _log_made_here(
         self,
         query_log: QueryLog,
-        client: tuple[str, int],
+        client: PeerAddress,
         transport: str,
         query: bytes,
         reply: bytes,
@@ -679,7 +686,7 @@ class _UdpListener(asyncio.DatagramProtocol):
         # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
         self._transport = cast(asyncio.DatagramTransport, transport)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def datagram_received(self, data: bytes, addr: PeerAddress) -> None:
         transport = self._transport
         assert transport is not None
         # The hottest path: a repeat of a recent cache hit is one lookup and one send.
