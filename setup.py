@@ -25,6 +25,7 @@ COMPILED = [
     "resolver/wire/raw.py",
     "resolver/wire/records.py",
     "resolver/wire/ttl.py",
+    "resolver/wire/view.py",
     "resolver/cache.py",
     "resolver/engine/actions.py",
     "resolver/engine/delegations.py",

@@ -40,8 +40,9 @@ from typing import NamedTuple
 
 from resolver.config import CacheConfig
 from resolver.errors import WireError
-from resolver.wire.raw import HEADER_SIZE, NOERROR, NXDOMAIN, SERVFAIL, as_bytes
-from resolver.wire.ttl import decrement_ttls_into, scan, set_ttls_into
+from resolver.wire.raw import HEADER_SIZE, NOERROR, NXDOMAIN, SERVFAIL
+from resolver.wire.ttl import decrement_ttls_into, set_ttls_into
+from resolver.wire.view import ReplyView, scan
 
 _ONE = b"\x00\x01"
 _TYPE_CLASS = struct.Struct("!HH")
@@ -329,10 +330,9 @@ class Cache:
         entry._flags = flags | _PREFETCHED
         return True
 
-    def put(
-        self, key: CacheKey, reply: bytes | bytearray, now: float | None = None
-    ) -> CacheEntry | None:
-        """Store ``reply`` (the full upstream reply to the query ``key`` came from) if cacheable.
+    def put(self, key: CacheKey, view: ReplyView, now: float | None = None) -> CacheEntry | None:
+        """Store the reply ``view`` is of (the whole reply to the query ``key`` came from, read
+        once where it was matched: its question is the key's) if cacheable.
 
         Returns the new entry, or None when the reply is not cached: truncated, an rcode other
         than NOERROR, NXDOMAIN or SERVFAIL, a negative answer without an SOA, a lifetime of 0,
@@ -340,20 +340,13 @@ class Cache:
         serve-stale). Record TTLs are clamped in the stored copy: positive ones to
         ``ttl_floor``..``ttl_ceiling``, negative ones to the entry's lifetime. Storing replaces
         any entry for ``key`` (and so resets its prefetch flag) and may evict the least
-        recently used entry. Raises WireError if ``reply`` is malformed or has not exactly one
-        question, ValueError if its question is not the one ``key`` was made from.
+        recently used entry. Raises WireError if the reply has not exactly one question, or
+        one of another length than the key's (the question itself is not compared again).
         """
-        reply = as_bytes(reply)  # a copy of a caller's bytearray: changing it changes no entry
-        info = scan(reply)
-        # The question compared in place (scan has checked the message's structure): a reply's
-        # question name is never compressed, as nothing comes before it to point to.
-        end = HEADER_SIZE + len(key.name)
-        if reply[4:6] != _ONE:
-            raise WireError(f"expected exactly one question, the reply has {reply[4:6].hex()}")
-        if reply[HEADER_SIZE:end].lower() != key.name or reply[end : end + 4] != _TYPE_CLASS.pack(
-            key.qtype, key.qclass
-        ):
-            raise ValueError("the reply's question does not match the cache key")
+        info = view
+        reply = view.message
+        if reply[4:6] != _ONE or info.question_end != HEADER_SIZE + len(key.name) + 4:
+            raise WireError("the reply's question is not the one the cache key was made from")
         if now is None:
             now = self._clock()
         kind, lifetime = self._lifetime(info.rcode, info.negative, info.negative_ttl, info.min_ttl)
@@ -362,7 +355,7 @@ class Cache:
         if kind == _FAILURE and self._servable(key, now):
             return None
         ttls = info.ttls
-        stored = reply
+        stored = bytes(reply)  # no copy for bytes; a caller's bytearray must not change it
         if kind == _POSITIVE:
             floor, ceiling = self._config.ttl_floor, self._config.ttl_ceiling
             if ttls and (min(ttls) < floor or max(ttls) > ceiling):  # else all stay as they are
@@ -568,10 +561,12 @@ class Cache:
                 pos = end
                 key = CacheKey.of(name, qtype, qclass, do=bool(flags & 1), cd=bool(flags & 2))
                 age = max(0.0, wall_now - stored)  # a clock set back ages nothing
-                try:
-                    entry = self.put(key, reply, now - age)
-                except ValueError as exc:
-                    raise WireError(f"{path}: an entry does not match its key") from exc
+                question_end = HEADER_SIZE + len(name)
+                if reply[HEADER_SIZE:question_end].lower() != key.name or reply[
+                    question_end : question_end + 4
+                ] != _TYPE_CLASS.pack(qtype, qclass):
+                    raise WireError(f"{path}: an entry does not match its key")
+                entry = self.put(key, scan(reply), now - age)
                 if entry is None:
                     continue
                 if age >= entry._lifetime + stale_max:

@@ -25,10 +25,17 @@ from resolver.engine.actions import Done, Query
 from resolver.engine.delegations import Delegations, ServerTimes
 from resolver.engine.hints import RootHints
 from resolver.engine.iteration import Iteration, Step
-from resolver.errors import ConfigError, UpstreamError, UpstreamUnreachable
+from resolver.errors import (
+    BadResponse,
+    ConfigError,
+    UpstreamError,
+    UpstreamUnreachable,
+    WireError,
+)
 from resolver.query import MAX_TIMEOUT, QueryOptions, Question
 from resolver.stub import Exchange, exchange, server_name
 from resolver.wire import name_to_text, qtype_name
+from resolver.wire.view import scan
 
 __all__ = ["Trace", "format_step", "heading", "trace"]
 
@@ -117,8 +124,14 @@ def trace(
             unreachable = UpstreamUnreachable(server_name(action.server), exc.reason)
             next_action = iteration.on_failure(unreachable, clock())
         else:
-            answered = action, done
-            next_action = iteration.on_reply(done.data, clock())
+            try:
+                view = scan(done.data)
+            except WireError as exc:  # ours, but its records cannot be read
+                bad = BadResponse(server_name(action.server), f"malformed reply: {exc}")
+                next_action = iteration.on_failure(bad, clock())
+            else:
+                answered = action, done
+                next_action = iteration.on_reply(view, clock())
         for index in range(shown, len(steps)):
             for line in format_step(steps[index], steps[index - 1] if index else None):
                 echo(line)
@@ -131,7 +144,7 @@ def trace(
         assert answered is not None  # the reply is built from what a server said
         query, done = answered
         reply = Reply(
-            decode(action.reply),
+            decode(action.reply.message),
             query.server,
             done.transport,
             done.elapsed,

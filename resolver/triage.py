@@ -127,16 +127,16 @@ def for_client(
 ) -> bytes:
     """A normalized reply made this client's: its ID, its RD, its question case, our OPT
     (carrying ``ede`` if given), AD only if the client asked with AD or DO (RFC 6840 section
-    5.8). Raises WireError if the reply is for another question."""
+    5.8). ``reply`` is the engine's answer to this very question (its question was matched
+    where the reply was read, and is not compared again here: its name is replaced by the
+    client's, as read from the query: same case, and uncompressed whatever the query did)."""
     reply, query = as_bytes(reply), as_bytes(query)
-    end = parsed.question.end
-    if reply[12:end].lower() != query[12:end].lower():
-        raise WireError("reply question does not match the query")
+    name = parsed.question.name
     flags = (reply[2] & ~_RD_HIGH) | (query[2] & _RD_HIGH)
     low = reply[3]
     if not query[3] & _AD_LOW and not parsed.do:
         low &= ~_AD_LOW
-    reply = query[:2] + bytes((flags, low)) + reply[4:12] + query[12:end] + reply[end:]
+    reply = query[:2] + bytes((flags, low)) + reply[4:12] + name + reply[12 + len(name) :]
     return with_opt(reply, parsed.edns, 0, ede)
 
 

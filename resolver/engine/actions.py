@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from resolver.config import Address
+from resolver.wire.view import ReplyView
 
 __all__ = [
     "EDE_NETWORK_ERROR",
@@ -50,8 +51,9 @@ class Query(NamedTuple):
 
 
 class Done(NamedTuple):
-    """The query is over: answer ``reply``, in the form the engine stores and serves (no OPT,
-    RA set, AA clear: ``wire.message.normalize``), or fail with ``ede``."""
+    """The query is over: answer with the reply ``reply`` is the view of, in the form the
+    engine stores and serves (no OPT, RA set, AA clear: ``wire.view.normalize``), or fail with
+    ``ede``."""
 
-    reply: bytes | None
+    reply: ReplyView | None
     ede: int | None

@@ -66,6 +66,7 @@ from resolver.transport import (
 )
 from resolver.wire.message import name_to_wire
 from resolver.wire.raw import REFUSED, SERVFAIL, ancestors
+from resolver.wire.view import ReplyView
 
 __all__ = ["Ask", "Decision", "Engine", "EngineStatistics", "Outcome"]
 
@@ -96,7 +97,7 @@ class Ask(NamedTuple):
 
 class Outcome(NamedTuple):
     """The engine's answer to a question: ``reply`` in normalized form (see
-    ``wire.message.normalize``;
+    ``wire.view.normalize``;
     its ID is arbitrary, its question case may differ from the asker's, AA is set only in
     answers of our own from ``local.LocalAnswers``), or None for
     SERVFAIL; ``ede`` an RFC 8914 info code to attach, or None; ``until`` the moment (on the
@@ -122,7 +123,7 @@ class Decision(Protocol):
 
     def start(self, now: float) -> Action: ...
 
-    def on_reply(self, reply: bytes, now: float) -> Action: ...
+    def on_reply(self, reply: ReplyView, now: float) -> Action: ...
 
     def on_failure(self, exc: BaseException, now: float) -> Action: ...
 
@@ -185,7 +186,7 @@ class _Flight:
         self.stale_served = False
         self.timer: asyncio.TimerHandle | None = None
 
-    def report(self, reply: bytes | None, exc: BaseException | None) -> None:
+    def report(self, reply: ReplyView | None, exc: BaseException | None) -> None:
         self.engine._advance(self, reply, exc)
 
 
@@ -521,7 +522,7 @@ class Engine:
         loop = self._loop or asyncio.get_running_loop()
         self._take_off(self._flight(ask, loop.time() + self.query_timeout))
 
-    def _advance(self, flight: _Flight, reply: bytes | None, exc: BaseException | None) -> None:
+    def _advance(self, flight: _Flight, reply: ReplyView | None, exc: BaseException | None) -> None:
         """The transport reported on the flight's exchange: decide and do the next step."""
         loop = self._loop or asyncio.get_running_loop()
         flight.exchange = None
@@ -587,12 +588,13 @@ class Engine:
                 self._emptied.set()
         if flight.timer is not None:
             flight.timer.cancel()
-        reply = done.reply  # in the form we store and serve (see Done)
+        view = done.reply  # in the form we store and serve (see Done), read once
+        reply = view.message if view is not None else None
         cache = self.cache
-        if reply is not None and cache is not None:
+        if view is not None and cache is not None:
             try:  # noqa: SIM105
-                cache.put(key, reply)
-            except (WireError, ValueError):
+                cache.put(key, view)
+            except WireError:
                 pass  # a reply the cache cannot take is still relayed: the client gets it
         failed = reply is None or reply[3] & 0x0F in (SERVFAIL, REFUSED)
         waiters = flight.waiters

@@ -34,7 +34,7 @@ from resolver.engine.actions import (
 )
 from resolver.engine.selection import Selector
 from resolver.errors import LocalError, UpstreamTimeout, UpstreamUnreachable, WireError
-from resolver.wire.message import normalize
+from resolver.wire.view import ReplyView, normalize
 
 __all__ = [
     "EDE_NETWORK_ERROR",
@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 _ROUNDS = 2
-_TC_BYTE2 = 0x02
 _FORMERR = 1
 _SERVFAIL = 2
 _NOTIMP = 4
@@ -89,7 +88,7 @@ class Forwarding:
         self._tcp = False
         self._edns = True
         self._sent_at = 0.0
-        self._fallback: bytes | None = None
+        self._fallback: ReplyView | None = None
         self._unreachable = False
 
     def start(self, now: float) -> Action:
@@ -97,14 +96,14 @@ class Forwarding:
         self._state = [_UNTRIED] * len(self._order)  # order is a permutation of the indices
         return self._next(now)
 
-    def on_reply(self, reply: bytes, now: float) -> Action:
-        """The validated reply to the last Send."""
+    def on_reply(self, reply: ReplyView, now: float) -> Action:
+        """The validated reply to the last Send, read once where it was matched."""
         index = self._current
         self._selector.succeeded(index, now - self._sent_at)
-        rcode = reply[3] & 0x0F
+        rcode = reply.message[3] & 0x0F
         if rcode == _FORMERR and self._edns:
             return self._send(index, now, tcp=self._tcp, edns=False)
-        if reply[2] & _TC_BYTE2 and not self._tcp:
+        if reply.truncated and not self._tcp:
             return self._send(index, now, tcp=True, edns=self._edns)
         self._state[index] = _ANSWERED
         if rcode in (_FORMERR, _NOTIMP):

@@ -67,6 +67,7 @@ from resolver.errors import (
 )
 from resolver.wire.raw import AA, CLASS_IN, NOERROR, NXDOMAIN, QR, RA, RD, TC
 from resolver.wire.records import Message, Record, build_reply, read_message, target_name
+from resolver.wire.view import ReplyView, scan
 
 __all__ = ["Iteration", "Step"]
 
@@ -279,8 +280,9 @@ class Iteration:
         self._stack.append(_Frame(key, self._qtype, zone, self._config.qname_minimisation, None))
         return self._next(now)
 
-    def on_reply(self, reply: bytes, now: float) -> Action:
-        """The validated reply to the last Query."""
+    def on_reply(self, view: ReplyView, now: float) -> Action:
+        """The validated reply to the last Query (its view; the records are read here)."""
+        reply = view.message
         frame = self._stack[-1]
         server = self._server
         self._times.succeeded(server, now - self._sent_at, now)
@@ -666,7 +668,7 @@ class Iteration:
                 authority,
                 flags=QR | RD | RA,
             )
-            return Done(reply, None)
+            return Done(scan(reply), None)
         addresses = tuple(a for a in map(_address, answer) if a is not None)
         if not addresses and frame.qtype == _TYPE_A and 6 in self._families:
             frame.qtype = _TYPE_AAAA

@@ -8,14 +8,16 @@ from time import perf_counter
 from typing import Protocol
 
 from resolver.config import Address
-from resolver.errors import CaseMismatch, UpstreamTimeout
+from resolver.errors import BadResponse, CaseMismatch, UpstreamTimeout, WireError
 from resolver.transport.addresses import format_address
 from resolver.wire.query import CASE_DIFFERS, reply_mismatch
+from resolver.wire.view import ReplyView, scan
 
 __all__ = ["Carrier", "Checkout", "Exchange", "Owner", "Report"]
 
-# What an exchange reports: the validated reply, or the error that ended it.
-Report = Callable[[bytes | None, BaseException | None], None]
+# What an exchange reports: the view of the validated reply (read once, here), or the error
+# that ended it.
+Report = Callable[[ReplyView | None, BaseException | None], None]
 
 
 class Owner(Protocol):
@@ -114,18 +116,25 @@ class Exchange:
 
     def take(self, data: bytes) -> bool:
         """Offer ``data``, a datagram or TCP message from the server: True when it ended the
-        exchange (our reply, or, with the owner's ``case_fallback``, our reply but for the case
-        of the 0x20 name: CaseMismatch); False for a stray, which the caller counts."""
+        exchange (our reply, read once into the view that is reported; our reply but with
+        records that cannot be read: BadResponse; or, with the owner's ``case_fallback``, our
+        reply but for the case of the 0x20 name: CaseMismatch); False for a stray, which the
+        caller counts."""
         problem = reply_mismatch(data, self.qid, self.question, case_exact=self.case_exact)
         if problem is None:
-            self.succeed(data)
+            try:
+                view = scan(data)
+            except WireError as exc:
+                self.fail(BadResponse(self.name, f"malformed reply: {exc}"))
+                return True
+            self.succeed(view)
             return True
         if problem is CASE_DIFFERS and self.owner.case_fallback:
             self.mismatch()
             return True
         return False
 
-    def succeed(self, reply: bytes) -> None:
+    def succeed(self, reply: ReplyView) -> None:
         if self.done:
             return
         self.done = True

@@ -17,7 +17,6 @@ from dnslib.label import DNSLabelError
 
 from resolver.errors import WireError
 from resolver.wire.raw import (
-    AA,
     CD,
     HEADER_SIZE,
     NOERROR,
@@ -37,7 +36,6 @@ __all__ = [
     "is_absolute",
     "minimal_any_reply",
     "name_to_wire",
-    "normalize",
     "opt_record",
     "parse",
     "qclass_name",
@@ -307,15 +305,6 @@ def strip_opt(reply: bytes | bytearray) -> bytes:
     if ext_rcode:
         raise WireError(f"extended rcode bits {ext_rcode} cannot be kept without OPT")
     return stripped
-
-
-def normalize(reply: bytes | bytearray) -> bytes:
-    """An upstream's reply in the form the engine stores and serves: the OPT record removed (it
-    is hop-by-hop, RFC 6891), RA set, AA cleared (the answer is not ours). Raises WireError as
-    ``strip_opt`` does."""
-    reply = strip_opt(reply)
-    flags = (int.from_bytes(reply[2:4], "big") & ~AA) | RA
-    return reply[:2] + flags.to_bytes(2, "big") + reply[4:]
 
 
 def replace_opt(reply: bytes | bytearray, *, udp_size: int, do: bool) -> bytes:

@@ -25,6 +25,7 @@ from resolver.errors import (
 )
 from resolver.transport import Exchange, Servers, addresses, format_address
 from resolver.wire import CLASS_IN, TYPE_A, DNSRecord, name_to_wire, read_header, read_question
+from resolver.wire.view import ReplyView, scan
 
 BOUND = 5.0  # every test finishes well within this; reached only when a test is failing
 SHORT = 0.3  # the deadline of exchanges that are expected to time out
@@ -81,13 +82,14 @@ def silent(query: bytes) -> None:
 
 
 class Outcome:
-    """What an exchange reports: the first report in ``future``, and how many came."""
+    """What an exchange reports: the first report in ``future`` (the reply's bytes, from the
+    view the transport read it into), and how many came."""
 
     def __init__(self) -> None:
         self.future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.reports = 0
 
-    def __call__(self, reply: bytes | None, exc: BaseException | None) -> None:
+    def __call__(self, reply: ReplyView | None, exc: BaseException | None) -> None:
         self.reports += 1
         if self.future.done():
             return
@@ -95,7 +97,8 @@ class Outcome:
             self.future.set_exception(exc)
         else:
             assert reply is not None
-            self.future.set_result(reply)
+            assert reply == scan(reply.message)  # the view describes the reply
+            self.future.set_result(reply.message)
 
 
 def send(

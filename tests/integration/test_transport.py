@@ -29,6 +29,7 @@ from resolver.wire import (
     read_header,
     read_question,
 )
+from resolver.wire.view import ReplyView, scan
 
 BOUND = 5.0  # every test finishes well within this; reached only when a test is failing
 SHORT = 0.3  # the deadline of exchanges that are expected to time out
@@ -68,14 +69,15 @@ async def ask(
     loop = asyncio.get_running_loop()
     future: asyncio.Future[bytes] = loop.create_future()
 
-    def report(reply: bytes | None, exc: BaseException | None) -> None:
+    def report(reply: ReplyView | None, exc: BaseException | None) -> None:
         if future.done():
             return
         if exc is not None:
             future.set_exception(exc)
         else:
             assert reply is not None
-            future.set_result(reply)
+            assert reply == scan(reply.message)  # the view describes the reply
+            future.set_result(reply.message)
 
     query, question = upstream.build_query(name_to_wire(name), qtype, CLASS_IN)
     exchange = upstream.send(
@@ -295,6 +297,23 @@ async def test_an_answer_without_a_question_is_a_stray(rcode: int) -> None:
     ):
         await timed_out(upstream)
         assert upstream.statistics().strays == 1
+
+
+async def test_our_reply_with_records_that_cannot_be_read_is_a_bad_response() -> None:
+    def cut_record(query: bytes) -> bytes:
+        # Our ID and question, one answer announced, and a record cut off after its name.
+        end = read_question(query).end
+        return query[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + query[12:end] + b"\xc0\x0c"
+
+    async with (
+        asyncio.timeout(BOUND),
+        ScriptedUpstream(cut_record) as server,
+        open_upstream(server.address) as upstream,
+    ):
+        with pytest.raises(BadResponse, match="malformed reply"):
+            await ask(upstream)
+        assert upstream.statistics().bad_responses == 1
+        assert_pool_balanced(upstream)
 
 
 async def test_reply_from_another_source_port_is_not_accepted(authority: Authority) -> None:

@@ -21,6 +21,7 @@ from resolver.cache import (
 )
 from resolver.errors import ConfigError, WireError
 from resolver.wire.raw import read_question
+from resolver.wire.view import scan
 
 
 class FakeClock:
@@ -98,7 +99,7 @@ def _serve(cache: Cache, key: CacheKey, query_id: int = 0x1234) -> bytes:
 
 
 def test_served_ttls_drop_by_whole_seconds_elapsed(cache: Cache, clock: FakeClock) -> None:
-    cache.put(_key(), _a_reply(300, 100))
+    cache.put(_key(), scan(_a_reply(300, 100)))
     clock.advance(10.9)
     assert _ttls(_serve(cache, _key())) == [290, 90]
     clock.advance(0.2)
@@ -106,7 +107,7 @@ def test_served_ttls_drop_by_whole_seconds_elapsed(cache: Cache, clock: FakeCloc
 
 
 def test_entry_lifetime_is_the_smallest_record_ttl(cache: Cache, clock: FakeClock) -> None:
-    entry = cache.put(_key(), _a_reply(300, 100))
+    entry = cache.put(_key(), scan(_a_reply(300, 100)))
     assert entry is not None
     assert entry.lifetime == 100
     clock.advance(99.5)
@@ -137,7 +138,7 @@ def test_floor_and_ceiling_clamp_stored_ttls(
     stored: list[int],
 ) -> None:
     cache = Cache(CacheConfig(ttl_floor=floor, ttl_ceiling=ceiling), clock=clock)
-    entry = cache.put(_key(), _a_reply(*ttls))
+    entry = cache.put(_key(), scan(_a_reply(*ttls)))
     assert entry is not None
     assert entry.lifetime == lifetime
     assert _ttls(_serve(cache, _key())) == stored
@@ -145,7 +146,7 @@ def test_floor_and_ceiling_clamp_stored_ttls(
 
 def test_nxdomain_cached_for_soa_minimum(cache: Cache, clock: FakeClock) -> None:
     reply = _reply(rcode=RCODE.NXDOMAIN, authority=(_soa(ttl=900, minimum=60),))
-    entry = cache.put(_key(), reply)
+    entry = cache.put(_key(), scan(reply))
     assert entry is not None
     assert (entry.negative, entry.lifetime) == (True, 60)
     # The SOA's own TTL is lowered to the negative TTL so no downstream cache keeps it longer.
@@ -163,7 +164,7 @@ def test_nxdomain_cached_for_soa_minimum(cache: Cache, clock: FakeClock) -> None
 
 def test_nodata_cached_for_soa_ttl_when_lower(cache: Cache) -> None:
     key = _key(qtype="AAAA")
-    entry = cache.put(key, _reply(qtype="AAAA", authority=(_soa(ttl=30, minimum=600),)))
+    entry = cache.put(key, scan(_reply(qtype="AAAA", authority=(_soa(ttl=30, minimum=600),))))
     assert entry is not None
     assert (entry.negative, entry.lifetime) == (True, 30)
     served = DNSRecord.parse(_serve(cache, key))
@@ -171,8 +172,8 @@ def test_nodata_cached_for_soa_ttl_when_lower(cache: Cache) -> None:
 
 
 def test_nodata_and_nxdomain_are_told_apart_by_rcode(cache: Cache) -> None:
-    nodata = cache.put(_key(qtype="AAAA"), _reply(qtype="AAAA", authority=(_soa(),)))
-    nxdomain = cache.put(_key(), _reply(rcode=RCODE.NXDOMAIN, authority=(_soa(),)))
+    nodata = cache.put(_key(qtype="AAAA"), scan(_reply(qtype="AAAA", authority=(_soa(),))))
+    nxdomain = cache.put(_key(), scan(_reply(rcode=RCODE.NXDOMAIN, authority=(_soa(),))))
     assert nodata is not None
     assert nxdomain is not None
     assert DNSRecord.parse(_serve(cache, _key(qtype="AAAA"))).header.rcode == RCODE.NOERROR
@@ -182,27 +183,27 @@ def test_nodata_and_nxdomain_are_told_apart_by_rcode(cache: Cache) -> None:
 def test_negative_ttl_capped_by_negative_max(clock: FakeClock) -> None:
     cache = Cache(CacheConfig(negative_ttl_max=100), clock=clock)
     reply = _reply(rcode=RCODE.NXDOMAIN, authority=(_soa(ttl=86400, minimum=86400),))
-    entry = cache.put(_key(), reply)
+    entry = cache.put(_key(), scan(reply))
     assert entry is not None
     assert entry.lifetime == 100
 
 
 def test_negative_ignores_the_floor(clock: FakeClock) -> None:
     cache = Cache(CacheConfig(ttl_floor=600), clock=clock)
-    entry = cache.put(_key(), _reply(rcode=RCODE.NXDOMAIN, authority=(_soa(minimum=60),)))
+    entry = cache.put(_key(), scan(_reply(rcode=RCODE.NXDOMAIN, authority=(_soa(minimum=60),))))
     assert entry is not None
     assert entry.lifetime == 60
 
 
 def test_negative_without_soa_is_not_cached(cache: Cache) -> None:
-    assert cache.put(_key(), _reply(rcode=RCODE.NXDOMAIN)) is None
-    assert cache.put(_key(), _reply()) is None
+    assert cache.put(_key(), scan(_reply(rcode=RCODE.NXDOMAIN))) is None
+    assert cache.put(_key(), scan(_reply())) is None
     assert len(cache) == 0
 
 
 def test_servfail_is_cached_briefly_and_never_served_stale(clock: FakeClock) -> None:
     cache = Cache(CacheConfig(servfail_ttl=5), clock=clock)
-    entry = cache.put(_key(), _reply(rcode=RCODE.SERVFAIL))
+    entry = cache.put(_key(), scan(_reply(rcode=RCODE.SERVFAIL)))
     assert entry is not None
     assert (entry.failure, entry.lifetime) == (True, 5)
     clock.advance(4.9)
@@ -216,15 +217,15 @@ def test_servfail_is_cached_briefly_and_never_served_stale(clock: FakeClock) -> 
 
 def test_servfail_caching_can_be_disabled(clock: FakeClock) -> None:
     cache = Cache(CacheConfig(servfail_ttl=0), clock=clock)
-    assert cache.put(_key(), _reply(rcode=RCODE.SERVFAIL)) is None
+    assert cache.put(_key(), scan(_reply(rcode=RCODE.SERVFAIL))) is None
 
 
 def test_servfail_does_not_replace_an_entry_still_servable_stale(
     cache: Cache, clock: FakeClock
 ) -> None:
-    first = cache.put(_key(), _a_reply(60))
+    first = cache.put(_key(), scan(_a_reply(60)))
     clock.advance(120)
-    assert cache.put(_key(), _reply(rcode=RCODE.SERVFAIL)) is None
+    assert cache.put(_key(), scan(_reply(rcode=RCODE.SERVFAIL))) is None
     hit = cache.get(_key())
     assert hit is not None
     assert (hit.entry, hit.freshness) == (first, Freshness.STALE)
@@ -234,25 +235,25 @@ def test_servfail_does_not_replace_an_entry_still_servable_stale(
     "rcode", [RCODE.REFUSED, RCODE.FORMERR, RCODE.NOTIMP], ids=["refused", "formerr", "notimp"]
 )
 def test_other_rcodes_are_not_cached(cache: Cache, rcode: int) -> None:
-    assert cache.put(_key(), _reply(rcode=rcode, authority=(_soa(),))) is None
+    assert cache.put(_key(), scan(_reply(rcode=rcode, authority=(_soa(),)))) is None
 
 
 def test_truncated_reply_is_never_cached(cache: Cache) -> None:
-    assert cache.put(_key(), _reply(answers=_a_reply_rrs(), tc=True)) is None
+    assert cache.put(_key(), scan(_reply(answers=_a_reply_rrs(), tc=True))) is None
     assert _key() not in cache
     assert cache.statistics().inserts == 0
 
 
 def test_zero_ttl_answer_is_not_cached(cache: Cache) -> None:
-    assert cache.put(_key(), _a_reply(0)) is None
+    assert cache.put(_key(), scan(_a_reply(0))) is None
 
 
 def test_lru_evicts_least_recently_used(cache: Cache) -> None:
     keys = [_key(f"n{i}.example.com") for i in range(4)]
     for i in range(3):
-        cache.put(keys[i], _a_reply(60, qname=f"n{i}.example.com"))
+        cache.put(keys[i], scan(_a_reply(60, qname=f"n{i}.example.com")))
     assert cache.get(keys[0]) is not None  # now keys[1] is the least recently used
-    cache.put(keys[3], _a_reply(60, qname="n3.example.com"))
+    cache.put(keys[3], scan(_a_reply(60, qname="n3.example.com")))
     assert [key in cache for key in keys] == [True, False, True, True]
     assert cache.statistics().evictions == 1
 
@@ -260,14 +261,14 @@ def test_lru_evicts_least_recently_used(cache: Cache) -> None:
 def test_replacing_an_entry_makes_it_most_recent(cache: Cache) -> None:
     keys = [_key(f"n{i}.example.com") for i in range(4)]
     for i in range(3):
-        cache.put(keys[i], _a_reply(60, qname=f"n{i}.example.com"))
-    cache.put(keys[0], _a_reply(60, qname="n0.example.com"))
-    cache.put(keys[3], _a_reply(60, qname="n3.example.com"))
+        cache.put(keys[i], scan(_a_reply(60, qname=f"n{i}.example.com")))
+    cache.put(keys[0], scan(_a_reply(60, qname="n0.example.com")))
+    cache.put(keys[3], scan(_a_reply(60, qname="n3.example.com")))
     assert [key in cache for key in keys] == [True, False, True, True]
 
 
 def test_key_is_case_insensitive_and_client_case_is_restored(cache: Cache) -> None:
-    cache.put(_key("wWw.ExAmple.com"), _a_reply(60, qname="wWw.ExAmple.com"))
+    cache.put(_key("wWw.ExAmple.com"), scan(_a_reply(60, qname="wWw.ExAmple.com")))
     client = _key("WWW.EXAMPLE.COM")
     assert client == _key("www.example.com")
     hit = cache.get(client)
@@ -280,14 +281,14 @@ def test_key_is_case_insensitive_and_client_case_is_restored(cache: Cache) -> No
 
 def test_serving_patches_the_id_and_keeps_the_stored_reply(cache: Cache) -> None:
     reply = _a_reply(60)
-    entry = cache.put(_key(), reply)
+    entry = cache.put(_key(), scan(reply))
     assert entry is not None
     assert DNSRecord.parse(_serve(cache, _key(), query_id=0xBEEF)).header.id == 0xBEEF
     assert entry.reply == reply
 
 
 def test_serve_rejects_an_id_out_of_range(cache: Cache) -> None:
-    entry = cache.put(_key(), _a_reply(60))
+    entry = cache.put(_key(), scan(_a_reply(60)))
     assert entry is not None
     with pytest.raises(ValueError, match="0-65535"):
         cache.serve(entry, 0x10000, _key().name)
@@ -297,7 +298,7 @@ def test_serve_rejects_an_id_out_of_range(cache: Cache) -> None:
     ("do", "cd"), [(True, False), (False, True), (True, True)], ids=["do", "cd", "do-cd"]
 )
 def test_do_and_cd_bits_are_part_of_the_key(cache: Cache, do: bool, cd: bool) -> None:
-    cache.put(_key(), _a_reply(60))
+    cache.put(_key(), scan(_a_reply(60)))
     other = CacheKey.of(_key().name, QTYPE.A, 1, do=do, cd=cd)
     assert cache.get(other) is None
     assert cache.get(_key()) is not None
@@ -305,7 +306,7 @@ def test_do_and_cd_bits_are_part_of_the_key(cache: Cache, do: bool, cd: bool) ->
 
 def test_stale_entry_served_with_ttl_30_until_stale_max(clock: FakeClock) -> None:
     cache = Cache(CacheConfig(stale_max=3600), clock=clock)
-    cache.put(_key(), _reply(answers=_a_reply_rrs(), authority=(_soa(ttl=7200),)))
+    cache.put(_key(), scan(_reply(answers=_a_reply_rrs(), authority=(_soa(ttl=7200),))))
     clock.advance(60)
     hit = cache.get(_key())
     assert hit is not None
@@ -324,13 +325,13 @@ def test_stale_entry_served_with_ttl_30_until_stale_max(clock: FakeClock) -> Non
 
 def test_stale_serving_can_be_disabled(clock: FakeClock) -> None:
     cache = Cache(CacheConfig(stale_max=0), clock=clock)
-    cache.put(_key(), _a_reply(60))
+    cache.put(_key(), scan(_a_reply(60)))
     clock.advance(60)
     assert cache.get(_key()) is None
 
 
 def test_prefetch_requested_once_in_last_tenth(cache: Cache, clock: FakeClock) -> None:
-    cache.put(_key(), _a_reply(100))
+    cache.put(_key(), scan(_a_reply(100)))
     clock.advance(89)
     hit = cache.get(_key())
     assert hit is not None
@@ -345,31 +346,33 @@ def test_prefetch_requested_once_in_last_tenth(cache: Cache, clock: FakeClock) -
 
 
 def test_replacing_an_entry_resets_its_prefetch_flag(cache: Cache, clock: FakeClock) -> None:
-    cache.put(_key(), _a_reply(100))
+    cache.put(_key(), scan(_a_reply(100)))
     clock.advance(95)
     hit = cache.get(_key())
     assert hit is not None
     assert hit.needs_prefetch
-    cache.put(_key(), _a_reply(100))
+    cache.put(_key(), scan(_a_reply(100)))
     clock.advance(95)
     hit = cache.get(_key())
     assert hit is not None
     assert hit.needs_prefetch
 
 
-def test_put_rejects_a_reply_for_another_question(cache: Cache) -> None:
-    with pytest.raises(ValueError, match="does not match"):
-        cache.put(_key("other.example.com"), _a_reply(60))
+def test_put_rejects_a_reply_whose_question_cannot_be_the_keys(cache: Cache) -> None:
+    # The question itself was compared where the reply was matched; the cache checks only
+    # what costs nothing: one question, of the key's length.
+    with pytest.raises(WireError, match="question"):
+        cache.put(_key("other.example.com"), scan(_a_reply(60)))
 
 
 def test_put_rejects_malformed_reply(cache: Cache) -> None:
     with pytest.raises(WireError):
-        cache.put(_key(), _a_reply(60)[:-3])
+        cache.put(_key(), scan(_a_reply(60)[:-3]))
 
 
 def test_statistics_and_repr_count_live(cache: Cache) -> None:
     assert cache.get(_key()) is None
-    cache.put(_key(), _a_reply(60))
+    cache.put(_key(), scan(_a_reply(60)))
     assert cache.get(_key()) is not None
     assert cache.statistics() == CacheStatistics(
         entries=1, hits=1, misses=1, stale_hits=0, evictions=0, expired=0, inserts=1
@@ -380,10 +383,10 @@ def test_statistics_and_repr_count_live(cache: Cache) -> None:
 
 
 def test_remove_and_clear(cache: Cache) -> None:
-    cache.put(_key(), _a_reply(60))
+    cache.put(_key(), scan(_a_reply(60)))
     assert cache.remove(_key())
     assert not cache.remove(_key())
-    cache.put(_key(), _a_reply(60))
+    cache.put(_key(), scan(_a_reply(60)))
     cache.clear()
     assert len(cache) == 0
 
@@ -453,7 +456,7 @@ def test_served_reply_always_parses(
     if edns:
         reply.add_ar(EDNS0(udp_len=1232))
     stored = bytes(reply.pack())
-    entry = cache.put(_key(), stored)
+    entry = cache.put(_key(), scan(stored))
     if entry is None:
         return  # NODATA without SOA: CNAME/TXT only answers to an A question
     client = "".join(
@@ -500,7 +503,7 @@ def test_a_failure_without_an_ede_keeps_none(cache: Cache) -> None:
 def test_a_failure_is_not_stored_over_an_answer_still_servable(
     cache: Cache, clock: FakeClock
 ) -> None:
-    answer = cache.put(_key(), _a_reply(60))
+    answer = cache.put(_key(), scan(_a_reply(60)))
     clock.advance(61)  # expired, still servable stale
     assert cache.fail(_key(), 22) is None
     hit = cache.get(_key())
@@ -517,7 +520,7 @@ def test_failures_are_not_remembered_when_servfail_ttl_is_zero(clock: FakeClock)
 def test_a_held_stale_answer_is_reported_held_until_the_recheck(
     cache: Cache, clock: FakeClock
 ) -> None:
-    answer = cache.put(_key(), _a_reply(60))
+    answer = cache.put(_key(), scan(_a_reply(60)))
     clock.advance(61)
     assert cache.hold(_key()) is answer
     for _ in range(2):
@@ -534,17 +537,17 @@ def test_a_held_stale_answer_is_reported_held_until_the_recheck(
 
 def test_only_an_expired_servable_answer_can_be_held(cache: Cache, clock: FakeClock) -> None:
     assert cache.hold(_key()) is None  # nothing stored
-    cache.put(_key(), _a_reply(60))
+    cache.put(_key(), scan(_a_reply(60)))
     assert cache.hold(_key()) is None  # still fresh: a failed prefetch holds nothing
     cache.fail(CacheKey.of(b"\x01x\x00", 1, 1, do=False, cd=False), 22)
     assert cache.hold(CacheKey.of(b"\x01x\x00", 1, 1, do=False, cd=False)) is None
 
 
 def test_a_new_answer_ends_the_hold(cache: Cache, clock: FakeClock) -> None:
-    cache.put(_key(), _a_reply(60))
+    cache.put(_key(), scan(_a_reply(60)))
     clock.advance(61)
     cache.hold(_key())
-    cache.put(_key(), _a_reply(60))
+    cache.put(_key(), scan(_a_reply(60)))
     hit = cache.get(_key())
     assert hit is not None
     assert hit.freshness is Freshness.FRESH
@@ -575,9 +578,9 @@ def test_clear_drops_rendered_replies_too(cache: Cache, clock: FakeClock) -> Non
 def test_saved_answers_are_restored_aged_by_the_wall_clock(
     cache: Cache, clock: FakeClock, tmp_path: Path
 ) -> None:
-    cache.put(_key(), _a_reply(300))
+    cache.put(_key(), scan(_a_reply(300)))
     other = _key(qtype="AAAA", do=True)
-    cache.put(other, _reply(qtype="AAAA", rcode=RCODE.NXDOMAIN, authority=(_soa(),)))
+    cache.put(other, scan(_reply(qtype="AAAA", rcode=RCODE.NXDOMAIN, authority=(_soa(),))))
     clock.advance(10)
     path = tmp_path / "cache.bin"
     assert cache.save(path, wall_now=5_000.0) == 2
@@ -595,7 +598,7 @@ def test_saved_answers_are_restored_aged_by_the_wall_clock(
 
 def test_answers_past_their_stale_window_are_not_restored(clock: FakeClock, tmp_path: Path) -> None:
     cache = Cache(CacheConfig(stale_max=50), clock=clock)
-    cache.put(_key(), _a_reply(60))
+    cache.put(_key(), scan(_a_reply(60)))
     path = tmp_path / "cache.bin"
     cache.save(path, wall_now=1_000.0)
     restored = Cache(CacheConfig(stale_max=50), clock=FakeClock())
@@ -619,8 +622,8 @@ def test_failures_are_not_saved(cache: Cache, tmp_path: Path) -> None:
 def test_a_damaged_cache_file_raises_and_keeps_nothing(
     cache: Cache, tmp_path: Path, damage: Callable[[bytes], bytes]
 ) -> None:
-    cache.put(_key(), _a_reply(300))
-    cache.put(_key("other.example.com"), _a_reply(300, qname="other.example.com"))
+    cache.put(_key(), scan(_a_reply(300)))
+    cache.put(_key("other.example.com"), scan(_a_reply(300, qname="other.example.com")))
     path = tmp_path / "cache.bin"
     cache.save(path)
     path.write_bytes(damage(path.read_bytes()))

@@ -16,6 +16,7 @@ from resolver.engine.forwarding import (
 )
 from resolver.engine.selection import Selector
 from resolver.errors import BadResponse, LocalError, UpstreamTimeout, UpstreamUnreachable
+from resolver.wire.view import ReplyView, scan
 
 TIMEOUT = 2.0
 
@@ -25,10 +26,11 @@ def decide(count: int = 2, deadline: float = 10.0, **config: object) -> tuple[Fo
     return Forwarding(selector, TIMEOUT, deadline), selector
 
 
-def reply(rcode: int = 0, tc: bool = False) -> bytes:
-    """A reply in the form the engine serves (RA set, AA clear, no OPT), one question."""
+def reply(rcode: int = 0, tc: bool = False) -> ReplyView:
+    """The view of a reply in the form the engine serves (RA set, AA clear, no OPT), one
+    question, as the transport reports it."""
     header = struct.pack("!6H", 1, 0x8080 | (0x0200 if tc else 0) | rcode, 1, 0, 0, 0)
-    return header + b"\x07example\x03com\x00" + struct.pack("!HH", 1, 1)
+    return scan(header + b"\x07example\x03com\x00" + struct.pack("!HH", 1, 1))
 
 
 def test_starts_with_the_first_upstream_over_udp_with_edns() -> None:
@@ -121,8 +123,9 @@ def test_a_bad_tcp_reply_fails_over() -> None:
     assert isinstance(forwarding.on_failure(BadResponse("a", "closed"), 0.1), Send)
 
 
-def with_opt(message: bytes, ext_rcode: int = 0) -> bytes:
-    """``message`` with an OPT record appended (its extended rcode bits as given)."""
+def with_opt(reply: ReplyView, ext_rcode: int = 0) -> bytes:
+    """The reply with an OPT record appended (its extended rcode bits as given)."""
+    message = reply.message
     arcount = struct.unpack_from("!H", message, 10)[0] + 1
     opt = b"\x00" + struct.pack("!HHBBHH", 41, 1232, ext_rcode, 0, 0, 0)
     return message[:10] + struct.pack("!H", arcount) + message[12:] + opt
@@ -133,12 +136,12 @@ def test_the_relayed_reply_is_in_served_form_without_opt_and_aa() -> None:
     forwarding.start(0.0)
     upstream = bytearray(with_opt(reply()))
     upstream[2] |= 0x04  # AA from the upstream: not ours to claim
-    assert forwarding.on_reply(bytes(upstream), 0.05) == Done(reply(), None)
+    assert forwarding.on_reply(scan(bytes(upstream)), 0.05) == Done(reply(), None)
 
 
 def test_a_reply_whose_opt_cannot_be_removed_moves_on_to_the_next_upstream() -> None:
     forwarding, _ = decide()
     first = forwarding.start(0.0)
     assert isinstance(first, Send)
-    action = forwarding.on_reply(with_opt(reply(), ext_rcode=1), 0.05)
+    action = forwarding.on_reply(scan(with_opt(reply(), ext_rcode=1)), 0.05)
     assert action == Send(1 - first.upstream, False, True, 0.05 + TIMEOUT, True)

@@ -25,6 +25,7 @@ from resolver.errors import CaseMismatch, UpstreamTimeout, UpstreamUnreachable
 from resolver.wire.message import name_to_wire
 from resolver.wire.raw import NOERROR, NXDOMAIN, name_to_text
 from resolver.wire.records import read_message
+from resolver.wire.view import scan
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
 A, NS, CNAME, MX, TXT, AAAA, DS = 1, 2, 5, 15, 16, 28, 43
@@ -102,13 +103,13 @@ class World:
                     self.clock = action.deadline
                 action = iteration.on_failure(result, self.clock)
             else:
-                action = iteration.on_reply(result, self.clock)
+                action = iteration.on_reply(scan(result), self.clock)
         return action
 
 
 def answers(done: Done) -> tuple[int, list[tuple[str, int, bytes]]]:
     assert done.reply is not None
-    message = read_message(done.reply)
+    message = read_message(done.reply.message)
     records = [(name_to_text(r.name).lower(), r.rtype, r.rdata) for r in message.answer]
     return message.rcode, records
 
@@ -132,7 +133,7 @@ def test_a_name_is_resolved_from_the_root(world: World) -> None:
 def test_the_reply_holds_the_question_as_asked(world: World) -> None:
     done = world.resolve("WwW.Example.COM.", A)
     assert done.reply is not None
-    message = read_message(done.reply)
+    message = read_message(done.reply.message)
     assert message.question is not None
     assert message.question.name == name_to_wire("WwW.Example.COM.")
 
@@ -169,7 +170,7 @@ def test_a_delegation_expires_with_its_ns_ttl(world: World) -> None:
 def test_nxdomain_carries_the_soa(world: World) -> None:
     done = world.resolve("nonexistent.example.com.", A)
     assert done.reply is not None
-    message = read_message(done.reply)
+    message = read_message(done.reply.message)
     assert message.rcode == NXDOMAIN
     assert [r.rtype for r in message.authority] == [6]
     assert name_to_text(message.authority[0].name) == "example.com."
@@ -178,7 +179,7 @@ def test_nxdomain_carries_the_soa(world: World) -> None:
 def test_nodata_carries_the_soa(world: World) -> None:
     done = world.resolve("txtonly.example.com.", A)
     assert done.reply is not None
-    message = read_message(done.reply)
+    message = read_message(done.reply.message)
     assert (message.rcode, message.answer) == (NOERROR, ())
     assert [r.rtype for r in message.authority] == [6]
 
@@ -444,7 +445,7 @@ def test_the_0x20_case_of_the_question_does_not_leak_into_the_answer(world: Worl
     world.network.tamper["127.0.0.4"] = shouting
     done = world.resolve("alias.example.com.", A)
     assert done.reply is not None
-    owners = [record.name for record in read_message(done.reply).answer]
+    owners = [record.name for record in read_message(done.reply.message).answer]
     assert owners == [name_to_wire("alias.example.com."), name_to_wire("www.example.com.")]
 
 

@@ -11,6 +11,7 @@ from resolver.cache import Cache, CacheKey
 from resolver.config import CacheConfig, Config, ForwarderConfig, ServerConfig
 from resolver.daemon import needs_restart
 from resolver.errors import ConfigError
+from resolver.wire.view import scan
 
 
 def running() -> Config:
@@ -56,7 +57,7 @@ def test_cache_reconfigure_evicts_down_to_a_smaller_size_and_keeps_the_rest() ->
         reply.add_answer(*RR.fromZone(f"{name} 300 IN A 192.0.2.1"))
         key = CacheKey.of(b"\x02n%d\x07example\x00" % i, 1, 1, do=False, cd=False)
         keys.append(key)
-        assert cache.put(key, reply.pack()) is not None
+        assert cache.put(key, scan(reply.pack())) is not None
     cache.reconfigure(CacheConfig(max_entries=4, stale_ttl=7))
     assert len(cache) == 4
     assert cache.statistics().evictions == 6

@@ -133,6 +133,19 @@ def test_for_client_sets_id_rd_case_and_our_opt() -> None:
     assert reply.ar[0].rtype == 41
 
 
+def test_for_client_writes_out_a_question_the_query_compressed() -> None:
+    # The question's name is a pointer to offset 2, read as the name "\x10." (the flags byte
+    # 0x01 is a label length, the qdcount's high byte ends the name), as a fuzzer sent it.
+    query = struct.pack("!6H", 0x60, 0x0110, 1, 0, 0, 0) + b"\xc0\x02" + struct.pack("!HH", 8, 1)
+    parsed = triage(query, allow)
+    assert isinstance(parsed, Parsed)
+    assert parsed.question.name == b"\x01\x10\x00"
+    engine_reply = struct.pack("!6H", 0, 0x8180, 1, 0, 0, 0) + b"\x01\x10\x00" + query[-4:]
+    reply = for_client(engine_reply, query, parsed)
+    assert reply[12:] == b"\x01\x10\x00" + query[-4:]  # the name itself, nothing left over
+    assert reply[:2] == query[:2]
+
+
 def test_fit_truncates_past_512_without_edns_but_not_over_tcp() -> None:
     query = build_query("many.example.com.", 1, qid=1, edns_size=None)
     parsed = triage(query, allow)

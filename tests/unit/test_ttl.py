@@ -1,4 +1,5 @@
-"""resolver.wire.ttl: TTL offsets, minimum, RFC 2308 negative TTL and patching, via dnslib."""
+"""resolver.wire.view and resolver.wire.ttl: the one view of a reply (TTL offsets, minimum,
+RFC 2308 negative TTL, OPT span), normalising it, and patching TTLs, checked via dnslib."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from resolver.errors import WireError
-from resolver.wire import ttl
-from resolver.wire.ttl import TtlInfo
+from resolver.wire import ttl, view
+from resolver.wire.view import ReplyView, normalize
 
 
 def _soa(name: str = "example.com", ttl_: int = 900, minimum: int = 60) -> RR:
@@ -58,7 +59,7 @@ def test_scan_finds_every_ttl_in_all_sections_except_opt() -> None:
         authority=(RR("example.com", QTYPE.NS, rdata=NS("ns1.example.com"), ttl=3600),),
         additional=(_a(100, name="ns1.example.com"), EDNS0(flags="do", udp_len=1232)),
     )
-    info = ttl.scan(data)
+    info = view.scan(data)
     assert info.ttls == (300, 200, 3600, 100)
     assert [struct.unpack_from("!I", data, o)[0] for o in info.offsets] == list(info.ttls)
     assert info.min_ttl == 100
@@ -67,7 +68,7 @@ def test_scan_finds_every_ttl_in_all_sections_except_opt() -> None:
 
 def test_scan_offsets_are_the_fields_dnslib_reads() -> None:
     data = _reply(answers=(_a(300), _a(301)), additional=(EDNS0(udp_len=4096),))
-    info = ttl.scan(data)
+    info = view.scan(data)
     patched = ttl.patch_ttls(data, info.offsets, ttls=[7, 8])
     assert _parsed_ttls(patched) == [7, 8]
     assert DNSRecord.parse(patched).ar[0].rtype == QTYPE.OPT
@@ -82,18 +83,18 @@ def test_nxdomain_negative_ttl_is_min_of_soa_ttl_and_minimum(
     soa_ttl: int, minimum: int, expected: int
 ) -> None:
     data = _reply(rcode=RCODE.NXDOMAIN, authority=(_soa(ttl_=soa_ttl, minimum=minimum),))
-    info = ttl.scan(data)
+    info = view.scan(data)
     assert (info.rcode, info.negative, info.negative_ttl) == (RCODE.NXDOMAIN, True, expected)
 
 
 def test_nodata_without_answers_is_negative() -> None:
-    info = ttl.scan(_reply(qtype="AAAA", authority=(_soa(ttl_=120, minimum=600),)))
+    info = view.scan(_reply(qtype="AAAA", authority=(_soa(ttl_=120, minimum=600),)))
     assert (info.rcode, info.negative, info.negative_ttl) == (0, True, 120)
 
 
 def test_cname_without_the_asked_type_is_nodata() -> None:
     cname = RR("www.example.com", QTYPE.CNAME, rdata=CNAME("web.example.net"), ttl=50)
-    info = ttl.scan(_reply(answers=(cname,), authority=(_soa("example.net"),)))
+    info = view.scan(_reply(answers=(cname,), authority=(_soa("example.net"),)))
     assert info.negative
     assert info.negative_ttl == 60
     assert info.min_ttl == 50
@@ -109,30 +110,31 @@ def test_cname_without_the_asked_type_is_nodata() -> None:
     ids=["cname-asked", "any-asked", "a-asked"],
 )
 def test_answer_of_the_asked_type_is_positive(qtype: str, rr: RR) -> None:
-    info = ttl.scan(_reply(qtype=qtype, answers=(rr,), authority=(_soa(),)))
+    info = view.scan(_reply(qtype=qtype, answers=(rr,), authority=(_soa(),)))
     assert not info.negative
     assert info.negative_ttl is None
 
 
 def test_soa_in_answer_section_is_a_positive_answer() -> None:
-    info = ttl.scan(_reply("example.com", "SOA", answers=(_soa(),)))
+    info = view.scan(_reply("example.com", "SOA", answers=(_soa(),)))
     assert not info.negative
     assert info.negative_ttl is None
 
 
 def test_negative_without_soa_has_no_negative_ttl() -> None:
-    info = ttl.scan(_reply(rcode=RCODE.NXDOMAIN))
-    assert info == TtlInfo((), (), None, RCODE.NXDOMAIN, True, None, False)
+    data = _reply(rcode=RCODE.NXDOMAIN)
+    info = view.scan(data)
+    assert info == ReplyView(data, len(data), (), (), None, RCODE.NXDOMAIN, True, None, False)
 
 
 def test_servfail_is_not_negative() -> None:
-    info = ttl.scan(_reply(rcode=RCODE.SERVFAIL))
+    info = view.scan(_reply(rcode=RCODE.SERVFAIL))
     assert (info.rcode, info.negative, info.min_ttl) == (RCODE.SERVFAIL, False, None)
 
 
 def test_extended_rcode_from_opt_is_included() -> None:
     # BADVERS is 16: header rcode 0 with extended rcode 1; it must not pass for NOERROR/NODATA.
-    info = ttl.scan(_reply(additional=(EDNS0(ext_rcode=1),)))
+    info = view.scan(_reply(additional=(EDNS0(ext_rcode=1),)))
     assert info.rcode == 16
     assert not info.negative
 
@@ -140,14 +142,14 @@ def test_extended_rcode_from_opt_is_included() -> None:
 def test_truncated_flag_is_reported() -> None:
     record = DNSRecord.parse(_reply(answers=(_a(60),)))
     record.header.tc = 1
-    assert ttl.scan(bytes(record.pack())).truncated
+    assert view.scan(bytes(record.pack())).truncated
 
 
 def test_ttl_with_top_bit_set_counts_as_zero() -> None:
     data = bytearray(_reply(answers=(_a(60),)))
-    (offset,) = ttl.scan(bytes(data)).offsets
+    (offset,) = view.scan(bytes(data)).offsets
     struct.pack_into("!I", data, offset, 0x8000_0001)
-    info = ttl.scan(bytes(data))
+    info = view.scan(bytes(data))
     assert info.ttls == (0,)
     assert info.min_ttl == 0
 
@@ -158,35 +160,35 @@ def test_ttl_with_top_bit_set_counts_as_zero() -> None:
 def test_cut_off_reply_raises_wire_error(cut: int) -> None:
     data = _reply(answers=(_a(60),))
     with pytest.raises(WireError):
-        ttl.scan(data[:cut])
+        view.scan(data[:cut])
 
 
 def test_soa_rdata_too_short_raises_wire_error() -> None:
     data = bytearray(_reply(rcode=RCODE.NXDOMAIN, authority=(_soa(),)))
     # Shrink the SOA's rdata to 10 bytes and drop the rest: a well-framed but impossible SOA.
-    info = ttl.scan(bytes(data))
+    info = view.scan(bytes(data))
     rdlength_at = info.offsets[0] + 4
     struct.pack_into("!H", data, rdlength_at, 10)
     with pytest.raises(WireError, match="SOA"):
-        ttl.scan(bytes(data[: rdlength_at + 2 + 10]))
+        view.scan(bytes(data[: rdlength_at + 2 + 10]))
 
 
 def test_decrement_stops_at_zero() -> None:
     data = _reply(answers=(_a(10), _a(300, address="192.0.2.9")))
-    info = ttl.scan(data)
+    info = view.scan(data)
     assert _parsed_ttls(ttl.patch_ttls(data, info.offsets, 60)) == [0, 240]
 
 
 def test_decrement_by_zero_or_less_changes_nothing() -> None:
     data = _reply(answers=(_a(10),))
-    info = ttl.scan(data)
+    info = view.scan(data)
     assert ttl.patch_ttls(data, info.offsets, 0) == data
     assert ttl.patch_ttls(data, info.offsets, -5) == data
 
 
 def test_set_ttls_clamps_to_valid_range() -> None:
     data = _reply(answers=(_a(10), _a(10, address="192.0.2.9")))
-    info = ttl.scan(data)
+    info = view.scan(data)
     patched = ttl.patch_ttls(data, info.offsets, ttls=[-4, 2**40])
     assert ttl.read_ttls(patched, info.offsets) == [0, ttl.MAX_TTL]
     assert _parsed_ttls(ttl.patch_ttls(data, info.offsets, ttls=30)) == [30, 30]
@@ -214,5 +216,47 @@ def test_offset_outside_the_message_raises_wire_error() -> None:
 def test_decrement_matches_max_zero_of_difference(ttls: list[int], elapsed: int) -> None:
     answers = tuple(_a(t, address=f"192.0.2.{i}") for i, t in enumerate(ttls))
     data = _reply(answers=answers)
-    patched = ttl.patch_ttls(data, ttl.scan(data).offsets, elapsed)
+    patched = ttl.patch_ttls(data, view.scan(data).offsets, elapsed)
     assert _parsed_ttls(patched) == [max(0, t - elapsed) for t in ttls]
+
+
+def test_the_opt_record_is_found_in_the_same_walk() -> None:
+    data = _reply(answers=(_a(60),), additional=(EDNS0(udp_len=1232),))
+    info = view.scan(data)
+    assert (info.opt_start, info.opt_end) == (len(data) - 11, len(data))
+    assert len(info.offsets) == 1  # the OPT's "TTL" holds flags: not a TTL
+
+
+def test_more_than_one_opt_is_malformed() -> None:
+    data = _reply(additional=(EDNS0(), EDNS0()))
+    with pytest.raises(WireError, match="more than one OPT"):
+        view.scan(data)
+
+
+def test_normalize_cuts_a_last_opt_sets_ra_clears_aa_and_keeps_the_offsets() -> None:
+    record = DNSRecord.parse(_reply(answers=(_a(60),), additional=(EDNS0(udp_len=1232),)))
+    record.header.aa = 1
+    record.header.ra = 0
+    data = bytes(record.pack())
+    served = normalize(view.scan(data))
+    parsed = DNSRecord.parse(served.message)
+    assert (parsed.header.aa, parsed.header.ra, parsed.header.ar) == (0, 1, 0)
+    assert [str(rr.rdata) for rr in parsed.rr] == ["192.0.2.1"]
+    assert served == view.scan(served.message)  # the view still describes the bytes
+
+
+def test_normalize_rebuilds_when_records_follow_the_opt() -> None:
+    record = DNSRecord.parse(_reply(answers=(_a(60),)))
+    record.add_ar(EDNS0(udp_len=1232))
+    record.add_ar(RR("ns1.example.com", QTYPE.A, rdata=A("192.0.2.53"), ttl=30))
+    served = normalize(view.scan(bytes(record.pack())))
+    parsed = DNSRecord.parse(served.message)
+    assert [rr.rtype for rr in parsed.ar] == [QTYPE.A]
+    assert served == view.scan(served.message)
+    assert served.ttls == (60, 30)
+
+
+def test_normalize_refuses_extended_rcode_bits() -> None:
+    data = _reply(additional=(EDNS0(ext_rcode=1),))
+    with pytest.raises(WireError, match="extended rcode"):
+        normalize(view.scan(data))
