@@ -26,7 +26,7 @@ Usage::
 
     with running(tmp_path) as hierarchy:
         unbound = hierarchy.start_unbound()
-        ours = hierarchy.start_resolver()      # fails until recursive mode exists
+        ours = hierarchy.start_resolver()
         reply = hierarchy.dig(unbound, "www.example.com", "A")
 """
 
@@ -403,7 +403,7 @@ class Hierarchy:
     ) -> Server:
         """Our daemon, ``python -m resolver serve`` from this checkout, in recursive mode
         (resolver_toml()) on ADDRESS:53; returns once it answers. Raises SetupError with its
-        log when it exits first (as it does until recursive mode exists)."""
+        log when it exits first (a bad configuration, a port taken)."""
         config = self.directory / f"resolver-{address}.toml"
         config.write_text(resolver_toml(address, extra_toml))
         command = [sys.executable, "-m", "resolver", "serve", "--config", str(config)]

@@ -1,5 +1,5 @@
 """``python -m resolver``: the same as the ``resolver`` console script."""
 
-from resolver.cli import run
+from resolver.console import run
 
 run()

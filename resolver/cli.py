@@ -18,14 +18,12 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from resolver import __version__
-from resolver.errors import ConfigError, ResolverError, UpstreamError
+from resolver.errors import ConfigError, ResolverError
 
 if TYPE_CHECKING:
     import asyncio
 
     from resolver.config import Config
-    from resolver.dig import Address
-    from resolver.query import Invocation
     from resolver.workers import WorkerArgs
 
 T = TypeVar("T")
@@ -94,7 +92,8 @@ def main() -> None:
 
 
 def run() -> None:
-    """The console script and ``python -m resolver``: :func:`main`, then a quick exit.
+    """The commands of the console script (:mod:`resolver.console`): :func:`main`, then a quick
+    exit.
 
     Whatever is alive when a command ends lives until the process exits; freezing it keeps the
     collector from walking every imported module once more at shutdown, which costs a one-shot
@@ -126,6 +125,7 @@ def _merge(base: dict[str, Any], section: str, key: str, value: object) -> None:
 SERVE_DEFAULTS = {
     "mode": "forward",
     "root_hints": "IANA's, shipped with resolver",
+    "trust_anchor": "IANA's root anchor, shipped with resolver",
     "listen": "127.0.0.1:53",
     "upstream": "none; at least one is needed",
     "policy": "sequential",
@@ -157,6 +157,12 @@ SERVE_DEFAULTS = {
     type=click.Path(path_type=Path, dir_okay=False),
     help="Root hints file (named.root format) for recursive mode.",
     show_default=SERVE_DEFAULTS["root_hints"],
+)
+@click.option(
+    "--trust-anchor",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="DNSSEC trust anchors: DS or DNSKEY records in master-file format.",
+    show_default=SERVE_DEFAULTS["trust_anchor"],
 )
 @click.option(
     "--listen",
@@ -235,6 +241,7 @@ def serve(
     config_path: Path | None,
     mode: str | None,
     root_hints: Path | None,
+    trust_anchor: Path | None,
     listen: tuple[str, ...],
     upstream: tuple[str, ...],
     policy: str | None,
@@ -291,10 +298,11 @@ def serve(
             fail(f"bad configuration: {exc}", EXIT_CONFIG)
 
     def load() -> Config:  # the start's, and SIGHUP's: the file read again, the flags on top
-        return build_serve_config(
+        config = build_serve_config(
             config_path,
             mode=mode,
             root_hints=root_hints,
+            trust_anchor=trust_anchor,
             listen=listen,
             upstream=upstream,
             policy=policy,
@@ -306,6 +314,11 @@ def serve(
             metrics=metrics,
             workers=workers,
         )
+        if config.dnssec.trust_anchors is not None:
+            from resolver.engine.validation import read_trust_anchors
+
+            read_trust_anchors(config.dnssec.trust_anchors)  # a bad file is refused now
+        return config
 
     try:
         config = load()
@@ -353,6 +366,7 @@ def build_serve_config(
     *,
     mode: str | None = None,
     root_hints: Path | None = None,
+    trust_anchor: Path | None = None,
     listen: tuple[str, ...] = (),
     upstream: tuple[str, ...] = (),
     policy: str | None = None,
@@ -380,6 +394,7 @@ def build_serve_config(
     _merge(data, "recursion" if recursive else "forwarder", "query_timeout", query_timeout)
     _merge(data, "recursion" if recursive else "transport", "randomize_case", randomize_case)
     _merge(data, "recursion", "root_hints", None if root_hints is None else str(root_hints))
+    _merge(data, "dnssec", "trust_anchors", None if trust_anchor is None else str(trust_anchor))
     _merge(data, "log", "query_log", None if query_log is None else str(query_log))
     _merge(data, "metrics", "listen", metrics)
     _merge(data, "server", "workers", workers)
@@ -390,7 +405,7 @@ def build_serve_config(
 @click.argument("path", metavar="FILE", type=click.Path(path_type=Path))
 def check_config(path: Path) -> None:
     """Check a TOML config file as 'resolver serve --config FILE' would read it (the hosts
-    file and root hints included), without starting anything.
+    file, root hints and trust anchors included), without starting anything.
 
     \b
     Exit codes:
@@ -411,6 +426,10 @@ def check_config(path: Path) -> None:
             local_answers(config)
             if config.mode == "recursive":
                 read_root_hints(config.recursion.root_hints)
+            if config.dnssec.trust_anchors is not None:
+                from resolver.engine.validation import read_trust_anchors
+
+                read_trust_anchors(config.dnssec.trust_anchors)
     except ConfigError as exc:
         problems = [exc]
     for problem in problems:
@@ -647,117 +666,13 @@ def query(ctx: click.Context, args: tuple[str, ...]) -> None:
           port not 1-65535, multicast, broadcast, an unusable resolv.conf,
           no socket can be opened toward it)
     """
-    from resolver.query import parse_command_line, server_address
+    from resolver.query_main import execute
 
-    try:
-        invocation = parse_command_line(args, is_tty=sys.stdout.isatty())
-    except ResolverError as exc:
-        fail(f"{exc} (see 'resolver query --help')", EXIT_USAGE)
-    if invocation.help:
+    code = execute(args)
+    if code is None:
         click.echo(ctx.get_help())
         return
-    for warning in invocation.warnings:
-        click.echo(warning, err=True)
-    if invocation.trace:
-        sys.exit(_trace_each(invocation))
-    try:
-        server = server_address(
-            invocation.server,
-            invocation.port,
-            family=invocation.family,
-            env_server=os.environ.get("RESOLVER_SERVER"),
-            resolv_conf=invocation.resolv_conf,
-        )
-    except ConfigError as exc:
-        fail(f"unusable server address: {exc}", EXIT_BAD_SERVER)
-    sys.exit(_ask_each(invocation, server))
-
-
-def _ask_each(invocation: Invocation, server: Address) -> int:
-    """Ask every question in turn and print each reply; the exit code of the worst outcome."""
-    from resolver.dig import format_json, format_short, format_text
-    from resolver.stub import ask
-
-    display = invocation.display
-    # dig prints a stray reply's warning on stdout, +short or not; JSON output keeps stdout JSON.
-    to_stderr = display.style == "json"
-    code = 0
-    for question in invocation.questions:
-        try:
-            reply = ask(
-                server,
-                question,
-                invocation.options,
-                lambda line: click.echo(line, err=to_stderr),
-                idnout=display.idnout,
-            )
-        except ConfigError as exc:
-            fail(f"unusable server address: {exc.reason}", EXIT_BAD_SERVER)
-        except UpstreamError as exc:
-            click.echo(f"resolver: error: no reply: {exc}", err=True)
-            code = EXIT_NO_REPLY
-            continue
-        except (ResolverError, OSError) as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            fail("interrupted", EXIT_INTERRUPTED)
-        if display.style == "json":
-            click.echo(format_json(reply), nl=False)
-        elif display.style == "short":
-            click.echo(format_short(reply), nl=False)
-        else:
-            click.echo(format_text(reply, display), nl=False)
-    return code
-
-
-def _trace_each(invocation: Invocation) -> int:
-    """``+trace``: resolve every question from the root hints, printing each step as it
-    happens and then the answer; the exit code of the worst outcome."""
-    from resolver.config import RecursionConfig
-    from resolver.dig import format_short, format_text
-    from resolver.engine.hints import read_root_hints
-    from resolver.stub import families
-    from resolver.trace import trace
-    from resolver.wire import qtype_name
-
-    try:
-        hints = read_root_hints(invocation.root_hints)
-    except ConfigError as exc:
-        fail(f"--root-hints: {exc.reason}", EXIT_USAGE)
-    config = RecursionConfig(root_hints=invocation.root_hints, port=invocation.port or 53)
-    usable = families() if invocation.family is None else frozenset({invocation.family})
-    source = invocation.root_hints or "IANA's, shipped with resolver"
-    display = invocation.display
-    code = 0
-    # dig's text ends with a blank line after its statistics; other output needs one between.
-    apart = display.style != "text" or not display.stats
-    for index, question in enumerate(invocation.questions):
-        if index and apart:
-            click.echo("")
-        asked = f"{question.name} {qtype_name(question.qtype)}"
-        click.echo(f";; {asked} from the root hints ({source})")
-        try:
-            result = trace(
-                question,
-                config=config,
-                hints=hints,
-                families=usable,
-                echo=click.echo,
-                tcp=invocation.options.tcp,
-            )
-        except (ResolverError, OSError) as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            fail("interrupted", EXIT_INTERRUPTED)
-        click.echo("")
-        if result.reply is None:
-            click.echo(f"resolver: error: {asked}: {result.failure}", err=True)
-            code = EXIT_NO_REPLY
-        elif display.style == "short":
-            click.echo(format_short(result.reply), nl=False)
-        else:
-            click.echo(format_text(result.reply, display), nl=False)
-    return code
+    sys.exit(code)
 
 
 # ----------------------------------------------------------------------------- demo

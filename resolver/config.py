@@ -19,6 +19,7 @@ from resolver.errors import ConfigError
 __all__ = [
     "CacheConfig",
     "Config",
+    "DnssecConfig",
     "DomainConfig",
     "ForwarderConfig",
     "LocalConfig",
@@ -41,6 +42,7 @@ Policy = Literal["sequential", "round_robin", "random", "fastest"]
 Order = Literal["fifo", "random"]
 Mode = Literal["forward", "recursive"]
 OutsideAllow = Literal["refuse", "drop"]
+Validation = Literal["on", "permissive", "off"]
 _MAX_TTL = 0x7FFF_FFFF  # RFC 2181 section 8
 _DAY = 86_400.0  # the longest duration any setting accepts
 _MAX_SOCKETS = 65_535  # per upstream pool: one per local port at most
@@ -556,6 +558,44 @@ class RecursionConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DnssecConfig:
+    """DNSSEC validation (RFC 4033-4035).
+
+    ``validation``: "on" (a bogus answer is SERVFAIL with its Extended DNS Error), "permissive"
+    (a bogus answer is logged and given anyway, without AD) or "off"; None, the default, is
+    "on" in recursive mode and "off" in forward mode (many upstreams strip signatures).
+    ``trust_anchors``: a file of DS or DNSKEY records in master-file format, as Unbound's
+    ``trust-anchor-file`` (None: IANA's root anchor, shipped with the package; it is not
+    followed through an RFC 5011 rollover). ``negative_trust_anchors`` (RFC 7646, Unbound's
+    ``domain-insecure``): names below which answers are treated as insecure, kept lowercase
+    with a trailing dot. ``nsec3_max_iterations``: NSEC3 records with more iterations make an
+    answer insecure with EDE 27 (RFC 9276 3.2; 150, as Unbound). ``bogus_ttl``: seconds a
+    bogus zone is remembered before it is asked again (RFC 9520; 60, as Unbound).
+    """
+
+    validation: Validation | None = None
+    trust_anchors: Path | None = None
+    negative_trust_anchors: tuple[str, ...] = ()
+    nsec3_max_iterations: int = 150
+    bogus_ttl: int = 60
+
+    def __post_init__(self) -> None:
+        if self.validation is not None:
+            _choice("dnssec.validation", self.validation, Validation)
+        _check_path("dnssec.trust_anchors", self.trust_anchors)
+        names = self.negative_trust_anchors
+        if not isinstance(names, tuple):
+            raise ConfigError("dnssec.negative_trust_anchors", "must be a list of domain names")
+        object.__setattr__(
+            self,
+            "negative_trust_anchors",
+            tuple(_domain_name("dnssec.negative_trust_anchors", name) for name in names),
+        )
+        _check_int("dnssec.nsec3_max_iterations", self.nsec3_max_iterations, 0, 65535)
+        _check_int("dnssec.bogus_ttl", self.bogus_ttl, 1, 3600)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole daemon's configuration."""
 
@@ -568,6 +608,14 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     recursion: RecursionConfig = field(default_factory=RecursionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    dnssec: DnssecConfig = field(default_factory=DnssecConfig)
+
+    @property
+    def validation(self) -> Validation:
+        """DNSSEC validation as it applies to this mode (see `DnssecConfig.validation`)."""
+        if self.dnssec.validation is not None:
+            return self.dnssec.validation
+        return "on" if self.mode == "recursive" else "off"
 
     def __post_init__(self) -> None:
         _choice("mode", self.mode, Mode)
@@ -578,6 +626,7 @@ class Config:
             ("cache", self.cache, CacheConfig),
             ("recursion", self.recursion, RecursionConfig),
             ("metrics", self.metrics, MetricsConfig),
+            ("dnssec", self.dnssec, DnssecConfig),
         ):
             if not isinstance(section, cls):
                 raise ConfigError(name, f"must be a table, not {_shown(section)}")
@@ -618,6 +667,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "log": LogConfig,
     "recursion": RecursionConfig,
     "metrics": MetricsConfig,
+    "dnssec": DnssecConfig,
 }
 
 
@@ -649,10 +699,14 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
             value = tuple(
                 _build(DomainConfig, f"{name}[{index}]", item) for index, item in enumerate(value)
             )
-        elif key in ("hosts", "query_log", "root_hints", "file"):
+        elif key in ("hosts", "query_log", "root_hints", "file", "trust_anchors"):
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(name, "must be the path of a file")
             value = Path(value)
+        elif key == "negative_trust_anchors":
+            if not isinstance(value, list):
+                raise ConfigError(name, f"must be a list of domain names, not {_shown(value)}")
+            value = tuple(value)
         elif key == "allow":
             if not isinstance(value, list):
                 raise ConfigError(name, f"must be a list of networks, not {_shown(value)}")

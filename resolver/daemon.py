@@ -6,11 +6,13 @@ The CLI builds a Config, makes a Daemon, and drives it; signals only call ``requ
 A reload applies a new Config to the running daemon in one synchronous step, between two
 events of the loop, so no query in flight sees half of it: the local answers (the hosts file
 read again), the cache settings (without a flush), the server's allow list, TCP limits and
-timeouts, the query log (opened again, for logrotate). A change to ``[forwarder]`` or
-``[transport]`` (upstreams, domains, policy, timeouts, health, socket pools) makes a new
-engine: its upstream sockets are opened while the running engine serves, it takes over the
-cache, new queries go to it, and the old one answers what it was asked and then closes (an
-upstream that cannot be used refuses the whole reload). What belongs to the bound listeners
+timeouts, the query log (opened again, for logrotate; the lines of queries in flight go to
+the new file). A change to ``[forwarder]``, ``[transport]`` or ``[recursion]`` (upstreams,
+domains, policy, timeouts, health, socket pools; in recursive mode the root hints, read
+again, and the iteration's limits) makes a new engine: its sockets are opened while the
+running engine serves, it takes over the cache, new queries go to it, and the old one answers
+what it was asked and then closes (an upstream that cannot be used refuses the whole
+reload). What belongs to the bound listeners
 (``server.listen``, ``server.tcp``, the UDP buffers, ``metrics.listen``), ``mode`` and
 ``cache.enabled`` keep their running value, with a warning that they take a restart.
 
@@ -96,7 +98,8 @@ def needs_restart(running: Config, new: Config) -> tuple[Config, list[str]]:
 
 
 class Daemon:
-    """A forwarding DNS server built from ``config``.
+    """A DNS server built from ``config``: a forwarder, or in ``mode = "recursive"`` a
+    recursive resolver from the root hints; local answers and the cache in front of either.
 
     ``start`` opens the upstream socket pools and binds the listeners before it returns;
     ``serve_until_stopped`` returns after ``request_stop`` once in-flight queries finished and
@@ -300,7 +303,8 @@ class Daemon:
                 log.info("reload: new upstream settings; their counters start afresh")
             old_log, self.server.query_log = self.server.query_log, query_log
             if old_log is not None:
-                old_log.close()
+                # Queries in flight hold the old log: their lines go to the new one.
+                old_log.hand_over(query_log)
             self.config = applied
             self.reloads += 1
             log.info("reloaded the configuration")

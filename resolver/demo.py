@@ -97,13 +97,23 @@ def _summarize(message: Message) -> str:
     return f"{message.status}  " + " | ".join(shown) + (f"  (+{more} more)" if more else "")
 
 
-def _statistics_lines(value: object, indent: str = "  ") -> list[str]:
-    """A statistics dataclass as lines: scalar fields on one line, nested ones indented."""
+# Engine statistics that only recursive mode keeps (its queries to authorities, its delegation
+# cache): in forwarding mode they are not zero, they do not exist.
+_RECURSIVE_ONLY = frozenset({"servers", "zones"})
+
+
+def _statistics_lines(
+    value: object, indent: str = "  ", omit: frozenset[str] = frozenset()
+) -> list[str]:
+    """A statistics dataclass as lines: scalar fields on one line, nested ones indented;
+    the fields named in ``omit`` and those that are None (kept by nothing that runs) left out."""
     assert dataclasses.is_dataclass(value)
     scalars: list[str] = []
     nested: list[tuple[str, object]] = []
     for field in dataclasses.fields(value):
         item = getattr(value, field.name)
+        if item is None or field.name in omit:
+            continue
         if dataclasses.is_dataclass(item):
             nested.append((field.name, item))
         elif isinstance(item, tuple) and item and dataclasses.is_dataclass(item[0]):
@@ -172,7 +182,8 @@ async def run_demo(write: Write, *, zones: list[Zone] | None = None) -> int:
             failures = await _ask_all(address, authority, write)
             write("")
             write("daemon statistics (forwarder, upstream, socket pool):")
-            for line in _statistics_lines(daemon.engine.statistics()):
+            omit = _RECURSIVE_ONLY if config.mode == "forward" else frozenset()
+            for line in _statistics_lines(daemon.engine.statistics(), omit=omit):
                 write(line)
             write("daemon server:")
             for line in _statistics_lines(daemon.server.statistics()):

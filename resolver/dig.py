@@ -4,17 +4,18 @@
 presentation text, names escaped as dig escapes them); ``format_text``, ``format_short`` and
 ``format_json`` render a :class:`Reply` (the message plus where and how it came) in dig's
 layout with the sections a :class:`Display` asks for, dig's ``+short`` and one JSON object.
-The rdata of the common types is presented here from the raw bytes; dnslib presents the rest.
+The rdata of the common types and of the DNSSEC types (RRSIG, DNSKEY, DS, NSEC, NSEC3,
+NSEC3PARAM, CDS, CDNSKEY) is presented here from the raw bytes; dnslib presents the rest.
 No I/O here.
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
 from resolver.errors import WireError
@@ -73,12 +74,12 @@ _STOPS = (24, 32, 40, 48)
 _MULTILINE_STOPS = (24, 24, 24, 32)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Display:
+class Display(NamedTuple):
     """What to print, as dig's display options say: ``style`` text (dig's layout), short
     (``+short``) or json; in text, which parts (``+[no]comments``, ``+[no]question``,
     ``+[no]answer``, ``+[no]authority``, ``+[no]additional``, ``+[no]stats``); ``multiline``
-    for SOA records split over lines with comments; ``idnout`` to show A-labels as Unicode."""
+    for SOA records split over lines with comments, and DNSSEC records' long fields too;
+    ``idnout`` to show A-labels as Unicode."""
 
     style: Literal["text", "short", "json"] = "text"
     comments: bool = True
@@ -252,6 +253,78 @@ def _present_strings(reader: _Reader, start: int, end: int) -> tuple[str, int]:
     return _txt_text(reader.data[start:end]), end
 
 
+_CHUNK = 56  # dig breaks base64 and hex fields into words of this many characters
+
+
+def _chunked(text: str) -> str:
+    return " ".join(text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK))
+
+
+def _types_text(bitmap: bytes) -> str:
+    """An NSEC or NSEC3 type bitmap (RFC 4034 4.1.2) as type mnemonics."""
+    types: list[str] = []
+    pos = 0
+    while pos < len(bitmap):
+        window, length = bitmap[pos], bitmap[pos + 1]
+        if not 1 <= length <= 32 or pos + 2 + length > len(bitmap):
+            raise ValueError("a malformed type bitmap")
+        for index, byte in enumerate(bitmap[pos + 2 : pos + 2 + length]):
+            types += [
+                qtype_name(window * 256 + index * 8 + bit) for bit in range(8) if byte & 0x80 >> bit
+            ]
+        pos += 2 + length
+    return " ".join(types)
+
+
+def _sig_time(value: int) -> str:
+    return datetime.fromtimestamp(value, UTC).strftime("%Y%m%d%H%M%S")
+
+
+def _present_rrsig(reader: _Reader, start: int, end: int) -> tuple[str, int]:
+    covered, algorithm, labels, ttl, expiration, inception, tag = struct.unpack_from(
+        "!HBBIIIH", reader.data, start
+    )
+    signer, pos = reader.name(start + 18)
+    signature = base64.b64encode(reader.data[pos:end]).decode()
+    fields = f"{qtype_name(covered)} {algorithm} {labels} {ttl} {_sig_time(expiration)}"
+    return f"{fields} {_sig_time(inception)} {tag} {signer} {_chunked(signature)}", end
+
+
+def _present_dnskey(reader: _Reader, start: int, end: int) -> tuple[str, int]:
+    flags, protocol, algorithm = struct.unpack_from("!HBB", reader.data, start)
+    key = base64.b64encode(reader.data[start + 4 : end]).decode()
+    return f"{flags} {protocol} {algorithm} {_chunked(key)}", end
+
+
+def _present_ds(reader: _Reader, start: int, end: int) -> tuple[str, int]:
+    tag, algorithm, digest_type = struct.unpack_from("!HBB", reader.data, start)
+    digest = reader.data[start + 4 : end].hex().upper()
+    return f"{tag} {algorithm} {digest_type} {_chunked(digest)}", end
+
+
+def _present_nsec(reader: _Reader, start: int, end: int) -> tuple[str, int]:
+    following, pos = reader.name(start)
+    return f"{following} {_types_text(reader.data[pos:end])}".rstrip(), end
+
+
+def _nsec3_params(reader: _Reader, start: int) -> tuple[str, int]:
+    algorithm, flags, iterations, salt_length = struct.unpack_from("!BBHB", reader.data, start)
+    salt = reader.data[start + 5 : start + 5 + salt_length].hex().upper() or "-"
+    return f"{algorithm} {flags} {iterations} {salt}", start + 5 + salt_length
+
+
+def _present_nsec3(reader: _Reader, start: int, end: int) -> tuple[str, int]:
+    params, pos = _nsec3_params(reader, start)
+    length = reader.data[pos]
+    following = base64.b32hexencode(reader.data[pos + 1 : pos + 1 + length]).decode()
+    types = _types_text(reader.data[pos + 1 + length : end])
+    return f"{params} {following} {types}".rstrip(), end
+
+
+def _present_nsec3param(reader: _Reader, start: int, end: int) -> tuple[str, int]:
+    return _nsec3_params(reader, start)
+
+
 _Presenter = Callable[[_Reader, int, int], tuple[str, int]]
 _PRESENTERS: dict[int, _Presenter] = {
     1: _present_a,
@@ -265,6 +338,14 @@ _PRESENTERS: dict[int, _Presenter] = {
     28: _present_aaaa,
     33: _present_srv,
     39: _present_name,  # DNAME
+    43: _present_ds,
+    46: _present_rrsig,
+    47: _present_nsec,
+    48: _present_dnskey,
+    50: _present_nsec3,
+    51: _present_nsec3param,
+    59: _present_ds,  # CDS
+    60: _present_dnskey,  # CDNSKEY
     _TYPE_SPF: _present_strings,
 }
 
@@ -404,9 +485,70 @@ def _duration(seconds: int) -> str:
     return " ".join(parts) or "0 seconds"
 
 
+_MULTILINE_CHUNK = 44  # dig's +multiline words of base64 and hex
+_ALGORITHMS = {
+    5: "RSASHA1",
+    7: "NSEC3RSASHA1",
+    8: "RSASHA256",
+    10: "RSASHA512",
+    13: "ECDSAP256SHA256",
+    14: "ECDSAP384SHA384",
+    15: "ED25519",
+    16: "ED448",
+}
+_OPEN_FIELDS = {"DNSKEY": 3, "CDNSKEY": 3, "DS": 3, "CDS": 3, "RRSIG": 4, "NSEC3": 4}
+
+
+def _key_tag(flags: int, protocol: int, algorithm: int, key: bytes) -> int:
+    """RFC 4034 appendix B: the key tag of a DNSKEY."""
+    rdata = struct.pack("!HBB", flags, protocol, algorithm) + key
+    total = sum(byte << 8 if index % 2 == 0 else byte for index, byte in enumerate(rdata))
+    return (total + (total >> 16)) & 0xFFFF
+
+
+def _dnssec_multiline(record: Record) -> list[str] | None:
+    """dig's +multiline layout of DNSSEC rdata: the fixed fields, then the long ones on
+    lines of their own between parentheses (None when the rdata is not in the usual form)."""
+    count = _OPEN_FIELDS.get(record.rtype)
+    fields = record.data.split()
+    if count is None or len(fields) <= count:
+        return None
+    head, rest = fields[:count], fields[count:]
+    lead = "\t\t\t\t"
+    close = " )"
+    if record.rtype == "RRSIG":
+        if len(rest) < 5:
+            return None
+        body = [" ".join(rest[:4]), *_chunks("".join(rest[4:]), _MULTILINE_CHUNK)]
+    elif record.rtype == "NSEC3":
+        body = [rest[0], " ".join(rest[1:])] if len(rest) > 1 else [rest[0]]
+    else:
+        body = _chunks("".join(rest), _MULTILINE_CHUNK)
+        if record.rtype in ("DNSKEY", "CDNSKEY"):
+            flags, protocol, algorithm = (int(f) for f in head)
+            tag = _key_tag(flags, protocol, algorithm, base64.b64decode("".join(rest)))
+            role = "KSK" if flags & 1 else "ZSK"
+            name = _ALGORITHMS.get(algorithm, str(algorithm))
+            close = f"\n{lead}) ; {role}; alg = {name} ; key id = {tag}"
+    first = Record(record.name, record.ttl, record.rclass, record.rtype, " ".join(head) + " (")
+    lines = [_record_line(first, _MULTILINE_STOPS), *(lead + line for line in body)]
+    lines[-1] += close
+    return lines
+
+
+def _chunks(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
 def _multiline_lines(record: Record) -> list[str]:
-    """``+multiline``: dig's narrower columns, and an SOA's numbers on their own lines with
-    dig's comments."""
+    """``+multiline``: dig's narrower columns, an SOA's numbers on their own lines with
+    dig's comments, and DNSSEC records' long fields broken over lines."""
+    try:
+        dnssec = _dnssec_multiline(record)
+    except ValueError:  # not the presentation this module gives: leave it on one line
+        dnssec = None
+    if dnssec is not None:
+        return dnssec
     fields = record.data.split()
     if record.rtype != "SOA" or len(fields) != 7 or not all(f.isdigit() for f in fields[2:]):
         return [_record_line(record, _MULTILINE_STOPS)]

@@ -1,11 +1,12 @@
 """The exception tree of resolver. Imports nothing of ours.
 
-DNS response codes (NXDOMAIN, SERVFAIL, REFUSED) are answers, never exceptions.
+DNS response codes (NXDOMAIN, SERVFAIL, REFUSED) are answers, never exceptions: a query that
+every attempt failed to resolve is answered SERVFAIL (with an Extended DNS Error saying why)
+by the daemon, ends in ``Trace.failure`` for ``+trace``, and raises the last try's
+UpstreamError in the one-server query client. No error stands for "resolution failed".
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 __all__ = [
     "BadResponse",
@@ -16,7 +17,6 @@ __all__ = [
     "PoolClosed",
     "PoolError",
     "PoolTimeout",
-    "ResolutionFailed",
     "ResolverError",
     "UpstreamError",
     "UpstreamTimeout",
@@ -88,11 +88,3 @@ class CaseMismatch(UpstreamError):
 class LocalError(ResolverError):
     """Our side could not send a query (no free socket in time, out of descriptors, shutting
     down). Not the upstream's fault: it does not count against the upstream's health."""
-
-
-class ResolutionFailed(ResolverError):
-    """Every attempt to answer a query failed; ``attempts`` holds the errors in order."""
-
-    def __init__(self, message: str, attempts: Sequence[BaseException] = ()) -> None:
-        super().__init__(message)
-        self.attempts = tuple(attempts)

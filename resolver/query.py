@@ -19,7 +19,6 @@ import ipaddress
 import math
 import socket
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -61,8 +60,22 @@ class Question(NamedTuple):
         return name_to_wire(self.name)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QueryOptions:
+# Plain NamedTuples rather than dataclasses: importing dataclasses (and the inspect module
+# behind it) is a tenth of a one-shot query's start-up.
+class _OptionFields(NamedTuple):
+    timeout: float
+    tries: int
+    tcp: bool
+    ignore_tc: bool
+    recurse: bool
+    cd: bool
+    ad: bool
+    dnssec: bool
+    edns: int | None
+    nsid: bool
+
+
+class QueryOptions(_OptionFields):
     """How to ask: ``timeout`` seconds per try, ``tries`` UDP tries (a timed-out try is
     repeated; TCP is tried once), ``tcp`` to skip UDP, ``ignore_tc`` to keep a truncated UDP
     reply; the query's RD (``recurse``), CD, AD and DO (``dnssec``) bits; ``edns`` the UDP size
@@ -72,34 +85,42 @@ class QueryOptions:
     1-20, an EDNS size outside 0-65535, or DO or NSID without EDNS.
     """
 
-    timeout: float = 5.0
-    tries: int = 3
-    tcp: bool = False
-    ignore_tc: bool = False
-    recurse: bool = True
-    cd: bool = False
-    ad: bool = True
-    dnssec: bool = False
-    edns: int | None = 1232
-    nsid: bool = False
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.timeout) and 0 < self.timeout <= MAX_TIMEOUT):
+    def __new__(
+        cls,
+        *,
+        timeout: float = 5.0,
+        tries: int = 3,
+        tcp: bool = False,
+        ignore_tc: bool = False,
+        recurse: bool = True,
+        cd: bool = False,
+        ad: bool = True,
+        dnssec: bool = False,
+        edns: int | None = 1232,
+        nsid: bool = False,
+    ) -> QueryOptions:
+        if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
             raise ConfigError(
-                "--timeout",
-                f"must be more than 0 and at most {MAX_TIMEOUT:g}, got {self.timeout!r}",
+                "--timeout", f"must be more than 0 and at most {MAX_TIMEOUT:g}, got {timeout!r}"
             )
-        if not 1 <= self.tries <= MAX_TRIES:
-            raise ConfigError("--tries", f"must be from 1 to {MAX_TRIES}, got {self.tries!r}")
-        if self.edns is None:
-            if self.dnssec or self.nsid:
+        if not 1 <= tries <= MAX_TRIES:
+            raise ConfigError("--tries", f"must be from 1 to {MAX_TRIES}, got {tries!r}")
+        if edns is None:
+            if dnssec or nsid:
                 raise ConfigError("+noedns", "DO and NSID travel in the OPT record")
-        elif not 0 <= self.edns <= 0xFFFF:
-            raise ConfigError("+bufsize", f"must be from 0 to 65535, got {self.edns}")
+        elif not 0 <= edns <= 0xFFFF:
+            raise ConfigError("+bufsize", f"must be from 0 to 65535, got {edns}")
+        fields = (timeout, tries, tcp, ignore_tc, recurse, cd, ad, dnssec, edns, nsid)
+        return super().__new__(cls, *fields)
+
+    def __getnewargs_ex__(self) -> tuple[tuple[()], dict[str, object]]:
+        # copy and pickle call __new__ with these: the fields by keyword, as it takes them.
+        return (), self._asdict()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Invocation:
+class Invocation(NamedTuple):
     """One ``resolver query`` command line, read. ``trace``: resolve each question from the
     root hints (``root_hints``, None for the package's copy of IANA's) instead of asking a
     server."""
@@ -108,8 +129,8 @@ class Invocation:
     server: str | None = None
     port: int | None = None
     family: Family | None = None
-    options: QueryOptions = field(default_factory=QueryOptions)
-    display: Display = field(default_factory=Display)
+    options: QueryOptions = QueryOptions()
+    display: Display = Display()
     resolv_conf: Path = DEFAULT_RESOLV_CONF
     warnings: tuple[str, ...] = ()
     help: bool = False
@@ -479,7 +500,7 @@ def parse_command_line(args: Sequence[str], *, is_tty: bool = False) -> Invocati
         raise ConfigError("NAME", "missing: what should be looked up?")
     _check_trace(reader)
     options = _query_options(dict(reader.options))
-    display = replace(Display(), style=reader.style, **reader.display)  # type: ignore[arg-type]
+    display = Display(style=reader.style, **reader.display)  # type: ignore[arg-type]
     return Invocation(
         questions=reader.finish_questions(),
         server=reader.server,

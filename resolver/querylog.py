@@ -8,6 +8,11 @@ in flight) or ``server`` (refused, malformed or otherwise answered by the listen
 
 Lines are buffered and written at least once a second while queries come, and at ``flush``
 and ``close``; ``reopen`` starts a new file at the same path (after logrotate moved it).
+
+A reload makes a new QueryLog while queries that began under the old one are still in flight
+and hold it: ``hand_over`` closes the old file and sends their lines to the new log, so a
+reload loses no line. A closed log with no successor (logging turned off by the reload, or
+the daemon stopping) still takes the lines of such stragglers, appending each on its own.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ class QueryLog:
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
-        self._file = self._open()
+        self._file: IO[str] | None = self._open()
+        self._successor: QueryLog | None = None
         self._flushed = clock()
         self.records = 0
 
@@ -59,6 +65,9 @@ class QueryLog:
     ) -> None:
         """One answered query; ``name`` in wire form. Never raises for a full disk: the
         daemon answers on, the lines are lost."""
+        if self._successor is not None:
+            self._successor.record(client, transport, name, qtype, rcode, duration, source)
+            return
         now = self._clock()
         line = json.dumps(
             {
@@ -75,6 +84,10 @@ class QueryLog:
         )
         self.records += 1
         try:
+            if self._file is None:  # closed: a query from before the close, rare
+                with self.path.open("a", encoding="utf-8") as straggler:
+                    straggler.write(line + "\n")
+                return
             self._file.write(line + "\n")
             if now - self._flushed >= _FLUSH_EVERY:
                 self._flushed = now
@@ -83,8 +96,9 @@ class QueryLog:
             pass
 
     def flush(self) -> None:
-        with contextlib.suppress(OSError):
-            self._file.flush()
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.flush()
 
     def reopen(self) -> None:
         """Close the file and open ``path`` again. Raises ConfigError (the old file is kept
@@ -93,10 +107,19 @@ class QueryLog:
         self.close()
         self._file = new
 
+    def hand_over(self, successor: QueryLog | None) -> None:
+        """Close this log for a reload: the lines still recorded here (queries in flight)
+        go to ``successor``, or, with None, are appended to ``path`` one at a time."""
+        assert successor is not self
+        self.close()
+        self._successor = successor
+
     def close(self) -> None:
-        """Flush and close. Idempotent."""
-        with contextlib.suppress(OSError):
-            self._file.close()
+        """Flush and close. Idempotent; lines recorded after it are appended one at a time."""
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
 
     def __repr__(self) -> str:
         return f"<QueryLog {str(self.path)!r} records={self.records}>"

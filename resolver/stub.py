@@ -1,20 +1,21 @@
 """The stub client behind ``resolver query``: one question to one server over plain sockets.
 
 UDP first, each try on a fresh socket whose source port the kernel picks, with a fresh random
-ID from :mod:`secrets`; TCP when the reply is truncated or TCP is asked for. Queries are built
-and replies matched by :mod:`resolver.wire.query`, as the daemon's transport does: RFC 5452
-section 9.1 (source address and port here, then ID, QR, opcode, question; an error reply
-without a question is taken); one that does not match is reported through ``warn`` in dig's
-words and the socket keeps listening until the try's deadline. With 0x20 asked for
-(``resolver query +trace``, whose queries go to authorities), the name's case is randomised,
-afresh for each try, and a reply must echo it. Blocking sockets with timeouts: a one-shot
-query needs no event loop and no pool.
+ID from the system's random source (``os.urandom``, as :mod:`secrets` uses); TCP when the
+reply is truncated or TCP is asked for. Queries are built and replies matched by
+:mod:`resolver.wire.query`, as the daemon's transport does: RFC 5452 section 9.1 (source
+address and port here, then ID, QR, opcode, question; an error reply without a question is
+taken); one that does not match is reported through ``warn`` in dig's words and the socket
+keeps listening until the try's deadline. With 0x20 asked for (``resolver query +trace``,
+whose queries go to authorities), the name's case is randomised, afresh for each try, and a
+reply must echo it. Blocking sockets with timeouts: a one-shot query needs no event loop and
+no pool.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import secrets
+import os
 import socket
 import struct
 import sys
@@ -137,6 +138,12 @@ def _remaining(deadline: float, server: Address, timeout: float) -> float:
     return left
 
 
+def _random_id() -> int:
+    """A query ID from the system's random source (secrets.randbits without importing hmac,
+    which a one-shot query would pay for at start-up)."""
+    return int.from_bytes(os.urandom(2), "big")
+
+
 def _unreachable(server: Address, exc: OSError) -> UpstreamUnreachable:
     return UpstreamUnreachable(server_name(server), exc.strerror or str(exc))
 
@@ -144,7 +151,7 @@ def _unreachable(server: Address, exc: OSError) -> UpstreamUnreachable:
 def _udp_try(
     server: Address, question: Question, options: QueryOptions, warn: Warn, case_exact: bool
 ) -> tuple[bytes, float]:
-    qid = secrets.randbits(16)
+    qid = _random_id()
     query, sent = _query(question, options, qid, case_exact)
     with _socket(server, socket.SOCK_DGRAM) as sock:
         started = time.perf_counter()
@@ -196,7 +203,7 @@ def _read_exactly(
 def _tcp_try(
     server: Address, question: Question, options: QueryOptions, warn: Warn, case_exact: bool
 ) -> tuple[bytes, float]:
-    qid = secrets.randbits(16)
+    qid = _random_id()
     query, sent = _query(question, options, qid, case_exact)
     with _socket(server, socket.SOCK_STREAM) as sock:
         started = time.perf_counter()

@@ -227,10 +227,53 @@ def addresses(reply: DNSRecord) -> list[str]:
     return [str(rr.rdata) for rr in reply.rr]
 
 
-def stop(process: subprocess.Popen[str]) -> str:
-    """SIGTERM, then its stderr; it must exit 0."""
+class Stderr:
+    """The stderr of a running subprocess, read on a thread as it is written, so that a test
+    waits for the log line that shows something has happened instead of sleeping."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        self._stream = process.stderr
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+
+    def text(self) -> str:
+        with self._changed:
+            return "".join(self._lines)
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = STARTUP) -> None:
+        """Until ``text`` occurs ``count`` times; fail with what was written if ``timeout``
+        passes first."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.text().count(text) >= count, timeout):
+                pytest.fail(f"no {count} x {text!r} within {timeout}s in:\n{self.text()}")
+
+    def join(self) -> str:
+        """Everything written, once the process has closed its stderr."""
+        self._thread.join(STOP)
+        assert not self._thread.is_alive(), "stderr still open"
+        return self.text()
+
+
+def stop(process: subprocess.Popen[str], stderr: Stderr | None = None) -> str:
+    """SIGTERM, then its stderr (read by ``stderr`` if one watches it); it must exit 0."""
     process.terminate()
-    _, err = process.communicate(timeout=STOP)
+    if stderr is None:
+        _, err = process.communicate(timeout=STOP)
+    else:
+        process.wait(timeout=STOP)
+        err = stderr.join()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
     assert process.returncode == 0, err
     return err
 

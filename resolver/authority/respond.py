@@ -16,6 +16,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from resolver.authority.signed import (
+    no_ds_proof,
+    nodata_proof,
+    nxdomain_proof,
+    signatures,
+    wildcard_proof,
+)
 from resolver.authority.zone import (
     TYPE_DNAME,
     TYPE_DS,
@@ -42,6 +49,7 @@ from resolver.wire import (
     TYPE_CNAME,
     TYPE_IXFR,
     TYPE_NS,
+    TYPE_SOA,
     DNSHeader,
     DNSLabel,
     DNSQuestion,
@@ -169,21 +177,23 @@ class Responder:
         if edns is not None and edns.version != 0:
             reply.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE, ext_rcode=_BADVERS_HIGH))
             return bytes(reply.pack())
-        self._fill(reply, qname, question.qtype, question.qclass)
+        dnssec = edns is not None and edns.do
+        self._fill(reply, qname, question.qtype, question.qclass, dnssec)
         if edns is not None:
-            reply.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE))
+            # RFC 3225 3: the DO bit is copied into the response.
+            reply.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE, flags="do" if dnssec else ""))
         wire = bytes(reply.pack())
         limit = _udp_limit(edns, max_udp)
         if limit is not None and len(wire) > limit:
             return _truncated(reply, edns)
         return wire
 
-    def _fill(self, reply: Any, qname: Any, qtype: int, qclass: int) -> None:
+    def _fill(self, reply: Any, qname: Any, qtype: int, qclass: int, dnssec: bool) -> None:
         if qclass != CLASS_IN or qtype in (TYPE_AXFR, TYPE_IXFR):
             # Only IN data is served, and zone transfers are not offered to anyone.
             reply.header.rcode = REFUSED
             return
-        result = self.lookup(qname, qtype)
+        result = self.lookup(qname, qtype, dnssec=dnssec)
         if result is None:
             reply.header.rcode = REFUSED
             return
@@ -193,9 +203,10 @@ class Responder:
         reply.add_auth(*result.authority)
         reply.add_ar(*result.additional)
 
-    def lookup(self, qname: Any, qtype: int) -> Lookup | None:
+    def lookup(self, qname: Any, qtype: int, *, dnssec: bool = False) -> Lookup | None:
         """Resolve ``qname``/``qtype`` (class IN) from the zones served, following CNAMEs.
 
+        With ``dnssec`` (the query's DO bit), signed zones add their RRSIGs and proofs.
         Returns None when no zone encloses ``qname`` (the caller answers REFUSED). A CNAME
         chain stops at a name outside every zone, at a referral, or at a loop, keeping the
         CNAMEs found so far; AA reflects the first zone, the rcode the last name (RFC 6604).
@@ -207,17 +218,20 @@ class Responder:
         result = Lookup()
         seen = {key}
         name = qname
+        proofs: list[Any] = []  # the wildcard proofs of the CNAMEs followed (with DO)
         for _ in range(_MAX_CHAIN):
-            step = lookup_in_zone(zone, name, qtype)
+            step = lookup_in_zone(zone, name, qtype, dnssec=dnssec)
             if step.step is Step.REFERRAL and result.answer:
                 break
             result.answer.extend(step.answer)
-            result.authority, result.additional = step.authority, step.additional
+            result.authority = proofs + step.authority
+            result.additional = step.additional
             result.rcode, result.step = step.rcode, step.step
             result.aa = result.aa and step.aa
             if step.step not in (Step.CNAME, Step.DNAME) or step.rcode != NOERROR:
                 break
-            name = step.answer[-1].rdata.label
+            proofs = result.authority
+            name = next(rr for rr in reversed(step.answer) if rr.rtype == TYPE_CNAME).rdata.label
             key = name_key(name)
             next_zone = self.zone_for(key, qtype)
             if next_zone is None or key in seen:
@@ -227,39 +241,69 @@ class Responder:
         return result
 
 
-def lookup_in_zone(zone: Zone, qname: Any, qtype: int) -> Lookup:
+def lookup_in_zone(zone: Zone, qname: Any, qtype: int, *, dnssec: bool = False) -> Lookup:
     """What ``zone`` alone says about ``qname``/``qtype``: one step, CNAMEs not followed.
 
     ``qname`` must be inside the zone (an assert). Wildcard answers are synthesized with
     ``qname`` as owner; a name below a DNAME gets the DNAME and a CNAME synthesized from it
     (YXDOMAIN when the new name would be too long); DS at a cut is answered from this side;
-    TYPE ANY returns one RRset of the name (RFC 8482 4.1).
+    TYPE ANY returns one RRset of the name (RFC 8482 4.1). With ``dnssec`` and a signed
+    zone, each RRset comes with its RRSIGs and each negative or wildcard answer and each
+    referral with its NSEC or NSEC3 proof (RFC 4035 3.1).
     """
     key = name_key(qname)
     assert zone.contains(key), f"{qname} is not in {zone.origin}"
+    signed = dnssec and zone.signed
     cut = zone.cut_above(key)
     if cut is not None and not (cut == key and qtype == TYPE_DS):
-        return _referral(zone, cut)
+        return _referral(zone, cut, signed)
     owner = key
+    encloser = key
     if not zone.exists(key):
         encloser = _closest_encloser(zone, key)
         if encloser in zone.dnames:
-            return _dname(zone, qname, encloser)
+            return _dname(zone, qname, encloser, signed)
         owner = (b"*", *encloser)
         if not zone.exists(owner):
-            return Lookup(NXDOMAIN, authority=[zone.negative_soa()], step=Step.NXDOMAIN)
+            authority = _negative_soa(zone, signed)
+            if signed:
+                authority += nxdomain_proof(zone, key, encloser)
+            return Lookup(NXDOMAIN, authority=authority, step=Step.NXDOMAIN)
+    synthesized = owner != key
     rrsets = zone.types_at(owner)
     chosen = _any_rrset(rrsets) if qtype == TYPE_ANY else 0
+    step = Step.ANSWER
     if chosen:
-        records = list(rrsets[chosen])
+        rtype = chosen
     elif qtype in rrsets:
-        records = list(rrsets[qtype])
+        rtype = qtype
     elif TYPE_CNAME in rrsets:
-        return Lookup(answer=_owned_by(rrsets[TYPE_CNAME], qname, owner != key), step=Step.CNAME)
+        rtype, step = TYPE_CNAME, Step.CNAME
     else:
-        return Lookup(authority=[zone.negative_soa()], step=Step.NODATA)
+        authority = _negative_soa(zone, signed)
+        if signed:
+            authority += nodata_proof(zone, key, owner)
+        return Lookup(authority=authority, step=Step.NODATA)
+    records = list(rrsets[rtype])
+    answer = _owned_by(records, qname, synthesized)
+    authority = []
+    if signed:
+        answer += signatures(zone, owner, rtype, qname, synthesized)
+        if synthesized:
+            authority = wildcard_proof(zone, key, encloser)
+    if step is Step.CNAME:
+        return Lookup(answer=answer, authority=authority, step=step)
     additional = _targets(zone, records) if qtype == TYPE_NS else []
-    return Lookup(answer=_owned_by(records, qname, owner != key), additional=additional)
+    return Lookup(answer=answer, authority=authority, additional=additional)
+
+
+def _negative_soa(zone: Zone, signed: bool) -> list[Any]:
+    soa = zone.negative_soa()
+    if not signed:
+        return [soa]
+    # The SOA's RRSIGs take the negative TTL too, as NSD gives them.
+    sigs = zone.signatures(zone.apex, TYPE_SOA)
+    return [soa, *(RR(rr.rname, rr.rtype, rr.rclass, soa.ttl, rr.rdata) for rr in sigs)]
 
 
 def _any_rrset(rrsets: Mapping[int, list[Any]]) -> int:
@@ -272,20 +316,23 @@ def _any_rrset(rrsets: Mapping[int, list[Any]]) -> int:
     return (normal or others or [0])[-1]
 
 
-def _dname(zone: Zone, qname: Any, owner: Key) -> Lookup:
-    """The DNAME at ``owner`` and the CNAME it synthesizes for ``qname`` below it."""
+def _dname(zone: Zone, qname: Any, owner: Key, signed: bool) -> Lookup:
+    """The DNAME at ``owner`` and the CNAME it synthesizes for ``qname`` below it (unsigned:
+    RFC 6672 5.3.1 lets a validator check it against the signed DNAME)."""
     (dname,) = zone.rrset(owner, TYPE_DNAME)
+    sigs = zone.signatures(owner, TYPE_DNAME) if signed else []
     labels = tuple(qname.label)
     target = labels[: len(labels) - len(owner)] + zone.dnames[owner]
     if len(wire_name(target)) > _MAX_NAME:
-        return Lookup(_YXDOMAIN, answer=[dname], step=Step.DNAME)
+        return Lookup(_YXDOMAIN, answer=[dname, *sigs], step=Step.DNAME)
     cname = make_rr(labels, TYPE_CNAME, int(dname.ttl), wire_name(target))
-    return Lookup(answer=[dname, cname], step=Step.DNAME)
+    return Lookup(answer=[dname, *sigs, cname], step=Step.DNAME)
 
 
-def _referral(zone: Zone, cut: Key) -> Lookup:
+def _referral(zone: Zone, cut: Key, signed: bool) -> Lookup:
     ns = zone.rrset(cut, TYPE_NS)
-    return Lookup(aa=False, authority=ns, additional=_targets(zone, ns), step=Step.REFERRAL)
+    authority = ns + no_ds_proof(zone, cut) if signed else ns
+    return Lookup(aa=False, authority=authority, additional=_targets(zone, ns), step=Step.REFERRAL)
 
 
 def _targets(zone: Zone, ns_records: list[Any]) -> list[Any]:

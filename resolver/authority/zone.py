@@ -6,6 +6,9 @@ zone, blaming the line at fault, and holds each record as a dnslib RR for the re
 
 from __future__ import annotations
 
+import base64
+import bisect
+import hashlib
 import logging
 import os
 import struct
@@ -38,6 +41,8 @@ TYPE_DS = 43
 _TYPE_AAAA = 28
 _TYPE_RRSIG = 46
 _TYPE_NSEC = 47
+_TYPE_NSEC3 = 50
+_TYPE_NSEC3PARAM = 51
 # Types whose dnslib form the responder reads (targets, SOA timers) or that dnslib may compress
 # (RFC 3597 4); every other type is held opaque, so dnslib's view of it cannot alter its bytes.
 _STRUCTURED = frozenset({TYPE_A, TYPE_NS, TYPE_CNAME, TYPE_SOA, 12, 15, 16, _TYPE_AAAA})
@@ -86,6 +91,9 @@ class Zone:
         self._nodes: dict[Key, dict[int, list[Any]]] = {}
         self._where: dict[tuple[Key, int], str] = {}
         self.dnames: dict[Key, tuple[bytes, ...]] = {}
+        # NSEC3 records (and their RRSIGs) by the hash label of their owner: their owner
+        # names are no names of the zone's tree (RFC 5155 7.2.8).
+        self._nsec3: dict[bytes, dict[int, list[Any]]] = {}
         seen: dict[tuple[Key, int, bytes], str] = {}
         for entry in entries:
             self._add(entry, seen)
@@ -97,6 +105,11 @@ class Zone:
             key for key, types in self._nodes.items() if key != self.apex and TYPE_NS in types
         )
         self._check_below_dnames()
+        self._nsec_owners: list[Key] = sorted(
+            (key for key, types in self._nodes.items() if _TYPE_NSEC in types), key=_canonical
+        )
+        self._nsec3_hashes: list[bytes] = sorted(self._nsec3)
+        self.nsec3_params: tuple[bytes, int] | None = self._read_nsec3_params()
 
     def __repr__(self) -> str:
         return (
@@ -107,7 +120,8 @@ class Zone:
     @property
     def records(self) -> int:
         """How many records the zone holds."""
-        return sum(len(rrs) for types in self._nodes.values() for rrs in types.values())
+        nodes = list(self._nodes.values()) + list(self._nsec3.values())
+        return sum(len(rrs) for types in nodes for rrs in types.values())
 
     @property
     def serial(self) -> int:
@@ -125,6 +139,14 @@ class Zone:
                 f"{entry.owner_text} {entry.type_text} repeats the record of {seen[identity]}",
             )
         seen[identity] = entry.where
+        if entry.rtype == _TYPE_NSEC3 or (
+            entry.rtype == _TYPE_RRSIG and entry.rdata[:2] == _TYPE_NSEC3.to_bytes(2, "big")
+        ):
+            if len(key) != len(self.apex) + 1:
+                raise ConfigError(entry.where, f"{entry.owner_text} NSEC3 is not below the apex")
+            node = self._nsec3.setdefault(key[0], {})
+            node.setdefault(entry.rtype, []).append(_to_rr(entry, entry.ttl))
+            return
         types = self._nodes.setdefault(key, {})
         self._check_cname(entry, types)
         rrset = types.setdefault(entry.rtype, [])
@@ -212,6 +234,60 @@ class Zone:
                 return candidate
         return None
 
+    @property
+    def signed(self) -> bool:
+        """True if the zone holds a DNSSEC chain (NSEC or NSEC3): DO gets its proofs."""
+        return bool(self._nsec_owners or self._nsec3_hashes)
+
+    def signatures(self, key: Key, rtype: int) -> list[Any]:
+        """The RRSIGs owned by ``key`` that cover ``rtype``."""
+        covered = rtype.to_bytes(2, "big")
+        return [rr for rr in self.rrset(key, _TYPE_RRSIG) if rr.rdata.data[:2] == covered]
+
+    def nsec_covering(self, key: Key) -> Key | None:
+        """The owner of the NSEC that matches ``key`` or, failing that, covers it (the one
+        before it in canonical order, the last one wrapping around); None without NSEC."""
+        if not self._nsec_owners:
+            return None
+        index = bisect.bisect_right(self._nsec_owners, _canonical(key), key=_canonical)
+        return self._nsec_owners[index - 1]
+
+    def nsec3_hash(self, key: Key) -> bytes:
+        """The NSEC3 hash of ``key`` with the zone's parameters, as a lowercase label."""
+        assert self.nsec3_params is not None
+        salt, iterations = self.nsec3_params
+        digest = hashlib.sha1(wire_name(key) + salt).digest()
+        for _ in range(iterations):
+            digest = hashlib.sha1(digest + salt).digest()
+        return base64.b32hexencode(digest).lower()
+
+    def nsec3_matching(self, key: Key) -> bytes | None:
+        """The hash label of the NSEC3 matching ``key``, or None."""
+        hashed = self.nsec3_hash(key)
+        return hashed if hashed in self._nsec3 else None
+
+    def nsec3_covering(self, key: Key) -> bytes:
+        """The hash label of the NSEC3 that matches or covers ``key``."""
+        hashed = self.nsec3_hash(key)
+        index = bisect.bisect_right(self._nsec3_hashes, hashed)
+        return self._nsec3_hashes[index - 1]
+
+    def nsec3_records(self, hashed: bytes) -> list[Any]:
+        """The NSEC3 record owned by the hash label ``hashed`` and its RRSIGs."""
+        node = self._nsec3.get(hashed, {})
+        return node.get(_TYPE_NSEC3, []) + node.get(_TYPE_RRSIG, [])
+
+    def _read_nsec3_params(self) -> tuple[bytes, int] | None:
+        params = self.rrset(self.apex, _TYPE_NSEC3PARAM)
+        if params:
+            data = params[0].rdata.data
+        elif self._nsec3:
+            data = next(iter(self._nsec3.values()))[_TYPE_NSEC3][0].rdata.data
+        else:
+            return None
+        iterations = int.from_bytes(data[2:4], "big")
+        return bytes(data[5 : 5 + data[4]]), iterations
+
     def addresses(self, key: Key) -> list[Any]:
         """The A and AAAA records of ``key`` in this zone's data, glue included."""
         return self.rrset(key, TYPE_A) + self.rrset(key, _TYPE_AAAA)
@@ -221,6 +297,11 @@ class Zone:
         soa = self.soa
         ttl = min(int(soa.ttl), int(soa.rdata.times[4]))
         return RR(soa.rname, rtype=TYPE_SOA, rclass=CLASS_IN, ttl=ttl, rdata=soa.rdata)
+
+
+def _canonical(key: Key) -> Key:
+    """The RFC 4034 6.1 sort key of a name: its labels from the rightmost."""
+    return key[::-1]
 
 
 def _single_soa(entries: Sequence[Entry], source: str) -> Entry:

@@ -1,25 +1,13 @@
 """The DNS wire format: the project's only importer of dnslib, plus raw-bytes fast paths.
 
 ``raw`` reads and patches message bytes with the stdlib only (the hot path); the dnslib classes
-re-exported here are for the slow paths that need a full parse or a fresh message. Everything
-malformed raises ``resolver.errors.WireError``.
+re-exported here (loaded on first use) are for the slow paths that need a full parse or a fresh
+message. Everything malformed raises ``resolver.errors.WireError``.
 """
 
 from __future__ import annotations
 
-from dnslib import (
-    CLASS,
-    EDNS0,
-    OPCODE,
-    QTYPE,
-    RCODE,
-    RR,
-    DNSHeader,
-    DNSLabel,
-    DNSQuestion,
-    DNSRecord,
-    EDNSOption,
-)
+from typing import TYPE_CHECKING
 
 from resolver.wire.message import (
     check_name,
@@ -92,6 +80,21 @@ from resolver.wire.raw import (
     truncated_reply,
     walk_records,
 )
+
+if TYPE_CHECKING:
+    from dnslib import (
+        CLASS,
+        EDNS0,
+        OPCODE,
+        QTYPE,
+        RCODE,
+        RR,
+        DNSHeader,
+        DNSLabel,
+        DNSQuestion,
+        DNSRecord,
+        EDNSOption,
+    )
 
 __all__ = [
     "AA",
@@ -171,3 +174,33 @@ __all__ = [
     "truncated_reply",
     "walk_records",
 ]
+
+# dnslib's classes are loaded on first use, so that what needs only the raw functions (a
+# one-shot ``resolver query`` of a common type) does not pay for importing dnslib.
+_DNSLIB = frozenset(
+    {
+        "CLASS",
+        "EDNS0",
+        "OPCODE",
+        "QTYPE",
+        "RCODE",
+        "RR",
+        "DNSHeader",
+        "DNSLabel",
+        "DNSQuestion",
+        "DNSRecord",
+        "EDNSOption",
+    }
+)
+
+
+if not TYPE_CHECKING:  # hidden from mypy, which then still checks every name imported here
+
+    def __getattr__(name: str) -> object:
+        if name in _DNSLIB:
+            import dnslib
+
+            value = getattr(dnslib, name)
+            globals()[name] = value
+            return value
+        raise AttributeError(f"module 'resolver.wire' has no attribute {name!r}")

@@ -8,12 +8,7 @@ forwarder runs them on every reply.
 from __future__ import annotations
 
 import struct
-
-from dnslib import QTYPE, DNSRecord
-from dnslib.bimap import BimapError
-from dnslib.buffer import BufferError as DNSBufferError
-from dnslib.dns import DNSError
-from dnslib.label import DNSLabelError
+from typing import TYPE_CHECKING
 
 from resolver.errors import WireError
 from resolver.wire.raw import (
@@ -30,6 +25,9 @@ from resolver.wire.raw import (
     read_question,
     section_offsets,
 )
+
+if TYPE_CHECKING:
+    from dnslib import DNSRecord
 
 __all__ = [
     "check_name",
@@ -48,21 +46,70 @@ __all__ = [
     "to_text",
 ]
 
-# dnslib raises these for bad input, and its rdata parsers leak plain Python errors on some
-# malformed rdata; deep pointer chains recurse in its name decoder.
-_DNSLIB_ERRORS: tuple[type[BaseException], ...] = (
-    DNSError,
-    DNSBufferError,
-    BimapError,
-    DNSLabelError,
-    ValueError,
-    IndexError,
-    KeyError,
-    TypeError,
-    struct.error,
-    UnicodeError,
-    RecursionError,
-)
+# dnslib is imported on first use: a one-shot ``resolver query`` for a common type needs none
+# of it, and importing it is a tenth of that command's start-up.
+_dnslib_errors: tuple[type[BaseException], ...] = ()
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """What dnslib raises for bad input; its rdata parsers also leak plain Python errors on
+    some malformed rdata, and deep pointer chains recurse in its name decoder."""
+    global _dnslib_errors
+    if not _dnslib_errors:
+        from dnslib.bimap import BimapError
+        from dnslib.buffer import BufferError as DNSBufferError
+        from dnslib.dns import DNSError
+        from dnslib.label import DNSLabelError
+
+        _dnslib_errors = (
+            DNSError,
+            DNSBufferError,
+            BimapError,
+            DNSLabelError,
+            ValueError,
+            IndexError,
+            KeyError,
+            TypeError,
+            struct.error,
+            UnicodeError,
+            RecursionError,
+        )
+    return _dnslib_errors
+
+
+# The most asked types, named as dnslib names them (a test holds the two equal); the others
+# are looked up in dnslib's table.
+_COMMON_TYPES = {
+    1: "A",
+    2: "NS",
+    5: "CNAME",
+    6: "SOA",
+    12: "PTR",
+    13: "HINFO",
+    15: "MX",
+    16: "TXT",
+    28: "AAAA",
+    33: "SRV",
+    35: "NAPTR",
+    39: "DNAME",
+    41: "OPT",
+    43: "DS",
+    44: "SSHFP",
+    46: "RRSIG",
+    47: "NSEC",
+    48: "DNSKEY",
+    50: "NSEC3",
+    51: "NSEC3PARAM",
+    52: "TLSA",
+    64: "SVCB",
+    65: "HTTPS",
+    99: "SPF",
+    251: "IXFR",
+    252: "AXFR",
+    255: "ANY",
+    257: "CAA",
+}
+_COMMON_TYPE_VALUES = {text: value for value, text in _COMMON_TYPES.items()}
 
 _HEADER = struct.Struct("!6H")
 # Root owner, type, UDP size (the class field), extended rcode, version, flags, rdlength.
@@ -106,9 +153,11 @@ def parse(data: bytes) -> DNSRecord:
 
     dnslib also rejects labels that are not valid UTF-8, which the raw functions accept.
     """
+    from dnslib import DNSRecord
+
     try:
         return DNSRecord.parse(data)
-    except _DNSLIB_ERRORS as exc:
+    except _errors() as exc:
         raise WireError(f"cannot parse message: {exc}") from exc
 
 
@@ -218,15 +267,24 @@ def qtype_value(text: str) -> int:
     Raises WireError for an unknown mnemonic or a number out of range.
     """
     upper = text.strip().upper()
-    reverse: dict[str, int] = QTYPE.reverse
-    if upper in reverse:
-        return reverse[upper]
+    if upper in _COMMON_TYPE_VALUES:
+        return _COMMON_TYPE_VALUES[upper]
+    if upper.isalnum() and upper.isascii():  # mnemonics are letters and digits: ask dnslib
+        from dnslib import QTYPE
+
+        reverse: dict[str, int] = QTYPE.reverse
+        if upper in reverse:
+            return reverse[upper]
     return _generic_value(text, upper, "TYPE")
 
 
 def qtype_name(value: int) -> str:
     """The mnemonic of a type, or "TYPEnnn" when it has none; WireError if out of range."""
     _check_u16(value, "type")
+    if value in _COMMON_TYPES:
+        return _COMMON_TYPES[value]
+    from dnslib import QTYPE
+
     forward: dict[int, str] = QTYPE.forward
     return forward.get(value, f"TYPE{value}")
 
@@ -286,7 +344,7 @@ def _split_opt(reply: bytes) -> tuple[bytes, int] | None:
     record.ar = [rr for rr in record.ar if rr.rtype != TYPE_OPT]
     try:
         packed = bytes(record.pack())  # dnslib packs into a bytearray
-    except _DNSLIB_ERRORS as exc:
+    except _errors() as exc:
         raise WireError(f"cannot rebuild message without its OPT record: {exc}") from exc
     return packed, ext_rcode
 

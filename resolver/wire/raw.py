@@ -7,7 +7,7 @@ label or pointer out of bounds, compression loop, bad count) raises ``WireError`
 
 from __future__ import annotations
 
-import secrets
+import os
 import struct
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -328,8 +328,9 @@ def randomize_case(name: bytes) -> bytes:
     lower = name.lower()
     size = len(lower)
     # Whole-name integer arithmetic instead of a loop over the bytes: about ten times faster.
+    # os.urandom is what secrets.token_bytes returns, without importing hmac at start-up.
     flips = int.from_bytes(lower.translate(_LETTER_BITS), "big") & int.from_bytes(
-        secrets.token_bytes(size), "big"
+        os.urandom(size), "big"
     )
     return (int.from_bytes(lower, "big") ^ flips).to_bytes(size, "big")
 

@@ -40,6 +40,10 @@ def test_demo_subprocess_exits_zero_and_shows_answers_and_statistics() -> None:
     assert "daemon statistics" in out
     assert "upstreams:" in out
     assert "pool:" in out
+    # Forwarding mode: nothing of recursive mode's, and no field printed as None.
+    assert "None" not in out
+    assert "servers" not in out
+    assert "zones 0" not in out
     assert out.rstrip().endswith("everything closed")
 
 

@@ -43,6 +43,9 @@ from resolver.server import Server
 from resolver.wire import DNSRecord, build_query, read_header
 
 BOUND = 10.0  # every test finishes well within this; reached only when a test is failing
+# An upstream timeout no test reaches: a test whose query waits for it fails on BOUND, so
+# "at once" is shown by the answer arriving at all, not by a stopwatch.
+NEVER = 60.0
 TRANSPORT = TransportConfig(pool=SocketPoolConfig(min_size=1, max_size=4))
 _AD = 0x0020
 _FORMERR, _SERVFAIL, _NOTIMP, _REFUSED = 1, 2, 4, 5
@@ -246,24 +249,25 @@ async def test_a_silent_first_upstream_costs_one_attempt_before_failover(
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(BOUND), authorities(2) as servers:
         servers[0].faults.drop = True
-        async with daemon(servers, upstream_timeout=0.3, query_timeout=2.0) as d:
+        async with daemon(servers, upstream_timeout=0.3, query_timeout=NEVER) as d:
             start = loop.time()
             assert answers(await ask(d.port)) == ["127.1.0.1"]
             elapsed = loop.time() - start
             assert counts(servers) == [1, 1]
-            assert 0.25 <= elapsed < 0.9  # one upstream timeout, not two, not the deadline
-            assert d.engine.statistics().failovers == 1
+            assert elapsed >= 0.25  # the silent one was waited for (timers never fire early)
+            # One upstream timeout, not two; and not the deadline, which nobody reaches.
+            stats = d.engine.statistics()
+            assert [u.timeouts for u in stats.upstreams] == [1, 0]
+            assert stats.failovers == 1
 
 
 async def test_unreachable_first_upstream_fails_over_at_once(authorities: Authorities) -> None:
-    loop = asyncio.get_running_loop()
     async with asyncio.timeout(BOUND), authorities(1) as (server,):
         dead = ("127.0.0.1", dead_udp_port())
-        async with daemon([dead, server], upstream_timeout=1.0) as d:
-            start = loop.time()
-            assert answers(await ask(d.port)) == ["127.1.0.1"]
-            assert loop.time() - start < 0.5
-            assert d.engine.statistics().upstreams[0].unreachable == 1
+        async with daemon([dead, server], upstream_timeout=NEVER, query_timeout=NEVER) as d:
+            assert answers(await ask(d.port)) == ["127.1.0.1"]  # waiting would reach BOUND
+            first = d.engine.statistics().upstreams[0]
+            assert (first.unreachable, first.timeouts) == (1, 0)
 
 
 async def test_a_local_failure_fails_over_without_blaming_the_upstream(
@@ -281,15 +285,15 @@ async def test_a_local_failure_fails_over_without_blaming_the_upstream(
     monkeypatch.setattr(socket, "socket", no_more_ipv6)
     lazy = TransportConfig(pool=SocketPoolConfig(min_size=0, max_size=4, min_idle=0))
     loop = asyncio.get_running_loop()
+    timeouts = {"upstream_timeout": NEVER, "query_timeout": NEVER}
     async with (
         asyncio.timeout(BOUND),
         authorities(1) as (server,),
-        daemon([("::1", 53), server], transport=lazy, down_after=1, upstream_timeout=1.0) as d,
+        daemon([("::1", 53), server], transport=lazy, down_after=1, **timeouts) as d,
     ):
-        start = loop.time()
-        assert answers(await ask(d.port)) == ["127.1.0.1"]
-        assert loop.time() - start < 0.5
+        assert answers(await ask(d.port)) == ["127.1.0.1"]  # waiting would reach BOUND
         assert d.engine.statistics().upstreams[0].local_failures == 1
+        assert d.engine.statistics().upstreams[0].timeouts == 0
         assert not d.engine.selector.is_down(0, loop.time())
         assert d.engine.selector.srtt(0) is None
 
@@ -318,11 +322,13 @@ async def test_down_upstreams_are_still_tried_when_all_are_down(
             assert answers(await ask(d.port)) == ["127.1.0.1"]
 
 
+# The deadline lies far from the end of the attempt it cuts short: a reply that ignored it would
+# come more than a second late, a margin a busy machine does not eat.
 @pytest.mark.parametrize(
     ("upstream_timeout", "query_timeout", "asked"),
     [
-        pytest.param(0.1, 1.0, [2, 2], id="every-round-fits-the-deadline"),
-        pytest.param(0.3, 0.5, [1, 1], id="deadline-cuts-the-rounds-short"),
+        pytest.param(0.1, 5.0, [2, 2], id="every-round-fits-the-deadline"),
+        pytest.param(2.0, 2.5, [1, 1], id="deadline-cuts-the-rounds-short"),
     ],
 )
 async def test_when_every_upstream_is_silent_the_client_gets_servfail_by_the_deadline(
@@ -339,7 +345,8 @@ async def test_when_every_upstream_is_silent_the_client_gets_servfail_by_the_dea
             elapsed = loop.time() - start
             assert rcode(reply) == _SERVFAIL
             assert ede_codes(reply) == [22]  # No Reachable Authority
-            assert elapsed < query_timeout + 0.25
+            # By the deadline, not when the attempt it cut short would have ended (4.0 s).
+            assert elapsed < query_timeout + 1.0
             assert counts(servers) == asked
 
 
@@ -476,8 +483,6 @@ async def test_formerr_to_edns_is_asked_again_without_edns() -> None:
 async def test_a_questionless_error_reply_fails_over_at_once(
     authorities: Authorities, code: int
 ) -> None:
-    loop = asyncio.get_running_loop()
-
     def broken(query: bytes) -> bytes:
         return reply_to(query, rcode=code, question=False)
 
@@ -485,12 +490,11 @@ async def test_a_questionless_error_reply_fails_over_at_once(
         asyncio.timeout(BOUND),
         ScriptedUpstream(broken) as bad,
         authorities(1) as (good,),
-        daemon([bad, good], upstream_timeout=1.0) as d,
+        daemon([bad, good], upstream_timeout=NEVER, query_timeout=NEVER) as d,
     ):
-        start = loop.time()
-        assert answers(await ask(d.port)) == ["127.1.0.1"]
-        assert loop.time() - start < 0.5
-        assert d.engine.statistics().upstreams[0].strays == 0
+        assert answers(await ask(d.port)) == ["127.1.0.1"]  # waiting would reach BOUND
+        first = d.engine.statistics().upstreams[0]
+        assert (first.strays, first.timeouts) == (0, 0)
 
 
 @pytest.mark.parametrize(
@@ -537,11 +541,14 @@ async def test_stale_answer_when_the_refresh_fails_then_at_once_for_a_while(
         assert DNSRecord.parse(reply).rr[0].ttl == 30
         assert ede_codes(reply) == [3]  # Stale Answer
         asked = len(server.queries)
-        # Within the recheck window the stale answer comes at once, without asking.
+        # Within the recheck window the stale answer comes at once, without asking: nothing
+        # is sent, so nothing is waited for (the refresh wait before a stale answer is 1.8 s).
+        upstream_queries = d.engine.statistics().upstream_queries
         start = loop.time()
         assert answers(await ask(d.port)) == ["127.1.0.1"]
-        assert loop.time() - start < 0.15
+        assert loop.time() - start < 1.8
         assert len(server.queries) == asked
+        assert d.engine.statistics().upstream_queries == upstream_queries
         assert d.engine.statistics().stale_answers == 2
         # After it, the upstream is asked again.
         clock.now += 31

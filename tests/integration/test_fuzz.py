@@ -18,6 +18,11 @@ from benchmarks.fuzz.run import HYPOTHESIS_BATCH, SENDERS, hypothesis_batches, m
 MUTATED = {"udp": 83_000, "tcp": 15_000}
 EXAMPLES = {"udp": 1_500 // HYPOTHESIS_BATCH, "tcp": 500 // HYPOTHESIS_BATCH}
 
+# A fixed amount of work, mostly CPU: with every core of the machine busy it takes minutes, not
+# the seconds of a quiet one. The bound only catches a hang (the daemon's own health is checked
+# after every batch), so it is generous.
+pytestmark = pytest.mark.timeout(900)
+
 
 @pytest.fixture(scope="module")
 def fuzzed() -> Iterator[Target]:

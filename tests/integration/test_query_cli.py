@@ -685,3 +685,40 @@ def test_a_query_imports_no_event_loop_pool_or_transport(auth: ThreadedAuthority
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "127.1.0.1\n[]\n"
+
+
+def test_the_console_script_runs_a_query_without_click_or_the_daemon(
+    auth: ThreadedAuthority,
+) -> None:
+    """``resolver query`` is dispatched before click is imported; nothing of the daemon, the
+    event loop, OpenSSL's hmac (for random IDs), dnslib (an A record is presented from the raw
+    bytes) or dataclasses is loaded for a one-shot query."""
+    script = (
+        "import sys\n"
+        f"sys.argv = ['resolver', 'query', '{auth.at}', '-p', '{auth.port}', 'www.example.com',"
+        " '+short']\n"
+        "from resolver.console import run\n"
+        "try:\n"
+        "    run()\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "heavy = ('asyncio', 'uvloop', 'click', 'hmac', 'secrets', 'resolver.cli', 'dnslib',\n"
+        "    'dataclasses', 'inspect',\n"
+        "    'resolver.pool', 'resolver.transport', 'resolver.config', 'resolver.server',\n"
+        "    'resolver.daemon', 'resolver.engine', 'resolver.cache')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "127.1.0.1\n[]\n"
+
+
+def test_query_help_through_the_console_script_is_clicks_help() -> None:
+    done = run("--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    # click's help (its line wrapping follows the terminal's width, so compare the words).
+    assert done.stdout.startswith("Usage: python -m resolver query [@SERVER] [OPTIONS] NAME...")
+    assert done.stdout.split()[6:] == invoke("--help").output.split()[4:]

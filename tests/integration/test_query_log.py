@@ -3,14 +3,16 @@ where its answer came from; opened again on SIGHUP, as logrotate needs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from support import addresses, free_port, start_resolver, stop
+from support import Stderr, addresses, free_port, start_resolver, stop, upstream_in_thread
 from support import dns_query as query
 
 from resolver.wire import DNSRecord
@@ -89,3 +91,57 @@ def test_each_answered_query_is_a_json_line_naming_its_source(
         assert abs(record["time"] - time.time()) < 60
     assert [(r["name"], r["source"]) for r in after] == [("localhost.", "local")]
     assert len(rotated.read_text().splitlines()) == 6
+
+
+def test_reloads_while_queries_are_in_flight_lose_no_line(tmp_path: Path) -> None:
+    """Each round holds 40 questions at the upstream, reloads (which opens the query log
+    again), then lets the answers go: every query has its line, and nothing is logged about
+    writing to a closed file."""
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def answer(data: bytes) -> bytes:
+        return data[:2] + bytes([data[2] | 0x80, 0x80]) + data[4:]  # NOERROR, no data
+
+    def hold(data: bytes) -> bytes | None:
+        loops[:] = [asyncio.get_running_loop()]
+        return None if b"\x04held" in data.lower() else answer(data)
+
+    rounds, per_round = 5, 40
+    port = free_port()
+    log = tmp_path / "queries.jsonl"
+    config = tmp_path / "resolver.toml"
+    replies: list[int] = []
+    with upstream_in_thread(hold) as upstream, ThreadPoolExecutor(per_round) as clients:
+        config.write_text(
+            f'[server]\nlisten = ["127.0.0.1:{port}"]\n'
+            f'[forwarder]\nupstreams = ["127.0.0.1:{upstream.address[1]}"]\n'
+            "upstream_timeout = 10.0\nquery_timeout = 10.0\n"
+            f'[log]\nquery_log = "{log}"\n'
+        )
+        process = start_resolver(["serve", "--config", str(config)], port, "localhost.")
+        stderr = Stderr(process)
+        try:
+            for round_ in range(rounds):
+                asked = len(upstream.queries)
+                names = [f"held.r{round_}-{n}.example." for n in range(per_round)]
+                answers = [clients.submit(query, port, name, "A", 20.0) for name in names]
+                deadline = time.monotonic() + 10.0
+                while len(upstream.queries) < asked + per_round:
+                    assert time.monotonic() < deadline, "the questions did not reach upstream"
+                    time.sleep(0.01)
+                process.send_signal(signal.SIGHUP)
+                stderr.wait_for("reloaded the configuration", round_ + 1)
+                assert upstream.transport is not None
+                held = list(zip(upstream.queries, upstream.sources, strict=True))[asked:]
+                for data, source in held:
+                    loops[0].call_soon_threadsafe(upstream.transport.sendto, answer(data), source)
+                replies += [a.result().header.rcode for a in answers]
+        finally:
+            err = stop(process, stderr)
+    assert replies == [0] * rounds * per_round
+    logged = [r["name"] for r in lines(log, 0) if r["name"].startswith("held.")]
+    assert sorted(logged) == sorted(
+        f"held.r{r}-{n}.example." for r in range(rounds) for n in range(per_round)
+    )
+    assert "Traceback" not in err
+    assert "closed file" not in err

@@ -199,12 +199,14 @@ async def test_silent_servers_give_servfail_within_the_deadline(
     hierarchy: Hierarchy, fixtures_dir: Path
 ) -> None:
     hierarchy.authorities["127.0.0.4"].faults.drop = True
-    async for served in _serving(hierarchy, fixtures_dir, server_timeout=0.3, query_timeout=3.0):
+    # Two tries take 0.6 s; the deadline lies far beyond, so a busy machine cannot blur the
+    # difference between giving up and waiting the deadline out.
+    async for served in _serving(hierarchy, fixtures_dir, server_timeout=0.3, query_timeout=8.0):
         started = time.monotonic()
         reply = await ask(served, "www.example.com.")
         elapsed = time.monotonic() - started
         assert reply.header.rcode == 2
-        assert elapsed < 3.0
+        assert elapsed < 8.0
         # Asked twice (a lost datagram deserves a second try), then given up.
         assert len(asked(hierarchy, "127.0.0.4")) == 2
 

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from support import addresses, dns_query, free_port, start_resolver, stop, write
+from support import Stderr, addresses, dns_query, free_port, start_resolver, stop, write
 
 
 def config_text(
@@ -99,6 +99,7 @@ def test_reload_applies_hosts_and_allow_and_keeps_listen(
     config = tmp_path / "resolver.toml"
     write(config, config_text(port, authority_port, hosts))
     process = start_resolver(["serve", "--config", str(config)], port, "localhost.")
+    stderr = Stderr(process)
     try:
         assert addresses(dns_query(port, "printer.lan.")) == ["192.0.2.10"]
         hosts.write_text("192.0.2.11 printer.lan\n192.0.2.12 scanner.lan\n")
@@ -121,9 +122,9 @@ def test_reload_applies_hosts_and_allow_and_keeps_listen(
             assert time.monotonic() < deadline, "the allow list was not applied"
             time.sleep(0.05)
         process.send_signal(signal.SIGUSR1)
-        time.sleep(0.5)
+        stderr.wait_for("statistics: upstream address=")  # the last of the dump
     finally:
-        err = stop(process)
+        err = stop(process, stderr)
     assert "server.listen changed; it takes effect at the next restart" in err
     assert "statistics: server udp_queries=" in err
     assert "statistics: cache entries=" in err
@@ -139,13 +140,14 @@ def test_a_reload_whose_hosts_file_is_gone_keeps_the_running_answers(
     config = tmp_path / "resolver.toml"
     write(config, config_text(port, authority_port, hosts))
     process = start_resolver(["serve", "--config", str(config)], port, "localhost.")
+    stderr = Stderr(process)
     try:
         hosts.unlink()
         process.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
+        stderr.wait_for("reload failed, the running configuration is kept: local.hosts")
         assert addresses(dns_query(port, "printer.lan.")) == ["192.0.2.10"]
     finally:
-        err = stop(process)
+        err = stop(process, stderr)
     assert "reload failed, the running configuration is kept: local.hosts" in err
 
 
@@ -158,14 +160,15 @@ def test_a_file_that_no_longer_validates_is_logged_and_the_running_config_kept(
     config = tmp_path / "resolver.toml"
     write(config, config_text(port, authority_port, hosts))
     process = start_resolver(["serve", "--config", str(config)], port, "localhost.")
+    stderr = Stderr(process)
     try:
         write(config, "[server]\nallow = 8\n")
         process.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
+        stderr.wait_for("reload failed, the running configuration is kept")
         assert addresses(dns_query(port, "printer.lan.")) == ["192.0.2.10"]
         assert addresses(dns_query(port, "www.example.com.")) == ["127.1.0.1"]
     finally:
-        err = stop(process)
+        err = stop(process, stderr)
     assert (
         "ERROR resolver.daemon: reload failed, the running configuration is kept: "
         "server.allow: must be a list of networks, not int 8"
@@ -203,6 +206,7 @@ def test_a_reload_moves_to_new_upstreams_or_keeps_the_running_ones_if_unusable(
     config = tmp_path / "resolver.toml"
     write(config, config_text(port, silent, hosts, timeout=0.2).replace("2.0", "0.2"))
     process = start_resolver(["serve", "--config", str(config)], port, "localhost.")
+    stderr = Stderr(process)
     try:
         assert dns_query(port, "www.example.com.", timeout=6.0).header.rcode == 2  # SERVFAIL
         write(config, config_text(port, authority_port, hosts))
@@ -220,9 +224,9 @@ def test_a_reload_moves_to_new_upstreams_or_keeps_the_running_ones_if_unusable(
             ),
         )
         process.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
+        stderr.wait_for("reload failed, the running configuration is kept: ")
         assert addresses(dns_query(port, "mail.example.com.")) != []
     finally:
-        err = stop(process)
+        err = stop(process, stderr)
     assert "reload failed, the running configuration is kept: " in err
     assert err.count("reloaded the configuration") == 1

@@ -334,7 +334,7 @@ async def test_dropping_upstream_gives_servfail_within_the_query_timeout(
         elapsed = loop.time() - start
     assert read_header(reply).rcode == SERVFAIL
     assert read_header(reply).id == 4321
-    assert elapsed < 0.6 + 0.3
+    assert elapsed < 0.6 + 2.0  # by the query timeout, with room for a busy machine
 
 
 # --- malformed and unusual queries --------------------------------------------------------
@@ -419,15 +419,21 @@ async def test_client_outside_allow_gets_nothing_when_told_to_drop(authority: Au
     async with (
         asyncio.timeout(BOUND),
         daemon(authority, allow=("10.0.0.0/8",), outside_allow="drop") as instance,
-        udp_client(instance.addresses[0]) as client,
     ):
-        for param in _OUTSIDER_QUERIES:
-            (message,) = param.values
-            client.send(cast(bytes, message))
-        await until(lambda: instance.server.statistics().denied == len(_OUTSIDER_QUERIES))
-        # Absence cannot be awaited: a reply sent with the last count would be here by now.
-        await asyncio.sleep(0.05)
-        assert client.received.empty()
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as marker,
+        ):
+            client.bind(("127.0.0.1", 0))
+            client.settimeout(WAIT)
+            for param in _OUTSIDER_QUERIES:
+                (message,) = param.values
+                client.sendto(cast(bytes, message), instance.addresses[0])
+            await until(lambda: instance.server.statistics().denied == len(_OUTSIDER_QUERIES))
+            # A reply would have been sent when its query was counted; a marker sent now
+            # arrives after it, so the first datagram the client reads is the marker.
+            marker.sendto(b"marker", client.getsockname())
+            assert await asyncio.to_thread(client.recv, 65535) == b"marker"
     assert authority.queries == []
 
 

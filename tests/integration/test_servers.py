@@ -237,15 +237,18 @@ async def test_a_reply_from_another_source_is_not_accepted(forger: tuple[str, in
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as forged:
             forged.bind((host, server.address[1] if port is None else port))
             forged.sendto(reply_to(query, rcode=NXDOMAIN), source)
-        # The kernel dropped it (the socket is connected): the exchange is still waiting.
-        await asyncio.sleep(0.05)
-        assert not outcome.future.done()
+        # The kernel dropped it (the socket is connected). A stray sent after it from the
+        # real source is read and counted: had the forged reply got through, it would have
+        # been read before, and the exchange would be over.
         assert server.transport is not None
+        server.transport.sendto(bytes([query[0] ^ 0xFF]) + echo(query)[1:], source)
+        await until(lambda: servers.statistics().strays == 1)
+        assert not outcome.future.done()
         server.transport.sendto(echo(query), source)
         reply = await outcome.future
         assert read_header(reply).rcode == 0
         stats = servers.statistics()
-        assert (stats.replies, stats.strays) == (1, 0)
+        assert (stats.replies, stats.strays) == (1, 1)
 
 
 def _queued_socket_port() -> int:
@@ -356,7 +359,9 @@ async def test_no_reply_times_out_at_the_deadline_and_the_socket_is_discarded() 
         start = loop.time()
         with pytest.raises(UpstreamTimeout) as caught:
             await ask(servers, server.address, timeout=SHORT)
-        assert SHORT - 0.05 <= loop.time() - start < SHORT + 0.5
+        # Not before the deadline (timers never fire early); after it, only as late as the
+        # loop is busy: BOUND catches an exchange that never ends.
+        assert SHORT - 0.05 <= loop.time() - start < SHORT + 2.0
         assert caught.value.server == format_address(server.address)
         stats = servers.statistics()
         assert stats.ipv4 is not None
@@ -371,7 +376,7 @@ async def test_deadlines_in_any_order_expire_each_at_its_own_time() -> None:
         open_servers() as servers,
     ):
         timeouts = [0.4, 0.1, 0.3, 0.2]
-        ended: dict[float, float] = {}
+        ended: dict[float, float] = {}  # in the order they ended
         start = loop.time()
 
         async def one(timeout: float) -> None:
@@ -380,20 +385,21 @@ async def test_deadlines_in_any_order_expire_each_at_its_own_time() -> None:
             ended[timeout] = loop.time() - start
 
         await asyncio.gather(*(one(t) for t in timeouts))
+        # Each ends in its deadline's turn, and none before its deadline; how late after it
+        # depends on how busy the loop is, so the order, not a stopwatch, shows the rest.
+        assert list(ended) == sorted(timeouts)
         for timeout, elapsed in ended.items():
-            assert timeout - 0.02 <= elapsed < timeout + 0.2
+            assert timeout - 0.02 <= elapsed
         assert servers.statistics().timeouts == 4
 
 
 async def test_an_unreachable_server_fails_at_once_not_at_the_deadline() -> None:
-    loop = asyncio.get_running_loop()
     async with asyncio.timeout(BOUND), open_servers() as servers:
         dead = ("127.0.0.1", dead_udp_port())
-        start = loop.time()
-        # On loopback the ICMP port unreachable arrives at once and ends the exchange.
+        # On loopback the ICMP port unreachable arrives at once and ends the exchange; the
+        # deadline lies beyond BOUND, so an exchange that waited for it fails the test.
         with pytest.raises(UpstreamUnreachable) as caught:
-            await ask(servers, dead, timeout=3.0)
-        assert loop.time() - start < 1.0
+            await ask(servers, dead, timeout=60.0)
         assert caught.value.server == format_address(dead)
         stats = servers.statistics()
         assert stats.ipv4 is not None
@@ -562,9 +568,13 @@ async def test_cancelled_exchange_reports_nothing_and_its_socket_is_discarded() 
         exchange.cancel()
         assert server.transport is not None
         server.transport.sendto(echo(server.queries[0]), server.sources[0])
-        await asyncio.sleep(0.05)
+        # A later exchange answered after that reply shows the moment has passed: the reply
+        # to the cancelled one was sent first, so it would have been read first.
+        _, later = send(servers, server.address)
+        await until(lambda: len(server.queries) == 2)
+        server.transport.sendto(echo(server.queries[1]), server.sources[1])
+        await later.future
         assert outcome.reports == 0
-        await until(lambda: settled(servers))
         stats = servers.statistics()
         assert stats.ipv4 is not None
         assert (stats.ipv4.discarded, stats.ipv4.in_use) == (1, 0)

@@ -60,9 +60,11 @@ def nsd_binary() -> str:
     return path
 
 
-def nsd_config(directory: Path, port: int) -> str:
+def nsd_config(
+    directory: Path, port: int, zones_files: dict[str, str] = ZONES, zonesdir: Path = CORPUS
+) -> str:
     zones = "".join(
-        f"zone:\n    name: {name}\n    zonefile: {file}\n" for name, file in ZONES.items()
+        f"zone:\n    name: {name}\n    zonefile: {file}\n" for name, file in zones_files.items()
     )
     return (
         "server:\n"
@@ -70,7 +72,7 @@ def nsd_config(directory: Path, port: int) -> str:
         f"    port: {port}\n"
         '    username: ""\n'
         '    chroot: ""\n'
-        f'    zonesdir: "{CORPUS}"\n'
+        f'    zonesdir: "{zonesdir}"\n'
         f'    pidfile: "{directory}/nsd.pid"\n'
         f'    zonelistfile: "{directory}/zone.list"\n'
         f'    xfrdfile: "{directory}/xfrd.state"\n'

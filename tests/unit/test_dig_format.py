@@ -421,3 +421,75 @@ def test_a_tcp_retry_is_announced_first_when_comments_are_on() -> None:
     assert format_text(reply).startswith(";; Truncated, retrying in TCP mode.\n;; ->>HEADER")
     assert "Truncated" not in format_text(reply, Display(comments=False))
     assert "Truncated" not in format_short(reply)
+
+
+# --- DNSSEC records -------------------------------------------------------------------------
+
+SIGNATURE = "Z4iHPc2wDAsEFYO6ZkQkrLchKLfbj9JlBVi/sxx72agNIRAg2W17S/OQN5UIBrsZZ9V2Zw4+dXkF"
+KEY = "HyBbgRC2qx4PGTaalkIOZ5i4k4LNR8832d9bHWdWmvEJShmFciT4QFqK486x24N6fy/+XXJc5eICwlCCfzyObw=="
+DIGEST = "0123456789ABCDEF" * 4
+
+
+def dnssec_reply() -> bytes:
+    import dns.message
+    import dns.rrset
+
+    message = dns.message.make_response(dns.message.make_query("signed.test.", "A"))
+    for owner, rdtype, text in (
+        (
+            "www.signed.test.",
+            "RRSIG",
+            f"A 13 3 3600 20361231000000 20260101000000 42708 signed.test. {SIGNATURE}",
+        ),
+        ("signed.test.", "DNSKEY", f"257 3 13 {KEY}"),
+        ("sec.signed.test.", "DS", f"12345 13 2 {DIGEST}"),
+        ("signed.test.", "NSEC", "ns1.signed.test. NS SOA RRSIG NSEC DNSKEY TYPE65534"),
+        (
+            "dmipvsdee173qc3j1uj263jdcqeuammt.signed.test.",
+            "NSEC3",
+            "1 1 3 CAFE GCI8DVKANLJ9MF31S395O540INHSTQLT NS SOA RRSIG",
+        ),
+        ("signed.test.", "NSEC3PARAM", "1 0 0 -"),
+    ):
+        message.answer.append(dns.rrset.from_text(owner, 300, "IN", rdtype, text))
+    return message.to_wire()
+
+
+def test_dnssec_rdata_is_presented_as_dig_presents_it() -> None:
+    texts = {record.rtype: record.data for record in decode(dnssec_reply()).answer}
+    assert texts["RRSIG"] == (
+        "A 13 3 3600 20361231000000 20260101000000 42708 signed.test. "
+        f"{SIGNATURE[:56]} {SIGNATURE[56:]}"
+    )
+    assert texts["DNSKEY"] == f"257 3 13 {KEY[:56]} {KEY[56:]}"
+    assert texts["DS"] == f"12345 13 2 {DIGEST[:56]} {DIGEST[56:]}"
+    assert texts["NSEC"] == "ns1.signed.test. NS SOA RRSIG NSEC DNSKEY TYPE65534"
+    assert texts["NSEC3"] == "1 1 3 CAFE GCI8DVKANLJ9MF31S395O540INHSTQLT NS SOA RRSIG"
+    assert texts["NSEC3PARAM"] == "1 0 0 -"
+
+
+def test_dnssec_rdata_in_multiline_breaks_its_long_fields_as_dig_does() -> None:
+    text = format_text(make_reply(dnssec_reply()), Display(multiline=True))
+    assert "IN DNSKEY 257 3 13 (\n" in text
+    assert f"\t\t\t\t{KEY[:44]}\n\t\t\t\t{KEY[44:]}\n" in text
+    assert "\t\t\t\t) ; KSK; alg = ECDSAP256SHA256 ; key id = 23682\n" in text
+    assert "RRSIG A 13 3 3600 (\n\t\t\t\t20361231000000 20260101000000 42708 signed.test.\n" in text
+    assert f"\t\t\t\t{DIGEST[44:]} )\n" in text
+    assert (
+        "NSEC3 1 1 3 CAFE (\n\t\t\t\tGCI8DVKANLJ9MF31S395O540INHSTQLT\n\t\t\t\tNS SOA RRSIG )"
+        in text
+    )
+
+
+def test_malformed_nsec_bitmap_falls_back_to_the_generic_form() -> None:
+    record = DNSRecord.question("signed.test.", "NSEC")
+    record.header.qr = 1
+    data = bytes(record.pack())
+    # One NSEC record whose bitmap claims 40 octets in a window (at most 32 are allowed).
+    rdata = b"\x00" + b"\x00\x28" + b"\x00" * 4
+    owner = b"\x06signed\x04test\x00"
+    body = owner + (47).to_bytes(2, "big") + b"\x00\x01" + b"\x00\x00\x01\x2c"
+    body += len(rdata).to_bytes(2, "big") + rdata
+    data = data[:6] + b"\x00\x01" + data[8:] + body
+    (only,) = decode(data).answer
+    assert only.data.startswith("\\# 7 ")

@@ -12,6 +12,7 @@ from typing import Any
 from resolver.config import (
     CacheConfig,
     Config,
+    DnssecConfig,
     DomainConfig,
     ForwarderConfig,
     LocalConfig,
@@ -35,6 +36,8 @@ COMMENTED = {
     "log.query_log",
     "recursion.root_hints",
     "metrics.listen",
+    "dnssec.validation",
+    "dnssec.trust_anchors",
 }
 # Settings given a value other than the default, because the default does not start.
 NOT_DEFAULT = {"forwarder.upstreams"}
@@ -49,6 +52,7 @@ TABLES: dict[str, type[Any]] = {
     "log": LogConfig,
     "recursion": RecursionConfig,
     "metrics": MetricsConfig,
+    "dnssec": DnssecConfig,
 }
 _UNCOMMENT = re.compile(r"^# ?(?=\[|\w+ +=)")
 _HEADER = re.compile(r"^\[\[?([\w.]+)\]\]?")
@@ -109,6 +113,7 @@ def test_the_example_gives_the_defaults() -> None:
         "log",
         "recursion",
         "metrics",
+        "dnssec",
     ):
         for field in dataclasses.fields(getattr(config, table)):
             name = f"{table}.{field.name}"

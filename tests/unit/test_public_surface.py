@@ -16,7 +16,6 @@ def test_package_exports_exactly_the_public_names() -> None:
         "PoolError",
         "PoolStatistics",
         "PoolTimeout",
-        "ResolutionFailed",
         "ResolverError",
         "UpstreamError",
         "WireError",

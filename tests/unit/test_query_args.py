@@ -449,3 +449,18 @@ def test_query_module_exports_the_command_line_and_server_choice() -> None:
         "to_ascii_name",
     ]
     assert sorted(resolver.demo.__all__) == ["DEMO_QUESTIONS", "demo_zones", "run_demo"]
+
+
+def test_query_options_keep_their_fields_through_copy_and_pickle() -> None:
+    import copy
+    import pickle
+
+    options = QueryOptions(tcp=True, tries=2, edns=None)
+    for clone in (copy.copy(options), copy.deepcopy(options), pickle.loads(pickle.dumps(options))):
+        assert clone == options
+        assert type(clone) is QueryOptions
+
+
+def test_query_options_take_keywords_only() -> None:
+    with pytest.raises(TypeError):
+        QueryOptions(5.0)  # type: ignore[call-arg]

@@ -304,3 +304,41 @@ def test_minimal_any_reply_answers_with_hinfo() -> None:
 def test_minimal_any_reply_needs_one_question() -> None:
     with pytest.raises(WireError):
         message.minimal_any_reply(b"\x00\x01" + b"\x00" * 10)
+
+
+def test_the_common_type_names_are_dnslibs() -> None:
+    assert {value: QTYPE.forward[value] for value in message._COMMON_TYPES} == message._COMMON_TYPES
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a",
+        "AAAA",
+        "https",
+        "Loc",
+        "ZONEMD",
+        "TYPE65",
+        "type0",
+        "CLASS1",
+        "www.example.com",
+        "localhost",
+        "TYPE65536",
+        "x-y",
+        "IN",
+    ],
+)
+def test_type_mnemonics_read_as_dnslibs_table_says(text: str) -> None:
+    upper = text.upper()
+    if upper in QTYPE.reverse:
+        assert message.qtype_value(text) == QTYPE.reverse[upper]
+    elif upper.startswith("TYPE") and upper[4:].isdecimal() and int(upper[4:]) < 65536:
+        assert message.qtype_value(text) == int(upper[4:])
+    else:
+        with pytest.raises(WireError):
+            message.qtype_value(text)
+
+
+def test_type_names_are_dnslibs_for_every_type_it_names() -> None:
+    assert all(message.qtype_name(value) == name for value, name in QTYPE.forward.items())
+    assert message.qtype_name(65280) == "TYPE65280"
