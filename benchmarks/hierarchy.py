@@ -22,6 +22,11 @@ server itself) in a process group of its own; ``Hierarchy.close()`` ends each gr
 process still in the namespace (there are only ours), then deletes the namespace. ``running``
 calls it on every way out, an exception or KeyboardInterrupt included.
 
+For a workload over many delegations, ``write_spread()`` generates zones at run time:
+``spread.test.`` (on 127.0.0.8, delegated from a copy of the fixtures' ``test.``) delegating
+each child zone, with glue, to 127.0.0.9, which serves them all; ``running(...,
+spread=...)`` serves them beside the fixtures.
+
 Usage::
 
     with running(tmp_path) as hierarchy:
@@ -42,7 +47,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,11 +122,17 @@ def outside_loopback() -> list[str]:
     return [str(net) for net in sorted(everything.address_exclude(loopback))]
 
 
-def nsd_conf(home: Path, address: str, zones: Sequence[str]) -> str:
-    """nsd.conf for one server address: its zones only, files from fixtures/zones, state in
-    ``home``. Response rate limiting is off: this build limits to 200 answers a second per
-    /24 by default, and every query here comes from 127.0.0.0/24."""
-    listed = "".join(f"zone:\n    name: {z}\n    zonefile: {zone_file(z)}\n" for z in zones)
+def nsd_conf(
+    home: Path, address: str, zones: Sequence[str], files: Mapping[str, Path] | None = None
+) -> str:
+    """nsd.conf for one server address: its zones only, files from fixtures/zones (or the
+    path ``files`` gives for a zone), state in ``home``. Response rate limiting is off: this
+    build limits to 200 answers a second per /24 by default, and every query here comes from
+    127.0.0.0/24."""
+    files = files or {}
+    listed = "".join(
+        f"zone:\n    name: {z}\n    zonefile: {files.get(z, zone_file(z))}\n" for z in zones
+    )
     return f"""server:
     ip-address: {address}
     port: {PORT}
@@ -204,6 +215,67 @@ listen = ["{address}:{PORT}"]
 root_hints = "{ROOT_HINTS}"
 port = {PORT}
 {extra}"""
+
+
+# --------------------------------------------------------------------------- spread zones
+
+SPREAD_ZONE = "spread.test."
+SPREAD_PARENT = "127.0.0.8"  # ns.spread.test.: spread.test. itself, delegating every child
+SPREAD_LEAVES = "127.0.0.9"  # ns.<child>: every child zone
+SPREAD_ANSWER = "127.1.5.1"  # every name under a child's wildcard
+SPREAD_WARM = "warm.spread.test."  # A 127.1.5.2, in spread.test. itself
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Generated zones for a workload over many delegations: ``spread.test.`` (delegated
+    from a copy of the fixtures' test. zone, with glue) delegates each of ``children`` to
+    its own in-bailiwick name server ``ns.<child>`` with glue, all at SPREAD_LEAVES; each
+    child holds a wildcard A record. ``files`` maps each zone to its file."""
+
+    children: tuple[str, ...]
+    files: Mapping[str, Path]
+
+    def authorities(self) -> dict[str, tuple[str, ...]]:
+        """AUTHORITIES with the spread zones' servers added."""
+        return {**AUTHORITIES, SPREAD_PARENT: (SPREAD_ZONE,), SPREAD_LEAVES: self.children}
+
+
+def write_spread(directory: Path, children: Sequence[str]) -> Spread:
+    """Write the zone files of ``children`` (origins under spread.test., ending in a dot),
+    spread.test. delegating them, and test. delegating spread.test., into ``directory``."""
+    home = directory / "spread-zones"
+    home.mkdir()
+    files: dict[str, Path] = {}
+    serial = "1 3600 600 86400 300"
+    test = (ZONES / zone_file("test.")).read_text()
+    test += (
+        f"\n; Generated: the spread zones' parent.\n{SPREAD_ZONE} 86400 IN NS ns.{SPREAD_ZONE}\n"
+        f"ns.{SPREAD_ZONE} 86400 IN A {SPREAD_PARENT}\n"
+    )
+    files["test."] = home / "test.zone"
+    files["test."].write_text(test)
+    parent = [
+        f"$ORIGIN {SPREAD_ZONE}",
+        "$TTL 3600",
+        f"@ IN SOA ns.{SPREAD_ZONE} hostmaster.{SPREAD_ZONE} {serial}",
+        f"@ IN NS ns.{SPREAD_ZONE}",
+        f"ns IN A {SPREAD_PARENT}",
+        f"{SPREAD_WARM} IN A 127.1.5.2",
+    ]
+    for child in children:
+        assert child.endswith("." + SPREAD_ZONE), child
+        parent.append(f"{child} 86400 IN NS ns.{child}")
+        parent.append(f"ns.{child} 86400 IN A {SPREAD_LEAVES}")
+        path = home / f"{child}zone"
+        path.write_text(
+            f"$ORIGIN {child}\n$TTL 3600\n@ IN SOA ns.{child} hostmaster.{child} {serial}\n"
+            f"@ IN NS ns.{child}\nns IN A {SPREAD_LEAVES}\n* IN A {SPREAD_ANSWER}\n"
+        )
+        files[child] = path
+    files[SPREAD_ZONE] = home / f"{SPREAD_ZONE}zone"
+    files[SPREAD_ZONE].write_text("\n".join(parent) + "\n")
+    return Spread(tuple(children), files)
 
 
 # --------------------------------------------------------------------------- dig
@@ -362,18 +434,23 @@ class Hierarchy:
 
     # -- the servers
 
-    def start_authorities(self, core: str | None = None) -> dict[str, Server]:
-        """One NSD per address of AUTHORITIES, each serving its zones on ADDRESS:53; returns
-        once each answers for its first zone with AA. Raises SetupError."""
+    def start_authorities(
+        self, core: str | None = None, spread: Spread | None = None
+    ) -> dict[str, Server]:
+        """One NSD per address of AUTHORITIES (and of ``spread``'s zones, with its copy of
+        test.), each serving its zones on ADDRESS:53; returns once each answers for its
+        first zone with AA. Raises SetupError."""
         nsd = tool("nsd")
-        for address, zones in AUTHORITIES.items():
+        authorities = spread.authorities() if spread is not None else AUTHORITIES
+        files = spread.files if spread is not None else None
+        for address, zones in authorities.items():
             home = self.directory / f"nsd-{address}"
             home.mkdir()
             conf = home / "nsd.conf"
-            conf.write_text(nsd_conf(home, address, zones))
+            conf.write_text(nsd_conf(home, address, zones, files))
             proc = self.start(f"nsd-{address}", [nsd, "-d", "-c", str(conf)], core)
             self.authorities[address] = Server(address, proc)
-        for address, zones in AUTHORITIES.items():
+        for address, zones in authorities.items():
             self.wait_answering(self.authorities[address], zones[0], "SOA", aa=True)
         return self.authorities
 
@@ -510,16 +587,20 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def running(
-    directory: Path, authorities: bool = True, core: str | None = None
+    directory: Path,
+    authorities: bool = True,
+    core: str | None = None,
+    spread: Spread | None = None,
 ) -> Iterator[Hierarchy]:
     """A Hierarchy in a new namespace, its NSD authorities started (pinned to ``core`` when
-    given) unless ``authorities`` is false; closed on the way out, whatever happens.
-    Raises SetupError (a tool missing, no namespace, a server not answering)."""
+    given; with ``spread``'s generated zones too) unless ``authorities`` is false; closed on
+    the way out, whatever happens. Raises SetupError (a tool missing, no namespace, a server
+    not answering)."""
     hierarchy = Hierarchy(directory)
     try:
         hierarchy.create()
         if authorities:
-            hierarchy.start_authorities(core)
+            hierarchy.start_authorities(core, spread)
         yield hierarchy
     finally:
         hierarchy.close()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import signal
 import sys
 import tempfile
@@ -40,10 +41,17 @@ from types import FrameType
 
 from benchmarks.hierarchy import (
     FLOOR_ADDRESS,
+    SPREAD_ANSWER,
+    SPREAD_LEAVES,
+    SPREAD_PARENT,
+    SPREAD_WARM,
+    SPREAD_ZONE,
     Hierarchy,
     Server,
     require,
+    resolver_toml,
     running,
+    write_spread,
 )
 from benchmarks.serve_bench.dnsperf import measure
 from benchmarks.serve_bench.nsd import NsdCounter
@@ -57,8 +65,11 @@ WILDCARD_ANSWER = "127.1.3.1"
 CEILING = "authority (ceiling)"
 UNBOUND = "unbound (1 thread)"
 OURS = "resolver serve"
+BEFORE = "resolver serve (before)"  # --before: imported from another checkout
+BEFORE_ADDRESS = "127.0.0.56"
 FLOOR = "floor forwarder"
 TARGET = 0.3  # ours / Unbound, qps
+TARGET_PER_CPU = 0.5  # ours / Unbound, queries per CPU-second (issue on one home, item 3)
 # Names per second of --seconds: more than any server here reached (the authority alone, up to
 # 143 k); a run that uses its file up before its time is flagged.
 NAMES_PER_SECOND = 200_000
@@ -79,11 +90,42 @@ class Names:
         return self.path
 
 
-def check(hierarchy: Hierarchy, server: Server, name: str) -> None:
-    """``name`` A answers NOERROR with the wildcard's address. Raises SetupError."""
+class SpreadNames:
+    """The ``spread`` workload's input per run: run B asks ``per_zone`` new names in each of
+    its own ``zones`` child zones ``z<K>-b<B>.spread.test.``, none cached by any resolver
+    yet, in a shuffled order (seeded by B). So every run costs every resolver the same: one
+    referral (with glue) per zone from spread.test.'s server, then one query per name to the
+    zone's server."""
+
+    def __init__(self, directory: Path, zones: int, per_zone: int, runs: int) -> None:
+        self.path = directory / "names.txt"
+        self.zones = zones
+        self.per_zone = per_zone
+        self.names = zones * per_zone
+        self.runs = 0
+        self.blocks = [[f"z{k}-b{b}.{SPREAD_ZONE}" for k in range(zones)] for b in range(runs)]
+
+    def children(self) -> list[str]:
+        """Every child zone the runs ask about, and the one the checks use."""
+        return [*(zone for block in self.blocks for zone in block), SPREAD_CHECK_ZONE]
+
+    def next(self) -> Path:
+        block = self.blocks[self.runs]
+        self.runs += 1
+        lines = [f"q{n}.{zone} A\n" for zone in block for n in range(self.per_zone)]
+        random.Random(self.runs).shuffle(lines)
+        self.path.write_text("".join(lines))
+        return self.path
+
+
+SPREAD_CHECK_ZONE = f"zcheck.{SPREAD_ZONE}"
+
+
+def check(hierarchy: Hierarchy, server: Server, name: str, answer: str = WILDCARD_ANSWER) -> None:
+    """``name`` A answers NOERROR with ``answer`` alone. Raises SetupError."""
     reply = hierarchy.dig(server, name, "A", seconds=5)
     got = [(r.rtype, r.rdata) for r in reply.answer]
-    if reply.status != "NOERROR" or got != [("A", WILDCARD_ANSWER)]:
+    if reply.status != "NOERROR" or got != [("A", answer)]:
         raise SetupError(f"{server.name}: {name} A: {reply.status} {got}\n{reply.text}")
 
 
@@ -100,6 +142,87 @@ def start(hierarchy: Hierarchy, args: argparse.Namespace) -> dict[str, Server]:
         check(hierarchy, server, f"warm.{ZONE}")  # the delegation, cached from here on
         check(hierarchy, server, f"check.{ZONE}")
     return servers
+
+
+def start_before(hierarchy: Hierarchy, checkout: Path) -> Server:
+    """``resolver serve`` as ``start_resolver`` runs it, imported from ``checkout``."""
+    config = hierarchy.directory / "resolver-before.toml"
+    config.write_text(resolver_toml(BEFORE_ADDRESS))
+    command = ["env", "-C", str(checkout), f"PYTHONPATH={checkout}", sys.executable, "-m"]
+    command += ["resolver", "serve", "--config", str(config), "--log-level", "warning"]
+    return hierarchy.start_server("resolver-before", BEFORE_ADDRESS, command, core=SERVER_CORE)
+
+
+def start_spread(hierarchy: Hierarchy, args: argparse.Namespace) -> dict[str, Server]:
+    """The servers of the ``spread`` workload: the ceiling is the child zones' NSD, the floor
+    relays to it; each resolver has spread.test.'s delegation cached (``warm.spread.test.``),
+    none of the measured child zones."""
+    authority = hierarchy.authorities[SPREAD_LEAVES]
+    servers = {CEILING: authority, UNBOUND: hierarchy.start_unbound(core=SERVER_CORE)}
+    if args.ours:
+        servers[OURS] = hierarchy.start_resolver(core=SERVER_CORE)
+    if args.before is not None:
+        servers[BEFORE] = start_before(hierarchy, args.before)
+    floor = [sys.executable, "-m", "benchmarks.serve_bench.floor"]
+    floor += ["--listen", f"{FLOOR_ADDRESS}:53", "--upstream", f"{SPREAD_LEAVES}:53"]
+    servers[FLOOR] = hierarchy.start_server("floor", FLOOR_ADDRESS, floor, core=SERVER_CORE)
+    for name, server in servers.items():
+        if name in (UNBOUND, OURS, BEFORE):
+            check(hierarchy, server, SPREAD_WARM, "127.1.5.2")
+        check(hierarchy, server, f"check.{SPREAD_CHECK_ZONE}", SPREAD_ANSWER)
+    return servers
+
+
+def bench_spread(args: argparse.Namespace, directory: Path) -> tuple[list[Row], dict[str, float]]:
+    """The ``spread`` workload's rounds; the rows, and each server's median of spread.test.'s
+    queries (referrals asked) per client query."""
+    servers_count = 3 + bool(args.ours) + (args.before is not None)
+    names = SpreadNames(directory, args.zones, args.per_zone, args.rounds * servers_count)
+    spread = write_spread(directory, names.children())
+    print(
+        f"spread: {len(names.children()):,} child zones generated, {args.zones:,} new ones "
+        f"per run, {args.per_zone} names each ({names.names:,} queries per run)",
+        flush=True,
+    )
+    with running(directory, core=LOAD_CORE, spread=spread) as hierarchy:
+        servers = start_spread(hierarchy, args)
+        assert len(servers) == servers_count
+        authority = servers[CEILING]
+        counter = NsdCounter(hierarchy.nsd_conf_path(SPREAD_LEAVES))
+        parent = NsdCounter(hierarchy.nsd_conf_path(SPREAD_PARENT))
+        rows = {name: Row(name) for name in servers}
+        referrals: dict[str, list[float]] = {name: [] for name in servers}
+        order = list(servers)
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1} of {args.rounds}", flush=True)
+            shift = round_ % len(order)
+            for name in order[shift:] + order[:shift]:
+                queries = names.next()
+                time.sleep(args.pause)
+                server = servers[name]
+                asked = parent.read()
+                run = measure(
+                    name,
+                    server.proc,
+                    authority.proc,
+                    counter,
+                    queries,
+                    args.seconds,
+                    args.outstanding,
+                    single_pass=names.names,
+                    host=server.address,
+                    prefix=hierarchy.argv([]),
+                )
+                asked = parent.read() - asked
+                rows[name].runs.append(run)
+                referrals[name].append(asked / run.completed if run.completed else 0.0)
+                print(
+                    f"  {name:20} {run.qps:9,.0f} qps lost {run.lost} cpu {run.server_cpu:.0%} "
+                    f"{run.per_cpu_second:9,.0f} q/cpu-s up/q {run.upstream_per_query:.2f} "
+                    f"parent q/q {referrals[name][-1]:.3f}",
+                    flush=True,
+                )
+        return [rows[name] for name in order], {k: median(v) for k, v in referrals.items()}
 
 
 def bench(args: argparse.Namespace, directory: Path) -> list[Row]:
@@ -142,13 +265,16 @@ def _x(value: float) -> str:
     return f"{value:.2f}x" if value else "-"
 
 
-def table(rows: Sequence[Row]) -> list[str]:
+def table(rows: Sequence[Row], referrals: dict[str, float] | None = None) -> list[str]:
+    """The table; with ``referrals`` (spread), a column of spread.test.'s queries per client
+    query, and "authority" is the child zones' server."""
     unbound = next(row for row in rows if row.server == UNBOUND)
     lines = [
         "| server | qps (median) | qps range | lost | avg latency ms | server CPU | "
-        "CPU us/query | queries per CPU-s | authority CPU | up/q | qps vs Unbound | "
-        "per CPU-s vs Unbound |",
-        "|---|" + "---:|" * 11,
+        "CPU us/query | queries per CPU-s | authority CPU | up/q | "
+        + ("parent q/q | " if referrals is not None else "")
+        + "qps vs Unbound | per CPU-s vs Unbound |",
+        "|---|" + "---:|" * (11 + (referrals is not None)),
     ]
     for row in rows:
         runs = row.runs
@@ -160,26 +286,40 @@ def table(rows: Sequence[Row]) -> list[str]:
             f"{row.per_cpu_second:,.0f} | "
             f"{median([r.upstream_cpu for r in runs]):.0%} | "
             f"{median([r.upstream_per_query for r in runs]):.2f} | "
-            f"{_x(paired(row, unbound))} | {_x(paired(row, unbound, per_cpu=True))} |"
+            + (f"{referrals[row.server]:.3f} | " if referrals is not None else "")
+            + f"{_x(paired(row, unbound))} | {_x(paired(row, unbound, per_cpu=True))} |"
         )
     return lines
 
 
-def verdicts(rows: Sequence[Row]) -> list[str]:
+def verdicts(rows: Sequence[Row], workload: str = "wild") -> list[str]:
     by = {row.server: row for row in rows}
     unbound = by[UNBOUND]
     out = []
     if OURS in by:
         ours = by[OURS]
         qps = paired(ours, unbound)
-        ok = qps >= TARGET and ours.lost == 0
+        per_cpu = paired(ours, unbound, per_cpu=True)
+        if workload == "wild":
+            ok = qps >= TARGET and ours.lost == 0
+            out.append(
+                f"VERDICT: {'MET' if ok else 'MISSED'}: ours {qps:.2f}x Unbound's qps "
+                f"(target >= {TARGET}x), {ours.lost} lost (target 0); per CPU-second "
+                f"{per_cpu:.2f}x"
+            )
+        ok = per_cpu >= TARGET_PER_CPU and ours.lost == 0
         out.append(
-            f"VERDICT: {'MET' if ok else 'MISSED'}: ours {qps:.2f}x Unbound's qps "
-            f"(target >= {TARGET}x), {ours.lost} lost (target 0); per CPU-second "
-            f"{paired(ours, unbound, per_cpu=True):.2f}x"
+            f"VERDICT {workload}: {'MET' if ok else 'MISSED'}: ours {per_cpu:.2f}x Unbound "
+            f"per CPU-second (target >= {TARGET_PER_CPU}x), {ours.lost} lost (target 0); "
+            f"qps {qps:.2f}x"
         )
     else:
         out.append("VERDICT: not measured: ours was left out (--no-ours)")
+    if OURS in by and BEFORE in by:
+        out.append(
+            f"INFO {workload}: {OURS} vs {BEFORE}: qps {paired(by[OURS], by[BEFORE]):.2f}x; "
+            f"per CPU-second {paired(by[OURS], by[BEFORE], per_cpu=True):.2f}x"
+        )
     floor = by[FLOOR]
     out.append(
         f"INFO: floor {paired(floor, unbound):.2f}x Unbound's qps, "
@@ -189,8 +329,10 @@ def verdicts(rows: Sequence[Row]) -> list[str]:
         runs = row.runs
         if row.server != CEILING and row.lost:
             out.append(f"WARNING: {row.server} lost {row.lost} queries")
-        if any(r.input_exhausted for r in runs):
+        if workload == "wild" and any(r.input_exhausted for r in runs):
             out.append(f"WARNING: {row.server} used up its names (raise --names)")
+        if workload == "spread" and not all(r.input_exhausted for r in runs):
+            out.append(f"WARNING: {row.server} ran out of time (--seconds) before its names")
         if any(r.rcodes.split()[:1] != ["NOERROR"] or "," in r.rcodes for r in runs):
             out.append(f"WARNING: {row.server} answered {[r.rcodes for r in runs]}")
         if row.server != CEILING and median([r.server_cpu for r in runs]) < 0.9:
@@ -207,11 +349,16 @@ def describe(args: argparse.Namespace) -> list[str]:
     nsd = version_of(["nsd", "-v"], r"NSD version (\S+)")
     dnsperf = version_of(["dnsperf", "-h"], r"Version (\S+)")
     measured = f"{measured_package()} (tree {git_state()})" if args.ours else "not measured"
+    names = (
+        f"{args.zones * args.per_zone:,} new names in {args.zones:,} new delegated zones per run"
+        if args.workload == "spread"
+        else f"{args.names:,} new names per run"
+    )
     return [
         f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load {load}",
         f"unbound {unbound}, NSD {nsd}, dnsperf {dnsperf}; resolver: {measured}",
-        f"load: dnsperf -c 1 -q {args.outstanding} -t 2 -l {args.seconds:g} -n 1, "
-        f"{args.names:,} new names per run, {args.rounds} round(s), medians; resolver under "
+        f"workload {args.workload}; load: dnsperf -c 1 -q {args.outstanding} -t 2 "
+        f"-l {args.seconds:g} -n 1, {names}, {args.rounds} round(s), medians; resolver under "
         f"test on core {SERVER_CORE}, dnsperf and the authorities on core {LOAD_CORE}",
     ]
 
@@ -235,7 +382,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--names", type=int, default=0, help=f"per run (default: seconds x {NAMES_PER_SECOND:,})"
     )
+    parser.add_argument(
+        "--workload",
+        choices=("wild", "spread"),
+        default="wild",
+        help="wild: names under one wildcard zone, its delegation cached; spread: names in "
+        "--zones new delegated zones per run (referrals with glue), --per-zone names each",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="spread: also measure resolver serve imported from this checkout (a copy of the "
+        "tree before a change)",
+    )
+    parser.add_argument("--zones", type=int, default=1000, help="spread: new zones per run")
+    parser.add_argument("--per-zone", type=int, default=30, help="spread: names per zone")
     args = parser.parse_args(argv)
+    if not (1 <= args.zones <= 20_000 and 1 <= args.per_zone <= 1000):
+        parser.error("need 1 <= --zones <= 20000 and 1 <= --per-zone <= 1000")
     if not (0 < args.seconds <= 60 and 1 <= args.rounds <= 20 and 1 <= args.outstanding <= 1000):
         parser.error("need 0 < --seconds <= 60, 1 <= --rounds <= 20, 1 <= --outstanding <= 1000")
     args.names = args.names or math.ceil(args.seconds * NAMES_PER_SECOND)
@@ -261,8 +426,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     print("\n".join(describe(args)), flush=True)
     with tempfile.TemporaryDirectory(prefix="recursive_bench.") as name:
+        referrals = None
         try:
-            rows = bench(args, Path(name))
+            if args.workload == "spread":
+                rows, referrals = bench_spread(args, Path(name))
+            else:
+                rows = bench(args, Path(name))
         except SetupError as exc:
             print(f"recursive_bench: {exc}", file=sys.stderr)
             return 2
@@ -270,9 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("recursive_bench: interrupted; every server stopped", file=sys.stderr)
             return 130
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
-    print("\n".join(table(rows)))
+    print("\n".join(table(rows, referrals)))
     print()
-    print("\n".join(verdicts(rows)))
+    print("\n".join(verdicts(rows, args.workload)))
     return 0
 
 

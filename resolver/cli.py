@@ -127,7 +127,7 @@ SERVE_DEFAULTS = {
     "root_hints": "IANA's, shipped with resolver",
     "trust_anchor": "IANA's root anchor, shipped with resolver",
     "listen": "127.0.0.1:53",
-    "upstream": "none; at least one is needed",
+    "upstream": "the nameservers of /etc/resolv.conf",
     "policy": "sequential",
     "upstream_timeout": "2.0",
     "query_timeout": "5.0",
@@ -173,8 +173,49 @@ SERVE_DEFAULTS = {
 @click.option(
     "--upstream",
     multiple=True,
-    help="Upstream ADDR[:PORT] (repeatable).",
+    help="Upstream ADDR[:PORT], tls://ADDR[:PORT][#NAME] or https://HOST[:PORT]/PATH[#NAME] "
+    "(repeatable).",
     show_default=SERVE_DEFAULTS["upstream"],
+)
+@click.option(
+    "--resolv-conf",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Without --upstream (nor upstreams in the config) forward to this file's nameservers, "
+    "our own listening addresses left out.",
+    show_default="/etc/resolv.conf",
+)
+@click.option(
+    "--listen-tls",
+    multiple=True,
+    metavar="ADDR[:PORT]",
+    help="Serve DNS over TLS on ADDR:PORT (port 853 if left out; repeatable); needs --tls-cert "
+    "and --tls-key.",
+    show_default="off",
+)
+@click.option(
+    "--listen-https",
+    multiple=True,
+    metavar="ADDR[:PORT]",
+    help="Serve DNS over HTTPS on ADDR:PORT at /dns-query (port 443 if left out; repeatable).",
+    show_default="off",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="PEM certificate chain of the TLS and HTTPS listeners (read again on SIGHUP).",
+    show_default="none",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="PEM private key of --tls-cert (read again on SIGHUP).",
+    show_default="none",
+)
+@click.option(
+    "--tls-ca",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="PEM CA certificates that tls:// and https:// upstreams are verified against.",
+    show_default="the system's CA store",
 )
 @click.option(
     "--policy",
@@ -244,6 +285,12 @@ def serve(
     trust_anchor: Path | None,
     listen: tuple[str, ...],
     upstream: tuple[str, ...],
+    resolv_conf: Path | None,
+    listen_tls: tuple[str, ...],
+    listen_https: tuple[str, ...],
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_ca: Path | None,
     policy: str | None,
     upstream_timeout: float | None,
     query_timeout: float | None,
@@ -268,6 +315,14 @@ def serve(
                the old ones finish; the listeners (DNS and metrics), mode
                and cache.enabled need a restart (a warning names them)
       SIGUSR1  log the statistics
+
+    With no upstream given (neither --upstream nor [forwarder] upstreams)
+    and not in recursive mode, the nameservers of /etc/resolv.conf (or
+    --resolv-conf FILE) are the upstreams, our own listening addresses
+    left out; the log names those taken.
+
+    With --listen-tls and --listen-https (and --tls-cert, --tls-key), DNS
+    over TLS and over HTTPS (/dns-query, GET and POST) are served too.
 
     With --metrics (or [metrics] listen), GET /metrics on that address
     answers with the counters in Prometheus's text format.
@@ -305,6 +360,12 @@ def serve(
             trust_anchor=trust_anchor,
             listen=listen,
             upstream=upstream,
+            resolv_conf=resolv_conf,
+            listen_tls=listen_tls,
+            listen_https=listen_https,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_ca=tls_ca,
             policy=policy,
             upstream_timeout=upstream_timeout,
             query_timeout=query_timeout,
@@ -320,11 +381,11 @@ def serve(
             read_trust_anchors(config.dnssec.trust_anchors)  # a bad file is refused now
         return config
 
+    setup_logging(log_level)  # before the first load: it logs the upstreams of resolv.conf
     try:
         config = load()
     except ConfigError as exc:
         fail(f"bad configuration: {exc}", EXIT_CONFIG)
-    setup_logging(log_level)
 
     def run_daemon(config: Config, worker: WorkerArgs | None) -> None:
         try:
@@ -369,6 +430,12 @@ def build_serve_config(
     trust_anchor: Path | None = None,
     listen: tuple[str, ...] = (),
     upstream: tuple[str, ...] = (),
+    resolv_conf: Path | None = None,
+    listen_tls: tuple[str, ...] = (),
+    listen_https: tuple[str, ...] = (),
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    tls_ca: Path | None = None,
     policy: str | None = None,
     upstream_timeout: float | None = None,
     query_timeout: float | None = None,
@@ -378,7 +445,9 @@ def build_serve_config(
     metrics: str | None = None,
     workers: int | None = None,
 ) -> Config:
-    """The daemon's Config: the TOML file (if any), then flags on top. Raises ConfigError."""
+    """The daemon's Config: the TOML file (if any), then flags on top; in forward mode without
+    upstreams, the nameservers of ``resolv_conf`` (/etc/resolv.conf), logged. Raises
+    ConfigError."""
     from resolver.config import config_from_mapping, load_config
 
     data: dict[str, Any] = load_config(config_path) if config_path is not None else {}
@@ -398,7 +467,39 @@ def build_serve_config(
     _merge(data, "log", "query_log", None if query_log is None else str(query_log))
     _merge(data, "metrics", "listen", metrics)
     _merge(data, "server", "workers", workers)
+    _merge(data, "server", "listen_tls", list(listen_tls))
+    _merge(data, "server", "listen_https", list(listen_https))
+    _merge(data, "server", "tls_cert", None if tls_cert is None else str(tls_cert))
+    _merge(data, "server", "tls_key", None if tls_key is None else str(tls_key))
+    _merge(data, "transport", "tls_ca", None if tls_ca is None else str(tls_ca))
+    if not recursive and not data.get("forwarder", {}).get("upstreams"):
+        _merge(data, "forwarder", "upstreams", _resolv_conf_upstreams(data, resolv_conf))
     return config_from_mapping(data)
+
+
+def _resolv_conf_upstreams(data: dict[str, Any], path: Path | None) -> list[str]:
+    """The nameservers of ``path`` (/etc/resolv.conf) as upstreams, those that would reach our
+    own listeners left out; both logged. Raises ConfigError."""
+    import logging
+
+    from resolver.config import ServerConfig, parse_address
+    from resolver.resolvconf import DEFAULT_PATH, upstreams_from
+    from resolver.transport import format_address
+
+    given = data.get("server", {}).get("listen")
+    if isinstance(given, list) and all(isinstance(item, str) for item in given):
+        listening = [parse_address(item, 53, name="server.listen") for item in given]
+    else:
+        listening = list(ServerConfig().listen)
+    path = path or DEFAULT_PATH
+    taken, ours = upstreams_from(path, listening)
+    log = logging.getLogger("resolver")
+    shown = ", ".join(format_address(server) for server in taken)
+    log.info("no upstream given: forwarding to the nameservers of %s: %s", path, shown)
+    if ours:
+        left = ", ".join(format_address(server) for server in ours)
+        log.info("left out of %s (our own listening addresses): %s", path, left)
+    return [format_address(server) for server in taken]
 
 
 @main.command("check-config")
@@ -503,6 +604,13 @@ async def _serve(
         for listener in listeners:
             listener.close()
         raise
+    # Before the start: a stop asked for while the daemon starts (or drops its privileges)
+    # ends it cleanly once it has started, instead of killing it half made.
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, daemon.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+    loop.add_signal_handler(signal.SIGUSR1, daemon.request_statistics)
     await daemon.start()
     if user is not None:
         try:
@@ -516,15 +624,17 @@ async def _serve(
     # freed by reference counting, so the cyclic collector only costs time on the hot path.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, daemon.request_stop)
-    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
-    loop.add_signal_handler(signal.SIGUSR1, daemon.request_statistics)
     if worker is not None:
         _watch_lifeline(loop, worker.lifeline, daemon.request_stop)
     listening = ", ".join(format_address(address) for address in daemon.addresses)
     logging.getLogger("resolver").info("serving on %s (udp and tcp)", listening)
+    for kind, bound in (
+        ("tls", daemon.server.tls_addresses),
+        ("https", daemon.server.https_addresses),
+    ):
+        if bound:
+            where = ", ".join(format_address(address) for address in bound)
+            logging.getLogger("resolver").info("serving DNS over %s on %s", kind.upper(), where)
     if daemon.metrics is not None:
         where = format_address(daemon.metrics.address)
         logging.getLogger("resolver").info("metrics at http://%s/metrics", where)
@@ -645,6 +755,11 @@ def query(ctx: click.Context, args: tuple[str, ...]) -> None:
       +[no]all, +[no]comments, +[no]question,
       +[no]answer, +[no]authority, +[no]additional, +[no]stats,
       +[no]multiline, +[no]idnout, +[no]cmd (no banner is printed anyway)
+      +[no]tls              over TLS (port 853 unless -p); as kdig, the
+                            certificate is checked only with +tls-ca=FILE
+                            (its chain) or +tls-hostname=NAME (its name)
+      +https[=URL]          over HTTPS (HTTP/2 POST to URL's path, default
+                            /dns-query; port 443 unless -p), checked so too
       +trace (--trace)      resolve from the root servers as recursive mode
                             does, printing each step: the server asked (on
                             port -p), the zone, the question, the time, the

@@ -21,6 +21,7 @@ __all__ = [
     "Config",
     "DnssecConfig",
     "DomainConfig",
+    "EncryptedUpstream",
     "ForwarderConfig",
     "LocalConfig",
     "LogConfig",
@@ -32,12 +33,15 @@ __all__ = [
     "config_problems",
     "load_config",
     "parse_address",
+    "parse_upstream",
+    "reaches",
 ]
 
 Address = tuple[str, int]
 # A client's socket address as the kernel reports it: (host, port) over IPv4, (host, port,
 # flowinfo, scope_id) over IPv6. Replies go back to the whole of it (scope_id included).
 PeerAddress = tuple[str, int] | tuple[str, int, int, int]
+Encryption = Literal["tls", "https"]
 Policy = Literal["sequential", "round_robin", "random", "fastest"]
 Order = Literal["fifo", "random"]
 Mode = Literal["forward", "recursive"]
@@ -78,6 +82,109 @@ def parse_address(text: str, default_port: int, *, name: str = "address") -> Add
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ConfigError(name, f"port {port_text!r} is not a number from 0 to 65535")
     return host, int(port_text)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncryptedUpstream:
+    """An upstream spoken to over TLS (``tls://``, RFC 7858) or HTTPS (``https://``, RFC 8484).
+
+    ``host`` is an IP address for TLS; for HTTPS it may be a name, looked up through
+    ``forwarder.bootstrap`` or the hosts file, never through ourselves. ``tls_name`` is the name
+    the certificate must carry (the host when None: an address is then checked against the
+    certificate's IP addresses). ``pins``: base64 SHA-256 digests of acceptable public keys
+    (RFC 7858 section 4.2); when given, the certificate's key must be one of them.
+    """
+
+    protocol: Encryption
+    host: str
+    port: int
+    tls_name: str | None = None
+    path: str = "/dns-query"
+    pins: tuple[str, ...] = ()
+
+    @property
+    def address(self) -> Address:
+        return self.host, self.port
+
+    @property
+    def certificate_name(self) -> str:
+        return self.tls_name or self.host
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        path = self.path if self.protocol == "https" else ""
+        name = f"#{self.tls_name}" if self.tls_name else ""
+        return f"{self.protocol}://{host}:{self.port}{path}{name}"
+
+
+Upstream = Address | EncryptedUpstream
+_SCHEME_PORTS = {"tls": 853, "https": 443}
+_PIN_LENGTH = 44  # base64 of 32 bytes
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_upstream(text: str, *, name: str = "upstream") -> Upstream:
+    """Parse one upstream: a plain address (``"9.9.9.9"``, ``"[::1]:5353"``, port 53 by
+    default), ``tls://ADDRESS[:PORT][?pin-sha256=PIN...][#NAME]`` (port 853) or
+    ``https://HOST[:PORT]/PATH[#NAME]`` (port 443). Raises ConfigError naming ``name``."""
+    text = text.strip()
+    scheme, found, rest = text.partition("://")
+    if not found:
+        return parse_address(text, 53, name=name)
+    scheme = scheme.lower()
+    if scheme not in _SCHEME_PORTS:
+        raise ConfigError(name, f"{text!r}: unknown scheme {scheme!r} (tls or https)")
+    rest, _, tls_name = rest.partition("#")
+    rest, _, query = rest.partition("?")
+    path = "/dns-query"
+    if scheme == "https" and "/" in rest:
+        rest, slash, tail = rest.partition("/")
+        path = slash + tail
+    elif "/" in rest:
+        raise ConfigError(name, f"{text!r}: a tls:// upstream has no path")
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0 or (rest[end + 1 :] and not rest[end + 1 :].startswith(":")):
+            raise ConfigError(name, f"{text!r}: a bracketed address is '[ADDRESS]:PORT'")
+        host, port_text = rest[1:end], rest[end + 2 :]
+    elif rest.count(":") == 1:
+        host, port_text = rest.split(":")
+    else:  # no port, or a bare IPv6 address
+        host, port_text = rest, ""
+    if not host:
+        raise ConfigError(name, f"{text!r} has no host")
+    if scheme == "tls" and not _is_ip(host):
+        raise ConfigError(name, f"{host!r} is not an IP address (give the name after '#')")
+    if scheme == "https" and not _is_ip(host):
+        _domain_name(name, host)
+    port = _SCHEME_PORTS[scheme]
+    if port_text:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ConfigError(name, f"port {port_text!r} is not a number from 1 to 65535")
+        port = int(port_text)
+    pins: list[str] = []
+    for item in filter(None, query.split("&")):
+        key, _, value = item.partition("=")
+        if key != "pin-sha256" or len(value) != _PIN_LENGTH:
+            raise ConfigError(name, f"{item!r}: expected pin-sha256=BASE64 (44 characters)")
+        pins.append(value)
+    if tls_name:
+        _domain_name(name, tls_name)
+    return EncryptedUpstream(
+        protocol="tls" if scheme == "tls" else "https",
+        host=host,
+        port=port,
+        tls_name=tls_name or None,
+        path=path,
+        pins=tuple(pins),
+    )
 
 
 def _shown(value: object) -> str:
@@ -143,8 +250,11 @@ def _addresses(
         value = [value]
     elif isinstance(value, str | bytes) or not isinstance(value, Sequence):
         raise ConfigError(name, f"must be a list of (address, port) pairs, not {_shown(value)}")
-    pairs: list[Address] = []
+    pairs: list[Any] = []
     for item in value:
+        if isinstance(item, EncryptedUpstream) and not single:
+            pairs.append(item)
+            continue
         if (
             not isinstance(item, Sequence)
             or isinstance(item, str | bytes)
@@ -186,7 +296,7 @@ def _same_socket(one: Address, other: Address) -> bool:
     return False
 
 
-def _reaches(upstream: Address, listen: Address) -> bool:
+def reaches(upstream: Address, listen: Address) -> bool:
     """Whether queries sent to ``upstream`` would arrive at the listener on ``listen``."""
     if upstream[1] != listen[1]:
         return False
@@ -249,14 +359,28 @@ class TransportConfig:
     ``unwanted_reply_threshold`` (Unbound's option of that name): once an upstream's pooled
     sockets have received that many replies matching no query within a minute, a warning is
     logged (once a minute) and every socket that receives another is retired when its query
-    ends, so a flood of forged replies keeps chasing fresh ports. 0 turns it off."""
+    ends, so a flood of forged replies keeps chasing fresh ports. 0 turns it off.
+
+    Stream upstreams (TCP after a truncated reply, ``tls://``, ``https://``): per upstream at
+    most ``max_connections`` persistent connections, each carrying up to ``pipeline_depth``
+    queries at once, closed after ``connection_idle_timeout`` seconds without a query (sooner
+    when the server's edns-tcp-keepalive asks). Certificates are verified against the
+    system's CA store, or only ``tls_ca`` (a PEM file) when given."""
 
     edns_size: int = 1232
     randomize_case: bool = False
     unwanted_reply_threshold: int = 1000
     pool: SocketPoolConfig = field(default_factory=SocketPoolConfig)
+    tls_ca: Path | None = None
+    max_connections: int = 4
+    pipeline_depth: int = 64
+    connection_idle_timeout: float = 10.0
 
     def __post_init__(self) -> None:
+        _check_path("transport.tls_ca", self.tls_ca)
+        _check_int("transport.max_connections", self.max_connections, 1, 1024)
+        _check_int("transport.pipeline_depth", self.pipeline_depth, 1, 65535)
+        _check_seconds("transport.connection_idle_timeout", self.connection_idle_timeout, _DAY)
         _check_int("transport.edns_size", self.edns_size, 512, 65535)
         _check_bool("transport.randomize_case", self.randomize_case)
         _check_int("transport.unwanted_reply_threshold", self.unwanted_reply_threshold, 0, 2**31)
@@ -295,7 +419,7 @@ class DomainConfig:
     thresholds are the forwarder's. ``name`` is kept lowercase with a trailing dot."""
 
     name: str
-    upstreams: tuple[Address, ...]
+    upstreams: tuple[Upstream, ...]
     policy: Policy | None = None
 
     def __post_init__(self) -> None:
@@ -316,19 +440,24 @@ class ForwarderConfig:
     consecutive failures is skipped for ``down_for`` seconds unless every server is down.
     ``upstream_timeout`` may not exceed ``query_timeout``: no attempt could use the rest.
     ``domains`` send the questions for some names to upstreams of their own (the longest
-    matching name wins); every other question goes to ``upstreams``.
+    matching name wins); every other question goes to ``upstreams``. An upstream is a plain
+    address (UDP, and TCP after a truncated reply) or an :class:`EncryptedUpstream`
+    (``tls://``, ``https://``). ``bootstrap``: plain servers that look up the host names of
+    ``https://`` upstreams (the hosts file is read first); never the daemon itself.
     """
 
-    upstreams: tuple[Address, ...] = ()
+    upstreams: tuple[Upstream, ...] = ()
     policy: Policy = "sequential"
     upstream_timeout: float = 2.0
     query_timeout: float = 5.0
     down_after: int = 3
     down_for: float = 30.0
     domains: tuple[DomainConfig, ...] = ()
+    bootstrap: tuple[Address, ...] = ()
 
     def __post_init__(self) -> None:
         _addresses(self, "upstreams", "forwarder.upstreams", 1)
+        _addresses(self, "bootstrap", "forwarder.bootstrap", 1)
         _choice("forwarder.policy", self.policy, Policy)
         names = [domain.name for domain in self.domains]
         for name in names:
@@ -464,6 +593,11 @@ class ServerConfig:
     address (SO_REUSEPORT: the kernel spreads clients over them by address and port), its own
     engine and its own cache, under a parent that binds the sockets, restarts a worker that
     dies and passes signals on (see ``resolver.workers``).
+
+    ``listen_tls`` (DNS over TLS, RFC 7858) and ``listen_https`` (DNS over HTTPS, RFC 8484, on
+    ``/dns-query``) serve with the certificate chain ``tls_cert`` and its key ``tls_key`` (PEM,
+    read again on SIGHUP), under the same access control and TCP limits; replies on them are
+    padded to RFC 8467's 468-byte blocks.
     """
 
     listen: tuple[Address, ...] = (("127.0.0.1", 53),)
@@ -480,9 +614,23 @@ class ServerConfig:
     max_inflight: int = 10_000
     shutdown_grace: float = 5.0
     workers: int = 1
+    listen_tls: tuple[Address, ...] = ()
+    listen_https: tuple[Address, ...] = ()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         _addresses(self, "listen", "server.listen", 0)
+        _addresses(self, "listen_tls", "server.listen_tls", 0)
+        _addresses(self, "listen_https", "server.listen_https", 0)
+        _check_path("server.tls_cert", self.tls_cert)
+        _check_path("server.tls_key", self.tls_key)
+        if (self.listen_tls or self.listen_https) and (
+            self.tls_cert is None or self.tls_key is None
+        ):
+            raise ConfigError(
+                "server.tls_cert", "TLS and HTTPS listeners need tls_cert and tls_key"
+            )
         if not self.listen:
             raise ConfigError("server.listen", "needs at least one address")
         seen: set[tuple[object, int]] = set()
@@ -633,13 +781,22 @@ class Config:
         if self.mode == "forward" and not self.forwarder.upstreams:
             raise ConfigError("forwarder.upstreams", "forward mode needs at least one upstream")
         for upstream in self.forwarder.upstreams:
+            if isinstance(upstream, EncryptedUpstream):
+                continue
             for listen in self.server.listen:
-                if _reaches(upstream, listen):
+                if reaches(upstream, listen):
                     raise ConfigError(
                         "forwarder.upstreams",
                         f"{upstream[0]} port {upstream[1]} is the daemon's own listener "
                         f"({listen[0]} port {listen[1]}): every query would loop",
                     )
+        server = self.server
+        if (server.listen_tls or server.listen_https) and server.workers > 1:
+            raise ConfigError(
+                "server.listen_tls",
+                f"needs server.workers = 1 (not {server.workers}): the TLS and HTTPS listeners "
+                "are served by one process",
+            )
         metrics = self.metrics.listen
         if metrics is not None and self.server.workers > 1:
             # Each worker counts only what it answers; one listener would see one worker.
@@ -688,8 +845,14 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
             if not isinstance(value, Mapping):
                 raise ConfigError(name, f"must be a table, not {_shown(value)}")
             value = _build(SocketPoolConfig, "transport.pool", value)
-        elif key in ("listen", "upstreams"):
-            default_port = 53
+        elif key == "upstreams":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(
+                    name, "must be a list of upstreams such as '127.0.0.1:53' or 'tls://9.9.9.9'"
+                )
+            value = tuple(parse_upstream(v, name=name) for v in value)
+        elif key in ("listen", "bootstrap", "listen_tls", "listen_https"):
+            default_port = {"listen_tls": 853, "listen_https": 443}.get(key, 53)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(name, "must be a list of addresses such as '127.0.0.1:53'")
             value = tuple(parse_address(v, default_port, name=name) for v in value)
@@ -699,7 +862,16 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
             value = tuple(
                 _build(DomainConfig, f"{name}[{index}]", item) for index, item in enumerate(value)
             )
-        elif key in ("hosts", "query_log", "root_hints", "file", "trust_anchors"):
+        elif key in (
+            "hosts",
+            "query_log",
+            "root_hints",
+            "file",
+            "trust_anchors",
+            "tls_ca",
+            "tls_cert",
+            "tls_key",
+        ):
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(name, "must be the path of a file")
             value = Path(value)

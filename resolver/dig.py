@@ -48,7 +48,7 @@ __all__ = [
     "server_text",
 ]
 
-Transport = Literal["UDP", "TCP"]
+Transport = Literal["UDP", "TCP", "TLS", "HTTPS"]
 Address = tuple[str, int]  # (host, port), as resolver.config has it
 
 _TTL = struct.Struct("!I")

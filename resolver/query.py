@@ -73,6 +73,10 @@ class _OptionFields(NamedTuple):
     dnssec: bool
     edns: int | None
     nsid: bool
+    tls: bool
+    tls_ca: str | None
+    tls_hostname: str | None
+    https: str | None
 
 
 class QueryOptions(_OptionFields):
@@ -80,6 +84,8 @@ class QueryOptions(_OptionFields):
     repeated; TCP is tried once), ``tcp`` to skip UDP, ``ignore_tc`` to keep a truncated UDP
     reply; the query's RD (``recurse``), CD, AD and DO (``dnssec``) bits; ``edns`` the UDP size
     advertised in an OPT record (None: no OPT), ``nsid`` to ask for the server's NSID.
+    ``tls`` asks over TLS and ``https`` (a URL path) over HTTPS, the certificate checked
+    against ``tls_ca`` (a PEM file) and ``tls_hostname`` as kdig does.
 
     Raises ConfigError for a timeout that is not a finite number in (0, 300], tries outside
     1-20, an EDNS size outside 0-65535, or DO or NSID without EDNS.
@@ -100,6 +106,10 @@ class QueryOptions(_OptionFields):
         dnssec: bool = False,
         edns: int | None = 1232,
         nsid: bool = False,
+        tls: bool = False,
+        tls_ca: str | None = None,
+        tls_hostname: str | None = None,
+        https: str | None = None,
     ) -> QueryOptions:
         if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
             raise ConfigError(
@@ -113,7 +123,8 @@ class QueryOptions(_OptionFields):
         elif not 0 <= edns <= 0xFFFF:
             raise ConfigError("+bufsize", f"must be from 0 to 65535, got {edns}")
         fields = (timeout, tries, tcp, ignore_tc, recurse, cd, ad, dnssec, edns, nsid)
-        return super().__new__(cls, *fields)
+        encryption = (tls, tls_ca, tls_hostname, https)
+        return super().__new__(cls, *fields, *encryption)
 
     def __getnewargs_ex__(self) -> tuple[tuple[()], dict[str, object]]:
         # copy and pickle call __new__ with these: the fields by keyword, as it takes them.
@@ -270,10 +281,13 @@ class _Reader:
         self.style = style
 
     def plus(self, text: str) -> None:
-        """A dig ``+[no]option[=value]``."""
+        """A dig ``+[no]option[=value]`` (and kdig's ``+https[=URL]``)."""
         body = text[1:]
         name, _, value = body.partition("=")
         has_value = "=" in body
+        if name in ("https", "nohttps"):
+            self.options["https"] = _https_path(text, value) if name == "https" else None
+            return
         negated = name.startswith("no") and name[2:] in _PLUS
         key = name[2:] if negated else name
         if key not in _PLUS:
@@ -281,7 +295,7 @@ class _Reader:
         kind = _PLUS[key]
         if isinstance(kind, tuple):  # a value option: +time=N
             if negated or not has_value:
-                raise ConfigError(text, f"needs a value: +{key}=N")
+                raise ConfigError(text, f"needs a value: +{key}=VALUE")
             target, convert = kind
             self.options[target] = convert(text, value)
             return
@@ -304,6 +318,29 @@ def _retry(option: str, value: str) -> int:
 
 def _bufsize(option: str, value: str) -> int:
     return int(_number(option, value, int))
+
+
+def _path(option: str, value: str) -> str:
+    if not value:
+        raise ConfigError(option, "needs a file: +tls-ca=FILE")
+    return value
+
+
+def _hostname(option: str, value: str) -> str:
+    if not value:
+        raise ConfigError(option, "needs a name: +tls-hostname=NAME")
+    return check_name(to_ascii_name(value)).rstrip(".")
+
+
+def _https_path(option: str, value: str) -> str:
+    """The path of ``+https[=URL]``: the URL's path (``https://host/path`` or ``/path``)."""
+    if not value:
+        return "/dns-query"
+    if "://" in value:
+        value = "/" + value.split("://", 1)[1].partition("/")[2]
+    if not value.startswith("/"):
+        raise ConfigError(option, "needs a path or an https:// URL")
+    return value
 
 
 def _flag(key: str) -> Callable[[_Reader, bool], None]:
@@ -370,6 +407,9 @@ _PLUS: dict[str, Callable[[_Reader, bool], None] | tuple[str, Callable[[str, str
     "idnout": _section("idnout"),
     "cmd": _noop,
     "trace": _trace,
+    "tls": _flag("tls"),
+    "tls-ca": ("tls_ca", lambda option, value: _path(option, value)),
+    "tls-hostname": ("tls_hostname", lambda option, value: _hostname(option, value)),
 }
 
 # Options that take a value, in their short and long spellings.
@@ -625,6 +665,7 @@ def server_address(
     server: str | None,
     port: int | None,
     *,
+    default_port: int = DEFAULT_PORT,
     family: Family | None = None,
     env_server: str | None = None,
     resolv_conf: Path = DEFAULT_RESOLV_CONF,
@@ -633,8 +674,9 @@ def server_address(
     """The address to ask: ``@SERVER``, else ``env_server``, else resolv.conf's first nameserver.
 
     ``server`` and ``env_server`` may carry a port (``127.0.0.1:5353``, ``[::1]:53``); ``port``
-    (``-p``) overrides it; the default is 53. A host name in ``server`` is resolved with
-    ``lookup`` (the system's resolver), keeping the first address of ``family``. Raises
+    (``-p``) overrides it; the default is ``default_port`` (53). A host name in ``server`` is
+    resolved with ``lookup`` (the system's resolver), keeping the first address of ``family``.
+    Raises
     ConfigError naming the bad part: an unusable resolv.conf, a host name that does not
     resolve, an address of the wrong family, multicast or broadcast, a port outside 1-65535.
     """
@@ -658,7 +700,7 @@ def server_address(
         raise ConfigError(field_name, f"{host} is not an IPv{family} address (-{family})")
     if ip.is_multicast or ip == _BROADCAST:
         raise ConfigError(field_name, f"{host} is a multicast or broadcast address, not a server")
-    chosen = port if port is not None else (text_port or DEFAULT_PORT)
+    chosen = port if port is not None else (text_port or default_port)
     return host, chosen
 
 

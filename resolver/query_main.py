@@ -84,9 +84,12 @@ def execute(args: Sequence[str]) -> int | None:
     if invocation.trace:
         return _trace_each(invocation)
     try:
+        options = invocation.options
+        default_port = 443 if options.https is not None else 853 if options.tls else 53
         server = server_address(
             invocation.server,
             invocation.port,
+            default_port=default_port,
             family=invocation.family,
             env_server=os.environ.get("RESOLVER_SERVER"),
             resolv_conf=invocation.resolv_conf,

@@ -10,6 +10,12 @@ keeps listening until the try's deadline. With 0x20 asked for (``resolver query 
 whose queries go to authorities), the name's case is randomised, afresh for each try, and a
 reply must echo it. Blocking sockets with timeouts: a one-shot query needs no event loop and
 no pool.
+
+With ``+tls`` the query goes over TLS (RFC 7858) and with ``+https`` as an HTTP/2 POST (RFC
+8484, ID 0, the ``h2`` library's framing), as kdig does: without ``+tls-ca`` and
+``+tls-hostname`` the certificate is not checked (kdig's opportunistic profile); with
+``+tls-ca=FILE`` the chain must lead to FILE's CAs, with ``+tls-hostname=NAME`` it must carry
+NAME (the system's CA store then, unless FILE is given).
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    import ssl
 
 from resolver.dig import Address, Reply, decode
 from resolver.errors import (
@@ -54,7 +63,7 @@ class Exchange(NamedTuple):
     ``retried_tcp`` when a truncated UDP reply was asked again over TCP."""
 
     data: bytes
-    transport: Literal["UDP", "TCP"]
+    transport: Literal["UDP", "TCP", "TLS", "HTTPS"]
     elapsed: float
     retried_tcp: bool = False
 
@@ -226,6 +235,142 @@ def _tcp_try(
                 return data, time.perf_counter() - started
 
 
+def _tls_context(options: QueryOptions, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+    import ssl  # here: a plain query's start-up does not pay for it
+
+    """kdig's profiles: no check without a CA file or a name; the chain (the file's CAs, or
+    the system's) with either; the name too with a name."""
+    if options.tls_ca is None and options.tls_hostname is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        try:
+            context = ssl.create_default_context(cafile=options.tls_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("+tls-ca", f"{options.tls_ca}: {exc}") from exc
+        context.check_hostname = options.tls_hostname is not None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
+
+
+def _tls_socket(
+    server: Address, options: QueryOptions, deadline: float, alpn: tuple[str, ...] = ()
+) -> ssl.SSLSocket:
+    """A TLS connection to ``server``, its handshake done by ``deadline``. Raises
+    UpstreamTimeout, UpstreamUnreachable (a certificate not accepted included)."""
+    import ssl
+
+    context = _tls_context(options, alpn)
+    sock = _socket(server, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(_remaining(deadline, server, options.timeout))
+        sock.connect(server)
+        wrapped = context.wrap_socket(sock, server_hostname=options.tls_hostname)
+    except TimeoutError:
+        sock.close()
+        raise UpstreamTimeout(server_name(server), "no TLS connection in time") from None
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        reason = f"certificate not accepted: {exc.verify_message or exc.reason}"
+        raise UpstreamUnreachable(server_name(server), reason) from exc
+    except OSError as exc:
+        sock.close()
+        raise _unreachable(server, exc) from exc
+    return wrapped
+
+
+def _tls_try(
+    server: Address, question: Question, options: QueryOptions, warn: Warn, case_exact: bool
+) -> tuple[bytes, float]:
+    qid = _random_id()
+    query, sent = _query(question, options, qid, case_exact)
+    started = time.perf_counter()
+    deadline = time.monotonic() + options.timeout
+    with _tls_socket(server, options, deadline) as sock:
+        try:
+            sock.sendall(_LENGTH.pack(len(query)) + query)
+        except OSError as exc:
+            raise _unreachable(server, exc) from exc
+        while True:
+            (size,) = _LENGTH.unpack(_read_exactly(sock, 2, deadline, server, options.timeout))
+            data = _read_exactly(sock, size, deadline, server, options.timeout)
+            if _matched(data, qid, sent, server, case_exact, warn):
+                return data, time.perf_counter() - started
+
+
+def _https_try(
+    server: Address, question: Question, options: QueryOptions, warn: Warn, case_exact: bool
+) -> tuple[bytes, float]:
+    """One POST of the query (ID 0, RFC 8484 section 4.1) over HTTP/2; the reply with our ID
+    put back is matched as any other."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.exceptions
+
+    qid = _random_id()
+    query, sent = _query(question, options, qid, case_exact)
+    body = b"\x00\x00" + query[2:]
+    started = time.perf_counter()
+    deadline = time.monotonic() + options.timeout
+    name = server_name(server)
+    authority = options.tls_hostname or (f"[{server[0]}]" if ":" in server[0] else server[0])
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
+    conn.initiate_connection()
+    conn.send_headers(
+        1,
+        [
+            (b":method", b"POST"),
+            (b":scheme", b"https"),
+            (b":authority", authority.encode()),
+            (b":path", options.https.encode() if options.https else b"/dns-query"),
+            (b"content-type", b"application/dns-message"),
+            (b"accept", b"application/dns-message"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    )
+    conn.send_data(1, body, end_stream=True)
+    status, reply = b"", bytearray()
+    with _tls_socket(server, options, deadline, ("h2",)) as sock:
+        if sock.selected_alpn_protocol() != "h2":
+            raise UpstreamUnreachable(name, "the server does not speak HTTP/2 (ALPN h2)")
+        try:
+            sock.sendall(conn.data_to_send())
+            while True:
+                sock.settimeout(_remaining(deadline, server, options.timeout))
+                data = sock.recv(65536)
+                if not data:
+                    raise BadResponse(name, "the server closed the connection early")
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        status = dict(event.headers or ()).get(b":status", b"")
+                    elif isinstance(event, h2.events.DataReceived):
+                        reply += event.data or b""
+                        conn.acknowledge_received_data(event.flow_controlled_length, 1)
+                    elif isinstance(event, h2.events.StreamEnded):
+                        if status != b"200":
+                            shown = status.decode(errors="replace") or "none"
+                            raise BadResponse(name, f"HTTP status {shown}")
+                        data = qid.to_bytes(2, "big") + bytes(reply[2:])
+                        if len(reply) < 12 or not _matched(
+                            data, qid, sent, server, case_exact, warn
+                        ):
+                            raise BadResponse(name, "the reply does not answer the query")
+                        return data, time.perf_counter() - started
+                    elif isinstance(event, h2.events.StreamReset | h2.events.ConnectionTerminated):
+                        raise BadResponse(name, "the server reset the request")
+                sock.sendall(conn.data_to_send())
+        except TimeoutError:
+            raise UpstreamTimeout(name, "no HTTPS reply before the timeout") from None
+        except h2.exceptions.H2Error as exc:
+            raise BadResponse(name, f"HTTP/2: {exc}") from exc
+        except OSError as exc:
+            raise _unreachable(server, exc) from exc
+
+
 def exchange(
     server: Address,
     question: Question,
@@ -247,6 +392,12 @@ def exchange(
     CaseMismatch as said, ConfigError when no socket toward the server can be opened.
     """
     case_exact = randomize_case
+    if options.https is not None:
+        data, elapsed = _https_try(server, question, options, warn, case_exact)
+        return Exchange(data, "HTTPS", elapsed)
+    if options.tls:
+        data, elapsed = _tls_try(server, question, options, warn, case_exact)
+        return Exchange(data, "TLS", elapsed)
     if options.tcp:
         data, elapsed = _tcp_try(server, question, options, warn, case_exact)
         return Exchange(data, "TCP", elapsed)

@@ -11,6 +11,8 @@ from typing import NamedTuple
 import pytest
 import uvloop
 from support import HIERARCHY, STOP, free_port, start_resolver
+from tls_support import PrivateCa
+from unbound_peer import UnboundPeer, running_unbound
 
 from resolver.authority import Authority
 from resolver.authority.zone import load_zone
@@ -86,3 +88,19 @@ def authority_port(fixtures_dir: Path) -> Iterator[int]:
     finally:
         process.kill()
         process.communicate(timeout=STOP)
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> PrivateCa:
+    """A private certificate authority of the test's own (tests/tls_support.py)."""
+    directory = tmp_path / "ca"
+    directory.mkdir()
+    return PrivateCa(directory)
+
+
+@pytest.fixture
+def unbound_peer(tmp_path: Path, ca: PrivateCa) -> Iterator[UnboundPeer]:
+    """Unbound serving plain DNS, DoT and DoH on loopback with a certificate of ``ca`` for
+    dns.test and 127.0.0.1 (tests/unbound_peer.py)."""
+    with running_unbound(tmp_path, ca.issue("unbound")) as peer:
+        yield peer

@@ -169,13 +169,17 @@ STOP = 10.0  # bound on a subprocess exiting once told to
 
 
 def dns_query(
-    port: int, name: str = "www.example.com.", qtype: str = "A", timeout: float = 0.5
+    port: int,
+    name: str = "www.example.com.",
+    qtype: str = "A",
+    timeout: float = 0.5,
+    host: str = "127.0.0.1",
 ) -> DNSRecord:
-    """One UDP query to 127.0.0.1:port; raises OSError (timeout, refused) without a reply."""
+    """One UDP query to host:port; raises OSError (timeout, refused) without a reply."""
     message = DNSRecord.question(name, qtype)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(("127.0.0.1", port))
+        sock.connect((host, port))
         sock.send(message.pack())
         for _ in range(16):  # bounded: only our own reply ends it
             reply = DNSRecord.parse(sock.recv(65535))
@@ -187,10 +191,10 @@ def dns_query(
 
 
 def start_resolver(
-    args: list[str], port: int, probe: str = "www.example.com."
+    args: list[str], port: int, probe: str = "www.example.com.", host: str = "127.0.0.1"
 ) -> subprocess.Popen[str]:
-    """Start ``python -m resolver ARGS`` and wait until ``port`` answers ``probe``; fail
-    with its stderr if it exits first or STARTUP passes."""
+    """Start ``python -m resolver ARGS`` and wait until ``host``:``port`` answers ``probe``;
+    fail with its stderr if it exits first or STARTUP passes."""
     process = subprocess.Popen(
         [sys.executable, "-m", "resolver", *args],
         stdout=subprocess.PIPE,
@@ -203,7 +207,7 @@ def start_resolver(
             _, err = process.communicate()
             pytest.fail(f"exited with {process.returncode} before answering:\n{err}")
         try:
-            dns_query(port, probe, timeout=0.2)
+            dns_query(port, probe, timeout=0.2, host=host)
         except ConnectionRefusedError:
             time.sleep(0.02)  # nothing listens yet: pace the polling
         except OSError:

@@ -27,6 +27,7 @@ from benchmarks.serve_bench.report import (
     verdicts,
 )
 from benchmarks.serve_bench.servers import (
+    BEFORE,
     CACHE_OFF,
     CEILING,
     COMPILED,
@@ -38,6 +39,7 @@ from benchmarks.serve_bench.servers import (
     Proc,
     SetupError,
     UpstreamCounter,
+    before_proc,
     build_version,
     candidate_procs,
     check_answers,
@@ -114,6 +116,13 @@ def bench(args: argparse.Namespace, tmp: Path) -> dict[str, list[Row]]:
         }
         for kind in kinds
     }
+    if args.before is not None:
+        for kind in kinds:
+            upstream = upstreams[kind][0]
+            (tmp / f"before-{kind}").mkdir()
+            targets[kind][BEFORE] = before_proc(
+                tmp / f"before-{kind}", args.before, upstream.port, CACHE_OFF, upstream.probe
+            )
     rows = {w.name: [Row(s) for s in args.servers] for w in workloads}
     inputs = Inputs(tmp, args.distinct_names)
     with running([proc for kind in kinds for proc in targets[kind].values()]):
@@ -237,7 +246,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="measure the upstream candidates alone instead, and exit",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also measure resolver serve imported from this checkout (a copy of the tree "
+        "before a change), in the same rounds",
+    )
     args = parser.parse_args(argv)
+    if args.before is not None and not (args.before / "resolver" / "__init__.py").exists():
+        parser.error(f"--before: no resolver package in {args.before}")
     if args.quick:
         args.seconds, args.rounds = 3.0, 1
     if args.seconds <= 0 or args.seconds > 120 or args.rounds < 1 or args.outstanding < 1:
@@ -253,6 +271,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.servers = [
         CEILING,
         OURS,
+        *([BEFORE] if args.before else []),
         *([COMPILED] if args.compiled else []),
         DNSMASQ,
         FLOOR,

@@ -59,13 +59,14 @@ zone:
 """
 
 
-def nsd_proc(tmp: Path, name: str) -> tuple[Proc, NsdCounter]:
-    """NSD on a free loopback port with the wildcard zone (not started yet), and its counter.
-    With ``-d`` and no logfile, NSD logs to stderr: the Proc's log."""
+def nsd_proc(tmp: Path, name: str, ttl: int = 300) -> tuple[Proc, NsdCounter]:
+    """NSD on a free loopback port with the wildcard zone (not started yet), its records'
+    TTL ``ttl`` seconds, and its counter. With ``-d`` and no logfile, NSD logs to stderr:
+    the Proc's log."""
     home = tmp / "nsd"
     home.mkdir()
     port = free_port()
-    (home / f"{ZONE}.zone").write_text(ZONE_TEXT)
+    (home / f"{ZONE}.zone").write_text(ZONE_TEXT.replace("$TTL 300", f"$TTL {ttl}"))
     conf = home / "nsd.conf"
     conf.write_text(_config(home, port))
     argv = ["taskset", "-c", LOAD_CORE, "nsd", "-d", "-c", str(conf)]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from benchmarks.serve_bench.dnsperf import Run
 from benchmarks.serve_bench.servers import (
+    BEFORE,
     CEILING,
     COMPILED,
     DNSMASQ,
@@ -28,11 +29,14 @@ from benchmarks.serve_bench.servers import (
     SERVER_CORE,
 )
 
-# From the issue on the query engine: on ``distinct``, ours at least 1.0x dnsmasq and 0.7x the
-# floor with 0 lost; on ``zone``, at least 1.0x dnsmasq. Other pairs are printed as INFO.
-TARGETS: dict[str, tuple[tuple[str, float], ...]] = {
-    "distinct": ((DNSMASQ, 1.0), (FLOOR, 0.7)),
-    "zone": ((DNSMASQ, 1.0),),
+# Targets, as (baseline, least ratio, measure): "qps" compares queries per second, "cpu"
+# queries per CPU-second (steadier on a shared machine). From the issue on one home and a
+# compiled hot path: on ``distinct``, ours at least 0.6x dnsmasq per CPU-second, 0 lost (the
+# floor's ratios printed beside); on ``zone`` (the issue on the query engine), at least 1.0x
+# dnsmasq's qps, with the share coalescing answered. Other pairs are printed as INFO.
+TARGETS: dict[str, tuple[tuple[str, float, str], ...]] = {
+    "distinct": ((DNSMASQ, 0.6, "cpu"),),
+    "zone": ((DNSMASQ, 1.0, "qps"),),
 }
 ZERO_LOST = ("distinct",)
 BASELINES = (DNSMASQ, FLOOR)
@@ -129,20 +133,33 @@ def verdicts(workload: str, rows: Sequence[Row]) -> list[str]:
     out = []
     if OURS in by:
         ours = by[OURS]
-        targets = dict(TARGETS.get(workload, ()))
+        targets = {base: (least, measure) for base, least, measure in TARGETS.get(workload, ())}
         for base in BASELINES:
             if base not in by:
                 continue
             vs, per_cpu = paired(ours, by[base]), paired(ours, by[base], per_cpu=True)
-            if base in targets:
-                out.append(
-                    f"VERDICT {workload}: qps vs {base} {vs:.2f}x (target >= {targets[base]}x): "
-                    f"{_met(vs >= targets[base])}; per CPU-second {per_cpu:.2f}x"
-                )
-            else:
+            if base not in targets:
                 out.append(
                     f"INFO {workload}: qps vs {base} {vs:.2f}x; per CPU-second {per_cpu:.2f}x"
                 )
+                continue
+            least, measure = targets[base]
+            if measure == "cpu":
+                line = (
+                    f"VERDICT {workload}: per CPU-second vs {base} {per_cpu:.2f}x (target >= "
+                    f"{least}x): {_met(per_cpu >= least)}; qps {vs:.2f}x"
+                )
+            else:
+                line = (
+                    f"VERDICT {workload}: qps vs {base} {vs:.2f}x (target >= {least}x): "
+                    f"{_met(vs >= least)}; per CPU-second {per_cpu:.2f}x"
+                )
+            out.append(line + _beside(workload, by, base))
+        if BEFORE in by:
+            out.append(
+                f"INFO {workload}: {OURS} vs {BEFORE}: qps {paired(ours, by[BEFORE]):.2f}x; per "
+                f"CPU-second {paired(ours, by[BEFORE], per_cpu=True):.2f}x"
+            )
         if COMPILED in by:
             built = by[COMPILED]
             per_cpu = paired(built, ours, per_cpu=True)
@@ -183,6 +200,27 @@ def verdicts(workload: str, rows: Sequence[Row]) -> list[str]:
             "the ceiling; the load side may be the limit"
         )
     return out + run_warnings(workload, rows)
+
+
+def _beside(workload: str, by: dict[str, Row], base: str) -> str:
+    """What a target's line carries beside the ratio: on ``distinct`` the floor's ratios (what
+    the least a Python forwarder does reaches against the same baseline, and ours against the
+    floor); on ``zone`` the share of client queries coalescing answered (without an upstream
+    query of their own: 1 - up/q)."""
+    text = ""
+    if workload == "distinct" and FLOOR in by and base != FLOOR:
+        floor, ours = by[FLOOR], by[OURS]
+        text += (
+            f"; the floor {paired(floor, by[base], per_cpu=True):.2f}x {base} per CPU-second "
+            f"(ours {paired(ours, floor, per_cpu=True):.2f}x the floor)"
+        )
+    if workload == "zone":
+        up_q = median([r.upstream_per_query for r in by[OURS].runs])
+        text += (
+            f"; coalescing answered {max(0.0, 1.0 - up_q):.0%} of client queries without an "
+            f"upstream query of their own (up/q {up_q:.2f})"
+        )
+    return text
 
 
 def run_warnings(workload: str, rows: Sequence[Row]) -> list[str]:

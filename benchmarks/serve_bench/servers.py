@@ -31,6 +31,7 @@ COMPILED = "resolver serve (compiled)"  # with --compiled DIR: the build compile
 DNSMASQ = "dnsmasq forwarder"
 FLOOR = "floor forwarder"
 DNSLIB = "dnslib ProxyResolver"
+BEFORE = "resolver serve (before)"  # imported from another checkout (--before)
 SERVERS = (CEILING, OURS, COMPILED, DNSMASQ, FLOOR, DNSLIB)
 
 # The upstream's records: the names of queries/zone.txt as fixtures/zones/example.com.zone has
@@ -309,6 +310,18 @@ def build_version(build: Path) -> str:
     return done.stdout.strip()
 
 
+def before_proc(
+    tmp: Path, checkout: Path, upstream_port: int, toml: str, probe: tuple[str, str]
+) -> Proc:
+    """``resolver serve`` as ``ours_proc`` makes it, but importing the package from another
+    checkout (a copy of the tree before a change), to measure before and after in one run."""
+    proc = ours_proc(tmp, "before", upstream_port, toml, probe, name=BEFORE)
+    python = proc.argv.index(sys.executable)
+    # ``python -m`` puts its working directory first on sys.path: run it in the checkout.
+    proc.argv[python:python] = ["env", "-C", str(checkout), f"PYTHONPATH={checkout}"]
+    return proc
+
+
 def forwarder_procs(
     tmp: Path,
     upstream_port: int,
@@ -352,7 +365,7 @@ def forwarder_procs(
         )
 
     build = {OURS: ours, COMPILED: ours_compiled, DNSMASQ: dnsmasq, FLOOR: floor, DNSLIB: dnslib}
-    return {name: build[name]() for name in servers if name != CEILING}
+    return {name: build[name]() for name in servers if name in build}
 
 
 def candidate_procs(tmp: Path) -> list[Proc]:

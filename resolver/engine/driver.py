@@ -58,11 +58,11 @@ from resolver.errors import UpstreamError, UpstreamUnreachable, WireError
 from resolver.throttle import LogThrottle
 from resolver.transport import (
     Exchange,
+    ForwardingUpstream,
     Servers,
     ServersStatistics,
-    Upstream,
     UpstreamStatistics,
-    format_address,
+    upstream_for,
 )
 from resolver.wire.message import name_to_wire
 from resolver.wire.raw import REFUSED, SERVFAIL, ancestors
@@ -152,7 +152,11 @@ class _Route:
     __slots__ = ("config", "name", "selector", "upstreams")
 
     def __init__(
-        self, name: str, upstreams: list[Upstream], selector: Selector, config: ForwarderConfig
+        self,
+        name: str,
+        upstreams: list[ForwardingUpstream],
+        selector: Selector,
+        config: ForwarderConfig,
     ) -> None:
         self.name = name
         self.upstreams = upstreams
@@ -206,7 +210,7 @@ class Engine:
         config: ForwarderConfig,
         transport: TransportConfig | None = None,
         *,
-        upstreams: Sequence[Upstream] | None = None,
+        upstreams: Sequence[ForwardingUpstream] | None = None,
         cache: Cache | None = None,
         local: LocalAnswers | None = None,
         rng: random.Random | None = None,
@@ -227,7 +231,10 @@ class Engine:
                 hints or read_root_hints(recursion.root_hints), recursion.max_zones
             )
         if upstreams is None:
-            upstreams = [Upstream(address, transport) for address in config.upstreams]
+            upstreams = [
+                upstream_for(address, transport, bootstrap=config.bootstrap)
+                for address in config.upstreams
+            ]
         if not upstreams and recursion is None:
             raise ValueError("an engine needs at least one upstream")
         self.upstreams = list(upstreams)
@@ -245,7 +252,9 @@ class Engine:
             for address in domain.upstreams:
                 upstream = known.get(address)
                 if upstream is None:
-                    upstream = known[address] = Upstream(address, transport)
+                    upstream = known[address] = upstream_for(
+                        address, transport, bootstrap=config.bootstrap
+                    )
                     self._pools.append(upstream)
                 listed.append(upstream)
             policy = domain.policy or config.policy
@@ -289,7 +298,7 @@ class Engine:
         except BaseException:
             await asyncio.shield(self.aclose())
             raise
-        failed: dict[Upstream, UpstreamUnreachable] = {}
+        failed: dict[ForwardingUpstream, UpstreamUnreachable] = {}
         unexpected: list[BaseException] = []
         for upstream, result in zip(self._pools, results, strict=True):
             if isinstance(result, UpstreamUnreachable):
@@ -325,12 +334,14 @@ class Engine:
                 selector = self._selector(route.name, usable, route.config)
                 self._routes[key] = _Route(route.name, usable, selector, route.config)
 
-    def _selector(self, name: str, upstreams: list[Upstream], config: ForwarderConfig) -> Selector:
+    def _selector(
+        self, name: str, upstreams: list[ForwardingUpstream], config: ForwarderConfig
+    ) -> Selector:
         """A selector among ``upstreams`` (the route ``name``'s) that logs health changes."""
 
         def changed(index: int, up: bool) -> None:
             where = "" if name == "." else f" (for {name})"
-            address = format_address(upstreams[index].address)
+            address = upstreams[index].name
             if up:
                 self._events.log(
                     logging.INFO, (address, name), "upstream %s%s answers again", address, where

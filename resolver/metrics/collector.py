@@ -13,7 +13,8 @@ ADDR:PORT, ``type`` a question type, or ``other`` for those not counted by name)
   ``resolver_dns_dropped_total``, ``resolver_dns_denied_total``, ``resolver_dns_truncated_total``,
   ``resolver_dns_local_answers_total``, ``resolver_dns_coalesced_total``; gauges
   ``resolver_dns_inflight`` and ``resolver_dns_tcp_connections``;
-  ``resolver_dns_tcp_closed_total{reason}``;
+  ``resolver_dns_tcp_closed_total{reason}``; ``resolver_dns_connections_accepted_total
+  {transport}`` (tcp, tls, https) and ``resolver_dns_encrypted_requests_total{transport}``;
 * ``resolver_cache_hits_total`` (UDP repeats answered from the rendered replies the cache keeps
   included), ``resolver_cache_misses_total``, ``resolver_cache_evictions_total``,
   ``resolver_cache_stale_answers_total``, ``resolver_cache_prefetches_total``,
@@ -22,6 +23,10 @@ ADDR:PORT, ``type`` a question type, or ``other`` for those not counted by name)
   ``resolver_upstream_timeouts_total{to}``, ``resolver_upstream_failures_total{to,reason}``,
   ``resolver_upstream_rtt_seconds{to}``, ``resolver_upstream_unwanted_replies_total{to}``,
   ``resolver_upstream_unwanted_alarms_total{to}``, ``resolver_upstream_failovers_total``;
+* ``resolver_upstream_connections_total{to,event}`` (opened, resumed, failed, closed,
+  idle_closed, peer_closed, stuck), ``resolver_upstream_connection_queries_total{to,kind}`` (all,
+  reused, retried), ``resolver_upstream_connections_open{to}``: the persistent TCP, TLS and
+  HTTPS connections to each upstream;
 * ``resolver_pool_sockets{to,state}`` (idle, in_use), ``resolver_pool_waiting{to}``,
   ``resolver_pool_sockets_created_total{to}``, ``resolver_pool_sockets_retired_total{to}``;
 * ``resolver_reloads_total{result}``, ``resolver_build_info{version}``.
@@ -71,7 +76,8 @@ class Readings:
 def _pools(readings: Readings) -> Iterator[tuple[str, PoolStatistics]]:
     """Every socket pool, by the address its sockets talk to: one line per kind of pool."""
     for upstream in readings.engine.upstreams:
-        yield upstream.address, upstream.pool
+        if upstream.pool is not None:  # a TLS or HTTPS upstream has no UDP sockets
+            yield upstream.address, upstream.pool
     servers = readings.engine.servers
     if servers is not None:  # recursive mode: one pool per address family, to any server
         for family, pool in (("ipv4", servers.ipv4), ("ipv6", servers.ipv6)):
@@ -136,6 +142,7 @@ class ResolverCollector:
         yield from _upstreams(readings)
         yield from _recursion(readings)
         yield from _socket_pools(readings)
+        yield from _connections(readings)
         reloads = CounterMetricFamily(
             "resolver_reloads_total",
             "Configuration reloads (SIGHUP), applied or failed (the running one kept).",
@@ -246,6 +253,23 @@ def _dns(readings: Readings) -> Iterator[Metric]:
     closed.add_metric(["evicted"], server.tcp_evicted)
     closed.add_metric(["stalled"], server.tcp_stalled)
     yield closed
+    accepted = CounterMetricFamily(
+        "resolver_dns_connections_accepted_total",
+        "Client connections accepted, by transport: tcp, tls (DNS over TLS), https (DNS over "
+        "HTTPS; after the TLS handshake for both).",
+        labels=["transport"],
+    )
+    for transport, count in sorted((server.accepted or {}).items()):
+        accepted.add_metric([transport], count)
+    yield accepted
+    encrypted = CounterMetricFamily(
+        "resolver_dns_encrypted_requests_total",
+        "Queries over DNS over TLS and DNS over HTTPS (counted with proto tcp elsewhere).",
+        labels=["transport"],
+    )
+    encrypted.add_metric(["tls"], server.tls_queries)
+    encrypted.add_metric(["https"], server.https_queries)
+    yield encrypted
 
 
 def _cache(readings: Readings) -> Iterator[Metric]:
@@ -365,6 +389,49 @@ def _socket_pools(readings: Readings) -> Iterator[Metric]:
         created.add_metric([to], pool.created)
         retired.add_metric([to], pool.retired)
     yield from (sockets, waiting, created, retired)
+
+
+def _connections(readings: Readings) -> Iterator[Metric]:
+    """The persistent TCP, TLS and HTTPS connections to each upstream."""
+    events = CounterMetricFamily(
+        "resolver_upstream_connections_total",
+        "Connections to each upstream: opened (handshakes), resumed (TLS sessions resumed), "
+        "failed (could not be opened, certificates rejected included), closed (idle by us, "
+        "by the server, stuck: queries in a row ended there without a reply, or otherwise).",
+        labels=["to", "event"],
+    )
+    queries = CounterMetricFamily(
+        "resolver_upstream_connection_queries_total",
+        "Queries sent over each upstream's connections: all, those over a connection that "
+        "had carried one already (reused), and those sent again after the server closed an "
+        "idle connection under them (retried).",
+        labels=["to", "kind"],
+    )
+    open_now = GaugeMetricFamily(
+        "resolver_upstream_connections_open",
+        "Connections open to each upstream now.",
+        labels=["to"],
+    )
+    for upstream in readings.engine.upstreams:
+        to, streams = upstream.address, upstream.streams
+        for event, value in (
+            ("opened", streams.opened),
+            ("resumed", streams.resumed),
+            ("failed", streams.failed_opens),
+            ("closed", streams.closed),
+            ("idle_closed", streams.idle_closed),
+            ("peer_closed", streams.peer_closed),
+            ("stuck", streams.stuck),
+        ):
+            events.add_metric([to, event], value)
+        for kind, value in (
+            ("all", streams.queries),
+            ("reused", streams.reused),
+            ("retried", streams.retried),
+        ):
+            queries.add_metric([to, kind], value)
+        open_now.add_metric([to], streams.open)
+    yield from (events, queries, open_now)
 
 
 def exposition(read: Callable[[], Readings]) -> Callable[[], bytes]:

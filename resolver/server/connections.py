@@ -19,15 +19,31 @@ TCP_WRITE_HIGH = 64 * 1024  # unsent reply bytes above which a connection is not
 
 class TcpClient:
     """One TCP connection's state: its queries in flight, and since when and until when it
-    waits for its next query (the timeout pressure may shorten)."""
+    waits for its next query (the timeout pressure may shorten); the replies framed in this
+    turn of the loop, written together at its end (one write, so one TLS record, for all the
+    replies that the queries of one read make)."""
 
-    __slots__ = ("outstanding", "read_timeout", "reading_since", "writer")
+    __slots__ = ("_loop", "outstanding", "read_timeout", "reading_since", "unsent", "writer")
 
     def __init__(self, writer: asyncio.StreamWriter, now: float) -> None:
         self.writer = writer
         self.outstanding: set[asyncio.Future[None]] = set()
         self.reading_since = now
         self.read_timeout: asyncio.Timeout | None = None
+        self.unsent = bytearray()
+        self._loop = asyncio.get_running_loop()
+
+    def send(self, frame: bytes) -> None:
+        """Write ``frame`` (a whole length-prefixed message) at the end of this loop turn."""
+        if not self.unsent:
+            self._loop.call_soon(self.flush)
+        self.unsent += frame
+
+    def flush(self) -> None:
+        unsent = self.unsent
+        if unsent and not self.writer.is_closing():
+            self.writer.write(bytes(unsent))
+        unsent.clear()
 
 
 class Connections:
@@ -44,8 +60,11 @@ class Connections:
     def __len__(self) -> int:
         return len(self._clients)
 
-    def writers(self) -> list[asyncio.StreamWriter]:
-        return list(self._clients)
+    def close_all(self) -> None:
+        """Close every connection, each after the replies framed for it this turn."""
+        for client in list(self._clients.values()):
+            client.flush()
+            client.writer.close()
 
     def full(self) -> bool:
         """Whether the connection cap is reached."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from resolver.config import Address, ServerConfig
 from resolver.transport import format_address
 
-__all__ = ["Listener", "bind_listeners"]
+__all__ = ["Listener", "bind_listeners", "bind_stream_listener"]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,22 @@ def _bind(
         udp.close()
         raise
     return Listener(udp, tcp)
+
+
+def bind_stream_listener(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` for the TLS or HTTPS listener (IPv6 ones for
+    IPv6 only). Raises OSError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = _listening_socket(family, socket.SOCK_STREAM, True, False)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # As for TCP: the kernel keeps little of a client's unread replies (see _bind).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _TCP_SEND_BUFFER)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _listening_socket(family: int, kind: int, v6only: bool, reuse_port: bool) -> socket.socket:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import ssl
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,9 +31,12 @@ from resolver.histogram import Histogram
 from resolver.querylog import QueryLog
 from resolver.server.access import AccessControl
 from resolver.server.connections import TCP_WRITE_HIGH, Connections, TcpClient
-from resolver.server.listeners import Listener, bind_listeners
+from resolver.server.https import HttpsSession, Reply
+from resolver.server.listeners import Listener, bind_listeners, bind_stream_listener
+from resolver.transport.tls import server_context
 from resolver.triage import Local, Parsed, fit, for_client, servfail, triage
 from resolver.wire.message import qtype_value
+from resolver.wire.options import RESPONSE_BLOCK, pad
 from resolver.wire.raw import AA, FORMERR, SERVFAIL, error_reply, read_question
 
 __all__ = ["COUNTED_TYPES", "Answerer", "ReplyCounts", "Server", "ServerStatistics"]
@@ -92,6 +97,9 @@ class ServerStatistics:
     tcp_connections: int
     tcp_evicted: int  # idle connections closed to make room for a new one at the cap
     tcp_stalled: int  # connections closed because their replies stayed unread
+    tls_queries: int = 0  # DNS over TLS (RFC 7858); counted in tcp_queries too
+    https_queries: int = 0  # DNS over HTTPS (RFC 8484); counted in tcp_queries too
+    accepted: Mapping[str, int] | None = None  # connections accepted by transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +161,19 @@ class Server:
                 "truncated",
                 "tcp_evicted",
                 "tcp_stalled",
+                "tls",
+                "https",
+                "accepted_tcp",
+                "accepted_tls",
+                "accepted_https",
             ),
             0,
         )
+        # The TLS and HTTPS listeners' contexts, made at start, their certificate and key read
+        # again at each reconfigure (SIGHUP).
+        self._contexts: dict[str, ssl.SSLContext] = {}
+        self.tls_addresses: list[Address] = []
+        self.https_addresses: list[Address] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         # Queries handed to the engine and not yet answered, and what shutdown waits on.
         self._inflight = 0
@@ -177,6 +195,8 @@ class Server:
         "udp_receive_buffer",
         "udp_send_buffer",
         "workers",
+        "listen_tls",
+        "listen_https",
     )
 
     def reconfigure(self, config: ServerConfig, answerer: Answerer | None = None) -> None:
@@ -197,6 +217,21 @@ class Server:
         self._access = AccessControl(config.allow, config.outside_allow)
         self._connections.config = config
         self._connections.pressure_changed()
+        self._reload_certificate()
+
+    def _reload_certificate(self) -> None:
+        """Read the certificate and key again into the running contexts (new connections get
+        them); a pair that cannot be loaded is logged and the running one kept."""
+        config = self.config
+        for kind, context in self._contexts.items():
+            assert config.tls_cert is not None
+            assert config.tls_key is not None
+            try:
+                context.load_cert_chain(str(config.tls_cert), str(config.tls_key))
+            except (OSError, ssl.SSLError) as exc:
+                log.error(
+                    "%s listener keeps its certificate: cannot load the new one: %s", kind, exc
+                )
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -213,11 +248,46 @@ class Server:
             for listener in listeners:
                 await self._serve_on(listener)
                 served += 1
+            await self._serve_encrypted()
         except BaseException:
             for listener in listeners[served:]:
                 listener.close()
             self._close_listeners()
             raise
+
+    async def _serve_encrypted(self) -> None:
+        """Bind the TLS and HTTPS listeners (their certificate read first). Raises ConfigError
+        for a certificate or key that cannot be loaded, OSError."""
+        config = self.config
+        for kind, addresses, alpn, bound in (
+            ("tls", config.listen_tls, ("dot",), self.tls_addresses),
+            ("https", config.listen_https, ("h2",), self.https_addresses),
+        ):
+            if not addresses:
+                continue
+            assert config.tls_cert is not None
+            assert config.tls_key is not None
+            context = server_context(config.tls_cert, config.tls_key, alpn=alpn)
+            self._contexts[kind] = context
+            for host, port in addresses:
+                sock = bind_stream_listener(host, port)
+                try:
+                    handler = functools.partial(self._tcp_connection, kind=kind)
+                    # The handshake comes before the handler (as in Unbound, whose access
+                    # control applies to the queries): started by hand after the handler's
+                    # checks, it would race the client's first bytes into the plain reader.
+                    server = await asyncio.start_server(
+                        handler,
+                        sock=sock,
+                        ssl=context,
+                        ssl_handshake_timeout=config.tcp_idle_timeout,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+                self._tcp.append(server)
+                name = sock.getsockname()
+                bound.append((name[0], name[1]))
 
     async def _serve_on(self, listener: Listener) -> None:
         assert self._loop is not None
@@ -247,6 +317,8 @@ class Server:
         self._tcp.clear()
         self._udp.clear()
         self.addresses.clear()
+        self.tls_addresses.clear()
+        self.https_addresses.clear()
 
     def request_stop(self) -> None:
         """Ask the server to shut down; safe to call from a signal handler, and more than once."""
@@ -286,8 +358,7 @@ class Server:
                     await self._drained.wait()
         for transport in self._udp:
             transport.close()
-        for writer in self._connections.writers():
-            writer.close()
+        self._connections.close_all()
         if self._connection_tasks:
             timeout = max(0.0, grace_ends - loop.time())
             _, pending = await asyncio.wait(set(self._connection_tasks), timeout=timeout)
@@ -316,6 +387,13 @@ class Server:
             tcp_connections=len(self._connections),
             tcp_evicted=c["tcp_evicted"],
             tcp_stalled=c["tcp_stalled"],
+            tls_queries=c["tls"],
+            https_queries=c["https"],
+            accepted={
+                "tcp": c["accepted_tcp"],
+                "tls": c["accepted_tls"],
+                "https": c["accepted_https"],
+            },
         )
 
     def reply_counts(self) -> ReplyCounts:
@@ -547,11 +625,14 @@ class Server:
     # ----------------------------------------------------------------- TCP
 
     async def _tcp_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, kind: str = "tcp"
     ) -> None:
         """One client's TCP connection: length-prefixed queries, each answered as its answer
         is ready (pipelined, in any order); closed after the idle timeout, at EOF, or at
-        shutdown.
+        shutdown. ``kind`` "tls" (DNS over TLS) and "https" (DNS over HTTPS): connections
+        whose TLS handshake is done (within the idle timeout), under the same rules (an
+        HTTPS connection's queries are HTTP/2 requests; see :mod:`.https`); their replies are
+        padded to RFC 8467's 468-byte blocks.
 
         The connection is read only while it has fewer than ``max_tcp_outstanding`` queries
         in flight, the server fewer than ``max_inflight``, and its unsent replies fit under
@@ -580,8 +661,12 @@ class Server:
         client = TcpClient(writer, loop.time())
         self._connection_tasks.add(task)
         connections.add(client)
-        writer.transport.set_write_buffer_limits(high=TCP_WRITE_HIGH)
+        self._counts["accepted_" + kind] += 1
         try:
+            writer.transport.set_write_buffer_limits(high=TCP_WRITE_HIGH)
+            if kind == "https":
+                await self._https_session(client, reader, peer)
+                return
             while not self._closed and await self._tcp_room(client):
                 client.reading_since = loop.time()
                 query = await self._tcp_read(reader, client)
@@ -589,12 +674,15 @@ class Server:
                     break
                 connections.active(client)
                 self._counts["tcp"] += 1
-                self._tcp_query(client, query, peer)
+                if kind == "tls":
+                    self._counts["tls"] += 1
+                self._tcp_query(client, query, peer, kind)
             if client.outstanding and not writer.is_closing():
                 await asyncio.wait(client.outstanding, timeout=self.config.shutdown_grace)
         finally:
             connections.remove(client)
             self._connection_tasks.discard(task)
+            client.flush()  # the last replies, framed this turn, go before the close
             writer.close()
 
     async def _tcp_read(self, reader: asyncio.StreamReader, client: TcpClient) -> bytes | None:
@@ -609,6 +697,45 @@ class Server:
             return None
         finally:
             client.read_timeout = None
+
+    async def _https_read(self, reader: asyncio.StreamReader, client: TcpClient) -> bytes:
+        """What an HTTPS connection sent next, up to 64 KiB; empty when the connection ends
+        first or its idle time runs out. Apart, as :meth:`_tcp_read` is, for mypyc."""
+        try:
+            async with asyncio.timeout(self._connections.idle_timeout()) as client.read_timeout:
+                return await reader.read(65536)
+        except (TimeoutError, ConnectionError):
+            return b""
+        finally:
+            client.read_timeout = None
+
+    async def _https_session(
+        self, client: TcpClient, reader: asyncio.StreamReader, peer: tuple[str, int]
+    ) -> None:
+        """Feed an HTTPS connection's bytes to its HTTP/2 session while it may send more (as
+        :meth:`_tcp_room` says: requests in flight, unread replies, the server's load)."""
+        writer = client.writer
+        connections = self._connections
+        loop = self._loop or asyncio.get_running_loop()
+
+        def handle(message: bytes, reply: Reply) -> None:
+            self._counts["tcp"] += 1
+            self._counts["https"] += 1
+            connections.active(client)
+            self._stream_query(message, peer, "https", reply, client.outstanding)
+
+        session = HttpsSession(handle, writer.write, max_streams=self.config.max_tcp_outstanding)
+        try:
+            while not self._closed and await self._tcp_room(client):
+                client.reading_since = loop.time()
+                data = await self._https_read(reader, client)
+                if not data or not session.receive(data):
+                    break
+            if client.outstanding and not writer.is_closing():
+                await asyncio.wait(client.outstanding, timeout=self.config.shutdown_grace)
+        finally:
+            if not writer.is_closing():
+                session.close()
 
     async def _tcp_room(self, client: TcpClient) -> bool:
         """Wait until ``client`` may send one more query; False when its connection is to be
@@ -634,15 +761,40 @@ class Server:
             else:
                 return not writer.is_closing()
 
-    def _tcp_query(self, client: TcpClient, query: bytes, peer: tuple[str, int]) -> None:
+    def _tcp_query(
+        self, client: TcpClient, query: bytes, peer: tuple[str, int], kind: str = "tcp"
+    ) -> None:
         writer = client.writer
-        query_log = self.query_log
-        started = self._now()
+        padded = kind != "tcp"
 
         def send(reply: bytes | None) -> None:
             if reply is not None and not writer.is_closing():
-                # One write call per frame: frames of concurrent answers never interleave.
-                writer.write(len(reply).to_bytes(2, "big") + reply)
+                if padded:
+                    reply = pad(reply, RESPONSE_BLOCK)
+                # Whole frames, written together at the end of the loop's turn: frames of
+                # concurrent answers never interleave.
+                client.send(len(reply).to_bytes(2, "big") + reply)
+
+        self._stream_query(query, peer, kind, send, client.outstanding)
+
+    def _stream_query(
+        self,
+        query: bytes,
+        peer: tuple[str, int],
+        kind: str,
+        send: Callable[[bytes | None], None],
+        outstanding: set[asyncio.Future[None]],
+    ) -> None:
+        """One query read from a connection (``kind``: tcp, tls or https): triaged, answered,
+        logged; its reply (None: none) goes to ``send``, padded on encrypted transports;
+        ``outstanding`` holds it while it is in flight."""
+        query_log = self.query_log
+        started = self._now()
+        if kind == "https":
+            plain_send = send
+
+            def send(reply: bytes | None) -> None:
+                plain_send(None if reply is None else pad(reply, RESPONSE_BLOCK))
 
         first = self._triage(query, peer[0])
         if not isinstance(first, Parsed):
@@ -650,12 +802,11 @@ class Server:
             if first is not None:
                 self._count_made_here(query, first, True)
                 if query_log is not None:
-                    self._log_made_here(query_log, peer, "tcp", query, first, started)
+                    self._log_made_here(query_log, peer, kind, query, first, started)
             return
         parsed = first
         loop = self._loop or asyncio.get_running_loop()
         finished: asyncio.Future[None] = loop.create_future()
-        outstanding = client.outstanding
         outstanding.add(finished)
 
         def done(outcome: Outcome, at_once: bool = False) -> None:
@@ -665,7 +816,7 @@ class Server:
             reply = self._reply(query, parsed, outcome, True, None if at_once else asked)
             send(reply)
             if query_log is not None:
-                self._log(query_log, peer, "tcp", parsed, reply, started, outcome, at_once)
+                self._log(query_log, peer, kind, parsed, reply, started, outcome, at_once)
 
         ask, deadline = self._ask(parsed, started)
         asked = perf_counter()

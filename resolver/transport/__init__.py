@@ -14,8 +14,9 @@ Two kinds of owner share the machinery (:mod:`.exchanges`):
   the background, so a fresh port costs no bind on the query path.
 
 The parts: :mod:`.ids` (random message IDs), :mod:`.addresses`, :mod:`.exchange` (one query
-in flight, ended exactly once), :mod:`.udp` (the sockets), :mod:`.sweep` (the deadline
-sweep), :mod:`.tcp`. Queries are built and replies matched by :mod:`resolver.wire.query`.
+in flight, ended exactly once), :mod:`.udp` (the sockets), :mod:`.readiness` (one
+epoll set per owner watching its sockets, registered with the loop once), :mod:`.sweep` (the
+deadline sweep), :mod:`.tcp`. Queries are built and replies matched by :mod:`resolver.wire.query`.
 
 Every reply is matched as RFC 5452 section 9.1 asks before it is accepted: it must come from
 the server's address and port, to the socket the query left from, with our random ID, QR set,
@@ -36,16 +37,20 @@ logged and every socket that receives another is retired (Unbound's option of th
 from __future__ import annotations
 
 from resolver.transport.addresses import format_address
+from resolver.transport.encrypted import EncryptedTransport, upstream_for
 from resolver.transport.exchange import Exchange, Report
 from resolver.transport.servers import Servers, ServersStatistics
-from resolver.transport.upstream import Upstream, UpstreamStatistics
+from resolver.transport.upstream import ForwardingUpstream, Upstream, UpstreamStatistics
 
 __all__ = [
+    "EncryptedTransport",
     "Exchange",
+    "ForwardingUpstream",
     "Report",
     "Servers",
     "ServersStatistics",
     "Upstream",
     "UpstreamStatistics",
     "format_address",
+    "upstream_for",
 ]

@@ -26,6 +26,8 @@ from resolver.histogram import Histogram
 from resolver.pool import Guard, Pool
 from resolver.transport.addresses import WILDCARD
 from resolver.transport.exchange import Exchange
+from resolver.transport.readiness import Watcher
+from resolver.transport.stream import StreamPool
 from resolver.transport.sweep import DeadlineSweep
 from resolver.transport.tcp import over_tcp
 from resolver.transport.udp import FreshUdpSocket, UdpSocket, socket_error
@@ -62,6 +64,7 @@ class Exchanges:
     def __init__(self, config: TransportConfig | None) -> None:
         self.config = config or TransportConfig()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._watcher: Watcher | None = None  # made with the first socket, on its loop
         self.closed = False
         self.counts = Counts()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -93,14 +96,16 @@ class Exchanges:
         in a loop callback rather than a task."""
         sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
         try:
-            loop = self.loop or asyncio.get_running_loop()
+            watcher = self._watcher
+            if watcher is None:
+                watcher = self._watcher = Watcher(self.loop or asyncio.get_running_loop())
             if connect is not None:
                 sock.connect(connect)
-                return UdpSocket(self, loop, sock)
+                return UdpSocket(self, watcher, sock)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(WILDCARD[family])
-            return FreshUdpSocket(self, loop, sock)
+            return FreshUdpSocket(self, watcher, sock)
         except BaseException:
             sock.close()
             raise
@@ -120,12 +125,20 @@ class Exchanges:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for streams in self.streams_to_close():
+            await streams.aclose()
         for pool in self.pools_to_close():
             await pool.aclose(timeout=1.0)
+        if self._watcher is not None:
+            self._watcher.close()
 
     def pools_to_close(self) -> list[Pool[UdpSocket]]:
         """The pools :meth:`aclose` closes."""
         raise NotImplementedError
+
+    def streams_to_close(self) -> list[StreamPool]:
+        """The pools of stream connections :meth:`aclose` closes (none here)."""
+        return []
 
     def dispatch(self, exchange: Exchange, pool: Pool[UdpSocket], tcp: bool) -> None:
         """Start ``exchange``: over TCP with ``tcp``, else on an idle socket of ``pool``, or in
@@ -137,7 +150,7 @@ class Exchanges:
             if self.closed:
                 exchange.fail(LocalError(f"{exchange.name}: the transport is shutting down"))
             else:
-                self._start_task(exchange, over_tcp(exchange, self._count_tcp_stray))
+                self.send_tcp(exchange)
             return
         try:
             guard = self._idle_socket(pool)
@@ -148,6 +161,11 @@ class Exchanges:
             exchange.fail(LocalError(f"{exchange.name}: the transport is shutting down"))
         else:
             exchange.send_on(guard)
+
+    def send_tcp(self, exchange: Exchange) -> None:
+        """Send ``exchange`` over TCP: here over a connection of its own, opened and closed by
+        its task (an owner with persistent connections sends it over one of those)."""
+        self._start_task(exchange, over_tcp(exchange, self._count_tcp_stray))
 
     def _idle_socket(self, pool: Pool[UdpSocket]) -> Guard[UdpSocket]:
         """An idle socket, skipping (and discarding) those retired while idle for receiving

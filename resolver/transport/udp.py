@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 from typing import Protocol
@@ -10,12 +9,15 @@ from typing import Protocol
 from resolver.errors import LocalError, UpstreamUnreachable
 from resolver.transport.addresses import family
 from resolver.transport.exchange import Exchange
+from resolver.transport.readiness import Watcher
 
 __all__ = ["FreshUdpSocket", "StrayCounter", "UdpSocket", "send_error", "socket_error"]
 
 # Failures to open a socket that say our machine is short of something, not that the
 # upstream cannot be reached.
 _LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# Datagrams read per wake-up of one socket at most, before the loop gets its turn again.
+_READS_PER_WAKEUP = 64
 
 
 def send_error(server: str, exc: OSError) -> BaseException:
@@ -40,26 +42,25 @@ class StrayCounter(Protocol):
 
 
 class UdpSocket:
-    """A non-blocking UDP socket the loop watches for readability; it accepts only the reply
+    """A non-blocking UDP socket watched for readability (by its owner's Watcher); it accepts
+    only the reply
     its pending exchange expects. Connected (an Upstream's when bound, a Servers' at its
     first send), it gets datagrams from the server's address and port only: the kernel makes
     RFC 5452's source check. Opened and closed synchronously (no transport object, nothing to
     await), so a cancelled creation cannot leave a half-made socket behind."""
 
-    __slots__ = ("_fd", "_loop", "_owner", "_sock", "pending", "retire")
+    __slots__ = ("_fd", "_owner", "_sock", "_watcher", "pending", "retire")
 
-    def __init__(
-        self, owner: StrayCounter, loop: asyncio.AbstractEventLoop, sock: socket.socket
-    ) -> None:
+    def __init__(self, owner: StrayCounter, watcher: Watcher, sock: socket.socket) -> None:
         self._owner = owner
-        self._loop = loop
+        self._watcher = watcher
         self._sock = sock
         self._fd = sock.fileno()
         self.pending: Exchange | None = None
         # Set when this socket got unwanted replies during an attack: it is discarded when its
         # current (or, idle, its next) exchange ends, instead of going back to the pool.
         self.retire = False
-        loop.add_reader(self._fd, self._readable)
+        watcher.add(self._fd, self._readable)
 
     def send(self, data: bytes) -> None:
         """Send ``data``; an error ends the pending exchange (refused: the server cannot be
@@ -72,30 +73,36 @@ class UdpSocket:
                 pending.fail(send_error(pending.name, exc))
 
     def _readable(self) -> None:
-        # One datagram per call: the loop calls again while more are queued, and an empty
-        # socket costs no extra recv that fails with EAGAIN.
-        try:
-            data = self._sock.recv(65535)
-        except BlockingIOError:
-            return
-        except OSError as exc:  # ICMP port unreachable comes back as ECONNREFUSED
-            self._unreachable(exc)
-            return
-        self._deliver(data)
+        # Datagrams until the one that ends the exchange, the socket is empty (EAGAIN), or
+        # the bound: a reply alone costs one recv (no extra one failing with EAGAIN), and
+        # strays queued ahead of it (a flood of forgeries) are read in the same wake-up.
+        for _ in range(_READS_PER_WAKEUP):
+            try:
+                data = self._sock.recv(65535)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # ICMP port unreachable comes back as ECONNREFUSED
+                self._unreachable(exc)
+                return
+            if self._deliver(data):
+                return
 
     def _unreachable(self, exc: OSError) -> None:
         pending = self.pending
         if pending is not None:
             pending.fail(UpstreamUnreachable(pending.name, exc.strerror or str(exc)))
 
-    def _deliver(self, data: bytes) -> None:
-        """``data`` arrived from the right source: the pending exchange's reply, or a stray."""
+    def _deliver(self, data: bytes) -> bool:
+        """``data`` arrived from the right source: the pending exchange's reply, or a stray.
+        Returns whether it ended the exchange (the socket may be closed or reused now)."""
         pending = self.pending
-        if pending is None or not pending.take(data):
-            self._owner.count_unwanted(self)
+        if pending is not None and pending.take(data):
+            return True
+        self._owner.count_unwanted(self)
+        return False
 
     def close(self) -> None:
-        self._loop.remove_reader(self._fd)
+        self._watcher.remove(self._fd)
         self._sock.close()
         pending = self.pending
         if pending is not None:
@@ -125,17 +132,18 @@ class FreshUdpSocket(UdpSocket):
         super().send(data)
 
     def _readable(self) -> None:
-        try:
-            data, source = self._sock.recvfrom(65535)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._unreachable(exc)
-            return
-        pending = self.pending
-        # Addresses compare as the kernel prints them: servers are given in that form (as
-        # the ipaddress module prints them too).
-        if pending is None or source[1] != pending.server[1] or source[0] != pending.server[0]:
-            self._owner.count_unwanted(self)
-            return
-        self._deliver(data)
+        for _ in range(_READS_PER_WAKEUP):  # as UdpSocket._readable
+            try:
+                data, source = self._sock.recvfrom(65535)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._unreachable(exc)
+                return
+            pending = self.pending
+            # Addresses compare as the kernel prints them: servers are given in that form (as
+            # the ipaddress module prints them too).
+            if pending is None or source[1] != pending.server[1] or source[0] != pending.server[0]:
+                self._owner.count_unwanted(self)
+            elif self._deliver(data):
+                return

@@ -1,4 +1,6 @@
-"""One forwarding upstream: a pool of UDP sockets connected to it, and TCP on request."""
+"""One forwarding upstream: a pool of UDP sockets connected to it, and TCP on request over
+persistent, pipelined connections (:mod:`.stream`). :class:`ForwardingUpstream` is what every
+kind of upstream offers the engine (plain here; TLS and HTTPS in :mod:`.encrypted`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import socket
 from dataclasses import dataclass
 
 from resolver.config import Address, TransportConfig
+from resolver.config import Upstream as Upstream_
 from resolver.errors import UpstreamUnreachable
 from resolver.histogram import Histogram
 from resolver.pool import Pool, PoolStatistics
@@ -15,10 +18,17 @@ from resolver.transport.addresses import format_address
 from resolver.transport.exchange import Exchange, Report
 from resolver.transport.exchanges import Exchanges
 from resolver.transport.ids import random_ids
+from resolver.transport.stream import (
+    StreamPool,
+    StreamStatistics,
+    plain_opener,
+    send_over,
+    stream_pool,
+)
 from resolver.transport.udp import UdpSocket
 from resolver.wire.query import make_query
 
-__all__ = ["Upstream", "UpstreamStatistics"]
+__all__ = ["ForwardingUpstream", "Upstream", "UpstreamStatistics"]
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +42,9 @@ class UpstreamStatistics:
     """Counts for one upstream: queries sent, replies accepted, strays dropped (over UDP and
     TCP), failures; ``attacks``: windows in which the pooled sockets' strays reached the
     unwanted-reply threshold; ``retired_sockets``: sockets retired for receiving strays then;
-    ``rtt``: the time from sending each accepted query to its reply (over TCP, the connection's
-    setup included)."""
+    ``rtt``: the time from sending each accepted query to its reply (over a new connection, its
+    setup included); ``pool``: the UDP sockets (None for a TLS or HTTPS upstream, which has
+    none); ``streams``: its TCP, TLS or HTTPS connections."""
 
     address: str
     queries: int
@@ -46,42 +57,35 @@ class UpstreamStatistics:
     bad_responses: int
     local_failures: int
     tcp_queries: int
-    pool: PoolStatistics
+    pool: PoolStatistics | None
+    streams: StreamStatistics
     rtt: Histogram
 
 
-class Upstream(Exchanges):
-    """One upstream server: a Pool of pre-bound connected UDP sockets, and TCP on request.
+class ForwardingUpstream(Exchanges):
+    """What the engine's driver needs of an upstream, whatever carries its queries: ``name``,
+    ``address`` (what the configuration gave), ``start``, ``build_query``, ``send`` (one
+    exchange reported by callback), ``statistics`` and ``aclose``."""
 
-    ``send`` starts one exchange and reports its outcome by callback (a truncated reply as it
-    came: whether to ask again over TCP is the engine's decision). A reply that differs from a
-    0x20 query in the name's case is a stray here (the forwarder
-    has no fallback without 0x20 to offer, and one forged datagram must not end a query).
-    """
-
-    def __init__(self, address: Address, config: TransportConfig | None = None) -> None:
-        super().__init__(config)
-        self.address = address
-        self.name = format_address(address)
-        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.pool = self.make_pool(family, address, self.config.pool.max_uses)
-        self._case_exact = self.config.randomize_case
-        self._unwanted = 0  # strays to the pooled sockets in the current window
-        self._unwanted_since = 0.0
-        self._attacks = 0
-        self._retired = 0
+    name: str
+    address: Upstream_
 
     async def start(self) -> None:
-        """Bind the pool's first sockets. Raises UpstreamUnreachable if binding fails."""
-        self.loop = asyncio.get_running_loop()
-        try:
-            await self.pool.start()
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise UpstreamUnreachable(self.name, f"cannot open a socket: {reason}") from exc
+        raise NotImplementedError
 
-    def pools_to_close(self) -> list[Pool[UdpSocket]]:
-        return [self.pool]
+    def send(
+        self,
+        query: bytes,
+        question: bytes,
+        *,
+        deadline: float,
+        report: Report,
+        tcp: bool = False,
+    ) -> Exchange:
+        raise NotImplementedError
+
+    def statistics(self) -> UpstreamStatistics:
+        raise NotImplementedError
 
     def build_query(
         self,
@@ -112,6 +116,50 @@ class Upstream(Exchanges):
             randomize_case=config.randomize_case,
         )
 
+
+class Upstream(ForwardingUpstream):
+    """One upstream server: a Pool of pre-bound connected UDP sockets, and TCP on request over
+    a pool of persistent, pipelined connections (``transport.max_connections`` at most, each
+    carrying up to ``transport.pipeline_depth`` queries at once).
+
+    ``send`` starts one exchange and reports its outcome by callback (a truncated reply as it
+    came: whether to ask again over TCP is the engine's decision). A reply that differs from a
+    0x20 query in the name's case is a stray here (the forwarder has no fallback without 0x20
+    to offer, and one forged datagram must not end a query).
+    """
+
+    def __init__(self, address: Address, config: TransportConfig | None = None) -> None:
+        super().__init__(config)
+        self.address = address
+        self.server = address
+        self.name = format_address(address)
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.pool = self.make_pool(family, address, self.config.pool.max_uses)
+        self.streams = stream_pool(self.name, self.config, plain_opener(address, self.name))
+        self._case_exact = self.config.randomize_case
+        self._unwanted = 0  # strays to the pooled sockets in the current window
+        self._unwanted_since = 0.0
+        self._attacks = 0
+        self._retired = 0
+
+    async def start(self) -> None:
+        """Bind the pool's first sockets. Raises UpstreamUnreachable if binding fails."""
+        self.loop = asyncio.get_running_loop()
+        try:
+            await self.pool.start()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise UpstreamUnreachable(self.name, f"cannot open a socket: {reason}") from exc
+
+    def pools_to_close(self) -> list[Pool[UdpSocket]]:
+        return [self.pool]
+
+    def streams_to_close(self) -> list[StreamPool]:
+        return [self.streams]
+
+    def send_tcp(self, exchange: Exchange) -> None:
+        send_over(self.streams, exchange)
+
     def send(
         self,
         query: bytes,
@@ -125,7 +173,7 @@ class Upstream(Exchanges):
         validated reply or the error by calling ``report`` exactly once, at the latest at
         ``deadline`` (loop time). Over UDP from an idle pooled socket (waiting for one in a
         task only when none is idle), or over TCP with ``tcp``. Never raises."""
-        exchange = Exchange(self, self.address, query, question, deadline, report, self._case_exact)
+        exchange = Exchange(self, self.server, query, question, deadline, report, self._case_exact)
         self.dispatch(exchange, self.pool, tcp)
         return exchange
 
@@ -171,6 +219,7 @@ class Upstream(Exchanges):
             local_failures=counts.local_failures,
             tcp_queries=counts.tcp_queries,
             pool=self.pool.statistics(),
+            streams=self.streams.statistics(),
             rtt=counts.rtt.copy(),
         )
 
@@ -178,5 +227,5 @@ class Upstream(Exchanges):
         s = self.statistics()
         return (
             f"<Upstream {self.name} queries={s.queries} replies={s.replies} strays={s.strays} "
-            f"timeouts={s.timeouts} sockets={s.pool.size}>"
+            f"timeouts={s.timeouts} sockets={self.pool.statistics().size}>"
         )

@@ -193,7 +193,7 @@ def test_authority_stops_on_sigterm(authority_port: int) -> None:
             "server.listen",
             id="listen-port-out-of-range",
         ),
-        pytest.param([], None, "forwarder.upstreams", id="no-upstream"),
+        pytest.param(["--resolv-conf", "{empty}"], None, "forwarder.upstreams", id="no-upstream"),
         pytest.param(
             ["--upstream-timeout", "-1", "--upstream", "127.0.0.1"],
             None,
@@ -309,6 +309,10 @@ def test_bad_configuration_exits_3_with_one_line_naming_the_field(
         args = [*args, "--config", str(path)]
     if not any(a == "--listen" for a in args):
         args = [*args, "--listen", f"127.0.0.1:{free_port()}"]
+    if "{empty}" in args:  # a resolv.conf of the test's own that names no nameserver
+        empty = tmp_path / "resolv.conf"
+        empty.write_text("search example\n")
+        args = [str(empty) if a == "{empty}" else a for a in args]
     result = subprocess.run(
         resolver("serve", *args), capture_output=True, text=True, timeout=STARTUP
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from support import STOP, addresses, free_port, start_resolver, stop, uids, write
+from support import STOP, Stderr, addresses, free_port, start_resolver, stop, uids, write
 from support import dns_query as query
 
 from resolver.cli import SERVE_DEFAULTS, main
@@ -72,12 +72,14 @@ def test_serve_binds_then_runs_as_the_user_it_is_given(authority_port: int) -> N
         port,
         "localhost.",
     )
+    stderr = Stderr(process)
     try:
+        # It answers from the moment its listeners are bound, and becomes the user just after.
+        stderr.wait_for("running as user nobody")
         assert uids(process.pid) == [nobody.pw_uid] * 4
         assert addresses(query(port, "www.example.com.")) == ["127.1.0.1"]
     finally:
-        err = stop(process)
-    assert "running as user nobody" in err
+        stop(process, stderr)
 
 
 def receive(sock: socket.socket, timeout: float = 10.0) -> str:

@@ -504,3 +504,85 @@ async def test_cancelled_while_waiting_for_a_socket_leaves_no_waiter(
         assert stats.waiting == 0
         assert stats.cancelled == 1
         assert_pool_balanced(upstream)
+
+
+# --- how sockets are watched and read ----------------------------------------------------
+
+
+class _FloodingServer(asyncio.DatagramProtocol):
+    """Answers each query with ``forged`` replies under wrong IDs, then the true reply (the
+    query echoed with QR set), all sent at once from its own address and port, so that they
+    are queued on our socket before it is read."""
+
+    def __init__(self, forged: int) -> None:
+        self.forged = forged
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        reply = data[:2] + bytes([data[2] | 0x80]) + data[3:]
+        true_id = int.from_bytes(data[:2], "big")
+        for n in range(self.forged):
+            wrong = ((true_id + 1 + n) % 0x10000).to_bytes(2, "big")
+            self.transport.sendto(wrong + reply[2:], addr)
+        self.transport.sendto(reply, addr)
+
+
+@pytest.mark.parametrize("forged", [pytest.param(1, id="one"), pytest.param(100, id="100")])
+async def test_forgeries_queued_ahead_of_the_reply_are_strays_and_the_reply_is_taken(
+    forged: int,
+) -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _FloodingServer(forged), local_addr=("127.0.0.1", 0)
+    )
+    address = transport.get_extra_info("sockname")[:2]
+    try:
+        async with asyncio.timeout(BOUND), open_upstream(address) as upstream:
+            for _ in range(3):
+                reply = await ask(upstream)
+                assert read_header(reply).flags & QR
+            stats = upstream.statistics()
+            assert (stats.replies, stats.strays, stats.timeouts) == (3, 3 * forged, 0)
+            assert stats.pool.discarded == 0
+            assert_pool_balanced(upstream)
+    finally:
+        transport.close()
+
+
+def _count_calls(loop: asyncio.AbstractEventLoop, names: tuple[str, ...]) -> Counter[str]:
+    """Count the calls of the loop's methods ``names`` from now on (wrapping them on this
+    loop object only)."""
+    calls: Counter[str] = Counter()
+    for name in names:
+        method = getattr(loop, name)
+
+        def counted(*args: Any, _method: Any = method, _name: str = name) -> Any:
+            calls[_name] += 1
+            return _method(*args)
+
+        setattr(loop, name, counted)
+    return calls
+
+
+async def test_fresh_sockets_cost_no_loop_registration_of_their_own(
+    authority: Authority,
+) -> None:
+    # max_uses 1: a new socket per query, each opened and closed while the loop runs; the
+    # loop watches the transport's one readiness set, registered once, not each socket.
+    loop = asyncio.get_running_loop()
+    calls = _count_calls(loop, ("add_reader", "remove_reader"))
+    config = pool(max_uses=1, min_size=2, max_size=8)
+    async with asyncio.timeout(BOUND):
+        async with open_upstream(authority.address, config) as upstream:
+            replies = await asyncio.gather(*(ask(upstream) for _ in range(16)))
+            assert all(answers(reply) == ["127.1.0.1"] for reply in replies)
+            for _ in range(8):  # one at a time too: closed and opened between replies
+                assert answers(await ask(upstream)) == ["127.1.0.1"]
+            stats = upstream.statistics()
+            assert stats.pool.created >= 24
+            assert len({q.client[1] for q in authority.queries}) == 24
+        assert calls == Counter({"add_reader": 1, "remove_reader": 1})

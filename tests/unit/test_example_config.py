@@ -36,6 +36,9 @@ COMMENTED = {
     "log.query_log",
     "recursion.root_hints",
     "metrics.listen",
+    "server.tls_cert",
+    "server.tls_key",
+    "transport.tls_ca",
     "dnssec.validation",
     "dnssec.trust_anchors",
 }
@@ -147,6 +150,14 @@ def test_the_restart_marks_are_the_settings_a_reload_keeps() -> None:
     kept.update(needs_restart(running, new)[1])
     new = dataclasses.replace(running, mode="recursive")
     kept.update(needs_restart(running, new)[1])
+    for key in ("listen_tls", "listen_https"):  # these need a certificate too
+        server = dataclasses.replace(
+            running.server,
+            **{key: (("127.0.0.1", 8853),)},
+            tls_cert=Path("cert.pem"),
+            tls_key=Path("key.pem"),
+        )
+        kept.update(needs_restart(running, dataclasses.replace(running, server=server))[1])
     assert marked == kept
 
 

@@ -15,6 +15,7 @@ from resolver.metrics import Readings, exposition
 from resolver.pool import PoolStatistics
 from resolver.server import ReplyCounts, ServerStatistics
 from resolver.transport import ServersStatistics, UpstreamStatistics
+from resolver.transport.stream import StreamStatistics
 from resolver.wire import NOERROR, NXDOMAIN, SERVFAIL, qtype_value
 
 SERVER = ServerStatistics(**{f.name: 0 for f in dataclasses.fields(ServerStatistics)})
@@ -100,6 +101,21 @@ def test_upstreams_caches_and_pools_are_reported_per_address() -> None:
         local_failures=1,
         tcp_queries=3,
         pool=dataclasses.replace(POOL, idle=5, in_use=2, waiting=1, created=9, retired=2),
+        streams=StreamStatistics(
+            opened=3,
+            resumed=2,
+            failed_opens=1,
+            closed=2,
+            idle_closed=1,
+            peer_closed=1,
+            queries=40,
+            reused=37,
+            retried=1,
+            strays=0,
+            open=1,
+            in_flight=0,
+            stuck=0,
+        ),
         rtt=rtt,
     )
     cache = CacheStatistics(
@@ -128,6 +144,11 @@ def test_upstreams_caches_and_pools_are_reported_per_address() -> None:
     assert samples[f"resolver_pool_waiting{{{to}}}"] == 1
     assert samples[f"resolver_pool_sockets_created_total{{{to}}}"] == 9
     assert samples[f"resolver_pool_sockets_retired_total{{{to}}}"] == 2
+    assert samples[f'resolver_upstream_connections_total{{event="opened",{to}}}'] == 3
+    assert samples[f'resolver_upstream_connections_total{{event="resumed",{to}}}'] == 2
+    assert samples[f'resolver_upstream_connections_total{{event="failed",{to}}}'] == 1
+    assert samples[f'resolver_upstream_connection_queries_total{{kind="reused",{to}}}'] == 37
+    assert samples[f"resolver_upstream_connections_open{{{to}}}"] == 1
     # Repeats of rendered cache answers are hits the cache's lookup never saw.
     assert samples["resolver_cache_hits_total"] == 8 + 4
     assert samples["resolver_cache_misses_total"] == 3
@@ -171,3 +192,16 @@ def test_recursive_mode_reports_its_queries_zones_and_pools() -> None:
     assert samples[f'resolver_pool_sockets{{state="idle",{to}}}'] == 32
     assert samples[f"resolver_pool_sockets_created_total{{{to}}}"] == 44
     assert not [name for name in samples if "authorities-ipv6" in name]
+
+
+def test_listener_connections_and_encrypted_queries_are_counted_by_transport() -> None:
+    server = dataclasses.replace(
+        SERVER, accepted={"tcp": 3, "tls": 2, "https": 1}, tls_queries=7, https_queries=5
+    )
+    samples = scrape(readings(server=server))
+    accepted = "resolver_dns_connections_accepted_total"
+    assert samples[f'{accepted}{{transport="tcp"}}'] == 3
+    assert samples[f'{accepted}{{transport="tls"}}'] == 2
+    assert samples[f'{accepted}{{transport="https"}}'] == 1
+    assert samples['resolver_dns_encrypted_requests_total{transport="tls"}'] == 7
+    assert samples['resolver_dns_encrypted_requests_total{transport="https"}'] == 5

@@ -39,17 +39,20 @@ def test_error_tree_has_one_root() -> None:
     assert issubclass(errors.UpstreamTimeout, errors.UpstreamError)
 
 
-def test_transport_module_exports_its_two_owners_and_their_statistics() -> None:
+def test_transport_module_exports_its_owners_and_their_statistics() -> None:
     import resolver.transport
 
     assert sorted(resolver.transport.__all__) == [
+        "EncryptedTransport",
         "Exchange",
+        "ForwardingUpstream",
         "Report",
         "Servers",
         "ServersStatistics",
         "Upstream",
         "UpstreamStatistics",
         "format_address",
+        "upstream_for",
     ]
 
 

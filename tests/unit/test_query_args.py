@@ -209,7 +209,7 @@ def test_batch_file_gives_one_question_per_line(tmp_path: Path) -> None:
         pytest.param(["a.com", "@1.1.1.1", "@2.2.2.2"], ConfigError, "given twice", id="two-at"),
         pytest.param(["a.com", "@"], ConfigError, "needs an address", id="bare-at"),
         pytest.param(["a.com", "+bogus"], ConfigError, r"\+bogus: unknown dig option", id="plus"),
-        pytest.param(["a.com", "+time"], ConfigError, r"needs a value: \+time=N", id="no-value"),
+        pytest.param(["a.com", "+time"], ConfigError, r"needs a value: \+time=", id="no-value"),
         pytest.param(["a.com", "+tcp=1"], ConfigError, "takes no value", id="flag-value"),
         pytest.param(["a.com", "+time=soon"], ConfigError, "'soon' is not a number", id="word"),
         pytest.param(["a.com", "--frob"], ConfigError, "--frob: no such option", id="long"),
@@ -464,3 +464,29 @@ def test_query_options_keep_their_fields_through_copy_and_pickle() -> None:
 def test_query_options_take_keywords_only() -> None:
     with pytest.raises(TypeError):
         QueryOptions(5.0)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["+tls", "x."], {"tls": True}),
+        (["+tls", "+tls-ca=/ca.pem", "+tls-hostname=Dns.Test", "x."], {"tls_ca": "/ca.pem"}),
+        (["+https", "x."], {"https": "/dns-query"}),
+        (["+https=/q", "x."], {"https": "/q"}),
+        (["+https=https://doh.test/dns", "x."], {"https": "/dns"}),
+        (["+https", "+nohttps", "x."], {"https": None}),
+    ],
+    ids=["tls", "tls-checked", "https", "https-path", "https-url", "nohttps"],
+)
+def test_kdig_encryption_options(args: list[str], expected: dict[str, object]) -> None:
+    options = parse_command_line(args).options
+    for key, value in expected.items():
+        assert getattr(options, key) == value
+    if "+tls-hostname=Dns.Test" in args:
+        assert options.tls_hostname == "Dns.Test"
+
+
+@pytest.mark.parametrize("arg", ["+tls-ca", "+tls-ca=", "+https=dns", "+tls=1"], ids=str)
+def test_bad_kdig_encryption_option_is_a_usage_error(arg: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_command_line([arg, "x."])
