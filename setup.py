@@ -35,6 +35,7 @@ COMPILED = [
     "resolver/engine/hints.py",
     "resolver/engine/iteration.py",
     "resolver/engine/local.py",
+    "resolver/engine/policy.py",
     "resolver/engine/rtt.py",
     "resolver/engine/selection.py",
     "resolver/transport/addresses.py",

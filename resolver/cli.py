@@ -255,6 +255,14 @@ SERVE_DEFAULTS = {
     show_default="off",
 )
 @click.option(
+    "--rpz",
+    "rpz",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Apply the RPZ zone in FILE (repeatable; after the config file's [[policy.rpz]]).",
+    show_default="none",
+)
+@click.option(
     "--metrics",
     metavar="ADDR:PORT",
     help="Serve Prometheus metrics over HTTP on ADDR:PORT, at /metrics (port 9153 if left out).",
@@ -297,6 +305,7 @@ def serve(
     allow: tuple[str, ...],
     randomize_case: bool | None,
     query_log: Path | None,
+    rpz: tuple[Path, ...],
     metrics: str | None,
     user: str | None,
     workers: int | None,
@@ -372,6 +381,7 @@ def serve(
             allow=allow,
             randomize_case=randomize_case,
             query_log=query_log,
+            rpz=rpz,
             metrics=metrics,
             workers=workers,
         )
@@ -442,6 +452,7 @@ def build_serve_config(
     allow: tuple[str, ...] = (),
     randomize_case: bool | None = None,
     query_log: Path | None = None,
+    rpz: tuple[Path, ...] = (),
     metrics: str | None = None,
     workers: int | None = None,
 ) -> Config:
@@ -474,6 +485,11 @@ def build_serve_config(
     _merge(data, "transport", "tls_ca", None if tls_ca is None else str(tls_ca))
     if not recursive and not data.get("forwarder", {}).get("upstreams"):
         _merge(data, "forwarder", "upstreams", _resolv_conf_upstreams(data, resolv_conf))
+    section = data.setdefault("policy", {}) if rpz else None
+    if isinstance(section, dict):  # anything else is refused below, naming the field
+        zones = section.get("rpz", [])
+        if isinstance(zones, list):
+            section["rpz"] = [*zones, *({"file": str(path)} for path in rpz)]
     return config_from_mapping(data)
 
 
@@ -506,7 +522,8 @@ def _resolv_conf_upstreams(data: dict[str, Any], path: Path | None) -> list[str]
 @click.argument("path", metavar="FILE", type=click.Path(path_type=Path))
 def check_config(path: Path) -> None:
     """Check a TOML config file as 'resolver serve --config FILE' would read it (the hosts
-    file, root hints and trust anchors included), without starting anything.
+    file, root hints, trust anchors and the policy's lists and RPZ zones included), without
+    starting anything.
 
     \b
     Exit codes:
@@ -531,6 +548,9 @@ def check_config(path: Path) -> None:
                 from resolver.engine.validation import read_trust_anchors
 
                 read_trust_anchors(config.dnssec.trust_anchors)
+            from resolver.policy import PolicyLoader
+
+            PolicyLoader().load(config.policy)
     except ConfigError as exc:
         problems = [exc]
     for problem in problems:

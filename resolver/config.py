@@ -23,10 +23,13 @@ __all__ = [
     "DomainConfig",
     "EncryptedUpstream",
     "ForwarderConfig",
+    "ListConfig",
     "LocalConfig",
     "LogConfig",
     "MetricsConfig",
+    "PolicyConfig",
     "RecursionConfig",
+    "RpzConfig",
     "ServerConfig",
     "SocketPoolConfig",
     "TransportConfig",
@@ -46,6 +49,9 @@ Policy = Literal["sequential", "round_robin", "random", "fastest"]
 Order = Literal["fifo", "random"]
 Mode = Literal["forward", "recursive"]
 OutsideAllow = Literal["refuse", "drop"]
+ListFormat = Literal["hosts", "domains", "adblock"]
+ListAction = Literal["nxdomain", "nodata", "null", "refused"]
+RpzAction = Literal["given", "nxdomain", "nodata", "passthru", "drop", "tcp-only"]
 Validation = Literal["on", "permissive", "off"]
 _MAX_TTL = 0x7FFF_FFFF  # RFC 2181 section 8
 _DAY = 86_400.0  # the longest duration any setting accepts
@@ -705,6 +711,112 @@ class RecursionConfig:
         _check_int("recursion.max_zones", self.max_zones, 1, 2**31)
 
 
+def _check_clients(name: str, owner: object) -> None:
+    """``owner.clients``: a list of networks (text), stored as a tuple."""
+    value = owner.clients  # type: ignore[attr-defined]
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise ConfigError(name, f"must be a list of networks, not {_shown(value)}")
+    for network in value:
+        if not isinstance(network, str):
+            raise ConfigError(name, f"{_shown(network)} is not a network such as '10.0.0.0/24'")
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(name, f"{network!r} is not a network") from None
+    object.__setattr__(owner, "clients", tuple(value))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListConfig:
+    """A blocklist (``[[policy.lists]]``): ``file`` in ``format`` (``hosts``: ``0.0.0.0 name``
+    lines, each blocking that name only; ``domains``: one name a line, blocking it and the
+    names below it, ``*.name`` the names below only; ``adblock``: ``||name^`` blocking the
+    name and below, ``@@||name^`` an exception). ``action``: the answer to a blocked name
+    (``nxdomain``; ``nodata``; ``null``: 0.0.0.0 and ::; ``refused``). ``allow = true``
+    makes it an allowlist: its names are never blocked by any list. ``clients``: the
+    networks it applies to (every client when empty). ``name``: in the query log and the
+    metrics (the file's name when None)."""
+
+    file: Path
+    format: ListFormat = "domains"
+    action: ListAction = "nxdomain"
+    allow: bool = False
+    clients: tuple[str, ...] = ()
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.file, Path) or not str(self.file).strip():
+            raise ConfigError("policy.lists.file", f"must be the path of a file, not {self.file!r}")
+        _choice("policy.lists.format", self.format, ListFormat)
+        _choice("policy.lists.action", self.action, ListAction)
+        _check_bool("policy.lists.allow", self.allow)
+        _check_clients("policy.lists.clients", self)
+        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
+            raise ConfigError("policy.lists.name", f"must be a non-empty text, not {self.name!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RpzConfig:
+    """An RPZ zone (``[[policy.rpz]]``, ``--rpz FILE``): ``file``, a master file in the
+    format of draft-vixie-dnsop-dns-rpz. ``action``: ``given`` (each rule's own) or one that
+    replaces every rule's: ``nxdomain``, ``nodata``, ``passthru``, ``drop``, ``tcp-only`` or
+    ``cname NAME`` (rewrite to NAME). ``log``: its hits in the query log (the metrics count
+    them anyway). ``clients``: the networks it applies to (every client when empty);
+    ``name``: in the query log and the metrics (the file's name when None). ``zone``: the
+    zone's name, the origin of a file that sets no ``$ORIGIN`` (the file's name without
+    its extension when None: ``rpz.example.zone`` is ``rpz.example.``)."""
+
+    file: Path
+    action: str = "given"
+    log: bool = True
+    clients: tuple[str, ...] = ()
+    name: str | None = None
+    zone: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.file, Path) or not str(self.file).strip():
+            raise ConfigError("policy.rpz.file", f"must be the path of a file, not {self.file!r}")
+        action = self.action
+        if not isinstance(action, str):
+            raise ConfigError("policy.rpz.action", f"must be a text, not {_shown(action)}")
+        if action.startswith("cname "):
+            _domain_name("policy.rpz.action", action[6:])
+        else:
+            _choice("policy.rpz.action", action, RpzAction)
+        _check_bool("policy.rpz.log", self.log)
+        _check_clients("policy.rpz.clients", self)
+        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
+            raise ConfigError("policy.rpz.name", f"must be a non-empty text, not {self.name!r}")
+        if self.zone is not None:
+            object.__setattr__(self, "zone", _domain_name("policy.rpz.zone", self.zone))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyConfig:
+    """The response policy: RPZ zones (``rpz``, in order) and blocklists (``lists``), see
+    ``resolver.engine.policy``. A list's file is read again when it changes (checked every
+    ``reload_interval`` seconds) and at SIGHUP. ``ttl``: of a list's ``null`` answer's
+    records. ``censored``: lists' answers carry EDE 16 (Censored) instead of 15 (Blocked)."""
+
+    lists: tuple[ListConfig, ...] = ()
+    rpz: tuple[RpzConfig, ...] = ()
+    reload_interval: float = 60.0
+    ttl: int = 60
+    censored: bool = False
+
+    def __post_init__(self) -> None:
+        for name, kind in (("lists", ListConfig), ("rpz", RpzConfig)):
+            value = getattr(self, name)
+            if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+                raise ConfigError(f"policy.{name}", f"must be tables: [[policy.{name}]]")
+            if not all(isinstance(item, kind) for item in value):
+                raise ConfigError(f"policy.{name}", f"must be tables: [[policy.{name}]]")
+            object.__setattr__(self, name, tuple(value))
+        _check_seconds("policy.reload_interval", self.reload_interval, _DAY)
+        _check_int("policy.ttl", self.ttl, 0, _MAX_TTL)
+        _check_bool("policy.censored", self.censored)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DnssecConfig:
     """DNSSEC validation (RFC 4033-4035).
@@ -757,6 +869,7 @@ class Config:
     recursion: RecursionConfig = field(default_factory=RecursionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     dnssec: DnssecConfig = field(default_factory=DnssecConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     @property
     def validation(self) -> Validation:
@@ -775,6 +888,7 @@ class Config:
             ("recursion", self.recursion, RecursionConfig),
             ("metrics", self.metrics, MetricsConfig),
             ("dnssec", self.dnssec, DnssecConfig),
+            ("policy", self.policy, PolicyConfig),
         ):
             if not isinstance(section, cls):
                 raise ConfigError(name, f"must be a table, not {_shown(section)}")
@@ -825,6 +939,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "recursion": RecursionConfig,
     "metrics": MetricsConfig,
     "dnssec": DnssecConfig,
+    "policy": PolicyConfig,
 }
 
 
@@ -862,6 +977,8 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
             value = tuple(
                 _build(DomainConfig, f"{name}[{index}]", item) for index, item in enumerate(value)
             )
+        elif section == "policy" and key in ("lists", "rpz"):
+            value = _policy_items(key, value)
         elif key in (
             "hosts",
             "query_log",
@@ -879,7 +996,7 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
             if not isinstance(value, list):
                 raise ConfigError(name, f"must be a list of domain names, not {_shown(value)}")
             value = tuple(value)
-        elif key == "allow":
+        elif key == "allow" and section == "server":
             if not isinstance(value, list):
                 raise ConfigError(name, f"must be a list of networks, not {_shown(value)}")
             value = tuple(value)
@@ -888,6 +1005,24 @@ def _build(cls: type[Any], section: str, values: Mapping[str, Any]) -> Any:
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(section, str(exc)) from exc
+
+
+def _policy_items(key: str, value: object) -> tuple[Any, ...]:
+    """``[[policy.lists]]`` or ``[[policy.rpz]]``: each table built, errors naming its index."""
+    kind = ListConfig if key == "lists" else RpzConfig
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise ConfigError(f"policy.{key}", f"must be tables: [[policy.{key}]]")
+    items = []
+    for index, item in enumerate(value):
+        where = f"policy.{key}[{index}]"
+        try:
+            items.append(_build(kind, where, item))
+        except ConfigError as exc:
+            field = exc.field
+            if field.startswith(f"policy.{key}."):  # a check that names no index
+                field = where + field.removeprefix(f"policy.{key}")
+            raise ConfigError(field, exc.reason) from None
+    return tuple(items)
 
 
 def config_from_mapping(data: Mapping[str, Any]) -> Config:

@@ -16,6 +16,11 @@ reload). What belongs to the bound listeners
 (``server.listen``, ``server.tcp``, the UDP buffers, ``metrics.listen``), ``mode`` and
 ``cache.enabled`` keep their running value, with a warning that they take a restart.
 
+The response policy (``[policy]``: blocklists, RPZ zones) is read again at a reload, and also
+when one of its files changes (looked at every ``policy.reload_interval`` seconds): only the
+files that changed are read, in a thread, into a new policy beside the running one, which
+then takes its place in one step; a file that cannot be read keeps the running policy whole.
+
 With ``metrics.listen`` set, the daemon serves its statistics to Prometheus over HTTP on the
 same loop (``resolver.metrics``).
 """
@@ -33,9 +38,11 @@ from resolver.config import Address, Config
 from resolver.engine import Engine
 from resolver.engine.hints import RootHints, read_root_hints
 from resolver.engine.local import LocalAnswers
+from resolver.engine.policy import Policy
 from resolver.errors import WireError
 from resolver.hosts import HostsEntry, read_hosts
 from resolver.metrics import CONTENT_TYPE, MetricsEndpoint, Readings, exposition
+from resolver.policy import LoadReport, PolicyLoader
 from resolver.querylog import QueryLog
 from resolver.server import Listener, Server
 
@@ -122,11 +129,16 @@ class Daemon:
     ) -> None:
         self.config = config
         cache = Cache(config.cache) if config.cache.enabled else None
+        self._policy_loader = PolicyLoader()
+        self._policy_lock = asyncio.Lock()  # one reading of the policy files at a time
+        policy, report = self._policy_loader.load(config.policy)
+        _log_report(report)
         self.engine = Engine(
             config.forwarder,
             config.transport,
             cache=cache,
             local=local_answers(config),
+            response_policy=policy,
             recursion=config.recursion if config.mode == "recursive" else None,
         )
         self.server = Server(config.server, self.engine, listeners)
@@ -209,15 +221,43 @@ class Daemon:
 
     async def serve_until_stopped(self) -> None:
         """Serve, doing requested reloads and statistics, until stopped; then close."""
-        chores = asyncio.get_running_loop().create_task(self._chores())
+        loop = asyncio.get_running_loop()
+        chores = [loop.create_task(self._chores()), loop.create_task(self._watch_policy())]
         try:
             await self.server.serve_until_stopped()
         finally:
             self._notify("STOPPING=1")
-            chores.cancel()
-            await asyncio.gather(chores, return_exceptions=True)
+            for chore in chores:
+                chore.cancel()
+            await asyncio.gather(*chores, return_exceptions=True)
             await self.aclose()
             self._save_cache()
+
+    async def _watch_policy(self) -> None:
+        """Load the policy again when one of its files changed (see the module)."""
+        while True:
+            await asyncio.sleep(self.config.policy.reload_interval)
+            config = self.config.policy
+            if not (config.lists or config.rpz):
+                continue
+            async with self._policy_lock:
+                if not await asyncio.to_thread(self._policy_loader.changed, config):
+                    continue
+                try:
+                    policy, report = await asyncio.to_thread(self._policy_loader.load, config)
+                except Exception as exc:  # the root of a reload: the running policy serves on
+                    self._policy_loader.forget()
+                    log.error("policy reload failed, the running policy is kept: %s", exc)
+                    continue
+            if config is not self.config.policy:
+                continue  # a reload of the whole configuration came first
+            _log_report(report)
+            self.engine.response_policy = policy
+            cache = self.engine.cache
+            if cache is not None:
+                # The replies kept rendered for repeats were made under the old policy.
+                cache.reconfigure(cache.config)
+            log.info("policy reloaded: %r", policy)
 
     async def _chores(self) -> None:
         while True:
@@ -251,10 +291,12 @@ class Daemon:
         self._notify("RELOADING=1")
         try:
             try:
-                applied, changed, local, query_log, hints = await asyncio.to_thread(
-                    self._prepare, self.config
-                )
+                async with self._policy_lock:
+                    applied, changed, local, query_log, hints, loaded = await asyncio.to_thread(
+                        self._prepare, self.config
+                    )
             except Exception as exc:  # the root of a reload: one bad file must not stop us
+                self._policy_loader.forget()
                 self.failed_reloads += 1
                 log.error("reload failed, the running configuration is kept: %s", exc)
                 return False
@@ -271,6 +313,7 @@ class Daemon:
                     applied.transport,
                     cache=self.engine.cache,
                     local=local,
+                    response_policy=loaded[0],
                     recursion=applied.recursion if applied.mode == "recursive" else None,
                     hints=hints,
                 )
@@ -282,6 +325,7 @@ class Daemon:
                     if not isinstance(exc, Exception):  # cancelled: shutting down
                         await asyncio.shield(engine.aclose())
                         raise
+                    self._policy_loader.forget()
                     self.failed_reloads += 1
                     log.error("reload failed, the running configuration is kept: %s", exc)
                     return False
@@ -289,6 +333,8 @@ class Daemon:
                 log.warning("reload: %s changed; it takes effect at the next restart", name)
             # One synchronous step: every query sees the old settings or the new ones.
             self.engine.local = local
+            self.engine.response_policy = loaded[0]
+            _log_report(loaded[1])
             if self.engine.cache is not None:
                 self.engine.cache.reconfigure(applied.cache)
             self.server.reconfigure(applied.server, engine)
@@ -319,7 +365,14 @@ class Daemon:
 
     def _prepare(
         self, running: Config
-    ) -> tuple[Config, list[str], LocalAnswers, QueryLog | None, RootHints | None]:
+    ) -> tuple[
+        Config,
+        list[str],
+        LocalAnswers,
+        QueryLog | None,
+        RootHints | None,
+        tuple[Policy | None, LoadReport],
+    ]:
         """What a reload applies, read from the files; in a worker thread, touching nothing
         that runs. Raises ConfigError (or any error of reading)."""
         assert self._load is not None
@@ -328,9 +381,11 @@ class Daemon:
         hints = None
         if applied.mode == "recursive":
             hints = read_root_hints(applied.recursion.root_hints)
+        loaded = self._policy_loader.load(applied.policy)
         # Opened again even at the same path: logrotate may have moved the file.
         path = applied.log.query_log
-        return applied, changed, local, QueryLog(path) if path is not None else None, hints
+        query_log = QueryLog(path) if path is not None else None
+        return applied, changed, local, query_log, hints, loaded
 
     def readings(self) -> Readings:
         """A snapshot of every statistic the metrics report."""
@@ -378,6 +433,15 @@ class Daemon:
 
     def __repr__(self) -> str:
         return f"<Daemon {self.server!r} {self.engine!r}>"
+
+
+def _log_report(report: LoadReport) -> None:
+    """Each policy file read, once per reading: its rules and its bad lines."""
+    for line in report.lines:
+        if " bad lines skipped" in line:
+            log.warning("policy: %s", line)
+        else:
+            log.info("policy: %s", line)
 
 
 def _fields(stats: object, skip: tuple[str, ...] = ()) -> str:

@@ -4,7 +4,10 @@ Each line has ``time`` (Unix seconds, wall clock), ``client`` (address and port)
 (udp or tcp), ``name`` (as dig prints it), ``type``, ``rcode``, ``duration`` (seconds from the
 query's arrival to its reply) and ``source``: ``local`` (our own answers and the hosts file),
 ``cache``, ``stale`` (served stale, RFC 8767), ``upstream`` (asked, or waited for a question
-in flight) or ``server`` (refused, malformed or otherwise answered by the listener itself).
+in flight), ``policy`` (made by the response policy: a blocklist or an RPZ zone; then
+``policy`` names the list or zone and ``rule`` the rule that matched, unless the zone says
+``log = false``) or ``server`` (refused, malformed or otherwise answered by the listener
+itself).
 
 Lines are buffered and written at least once a second while queries come, and at ``flush``
 and ``close``; ``reopen`` starts a new file at the same path (after logrotate moved it).
@@ -62,26 +65,28 @@ class QueryLog:
         rcode: int,
         duration: float,
         source: str,
+        policy: tuple[str, str] | None = None,
     ) -> None:
-        """One answered query; ``name`` in wire form. Never raises for a full disk: the
-        daemon answers on, the lines are lost."""
+        """One answered query; ``name`` in wire form; ``policy`` the list or zone and the
+        rule of a policy answer. Never raises for a full disk: the daemon answers on, the
+        lines are lost."""
         if self._successor is not None:
-            self._successor.record(client, transport, name, qtype, rcode, duration, source)
+            self._successor.record(client, transport, name, qtype, rcode, duration, source, policy)
             return
         now = self._clock()
-        line = json.dumps(
-            {
-                "time": round(now, 6),
-                "client": f"{client[0]}#{client[1]}",
-                "transport": transport,
-                "name": name_to_text(name),
-                "type": qtype_name(qtype),
-                "rcode": rcode_name(rcode),
-                "duration": round(duration, 6),
-                "source": source,
-            },
-            separators=(",", ":"),
-        )
+        fields: dict[str, object] = {
+            "time": round(now, 6),
+            "client": f"{client[0]}#{client[1]}",
+            "transport": transport,
+            "name": name_to_text(name),
+            "type": qtype_name(qtype),
+            "rcode": rcode_name(rcode),
+            "duration": round(duration, 6),
+            "source": source,
+        }
+        if policy is not None:
+            fields["policy"], fields["rule"] = policy
+        line = json.dumps(fields, separators=(",", ":"))
         self.records += 1
         try:
             if self._file is None:  # closed: a query from before the close, rare

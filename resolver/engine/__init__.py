@@ -3,7 +3,7 @@
 ``hints``), the ``actions`` they answer with, and the one driver that performs them over the
 transport (``driver``)."""
 
-from resolver.engine.driver import Ask, Engine, EngineStatistics, Outcome
+from resolver.engine.driver import Ask, Client, Engine, EngineStatistics, Outcome
 from resolver.engine.forwarding import (
     EDE_NETWORK_ERROR,
     EDE_NO_REACHABLE_AUTHORITY,
@@ -15,6 +15,7 @@ __all__ = [
     "EDE_NO_REACHABLE_AUTHORITY",
     "EDE_STALE_ANSWER",
     "Ask",
+    "Client",
     "Engine",
     "EngineStatistics",
     "Outcome",

@@ -53,6 +53,7 @@ from resolver.engine.forwarding import Forwarding
 from resolver.engine.hints import RootHints, read_root_hints
 from resolver.engine.iteration import Iteration
 from resolver.engine.local import LocalAnswers
+from resolver.engine.policy import Client, Hit, Policy, respond, splice
 from resolver.engine.selection import Selector
 from resolver.errors import UpstreamError, UpstreamUnreachable, WireError
 from resolver.throttle import LogThrottle
@@ -68,7 +69,7 @@ from resolver.wire.message import name_to_wire
 from resolver.wire.raw import REFUSED, SERVFAIL, ancestors
 from resolver.wire.view import ReplyView
 
-__all__ = ["Ask", "Decision", "Engine", "EngineStatistics", "Outcome"]
+__all__ = ["Ask", "Client", "Decision", "Engine", "EngineStatistics", "Outcome"]
 
 # RFC 8767 section 5: answer from stale data after 1.8 s of trying to refresh (and after a
 # failed refresh keep answering stale without asking again for a while: the cache's hold).
@@ -76,6 +77,8 @@ _STALE_ANSWER_AFTER = 1.8
 # How long the server may repeat a local answer's finished bytes: a reload that replaces the
 # local answers is seen by every client within this.
 _LOCAL_REUSE = 1.0
+# CNAME rewrites of the response policy followed for one question (a loop ends there).
+_MAX_REWRITES = 8
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +105,13 @@ class Outcome(NamedTuple):
     answers of our own from ``local.LocalAnswers``), or None for
     SERVFAIL; ``ede`` an RFC 8914 info code to attach, or None; ``until`` the moment (on the
     engine's clock) until which exactly these bytes remain the answer, 0.0 when they may not
-    be reused."""
+    be reused. ``policy``: the response policy's hit when the policy made this answer (then
+    a missing reply means: send nothing, the DROP action)."""
 
     reply: bytes | None
     ede: int | None
     until: float
+    policy: Hit | None = None
 
 
 Waiter = Callable[[Outcome], None]
@@ -144,6 +149,7 @@ class EngineStatistics:
     cache: CacheStatistics | None
     servers: ServersStatistics | None = None  # recursive mode's queries to authorities
     zones: int = 0  # zone cuts in the delegation cache
+    policy_hits: tuple[tuple[str, str, int], ...] = ()  # (list or zone, action, hits)
 
 
 class _Route:
@@ -199,8 +205,9 @@ class Engine:
     module), or with ``recursion`` by iterating from the root (``iteration.Iteration``) over
     ``servers``, with a delegation cache seeded from ``hints`` (read from
     ``recursion.root_hints`` when None); domains of ``config.domains`` are still forwarded
-    then (Unbound's forward-zone). ``local`` holds the answers of our own (none when None); a
-    reload may replace it at any time.
+    then (Unbound's forward-zone). ``local`` holds the answers of our own (none when None);
+    ``response_policy`` the response policy (``policy.Policy``: blocklists, RPZ zones; none
+    when None); a reload may replace either at any time.
 
     ``answer`` is the one entry point, for UDP and TCP queries alike.
     """
@@ -213,6 +220,7 @@ class Engine:
         upstreams: Sequence[ForwardingUpstream] | None = None,
         cache: Cache | None = None,
         local: LocalAnswers | None = None,
+        response_policy: Policy | None = None,
         rng: random.Random | None = None,
         recursion: RecursionConfig | None = None,
         hints: RootHints | None = None,
@@ -220,6 +228,8 @@ class Engine:
     ) -> None:
         self.config = config
         self.local = local
+        self.response_policy = response_policy
+        self._policy_hits: dict[tuple[str, str], int] = {}
         self.recursion = recursion
         self.servers: Servers | None = None
         self.delegations: Delegations | None = None
@@ -402,13 +412,23 @@ class Engine:
 
     # ----------------------------------------------------------------- answering
 
-    def answer(self, ask: Ask, deadline: float, done: Waiter) -> Outcome | None:
+    def answer(
+        self, ask: Ask, deadline: float, done: Waiter, client: Client | None = None
+    ) -> Outcome | None:
         """Answer ``ask`` by ``deadline`` (loop time): the Outcome at once when the cache has
         it (``done`` is then never called), else None, and ``done(outcome)`` is called exactly
         once, at the latest shortly after the deadline (possibly before this returns, when the
         first step already ends the query). Never raises for the upstreams' sake: failures
-        are Outcomes without a reply."""
+        are Outcomes without a reply. ``client`` (who asks) is what the response policy's
+        client triggers and groups read."""
         self._queries += 1
+        policy = self.response_policy
+        if policy is not None:
+            return self._policed(policy, ask, deadline, done, client, 0)
+        return self._resolve(ask, deadline, done)
+
+    def _resolve(self, ask: Ask, deadline: float, done: Waiter) -> Outcome | None:
+        """``answer`` without the response policy."""
         local = self.local
         if local is not None:
             reply = local.answer(ask)
@@ -452,6 +472,97 @@ class Engine:
         self._stale_timer(flight, stale)
         self._take_off(flight)
         return None
+
+    # ----------------------------------------------------------------- policy
+
+    def _policed(
+        self,
+        policy: Policy,
+        ask: Ask,
+        deadline: float,
+        done: Waiter,
+        client: Client | None,
+        depth: int,
+    ) -> Outcome | None:
+        """``answer`` under the response policy: its question triggers first, then the
+        answer's (CNAME chain, addresses) before the client gets it."""
+        hit = policy.before(ask.key.name, client)
+        if hit is not None:
+            return self._enforce(policy, hit, ask, deadline, done, client, depth, None)
+
+        def checked(outcome: Outcome) -> None:
+            final = self._checked(policy, ask, outcome, deadline, done, client, depth)
+            if final is not None:
+                done(final)
+
+        outcome = self._resolve(ask, deadline, checked)
+        if outcome is None:
+            return None
+        return self._checked(policy, ask, outcome, deadline, done, client, depth)
+
+    def _checked(
+        self,
+        policy: Policy,
+        ask: Ask,
+        outcome: Outcome,
+        deadline: float,
+        done: Waiter,
+        client: Client | None,
+        depth: int,
+    ) -> Outcome | None:
+        if outcome.reply is not None:
+            hit = policy.after(outcome.reply, ask.key.name, client)
+            if hit is not None:
+                return self._enforce(policy, hit, ask, deadline, done, client, depth, outcome)
+        if policy.client_dependent and outcome.until:
+            # Another client may get another answer: the server must not repeat this one.
+            return outcome._replace(until=0.0)
+        return outcome
+
+    def _enforce(
+        self,
+        policy: Policy,
+        hit: Hit,
+        ask: Ask,
+        deadline: float,
+        done: Waiter,
+        client: Client | None,
+        depth: int,
+        answered: Outcome | None,
+    ) -> Outcome | None:
+        """Apply ``hit`` to ``ask`` (``answered``: the resolver's answer, when the hit was on
+        it). A policy answer is made for this client alone: never cached, never repeated."""
+        key = (hit.source, hit.rule.action)
+        self._policy_hits[key] = self._policy_hits.get(key, 0) + 1
+        response = respond(hit, ask.name, ask.qtype, client)
+        if response.passthru:
+            if answered is not None:
+                return answered._replace(until=0.0) if policy.client_dependent else answered
+            return self._resolve(ask, deadline, done)
+        self._answered += 1
+        if response.reply is None or response.follow is None:
+            return Outcome(response.reply, hit.ede, 0.0, hit)
+        if depth >= _MAX_REWRITES:
+            return Outcome(None, None, 0.0)  # a loop of rewrites: SERVFAIL
+        prefix = response.reply
+        target = Ask.of(response.follow, ask.qtype, ask.qclass, ask.do, ask.cd)
+
+        def followed(outcome: Outcome) -> None:
+            done(self._spliced(prefix, outcome, hit))
+
+        outcome = self._policed(policy, target, deadline, followed, client, depth + 1)
+        return None if outcome is None else self._spliced(prefix, outcome, hit)
+
+    @staticmethod
+    def _spliced(prefix: bytes, outcome: Outcome, hit: Hit) -> Outcome:
+        """A rewrite's CNAME before the answer for its target."""
+        if outcome.reply is None:  # the target failed (SERVFAIL), or was dropped
+            return outcome._replace(until=0.0)
+        try:
+            reply = splice(prefix, outcome.reply)
+        except WireError:
+            return Outcome(None, None, 0.0)  # an unusable answer for the target: SERVFAIL
+        return Outcome(reply, hit.ede, 0.0, hit)
 
     def _stale_timer(self, flight: _Flight, stale: CacheEntry | None) -> None:
         """With a stale answer at hand, waiting clients get it after 1.8 s at the latest."""
@@ -657,6 +768,7 @@ class Engine:
             cache=self.cache.statistics() if self.cache is not None else None,
             servers=self.servers.statistics() if self.servers is not None else None,
             zones=self.delegations.statistics()[0] if self.delegations is not None else 0,
+            policy_hits=tuple((s, a, n) for (s, a), n in sorted(self._policy_hits.items())),
         )
 
     def __repr__(self) -> str:

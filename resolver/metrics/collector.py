@@ -29,6 +29,8 @@ ADDR:PORT, ``type`` a question type, or ``other`` for those not counted by name)
   HTTPS connections to each upstream;
 * ``resolver_pool_sockets{to,state}`` (idle, in_use), ``resolver_pool_waiting{to}``,
   ``resolver_pool_sockets_created_total{to}``, ``resolver_pool_sockets_retired_total{to}``;
+* ``resolver_policy_hits_total{source,action}``: the response policy's hits, by list or RPZ
+  zone and action;
 * ``resolver_reloads_total{result}``, ``resolver_build_info{version}``.
 
 A reload that builds a new engine starts the upstream and pool counters afresh (Prometheus
@@ -236,6 +238,15 @@ def _dns(readings: Readings) -> Iterator[Metric]:
         "Questions that waited for the same question already in flight upstream.",
         engine.coalesced,
     )
+    hits = CounterMetricFamily(
+        "resolver_policy_hits",
+        "Questions and answers the response policy matched, by list or RPZ zone and action "
+        "(passthru included).",
+        labels=["source", "action"],
+    )
+    for source, action, count in engine.policy_hits:
+        hits.add_metric([source, action], count)
+    yield hits
     yield GaugeMetricFamily(
         "resolver_dns_inflight", "Queries being resolved now.", value=server.inflight
     )

@@ -25,7 +25,7 @@ from typing import ClassVar, Protocol, cast
 
 from resolver.cache import Cache, Rendered
 from resolver.config import Address, PeerAddress, ServerConfig
-from resolver.engine import EDE_STALE_ANSWER, Ask, Outcome
+from resolver.engine import EDE_STALE_ANSWER, Ask, Client, Outcome
 from resolver.errors import WireError
 from resolver.histogram import Histogram
 from resolver.querylog import QueryLog
@@ -78,7 +78,11 @@ class Answerer(Protocol):
     def clock(self) -> Callable[[], float]: ...
 
     def answer(
-        self, ask: Ask, deadline: float, done: Callable[[Outcome], None]
+        self,
+        ask: Ask,
+        deadline: float,
+        done: Callable[[Outcome], None],
+        client: Client | None = None,
     ) -> Outcome | None: ...
 
 
@@ -543,7 +547,9 @@ class Server:
 
         def done(outcome: Outcome) -> None:
             self._settled()
-            if not transport.is_closing():
+            if outcome.reply is None and outcome.policy is not None:
+                self._counts["dropped"] += 1  # the response policy's DROP
+            elif not transport.is_closing():
                 reply = self._reply(query, parsed, outcome, False, asked)
                 transport.sendto(reply, addr)
                 if query_log is not None:
@@ -552,10 +558,13 @@ class Server:
         ask, deadline = self._ask(parsed, started)
         asked = perf_counter()  # before: ``done`` may be called before ``answer`` returns
         self._inflight += 1
-        outcome = self.answerer.answer(ask, deadline, done)
+        outcome = self.answerer.answer(ask, deadline, done, Client(addr[0], False))
         if outcome is None:
             return
         self._inflight -= 1
+        if outcome.reply is None and outcome.policy is not None:
+            self._counts["dropped"] += 1  # the response policy's DROP
+            return
         reply = self._reply(query, parsed, outcome, False, None)
         if query_log is not None:
             self._log(query_log, addr, "udp", parsed, reply, started, outcome, True)
@@ -577,6 +586,21 @@ class Server:
         outcome: Outcome,
         at_once: bool,
     ) -> None:
+        hit = outcome.policy
+        if hit is not None:
+            question = parsed.question
+            rcode = reply[3] & 0x0F if len(reply) > 3 else SERVFAIL
+            query_log.record(
+                client,
+                transport,
+                question.name,
+                question.qtype,
+                rcode,
+                self._now() - started,
+                "policy",
+                (hit.source, hit.rule.text) if hit.log else None,
+            )
+            return
         if outcome.ede == EDE_STALE_ANSWER:
             source = "stale"
         elif not at_once:
@@ -813,6 +837,9 @@ class Server:
             self._settled()
             outstanding.discard(finished)
             finished.set_result(None)
+            if outcome.reply is None and outcome.policy is not None:
+                self._counts["dropped"] += 1  # the response policy's DROP
+                return
             reply = self._reply(query, parsed, outcome, True, None if at_once else asked)
             send(reply)
             if query_log is not None:
@@ -821,7 +848,7 @@ class Server:
         ask, deadline = self._ask(parsed, started)
         asked = perf_counter()
         self._inflight += 1
-        outcome = self.answerer.answer(ask, deadline, done)
+        outcome = self.answerer.answer(ask, deadline, done, Client(peer[0], True))
         if outcome is not None:
             done(outcome, True)
 

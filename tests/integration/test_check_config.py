@@ -140,3 +140,60 @@ def test_a_file_that_cannot_be_read_is_one_line(
     assert done.stderr.count("\n") == 1
     assert reason in done.stderr
     assert done.stderr.startswith(f"resolver: {path}: ")
+
+
+@pytest.mark.parametrize(
+    ("policy", "field"),
+    [
+        ('[[policy.lists]]\nfile = "LIST"\nformat = "abp"\n', "policy.lists[0].format"),
+        ('[[policy.lists]]\nfile = "LIST"\nclients = ["x"]\n', "policy.lists[0].clients"),
+        ('[[policy.lists]]\nfile = "LIST"\nallow = "yes"\n', "policy.lists[0].allow"),
+        ('[[policy.lists]]\nfile = "MISSING"\n', "policy.lists[0].file"),
+        ('[[policy.rpz]]\nfile = "RPZ"\naction = "explode"\n', "policy.rpz[0].action"),
+        ('[[policy.rpz]]\nfile = "RPZ"\n[[policy.rpz]]\nfile = "MISSING"\n', "policy.rpz[1].file"),
+        ("[policy]\nreload_interval = 0\n", "policy.reload_interval"),
+        ('[policy]\nlists = "ads.txt"\n', "policy.lists"),
+    ],
+    ids=[
+        "format",
+        "clients",
+        "allow",
+        "missing-list",
+        "rpz-action",
+        "missing-zone",
+        "reload-interval",
+        "lists-not-tables",
+    ],
+)
+def test_a_bad_policy_setting_is_named(tmp_path: Path, policy: str, field: str) -> None:
+    (tmp_path / "list.txt").write_text("ads.example\n")
+    (tmp_path / "z.rpz").write_text("@ 300 SOA a. b. 1 2 3 4 5\nx.example 300 CNAME .\n")
+    text = (
+        policy.replace("LIST", str(tmp_path / "list.txt"))
+        .replace("RPZ", str(tmp_path / "z.rpz"))
+        .replace("MISSING", str(tmp_path / "missing"))
+    )
+    code, _, err = check(tmp_path, GOOD + text)
+    assert code == 3, err
+    assert f": {field}: " in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_rpz_zone_that_is_no_master_file_names_its_line(tmp_path: Path) -> None:
+    zone = tmp_path / "z.rpz"
+    zone.write_text("@ 300 SOA a. b. 1 2 3 4 5\nx.example 300 BOGUS .\n")
+    code, _, err = check(tmp_path, GOOD + f'[[policy.rpz]]\nfile = "{zone}"\n')
+    assert code == 3
+    assert f"{zone}:2: " in err
+
+
+def test_a_good_policy_passes(tmp_path: Path) -> None:
+    (tmp_path / "list.txt").write_text("0.0.0.0 ads.example\n")
+    (tmp_path / "z.rpz").write_text("@ 300 SOA a. b. 1 2 3 4 5\nx.example 300 CNAME .\n")
+    text = (
+        f'[[policy.lists]]\nfile = "{tmp_path / "list.txt"}"\nformat = "hosts"\n'
+        f'[[policy.rpz]]\nfile = "{tmp_path / "z.rpz"}"\naction = "cname walled.example"\n'
+    )
+    code, out, err = check(tmp_path, GOOD + text)
+    assert code == 0, err
+    assert out.endswith(": ok\n")

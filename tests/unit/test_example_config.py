@@ -15,10 +15,13 @@ from resolver.config import (
     DnssecConfig,
     DomainConfig,
     ForwarderConfig,
+    ListConfig,
     LocalConfig,
     LogConfig,
     MetricsConfig,
+    PolicyConfig,
     RecursionConfig,
+    RpzConfig,
     ServerConfig,
     SocketPoolConfig,
     TransportConfig,
@@ -36,6 +39,8 @@ COMMENTED = {
     "log.query_log",
     "recursion.root_hints",
     "metrics.listen",
+    "policy.rpz",
+    "policy.lists",
     "server.tls_cert",
     "server.tls_key",
     "transport.tls_ca",
@@ -55,6 +60,9 @@ TABLES: dict[str, type[Any]] = {
     "log": LogConfig,
     "recursion": RecursionConfig,
     "metrics": MetricsConfig,
+    "policy": PolicyConfig,
+    "policy.rpz": RpzConfig,
+    "policy.lists": ListConfig,
     "dnssec": DnssecConfig,
 }
 _UNCOMMENT = re.compile(r"^# ?(?=\[|\w+ +=)")
@@ -88,6 +96,8 @@ def test_the_example_loads_as_it_is_and_with_its_commented_settings() -> None:
     assert config.forwarder.domains[0].name == "corp.test."
     assert config.local.hosts == Path("/etc/hosts")
     assert config.metrics.listen == ("127.0.0.1", 9153)
+    assert config.policy.rpz[0].name == "malware"
+    assert config.policy.lists[0].clients == ("10.0.0.0/24",)
 
 
 def test_the_example_names_every_setting_once_with_a_comment() -> None:
@@ -95,7 +105,7 @@ def test_the_example_names_every_setting_once_with_a_comment() -> None:
     expected = {"mode"}
     for table, cls in TABLES.items():
         for field in dataclasses.fields(cls):
-            if field.name not in ("pool", "domains"):
+            if field.name not in ("pool", "domains", "lists", "rpz"):
                 expected.add(f"{table}.{field.name}")
     assert set(found) == expected
     assert {name for name, (_, commented) in found.items() if commented} == {
@@ -116,6 +126,7 @@ def test_the_example_gives_the_defaults() -> None:
         "log",
         "recursion",
         "metrics",
+        "policy",
         "dnssec",
     ):
         for field in dataclasses.fields(getattr(config, table)):

@@ -21,7 +21,7 @@ from resolver.wire import NOERROR, NXDOMAIN, SERVFAIL, qtype_value
 SERVER = ServerStatistics(**{f.name: 0 for f in dataclasses.fields(ServerStatistics)})
 ENGINE = EngineStatistics(
     **{f.name: 0 for f in dataclasses.fields(EngineStatistics)}
-    | {"upstreams": (), "cache": None, "servers": None}
+    | {"upstreams": (), "cache": None, "servers": None, "policy_hits": ()}
 )
 POOL = PoolStatistics(**{f.name: 0 for f in dataclasses.fields(PoolStatistics)})
 NO_REPLIES = ReplyCounts({}, {"udp": Histogram(), "tcp": Histogram()}, 0)
