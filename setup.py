@@ -28,6 +28,7 @@ COMPILED = [
     "resolver/wire/ttl.py",
     "resolver/wire/view.py",
     "resolver/cache.py",
+    "resolver/rrsets.py",
     "resolver/engine/actions.py",
     "resolver/engine/delegations.py",
     "resolver/engine/driver.py",

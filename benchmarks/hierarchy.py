@@ -62,8 +62,8 @@ ROOT_HINTS = FIXTURES / "root.hints"
 # one of half.test.'s servers, is deliberately served by nobody.
 AUTHORITIES: dict[str, tuple[str, ...]] = {
     "127.0.0.2": (".",),
-    "127.0.0.3": ("com.", "test."),
-    "127.0.0.4": ("example.com.",),
+    "127.0.0.3": ("com.", "test.", "org."),
+    "127.0.0.4": ("example.com.", "sib.com."),
     "127.0.0.5": ("example.test.", "wild.test.", "half.test."),
     "127.0.0.6": ("sub.example.com.",),
     "127.0.0.7": ("oob.com.",),

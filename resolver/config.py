@@ -687,7 +687,8 @@ class RecursionConfig:
     next is asked (known servers get less: a few times their smoothed RTT);
     ``query_timeout``: the whole client query. ``max_queries``: queries to servers for one
     client query, name server lookups included; ``max_referrals``: referrals followed for one
-    name. ``max_zones``: delegations (and name server addresses) kept in the delegation cache.
+    name. ``max_zones``: the RRset cache (zone cuts, name server addresses, answers) keeps
+    four RRsets per zone allowed, the least recently used going first.
     """
 
     root_hints: Path | None = None

@@ -125,7 +125,7 @@ def triage(query: bytes, allowed: Callable[[], bool]) -> Local | Parsed:
 def for_client(
     reply: bytes | bytearray, query: bytes | bytearray, parsed: Parsed, ede: int | None = None
 ) -> bytes:
-    """A normalized reply made this client's: its ID, its RD, its question case, our OPT
+    """A normalized reply made this client's: its ID, its RD and CD, its question case, our OPT
     (carrying ``ede`` if given), AD only if the client asked with AD or DO (RFC 6840 section
     5.8). ``reply`` is the engine's answer to this very question (its question was matched
     where the reply was read, and is not compared again here: its name is replaced by the
@@ -133,7 +133,8 @@ def for_client(
     reply, query = as_bytes(reply), as_bytes(query)
     name = parsed.question.name
     flags = (reply[2] & ~_RD_HIGH) | (query[2] & _RD_HIGH)
-    low = reply[3]
+    # CD is the client's, copied from its query (RFC 4035 section 3.2.2, RFC 6840 5.9).
+    low = (reply[3] & ~_CD_LOW) | (query[3] & _CD_LOW)
     if not query[3] & _AD_LOW and not parsed.do:
         low &= ~_AD_LOW
     reply = query[:2] + bytes((flags, low)) + reply[4:12] + name + reply[12 + len(name) :]

@@ -24,8 +24,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 # (fixtures/README.md); nothing listens on 127.0.0.254, the address of the lame servers.
 HIERARCHY = {
     "127.0.0.2": ("root.zone",),
-    "127.0.0.3": ("com.zone", "test.zone"),
-    "127.0.0.4": ("example.com.zone",),
+    "127.0.0.3": ("com.zone", "test.zone", "org.zone"),
+    "127.0.0.4": ("example.com.zone", "sib.com.zone"),
     "127.0.0.5": ("example.test.zone", "wild.test.zone", "half.test.zone"),
     "127.0.0.6": ("sub.example.com.zone",),
     "127.0.0.7": ("oob.com.zone",),

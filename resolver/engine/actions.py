@@ -39,7 +39,10 @@ class Send(NamedTuple):
 
 class Query(NamedTuple):
     """Ask the server at ``server`` the question ``name qtype`` (class IN, RD clear) by
-    ``deadline``, over TCP or UDP, with or without EDNS and 0x20."""
+    ``deadline``, over TCP or UDP, with or without EDNS and 0x20. ``lookups``: questions
+    (name, type) for name servers' addresses to resolve meanwhile, each as a question of its
+    own (Unbound's parallel target fetches): what they learn reaches the iteration through
+    the RRset cache."""
 
     server: Address
     name: bytes
@@ -48,6 +51,7 @@ class Query(NamedTuple):
     edns: bool
     randomize_case: bool
     deadline: float
+    lookups: tuple[tuple[bytes, int], ...] = ()
 
 
 class Done(NamedTuple):

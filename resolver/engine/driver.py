@@ -66,7 +66,7 @@ from resolver.transport import (
     upstream_for,
 )
 from resolver.wire.message import name_to_wire
-from resolver.wire.raw import REFUSED, SERVFAIL, ancestors
+from resolver.wire.raw import CLASS_IN, REFUSED, SERVFAIL, ancestors
 from resolver.wire.view import ReplyView
 
 __all__ = ["Ask", "Client", "Decision", "Engine", "EngineStatistics", "Outcome"]
@@ -238,7 +238,9 @@ class Engine:
         if recursion is not None:
             self.servers = servers or Servers(transport)
             self.delegations = Delegations(
-                hints or read_root_hints(recursion.root_hints), recursion.max_zones
+                hints or read_root_hints(recursion.root_hints),
+                recursion.max_zones,
+                rrsets=cache.rrsets if cache is not None else None,
             )
         if upstreams is None:
             upstreams = [
@@ -644,6 +646,23 @@ class Engine:
         loop = self._loop or asyncio.get_running_loop()
         self._take_off(self._flight(ask, loop.time() + self.query_timeout))
 
+    def _look_up(self, lookups: tuple[tuple[bytes, int], ...]) -> None:
+        """Name servers' addresses an iteration wants beside its own query (Unbound's
+        parallel target fetches): each is a question of its own, as a prefetch is, with no
+        waiter; coalesced with one in flight, skipped when the cache answers it. Their
+        iterations store what they find in the RRset cache every iteration reads."""
+        loop = self._loop or asyncio.get_running_loop()
+        cache = self.cache
+        for name, qtype in lookups:
+            ask = Ask.of(name, qtype, CLASS_IN, do=False, cd=False)
+            if ask.key in self._inflight:
+                continue
+            if cache is not None:
+                hit = cache.get(ask.key)
+                if hit is not None and hit.freshness is Freshness.FRESH:
+                    continue
+            self._take_off(self._flight(ask, loop.time() + self.query_timeout))
+
     def _advance(self, flight: _Flight, reply: ReplyView | None, exc: BaseException | None) -> None:
         """The transport reported on the flight's exchange: decide and do the next step."""
         loop = self._loop or asyncio.get_running_loop()
@@ -686,6 +705,8 @@ class Engine:
                 tcp=action.tcp,
                 case_exact=action.randomize_case,
             )
+            if action.lookups:
+                self._look_up(action.lookups)
             return
         upstream = flight.route.upstreams[action.upstream]
         self._upstream_queries += 1

@@ -5,34 +5,46 @@ An :class:`Iteration` is told what happened (``start``, ``on_reply``, ``on_failu
 with the time) and answers with the next action: a :class:`~resolver.engine.actions.Query`
 (ask this server this question) or :class:`~resolver.engine.actions.Done` (the reply, which
 it builds from what the servers said, or none). The engine's driver performs the queries over
-the transport, as it does the forwarding decisions. One query is outstanding at a time.
+the transport, as it does the forwarding decisions. One query of its own is outstanding at a
+time; a Query may also name lookups of name servers that the driver resolves beside it, as
+questions of their own.
 
 The rules:
 
-* Start at the deepest zone the delegation cache knows for the name (the root hints at
-  first); for type DS, at the zone above the name (the parent holds DS).
+* Start at the deepest zone the RRset cache knows for the name (the root hints at first);
+  for type DS, at the zone above the name (the parent holds DS).
 * Ask the zone's servers, fastest first (``ServerTimes``); a server never measured counts as
   376 ms. A server that times out, cannot be reached, answers SERVFAIL, REFUSED, NOTIMP or
   FORMERR (after asking again without EDNS), answers with a truncated reply twice (UDP then
-  TCP), or is lame (a referral upwards or sideways, or a non-authoritative empty answer) is
-  left for the next server of the zone; servers that timed out get a second round, time
-  allowing. A zone whose servers all fail ends the query with SERVFAIL, never a guess.
+  TCP), or is lame is left for the next server of the zone; servers that timed out get a
+  second round, time allowing, without EDNS (RFC 6891 section 6.2.2: some firewalls drop
+  it). A zone whose servers all fail ends the query with SERVFAIL, never a guess.
+* A reply is classified as Unbound's iterator does, after dropping every record outside the
+  zone the server was asked as a server of (RFC 2181 section 5.4.1): an answer (or a CNAME
+  chain to it); a CNAME whose target lies elsewhere (followed, whatever the reply says about
+  the target's zone); a referral (NS records for a zone below the current one holding the
+  name, AA set or not); NXDOMAIN, or NODATA with the zone's SOA (AA set or not); lame (NS
+  records upwards or sideways without AA, or an empty reply without AA from a server
+  offering recursion); else NODATA without an SOA, answered NOERROR and remembered 5 s.
 * QNAME minimisation (RFC 9156): a server is asked for the zone's name plus one label
   (type A), until the full name is reached or 10 such queries were made. A minimised query
   answered NXDOMAIN, or with an error, is asked again with the full name (the relaxed mode of
   Unbound: some servers answer empty non-terminals badly).
-* A referral (NS records for a zone below the current one and above the name asked) is
-  followed; the NS set and glue are stored in the delegation cache. Glue is taken only for
-  the referral's own name servers and only inside the delegated zone (Unbound's harden-glue);
-  other records of the reply are not used. Every answer record must lie inside the zone
-  of the server that gave it.
+* A referral is followed; its NS set is stored in the RRset cache (rank: authority), and
+  glue for its own name servers where the referring server is authoritative (the root's for
+  any name, com.'s for names under com.: Unbound's harden-glue), ranked lowest, so that it
+  never replaces an address from an answer. An authoritative reply's NS set for its own zone
+  replaces the parent's. Other additional data is not used.
 * A name server without glue is looked up (A, then AAAA when IPv6 can be used), a nested
-  iteration on the same budget; a name already being looked up is not looked up again (loop
-  detection), and one that cannot be found is skipped.
+  iteration on the same budget, servers outside the zone before those inside it, and up to
+  two more of the zone's glueless servers beside it (``Query.lookups``); when an address
+  turns up meanwhile, the lookup in progress is dropped and that address asked. A name
+  already being looked up is not looked up again (loop detection), and one that cannot be
+  found is skipped. Addresses are learnt once for every zone the server serves.
 * CNAME and DNAME (RFC 6672: the CNAME is synthesised here from the DNAME) are followed,
-  within one reply as far as the server's zone allows, then by iterating for the target; at
-  most 8 links, a loop ends with SERVFAIL. NXDOMAIN and NODATA end the query with the SOA the
-  server gave.
+  within one reply as far as the server's zone allows, then from the RRset cache's answer
+  data, then by iterating for the target; at most 8 links, a loop ends with SERVFAIL.
+  NXDOMAIN and NODATA end the query with the SOA the server gave.
 * Limits: ``max_queries`` queries in all (lookups of name servers included), ``max_referrals``
   referrals per name, and the client query's deadline.
 * 0x20: a reply that matched but for the case of the name (``CaseMismatch``) is asked again
@@ -65,6 +77,7 @@ from resolver.errors import (
     UpstreamUnreachable,
     WireError,
 )
+from resolver.rrsets import Rank
 from resolver.wire.raw import AA, CLASS_IN, NOERROR, NXDOMAIN, QR, RA, RD, TC
 from resolver.wire.records import Message, Record, build_reply, read_message, target_name
 from resolver.wire.view import ReplyView, scan
@@ -85,6 +98,10 @@ _MAX_LINKS = 8  # CNAME and DNAME links followed for one question
 _MAX_MINIMISE = 10  # minimised queries per name (RFC 9156's MAX_MINIMISE_COUNT)
 _MAX_NESTING = 6  # name server lookups inside name server lookups
 _NO_ADDRESS_TTL = 60  # how long a name server that has no address is remembered as such
+_NORR_TTL = 5  # how long a NODATA without an SOA is remembered (Unbound's NORR_TTL)
+# Glueless servers of one zone looked up beside the one the iteration looks up itself (with
+# it, three at once: Unbound's target-fetch-policy at the first level).
+_PARALLEL_LOOKUPS = 2
 _RCODES = {1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 # Ties between servers are broken at random; seeding a generator per query would cost more
 # than the rest of choosing.
@@ -169,10 +186,12 @@ class _Frame:
         "below",
         "chain",
         "failed_servers",
+        "fanned_out",
         "key",
         "links",
         "minimise",
         "minimised",
+        "no_edns",
         "qtype",
         "referrals",
         "retried",
@@ -201,8 +220,10 @@ class _Frame:
         self.below = zone.name  # the longest name known to exist under zone, with no cut
         self.tried: set[str] = set()
         self.timed_out: list[str] = []
+        self.no_edns: set[str] = set()  # timed out with EDNS: asked without it next time
         self.retried = False
         self.failed_servers: set[bytes] = set()
+        self.fanned_out = False  # the other glueless servers' lookups were handed out
 
 
 class Iteration:
@@ -224,6 +245,7 @@ class Iteration:
         "_rng",
         "_sent_at",
         "_server",
+        "_side",
         "_stack",
         "_steps",
         "_tcp",
@@ -265,6 +287,7 @@ class Iteration:
         self._case = config.randomize_case
         self._sent_at = 0.0
         self._caps: list[Message] | None = None
+        self._side: tuple[tuple[bytes, int], ...] = ()
 
     @property
     def queries(self) -> int:
@@ -277,7 +300,13 @@ class Iteration:
         key = self._name.lower()
         start = _parent(key) if self._qtype == _TYPE_DS else key
         zone = self._delegations.closest(start, now)
-        self._stack.append(_Frame(key, self._qtype, zone, self._config.qname_minimisation, None))
+        frame = _Frame(key, self._qtype, zone, self._config.qname_minimisation, None)
+        self._stack.append(frame)
+        # A NODATA without SOA is not in the engine's answer cache: it is remembered here.
+        known = self._delegations.rrsets.get(key, self._qtype, now, min_rank=Rank.ANSWER)
+        if known is not None and not known.rdatas:
+            self._step("NODATA without an SOA, from the cache", now)
+            return self._complete(frame, NOERROR, [], (), now)
         return self._next(now)
 
     def on_reply(self, view: ReplyView, now: float) -> Action:
@@ -348,6 +377,10 @@ class Iteration:
         elif isinstance(exc, UpstreamTimeout):
             self._times.failed(server, now - self._sent_at, now)
             frame.timed_out.append(server)
+            if self._edns:
+                # Firewalls that drop queries with an OPT record exist (RFC 6891 section
+                # 6.2.2): the second round asks this server without EDNS.
+                frame.no_edns.add(server)
             self._step("timeout", now)
         else:
             self._times.failed(server, now - self._sent_at, now)
@@ -363,11 +396,18 @@ class Iteration:
             if now >= self._deadline or self._queries >= self._config.max_queries:
                 return self._fail()
             frame = self._stack[-1]
+            if frame.server_of is not None and self._found_meanwhile(now):
+                continue
             server, lookup = self._choose(frame, now)
             if server is not None:
                 return self._send(frame, server, now)
             if lookup is not None and len(self._stack) <= _MAX_NESTING:
                 qtype = _TYPE_A if 4 in self._families else _TYPE_AAAA
+                if not frame.fanned_out:
+                    # While this one is looked up here, a few other glueless servers of the
+                    # zone are looked up beside it; whichever is found first serves.
+                    frame.fanned_out = True
+                    self._side = tuple((n, qtype) for n in self._others(frame, lookup, now))
                 zone = self._delegations.closest(lookup, now)
                 minimise = self._config.qname_minimisation
                 self._stack.append(_Frame(lookup, qtype, zone, minimise, lookup))
@@ -392,10 +432,14 @@ class Iteration:
         for server in frame.zone.servers:
             addresses = delegations.addresses(server, now)
             if addresses is None:
-                if (
-                    missing is None
-                    and server not in frame.failed_servers
-                    and all(f.server_of != server for f in self._stack)
+                if server in frame.failed_servers or any(
+                    f.server_of == server for f in self._stack
+                ):
+                    continue
+                # A name server inside the zone it serves, without glue, can be found only
+                # through another server of that zone: the others are looked up first.
+                if missing is None or (
+                    _under(missing, frame.zone.name) and not _under(server, frame.zone.name)
                 ):
                     missing = server
                 continue
@@ -414,6 +458,34 @@ class Iteration:
             frame.timed_out = []
             return self._choose(frame, now)
         return None, None
+
+    def _found_meanwhile(self, now: float) -> bool:
+        """Whether the frame waiting for the current name server lookup has an address to
+        ask after all (learnt by a lookup beside this one): the lookup is then dropped."""
+        below = self._stack[-2]
+        addresses = self._delegations.addresses
+        for server in below.zone.servers:
+            for address in addresses(server, now) or ():
+                if address not in below.tried and self._usable(address):
+                    self._stack.pop()
+                    return True
+        return False
+
+    def _others(self, frame: _Frame, lookup: bytes, now: float) -> list[bytes]:
+        """Up to ``_PARALLEL_LOOKUPS`` servers of the zone besides ``lookup`` whose
+        addresses are unknown, outside the zone first (see ``_choose``)."""
+        looked_up = {f.server_of for f in self._stack}
+        zone = frame.zone.name
+        names = [
+            server
+            for server in frame.zone.servers
+            if server != lookup
+            and server not in frame.failed_servers
+            and server not in looked_up
+            and self._delegations.addresses(server, now) is None
+        ]
+        names.sort(key=lambda name: _under(name, zone))
+        return names[:_PARALLEL_LOOKUPS]
 
     def _usable(self, address: str) -> bool:
         return (6 if ":" in address else 4) in self._families
@@ -441,7 +513,7 @@ class Iteration:
         self._asked = (name, qtype)
         self._server = server
         self._tcp = False
-        self._edns = True
+        self._edns = server not in frame.no_edns
         self._case = self._config.randomize_case
         return self._query(now)
 
@@ -467,6 +539,7 @@ class Iteration:
             return self._fail()
         self._queries += 1
         self._sent_at = now
+        side, self._side = self._side, ()
         ceiling = self._config.server_timeout
         wait = ceiling if self._tcp else self._times.timeout(self._server, ceiling, now)
         name, qtype = self._asked
@@ -478,38 +551,41 @@ class Iteration:
             self._edns,
             self._case,
             min(self._deadline, now + wait),
+            side,
         )
 
     # ----------------------------------------------------------------- replies
 
     def _understand(self, frame: _Frame, message: Message, now: float) -> Action:
-        """A NOERROR or NXDOMAIN reply from a server of ``frame.zone``: a referral, an
-        answer, a negative answer, or a lame server."""
+        """A NOERROR or NXDOMAIN reply from a server of ``frame.zone``, classified as
+        Unbound's iterator does: an answer, a CNAME to follow, a negative answer (NXDOMAIN,
+        NODATA), a referral, or a lame server."""
         zone = frame.zone.name
         asked, _ = self._asked
-        cut = self._cut(frame, message)
-        if cut is not None:
-            if not cut:  # a referral upwards or sideways
-                self._step("lame (a referral that leads nowhere down): next server", now)
-                frame.tried.add(self._server)
-                return self._next(now)
-            return self._referral(frame, message, cut, now)
-        authoritative = bool(message.flags & AA)
+        aa = bool(message.flags & AA)
+        nxdomain = message.rcode == NXDOMAIN
+        # RFC 2181 section 5.4.1 (Unbound's scrubber): a server is believed only about the
+        # zone it was asked as a server of; data outside it is dropped, data inside kept.
+        answers = [
+            r for r in message.answer if r.rclass == CLASS_IN and _under(r.name.lower(), zone)
+        ]
         if self._minimised(frame):
-            if message.rcode == NXDOMAIN:
+            authority, inside = self._authority(message, zone)
+            if aa and inside:
+                self._learn_own_servers(frame, inside, now)
+            cut = None if answers or nxdomain else self._cut(frame, authority, asked)
+            if cut:
+                return self._referral(frame, message, cut, now)
+            if nxdomain:
                 self._step(f"NXDOMAIN for {_text(asked)}: asking the full name", now)
                 frame.minimise = False
                 return self._send(frame, self._server, now)
-            if not authoritative and not message.answer:
-                self._step("lame (not authoritative): next server", now)
+            if not answers and self._lame(message, cut, self._soa(inside, asked), aa, now):
                 frame.tried.add(self._server)
                 return self._next(now)
             self._step(f"{_text(asked)} exists, no zone cut there", now)
             frame.below = asked
             return self._send(frame, self._server, now)
-        answers = [
-            r for r in message.answer if r.rclass == CLASS_IN and _under(r.name.lower(), zone)
-        ]
         current = frame.key
         chain: list[Record] = []
         qtype = frame.qtype
@@ -521,6 +597,17 @@ class Iteration:
             ]
             if found:
                 frame.chain += chain
+                if (
+                    aa
+                    and self._delegations.rrsets.get(
+                        zone, _TYPE_NS, now, min_rank=Rank.AUTHORITY_AA
+                    )
+                    is None
+                ):
+                    # The zone's own NS set, once per its TTL: an answer's authority section
+                    # is read only for that (it costs as much as the rest of the reply).
+                    self._learn_own_servers(frame, self._authority(message, zone)[1], now)
+                self._learn_answer([*chain, *found], aa, now)
                 self._step("answer", now)
                 return self._complete(frame, NOERROR, found, (), now)
             link = self._link(answers, current, zone)
@@ -535,30 +622,95 @@ class Iteration:
                 return Done(None, None)  # every server answered: none is unreachable
             current = target
         frame.chain += chain
-        nxdomain = message.rcode == NXDOMAIN
-        soa = [
-            r
-            for r in message.authority
-            if r.rtype == _TYPE_SOA
-            and r.rclass == CLASS_IN
-            and _under(current, r.name.lower())
-            and _under(r.name.lower(), zone)
-        ]
+        self._learn_answer(chain, aa, now)
+        authority, inside = self._authority(message, zone)
+        if aa and inside:
+            self._learn_own_servers(frame, inside, now)
+        soa = self._soa(inside, current)
         if current != frame.key:
-            # The chain left this reply's data: the server's negative answer covers its end
-            # only when it is in the server's zone and the server says so (NXDOMAIN, or an
-            # authoritative empty answer with the SOA); else the end is resolved anew.
-            if _under(current, zone) and (nxdomain or (authoritative and soa)):
+            # A CNAME: the server's negative answer covers the chain's end only when that is
+            # in the server's zone (NXDOMAIN, or NODATA with the zone's SOA); else the end is
+            # resolved anew, and what the reply says about other zones is not used.
+            if _under(current, zone) and (nxdomain or soa):
                 self._step("NXDOMAIN" if nxdomain else "NODATA", now)
                 return self._complete(frame, message.rcode, [], soa[:1], now)
             self._step(f"CNAME to {_text(current)}: resolving it", now)
             return self._restart(frame, current, now)
-        if nxdomain or authoritative:
+        cut = None if nxdomain else self._cut(frame, authority, current)
+        if cut:
+            return self._referral(frame, message, cut, now)
+        if nxdomain or soa:
+            # With the zone's SOA a negative answer stands, AA or not (Unbound accepts it).
             self._step("NXDOMAIN" if nxdomain else "NODATA", now)
             return self._complete(frame, message.rcode, [], soa[:1], now)
-        self._step("lame (not authoritative): next server", now)
-        frame.tried.add(self._server)
-        return self._next(now)
+        if self._lame(message, cut, soa, aa, now):
+            frame.tried.add(self._server)
+            return self._next(now)
+        self._step("NODATA without an SOA", now)
+        return self._complete(frame, NOERROR, [], (), now)
+
+    @staticmethod
+    def _authority(message: Message, zone: bytes) -> tuple[list[Record], list[Record]]:
+        """The authority section's IN records, and those of them inside ``zone``."""
+        authority = [r for r in message.authority if r.rclass == CLASS_IN]
+        if not authority:
+            return authority, authority
+        return authority, [r for r in authority if _under(r.name.lower(), zone)]
+
+    @staticmethod
+    def _soa(authority: list[Record], name: bytes) -> list[Record]:
+        """The SOA records of ``authority`` (already within the server's zone) whose owner
+        holds ``name``."""
+        return [r for r in authority if r.rtype == _TYPE_SOA and _under(name, r.name.lower())]
+
+    def _lame(
+        self, message: Message, cut: bytes | None, soa: list[Record], aa: bool, now: float
+    ) -> bool:
+        """Whether a reply without answer data, referral or negative answer shows a lame
+        server: NS records upwards or sideways without AA (Unbound's LAME), or an empty
+        reply without AA from a server offering recursion (its REC_LAME: an open resolver's
+        empty cache). An empty reply otherwise is NODATA."""
+        if aa or soa:
+            return False
+        if cut == b"":
+            self._step("lame (a referral that leads nowhere down): next server", now)
+            return True
+        if message.flags & RA:
+            self._step("lame (a recursive server, not authoritative): next server", now)
+            return True
+        return False
+
+    def _learn_own_servers(self, frame: _Frame, inside: list[Record], now: float) -> None:
+        """An authoritative reply's NS set for its own zone outranks the parent's referral:
+        it is what the zone is served by, for its own TTL."""
+        zone = frame.zone.name
+        records = [r for r in inside if r.rtype == _TYPE_NS and r.name.lower() == zone]
+        if records and zone != _ROOT:
+            servers = tuple(dict.fromkeys(target_name(r).lower() for r in records))
+            ttl = min(r.ttl for r in records)
+            self._delegations.learn_zone(zone, servers, ttl, now, Rank.AUTHORITY_AA)
+
+    def _learn_answer(self, records: list[Record], aa: bool, now: float) -> None:
+        """Keep the answer's RRsets (a CNAME chain's links among them) in the RRset cache."""
+        if not records:
+            return
+        rank = Rank.ANSWER_AA if aa else Rank.ANSWER
+        put = self._delegations.rrsets.put
+        if len(records) == 1:  # the common case: one record, one RRset
+            record = records[0]
+            put(record.name, record.rtype, (record.rdata,), record.ttl, rank, now)
+            return
+        sets: dict[tuple[bytes, int], tuple[list[bytes], int]] = {}
+        for record in records:
+            key = (record.name.lower(), record.rtype)
+            entry = sets.get(key)
+            if entry is None:
+                sets[key] = ([record.rdata], record.ttl)
+            else:
+                entry[0].append(record.rdata)
+                sets[key] = (entry[0], min(entry[1], record.ttl))
+        for (name, rtype), (rdatas, ttl) in sets.items():
+            put(name, rtype, tuple(dict.fromkeys(rdatas)), ttl, rank, now)
 
     def _link(
         self, answers: list[Record], current: bytes, zone: bytes
@@ -583,32 +735,22 @@ class Iteration:
                 return [record], target_name(record).lower()
         return None
 
-    def _cut(self, frame: _Frame, message: Message) -> bytes | None:
-        """The zone a referral in ``message`` leads to; b"" for a lame one (upwards or
-        sideways); None when the message is no referral."""
-        if message.rcode != NOERROR or any(
-            r.rclass == CLASS_IN and _under(r.name.lower(), frame.zone.name) for r in message.answer
-        ):
-            return None
-        owners = {
-            r.name.lower()
-            for r in message.authority
-            if r.rtype == _TYPE_NS and r.rclass == CLASS_IN
-        }
+    def _cut(self, frame: _Frame, authority: list[Record], name: bytes) -> bytes | None:
+        """The zone a referral in ``authority`` (a reply without answer data) leads to: the
+        deepest NS owner below the server's zone that holds ``name``, whether AA is set or
+        not; b"" for NS records that lead nowhere down (upwards, sideways, or to the name
+        whose DS the parent was asked for); None when there are no NS records."""
+        zone = frame.zone.name
+        owners = {r.name.lower() for r in authority if r.rtype == _TYPE_NS}
         if not owners:
             return None
-        if len(owners) > 1:
+        below = [o for o in owners if o != zone and _under(o, zone) and _under(name, o)]
+        if not below:
             return b""
-        (owner,) = owners
-        zone = frame.zone.name
-        asked, _ = self._asked
-        if owner == zone and message.flags & AA:
-            return None  # the zone's own NS beside an authoritative empty answer
-        if owner == zone or not _under(owner, zone) or not _under(asked, owner):
-            return b""
-        if frame.qtype == _TYPE_DS and owner == frame.key:
+        cut = max(below, key=len)
+        if frame.qtype == _TYPE_DS and cut == frame.key:
             return b""  # the parent holds DS: a referral to the child is no answer
-        return owner
+        return cut
 
     def _referral(self, frame: _Frame, message: Message, cut: bytes, now: float) -> Action:
         frame.referrals += 1
@@ -622,32 +764,72 @@ class Iteration:
         ]
         servers = tuple(dict.fromkeys(target_name(r).lower() for r in records))
         ttl = min(r.ttl for r in records)
+        # Glue is believed for the referral's own name servers wherever the referring server
+        # is authoritative (RFC 2181 section 5.4.1, Unbound's harden-glue): the root's for
+        # any name, com.'s for names under com. (a sibling zone's server too), never beyond.
+        # It ranks lowest: it never replaces an address learnt from an answer.
+        referring = frame.zone.name
         glue: dict[bytes, list[str]] = {}
         glue_ttl: dict[bytes, int] = {}
         for record in message.additional:
             owner = record.name.lower()
-            if owner not in servers or not _under(owner, cut) or record.rclass != CLASS_IN:
+            if owner not in servers or not _under(owner, referring) or record.rclass != CLASS_IN:
                 continue
             address = _address(record)
             if address is not None:
                 glue.setdefault(owner, []).append(address)
                 glue_ttl[owner] = min(glue_ttl.get(owner, record.ttl), record.ttl)
         for owner, addresses in glue.items():
-            self._delegations.learn_addresses(owner, tuple(addresses), glue_ttl[owner], now)
-        zone = self._delegations.learn_zone(cut, servers, ttl, now)
+            self._delegations.learn_addresses(
+                owner, tuple(addresses), glue_ttl[owner], now, Rank.ADDITIONAL
+            )
+        zone = self._delegations.learn_zone(cut, servers, ttl, now, Rank.AUTHORITY)
         count = f"{len(servers)} server{'s' if len(servers) != 1 else ''}"
         self._step(f"referral to {_text(cut)} ({count}, {len(glue)} with glue)", now)
         frame.enter(zone)
         return self._next(now)
 
     def _restart(self, frame: _Frame, name: bytes, now: float) -> Action:
-        """Go on with the CNAME target ``name`` from the deepest zone known for it."""
+        """Go on with the CNAME target ``name``: from the RRset cache when it has the
+        answer, else from the deepest zone known for it."""
         frame.key = name
         frame.referrals = 0
         frame.minimise = self._config.qname_minimisation
         frame.minimised = 0
+        cached = self._cached(frame, now)
+        if cached is not None:
+            return cached
         frame.enter(self._delegations.closest(name, now))
         return self._next(now)
+
+    def _cached(self, frame: _Frame, now: float) -> Action | None:
+        """The end of ``frame``'s question from answer data of the RRset cache (a CNAME
+        target already resolved, a NODATA without SOA still remembered), following cached
+        CNAMEs; None when the cache cannot finish it (the frame then asks for the name its
+        cached CNAMEs lead to)."""
+        get = self._delegations.rrsets.get
+        while True:
+            name, qtype = frame.key, frame.qtype
+            rrset = get(name, qtype, now, min_rank=Rank.ANSWER)
+            if rrset is not None:
+                ttl = rrset.remaining(now)
+                records = [Record(name, qtype, CLASS_IN, ttl, rdata) for rdata in rrset.rdatas]
+                self._step(f"{_text(name)} from the cache", now)
+                return self._complete(frame, NOERROR, records, (), now)
+            if qtype in (_TYPE_CNAME, _TYPE_ANY):
+                return None
+            alias = get(name, _TYPE_CNAME, now, min_rank=Rank.ANSWER)
+            if alias is None or len(alias.rdatas) != 1:
+                return None
+            target = alias.rdatas[0].lower()
+            frame.links += 1
+            seen = {r.name.lower() for r in frame.chain}
+            if frame.links > _MAX_LINKS or target in seen or target == name:
+                return None  # asked of the servers, which show the loop
+            frame.chain.append(
+                Record(name, _TYPE_CNAME, CLASS_IN, alias.remaining(now), alias.rdatas[0])
+            )
+            frame.key = target
 
     def _complete(
         self,
@@ -658,6 +840,10 @@ class Iteration:
         now: float,
     ) -> Action:
         """``frame``'s name is resolved: the client's reply, or a name server's addresses."""
+        if rcode == NOERROR and not answer and not authority:
+            # NODATA without an SOA: no negative TTL to go by, so remembered only briefly
+            # (Unbound's NORR_TTL), in the RRset cache as an RRset with no records.
+            self._delegations.learn_rrset(frame.key, frame.qtype, (), _NORR_TTL, now, Rank.ANSWER)
         if frame.server_of is None:
             reply = build_reply(
                 self._name,
@@ -672,12 +858,17 @@ class Iteration:
         addresses = tuple(a for a in map(_address, answer) if a is not None)
         if not addresses and frame.qtype == _TYPE_A and 6 in self._families:
             frame.qtype = _TYPE_AAAA
+            frame.chain = []
+            frame.links = 0
             return self._restart(frame, frame.server_of, now)
         if addresses:
+            # Under the name server's own name, even when a CNAME led to them.
             ttl = min(r.ttl for r in answer)
+            self._delegations.learn_addresses(frame.server_of, addresses, ttl, now, Rank.ANSWER)
         else:
+            # Known to have no address (of the families asked), for a while.
             ttl = min([_NO_ADDRESS_TTL, *(r.ttl for r in authority)])
-        self._delegations.learn_addresses(frame.server_of, addresses, ttl, now)
+            self._delegations.learn_rrset(frame.server_of, frame.qtype, (), ttl, now, Rank.ANSWER)
         self._stack.pop()
         if not addresses:
             self._stack[-1].failed_servers.add(frame.server_of)

@@ -137,6 +137,12 @@ EXPECTED: dict[str, Expect] = {
     "www.oob.com A": ok("www.oob.com. A 127.1.4.1"),
     "www.half.test A": ok("www.half.test. A 127.1.5.1"),
     "www.lame.com A": SERVFAIL,
+    # glue from the referring zone: a server in a sibling zone (com.'s glue for sib.com.), a
+    # TLD whose server lives under another TLD (the root's glue for org.)
+    "www.sib.com A": ok("www.sib.com. A 127.1.7.1"),
+    "nothere.sib.com A": nxdomain("sib.com."),
+    "www.org A": ok("www.org. A 127.1.6.1"),
+    "nothere.org A": nxdomain("org."),
     "a.root-servers.test A": ok("a.root-servers.test. A 127.0.0.2"),
     # wildcards
     "anything.wild.test A": ok("anything.wild.test. A 127.1.3.1"),

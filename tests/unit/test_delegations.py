@@ -9,6 +9,7 @@ import pytest
 from resolver.engine.delegations import UNKNOWN_RTT, Delegations, ServerTimes
 from resolver.engine.hints import parse_root_hints, read_root_hints
 from resolver.errors import ConfigError
+from resolver.rrsets import Rank
 from resolver.wire.message import name_to_wire
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
@@ -93,12 +94,47 @@ def test_an_expired_zone_falls_back_to_its_parent(delegations: Delegations) -> N
     assert delegations.closest(wire("www.example.com."), 10.5).name == wire("com.")
 
 
-def test_the_oldest_zone_goes_at_the_limit(delegations: Delegations) -> None:
-    for name in ("a.", "b.", "c.", "d."):
+def test_the_least_recently_used_zone_goes_at_the_limit(delegations: Delegations) -> None:
+    # max_zones=3: room for 12 RRsets (a zone's NS set, its servers' A and AAAA, answers).
+    names = [f"z{n}." for n in range(13)]
+    for name in names[:12]:
         delegations.learn_zone(wire(name), (wire("ns." + name),), 100, 0.0)
-    assert delegations.closest(wire("x.a."), 1.0).name == b"\x00"
-    assert delegations.closest(wire("x.d."), 1.0).name == wire("d.")
-    assert delegations.statistics() == (3, 0)
+    assert delegations.closest(wire("x.z0."), 1.0).name == wire("z0.")  # used: kept
+    delegations.learn_zone(wire(names[12]), (wire("ns.z12."),), 100, 0.0)
+    assert delegations.closest(wire("x.z1."), 1.0).name == b"\x00"
+    assert delegations.closest(wire("x.z0."), 1.0).name == wire("z0.")
+    assert delegations.statistics() == (12, 0)
+    assert delegations.rrsets.statistics().evicted == 1
+
+
+def test_glue_never_replaces_an_address_from_an_answer(delegations: Delegations) -> None:
+    ns = wire("ns.example.net.")
+    delegations.learn_addresses(ns, ("127.0.0.9",), 300, 0.0, Rank.ANSWER_AA)
+    delegations.learn_addresses(ns, ("6.6.6.6",), 300, 1.0, Rank.ADDITIONAL)
+    assert delegations.addresses(ns, 2.0) == ("127.0.0.9",)
+    # Once the answer's address expires, glue may take its place.
+    delegations.learn_addresses(ns, ("127.0.0.10",), 300, 301.0, Rank.ADDITIONAL)
+    assert delegations.addresses(ns, 302.0) == ("127.0.0.10",)
+
+
+def test_an_address_learnt_in_one_zone_serves_every_zone(delegations: Delegations) -> None:
+    ns = wire("ns.example.net.")
+    delegations.learn_addresses(ns, ("127.0.0.9", "::9"), 300, 0.0, Rank.ADDITIONAL)
+    delegations.learn_zone(wire("a.com."), (ns,), 300, 0.0)
+    delegations.learn_zone(wire("b.org."), (ns,), 300, 0.0)
+    for zone in ("x.a.com.", "x.b.org."):
+        (server,) = delegations.closest(wire(zone), 1.0).servers
+        assert delegations.addresses(server, 1.0) == ("127.0.0.9", "::9")
+
+
+def test_the_childs_ns_set_outranks_the_parents_referral(delegations: Delegations) -> None:
+    zone = wire("example.com.")
+    delegations.learn_zone(zone, (wire("ns1.example.com."),), 86_400, 0.0, Rank.AUTHORITY)
+    child = delegations.learn_zone(zone, (wire("ns2.example.com."),), 300, 1.0, Rank.AUTHORITY_AA)
+    assert child.expires == 301.0
+    again = delegations.learn_zone(zone, (wire("ns1.example.com."),), 86_400, 2.0)
+    assert again == child  # the parent's referral does not replace it before it expires
+    assert delegations.closest(wire("www.example.com."), 302.0).name == b"\x00"
 
 
 def test_addresses_expire_and_the_hints_stay(delegations: Delegations) -> None:
@@ -127,3 +163,29 @@ def test_server_times_prefer_the_fast_and_back_off_the_silent() -> None:
     assert times.score("192.0.2.2", 0.0) == 4.0
     assert times.timeout("192.0.2.3", 1.0, 0.0) == 1.0  # unknown: the ceiling
     assert times.estimate("192.0.2.1", 1.0 + 901) is None  # forgotten after 15 minutes
+
+
+def test_a_referral_below_an_answer_that_the_cut_has_no_ns_is_still_followed(
+    delegations: Delegations,
+) -> None:
+    zone = wire("example.com.")
+    delegations.rrsets.put(zone, 2, (), 5, Rank.ANSWER, 0.0)  # a NODATA for NS, no SOA
+    learnt = delegations.learn_zone(zone, (wire("ns1.example.com."),), 300, 1.0)
+    assert learnt.servers == (wire("ns1.example.com."),)
+
+
+def test_rrsets_live_in_the_cache_that_an_engine_made_by_a_reload_takes_over() -> None:
+    from resolver.cache import Cache
+    from resolver.config import ForwarderConfig, RecursionConfig
+    from resolver.engine import Engine
+
+    cache = Cache()
+    recursion = RecursionConfig(root_hints=FIXTURES / "root.hints")
+    first = Engine(ForwarderConfig(), cache=cache, recursion=recursion)
+    second = Engine(ForwarderConfig(), cache=cache, recursion=recursion)
+    assert first.delegations is not None
+    assert second.delegations is not None
+    assert first.delegations.rrsets is cache.rrsets is second.delegations.rrsets
+    without = Engine(ForwarderConfig(), recursion=recursion)  # no cache: a store of its own
+    assert without.delegations is not None
+    assert without.delegations.rrsets is not cache.rrsets

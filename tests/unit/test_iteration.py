@@ -161,10 +161,14 @@ def test_the_delegation_cache_sends_the_next_question_straight_to_the_zone(world
 
 def test_a_delegation_expires_with_its_ns_ttl(world: World) -> None:
     world.resolve("www.example.com.", A)
-    world.clock += 86_400 + 1  # example.com.'s NS TTL in com.
+    world.clock += 86_400 - 1  # example.com.'s NS TTL in com.; com.'s is capped at a day
     world.network.asked.clear()
     world.resolve("mail.example.com.", A)
-    assert next(q.server[0] for q in world.network.asked) == "127.0.0.3"
+    assert [q.server[0] for q in world.network.asked] == ["127.0.0.4"]
+    world.clock += 2
+    world.network.asked.clear()
+    world.resolve("www.example.com.", AAAA)
+    assert next(q.server[0] for q in world.network.asked) == "127.0.0.2"
 
 
 def test_nxdomain_carries_the_soa(world: World) -> None:

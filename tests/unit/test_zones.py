@@ -98,6 +98,8 @@ def test_every_fixture_zone_loads_with_its_origin() -> None:
         "wild.test.",
         "half.test.",
         "oob.com.",
+        "sib.com.",
+        "org.",
     }
 
 
@@ -106,6 +108,7 @@ def test_delegations_are_the_ns_owners_below_the_apex() -> None:
         name_key("example.com."),
         name_key("oob.com."),
         name_key("lame.com."),
+        name_key("sib.com."),
     }
     assert zones()["example.com."].delegations == {name_key("sub.example.com.")}
     assert zones()["example.test."].delegations == frozenset()
