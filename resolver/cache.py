@@ -183,11 +183,17 @@ class CacheEntry:
 
 
 class CacheHit(NamedTuple):
-    """A lookup that found an entry: its freshness and whether to refresh it ahead of time."""
+    """A lookup that found an entry: its freshness and whether to refresh it ahead of time.
+
+    ``until``, for a FRESH hit, is the moment until which what ``serve`` makes of the entry
+    stays byte-identical: the end of its current whole second of age (its TTLs then drop by
+    one), the start of its prefetch window (hits there must reach the cache, or no refresh is
+    asked), or its expiry; 0.0 for other hits."""
 
     entry: CacheEntry
     freshness: Freshness
     needs_prefetch: bool
+    until: float = 0.0
 
 
 class Rendered:
@@ -307,7 +313,19 @@ class Cache:
         if age < lifetime:
             self._hits += 1
             self._entries.move_to_end(key)
-            return CacheHit(entry, Freshness.FRESH, self._prefetch_due(entry, lifetime - age))
+            stored = entry._stored_at
+            until = stored + min(int(age) + 1, lifetime)
+            fraction = self._config.prefetch_fraction
+            due = False
+            if fraction:
+                until = min(until, max(now, stored + lifetime * (1 - fraction)))
+                flags = entry._flags
+                if not flags & (_PREFETCHED | _FAILURE) and lifetime - age <= lifetime * fraction:
+                    # Reported once: the forwarder refreshes on this hit, concurrent hits keep
+                    # serving.
+                    entry._flags = flags | _PREFETCHED
+                    due = True
+            return CacheHit(entry, Freshness.FRESH, due, until)
         flags = entry._flags
         if flags & _KIND_MASK == _FAILURE or age >= lifetime + self._config.stale_max:
             del self._entries[key]
@@ -319,16 +337,6 @@ class Cache:
         if entry._held_until > now:
             return CacheHit(entry, Freshness.HELD, False)
         return CacheHit(entry, Freshness.STALE, False)
-
-    def _prefetch_due(self, entry: CacheEntry, remaining: float) -> bool:
-        flags = entry._flags
-        if flags & (_PREFETCHED | _FAILURE):
-            return False
-        if remaining > entry._lifetime * self._config.prefetch_fraction:
-            return False
-        # Reported once: the forwarder refreshes on this hit, concurrent hits keep serving.
-        entry._flags = flags | _PREFETCHED
-        return True
 
     def put(self, key: CacheKey, view: ReplyView, now: float | None = None) -> CacheEntry | None:
         """Store the reply ``view`` is of (the whole reply to the query ``key`` came from, read

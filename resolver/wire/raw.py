@@ -222,9 +222,27 @@ def read_name(data: bytes, offset: int) -> tuple[bytes, int]:
     a forward or looping pointer, a reserved label type or a name longer than 255 bytes.
     """
     end = len(data)
-    parts: list[bytes] = []
-    size = 0
     pos = offset
+    # Labels in place up to the first pointer: a name without one (every query's, as a rule)
+    # is one slice of ``data``.
+    while True:
+        if pos >= end:
+            raise WireError(f"name at offset {offset} runs past the end of the message")
+        length = data[pos]
+        if length == 0:
+            return data[offset : pos + 1], pos + 1
+        if length >= 0xC0:
+            break
+        if length > 63:
+            raise _label_error(data, pos)
+        stop = pos + 1 + length
+        if stop > end:
+            raise WireError(f"label at offset {pos} runs past the end of the message")
+        if stop - offset + 1 > _MAX_NAME:
+            raise WireError(f"name at offset {offset} is longer than 255 bytes")
+        pos = stop
+    parts: list[bytes] = [data[offset:pos]]
+    size = pos - offset
     after = -1  # offset after the name in the packet: fixed at the first pointer
     hops = 0
     while True:
@@ -337,9 +355,11 @@ def read_question(data: bytes) -> Question:
     Raises WireError if the header is short, qdcount is not exactly 1 or the question is
     malformed or cut off.
     """
-    header = read_header(data)
-    if header.qdcount != 1:
-        raise WireError(f"expected exactly one question, the message has {header.qdcount}")
+    if len(data) < HEADER_SIZE:
+        raise WireError(f"message of {len(data)} bytes is shorter than the 12-byte header")
+    qdcount = (data[4] << 8) | data[5]
+    if qdcount != 1:
+        raise WireError(f"expected exactly one question, the message has {qdcount}")
     name, pos = read_name(data, HEADER_SIZE)
     if pos + 4 > len(data):
         raise WireError("question is cut off before its type and class")
@@ -475,8 +495,11 @@ def find_opt(data: bytes, question_end: int | None = None) -> OptSpan | None:
     if len(data) < HEADER_SIZE:
         raise WireError(f"message of {len(data)} bytes is shorter than the 12-byte header")
     _, _, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    if not arcount and question_end is not None and not ancount | nscount:
+        return None  # a query without records: nothing to walk
     pos = _skip_questions(data, qdcount) if question_end is None else question_end
-    pos = skip_records(data, pos, ancount + nscount)
+    if ancount or nscount:
+        pos = skip_records(data, pos, ancount + nscount)
     end = len(data)
     opt_start = opt_ttl = opt_end = -1
     # skip_records, noting the OPT on the way: this runs on every query and relayed reply.

@@ -345,6 +345,38 @@ def test_prefetch_requested_once_in_last_tenth(cache: Cache, clock: FakeClock) -
     assert flags == [True, False, False]
 
 
+@pytest.mark.parametrize(
+    ("fraction", "age", "until"),
+    [
+        (0.1, 10.3, 1011.0),  # the end of the current whole second of age
+        (0.1, 85.5, 1086.0),
+        (0.1, 89.5, 1090.0),  # the start of the prefetch window comes first
+        (0.1, 95.2, 1095.2),  # inside the window: now, the bytes are not to be reused
+        (0.0, 99.5, 1100.0),  # no prefetch: the expiry
+    ],
+    ids=["second", "second-late", "window-start", "in-window", "expiry"],
+)
+def test_fresh_hit_says_until_when_its_served_bytes_stay_the_same(
+    clock: FakeClock, fraction: float, age: float, until: float
+) -> None:
+    cache = Cache(CacheConfig(max_entries=3, prefetch_fraction=fraction), clock=clock)
+    cache.put(_key(), scan(_a_reply(100)))
+    clock.advance(age)
+    hit = cache.get(_key())
+    assert hit is not None
+    assert hit.freshness is Freshness.FRESH
+    assert hit.until == pytest.approx(until)
+
+
+def test_a_stale_hit_is_never_reused(clock: FakeClock) -> None:
+    cache = Cache(CacheConfig(max_entries=3, stale_max=60), clock=clock)
+    cache.put(_key(), scan(_a_reply(100)))
+    clock.advance(101)
+    hit = cache.get(_key())
+    assert hit is not None
+    assert (hit.freshness, hit.until) == (Freshness.STALE, 0.0)
+
+
 def test_replacing_an_entry_resets_its_prefetch_flag(cache: Cache, clock: FakeClock) -> None:
     cache.put(_key(), scan(_a_reply(100)))
     clock.advance(95)
