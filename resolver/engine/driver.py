@@ -106,8 +106,9 @@ class Outcome(NamedTuple):
     answers of our own from ``local.LocalAnswers``), or None for
     SERVFAIL; ``ede`` an RFC 8914 info code to attach, or None; ``until`` the moment (on the
     engine's clock) until which exactly these bytes remain the answer, 0.0 when they may not
-    be reused. ``policy``: the response policy's hit when the policy made this answer (then
-    a missing reply means: send nothing, the DROP action)."""
+    be reused or no repeat is expected (the first cache hit of an entry in a second: see
+    ``CacheHit.until``). ``policy``: the response policy's hit when the policy made this
+    answer (then a missing reply means: send nothing, the DROP action)."""
 
     reply: bytes | None
     ede: int | None
