@@ -635,7 +635,8 @@ class Server:
         self, query: bytes, parsed: Parsed, reply: bytes, outcome: Outcome, cache: Cache
     ) -> None:
         """Keep a finished UDP reply to a cache hit (or a local answer) in the cache for as
-        long as it stays byte-identical (``outcome.until``). The key is the query without its
+        long as it stays byte-identical (``outcome.until``, which the cache gives from an
+        answer's second hit within a second: see ``CacheHit.until``). The key is the query without its
         ID (flags, question with its case, EDNS settings: everything the reply depends on), so
         a repeat costs one lookup."""
         local = outcome.reply is not None and outcome.reply[2] & (AA >> 8)
