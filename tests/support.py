@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
+
+
+def _ephemeral_low() -> int:
+    """The first port of the range the kernel hands out to sockets bound to port 0."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP right now (racy, but only against this machine)."""
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
+    """A port free for both UDP and TCP right now, chosen at random below the kernel's
+    ephemeral range: no socket bound to port 0 (an upstream pool's, a client's) can take it
+    before the test binds it; only another explicit choice could, which chance makes rare."""
+    low = _ephemeral_low()
+    first = 10_000 if low > 12_000 else 1024
+    for _ in range(200):
+        port = random.randrange(first, low)
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+        ):
+            try:
+                udp.bind((host, port))
+                tcp.bind((host, port))
+            except OSError:
+                continue
+        return port
     raise AssertionError("no free port")
 
 
@@ -158,7 +174,6 @@ import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
