@@ -19,7 +19,9 @@ such an answer fails, ``hold`` marks it: for ``STALE_RECHECK`` seconds ``get`` r
 to be served at once without asking again (RFC 8767 section 5). A fresh hit in the last
 ``prefetch_fraction`` of its lifetime asks for a refresh once per entry.
 
-Beside the entries, the finished replies the server sent for recent hits (``Rendered``), keyed by
+Beside the entries: recursive mode's RRsets with their credibility and security status
+(``rrsets``, a ``resolver.rrsets.RRsetCache``), and the finished replies the server sent for
+recent hits (``Rendered``), keyed by
 the query's bytes after its ID, so that an exact repeat is answered at the listener with one
 lookup; each is valid only until the moment the engine gave for it (at most the end of the
 current second of its entry's age), and they go with ``clear``.
@@ -40,6 +42,7 @@ from typing import NamedTuple
 
 from resolver.config import CacheConfig
 from resolver.errors import WireError
+from resolver.rrsets import RRsetCache
 from resolver.wire.raw import HEADER_SIZE, NOERROR, NXDOMAIN, SERVFAIL
 from resolver.wire.ttl import decrement_ttls_into, set_ttls_into
 from resolver.wire.view import ReplyView, scan
@@ -244,6 +247,10 @@ class Cache:
         self._clock = clock
         self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
         self._rendered: dict[bytes, Rendered] = {}
+        # Recursive mode's records, each with the rank of where it was read (RFC 2181 section
+        # 5.4.1) and its security status: NS sets and name-server addresses among them. Kept
+        # here, with the answers, so that they outlive an engine replaced by a reload.
+        self.rrsets = RRsetCache(self._config.max_entries, max_ttl=self._config.ttl_ceiling)
         self._hits = 0
         self._misses = 0
         self._stale_hits = 0

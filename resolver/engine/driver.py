@@ -238,7 +238,9 @@ class Engine:
         if recursion is not None:
             self.servers = servers or Servers(transport)
             self.delegations = Delegations(
-                hints or read_root_hints(recursion.root_hints), recursion.max_zones
+                hints or read_root_hints(recursion.root_hints),
+                recursion.max_zones,
+                rrsets=cache.rrsets if cache is not None else None,
             )
         if upstreams is None:
             upstreams = [

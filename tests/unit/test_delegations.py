@@ -172,3 +172,20 @@ def test_a_referral_below_an_answer_that_the_cut_has_no_ns_is_still_followed(
     delegations.rrsets.put(zone, 2, (), 5, Rank.ANSWER, 0.0)  # a NODATA for NS, no SOA
     learnt = delegations.learn_zone(zone, (wire("ns1.example.com."),), 300, 1.0)
     assert learnt.servers == (wire("ns1.example.com."),)
+
+
+def test_rrsets_live_in_the_cache_that_an_engine_made_by_a_reload_takes_over() -> None:
+    from resolver.cache import Cache
+    from resolver.config import ForwarderConfig, RecursionConfig
+    from resolver.engine import Engine
+
+    cache = Cache()
+    recursion = RecursionConfig(root_hints=FIXTURES / "root.hints")
+    first = Engine(ForwarderConfig(), cache=cache, recursion=recursion)
+    second = Engine(ForwarderConfig(), cache=cache, recursion=recursion)
+    assert first.delegations is not None
+    assert second.delegations is not None
+    assert first.delegations.rrsets is cache.rrsets is second.delegations.rrsets
+    without = Engine(ForwarderConfig(), recursion=recursion)  # no cache: a store of its own
+    assert without.delegations is not None
+    assert without.delegations.rrsets is not cache.rrsets
