@@ -1,8 +1,10 @@
 # One image for every role: the forwarding daemon, the fake authority, the CLI.
 #
-# With a registry, `docker build .` starts from python:3.11-slim and pip fetches the
-# dependencies. Without one, scripts/compose-test builds a Debian base locally, passes it as
-# BASE, builds the wheels on the host into build/wheels and passes WHEELS=build/wheels, so
+# The image ships the build compiled with mypyc (setup.py, RESOLVER_COMPILE=1). With a
+# registry, `docker build .` starts from python:3.11-slim, pip fetches the dependencies and
+# mypy, and gcc is installed for the compile and removed in the same step. Without one,
+# scripts/compose-test builds a Debian base locally, passes it as BASE, builds the wheels
+# (resolver's compiled) on the host into build/wheels and passes WHEELS=build/wheels, so
 # nothing is downloaded during the build.
 ARG BASE=python:3.11-slim
 FROM ${BASE} AS resolver
@@ -10,7 +12,7 @@ FROM ${BASE} AS resolver
 # The project and, when WHEELS names a directory of wheels, those wheels. The default copies
 # pyproject.toml a second time, harmlessly, because COPY needs a source that exists.
 ARG WHEELS=
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml setup.py README.md /src/
 COPY resolver /src/resolver
 COPY ${WHEELS:-pyproject.toml} /wheels/
 
@@ -20,7 +22,11 @@ RUN python3 -m venv /opt/resolver \
     && if [ -n "$WHEELS" ]; then \
            /opt/resolver/bin/pip install --no-cache-dir --no-index --find-links /wheels resolver; \
        else \
-           /opt/resolver/bin/pip install --no-cache-dir /src; \
+           apt-get update \
+           && apt-get install -y --no-install-recommends gcc libc6-dev \
+           && RESOLVER_COMPILE=1 /opt/resolver/bin/pip install --no-cache-dir /src \
+           && apt-get purge -y --auto-remove gcc libc6-dev \
+           && rm -rf /var/lib/apt/lists/*; \
        fi \
     && rm -rf /src /wheels \
     && useradd --system --uid 10053 --no-create-home --home-dir /nonexistent resolver

@@ -69,8 +69,24 @@ def setup_logging(level: str, worker: int | None = None) -> None:
     )
 
 
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from resolver.build import build_name
+
+    click.echo(f"resolver {__version__} ({build_name()})")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="resolver")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show the version and which build runs (pure Python or compiled), then exit.",
+)
 def main() -> None:
     """resolver: a caching DNS forwarder on an async pool of pre-bound UDP sockets."""
 

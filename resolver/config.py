@@ -41,6 +41,9 @@ __all__ = [
 ]
 
 Address = tuple[str, int]
+# A client's socket address as the kernel reports it: (host, port) over IPv4, (host, port,
+# flowinfo, scope_id) over IPv6. Replies go back to the whole of it (scope_id included).
+PeerAddress = tuple[str, int] | tuple[str, int, int, int]
 Encryption = Literal["tls", "https"]
 Policy = Literal["sequential", "round_robin", "random", "fastest"]
 Order = Literal["fifo", "random"]

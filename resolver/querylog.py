@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from resolver.config import PeerAddress
 from resolver.errors import ConfigError
 from resolver.wire import qtype_name, rcode_name
 from resolver.wire.raw import name_to_text
@@ -57,7 +58,7 @@ class QueryLog:
 
     def record(
         self,
-        client: tuple[str, int],
+        client: PeerAddress,
         transport: str,
         name: bytes,
         qtype: int,

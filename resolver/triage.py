@@ -30,6 +30,7 @@ from resolver.wire.raw import (
     TYPE_IXFR,
     QueryEdns,
     Question,
+    as_bytes,
     error_reply,
     read_query_edns,
     read_question,
@@ -121,12 +122,15 @@ def triage(query: bytes, allowed: Callable[[], bool]) -> Local | Parsed:
     return Parsed(question, edns, bool(query[3] & _CD_LOW))
 
 
-def for_client(reply: bytes, query: bytes, parsed: Parsed, ede: int | None = None) -> bytes:
+def for_client(
+    reply: bytes | bytearray, query: bytes | bytearray, parsed: Parsed, ede: int | None = None
+) -> bytes:
     """A normalized reply made this client's: its ID, its RD and CD, its question case, our OPT
     (carrying ``ede`` if given), AD only if the client asked with AD or DO (RFC 6840 section
     5.8). ``reply`` is the engine's answer to this very question (its question was matched
     where the reply was read, and is not compared again here: its name is replaced by the
     client's, as read from the query: same case, and uncompressed whatever the query did)."""
+    reply, query = as_bytes(reply), as_bytes(query)
     name = parsed.question.name
     flags = (reply[2] & ~_RD_HIGH) | (query[2] & _RD_HIGH)
     # CD is the client's, copied from its query (RFC 4035 section 3.2.2, RFC 6840 5.9).

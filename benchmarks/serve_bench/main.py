@@ -30,6 +30,7 @@ from benchmarks.serve_bench.servers import (
     BEFORE,
     CACHE_OFF,
     CEILING,
+    COMPILED,
     DNSLIB,
     DNSMASQ,
     FLOOR,
@@ -39,6 +40,7 @@ from benchmarks.serve_bench.servers import (
     SetupError,
     UpstreamCounter,
     before_proc,
+    build_version,
     candidate_procs,
     check_answers,
     forwarder_procs,
@@ -104,7 +106,12 @@ def bench(args: argparse.Namespace, tmp: Path) -> dict[str, list[Row]]:
         kind: {
             CEILING: upstreams[kind][0],
             **forwarder_procs(
-                tmp, upstreams[kind][0].port, kind, upstreams[kind][0].probe, args.servers
+                tmp,
+                upstreams[kind][0].port,
+                kind,
+                upstreams[kind][0].probe,
+                args.servers,
+                args.compiled,
             ),
         }
         for kind in kinds
@@ -221,6 +228,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--dnslib", action="store_true", help="add dnslib's ProxyResolver")
     parser.add_argument(
+        "--compiled",
+        type=Path,
+        metavar="DIR",
+        help="add resolver serve from the build installed in DIR (pip install --target DIR "
+        "of the wheel built with RESOLVER_COMPILE=1), beside the one of this checkout",
+    )
+    parser.add_argument(
         "--max-uses",
         type=csv_counts,
         metavar="N,N,...",
@@ -250,10 +264,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.distinct_names = math.ceil(args.seconds * DISTINCT_QPS_BOUND)
     if not 1_000 <= args.distinct_names <= 20_000_000:
         parser.error("--distinct-names must be from 1,000 to 20,000,000")
+    if args.compiled is not None:
+        args.compiled = args.compiled.resolve()
+        if not (args.compiled / "resolver").is_dir():
+            parser.error(f"--compiled: no resolver package in {args.compiled}")
     args.servers = [
         CEILING,
         OURS,
         *([BEFORE] if args.before else []),
+        *([COMPILED] if args.compiled else []),
         DNSMASQ,
         FLOOR,
         *([DNSLIB] if args.dnslib else []),
@@ -287,6 +306,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     for line in describe(args):
         print(line)
+    if args.compiled:
+        try:
+            compiled_version = build_version(args.compiled)
+        except SetupError as exc:
+            print(f"serve_bench: {exc}", file=sys.stderr)
+            return 2
+        print(f"{COMPILED}: {args.compiled}, {compiled_version}")
+        if not compiled_version.endswith("(compiled with mypyc)"):
+            print(f"serve_bench: {args.compiled} does not hold the compiled build", file=sys.stderr)
+            return 2
     if args.max_uses or "distinct" in args.workloads:
         print(f"distinct: {args.distinct_names:,} new names per run, each read once (-n 1)")
     with tempfile.TemporaryDirectory(prefix="serve_bench.") as name:

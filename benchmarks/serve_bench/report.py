@@ -20,6 +20,7 @@ from benchmarks.serve_bench.dnsperf import Run
 from benchmarks.serve_bench.servers import (
     BEFORE,
     CEILING,
+    COMPILED,
     DNSMASQ,
     FLOOR,
     LOAD_CORE,
@@ -159,6 +160,21 @@ def verdicts(workload: str, rows: Sequence[Row]) -> list[str]:
                 f"INFO {workload}: {OURS} vs {BEFORE}: qps {paired(ours, by[BEFORE]):.2f}x; per "
                 f"CPU-second {paired(ours, by[BEFORE], per_cpu=True):.2f}x"
             )
+        if COMPILED in by:
+            built = by[COMPILED]
+            per_cpu = paired(built, ours, per_cpu=True)
+            cpu_per_query = f"{1 / per_cpu:.2f}x" if per_cpu else "-"
+            out.append(
+                f"INFO {workload}: {COMPILED} vs {OURS}: CPU per query {cpu_per_query}, "
+                f"qps {paired(built, ours):.2f}x"
+            )
+            for base in BASELINES:
+                if base in by:
+                    vs, per_cpu = paired(built, by[base]), paired(built, by[base], per_cpu=True)
+                    out.append(
+                        f"INFO {workload}: {COMPILED} qps vs {base} {vs:.2f}x; "
+                        f"per CPU-second {per_cpu:.2f}x"
+                    )
         kind = "VERDICT" if workload in ZERO_LOST else "INFO"
         target = f" (target 0): {_met(ours.lost == 0)}" if workload in ZERO_LOST else ""
         out.append(f"{kind} {workload}: {OURS} lost queries {ours.lost}{target}")

@@ -27,11 +27,12 @@ LOAD_CORE = "1"  # dnsperf and the upstream
 
 CEILING = "upstream (ceiling)"
 OURS = "resolver serve"
+COMPILED = "resolver serve (compiled)"  # with --compiled DIR: the build compiled with mypyc
 DNSMASQ = "dnsmasq forwarder"
 FLOOR = "floor forwarder"
 DNSLIB = "dnslib ProxyResolver"
 BEFORE = "resolver serve (before)"  # imported from another checkout (--before)
-SERVERS = (CEILING, OURS, DNSMASQ, FLOOR, DNSLIB)
+SERVERS = (CEILING, OURS, COMPILED, DNSMASQ, FLOOR, DNSLIB)
 
 # The upstream's records: the names of queries/zone.txt as fixtures/zones/example.com.zone has
 # them, and a synthesised A for every name under uniq.example.com (queries/unique.txt).
@@ -266,20 +267,47 @@ def ours_proc(
     *,
     cores: str = SERVER_CORE,
     workers: int = 1,
+    build: Path | None = None,
 ) -> Proc:
     """``resolver serve`` from this checkout (``sys.executable -m resolver``, run in the
     repository root) with the TOML text given, on ``cores`` (the server core), with
-    ``workers`` worker processes (forked: in the same process group)."""
+    ``workers`` worker processes (forked: in the same process group). With ``build``, the
+    package installed in that directory instead (see :func:`build_python`)."""
     config = tmp / f"{tag}.toml"
     config.write_text(toml)
     port = free_port()
+    python = [sys.executable] if build is None else build_python(build)
     argv = [
-        "taskset", "-c", cores, sys.executable, "-m", "resolver", "serve",
+        "taskset", "-c", cores, *python, "-m", "resolver", "serve",
         "--config", str(config), "--listen", f"{HOST}:{port}",
         "--upstream", f"{HOST}:{upstream_port}", "--workers", str(workers),
         "--log-level", "warning",
     ]  # fmt: skip
     return Proc(name, argv, tmp / f"{tag}.log", port, probe)
+
+
+def build_python(build: Path) -> list[str]:
+    """The command that runs Python with the package installed in ``build`` (``pip install
+    --target``) first on its path: ``-P`` keeps the working directory, this checkout, off it,
+    and ``env`` sets PYTHONPATH without changing the environment of anything else."""
+    return ["env", f"PYTHONPATH={build}", sys.executable, "-P"]
+
+
+def build_version(build: Path) -> str:
+    """``resolver --version`` of the package installed in ``build``; SetupError if it fails."""
+    try:
+        done = subprocess.run(
+            [*build_python(build), "-m", "resolver", "--version"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SetupError(f"cannot run the build in {build}: {exc}") from exc
+    if done.returncode != 0:
+        raise SetupError(f"no resolver runs from {build}: {done.stderr.strip()}")
+    return done.stdout.strip()
 
 
 def before_proc(
@@ -295,11 +323,17 @@ def before_proc(
 
 
 def forwarder_procs(
-    tmp: Path, upstream_port: int, tag: str, probe: tuple[str, str], servers: Sequence[str]
+    tmp: Path,
+    upstream_port: int,
+    tag: str,
+    probe: tuple[str, str],
+    servers: Sequence[str],
+    compiled: Path | None = None,
 ) -> dict[str, Proc]:
     """The forwarders named in ``servers`` (CEILING is the upstream itself: skipped), all
     forwarding to HOST:upstream_port, each alone on the server core. ``tag`` keeps the file
-    names of forwarders of different upstreams apart."""
+    names of forwarders of different upstreams apart; ``compiled`` is where the compiled build
+    is installed, for COMPILED."""
     pinned = ["taskset", "-c", SERVER_CORE]
     python = [*pinned, sys.executable, "-m"]
 
@@ -324,7 +358,13 @@ def forwarder_procs(
     def ours() -> Proc:
         return ours_proc(tmp, f"{tag}-ours", upstream_port, CACHE_OFF, probe)
 
-    build = {OURS: ours, DNSMASQ: dnsmasq, FLOOR: floor, DNSLIB: dnslib}
+    def ours_compiled() -> Proc:
+        assert compiled is not None
+        return ours_proc(
+            tmp, f"{tag}-compiled", upstream_port, CACHE_OFF, probe, COMPILED, build=compiled
+        )
+
+    build = {OURS: ours, COMPILED: ours_compiled, DNSMASQ: dnsmasq, FLOOR: floor, DNSLIB: dnslib}
     return {name: build[name]() for name in servers if name in build}
 
 

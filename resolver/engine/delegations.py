@@ -86,6 +86,20 @@ class Delegations:
                 return Zone(suffix, rrset.rdatas, rrset.expires)
         return self._root
 
+    def cuts(self, name: bytes, now: float) -> list[Zone]:
+        """Every known, unexpired zone cut on the way to ``name`` (itself or an ancestor),
+        the deepest first, the root excluded: the zones a resolution of ``name`` follows
+        from what is known now (the response policy's name server triggers read them)."""
+        get = self.rrsets.get
+        found: list[Zone] = []
+        for suffix in ancestors(name):
+            if suffix == _ROOT:
+                break
+            rrset = get(suffix, _TYPE_NS, now)
+            if rrset is not None and rrset.rdatas:
+                found.append(Zone(suffix, rrset.rdatas, rrset.expires))
+        return found
+
     def zone(self, name: bytes, now: float) -> Zone | None:
         """The unexpired zone cut at exactly ``name``, None when unknown."""
         if name == _ROOT:

@@ -53,7 +53,7 @@ from resolver.engine.forwarding import Forwarding
 from resolver.engine.hints import RootHints, read_root_hints
 from resolver.engine.iteration import Iteration
 from resolver.engine.local import LocalAnswers
-from resolver.engine.policy import Client, Hit, Policy, respond, splice
+from resolver.engine.policy import Client, Hit, NameServers, Policy, respond, splice
 from resolver.engine.selection import Selector
 from resolver.errors import UpstreamError, UpstreamUnreachable, WireError
 from resolver.throttle import LogThrottle
@@ -513,13 +513,37 @@ class Engine:
         depth: int,
     ) -> Outcome | None:
         if outcome.reply is not None:
-            hit = policy.after(outcome.reply, ask.key.name, client)
+            path = None
+            if policy.servers_checked and self.delegations is not None:
+                path = self._servers_on_path
+            hit = policy.after(outcome.reply, ask.key.name, client, path)
             if hit is not None:
                 return self._enforce(policy, hit, ask, deadline, done, client, depth, outcome)
         if policy.client_dependent and outcome.until:
             # Another client may get another answer: the server must not repeat this one.
             return outcome._replace(until=0.0)
         return outcome
+
+    def _servers_on_path(self, name: bytes) -> list[NameServers]:
+        """The zone cuts a recursive resolution of ``name`` follows, as the delegation cache
+        knows them now (just learnt for a fresh answer), with their name servers' known
+        addresses (when a zone has rpz-nsip triggers); none for a name under a domain
+        forwarded to upstreams."""
+        delegations = self.delegations
+        assert delegations is not None
+        if self._route(name).upstreams:
+            return []
+        now = (self._loop or asyncio.get_running_loop()).time()  # the iterations' clock
+        policy = self.response_policy
+        with_addresses = policy is not None and policy.nsips_checked
+        found = []
+        for cut in delegations.cuts(name, now):
+            addresses: list[str] = []
+            if with_addresses:  # only rpz-nsip triggers read them
+                for server in cut.servers:
+                    addresses += delegations.addresses(server, now) or ()
+            found.append(NameServers(cut.name, cut.servers, tuple(addresses)))
+        return found
 
     def _enforce(
         self,

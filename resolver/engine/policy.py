@@ -22,8 +22,17 @@ wildcard); the first zone with a hit decides, PASSTHRU included (a passed name i
 up in later zones nor in the lists). Then the blocklists: a name allowed by an allowlist or an
 adblock ``@@`` exception is never blocked by any list; otherwise the first list (in order)
 that blocks it decides. Answers are checked the same way: each CNAME target in chain order,
-then the response IPs (RPZ ``rpz-ip``). ``rpz-nsdname`` and ``rpz-nsip`` are not implemented:
-their records are counted as unsupported when a zone is loaded.
+then the response IPs (RPZ ``rpz-ip``).
+
+Name server triggers (``rpz-nsdname``, ``rpz-nsip``) apply in recursive mode only: ``after``
+is then given ``path``, which tells the zone cuts known on the way to a name (the zone that
+holds it, then each zone above it, the root excluded) with their name servers' names and
+known addresses. They are checked for the question's name and each CNAME target. In
+forwarding mode there is no path (the upstream followed the delegations) and they never
+match. Within a zone the order is the draft's: QNAME (the chain's names), response IP,
+NSDNAME, NSIP; the zones in their order, then the lists on the chain's names. (QNAME
+triggers on the question itself are decided by ``before``, before any answer, as Unbound
+does: a QNAME hit in a later zone wins over a name server trigger of an earlier zone.)
 
 Lists and zones apply to every client, or only to those in their ``clients`` networks.
 """
@@ -33,7 +42,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -62,6 +71,7 @@ __all__ = [
     "Blocklist",
     "Client",
     "Hit",
+    "NameServers",
     "Networks",
     "Policy",
     "PolicyStatistics",
@@ -69,6 +79,7 @@ __all__ = [
     "RpzZone",
     "Rule",
     "RuleData",
+    "ServerPath",
     "respond",
     "splice",
 ]
@@ -131,6 +142,19 @@ class Hit(NamedTuple):
     ttl: int
     chain: tuple[Record, ...] = ()
     log: bool = True  # named in the query log (an RPZ zone's ``log = false``: not)
+
+
+class NameServers(NamedTuple):
+    """A zone cut on the way to a name: the ``zone``, its name servers' ``names`` (lowercase
+    wire form) and the ``addresses`` known for them (text)."""
+
+    zone: bytes
+    names: tuple[bytes, ...]
+    addresses: tuple[str, ...]
+
+
+ServerPath = Callable[[bytes], Sequence[NameServers]]
+"""The zone cuts on the way to a name (lowercase wire form), the deepest first."""
 
 
 def _parse_ip(host: str) -> tuple[int, int] | None:
@@ -249,6 +273,9 @@ class RpzZone:
     wildcards: dict[bytes, RuleData] = field(default_factory=dict)
     ips: Networks = field(default_factory=Networks)
     client_ips: Networks = field(default_factory=Networks)
+    nsdnames: dict[bytes, RuleData] = field(default_factory=dict)
+    nsdname_wildcards: dict[bytes, RuleData] = field(default_factory=dict)
+    nsips: Networks = field(default_factory=Networks)
     override: Rule | None = None
     log: bool = True
     ede: int = EDE_FILTERED
@@ -264,13 +291,35 @@ class RpzZone:
                     break
         return None if data is None else Rule._make(data)
 
+    def match_server(self, dotted: Sequence[bytes]) -> Rule | None:
+        """The NSDNAME rule for the name server whose ``dotted`` suffixes are given."""
+        data = self.nsdnames.get(dotted[0])
+        if data is None and self.nsdname_wildcards:
+            for suffix in dotted[1:]:
+                data = self.nsdname_wildcards.get(suffix)
+                if data is not None:
+                    break
+        return None if data is None else Rule._make(data)
+
+    @property
+    def server_triggers(self) -> bool:
+        return bool(self.nsdnames or self.nsdname_wildcards or self.nsips)
+
     @staticmethod
     def rule_at(networks: Networks, version: int, value: int) -> Rule | None:
         data = networks.lookup(version, value)
         return None if data is None else Rule._make(data)  # type: ignore[arg-type]
 
     def rules(self) -> int:
-        return len(self.names) + len(self.wildcards) + self.ips.count + self.client_ips.count
+        return (
+            len(self.names)
+            + len(self.wildcards)
+            + self.ips.count
+            + self.client_ips.count
+            + len(self.nsdnames)
+            + len(self.nsdname_wildcards)
+            + self.nsips.count
+        )
 
 
 class PolicyStatistics(NamedTuple):
@@ -307,10 +356,12 @@ class Policy:
         "_ips_checked",
         "_names_checked",
         "_parents",
+        "_servers_checked",
         "allows",
         "blocks",
         "client_dependent",
         "ede",
+        "nsips_checked",
         "ttl",
         "zones",
     )
@@ -337,6 +388,9 @@ class Policy:
             zone.names or zone.wildcards for zone in self.zones
         )
         self._ips_checked = any(zone.ips for zone in self.zones)
+        self._servers_checked = any(zone.server_triggers for zone in self.zones)
+        # Whether a path's addresses are read (a path may leave them out when not).
+        self.nsips_checked = any(zone.nsips for zone in self.zones)
         self._client_memo: dict[str, tuple[int, int] | None] = {}
         # The dotted suffixes of recent questions' parent names: questions come in crowds
         # below a few domains, and a name's own label is then all there is to convert.
@@ -450,68 +504,108 @@ class Policy:
             rule = Rule(override.action, override.records, rule.text)
         return Hit(zone.name, "rpz", rule, name, zone.ede, zone.ttl, log=zone.log)
 
-    def after(self, reply: bytes, name: bytes, client: Client | None) -> Hit | None:
-        """The triggers on an answer (normalized form) to ``name``: each CNAME target in
-        chain order against the QNAME triggers, then each address against the response-IP
-        triggers. A PASSTHRU hit is returned too (it ends the checks)."""
+    @property
+    def servers_checked(self) -> bool:
+        """Whether a zone has name server triggers (``after`` then reads its ``path``)."""
+        return self._servers_checked
+
+    def after(
+        self, reply: bytes, name: bytes, client: Client | None, path: ServerPath | None = None
+    ) -> Hit | None:
+        """The triggers on an answer (normalized form) to ``name``: in each zone, each CNAME
+        target in chain order against the QNAME triggers, then each address against the
+        response-IP triggers, then (given ``path``, recursive mode) the name servers of the
+        zones on the way to the name and its targets against the NSDNAME triggers, then
+        their addresses against the NSIP triggers; then the lists on the CNAME targets. A
+        PASSTHRU hit is returned too (it ends the checks)."""
         names_checked, ips_checked = self._names_checked, self._ips_checked
-        if not (names_checked or ips_checked) or len(reply) < 12 or reply[6:8] == b"\0\0":
+        servers = path if self._servers_checked else None
+        if len(reply) < 12 or not (names_checked or ips_checked or servers is not None):
             return None
         ancount = (reply[6] << 8) | reply[7]
-        pos = 12 + len(name) + 4  # the question, as the engine stores it: one, uncompressed
-        # Without response-IP triggers only a CNAME chain matters, and a chain comes first in
-        # an answer (the question's own CNAME): a first record that is not one (its owner a
-        # pointer, as servers write it) ends the check at the cost of three byte reads.
-        if (
-            not ips_checked
-            and reply[pos : pos + 2] == b"\xc0\x0c"
-            and reply[pos + 2 : pos + 4] != b"\x00\x05"
-        ):
-            return None
-        try:
-            targets: list[bytes] = []
-            addresses: list[tuple[int, int]] = []
-            for span in walk_records(reply, pos, ancount):
-                rtype = span.rtype
-                if rtype == TYPE_CNAME and names_checked:
-                    targets.append(read_name(reply, span.rdata_offset)[0].lower())
-                elif ips_checked and rtype == TYPE_A and span.rdlength == 4:
-                    addresses.append((4, int.from_bytes(reply[span.end - 4 : span.end], "big")))
-                elif ips_checked and rtype == TYPE_AAAA and span.rdlength == 16:
-                    addresses.append((6, int.from_bytes(reply[span.end - 16 : span.end], "big")))
-        except WireError:
-            return None
-        if not targets and not addresses:
+        targets: list[bytes] = []
+        addresses: list[tuple[int, int]] = []
+        chains = names_checked or servers is not None  # a CNAME target's names matter
+        if ancount and (chains or ips_checked):
+            pos = 12 + len(name) + 4  # the question, as the engine stores it: one, uncompressed
+            # Without response-IP triggers only a CNAME chain matters, and a chain comes first
+            # in an answer (the question's own CNAME): a first record that is not one (its
+            # owner a pointer, as servers write it) ends the check at three byte reads' cost.
+            if (
+                not ips_checked
+                and reply[pos : pos + 2] == b"\xc0\x0c"
+                and reply[pos + 2 : pos + 4] != b"\x00\x05"
+            ):
+                if servers is None:
+                    return None
+            else:
+                try:
+                    for span in walk_records(reply, pos, ancount):
+                        rtype = span.rtype
+                        if rtype == TYPE_CNAME and chains:
+                            target = read_name(reply, span.rdata_offset)[0].lower()
+                            if target != name:
+                                targets.append(target)
+                        elif ips_checked and rtype == TYPE_A and span.rdlength == 4:
+                            end = span.end
+                            addresses.append((4, int.from_bytes(reply[end - 4 : end], "big")))
+                        elif ips_checked and rtype == TYPE_AAAA and span.rdlength == 16:
+                            end = span.end
+                            addresses.append((6, int.from_bytes(reply[end - 16 : end], "big")))
+                except WireError:
+                    return None
+        if not targets and not addresses and servers is None:
             return None
         ip = self._client(client) if self.client_dependent else None
-        for target in targets:
-            if target == name:
-                continue
-            hit = self._name_hit(target, ip)
-            if hit is not None:
-                if hit.rule.action == PASSTHRU:
-                    return hit
-                if hit.kind == "list":  # the question is blocked as a whole (as blocky does)
-                    return hit
-                return hit._replace(chain=_chain_to(reply, target), name=target)
-        for address in addresses:
-            for zone in self.zones:
-                if not zone.ips or not self._applies(zone.clients, ip):
-                    continue
-                rule = zone.rule_at(zone.ips, *address)
-                if rule is not None:
-                    return self._zone_hit(zone, rule, name)
-        return None
-
-    def _name_hit(self, name: bytes, ip: tuple[int, int] | None) -> Hit | None:
-        dotted = self._dotted(name)
+        dotted_targets = [(target, self._dotted(target)) for target in targets]
+        on_path: list[NameServers] | None = None
         for zone in self.zones:
             if not self._applies(zone.clients, ip):
                 continue
-            rule = zone.match(dotted)
-            if rule is not None:
-                return self._zone_hit(zone, rule, name)
-        return self._listed(dotted, name, ip) if self.blocks else None
+            if zone.names or zone.wildcards:
+                for target, dotted in dotted_targets:
+                    rule = zone.match(dotted)
+                    if rule is not None:
+                        hit = self._zone_hit(zone, rule, target)
+                        if hit.rule.action == PASSTHRU:
+                            return hit
+                        return hit._replace(chain=_chain_to(reply, target))
+            if zone.ips:
+                for address in addresses:
+                    rule = zone.rule_at(zone.ips, *address)
+                    if rule is not None:
+                        return self._zone_hit(zone, rule, name)
+            if servers is not None and zone.server_triggers:
+                if on_path is None:
+                    on_path = _cuts(servers, (name, *targets))
+                rule = self._server_rule(zone, on_path)
+                if rule is not None:
+                    return self._zone_hit(zone, rule, name)
+        if self.blocks:
+            for target, dotted in dotted_targets:
+                listed = self._listed(dotted, target, ip)
+                if listed is not None:  # the question is blocked as a whole (as blocky does)
+                    return listed
+        return None
+
+    def _server_rule(self, zone: RpzZone, on_path: Sequence[NameServers]) -> Rule | None:
+        """``zone``'s NSDNAME rule for a name server on the path, else its NSIP rule for
+        one of their addresses; the deepest zone cut first."""
+        if zone.nsdnames or zone.nsdname_wildcards:
+            for cut in on_path:
+                for server in cut.names:
+                    rule = zone.match_server(self._dotted(server))
+                    if rule is not None:
+                        return rule
+        if zone.nsips:
+            for cut in on_path:
+                for address in cut.addresses:
+                    parsed = self._client(Client(address, False))
+                    if parsed is not None:
+                        rule = zone.rule_at(zone.nsips, *parsed)
+                        if rule is not None:
+                            return rule
+        return None
 
     def statistics(self) -> PolicyStatistics:
         rules = sum(zone.rules() for zone in self.zones)
@@ -521,6 +615,18 @@ class Policy:
     def __repr__(self) -> str:
         s = self.statistics()
         return f"<Policy zones={s.zones} lists={s.lists} rules={s.rules}>"
+
+
+def _cuts(path: ServerPath, names: Iterable[bytes]) -> list[NameServers]:
+    """The zone cuts on the way to each of ``names``, each once, in the order met."""
+    seen: set[bytes] = set()
+    found: list[NameServers] = []
+    for name in names:
+        for cut in path(name):
+            if cut.zone not in seen:
+                seen.add(cut.zone)
+                found.append(cut)
+    return found
 
 
 def _chain_to(reply: bytes, target: bytes) -> tuple[Record, ...]:

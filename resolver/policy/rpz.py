@@ -6,13 +6,16 @@ Each owner name below the zone is a trigger:
 * ``name.zone.`` and ``*.name.zone.``: QNAME, the name itself, or the names below it;
 * ``PREFIX.REVERSED-ADDRESS.rpz-ip.zone.``: an address in an answer (``32.1.0.0.127``
   is 127.0.0.1/32; IPv6 groups reversed, ``zz`` for ``::``);
-* ``...rpz-client-ip.zone.``: the client's address, written the same way.
+* ``...rpz-client-ip.zone.``: the client's address, written the same way;
+* ``name.rpz-nsdname.zone.`` and ``*.name.rpz-nsdname.zone.``: the name of a name server of
+  a zone on the way to the answer (recursive mode only);
+* ``...rpz-nsip.zone.``: an address of such a name server, written as ``rpz-ip``'s.
 
 Its records are the action: ``CNAME .`` NXDOMAIN, ``CNAME *.`` NODATA, ``CNAME
 rpz-passthru.`` (or a CNAME to the trigger's own name) PASSTHRU, ``CNAME rpz-drop.`` DROP,
 ``CNAME rpz-tcp-only.`` TCP-only, another CNAME a rewrite to that name, anything else local
-data (several records, several types). ``rpz-nsdname`` and ``rpz-nsip`` triggers, a CNAME
-beside other data, and triggers that do not parse are counted and the first few named
+data (several records, several types). A CNAME beside other data, and triggers that do not
+parse are counted and the first few named
 ``file:line``; they never stop the zone from loading. A file that is not a master file at
 all (a syntax error) does: ConfigError naming its line.
 """
@@ -51,7 +54,7 @@ _SPECIAL_TARGETS = {
     b"\x08rpz-drop\x00": DROP,
     b"\x0crpz-tcp-only\x00": TCP_ONLY,
 }
-_UNSUPPORTED = (b"rpz-nsdname", b"rpz-nsip")
+_ADDRESS_KINDS = (b"rpz-ip", b"rpz-client-ip", b"rpz-nsip")
 
 
 @dataclass(slots=True)
@@ -65,6 +68,11 @@ class RpzFile:
         default_factory=list
     )
     client_ips: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, RuleData]] = field(
+        default_factory=list
+    )
+    nsdnames: dict[bytes, RuleData] = field(default_factory=dict)
+    nsdname_wildcards: dict[bytes, RuleData] = field(default_factory=dict)
+    nsips: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, RuleData]] = field(
         default_factory=list
     )
     bad: int = 0
@@ -83,11 +91,22 @@ class RpzFile:
             wildcards=self.wildcards,
             ips=Networks(self.ips),
             client_ips=Networks(self.client_ips),
+            nsdnames=self.nsdnames,
+            nsdname_wildcards=self.nsdname_wildcards,
+            nsips=Networks(self.nsips),
             **settings,  # type: ignore[arg-type]
         )
 
     def rules(self) -> int:
-        return len(self.names) + len(self.wildcards) + len(self.ips) + len(self.client_ips)
+        return (
+            len(self.names)
+            + len(self.wildcards)
+            + len(self.ips)
+            + len(self.client_ips)
+            + len(self.nsdnames)
+            + len(self.nsdname_wildcards)
+            + len(self.nsips)
+        )
 
 
 def _wire(labels: Sequence[bytes]) -> bytes:
@@ -183,17 +202,27 @@ def read_rpz(
         where = group[0].where
         text = _text(_wire(relative))[:-1]
         kind = relative[-1]
-        if kind in _UNSUPPORTED:
-            out.report(where, f"{kind.decode()} triggers are not supported")
-            continue
-        if kind in (b"rpz-ip", b"rpz-client-ip"):
+        if kind in _ADDRESS_KINDS:
             network = _network(relative[:-1])
             if network is None:
                 out.report(where, f"{text} is not an address trigger")
                 continue
             rule = _rule(group, b"", text, out)
             if rule is not None:
-                (out.ips if kind == b"rpz-ip" else out.client_ips).append((network, rule))
+                table = {b"rpz-ip": out.ips, b"rpz-client-ip": out.client_ips}.get(kind, out.nsips)
+                table.append((network, rule))
+            continue
+        if kind == b"rpz-nsdname":
+            server = relative[:-1]
+            if not server or (server[0] == b"*" and len(server) < 2):
+                out.report(where, f"{text} names no name server")
+                continue
+            rule = _rule(group, b"", text, out)
+            if rule is not None:
+                if server[0] == b"*":
+                    out.nsdname_wildcards[b".".join(server[1:])] = rule
+                else:
+                    out.nsdnames[b".".join(server)] = rule
             continue
         if relative[0] == b"*":
             rule = _rule(group, b"", text, out)

@@ -21,10 +21,10 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Protocol, cast
+from typing import ClassVar, Protocol, cast
 
 from resolver.cache import Cache, Rendered
-from resolver.config import Address, ServerConfig
+from resolver.config import Address, PeerAddress, ServerConfig
 from resolver.engine import EDE_STALE_ANSWER, Ask, Client, Outcome
 from resolver.errors import WireError
 from resolver.histogram import Histogram
@@ -192,7 +192,8 @@ class Server:
 
     # Settings that belong to the bound sockets (and how many sets of them worker processes
     # hold): a reload cannot change them.
-    RESTART_FIELDS = (
+    # ClassVar: a class attribute in the compiled build too (else it becomes a per-instance slot).
+    RESTART_FIELDS: ClassVar[tuple[str, ...]] = (
         "listen",
         "tcp",
         "udp_receive_buffer",
@@ -499,7 +500,7 @@ class Server:
 
     # ----------------------------------------------------------------- UDP
 
-    def repeat(self, query: bytes, client: tuple[str, int]) -> bytes | None:
+    def repeat(self, query: bytes, client: PeerAddress) -> bytes | None:
         """The reply to a UDP ``query`` that exactly repeats (but for its ID) one answered at
         once a moment ago, from the reply the cache keeps rendered, if it still holds, the
         client is allowed and the server is not shutting down; else None (``datagram`` then
@@ -520,7 +521,7 @@ class Server:
         return query[:2] + rendered.reply_tail
 
     def datagram(
-        self, transport: asyncio.DatagramTransport, query: bytes, addr: tuple[str, int]
+        self, transport: asyncio.DatagramTransport, query: bytes, addr: PeerAddress
     ) -> None:
         """One UDP query (not a repeat, which ``repeat`` answers): answered at once, or by
         callback when the engine has the answer."""
@@ -577,7 +578,7 @@ class Server:
     def _log(
         self,
         query_log: QueryLog,
-        client: tuple[str, int],
+        client: PeerAddress,
         transport: str,
         parsed: Parsed,
         reply: bytes,
@@ -616,7 +617,7 @@ class Server:
     def _log_made_here(
         self,
         query_log: QueryLog,
-        client: tuple[str, int],
+        client: PeerAddress,
         transport: str,
         query: bytes,
         reply: bytes,
@@ -692,14 +693,9 @@ class Server:
                 return
             while not self._closed and await self._tcp_room(client):
                 client.reading_since = loop.time()
-                try:
-                    async with asyncio.timeout(connections.idle_timeout()) as client.read_timeout:
-                        size = int.from_bytes(await reader.readexactly(2), "big")
-                        query = await reader.readexactly(size)
-                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                query = await self._tcp_read(reader, client)
+                if query is None:
                     break
-                finally:
-                    client.read_timeout = None
                 connections.active(client)
                 self._counts["tcp"] += 1
                 if kind == "tls":
@@ -712,6 +708,30 @@ class Server:
             self._connection_tasks.discard(task)
             client.flush()  # the last replies, framed this turn, go before the close
             writer.close()
+
+    async def _tcp_read(self, reader: asyncio.StreamReader, client: TcpClient) -> bytes | None:
+        """The next query of ``client``'s connection (RFC 1035 section 4.2.2: a two-byte length,
+        then the message), or None when the connection ends first or its idle time runs out.
+        A method of its own: mypyc compiles no ``break`` inside ``try``/``finally``."""
+        try:
+            async with asyncio.timeout(self._connections.idle_timeout()) as client.read_timeout:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                return await reader.readexactly(size)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return None
+        finally:
+            client.read_timeout = None
+
+    async def _https_read(self, reader: asyncio.StreamReader, client: TcpClient) -> bytes:
+        """What an HTTPS connection sent next, up to 64 KiB; empty when the connection ends
+        first or its idle time runs out. Apart, as :meth:`_tcp_read` is, for mypyc."""
+        try:
+            async with asyncio.timeout(self._connections.idle_timeout()) as client.read_timeout:
+                return await reader.read(65536)
+        except (TimeoutError, ConnectionError):
+            return b""
+        finally:
+            client.read_timeout = None
 
     async def _https_session(
         self, client: TcpClient, reader: asyncio.StreamReader, peer: tuple[str, int]
@@ -732,13 +752,7 @@ class Server:
         try:
             while not self._closed and await self._tcp_room(client):
                 client.reading_since = loop.time()
-                try:
-                    async with asyncio.timeout(connections.idle_timeout()) as client.read_timeout:
-                        data = await reader.read(65536)
-                except (TimeoutError, ConnectionError):
-                    break
-                finally:
-                    client.read_timeout = None
+                data = await self._https_read(reader, client)
                 if not data or not session.receive(data):
                     break
             if client.outstanding and not writer.is_closing():
@@ -850,7 +864,7 @@ class _UdpListener(asyncio.DatagramProtocol):
         # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
         self._transport = cast(asyncio.DatagramTransport, transport)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def datagram_received(self, data: bytes, addr: PeerAddress) -> None:
         transport = self._transport
         assert transport is not None
         # The hottest path: a repeat of a recent cache hit is one lookup and one send.

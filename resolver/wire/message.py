@@ -19,6 +19,7 @@ from resolver.wire.raw import (
     RA,
     RD,
     TYPE_OPT,
+    as_bytes,
     find_opt,
     read_header,
     read_question,
@@ -342,18 +343,19 @@ def _split_opt(reply: bytes) -> tuple[bytes, int] | None:
     record = parse(reply)
     record.ar = [rr for rr in record.ar if rr.rtype != TYPE_OPT]
     try:
-        packed: bytes = record.pack()
+        packed = bytes(record.pack())  # dnslib packs into a bytearray
     except _errors() as exc:
         raise WireError(f"cannot rebuild message without its OPT record: {exc}") from exc
     return packed, ext_rcode
 
 
-def strip_opt(reply: bytes) -> bytes:
+def strip_opt(reply: bytes | bytearray) -> bytes:
     """Return ``reply`` without its OPT record (unchanged if it has none).
 
     Raises WireError if the message is malformed, has several OPT records, or its OPT carries
     an extended rcode, which cannot be expressed without OPT.
     """
+    reply = as_bytes(reply)
     split = _split_opt(reply)
     if split is None:
         return reply
@@ -363,13 +365,14 @@ def strip_opt(reply: bytes) -> bytes:
     return stripped
 
 
-def replace_opt(reply: bytes, *, udp_size: int, do: bool) -> bytes:
+def replace_opt(reply: bytes | bytearray, *, udp_size: int, do: bool) -> bytes:
     """Return ``reply`` with its OPT record (if any) replaced by our own, appended last.
 
     OPT is hop-by-hop (RFC 6891), so the upstream's options are dropped; its extended rcode
     bits are kept so the full rcode does not change. Raises WireError if the message is
     malformed or has several OPT records, ValueError if ``udp_size`` is out of range.
     """
+    reply = as_bytes(reply)
     split = _split_opt(reply)
     if split is None:
         header = read_header(reply)

@@ -46,6 +46,7 @@ __all__ = [
     "RecordSpan",
     "Sections",
     "ancestors",
+    "as_bytes",
     "error_reply",
     "find_opt",
     "name_to_text",
@@ -157,11 +158,20 @@ class Header(NamedTuple):
         return self.flags & _RCODE_MASK
 
 
-def read_header(data: bytes) -> Header:
+def read_header(data: bytes | bytearray) -> Header:
     """Return the header of ``data``; raise WireError if it is shorter than 12 bytes."""
     if len(data) < HEADER_SIZE:
         raise WireError(f"message of {len(data)} bytes is shorter than the 12-byte header")
     return Header._make(_HEADER.unpack_from(data))
+
+
+def as_bytes(data: bytes | bytearray) -> bytes:
+    """``data`` itself when it is bytes, else a bytes copy of it.
+
+    The readers here accept a ``bytearray`` (dnslib's ``pack()`` returns one) and work on
+    bytes, which the compiled build indexes without a type dispatch per byte.
+    """
+    return data if isinstance(data, bytes) else bytes(data)
 
 
 def _label_error(data: bytes, pos: int) -> WireError:
@@ -178,24 +188,33 @@ def _pointer_target(data: bytes, pos: int) -> int:
     return target
 
 
-def ancestors(name: bytes) -> Iterator[bytes]:
+def ancestors(name: bytes) -> list[bytes]:
     """``name`` (uncompressed wire form, as ``Question.name``) and each name above it, longest
-    first, the root excluded: ``www.example.com.`` gives itself, ``example.com.``, ``com.``."""
+    first, the root excluded: ``www.example.com.`` gives itself, ``example.com.``, ``com.``.
+
+    A list, not a generator: callers test membership with ``in`` as well as iterate.
+    """
+    names: list[bytes] = []
     pos = 0
     last = len(name) - 1
     for _ in range(_MAX_NAME // 2 + 1):  # a 255-byte name has at most 127 labels
         if pos >= last:
-            return
-        yield name[pos:]
+            break
+        names.append(name[pos:])
         pos += name[pos] + 1
+    return names
 
 
-def skip_name(data: bytes, offset: int) -> int:
+def skip_name(data: bytes | bytearray, offset: int) -> int:
     """Return the offset just after the (possibly compressed) name starting at ``offset``.
 
     Pointers are checked but not followed. Raises WireError if the name runs past the end of
     ``data``, a pointer does not point backwards, or a label type is reserved.
     """
+    return _skip_name(as_bytes(data), offset)
+
+
+def _skip_name(data: bytes, offset: int) -> int:
     end = len(data)
     pos = offset
     while True:
@@ -214,13 +233,17 @@ def skip_name(data: bytes, offset: int) -> int:
             raise WireError(f"name at offset {offset} is longer than 255 bytes")
 
 
-def read_name(data: bytes, offset: int) -> tuple[bytes, int]:
+def read_name(data: bytes | bytearray, offset: int) -> tuple[bytes, int]:
     """Return the name at ``offset`` in uncompressed wire form and the offset just after it.
 
     The name keeps its case and ends with the root label ``b"\\x00"``. Pointers are followed;
     each must point strictly backwards. Raises WireError on a name that runs past the end,
     a forward or looping pointer, a reserved label type or a name longer than 255 bytes.
     """
+    return _read_name(as_bytes(data), offset)
+
+
+def _read_name(data: bytes, offset: int) -> tuple[bytes, int]:
     end = len(data)
     parts: list[bytes] = []
     size = 0
@@ -331,23 +354,27 @@ class Question(NamedTuple):
         return self.name.lower()
 
 
-def read_question(data: bytes) -> Question:
+def read_question(data: bytes | bytearray) -> Question:
     """Return the single question of ``data``.
 
     Raises WireError if the header is short, qdcount is not exactly 1 or the question is
     malformed or cut off.
     """
+    return _read_question(as_bytes(data))
+
+
+def _read_question(data: bytes) -> Question:
     header = read_header(data)
     if header.qdcount != 1:
         raise WireError(f"expected exactly one question, the message has {header.qdcount}")
-    name, pos = read_name(data, HEADER_SIZE)
+    name, pos = _read_name(data, HEADER_SIZE)
     if pos + 4 > len(data):
         raise WireError("question is cut off before its type and class")
     qtype, qclass = _TYPE_CLASS.unpack_from(data, pos)
     return Question(name, qtype, qclass, pos + 4)
 
 
-def set_id(data: bytes, qid: int) -> bytes:
+def set_id(data: bytes | bytearray, qid: int) -> bytes:
     """Return ``data`` with its message ID replaced by ``qid``.
 
     Raises WireError if ``data`` is shorter than a header, ValueError if ``qid`` is not 0-65535.
@@ -375,17 +402,18 @@ class RecordSpan(NamedTuple):
         return self.rdata_offset + self.rdlength
 
 
-def walk_records(data: bytes, offset: int, count: int) -> Iterator[RecordSpan]:
+def walk_records(message: bytes | bytearray, offset: int, count: int) -> Iterator[RecordSpan]:
     """Yield the spans of ``count`` consecutive resource records starting at ``offset``.
 
     Owner names are skipped, not decoded. Raises WireError (when the iteration reaches it) if
-    a record is malformed or runs past the end of ``data``.
+    a record is malformed or runs past the end of ``message``.
     """
+    data = as_bytes(message)
     end = len(data)
     pos = offset
     for _ in range(count):
         name_offset = pos
-        pos = skip_name(data, pos)
+        pos = _skip_name(data, pos)
         if pos + 10 > end:
             raise WireError(f"resource record at offset {name_offset} is cut off")
         rtype, rclass, _ttl, rdlength = _RR_FIXED.unpack_from(data, pos)
@@ -408,19 +436,27 @@ class Sections(NamedTuple):
 def _skip_questions(data: bytes, count: int) -> int:
     pos = HEADER_SIZE
     for _ in range(count):
-        pos = skip_name(data, pos) + 4
+        pos = _skip_name(data, pos) + 4
         if pos > len(data):
             raise WireError("question is cut off before its type and class")
     return pos
 
 
-def skip_records(data: bytes, offset: int, count: int) -> int:
+def skip_records(data: bytes | bytearray, offset: int, count: int) -> int:
+    """Return the offset just after ``count`` consecutive resource records from ``offset``.
+
+    Raises WireError if a record is malformed or runs past the end of ``data``.
+    """
+    return _skip_records(as_bytes(data), offset, count)
+
+
+def _skip_records(data: bytes, offset: int, count: int) -> int:
     # walk_records without building a span per record: this runs on every relayed reply.
     end = len(data)
     pos = offset
     for _ in range(count):
         start = pos
-        pos = skip_name(data, pos)
+        pos = _skip_name(data, pos)
         if pos + 10 > end:
             raise WireError(f"resource record at offset {start} is cut off")
         pos += 10 + ((data[pos + 8] << 8) | data[pos + 9])
@@ -429,17 +465,18 @@ def skip_records(data: bytes, offset: int, count: int) -> int:
     return pos
 
 
-def section_offsets(data: bytes) -> Sections:
-    """Locate the sections of ``data`` by walking all its counts.
+def section_offsets(message: bytes | bytearray) -> Sections:
+    """Locate the sections of ``message`` by walking all its counts.
 
     ``end`` is where the last record ends; trailing bytes after it are ignored. Raises
     WireError if any count promises more than the message holds.
     """
+    data = as_bytes(message)
     header = read_header(data)
     answer = _skip_questions(data, header.qdcount)
-    authority = skip_records(data, answer, header.ancount)
-    additional = skip_records(data, authority, header.nscount)
-    end = skip_records(data, additional, header.arcount)
+    authority = _skip_records(data, answer, header.ancount)
+    additional = _skip_records(data, authority, header.nscount)
+    end = _skip_records(data, additional, header.arcount)
     return Sections(answer, authority, additional, end)
 
 
@@ -466,23 +503,24 @@ class OptSpan(NamedTuple):
     records_end: int
 
 
-def find_opt(data: bytes, question_end: int | None = None) -> OptSpan | None:
-    """Find the OPT record of ``data`` in one walk over its records, or None without one.
+def find_opt(message: bytes | bytearray, question_end: int | None = None) -> OptSpan | None:
+    """Find the OPT record of ``message`` in one walk over its records, or None without one.
 
     ``question_end`` saves re-reading a question already read. Raises WireError if a record
     is malformed or runs past the end, or there is more than one OPT (RFC 6891 6.1.1).
     """
+    data = as_bytes(message)
     if len(data) < HEADER_SIZE:
         raise WireError(f"message of {len(data)} bytes is shorter than the 12-byte header")
     _, _, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
     pos = _skip_questions(data, qdcount) if question_end is None else question_end
-    pos = skip_records(data, pos, ancount + nscount)
+    pos = _skip_records(data, pos, ancount + nscount)
     end = len(data)
     opt_start = opt_ttl = opt_end = -1
     # skip_records, noting the OPT on the way: this runs on every query and relayed reply.
     for _ in range(arcount):
         start = pos
-        pos = skip_name(data, pos)
+        pos = _skip_name(data, pos)
         if pos + 10 > end:
             raise WireError(f"resource record at offset {start} is cut off")
         rtype = (data[pos] << 8) | data[pos + 1]
@@ -499,13 +537,14 @@ def find_opt(data: bytes, question_end: int | None = None) -> OptSpan | None:
     return OptSpan(opt_start, opt_ttl, opt_end, pos)
 
 
-def read_query_edns(data: bytes, question_end: int) -> QueryEdns | None:
-    """Return the OPT record of ``data`` or None when it has none.
+def read_query_edns(message: bytes | bytearray, question_end: int) -> QueryEdns | None:
+    """Return the OPT record of ``message`` or None when it has none.
 
     Records of all sections are walked from ``question_end``; the OPT is looked for in the
     additional section. Raises WireError if a record is malformed, the OPT owner is not the
     root, or there is more than one OPT (RFC 6891 6.1.1 asks for FORMERR).
     """
+    data = as_bytes(message)
     opt = find_opt(data, question_end)
     if opt is None:
         return None
@@ -522,7 +561,7 @@ def read_query_edns(data: bytes, question_end: int) -> QueryEdns | None:
     )
 
 
-def error_reply(query: bytes, rcode: int) -> bytes:
+def error_reply(query: bytes | bytearray, rcode: int) -> bytes:
     """Build a reply carrying ``rcode`` to the raw ``query``, without parsing more than needed.
 
     The reply has the query's ID, opcode and RD, QR and RA set, and the question copied when
@@ -541,13 +580,14 @@ def error_reply(query: bytes, rcode: int) -> bytes:
     return _HEADER.pack(header.id, flags, 1, 0, 0, 0) + query[HEADER_SIZE : question.end]
 
 
-def truncated_reply(reply: bytes) -> bytes:
+def truncated_reply(message: bytes | bytearray) -> bytes:
     """Return the header and question section of ``reply`` with TC set and no records.
 
     Meant for answers larger than the client's UDP size (RFC 1035 4.2.1); the caller adds an
     OPT record when the client used EDNS. Raises WireError if the header or questions are
     malformed.
     """
+    reply = as_bytes(message)
     header = read_header(reply)
     end = _skip_questions(reply, header.qdcount)
     head = _HEADER.pack(header.id, header.flags | TC, header.qdcount, 0, 0, 0)

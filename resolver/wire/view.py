@@ -27,6 +27,7 @@ from resolver.wire.raw import (
     TYPE_ANY,
     TYPE_OPT,
     TYPE_SOA,
+    as_bytes,
     skip_name,
 )
 from resolver.wire.ttl import u31
@@ -75,13 +76,15 @@ def _soa_negative_ttl(data: bytes, ttl: int, rdata_offset: int, rdlength: int) -
     return min(ttl, minimum)
 
 
-def scan(reply: bytes) -> ReplyView:
-    """Walk ``reply`` once and return its view (see :class:`ReplyView`).
+def scan(message: bytes | bytearray) -> ReplyView:
+    """Walk ``message`` once and return its view (see :class:`ReplyView`); a bytearray is
+    copied to the bytes the view holds.
 
     Raises WireError if the header, a question or a record is malformed or cut off, there is
     more than one OPT record (RFC 6891 section 6.1.1), or an SOA in the authority section is
     too short to hold its fixed fields.
     """
+    reply = as_bytes(message)
     end = len(reply)
     if end < HEADER_SIZE:
         raise WireError(f"message of {end} bytes is shorter than the 12-byte header")

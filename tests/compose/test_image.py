@@ -1,4 +1,5 @@
-"""The image itself, as the tests service runs it: an unprivileged user, and the offline demo."""
+"""The image itself, as the tests service runs it: an unprivileged user, the compiled build,
+and the offline demo."""
 
 from __future__ import annotations
 
@@ -16,3 +17,11 @@ def test_the_demo_runs_inside_the_image() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "everything closed" in done.stdout
+
+
+def test_the_image_ships_the_compiled_build() -> None:
+    done = subprocess.run(
+        ["resolver", "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("(compiled with mypyc)\n"), done.stdout

@@ -56,6 +56,9 @@ chain3.example.com CNAME *.
 ; response IPs: www.half.test, www.sub.example.com
 32.1.5.1.127.rpz-ip CNAME .
 32.1.2.1.127.rpz-ip A 192.0.2.9
+; name servers: wild.test.'s by name (wild.test SOA), oob.com.'s by address (www.oob.com)
+ns1.wild.test.rpz-nsdname CNAME *.
+32.7.0.0.127.rpz-nsip A 192.0.2.7
 """
 QUESTIONS = [
     "www.example.com A",
@@ -78,6 +81,8 @@ QUESTIONS = [
     "www.oob.com A",
     "example.com MX",
     "nothere.example.test A",
+    "oob.com SOA",
+    "nothere.oob.com A",
 ]
 
 
@@ -181,6 +186,22 @@ def test_unbound_applies_the_zone(hierarchy: Hierarchy, unbound: Oracle) -> None
     assert ask(hierarchy, unbound.server, "www.example.com A").status == "NXDOMAIN"
     unbound.flush()
     assert ask(hierarchy, unbound.server, "www.oob.com A").status == "NOERROR"
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [("wild.test SOA", []), ("www.oob.com A", ["192.0.2.7"]), ("nothere.oob.com A", ["192.0.2.7"])],
+    ids=["nsdname", "nsip", "nsip-on-nxdomain"],
+)
+def test_both_apply_the_name_server_triggers(
+    hierarchy: Hierarchy, unbound: Oracle, ours: Server, question: str, answer: list[str]
+) -> None:
+    """The comparison above means something for these: the triggers change the answers."""
+    unbound.flush()
+    for server in (unbound.server, ours):
+        reply = ask(hierarchy, server, question)
+        assert reply.status == "NOERROR", reply.text
+        assert sorted(str(rdata) for *_, rdata in reply.answer_set()) == answer, reply.text
 
 
 @pytest.mark.parametrize("question", QUESTIONS, ids=question_id)

@@ -174,6 +174,19 @@ def test_a_referral_below_an_answer_that_the_cut_has_no_ns_is_still_followed(
     assert learnt.servers == (wire("ns1.example.com."),)
 
 
+def test_the_cuts_on_the_way_to_a_name_are_the_known_zones_deepest_first(
+    delegations: Delegations,
+) -> None:
+    delegations.learn_zone(wire("com."), (wire("ns1.nic.com."),), 100, 0.0)
+    delegations.learn_zone(wire("example.com."), (wire("ns1.example.com."),), 10, 0.0)
+    cuts = delegations.cuts(wire("www.example.com."), 1.0)
+    assert [cut.name for cut in cuts] == [wire("example.com."), wire("com.")]
+    assert cuts[0].servers == (wire("ns1.example.com."),)
+    # The root is left out; an expired cut is no longer on the way.
+    assert [cut.name for cut in delegations.cuts(wire("www.example.com."), 20.0)] == [wire("com.")]
+    assert delegations.cuts(wire("org."), 1.0) == []
+
+
 def test_rrsets_live_in_the_cache_that_an_engine_made_by_a_reload_takes_over() -> None:
     from resolver.cache import Cache
     from resolver.config import ForwarderConfig, RecursionConfig

@@ -19,7 +19,9 @@ from resolver.engine.policy import (
     ITSELF,
     Client,
     Hit,
+    NameServers,
     Policy,
+    ServerPath,
     respond,
     splice,
 )
@@ -297,12 +299,11 @@ exact.wild.example.com A 192.0.2.9
 24.0.3.0.192.rpz-ip A 192.0.2.77
 128.1.zz.db8.2001.rpz-ip CNAME *.
 32.10.0.0.10.rpz-client-ip CNAME rpz-drop.
-ns.example.rpz-nsdname CNAME .
 """
 
 
-def test_an_rpz_zone_reads_every_trigger_and_counts_unsupported_ones(tmp_path: Path) -> None:
-    zone = read_rpz(write(tmp_path, "rpz.zone", RPZ_HEAD + ZONE))
+def test_an_rpz_zone_reads_every_trigger_and_counts_bad_ones(tmp_path: Path) -> None:
+    zone = read_rpz(write(tmp_path, "rpz.zone", RPZ_HEAD + ZONE + "1.2.3.rpz-nsip CNAME .\n"))
     assert len(zone.names) == 9
     assert set(zone.wildcards) == {b"wild.example.com", b"garden.example.com"}
     assert [str(network) for network, _ in zone.ips] == [
@@ -312,7 +313,7 @@ def test_an_rpz_zone_reads_every_trigger_and_counts_unsupported_ones(tmp_path: P
     ]
     assert [str(network) for network, _ in zone.client_ips] == ["10.0.0.10/32"]
     assert zone.bad == 1
-    assert "rpz-nsdname triggers are not supported" in zone.bad_lines[0]
+    assert "1.2.3.rpz-nsip is not an address trigger" in zone.bad_lines[0]
     assert zone.bad_lines[0].startswith(f"{tmp_path / 'rpz.zone'}:")
 
 
@@ -617,6 +618,181 @@ def test_an_answer_without_chain_or_addresses_costs_no_check(tmp_path: Path) -> 
     assert policy.after(reply, wire("a.example"), LOCAL_CLIENT) is None
     empty = struct.pack("!6H", 0, 0x8180, 1, 0, 0, 0) + wire("a.example") + b"\x00\x01\x00\x01"
     assert policy.after(empty, wire("a.example"), LOCAL_CLIENT) is None
+
+
+# ----------------------------------------------------------------- name server triggers
+
+NS_ZONE = """
+ns1.bad-dns.example.rpz-nsdname CNAME .
+*.evil-dns.example.rpz-nsdname CNAME *.
+ok.evil-dns.example.rpz-nsdname CNAME rpz-passthru.
+32.53.2.0.192.rpz-nsip A 192.0.2.99
+24.0.113.51.198.rpz-nsip CNAME rpz-drop.
+"""
+
+
+def path_of(cuts: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> ServerPath:
+    """A ``ServerPath`` over the zone cuts ``cuts`` (zone: (name servers, addresses)), as
+    the recursive driver hands it: the cuts holding a name, the deepest first."""
+    known = [
+        NameServers(wire(zone), tuple(wire(server) for server in servers), addresses)
+        for zone, (servers, addresses) in cuts.items()
+    ]
+
+    def path(name: bytes) -> list[NameServers]:
+        held = [cut for cut in known if name.endswith(cut.zone)]  # labels' lengths align it
+        return sorted(held, key=lambda cut: -len(cut.zone))
+
+    return path
+
+
+def nxdomain(name: str) -> bytes:
+    return build_reply(wire(name), A, 1, 3, [])
+
+
+def test_an_rpz_zone_reads_name_server_triggers(tmp_path: Path) -> None:
+    zone = read_rpz(write(tmp_path, "rpz.zone", RPZ_HEAD + NS_ZONE))
+    assert set(zone.nsdnames) == {b"ns1.bad-dns.example", b"ok.evil-dns.example"}
+    assert set(zone.nsdname_wildcards) == {b"evil-dns.example"}
+    assert [str(network) for network, _ in zone.nsips] == ["192.0.2.53/32", "198.51.113.0/24"]
+    assert zone.bad == 0
+    assert zone.rules() == 5
+
+
+@pytest.mark.parametrize(
+    ("servers", "addresses", "action"),
+    [
+        (("ns1.bad-dns.example",), (), "nxdomain"),
+        (("a.evil-dns.example",), (), "nodata"),
+        (("x.y.evil-dns.example",), (), "nodata"),
+        (("ok.evil-dns.example",), (), "passthru"),
+        (("ns.fine.example",), ("192.0.2.53",), "local"),
+        (("ns.fine.example",), ("198.51.113.7", "192.0.2.1"), "drop"),
+        (("ns.fine.example", "evil-dns.example"), ("192.0.2.1",), None),
+    ],
+    ids=["nsdname", "wildcard", "deep-wildcard", "passthru", "nsip", "nsip-network", "none"],
+)
+def test_a_name_server_of_the_answers_zone_triggers(
+    tmp_path: Path, servers: tuple[str, ...], addresses: tuple[str, ...], action: str | None
+) -> None:
+    policy = policy_of(tmp_path, zones=(NS_ZONE,))
+    assert policy.servers_checked
+    path = path_of({"shop.example": (servers, addresses)})
+    reply = answer("www.shop.example", ("www.shop.example", A, ipv4("192.0.2.1")))
+    hit = policy.after(reply, wire("www.shop.example"), LOCAL_CLIENT, path)
+    assert (None if hit is None else hit.rule.action) == action
+    if hit is not None:
+        assert hit.name == wire("www.shop.example")
+        assert hit.source == "z0"
+
+
+def test_name_server_triggers_apply_to_negative_answers_too(tmp_path: Path) -> None:
+    policy = policy_of(tmp_path, zones=(NS_ZONE,))
+    path = path_of({"shop.example": (("ns1.bad-dns.example",), ())})
+    hit = policy.after(nxdomain("gone.shop.example"), wire("gone.shop.example"), None, path)
+    assert hit is not None
+    assert hit.rule.action == "nxdomain"
+
+
+def test_a_zone_above_the_answers_zone_triggers(tmp_path: Path) -> None:
+    policy = policy_of(tmp_path, zones=(NS_ZONE,))
+    path = path_of(
+        {
+            "example": (("ns1.bad-dns.example",), ()),
+            "shop.example": (("ns.fine.example",), ("192.0.2.1",)),
+        }
+    )
+    hit = policy.after(nxdomain("www.shop.example"), wire("www.shop.example"), None, path)
+    assert hit is not None
+    assert hit.rule.text == "ns1.bad-dns.example.rpz-nsdname CNAME ."
+
+
+def test_the_zone_of_a_cname_target_triggers(tmp_path: Path) -> None:
+    policy = policy_of(tmp_path, zones=(NS_ZONE,))
+    path = path_of(
+        {
+            "shop.example": (("ns.fine.example",), ()),
+            "cdn.example": (("ns1.bad-dns.example",), ()),
+        }
+    )
+    chain = answer(
+        "www.shop.example",
+        ("www.shop.example", CNAME, wire("edge.cdn.example")),
+        ("edge.cdn.example", A, ipv4("192.0.2.3")),
+    )
+    hit = policy.after(chain, wire("www.shop.example"), None, path)
+    assert hit is not None
+    assert hit.rule.action == "nxdomain"
+    alone = answer("www.shop.example", ("www.shop.example", A, ipv4("192.0.2.3")))
+    assert policy.after(alone, wire("www.shop.example"), None, path) is None
+
+
+def test_name_server_triggers_never_match_without_a_path(tmp_path: Path) -> None:
+    """Forwarding mode: the upstream followed the delegations, the resolver knows none."""
+    policy = policy_of(tmp_path, zones=(NS_ZONE,))
+    reply = answer("www.shop.example", ("www.shop.example", A, ipv4("192.0.2.1")))
+    assert policy.after(reply, wire("www.shop.example"), LOCAL_CLIENT) is None
+    assert policy.after(nxdomain("x.shop.example"), wire("x.shop.example"), None) is None
+
+
+NSDNAME_DROP = "ns.bad.example.rpz-nsdname CNAME rpz-drop.\n"
+NSIP_TCP = "32.53.2.0.192.rpz-nsip CNAME rpz-tcp-only.\n"
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        (
+            "b.example CNAME *.\n32.1.2.0.192.rpz-ip CNAME .\n" + NSDNAME_DROP + NSIP_TCP,
+            "nodata",
+        ),
+        (
+            "32.1.2.0.192.rpz-ip CNAME .\n" + NSDNAME_DROP + NSIP_TCP,
+            "nxdomain",
+        ),
+        (
+            NSDNAME_DROP + NSIP_TCP,
+            "drop",
+        ),
+        (NSIP_TCP, "tcp-only"),
+    ],
+    ids=["qname-first", "then-ip", "then-nsdname", "then-nsip"],
+)
+def test_within_a_zone_qname_then_ip_then_nsdname_then_nsip(
+    tmp_path: Path, rules: str, expected: str
+) -> None:
+    policy = policy_of(tmp_path, zones=(rules,))
+    path = path_of({"example": (("ns.bad.example",), ("192.0.2.53",))})
+    chain = answer(
+        "a.example",
+        ("a.example", CNAME, wire("b.example")),
+        ("b.example", A, ipv4("192.0.2.1")),
+    )
+    hit = policy.after(chain, wire("a.example"), None, path)
+    assert hit is not None
+    assert hit.rule.action == expected
+
+
+def test_an_earlier_zones_name_server_trigger_wins_over_a_later_zones_answer_triggers(
+    tmp_path: Path,
+) -> None:
+    policy = policy_of(
+        tmp_path,
+        zones=(
+            "ns.bad.example.rpz-nsdname CNAME rpz-drop.\n",
+            "b.example CNAME *.\n32.1.2.0.192.rpz-ip CNAME .\n",
+        ),
+    )
+    path = path_of({"example": (("ns.bad.example",), ())})
+    chain = answer(
+        "a.example",
+        ("a.example", CNAME, wire("b.example")),
+        ("b.example", A, ipv4("192.0.2.1")),
+    )
+    hit = policy.after(chain, wire("a.example"), None, path)
+    assert hit is not None
+    assert (hit.source, hit.rule.action) == ("z0", "drop")
+    assert policy.after(chain, wire("a.example"), None) is not None  # z1 without a path
 
 
 # ----------------------------------------------------------------- client groups
