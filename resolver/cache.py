@@ -76,12 +76,16 @@ _FILE_ENTRY = struct.Struct("!BHHBdI")  # name length, qtype, qclass, do | cd <<
 _U16 = struct.Struct("!H")
 
 # CacheEntry._flags: the kind in the low bits, then whether a prefetch was already requested,
-# then (failures only) the Extended DNS Error info code plus one (0: none).
+# then the whole second of age of the entry's last FRESH hit (modulo 16, plus one; 0: none),
+# then (failures only) the Extended DNS Error info code plus one (0: none). The flags of an
+# entry without an EDE stay below 256, an int Python shares: they cost no memory per entry.
 _POSITIVE = 0
 _NEGATIVE = 1
 _FAILURE = 2
 _KIND_MASK = 0x3
 _PREFETCHED = 0x4
+_HIT_SHIFT = 3
+_HIT_MASK = 0x1F << _HIT_SHIFT
 _EDE_SHIFT = 8
 
 
@@ -186,11 +190,22 @@ class CacheEntry:
 
 
 class CacheHit(NamedTuple):
-    """A lookup that found an entry: its freshness and whether to refresh it ahead of time."""
+    """A lookup that found an entry: its freshness and whether to refresh it ahead of time.
+
+    ``until``, for the second FRESH hit (or a later one) within the same whole second of the
+    entry's age, is the moment until which what ``serve`` makes of the entry stays
+    byte-identical: the end of that second (its TTLs then drop by one), the start of its
+    prefetch window (hits there must reach the cache, or no refresh is asked), or its expiry.
+    The reply made from it may then be rendered for exact repeats (``render``). It is 0.0 for
+    the first hit in a second, where a repeat is not likely (rendering every hit of a cache of
+    many names would keep replies that no query repeats), and for other hits. Hits are told
+    apart by their second of age modulo 16: one 16 seconds after the last also counts as a
+    second hit (only a rendering that may go unused)."""
 
     entry: CacheEntry
     freshness: Freshness
     needs_prefetch: bool
+    until: float = 0.0
 
 
 class Rendered:
@@ -314,7 +329,26 @@ class Cache:
         if age < lifetime:
             self._hits += 1
             self._entries.move_to_end(key)
-            return CacheHit(entry, Freshness.FRESH, self._prefetch_due(entry, lifetime - age))
+            second = int(age)
+            flags = entry._flags
+            mark = ((second & 0xF) + 1) << _HIT_SHIFT
+            stored = entry._stored_at
+            until = 0.0
+            if flags & _HIT_MASK == mark:
+                until = stored + min(second + 1, lifetime)
+            else:
+                flags = flags & ~_HIT_MASK | mark
+            fraction = self._config.prefetch_fraction
+            if fraction:
+                if until:
+                    until = min(until, max(now, stored + lifetime * (1 - fraction)))
+                if not flags & (_PREFETCHED | _FAILURE) and lifetime - age <= lifetime * fraction:
+                    # Reported once: the forwarder refreshes on this hit, concurrent hits keep
+                    # serving.
+                    entry._flags = flags | _PREFETCHED
+                    return CacheHit(entry, Freshness.FRESH, True, until)
+            entry._flags = flags
+            return CacheHit(entry, Freshness.FRESH, False, until)
         flags = entry._flags
         if flags & _KIND_MASK == _FAILURE or age >= lifetime + self._config.stale_max:
             del self._entries[key]
@@ -326,16 +360,6 @@ class Cache:
         if entry._held_until > now:
             return CacheHit(entry, Freshness.HELD, False)
         return CacheHit(entry, Freshness.STALE, False)
-
-    def _prefetch_due(self, entry: CacheEntry, remaining: float) -> bool:
-        flags = entry._flags
-        if flags & (_PREFETCHED | _FAILURE):
-            return False
-        if remaining > entry._lifetime * self._config.prefetch_fraction:
-            return False
-        # Reported once: the forwarder refreshes on this hit, concurrent hits keep serving.
-        entry._flags = flags | _PREFETCHED
-        return True
 
     def put(self, key: CacheKey, view: ReplyView, now: float | None = None) -> CacheEntry | None:
         """Store the reply ``view`` is of (the whole reply to the query ``key`` came from, read

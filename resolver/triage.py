@@ -69,8 +69,14 @@ class Local(NamedTuple):
     outcome: str
 
 
+# Our OPT record as most replies carry it (no extended rcode, no option), without and with DO.
+_OUR_OPT = (opt_record(OUR_UDP_SIZE, False), opt_record(OUR_UDP_SIZE, True))
+
+
 def _opt(udp_size: int, do: bool, ext_rcode: int = 0, ede: int | None = None) -> bytes:
     if ede is None:
+        if not ext_rcode and udp_size == OUR_UDP_SIZE:
+            return _OUR_OPT[do]
         return opt_record(udp_size, do, ext_rcode)
     # One Extended DNS Error option: code, length, info code, no extra text.
     return opt_record(udp_size, do, ext_rcode, options=struct.pack("!HHH", _EDE_OPTION, 2, ede))
@@ -132,13 +138,28 @@ def for_client(
     client's, as read from the query: same case, and uncompressed whatever the query did)."""
     reply, query = as_bytes(reply), as_bytes(query)
     name = parsed.question.name
+    edns = parsed.edns
     flags = (reply[2] & ~_RD_HIGH) | (query[2] & _RD_HIGH)
     # CD is the client's, copied from its query (RFC 4035 section 3.2.2, RFC 6840 5.9).
     low = (reply[3] & ~_CD_LOW) | (query[3] & _CD_LOW)
-    if not query[3] & _AD_LOW and not parsed.do:
+    if not query[3] & _AD_LOW and (edns is None or not edns.do):
         low &= ~_AD_LOW
-    reply = query[:2] + bytes((flags, low)) + reply[4:12] + name + reply[12 + len(name) :]
-    return with_opt(reply, parsed.edns, 0, ede)
+    rest = reply[HEADER_SIZE + len(name) :]
+    if edns is None:
+        return b"".join((query[:2], bytes((flags, low)), reply[4:12], name, rest))
+    # One assembly with our OPT appended (what with_opt does), counted in ARCOUNT.
+    arcount = ((reply[10] << 8) | reply[11]) + 1
+    return b"".join(
+        (
+            query[:2],
+            bytes((flags, low)),
+            reply[4:10],
+            arcount.to_bytes(2, "big"),
+            name,
+            rest,
+            _opt(OUR_UDP_SIZE, edns.do, 0, ede),
+        )
+    )
 
 
 def servfail(query: bytes, parsed: Parsed, ede: int | None = None) -> bytes:

@@ -47,6 +47,7 @@ from benchmarks.serve_bench.dnsperf import Run, measure
 from benchmarks.serve_bench.nsd import ZONE, NsdCounter, nsd_proc
 from benchmarks.serve_bench.report import BUSY_CPU, Row, describe, median, paired
 from benchmarks.serve_bench.servers import (
+    BEFORE,
     DNSMASQ_COMMON,
     HOST,
     Proc,
@@ -61,7 +62,6 @@ DESCRIPTION = (
 )
 UPSTREAM = "upstream NSD"
 SERVERS = (OURS, DNSMASQ, TRIVIAL)
-CACHING = (OURS, DNSMASQ)
 TARGET_VS_DNSMASQ = 1.0  # queries per CPU-second
 TTL = 3600
 DNSMASQ_CACHE_MAX = 5_000_000  # what dnsmasq 2.90 accepts for --cache-size
@@ -76,7 +76,9 @@ def names_file(tmp: Path, names: int) -> Path:
     return path
 
 
-def procs(tmp: Path, names: int) -> tuple[Proc, NsdCounter, dict[str, Proc]]:
+def procs(
+    tmp: Path, names: int, before: Path | None = None
+) -> tuple[Proc, NsdCounter, dict[str, Proc]]:
     upstream, counter = nsd_proc(tmp, UPSTREAM, ttl=TTL)
     probe = (f"probe.{ZONE}", "A")
     entries = 2 * names
@@ -111,6 +113,19 @@ def procs(tmp: Path, names: int) -> tuple[Proc, NsdCounter, dict[str, Proc]]:
             trivial,
         ),
     }  # fmt: skip
+    if before is not None:
+        # The same daemon imported from another checkout (``python -m`` puts its working
+        # directory first on sys.path: it runs there), to measure a change in the same run.
+        port = free_port()
+        servers[BEFORE] = Proc(
+            BEFORE,
+            [*pinned, "env", "-C", str(before), f"PYTHONPATH={before}", sys.executable, "-m",
+             "resolver", "serve", "--config", str(config), "--listen", f"{HOST}:{port}",
+             "--upstream", f"{HOST}:{upstream.port}", "--log-level", "warning"],
+            tmp / "before.log",
+            port,
+            probe,
+        )  # fmt: skip
     return upstream, counter, servers
 
 
@@ -124,7 +139,7 @@ def warm(
     """Every name through each caching server, pass after pass until one causes no upstream
     query; the upstream queries of each pass. Raises SetupError if a cache never fills."""
     caused: dict[str, list[int]] = {}
-    for name in CACHING:
+    for name in [s for s in servers if s != TRIVIAL]:
         caused[name] = []
         for _ in range(WARM_PASSES):
             run = measure(
@@ -144,16 +159,17 @@ def warm(
 
 
 def bench(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Row], dict[str, list[int]]]:
-    upstream, counter, servers = procs(tmp, args.names)
+    upstream, counter, servers = procs(tmp, args.names, args.before)
     queries = names_file(tmp, args.names)
-    rows = {s: Row(s) for s in SERVERS}
+    order = [*SERVERS, *([BEFORE] if args.before is not None else [])]
+    rows = {s: Row(s) for s in order}
     with running([upstream, *servers.values()]):
-        for name in SERVERS:
+        for name in order:
             check_answers(servers[name], [(f"check.{ZONE}", "A")])
         warmed = warm(servers, upstream, counter, queries, args.names)
         for round_ in range(args.rounds):
-            shift = round_ % len(SERVERS)
-            for server in SERVERS[shift:] + SERVERS[:shift]:
+            shift = round_ % len(order)
+            for server in order[shift:] + order[:shift]:
                 time.sleep(args.pause)
                 run = measure(
                     server,
@@ -194,7 +210,7 @@ def table(rows: dict[str, Row]) -> list[str]:
             f"{median([r.server_cpu for r in runs]):.0%} | "
             f"{median([r.cpu_us_per_query for r in runs]):.1f} | "
             f"{row.per_cpu_second:,.0f} | "
-            f"{sum(upstream_queries(r) for r in runs) if row.server in CACHING else '-'} | "
+            f"{sum(upstream_queries(r) for r in runs) if row.server != TRIVIAL else '-'} | "
             f"{_x(paired(row, dnsmasq))} | {_x(paired(row, dnsmasq, per_cpu=True))} | "
             f"{_x(paired(row, trivial, per_cpu=True))} |"
         )
@@ -216,7 +232,12 @@ def verdicts(rows: dict[str, Row], warmed: dict[str, list[int]], names: int) -> 
         f"{paired(ours, rows[TRIVIAL], per_cpu=True):.2f}x; qps {paired(ours, rows[TRIVIAL]):.2f}x",
         f"VERDICT many: lost queries {ours.lost} (target 0): {_met(ours.lost == 0)}",
     ]
-    for name in CACHING:
+    if BEFORE in rows:
+        out.append(
+            f"INFO many: {OURS} vs {BEFORE}: qps {paired(ours, rows[BEFORE]):.2f}x; per "
+            f"CPU-second {paired(ours, rows[BEFORE], per_cpu=True):.2f}x"
+        )
+    for name in [s for s in rows if s != TRIVIAL]:
         during = sum(upstream_queries(r) for r in rows[name].runs)
         out.append(
             f"CHECK all cache hits, {name}: upstream queries per warm-up pass "
@@ -249,7 +270,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="median of this many rounds")
     parser.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between runs")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also run resolver serve imported from CHECKOUT (a copy of the tree before a "
+        "change), in the same rounds",
+    )
     args = parser.parse_args(argv)
+    if args.before is not None:
+        args.before = args.before.resolve()
+        if not (args.before / "resolver" / "__init__.py").exists():
+            parser.error(f"--before: no resolver package in {args.before}")
     if not (0 < args.seconds <= 60 and 1 <= args.rounds <= 20 and args.outstanding >= 1):
         parser.error("need 0 < --seconds <= 60, 1 <= --rounds <= 20, --outstanding >= 1")
     if not 1_000 <= args.names <= DNSMASQ_CACHE_MAX // 2:

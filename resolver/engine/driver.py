@@ -95,7 +95,8 @@ class Ask(NamedTuple):
 
     @classmethod
     def of(cls, name: bytes, qtype: int, qclass: int, do: bool, cd: bool) -> Ask:
-        return cls(CacheKey.of(name, qtype, qclass, do=do, cd=cd), name, qtype, qclass, do, cd)
+        # CacheKey.of's lowercasing, without its call: this runs for every query.
+        return cls(CacheKey(name.lower(), qtype, qclass, do, cd), name, qtype, qclass, do, cd)
 
 
 class Outcome(NamedTuple):
@@ -105,8 +106,9 @@ class Outcome(NamedTuple):
     answers of our own from ``local.LocalAnswers``), or None for
     SERVFAIL; ``ede`` an RFC 8914 info code to attach, or None; ``until`` the moment (on the
     engine's clock) until which exactly these bytes remain the answer, 0.0 when they may not
-    be reused. ``policy``: the response policy's hit when the policy made this answer (then
-    a missing reply means: send nothing, the DROP action)."""
+    be reused or no repeat is expected (the first cache hit of an entry in a second: see
+    ``CacheHit.until``). ``policy``: the response policy's hit when the policy made this
+    answer (then a missing reply means: send nothing, the DROP action)."""
 
     reply: bytes | None
     ede: int | None
@@ -455,9 +457,7 @@ class Engine:
                         self._prefetch(ask)
                     self._cache_answers += 1
                     self._answered += 1
-                    return Outcome(
-                        cache.serve(entry, 0, ask.name, now), None, self._until(entry, now)
-                    )
+                    return Outcome(cache.serve(entry, 0, ask.name, now), None, hit.until)
                 if freshness is Freshness.HELD:
                     return self._stale_outcome(entry, ask.name)
                 stale = entry
@@ -598,19 +598,6 @@ class Engine:
             flight.timer = loop.call_at(
                 loop.time() + _STALE_ANSWER_AFTER, self._answer_stale_now, flight
             )
-
-    def _until(self, entry: CacheEntry, now: float) -> float:
-        """Until when a fresh entry's served bytes stay the same: the end of its current whole
-        second of age (its TTLs then drop by one), the start of its prefetch window, or its
-        expiry."""
-        stored, lifetime = entry.stored_at, entry.lifetime
-        until = stored + min(int(now - stored) + 1, lifetime)
-        assert self.cache is not None
-        fraction = self.cache.config.prefetch_fraction
-        if fraction:
-            # Hits inside the prefetch window must reach the cache, or no refresh is asked.
-            until = min(until, max(now, stored + lifetime * (1 - fraction)))
-        return until
 
     def _stale_outcome(self, entry: CacheEntry, name: bytes) -> Outcome:
         assert self.cache is not None

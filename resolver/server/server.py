@@ -636,9 +636,10 @@ class Server:
         self, query: bytes, parsed: Parsed, reply: bytes, outcome: Outcome, cache: Cache
     ) -> None:
         """Keep a finished UDP reply to a cache hit (or a local answer) in the cache for as
-        long as it stays byte-identical (``outcome.until``). The key is the query without its
-        ID (flags, question with its case, EDNS settings: everything the reply depends on), so
-        a repeat costs one lookup."""
+        long as it stays byte-identical (``outcome.until``, which the cache gives from an
+        answer's second hit within a second: see ``CacheHit.until``). The key is the query
+        without its ID (flags, question with its case, EDNS settings: everything the reply
+        depends on), so a repeat costs one lookup."""
         local = outcome.reply is not None and outcome.reply[2] & (AA >> 8)
         question = parsed.question
         tag = _count_key(question.qtype, reply, False, _REPEAT_LOCAL if local else _REPEAT_CACHE)

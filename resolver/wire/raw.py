@@ -245,9 +245,27 @@ def read_name(data: bytes | bytearray, offset: int) -> tuple[bytes, int]:
 
 def _read_name(data: bytes, offset: int) -> tuple[bytes, int]:
     end = len(data)
-    parts: list[bytes] = []
-    size = 0
     pos = offset
+    # Labels in place up to the first pointer: a name without one (every query's, as a rule)
+    # is one slice of ``data``.
+    while True:
+        if pos >= end:
+            raise WireError(f"name at offset {offset} runs past the end of the message")
+        length = data[pos]
+        if length == 0:
+            return data[offset : pos + 1], pos + 1
+        if length >= 0xC0:
+            break
+        if length > 63:
+            raise _label_error(data, pos)
+        stop = pos + 1 + length
+        if stop > end:
+            raise WireError(f"label at offset {pos} runs past the end of the message")
+        if stop - offset + 1 > _MAX_NAME:
+            raise WireError(f"name at offset {offset} is longer than 255 bytes")
+        pos = stop
+    parts: list[bytes] = [data[offset:pos]]
+    size = pos - offset
     after = -1  # offset after the name in the packet: fixed at the first pointer
     hops = 0
     while True:
@@ -364,9 +382,11 @@ def read_question(data: bytes | bytearray) -> Question:
 
 
 def _read_question(data: bytes) -> Question:
-    header = read_header(data)
-    if header.qdcount != 1:
-        raise WireError(f"expected exactly one question, the message has {header.qdcount}")
+    if len(data) < HEADER_SIZE:
+        raise WireError(f"message of {len(data)} bytes is shorter than the 12-byte header")
+    qdcount = (data[4] << 8) | data[5]
+    if qdcount != 1:
+        raise WireError(f"expected exactly one question, the message has {qdcount}")
     name, pos = _read_name(data, HEADER_SIZE)
     if pos + 4 > len(data):
         raise WireError("question is cut off before its type and class")
@@ -513,8 +533,11 @@ def find_opt(message: bytes | bytearray, question_end: int | None = None) -> Opt
     if len(data) < HEADER_SIZE:
         raise WireError(f"message of {len(data)} bytes is shorter than the 12-byte header")
     _, _, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    if not arcount and question_end is not None and not ancount | nscount:
+        return None  # a query without records: nothing to walk
     pos = _skip_questions(data, qdcount) if question_end is None else question_end
-    pos = _skip_records(data, pos, ancount + nscount)
+    if ancount or nscount:
+        pos = _skip_records(data, pos, ancount + nscount)
     end = len(data)
     opt_start = opt_ttl = opt_end = -1
     # skip_records, noting the OPT on the way: this runs on every query and relayed reply.

@@ -194,17 +194,19 @@ async def test_repeated_hits_are_remembered_within_the_second_then_recomputed(
         return parse(await asyncio.to_thread(udp_exchange, served.port, data))
 
     await ask(1)  # miss: from the authority
-    first_hit, second_hit = await ask(2), await ask(3)
-    assert served.engine.statistics().cache_answers == 1  # the repeat skipped the lookup
     cache = served.engine.cache
     assert cache is not None
+    first_hit = await ask(2)  # the first hit in its second: not rendered
+    assert cache.statistics().rendered == 0
+    second_hit, repeat = await ask(3), await ask(4)  # the second is rendered, then repeated
+    assert served.engine.statistics().cache_answers == 2  # the repeat skipped the lookup
     assert (cache.statistics().repeats, cache.statistics().rendered) == (1, 1)
-    assert (first_hit.header.id, second_hit.header.id) == (2, 3)
-    assert first_hit.rr[0].ttl == second_hit.rr[0].ttl == 300
+    assert (first_hit.header.id, second_hit.header.id, repeat.header.id) == (2, 3, 4)
+    assert first_hit.rr[0].ttl == second_hit.rr[0].ttl == repeat.rr[0].ttl == 300
     served.clock.now += 1.0  # the TTLs drop a second: the remembered reply is no longer exact
-    later = await ask(4)
+    later = await ask(5)
     assert later.rr[0].ttl == 299
-    assert served.engine.statistics().cache_answers == 2
+    assert served.engine.statistics().cache_answers == 3
 
 
 async def test_hits_in_the_prefetch_window_still_trigger_prefetch_through_the_server(
@@ -227,12 +229,13 @@ async def test_repeats_answered_from_rendered_replies_are_logged_as_cache_answer
     log = QueryLog(tmp_path / "queries.jsonl")
     server.query_log = log
     query = build_query("www.example.com.", 1, qid=1)
-    for qid in range(1, 5):
+    for qid in range(1, 6):
         data = qid.to_bytes(2, "big") + query[2:]
         await asyncio.to_thread(udp_exchange, served.port, data)
     log.close()
     records = [json.loads(line) for line in (tmp_path / "queries.jsonl").read_text().splitlines()]
-    assert [r["source"] for r in records] == ["upstream", "cache", "cache", "cache"]
+    assert [r["source"] for r in records] == ["upstream", "cache", "cache", "cache", "cache"]
     cache = served.engine.cache
     assert cache is not None
-    assert cache.statistics().repeats == 2  # the last two: the fast path, logged all the same
+    # The second hit is rendered; the last two repeat it: the fast path, logged all the same.
+    assert cache.statistics().repeats == 2

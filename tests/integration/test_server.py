@@ -292,10 +292,12 @@ async def test_nxdomain_passes_through_with_the_soa(served: Address) -> None:
 async def test_replies_are_counted_by_transport_type_and_rcode(authority: Authority) -> None:
     async with asyncio.timeout(BOUND), daemon(authority) as instance:
         address = instance.addresses[0]
-        for _ in range(
-            3
-        ):  # asked upstream, then a cache hit, then the repeat of its rendered reply
+        # Asked upstream, then two cache hits (the second rendered), then the repeat of it;
+        # asked again until a repeat came (two hits can straddle a second of the entry's age).
+        asked = 0
+        while asked < 4 or (instance.server.reply_counts().cache_repeats == 0 and asked < 12):
             assert read_header(await udp_ask(address, query())).rcode == NOERROR
+            asked += 1
         assert read_header(await udp_ask(address, query("nothere.example.com."))).rcode == NXDOMAIN
         assert read_header(await udp_ask(address, query(qtype="NULL"))).rcode == NOERROR
         assert read_header(await udp_ask(address, _header(0x0100) + b"\x03")).rcode == FORMERR
@@ -304,7 +306,7 @@ async def test_replies_are_counted_by_transport_type_and_rcode(authority: Author
         counts = instance.server.reply_counts()
         statistics = instance.server.statistics()
     assert counts.replies == {
-        ("udp", 1, NOERROR): 3,
+        ("udp", 1, NOERROR): asked,
         ("udp", 1, NXDOMAIN): 1,
         ("udp", 0, NOERROR): 1,  # NULL is not among the types counted by name
         ("udp", 0, FORMERR): 1,  # no question could be read
@@ -312,12 +314,12 @@ async def test_replies_are_counted_by_transport_type_and_rcode(authority: Author
     }
     assert counts.cache_repeats == 1
     udp, tcp = counts.durations["udp"], counts.durations["tcp"]
-    assert (udp.count, tcp.count) == (6, 1)
-    # Made at once, counted as taking no time: the cache hit, its repeat, FORMERR, and the
+    assert (udp.count, tcp.count) == (asked + 3, 1)
+    # Made at once, counted as taking no time: the cache hits, the repeat, FORMERR, and the
     # TCP cache hit.
-    assert udp.counts[0] >= 3
+    assert udp.counts[0] >= asked
     assert tcp.counts == [1] + [0] * 16
-    assert (statistics.udp_queries, statistics.answered) == (6, 6)
+    assert (statistics.udp_queries, statistics.answered) == (asked + 3, asked + 3)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

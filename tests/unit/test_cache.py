@@ -345,6 +345,54 @@ def test_prefetch_requested_once_in_last_tenth(cache: Cache, clock: FakeClock) -
     assert flags == [True, False, False]
 
 
+@pytest.mark.parametrize(
+    ("fraction", "age", "until"),
+    [
+        (0.1, 10.3, 1011.0),  # the end of the current whole second of age
+        (0.1, 85.5, 1086.0),
+        (0.1, 89.5, 1090.0),  # the start of the prefetch window comes first
+        (0.1, 95.2, 1095.2),  # inside the window: now, the bytes are not to be reused
+        (0.0, 99.5, 1100.0),  # no prefetch: the expiry
+    ],
+    ids=["second", "second-late", "window-start", "in-window", "expiry"],
+)
+def test_fresh_hit_says_until_when_its_served_bytes_stay_the_same(
+    clock: FakeClock, fraction: float, age: float, until: float
+) -> None:
+    cache = Cache(CacheConfig(max_entries=3, prefetch_fraction=fraction), clock=clock)
+    cache.put(_key(), scan(_a_reply(100)))
+    clock.advance(age)
+    first, second = cache.get(_key()), cache.get(_key())
+    assert first is not None
+    assert second is not None
+    assert first.freshness is second.freshness is Freshness.FRESH
+    assert first.until == 0.0  # the first hit in its second: no repeat expected
+    assert second.until == pytest.approx(until)
+
+
+def test_only_a_second_hit_within_the_same_second_of_age_is_worth_rendering(
+    cache: Cache, clock: FakeClock
+) -> None:
+    cache.put(_key(), scan(_a_reply(100)))
+    untils = []
+    for step in (10.2, 0.3, 0.6, 0.1, 16.0, 1.0):  # ages 10.2, 10.5, 11.1, 11.2, 27.2, 28.2
+        clock.advance(step)
+        hit = cache.get(_key())
+        assert hit is not None
+        untils.append(hit.until)
+    # The hit 16 seconds after the last one, in the same second modulo 16, counts as a second.
+    assert untils == [0.0, 1011.0, 0.0, 1012.0, 1028.0, 0.0]
+
+
+def test_a_stale_hit_is_never_reused(clock: FakeClock) -> None:
+    cache = Cache(CacheConfig(max_entries=3, stale_max=60), clock=clock)
+    cache.put(_key(), scan(_a_reply(100)))
+    clock.advance(101)
+    hit = cache.get(_key())
+    assert hit is not None
+    assert (hit.freshness, hit.until) == (Freshness.STALE, 0.0)
+
+
 def test_replacing_an_entry_resets_its_prefetch_flag(cache: Cache, clock: FakeClock) -> None:
     cache.put(_key(), scan(_a_reply(100)))
     clock.advance(95)

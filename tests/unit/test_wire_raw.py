@@ -84,6 +84,20 @@ def test_read_name_follows_compression_and_keeps_case() -> None:
     assert raw.read_name(data, spans[0].name_offset)[0] == b"\x03www\x07Example\x03com\x00"
 
 
+@pytest.mark.parametrize(
+    ("tail", "name"),
+    [
+        (b"\x03Www\x00", b"\x03Www\x00"),
+        (b"\x03Www\xc0\x0c", b"\x03Www\x07Example\x03com\x00"),
+        (b"\xc0\x0c", b"\x07Example\x03com\x00"),
+    ],
+    ids=["labels-only", "labels-then-pointer", "pointer-only"],
+)
+def test_read_name_joins_labels_in_place_with_what_a_pointer_adds(tail: bytes, name: bytes) -> None:
+    data = _header() + b"\x07Example\x03com\x00" + tail
+    assert raw.read_name(data, 25) == (name, len(data))
+
+
 def test_skip_name_and_read_name_agree_on_end() -> None:
     data = _reply()
     for span in raw.walk_records(data, raw.read_question(data).end, 2):
