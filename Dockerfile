@@ -54,6 +54,16 @@ USER root
 RUN sed -i 's/\b127\.0\.0\./172.30.0./g' /app/fixtures/zones/*.zone
 USER resolver
 
+# The forwarder of docker-compose.yml that also listens on DNS over TLS and HTTPS. Its
+# certificate, and the private CA the clients trust, are made when the container starts
+# (docker/make-certs.py), into /tls: a volume the clients mount too. The directory belongs to
+# the daemon's user, and Docker gives a new volume the owner of the directory it is mounted on.
+FROM resolver AS tls
+USER root
+COPY docker/make-certs.py /app/docker/make-certs.py
+RUN install -d -o resolver -g resolver -m 0755 /tls
+USER resolver
+
 # dnsdist, the load balancer in front of the replicas in docker-compose.yml. The local base
 # already holds Debian's package; python:3.11-slim is Debian too and gets it from apt.
 FROM resolver AS dnsdist

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import h2.config
@@ -251,7 +252,10 @@ class Http1Session:
                 self._request = (bytes(event.method), bytes(event.target), media)
                 self._body.clear()
             elif isinstance(event, h11.Data):
-                self._body += event.data
+                # h11 hands over a bytearray where its types say bytes: read as Any, so that
+                # the compiled build checks no type here (it raised TypeError on every body).
+                chunk: Any = cast(Any, event).data
+                self._body += chunk
                 if len(self._body) > _MAX_MESSAGE:
                     self._fail(413)
                     return False
