@@ -248,7 +248,7 @@ def foreign_authority(query: DNSRecord, reply: DNSRecord, tcp: bool) -> DNSRecor
     address: data the server is not authoritative for."""
     reply.add_auth(*RR.fromZone("example.net. 86400 NS ns.evil.example.net."))
     reply.add_ar(*RR.fromZone("ns.evil.example.net. 86400 A 127.0.0.254"))
-    reply.add_ar(*RR.fromZone("www.example.net. 86400 A 6.6.6.6"))
+    reply.add_ar(*RR.fromZone("www.example.net. 86400 A 192.0.2.66"))
     return reply
 
 

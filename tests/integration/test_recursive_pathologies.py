@@ -159,7 +159,7 @@ async def test_the_cd_bit_of_the_query_is_copied_into_the_reply(served: Served) 
 async def test_a_poisoned_address_beside_a_cname_is_never_used(served: Served) -> None:
     served.world.faults["127.0.0.13"] = scenarios.foreign_authority
     reply = await ask(served, "www.alias.com.")
-    assert "6.6.6.6" not in [str(rr.rdata) for rr in reply.rr]
+    assert "192.0.2.66" not in [str(rr.rdata) for rr in reply.rr]
     assert "ns.evil.example.net." not in [a.qname for a in served.world.asked]
 
 

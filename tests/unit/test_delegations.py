@@ -110,7 +110,7 @@ def test_the_least_recently_used_zone_goes_at_the_limit(delegations: Delegations
 def test_glue_never_replaces_an_address_from_an_answer(delegations: Delegations) -> None:
     ns = wire("ns.example.net.")
     delegations.learn_addresses(ns, ("127.0.0.9",), 300, 0.0, Rank.ANSWER_AA)
-    delegations.learn_addresses(ns, ("6.6.6.6",), 300, 1.0, Rank.ADDITIONAL)
+    delegations.learn_addresses(ns, ("192.0.2.66",), 300, 1.0, Rank.ADDITIONAL)
     assert delegations.addresses(ns, 2.0) == ("127.0.0.9",)
     # Once the answer's address expires, glue may take its place.
     delegations.learn_addresses(ns, ("127.0.0.10",), 300, 301.0, Rank.ADDITIONAL)

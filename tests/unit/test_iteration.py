@@ -322,7 +322,7 @@ def test_nxdomain_to_a_minimised_query_falls_back_to_the_full_name(world: World)
 
 
 def test_out_of_bailiwick_glue_is_not_believed(world: World) -> None:
-    poison = rdata_a("6.6.6.6")
+    poison = rdata_a("192.0.2.66")
 
     def add_poison(action: Query, reply: bytes) -> bytes:
         # A referral from com. carrying an A record for a name outside example.com.
@@ -336,7 +336,7 @@ def test_out_of_bailiwick_glue_is_not_believed(world: World) -> None:
     world.network.tamper["127.0.0.3"] = add_poison
     rcode, records = answers(world.resolve("www.oob.com.", A))
     assert (rcode, records) == (NOERROR, [("www.oob.com.", A, rdata_a("127.1.4.1"))])
-    assert "6.6.6.6" not in {q.server[0] for q in world.network.asked}
+    assert "192.0.2.66" not in {q.server[0] for q in world.network.asked}
 
 
 def test_an_upward_referral_is_lame(world: World) -> None:
