@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+from support import free_port
 
 from resolver.errors import CaseMismatch
 from resolver.query import QueryOptions, Question
@@ -47,11 +48,18 @@ class EchoServer:
     def __init__(self, rewrite: Rewrite) -> None:
         self.rewrite = rewrite
         self.names: list[bytes] = []
+        # A port below the ephemeral range (free_port): with port 0, the kernel could have
+        # given the UDP socket a port some other socket already holds for TCP.
+        self.address: tuple[str, int] = ("127.0.0.1", free_port())
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
-        self.address: tuple[str, int] = self.udp.getsockname()
         self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.bind(self.address)
+        try:
+            self.udp.bind(self.address)
+            self.tcp.bind(self.address)
+        except OSError:
+            self.udp.close()
+            self.tcp.close()
+            raise
         self.tcp.listen()
         self.threads = [
             threading.Thread(target=self._serve_udp, daemon=True),
