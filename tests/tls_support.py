@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import secrets
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from resolver.wire.query import build_query
 
 _NOW = datetime.datetime.now(datetime.UTC)
 
@@ -196,3 +199,26 @@ class StreamServer:
             pass
         finally:
             writer.close()
+
+
+class Query:
+    """A query in flight as the pool sees it (the transport's exchange, reduced)."""
+
+    def __init__(self, name: str) -> None:
+        self.query = build_query(name, 1, qid=secrets.randbelow(65536))
+        self.qid = self.query[0] << 8 | self.query[1]
+        self.question = self.query[12 : self.query.index(b"\x00", 12) + 5]
+        self.done = False
+        self.retried = False
+        self.outcome: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def take(self, data: bytes) -> bool:
+        if data[:2] != self.query[:2] or data[12 : 12 + len(self.question)] != self.question:
+            return False
+        self.done = True
+        self.outcome.set_result(data)
+        return True
+
+    def fail(self, exc: BaseException) -> None:
+        self.done = True
+        self.outcome.set_exception(exc)

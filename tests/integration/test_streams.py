@@ -6,43 +6,18 @@ closed an idle connection, TLS verification, pins and session resumption."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import ssl
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from support import until
-from tls_support import PrivateCa, StreamServer, echo_reply, server_context
+from tls_support import PrivateCa, Query, StreamServer, echo_reply, server_context
 
 from resolver.transport.connection import CertificateRejected, TlsClient, open_stream
 from resolver.transport.stream import StreamPool
 from resolver.transport.tls import client_context, spki_pin
 from resolver.wire.options import OPTION_KEEPALIVE
-from resolver.wire.query import build_query
-
-
-class Query:
-    """A query in flight as the pool sees it (the transport's exchange, reduced)."""
-
-    def __init__(self, name: str) -> None:
-        self.query = build_query(name, 1, qid=secrets.randbelow(65536))
-        self.qid = self.query[0] << 8 | self.query[1]
-        self.question = self.query[12 : self.query.index(b"\x00", 12) + 5]
-        self.done = False
-        self.retried = False
-        self.outcome: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-    def take(self, data: bytes) -> bool:
-        if data[:2] != self.query[:2] or data[12 : 12 + len(self.question)] != self.question:
-            return False
-        self.done = True
-        self.outcome.set_result(data)
-        return True
-
-    def fail(self, exc: BaseException) -> None:
-        self.done = True
-        self.outcome.set_exception(exc)
 
 
 def make_pool(server: StreamServer, tls: TlsClient | None = None, **settings: float) -> StreamPool:

@@ -5,13 +5,12 @@ and session resumption on reconnect."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import socket
 from pathlib import Path
 
 import pytest
 from support import until
-from tls_support import PrivateCa
+from tls_support import PrivateCa, Query
 from unbound_peer import NAMES, UnboundPeer
 
 from resolver.transport.connection import TlsClient, open_stream
@@ -19,30 +18,8 @@ from resolver.transport.https import open_https
 from resolver.transport.stream import StreamPool
 from resolver.transport.tls import client_context
 from resolver.wire import DNSRecord
-from resolver.wire.query import build_query
 
 pytestmark = pytest.mark.interop
-
-
-class Query:
-    def __init__(self, name: str) -> None:
-        self.query = build_query(name, 1, qid=secrets.randbelow(65536))
-        self.qid = self.query[0] << 8 | self.query[1]
-        self.question = self.query[12 : self.query.index(b"\x00", 12) + 5]
-        self.done = False
-        self.retried = False
-        self.outcome: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-    def take(self, data: bytes) -> bool:
-        if data[:2] != self.query[:2] or data[12 : 12 + len(self.question)] != self.question:
-            return False
-        self.done = True
-        self.outcome.set_result(data)
-        return True
-
-    def fail(self, exc: BaseException) -> None:
-        self.done = True
-        self.outcome.set_exception(exc)
 
 
 def plain_answer(port: int, name: str) -> list[str]:
