@@ -45,6 +45,7 @@ __all__ = [
     "format_json",
     "format_short",
     "format_text",
+    "record_line",
     "server_text",
 ]
 
@@ -469,6 +470,11 @@ def _columns(first: str, *rest: str, stops: tuple[int, ...] = _STOPS, lead: str 
 def _record_line(record: Record, stops: tuple[int, ...] = _STOPS) -> str:
     fields = (str(record.ttl), record.rclass, record.rtype, record.data)
     return _columns(record.name, *fields, stops=stops)
+
+
+def record_line(record: Record) -> str:
+    """``record`` on one line, in dig's columns (its answer sections' layout)."""
+    return _record_line(record)
 
 
 _SOA_FIELDS = ("serial", "refresh", "retry", "expire", "minimum")

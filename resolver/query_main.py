@@ -151,13 +151,13 @@ def _trace_each(invocation: Invocation) -> int:
     except ConfigError as exc:
         fail(f"--root-hints: {exc.reason}", EXIT_USAGE)
     config = RecursionConfig(root_hints=invocation.root_hints, port=invocation.port or 53)
-    validator = None
+    anchors = None
     if invocation.options.dnssec:  # +trace +dnssec validates, as recursive mode does
-        from resolver.engine.validation import Validator, read_trust_anchors, root_anchors
+        from resolver.engine.validation import read_trust_anchors, root_anchors
 
         try:
             anchor = invocation.trust_anchor
-            validator = Validator(read_trust_anchors(anchor) if anchor else root_anchors())
+            anchors = read_trust_anchors(anchor) if anchor else root_anchors()
         except ConfigError as exc:
             fail(f"--trust-anchor: {exc.reason}", EXIT_USAGE)
     usable = families() if invocation.family is None else frozenset({invocation.family})
@@ -179,7 +179,7 @@ def _trace_each(invocation: Invocation) -> int:
                 families=usable,
                 echo=_echo,
                 tcp=invocation.options.tcp,
-                validator=validator,
+                anchors=anchors,
             )
         except (ResolverError, OSError) as exc:
             fail(str(exc))

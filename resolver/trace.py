@@ -8,7 +8,13 @@ kernel picks, and a random ID per query; UDP, or TCP when the Query says so; 0x2
 Query says; strict reply matching), with RD clear and one try, and the reply or the failure
 goes back to the iteration. Every :class:`~resolver.engine.iteration.Step` it records is
 shown at once, one line each (:func:`format_step`, under :func:`heading`). No event loop and
-no cache: each question starts at the root.
+no cache: each question starts at the root, with a validator of its own.
+
+Servers are asked with DO, as ``dig +trace`` asks: under each referral come the DS records
+the parent gave, with their RRSIGs, or the NSEC/NSEC3 records proving there are none
+(:class:`~resolver.trust_trace.TrustTrace`). With trust anchors the trace validates, as
+recursive mode does: the DNSKEY sets it fetches are shown with their keys, and at the end
+each zone's verdict and why.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from resolver.engine.actions import Done, Query
 from resolver.engine.delegations import Delegations, ServerTimes
 from resolver.engine.hints import RootHints
 from resolver.engine.iteration import Iteration, Step
-from resolver.engine.validation import Validator
+from resolver.engine.validation import TrustAnchors, Validator
 from resolver.errors import (
     BadResponse,
     ConfigError,
@@ -35,6 +41,7 @@ from resolver.errors import (
 )
 from resolver.query import MAX_TIMEOUT, QueryOptions, Question
 from resolver.stub import Exchange, exchange, server_name
+from resolver.trust_trace import TrustTrace
 from resolver.wire import name_to_text, qtype_name
 from resolver.wire.view import scan
 
@@ -85,7 +92,7 @@ def trace(
     echo: Echo,
     tcp: bool = False,
     clock: Clock = time.monotonic,
-    validator: Validator | None = None,
+    anchors: TrustAnchors | None = None,
 ) -> Trace:
     """Resolve ``question`` from ``hints`` with the Iteration, asking every server on
     ``config.port``, only at addresses of ``families`` (4, 6), over TCP throughout with
@@ -94,9 +101,14 @@ def trace(
     number of queries and the time. Never raises for a server's sake: failures are the
     iteration's to handle, and end in ``Trace.failure``.
 
-    With ``validator`` the servers are asked with DO, the DS and DNSKEY sets the validator
-    needs are fetched as steps of their own (each saying what it made of its zone), and the
-    verdict on the answer is written at the end (``;; DNSSEC: secure ...``)."""
+    Servers are asked with DO, and under each referral come the DS records it holds or the
+    proof that there are none. With ``anchors`` the trace validates from them: the DS and
+    DNSKEY sets the validator needs are fetched as steps of their own (each saying what it
+    made of its zone, a DNSKEY set followed by its keys), and at the end come each zone's
+    verdict and why (``;; chain of trust, zone by zone:``) and the verdict on the answer
+    (``;; DNSSEC: secure ...``)."""
+    validator = None if anchors is None else Validator(anchors)
+    trust = TrustTrace(anchors)
     steps: list[Step] = []
     started = clock()
     deadline = started + config.query_timeout
@@ -111,7 +123,7 @@ def trace(
         families=families,
         steps=steps,
         validator=validator,
-        do=validator is not None,
+        do=True,  # as dig +trace asks: the DS records at referrals come back
     )
     echo(heading())
     action = iteration.start(started)
@@ -119,6 +131,7 @@ def trace(
     answered: tuple[Query, Exchange] | None = None
     while isinstance(action, Query):
         asked = Question(name_to_text(action.name), action.qtype, question.qclass)
+        data: bytes | None = None
         try:
             done = exchange(
                 action.server,
@@ -140,14 +153,20 @@ def trace(
                 next_action = iteration.on_failure(bad, clock())
             else:
                 answered = action, done
+                data = done.data
                 next_action = iteration.on_reply(view, clock())
         for index in range(shown, len(steps)):
             for line in format_step(steps[index], steps[index - 1] if index else None):
+                echo(line)
+            for line in trust.step(steps[index], data):
                 echo(line)
         shown = len(steps)
         action = next_action
     ended = clock()
     echo(f";; {_queries(iteration.queries)} in {(ended - started) * 1000:.0f} ms")
+    if validator is not None:
+        for line in trust.summary(validator):
+            echo(line)
     verdict = action.verdict
     if verdict is not None:
         ede = "" if verdict.ede is None else f" (EDE {verdict.ede})"

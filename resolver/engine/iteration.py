@@ -156,7 +156,8 @@ class Step(NamedTuple):
     """One exchange of the iteration, for ``resolver query --trace``: the server asked (and
     the zone it was asked for), the question, what its reply meant, and how long it took;
     ``lookup``, the name server whose address is being looked up (None: the client's
-    question)."""
+    question); ``cut``, the zone a referral led to (None: the reply was no referral), whose
+    DS records, or their proven absence, the referral holds."""
 
     server: tuple[str, int]
     zone: bytes
@@ -165,6 +166,7 @@ class Step(NamedTuple):
     outcome: str
     elapsed: float
     lookup: bytes | None = None
+    cut: bytes | None = None
 
 
 def _under(name: bytes, zone: bytes) -> bool:
@@ -901,7 +903,7 @@ class Iteration:
             )
         zone = self._delegations.learn_zone(cut, servers, ttl, now, Rank.AUTHORITY)
         count = f"{len(servers)} server{'s' if len(servers) != 1 else ''}"
-        self._step(f"referral to {_text(cut)} ({count}, {len(glue)} with glue)", now)
+        self._step(f"referral to {_text(cut)} ({count}, {len(glue)} with glue)", now, cut)
         frame.enter(zone)
         return self._next(now)
 
@@ -1142,12 +1144,12 @@ class Iteration:
     def _fail(self) -> Done:
         return Done(None, EDE_NETWORK_ERROR if self._unreachable else EDE_NO_REACHABLE_AUTHORITY)
 
-    def _step(self, outcome: str, now: float) -> None:
+    def _step(self, outcome: str, now: float, cut: bytes | None = None) -> None:
         if self._steps is not None:
             frame = self._stack[-1]
             name, qtype = self._asked
             server = (self._server, self._config.port)
             elapsed = now - self._sent_at
             self._steps.append(
-                Step(server, frame.zone.name, name, qtype, outcome, elapsed, frame.server_of)
+                Step(server, frame.zone.name, name, qtype, outcome, elapsed, frame.server_of, cut)
             )

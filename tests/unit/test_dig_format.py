@@ -266,6 +266,7 @@ def test_dig_module_exports_the_model_and_the_formatters() -> None:
         "format_json",
         "format_short",
         "format_text",
+        "record_line",
         "server_text",
     ]
 
@@ -493,3 +494,10 @@ def test_malformed_nsec_bitmap_falls_back_to_the_generic_form() -> None:
     data = data[:6] + b"\x00\x01" + data[8:] + body
     (only,) = decode(data).answer
     assert only.data.startswith("\\# 7 ")
+
+
+def test_record_line_puts_a_record_in_digs_answer_columns() -> None:
+    from resolver.dig import Record, record_line
+
+    record = Record("test.", 300, "IN", "DS", "12345 13 2 ABCD")
+    assert record_line(record) == "test.\t\t\t300\tIN\tDS\t12345 13 2 ABCD"
