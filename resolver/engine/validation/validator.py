@@ -453,11 +453,20 @@ def _find(reply: Reply, name: dns.name.Name, rdtype: int) -> SignedRRset | None:
 
 def _denies(reply: Reply, final: dns.name.Name) -> bool:
     """True if the reply claims the name asked (or its CNAME chain's end) has no data: the
-    question's own name, or a chain whose authority section holds a negative answer. A chain
-    that just stops at a CNAME into another zone claims nothing about the target."""
+    question's own name, or a chain whose authority section holds a negative answer from a
+    zone holding the chain's end. A chain that just stops at a CNAME into another zone claims
+    nothing about the target: NSEC records beside it (a wildcard CNAME's proof) are about the
+    zone they are signed in."""
     if final == reply.qname:
         return True
-    return any(s.rdtype in _DENIAL_TYPES for s in reply.authority)
+    for signed in reply.authority:
+        if signed.rdtype not in _DENIAL_TYPES:
+            continue
+        signers = signed.signers()
+        zone = signed.name if signed.rdtype == _SOA else (signers[0] if signers else reply.zone)
+        if zone is None or final.is_subdomain(zone):
+            return True
+    return False
 
 
 def _referral_cut(reply: Reply) -> dns.name.Name | None:
