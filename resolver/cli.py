@@ -786,11 +786,15 @@ def query(ctx: click.Context, args: tuple[str, ...]) -> None:
                             outcome; then the answer. No @SERVER: the root
                             hints are --root-hints FILE (named.root format;
                             default IANA's, shipped with resolver); +tcp
-                            asks every server over TCP, -4/-6 limit it;
+                            asks every server over TCP, -4/-6 limit it.
+                            Asked with DO, as dig +trace: each referral
+                            shows its DS records or the NSEC proving none.
                             +dnssec validates too, from --trust-anchor
                             FILE (DS or DNSKEY records; default IANA's
                             root anchor): the DS and DNSKEY sets fetched
-                            are steps, and the verdict ends the trace
+                            are steps, each DNSKEY set shows its keys, and
+                            a verdict per zone (which DS matched which
+                            key, or the proof of no DS) ends the trace
       -h, --help            this text
 
     \b
