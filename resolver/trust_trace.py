@@ -197,10 +197,12 @@ class TrustTrace:
         if keys.security is Security.SECURE:
             return f"{state}: {self._secure_why(zone, keys)}"
         why = keys.reason
-        if seen is not None and seen.proof and not seen.ds:
+        insecure = keys.security is Security.INSECURE
+        if insecure and seen is not None and seen.proof and not seen.ds:
             why += f" ({'/'.join(seen.proof)} in the {seen.source})"
-        if keys.security is Security.BOGUS:
-            match = self._matches(zone, self._keys.get(zone, ()))
+        if keys.security is Security.BOGUS and zone in self._keys:
+            # Its DNSKEY set was fetched: which DS it was held to, and whether a key matched.
+            match = self._matches(zone, self._keys[zone])
             if match:
                 why += f"; {match}"
         return f"{state}: {why}"

@@ -262,3 +262,19 @@ async def test_a_plain_trace_shows_the_ds_at_referrals_and_validates_nothing(
     assert "chain of trust" not in done.stdout
     assert ";; DNSSEC:" not in done.stdout
     assert ";; 3 queries in " in done.stdout
+
+
+async def test_under_a_wrong_anchor_each_zone_is_bogus_for_the_root_s_sake(world: World) -> None:
+    stranger = SignedZone(".", SOA, **WINDOW)
+    anchor = "".join(f". DS {rd.to_text()}\n" for rd in stranger.ds())
+    (world.directory / "root.key").write_text(anchor)
+    done = await trace(world, "www.good.test.", "+dnssec")
+    tag = stranger.ds()[0].key_tag
+    verdicts = chain(done.stdout)
+    assert verdicts["."] == (
+        "bogus (EDE 9): no DNSKEY of . matches its DS; no key of its DNSKEY set matches"
+        f" DS {tag} (ECDSAP256SHA256, SHA256; the trust anchor)"
+    )
+    # Their own keys were never fetched: nothing is said of them but the root's failure.
+    assert verdicts["test."] == "bogus (EDE 9): no DNSKEY of . matches its DS"
+    assert ";; DNSSEC: bogus (EDE 9)" in done.stdout
