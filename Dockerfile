@@ -49,9 +49,17 @@ CMD ["demo"]
 # 172.30.0.N. The zones' name server addresses, glue included, are rewritten to match, so that
 # a resolver following the referrals reaches the containers. Answer addresses (127.1.0.0/16,
 # 2001:db8::/32) stay as they are.
+#
+# The containers serve the zones signed when the hierarchy starts: the `sign` service of
+# docker-compose.yml runs docker/sign-zones.py, which makes the keys then and writes the signed
+# zones and the root's trust anchor into /signed, a volume the authorities serve from and the
+# recursive daemon reads its anchor from. The directory belongs to the daemon's user, and
+# Docker gives a new volume the owner of the directory it is mounted on.
 FROM resolver AS authority
 USER root
-RUN sed -i 's/\b127\.0\.0\./172.30.0./g' /app/fixtures/zones/*.zone
+RUN sed -i 's/\b127\.0\.0\./172.30.0./g' /app/fixtures/zones/*.zone \
+    && install -d -o resolver -g resolver -m 0755 /signed
+COPY docker/sign-zones.py /app/docker/sign-zones.py
 USER resolver
 
 # The forwarder of docker-compose.yml that also listens on DNS over TLS and HTTPS. Its
