@@ -493,7 +493,7 @@ class Engine:
                         self._prefetch(ask)
                     self._cache_answers += 1
                     self._answered += 1
-                    return Outcome(cache.serve(entry, 0, ask.name, now), None, hit.until)
+                    return Outcome(cache.serve(entry, 0, ask.name, now), entry.ede, hit.until)
                 if freshness is Freshness.HELD:
                     return self._stale_outcome(entry, ask.name)
                 stale = entry
@@ -805,7 +805,7 @@ class Engine:
         cache = self.cache
         if view is not None and cache is not None:
             try:  # noqa: SIM105
-                cache.put(key, view)
+                cache.put(key, view, ede=extra)
             except WireError:
                 pass  # a reply the cache cannot take is still relayed: the client gets it
         failed = reply is None or reply[3] & 0x0F in (SERVFAIL, REFUSED)

@@ -78,6 +78,12 @@ def signed_world(directory: Path) -> tuple[dict[str, list[str]], Path, Path]:
     leaves = {
         "good": (SignedZone("good.test.", LEAF + CHAINS, **window), True, True),
         "nsec3": (SignedZone("nsec3.test.", LEAF, nsec3=(1, "ab", False), **window), True, True),
+        # More NSEC3 iterations than the validator's limit (150): its denials are insecure.
+        "costly": (
+            SignedZone("costly.test.", LEAF, nsec3=(200, "ab", False), **window),
+            True,
+            True,
+        ),
         "expired": (
             SignedZone("expired.test.", LEAF, inception=NOW - 30 * DAY, expiration=NOW - 3 * DAY),
             True,
@@ -285,6 +291,21 @@ async def test_a_wildcard_answer_is_secure_with_its_nsec(signed: Signed) -> None
     assert reply.flags & dns.flags.AD
     assert types(reply.answer) == {"TXT", "RRSIG"}
     assert "NSEC" in types(reply.authority)
+
+
+async def test_an_insecure_answer_keeps_its_ede_when_served_from_the_cache(
+    signed: Signed,
+) -> None:
+    # RFC 9276 3.2: a denial by NSEC3 of too many iterations is insecure, with EDE 27; the
+    # repeat comes from the cache (the authorities are not asked again) and says so too.
+    first = await ask(signed, "nothere.costly.test.", ad=True)
+    asked = signed.engine.statistics().upstream_queries
+    again = await ask(signed, "nothere.costly.test.", ad=True)
+    assert signed.engine.statistics().upstream_queries == asked
+    for reply in (first, again):
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+        assert not reply.flags & dns.flags.AD
+        assert ede(reply) == [27]
 
 
 async def test_a_warm_validator_fetches_no_key_twice(signed: Signed) -> None:
