@@ -248,7 +248,8 @@ def test_trace_shows_the_ds_that_made_each_zone_secure(tmp_path: Path) -> None:
 def test_trace_shows_the_nsec_that_made_sib_com_insecure(tmp_path: Path) -> None:
     out = trace("www.sib.com.", tmp_path)
     verdict = chain(out)["sib.com."]
-    assert verdict.startswith("insecure: NSEC proves sib.com. has no DS (NSEC in the referral by ")
+    assert verdict.startswith("insecure: ")
+    assert re.search(r" \(NSEC in the referral by [\d.]+#53\)$", verdict), verdict
     assert re.search(r"^sib\.com\.\s+\d+\s+IN\s+NSEC\s+", out, re.M)
     assert ";; DNSSEC: insecure" in out
 

@@ -217,36 +217,39 @@ async def test_an_insecure_zone_says_which_proof_showed_it_has_no_ds(world: Worl
     done = await trace(world, "www.unsigned.test.", "+dnssec")
     verdicts = chain(done.stdout)
     assert verdicts["test."].startswith("secure: ")
-    assert verdicts["unsigned.test."] == (
-        "insecure: NSEC proves unsigned.test. has no DS"
-        f" (NSEC in the referral by {TLD}#{world.port})"
-    )
+    # The validator's reason, then the proof and where it was.
+    verdict = verdicts["unsigned.test."]
+    assert verdict.startswith("insecure: ")
+    assert verdict.endswith(f" (NSEC in the referral by {TLD}#{world.port})")
     assert not any("unsigned.test. DNSKEY" in line for line in done.stdout.splitlines())
 
 
 @pytest.mark.parametrize(
-    ("zone", "expected"),
+    ("zone", "code", "held_to"),
     [
         (
             "expired.test.",
-            "bogus (EDE 7): the RRSIG over expired.test. DNSKEY has expired; DS {tag}"
-            " (ECDSAP256SHA256, SHA256; referral by {tld}) matches KSK {tag} (ECDSAP256SHA256)",
+            7,
+            "DS {tag} (ECDSAP256SHA256, SHA256; {tld}) matches KSK {tag} (ECDSAP256SHA256)",
         ),
         (
             "nokey.test.",
-            "bogus (EDE 9): no DNSKEY of nokey.test. matches its DS; no key of its DNSKEY set"
-            " matches DS {tag} (ECDSAP256SHA256, SHA256; referral by {tld})",
+            9,
+            "no key of its DNSKEY set matches DS {tag} (ECDSAP256SHA256, SHA256; {tld})",
         ),
     ],
     ids=["expired-signature", "ds-matching-no-key"],
 )
 async def test_a_bogus_zone_says_why_and_which_ds_it_was_held_to(
-    world: World, zone: str, expected: str
+    world: World, zone: str, code: int, held_to: str
 ) -> None:
     done = await trace(world, f"www.{zone}", "+dnssec")
-    tld = f"{TLD}#{world.port}"
-    assert chain(done.stdout)[zone] == expected.format(tag=world.ds[zone], tld=tld)
-    assert ";; DNSSEC: bogus (EDE " in done.stdout
+    verdict = chain(done.stdout)[zone]
+    # The EDE and the validator's reason, then the DS the zone's keys were held to.
+    assert verdict.startswith(f"bogus (EDE {code}): ")
+    tld = f"referral by {TLD}#{world.port}"
+    assert verdict.endswith("; " + held_to.format(tag=world.ds[zone], tld=tld))
+    assert f";; DNSSEC: bogus (EDE {code})" in done.stdout
 
 
 async def test_a_plain_trace_shows_the_ds_at_referrals_and_validates_nothing(
@@ -271,10 +274,10 @@ async def test_under_a_wrong_anchor_each_zone_is_bogus_for_the_root_s_sake(world
     done = await trace(world, "www.good.test.", "+dnssec")
     tag = stranger.ds()[0].key_tag
     verdicts = chain(done.stdout)
-    assert verdicts["."] == (
-        "bogus (EDE 9): no DNSKEY of . matches its DS; no key of its DNSKEY set matches"
-        f" DS {tag} (ECDSAP256SHA256, SHA256; the trust anchor)"
+    assert verdicts["."].startswith("bogus (EDE 9): ")
+    assert verdicts["."].endswith(
+        f"; no key of its DNSKEY set matches DS {tag} (ECDSAP256SHA256, SHA256; the trust anchor)"
     )
     # Their own keys were never fetched: nothing is said of them but the root's failure.
-    assert verdicts["test."] == "bogus (EDE 9): no DNSKEY of . matches its DS"
+    assert verdicts["test."] == verdicts["."].split("; ")[0]
     assert ";; DNSSEC: bogus (EDE 9)" in done.stdout
