@@ -117,25 +117,21 @@ class TrustTrace:
         zone = _name_of(step.zone)
         if zone is not None:
             self._zones.setdefault(zone)
-        if data is None:
+        if step.cut is not None:
+            about, kind = _name_of(step.cut), "referral"
+        elif step.qtype in (_TYPE_DS, _TYPE_DNSKEY):
+            about, kind = _name_of(step.name), "DS answer"
+        else:
+            return []
+        if data is None or about is None:
             return []
         try:
             message = decode(data)
         except WireError:
             return []
-        server = f"{'referral' if step.cut is not None else 'DS answer'} by "
-        server += server_text(step.server)
-        if step.cut is not None:
-            cut = _name_of(step.cut)
-            return [] if cut is None else self._ds_lines(cut, message, server)
-        asked = _name_of(step.name)
-        if asked is None:
-            return []
-        if step.qtype == _TYPE_DS:
-            return self._ds_lines(asked, message, server)
-        if step.qtype == _TYPE_DNSKEY:
-            return self._dnskey_lines(asked, message)
-        return []
+        if step.qtype == _TYPE_DNSKEY and step.cut is None:
+            return self._dnskey_lines(about, message)
+        return self._ds_lines(about, message, f"{kind} by {server_text(step.server)}")
 
     def _ds_lines(self, zone: dns.name.Name, message: Message, source: str) -> list[str]:
         self._zones.setdefault(zone)
