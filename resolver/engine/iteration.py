@@ -80,6 +80,7 @@ from typing import NamedTuple
 import dns.name
 
 from resolver.config import RecursionConfig
+from resolver.engine import aggressive
 from resolver.engine.actions import (
     EDE_NETWORK_ERROR,
     EDE_NO_REACHABLE_AUTHORITY,
@@ -127,6 +128,9 @@ _TYPE_NSEC = 47
 _TYPE_DNSKEY = 48
 _TYPE_NSEC3 = 50
 _PROOF_TYPES = frozenset({_TYPE_NSEC, _TYPE_NSEC3})
+# Questions never answered from NSEC records: those about the DNSSEC records themselves, DS
+# (its parent's chain, not its zone's), and ANY.
+_NOT_SYNTHESISED = frozenset({_TYPE_DS, _TYPE_RRSIG, _TYPE_NSEC, _TYPE_DNSKEY, _TYPE_NSEC3, 255})
 _TYPE_ANY = 255
 _FORMERR = 1
 _MAX_LINKS = 8  # CNAME and DNAME links followed for one question
@@ -260,6 +264,7 @@ class _Frame:
         "failed_servers",
         "fanned_out",
         "key",
+        "learnt",
         "links",
         "minimise",
         "minimised",
@@ -295,6 +300,9 @@ class _Frame:
         self.replies: list[tuple[bytes, bytes]] = []
         self.sigs: list[Record] = []
         self.proofs: list[Record] = []
+        # The NSEC, SOA and wildcard records (with RRSIGs) a secure verdict lets the RRset
+        # cache keep for synthesis (RFC 8198).
+        self.learnt: list[Record] = []
         self.enter(zone)
 
     def enter(self, zone: Zone) -> None:
@@ -313,6 +321,7 @@ class Iteration:
     """The way of one question from the root to its answer (see the module's rules)."""
 
     __slots__ = (
+        "_aggressive",
         "_asked",
         "_caps",
         "_case",
@@ -336,6 +345,7 @@ class Iteration:
         "_side",
         "_stack",
         "_steps",
+        "_synthesised",
         "_tcp",
         "_times",
         "_unreachable",
@@ -358,6 +368,7 @@ class Iteration:
         steps: list[Step] | None = None,
         validator: Validator | None = None,
         do: bool = False,
+        aggressive_nsec: bool = False,
     ) -> None:
         self._name = name
         self._qtype = qtype
@@ -387,6 +398,11 @@ class Iteration:
         self._validator = validator if qtype != _TYPE_RRSIG else None
         self._do = do
         self._dnssec = do or self._validator is not None
+        # RFC 8198: answer from secure NSEC records of the RRset cache when they prove the
+        # answer (never with CD: the driver passes False then), and keep those a secure
+        # negative or wildcard answer brings.
+        self._aggressive = aggressive_nsec and self._validator is not None
+        self._synthesised = False
         self._wire = b""
         self._checked = 0
         self._outcomes: list[Outcome] = []
@@ -396,6 +412,11 @@ class Iteration:
     def queries(self) -> int:
         """Queries sent so far."""
         return self._queries
+
+    @property
+    def synthesised(self) -> bool:
+        """Whether the answer was made from validated NSEC records, unasked (RFC 8198)."""
+        return self._synthesised
 
     # ----------------------------------------------------------------- events
 
@@ -410,7 +431,43 @@ class Iteration:
         if known is not None and not known.rdatas and self._validator is None:
             self._step("NODATA without an SOA, from the cache", now)
             return self._complete(frame, NOERROR, [], (), now)
+        if self._aggressive and self._qtype not in _NOT_SYNTHESISED:
+            made = self._synthesise(key, zone.name, now)
+            if made is not None:
+                return made
         return self._next(now)
+
+    def _synthesise(self, key: bytes, zone: bytes, now: float) -> Done | None:
+        """The answer made from the secure NSEC records cached for ``zone`` (RFC 8198), when
+        they prove one and the validator still holds the zone secure; else None."""
+        rrsets = self._delegations.rrsets
+        if not rrsets.chained(zone):
+            return None
+        made = aggressive.synthesise(rrsets, key, self._qtype, zone, now)
+        if made is None:
+            return None
+        validator = self._validator
+        assert validator is not None
+        keys = validator.keys_for(dns.name.from_wire(zone, 0)[0])
+        if not isinstance(keys, ZoneKeys) or keys.security is not Security.SECURE:
+            return None
+        self._synthesised = True
+        self._step(f"{made.what}: synthesised from the validated cache", now)
+        records, below = [*made.answer], [*made.authority]
+        if self._do:
+            records += made.answer_sigs
+            below += made.proofs
+        reply = build_reply(
+            self._name,
+            self._qtype,
+            self._qclass,
+            made.rcode,
+            records,
+            below,
+            flags=QR | RD | RA | AD,
+        )
+        verdict = Outcome(Security.SECURE, None, made.what)
+        return Done(scan(reply), None, verdict)
 
     def on_reply(self, view: ReplyView, now: float) -> Action:
         """The validated reply to the last Query (its view; the records are read here)."""
@@ -714,9 +771,10 @@ class Iteration:
                     # is read only for that (it costs as much as the rest of the reply).
                     self._learn_own_servers(frame, self._authority(message, zone)[1], now)
                 self._learn_answer([*chain, *found], aa, now)
-                # A DO client gets a wildcard answer's NSEC records: only then is the
-                # authority section read here.
-                proofs = self._authority(message, zone)[1] if self._do else []
+                # A DO client gets a wildcard answer's NSEC records, and a wildcard answer
+                # teaches synthesis (RFC 8198): only then is the authority section read here.
+                wildcard = self._aggressive and aggressive.expanded(answers)
+                proofs = self._authority(message, zone)[1] if self._do or wildcard else []
                 self._keep(frame, answers, [*chain, *found], proofs, proofs)
                 self._step("answer", now)
                 return self._complete(frame, NOERROR, found, (), now)
@@ -1006,6 +1064,14 @@ class Iteration:
             return
         if self._validator is not None:
             frame.replies.append((self._wire, frame.zone.name))
+        if self._aggressive and frame.need is None:
+            if negative:
+                frame.learnt += _proofs(inside, frozenset({_TYPE_SOA}))
+                frame.learnt += [r for r in inside if r.rtype == _TYPE_SOA]
+            elif authority and aggressive.expanded(answers):
+                frame.learnt += [r for r in signed if r.rtype != _TYPE_CNAME]
+                frame.learnt += _signatures(answers, signed)
+                frame.learnt += _proofs(inside)
         if self._do and frame.need is None:
             frame.sigs += _signatures(answers, signed)
             if negative:
@@ -1119,6 +1185,8 @@ class Iteration:
                 records = [r._replace(ttl=min(r.ttl, cap)) for r in records]
                 below = [r._replace(ttl=min(r.ttl, cap)) for r in below]
             self._mark([*frame.chain, *answer], verdict, now)
+            if verdict.secure and frame.learnt:
+                aggressive.learn(self._delegations.rrsets, frame.learnt, cap, now)
         reply = build_reply(
             self._name, self._qtype, self._qclass, rcode, records, below, flags=flags
         )
