@@ -16,7 +16,7 @@ What is made (``synthesise``), for a name in a zone the validator holds secure:
   (and that is no parent side of a zone cut);
 - NXDOMAIN: an NSEC covering the name and one covering the wildcard at its closest encloser;
 - a wildcard answer: an NSEC covering the name and the secure RRset of the type asked at the
-  wildcard, with its RRSIGs; the answer carries the RRSIGs and the covering NSEC (for a
+  wildcard, with its RRSIGs (which prove the wildcard exists); the answer carries the RRSIGs and the covering NSEC (for a
   client with DO), as the authority would have sent it;
 - a wildcard NODATA: an NSEC covering the name, and the wildcard's NSEC without the type.
 
@@ -217,19 +217,9 @@ def synthesise(
     wild = _WILD + encloser
     if len(wild) > 255 or not _under(encloser, zone):
         return None
-    wild_nsec = _secure(get(wild, _TYPE_NSEC, now))
-    if wild_nsec is None:
-        wild_cover = cover
-        if not _covers(owner, next_name, wild):
-            found = _secure(rrsets.covering(zone, wild, now))
-            read = _nsec(found.rdatas[0]) if found is not None else None
-            if found is None or read is None or not _covers(found.name, read[0], wild):
-                return None
-            wild_cover = found
-        proofs = [cover] if wild_cover is cover else [cover, wild_cover]
-        return _negative(rrsets, zone, 3, proofs, now, "NSEC covers the name and the wildcard")
     data = _secure(get(wild, qtype, now, min_rank=Rank.ANSWER))
     if data is not None and data.rdatas:
+        # The wildcard's own validated RRset proves it exists (RFC 8198 5.3).
         ttl = min(data.remaining(now), cover.remaining(now))
         if ttl <= 0:
             return None
@@ -241,6 +231,17 @@ def synthesise(
             _proof(cover, ttl),
             "wildcard answer from the NSEC covering the name",
         )
+    wild_nsec = _secure(get(wild, _TYPE_NSEC, now))
+    if wild_nsec is None:
+        wild_cover = cover
+        if not _covers(owner, next_name, wild):
+            found = _secure(rrsets.covering(zone, wild, now))
+            read = _nsec(found.rdatas[0]) if found is not None else None
+            if found is None or read is None or not _covers(found.name, read[0], wild):
+                return None
+            wild_cover = found
+        proofs = [cover] if wild_cover is cover else [cover, wild_cover]
+        return _negative(rrsets, zone, 3, proofs, now, "NSEC covers the name and the wildcard")
     read = _nsec(wild_nsec.rdatas[0])
     if read is None:
         return None

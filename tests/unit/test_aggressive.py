@@ -150,3 +150,20 @@ def test_a_negative_answer_needs_the_zones_secure_soa() -> None:
     cache = RRsetCache()
     learn(cache, nsec("example.", "z.example.", NS, SOA, RRSIG, NSEC), None, 0.0)
     assert synthesise(cache, w("b.example."), A, ZONE, 1.0) is None
+
+
+def test_a_cached_wildcard_rrset_proves_the_wildcard_without_its_own_nsec() -> None:
+    # As a wildcard answer brings them: the NSEC covering the name, not the wildcard's.
+    cache = RRsetCache()
+    records = [
+        Record(w("p.example."), A, 1, 600, b"\x7f\x01\x03\x01"),
+        Record(w("p.example."), RRSIG, 1, 600, rrsig(A, 1)),
+        *nsec("ns1.example.", "example.", A, RRSIG, NSEC),
+    ]
+    learn(cache, records, None, 0.0)
+    assert cache.get(w("*.example."), NSEC, 1.0) is None
+    made = synthesise(cache, w("q1-r1.example."), A, ZONE, 1.0)
+    assert made is not None
+    assert [(r.name, r.rdata) for r in made.answer] == [(w("q1-r1.example."), b"\x7f\x01\x03\x01")]
+    assert [r.rtype for r in made.answer_sigs] == [RRSIG]
+    assert synthesise(cache, w("q1-r1.example."), TXT, ZONE, 1.0) is None
