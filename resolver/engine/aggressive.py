@@ -16,8 +16,8 @@ What is made (``synthesise``), for a name in a zone the validator holds secure:
   (and that is no parent side of a zone cut);
 - NXDOMAIN: an NSEC covering the name and one covering the wildcard at its closest encloser;
 - a wildcard answer: an NSEC covering the name and the secure RRset of the type asked at the
-  wildcard, with its RRSIGs (which prove the wildcard exists); the answer carries the RRSIGs and the covering NSEC (for a
-  client with DO), as the authority would have sent it;
+  wildcard, with its RRSIGs (which prove the wildcard exists); the answer carries the RRSIGs
+  and the covering NSEC (for a client with DO), as the authority would have sent it;
 - a wildcard NODATA: an NSEC covering the name, and the wildcard's NSEC without the type.
 
 Anything short of that (an empty non-terminal, a wildcard CNAME, a wildcard whose data of

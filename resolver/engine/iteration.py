@@ -72,7 +72,6 @@ the driver to apply (``validation.answering``).
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import random
 from typing import NamedTuple
@@ -254,6 +253,16 @@ def _digest(message: Message) -> tuple[int, frozenset[tuple[bytes, int, bytes]]]
     return message.rcode, frozenset((r.name.lower(), r.rtype, r.rdata) for r in message.answer)
 
 
+class _Kept(NamedTuple):
+    """A reply kept for the validator: the records read from it, the question it answers
+    (lowercase wire form) and the zone whose server was asked."""
+
+    message: Message
+    name: bytes
+    qtype: int
+    zone: bytes
+
+
 class _Frame:
     """One name being resolved: the client's question (at the bottom of the stack), or the
     address of a name server (above it)."""
@@ -295,9 +304,10 @@ class _Frame:
         self.minimised = 0
         # DNSSEC: the DS or DNSKEY set this frame fetches for the validator (None: the
         # client's question or a name server's address), the replies kept to validate
-        # (wire, the zone asked), and the RRSIGs and NSEC/NSEC3 records a DO client gets.
+        # (the records read, the question and the zone asked), and the RRSIGs and
+        # NSEC/NSEC3 records a DO client gets.
         self.need: Need | None = None
-        self.replies: list[tuple[bytes, bytes]] = []
+        self.replies: list[_Kept] = []
         self.sigs: list[Record] = []
         self.proofs: list[Record] = []
         # The NSEC, SOA and wildcard records (with RRSIGs) a secure verdict lets the RRset
@@ -338,6 +348,7 @@ class Iteration:
         "_qclass",
         "_qtype",
         "_queries",
+        "_read",
         "_result",
         "_rng",
         "_sent_at",
@@ -350,7 +361,6 @@ class Iteration:
         "_times",
         "_unreachable",
         "_validator",
-        "_wire",
     )
 
     def __init__(
@@ -403,7 +413,7 @@ class Iteration:
         # negative or wildcard answer brings.
         self._aggressive = aggressive_nsec and self._validator is not None
         self._synthesised = False
-        self._wire = b""
+        self._read: _Kept | None = None
         self._checked = 0
         self._outcomes: list[Outcome] = []
         self._result: tuple[int, list[Record], list[Record] | tuple[()]] | None = None
@@ -483,13 +493,15 @@ class Iteration:
             # carry that case into the answer: they get the case we meant (lowercase).
             reply = reply[:12] + asked + reply[end:]
             known = end + 4  # matched to ours already: not read again
-        self._wire = reply
         try:
             message = read_message(reply, known)
         except WireError as exc:
             self._step(f"malformed reply ({exc})", now)
             frame.tried.add(server)
             return self._next(now)
+        # What the validator reads of this reply, should it be kept: these records, not
+        # the wire read again.
+        self._read = _Kept(message, asked, self._asked[1], frame.zone.name)
         if self._caps is not None:
             self._caps.append(message)
             if len(self._caps) < 2:
@@ -926,7 +938,8 @@ class Iteration:
 
     def _referral(self, frame: _Frame, message: Message, cut: bytes, now: float) -> Action:
         if self._validator is not None and frame.server_of is None:
-            frame.replies.append((self._wire, frame.zone.name))  # its DS, or their absence
+            assert self._read is not None
+            frame.replies.append(self._read)  # its DS, or their absence
         frame.referrals += 1
         if frame.referrals > self._config.max_referrals:
             self._step("too many referrals", now)
@@ -1063,7 +1076,8 @@ class Iteration:
         if frame.server_of is not None:
             return
         if self._validator is not None:
-            frame.replies.append((self._wire, frame.zone.name))
+            assert self._read is not None
+            frame.replies.append(self._read)
         if self._aggressive and frame.need is None:
             if negative:
                 frame.learnt += _proofs(inside, frozenset({_TYPE_SOA}))
@@ -1079,20 +1093,20 @@ class Iteration:
             elif authority:
                 frame.proofs += _proofs(inside)  # a wildcard answer's proof
 
-    def _reply(self, wire: bytes, zone: bytes) -> Reply | Outcome:
-        """A kept reply as the validator reads it: only the records inside the zone the
-        server was asked as a server of (what the iteration believed of it, RFC 2181
-        5.4.1); a server's word on another zone is judged where that zone is asked."""
+    @staticmethod
+    def _reply(kept: _Kept) -> Reply | Outcome:
+        """A kept reply as the validator reads it, from the records read when it came: only
+        those inside the zone the server was asked as a server of (what the iteration
+        believed of it, RFC 2181 5.4.1); a server's word on another zone is judged where
+        that zone is asked."""
+        message, name, qtype, zone = kept
         try:
             origin = dns.name.from_wire(zone, 0)[0]
-            reply = Reply.from_wire(wire, origin)
+            answer = [r for r in message.answer if _under(r.name.lower(), zone)]
+            authority = [r for r in message.authority if _under(r.name.lower(), zone)]
+            return Reply.from_records(name, qtype, message.rcode, answer, authority, origin)
         except (WireError, ValueError, dns.name.NameTooLong) as exc:
             return Outcome(Security.BOGUS, EDE_DNSSEC_BOGUS, f"unreadable reply: {exc}")
-        return dataclasses.replace(
-            reply,
-            answer=tuple(s for s in reply.answer if s.name.is_subdomain(origin)),
-            authority=tuple(s for s in reply.authority if s.name.is_subdomain(origin)),
-        )
 
     def _validate(self, now: float) -> Action:
         """Judge the kept replies of the client's question in order (referrals first, whose
@@ -1103,7 +1117,7 @@ class Iteration:
         assert self._result is not None
         frame = self._stack[0]
         while self._checked < len(frame.replies):
-            reply = self._reply(*frame.replies[self._checked])
+            reply = self._reply(frame.replies[self._checked])
             verdict = reply if isinstance(reply, Outcome) else validator.validate(reply)
             if isinstance(verdict, NeedDS | NeedDNSKEY):
                 return self._fetch(verdict, now)
@@ -1143,7 +1157,7 @@ class Iteration:
                 return self._validate(now)
             if not frame.replies:
                 return self._fail()
-            reply = self._reply(*frame.replies[-1])
+            reply = self._reply(frame.replies[-1])
             if isinstance(reply, Outcome):
                 return self._fail()
             if isinstance(need, NeedDS):

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 import dns.exception
 import dns.message
 import dns.name
+import dns.rdata
 import dns.rdatatype
 import dns.rrset
 from dns.rdtypes.ANY.RRSIG import RRSIG
 
 from resolver.errors import WireError
+from resolver.wire.records import Record
 
 __all__ = [
     "EDE_DNSKEY_MISSING",
@@ -124,6 +126,74 @@ class Reply:
         if len(message.question) != 1:
             raise WireError(f"a reply with {len(message.question)} questions")
         return cls.from_message(message, zone)
+
+    @classmethod
+    def from_records(
+        cls,
+        qname: bytes,
+        qtype: int,
+        rcode: int,
+        answer: Iterable[Record],
+        authority: Iterable[Record],
+        zone: dns.name.Name | None = None,
+    ) -> Reply:
+        """Group records already read (``wire.records``: names in wire form, rdata
+        self-contained) as `from_wire` groups a message, without reading the message again;
+        raises WireError for a name or rdata that does not parse."""
+        names: dict[bytes, dns.name.Name] = {}
+        try:
+            return cls(
+                qname=_name(qname, names),
+                qtype=qtype,
+                rcode=rcode,
+                answer=tuple(group(_rrsets(answer, names))),
+                authority=tuple(group(_rrsets(authority, names))),
+                zone=zone,
+            )
+        except (dns.exception.DNSException, ValueError) as exc:
+            raise WireError(f"cannot read the reply to validate: {exc}") from exc
+
+
+_PARSED_MAX = 8192
+# dnspython's rdata objects, by class, type and rdata: they are immutable, and the same
+# records (a wildcard's RRset and RRSIG, an NSEC) come again in reply after reply; building
+# one costs more than the rest of grouping it. Bounded: emptied when full.
+_parsed: dict[tuple[int, int, bytes], dns.rdata.Rdata] = {}
+
+
+def _rdata(rclass: int, rtype: int, wire: bytes) -> dns.rdata.Rdata:
+    key = (rclass, rtype, wire)
+    rdata = _parsed.get(key)
+    if rdata is None:
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.clear()
+        rdata = _parsed[key] = dns.rdata.from_wire(rclass, rtype, wire, 0, len(wire))  # type: ignore[arg-type]
+    return rdata
+
+
+def _name(wire: bytes, names: dict[bytes, dns.name.Name]) -> dns.name.Name:
+    name = names.get(wire)
+    if name is None:
+        name = names[wire] = dns.name.from_wire(wire, 0)[0]
+    return name
+
+
+def _rrsets(records: Iterable[Record], names: dict[bytes, dns.name.Name]) -> list[dns.rrset.RRset]:
+    """The records as dnspython RRsets, in the order their owners and types first came; an
+    RRset's TTL is the least of its records'."""
+    sets: dict[tuple[bytes, int, int, int], dns.rrset.RRset] = {}
+    for record in records:
+        rtype = record.rtype
+        covers = 0
+        if rtype == dns.rdatatype.RRSIG and len(record.rdata) >= 2:
+            covers = int.from_bytes(record.rdata[:2], "big")
+        key = (record.name.lower(), rtype, record.rclass, covers)
+        rrset = sets.get(key)
+        if rrset is None:
+            name = _name(record.name, names)
+            rrset = sets[key] = dns.rrset.RRset(name, record.rclass, rtype, covers)  # type: ignore[arg-type]
+        rrset.add(_rdata(record.rclass, rtype, record.rdata), record.ttl)
+    return list(sets.values())
 
 
 def group(rrsets: Iterable[dns.rrset.RRset]) -> list[SignedRRset]:

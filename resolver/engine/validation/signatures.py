@@ -38,6 +38,7 @@ __all__ = [
     "SUPPORTED_ALGORITHMS",
     "SUPPORTED_DIGESTS",
     "Checked",
+    "Verified",
     "ds_matches",
     "usable_ds",
     "verify_rrset",
@@ -123,6 +124,60 @@ def _check_signature(
     dns.dnssec.validate_rrsig(rrset, sig, {signer: keyset}, now=float(sig.inception) + 1)
 
 
+_Fingerprint = tuple[
+    RRSIG, dns.name.Name, int, int, frozenset[object], tuple[tuple[int, int, int, bytes], ...]
+]
+
+
+class Verified:
+    """The signatures already found to verify, at most ``max_entries`` (the oldest go first),
+    so that one signature over the same data is checked once: the RRset a wildcard expands
+    under many names has one canonical form, under the wildcard's owner (RFC 4035 5.3.2), and
+    the same NSEC comes in many replies. An entry is the RRSIG (its fields and signature),
+    the data in canonical form (owner lowercased, or the wildcard it came from; the records
+    as RFC 4034 6.2 orders and compares them) and the keys tried; only successes are kept,
+    and the signature's validity window is the caller's to check each time."""
+
+    __slots__ = ("_entries", "_max", "hits", "misses")
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._entries: dict[_Fingerprint, None] = {}
+        self._max = max_entries
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<Verified entries={len(self._entries)} hits={self.hits} misses={self.misses}>"
+
+    def check(
+        self, rrset: dns.rrset.RRset, sig: RRSIG, signer: dns.name.Name, candidates: list[DNSKEY]
+    ) -> None:
+        """`_check_signature`, unless this signature over this data with these keys has
+        verified before; raises ValidationFailure."""
+        owner = rrset.name
+        if sig.labels < _label_count(owner):
+            owner = dns.name.Name((b"*", *owner.labels[-(sig.labels + 1) :]))
+        fingerprint: _Fingerprint = (
+            sig,
+            owner.canonicalize(),
+            int(rrset.rdclass),
+            int(rrset.rdtype),
+            frozenset(rrset),
+            tuple((k.flags, k.protocol, k.algorithm, k.key) for k in candidates),
+        )
+        if fingerprint in self._entries:
+            self.hits += 1
+            return
+        self.misses += 1
+        _check_signature(rrset, sig, signer, candidates)
+        if len(self._entries) >= self._max:
+            del self._entries[next(iter(self._entries))]
+        self._entries[fingerprint] = None
+
+
 def _zone_keys(keys: Iterable[DNSKEY]) -> list[DNSKEY]:
     """The keys that may sign zone data: the Zone Key bit set, protocol 3, not revoked
     (RFC 5011 7: a revoked key signs only its own revocation)."""
@@ -132,9 +187,14 @@ def _zone_keys(keys: Iterable[DNSKEY]) -> list[DNSKEY]:
 
 
 def verify_rrset(
-    signed: SignedRRset, signer: dns.name.Name, keys: Iterable[DNSKEY], now: int
+    signed: SignedRRset,
+    signer: dns.name.Name,
+    keys: Iterable[DNSKEY],
+    now: int,
+    verified: Verified | None = None,
 ) -> Checked:
-    """Check ``signed`` against ``keys``, the zone keys of ``signer``, at ``now``.
+    """Check ``signed`` against ``keys``, the zone keys of ``signer``, at ``now``; with
+    ``verified``, a signature that verified before over the same data is not checked again.
 
     Secure if one RRSIG by a key of ``keys`` whose algorithm is supported verifies within its
     validity window; bogus otherwise, with EDE 10 when there is no RRSIG at all, 7 or 8 when
@@ -177,7 +237,10 @@ def verify_rrset(
             )
             continue
         try:
-            _check_signature(rrset, sig, signer, candidates)
+            if verified is not None:
+                verified.check(rrset, sig, signer, candidates)
+            else:
+                _check_signature(rrset, sig, signer, candidates)
         except (dns.exception.ValidationFailure, dns.exception.UnsupportedAlgorithm) as exc:
             failures.append((EDE_DNSSEC_BOGUS, f"the RRSIG over {what} fails: {exc}"))
             continue
