@@ -138,27 +138,54 @@ def _nsec(rdata: bytes) -> tuple[bytes, frozenset[int]] | None:
     return next_name, frozenset(types)
 
 
-def _covers(owner: bytes, next_name: bytes, name: bytes) -> bool:
-    """Whether ``name`` falls strictly between an NSEC's owner and next name."""
-    key, low, high = canonical_key(name), canonical_key(owner), canonical_key(next_name)
-    if low < high:
-        return low < key < high
-    return key > low or key < high  # the zone's last NSEC points back to its apex
+class _Span(NamedTuple):
+    """One NSEC record read: its owner's and next name's canonical keys, the next name and
+    the types of its bitmap."""
+
+    low: tuple[bytes, ...]
+    high: tuple[bytes, ...]
+    next_name: bytes
+    types: frozenset[int]
+
+    def covers(self, key: tuple[bytes, ...]) -> bool:
+        """Whether the name of canonical ``key`` falls strictly between owner and next."""
+        low, high = self.low, self.high
+        if low < high:
+            return low < key < high
+        return key > low or key < high  # the zone's last NSEC points back to its apex
+
+    def encloser(self, key: tuple[bytes, ...]) -> int:
+        """How many labels the closest encloser of a covered name has: the most it shares
+        with the owner or the next name."""
+        common = 0
+        for other in (self.low, self.high):
+            shared = 0
+            for mine, theirs in zip(key, other, strict=False):
+                if mine != theirs:
+                    break
+                shared += 1
+            common = max(common, shared)
+        return common
 
 
-def _encloser(name: bytes, owner: bytes, next_name: bytes) -> bytes:
-    """The closest encloser of a name an NSEC covers: the longest ancestor it shares with
-    the NSEC's owner or next name."""
-    key = canonical_key(name)
-    common = 0
-    for other in (owner, next_name):
-        shared = 0
-        for mine, theirs in zip(key, canonical_key(other), strict=False):
-            if mine != theirs:
-                break
-            shared += 1
-        common = max(common, shared)
-    return _suffix(name, common)
+_SPANS_MAX = 4096
+# NSEC records read, by owner and rdata: the same few cover name after name.
+_spans: dict[tuple[bytes, bytes], _Span | None] = {}
+
+
+def _span(rrset: RRset) -> _Span | None:
+    """The NSEC RRset's (first) record read, or None when it does not parse."""
+    key = (rrset.name, rrset.rdatas[0])
+    if key in _spans:
+        return _spans[key]
+    read = _nsec(rrset.rdatas[0])
+    span = None
+    if read is not None:
+        span = _Span(canonical_key(rrset.name), canonical_key(read[0]), read[0], read[1])
+    if len(_spans) >= _SPANS_MAX:
+        _spans.clear()
+    _spans[key] = span
+    return span
 
 
 def _cut(types: frozenset[int]) -> bool:
@@ -192,30 +219,27 @@ def synthesise(
     get = rrsets.get
     exact = _secure(get(name, _TYPE_NSEC, now))
     if exact is not None:
-        read = _nsec(exact.rdatas[0])
-        if read is None:
+        span = _span(exact)
+        if span is None:
             return None
-        types = read[1]
+        types = span.types
         if qtype in types or _TYPE_CNAME in types or _cut(types):
             return None
         return _negative(rrsets, zone, 0, [exact], now, f"the NSEC at the name lacks {qtype}")
     cover = _secure(rrsets.covering(zone, name, now))
     if cover is None:
         return None
-    read = _nsec(cover.rdatas[0])
-    if read is None:
+    span = _span(cover)
+    key = canonical_key(name)
+    if span is None or not span.covers(key):
         return None
-    next_name, cover_types = read
-    owner = cover.name
-    if not _covers(owner, next_name, name):
-        return None
-    if _under(name, owner) and (_cut(cover_types) or _TYPE_DNAME in cover_types):
+    if _under(name, cover.name) and (_cut(span.types) or _TYPE_DNAME in span.types):
         return None  # the NSEC of a cut or DNAME above the name proves nothing below it
-    if _under(next_name, name):
+    if _under(span.next_name, name):
         return None  # an empty non-terminal: asked, not made
-    encloser = _encloser(name, owner, next_name)
-    wild = _WILD + encloser
-    if len(wild) > 255 or not _under(encloser, zone):
+    common = span.encloser(key)
+    wild = _WILD + _suffix(name, common)
+    if len(wild) > 255 or common < len(canonical_key(zone)):
         return None
     data = _secure(get(wild, qtype, now, min_rank=Rank.ANSWER))
     if data is not None and data.rdatas:
@@ -233,20 +257,20 @@ def synthesise(
         )
     wild_nsec = _secure(get(wild, _TYPE_NSEC, now))
     if wild_nsec is None:
+        wild_key = (*key[:common], b"*")
         wild_cover = cover
-        if not _covers(owner, next_name, wild):
+        if not span.covers(wild_key):
             found = _secure(rrsets.covering(zone, wild, now))
-            read = _nsec(found.rdatas[0]) if found is not None else None
-            if found is None or read is None or not _covers(found.name, read[0], wild):
+            found_span = _span(found) if found is not None else None
+            if found is None or found_span is None or not found_span.covers(wild_key):
                 return None
             wild_cover = found
         proofs = [cover] if wild_cover is cover else [cover, wild_cover]
         return _negative(rrsets, zone, 3, proofs, now, "NSEC covers the name and the wildcard")
-    read = _nsec(wild_nsec.rdatas[0])
-    if read is None:
+    wild_span = _span(wild_nsec)
+    if wild_span is None:
         return None
-    wild_types = read[1]
-    if qtype in wild_types or _TYPE_CNAME in wild_types:
+    if qtype in wild_span.types or _TYPE_CNAME in wild_span.types:
         return None  # the wildcard has the data, but it is not cached: asked
     return _negative(
         rrsets, zone, 0, [cover, wild_nsec], now, "NSEC covers the name; the wildcard lacks it"

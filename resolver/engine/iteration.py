@@ -240,6 +240,20 @@ def _signatures(records: list[Record], signed: list[Record]) -> list[Record]:
     return [r for r in records if r.rtype == _TYPE_RRSIG and (r.name.lower(), _covered(r)) in sets]
 
 
+_ZONE_NAMES_MAX = 1024
+_zone_names: dict[bytes, dns.name.Name] = {}
+
+
+def _zone_name(zone: bytes) -> dns.name.Name:
+    """A zone's name as the validator speaks it (few zones, asked for again and again)."""
+    name = _zone_names.get(zone)
+    if name is None:
+        if len(_zone_names) >= _ZONE_NAMES_MAX:
+            _zone_names.clear()
+        name = _zone_names[zone] = dns.name.from_wire(zone, 0)[0]
+    return name
+
+
 def _keys_text(keys: ZoneKeys | Need) -> str:
     """What the validator made of a zone, in a few words (for +trace)."""
     if isinstance(keys, ZoneKeys):
@@ -458,7 +472,7 @@ class Iteration:
             return None
         validator = self._validator
         assert validator is not None
-        keys = validator.keys_for(dns.name.from_wire(zone, 0)[0])
+        keys = validator.keys_for(_zone_name(zone))
         if not isinstance(keys, ZoneKeys) or keys.security is not Security.SECURE:
             return None
         self._synthesised = True
