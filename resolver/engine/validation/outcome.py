@@ -63,10 +63,13 @@ class Security(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class SignedRRset:
-    """One RRset of a reply and the RRSIG records over it (possibly none)."""
+    """One RRset of a reply and the RRSIG records over it (possibly none); ``raw``, when
+    the records came as bytes (`Reply.from_records`), their rdata as they came, sorted: a
+    key to the data finer than its canonical form (case kept), cheap to compare."""
 
     rrset: dns.rrset.RRset
     sigs: tuple[RRSIG, ...] = ()
+    raw: tuple[bytes, ...] | None = field(default=None, compare=False)
 
     @property
     def name(self) -> dns.name.Name:
@@ -146,8 +149,8 @@ class Reply:
                 qname=_name(qname, names),
                 qtype=qtype,
                 rcode=rcode,
-                answer=tuple(group(_rrsets(answer, names))),
-                authority=tuple(group(_rrsets(authority, names))),
+                answer=tuple(group(*_rrsets(answer, names))),
+                authority=tuple(group(*_rrsets(authority, names))),
                 zone=zone,
             )
         except (dns.exception.DNSException, ValueError) as exc:
@@ -178,10 +181,14 @@ def _name(wire: bytes, names: dict[bytes, dns.name.Name]) -> dns.name.Name:
     return name
 
 
-def _rrsets(records: Iterable[Record], names: dict[bytes, dns.name.Name]) -> list[dns.rrset.RRset]:
-    """The records as dnspython RRsets, in the order their owners and types first came; an
-    RRset's TTL is the least of its records'."""
+def _rrsets(
+    records: Iterable[Record], names: dict[bytes, dns.name.Name]
+) -> tuple[list[dns.rrset.RRset], dict[int, tuple[bytes, ...]]]:
+    """The records as dnspython RRsets, in the order their owners and types first came (an
+    RRset's TTL is the least of its records'), and each RRset's rdata as it came, sorted, by
+    the RRset's id."""
     sets: dict[tuple[bytes, int, int, int], dns.rrset.RRset] = {}
+    raws: dict[tuple[bytes, int, int, int], set[bytes]] = {}
     for record in records:
         rtype = record.rtype
         covers = 0
@@ -192,16 +199,22 @@ def _rrsets(records: Iterable[Record], names: dict[bytes, dns.name.Name]) -> lis
         if rrset is None:
             name = _name(record.name, names)
             rrset = sets[key] = dns.rrset.RRset(name, record.rclass, rtype, covers)  # type: ignore[arg-type]
+            raws[key] = set()
         rrset.add(_rdata(record.rclass, rtype, record.rdata), record.ttl)
-    return list(sets.values())
+        raws[key].add(record.rdata)
+    return list(sets.values()), {id(sets[k]): tuple(sorted(v)) for k, v in raws.items()}
 
 
-def group(rrsets: Iterable[dns.rrset.RRset]) -> list[SignedRRset]:
-    """Pair each RRset with the RRSIGs of the same owner that cover its type.
+def group(
+    rrsets: Iterable[dns.rrset.RRset], raws: dict[int, tuple[bytes, ...]] | None = None
+) -> list[SignedRRset]:
+    """Pair each RRset with the RRSIGs of the same owner that cover its type (and its rdata
+    as it came, from ``raws`` by the RRset's id).
 
     RRSIGs covering a type absent from ``rrsets`` are dropped; so are RRSIG RRsets asked for
     on purpose, which this validator never judges.
     """
+    raws = raws or {}
     data: list[dns.rrset.RRset] = []
     sigs: dict[tuple[dns.name.Name, int], list[RRSIG]] = {}
     for rrset in rrsets:
@@ -211,7 +224,10 @@ def group(rrsets: Iterable[dns.rrset.RRset]) -> list[SignedRRset]:
         else:
             data.append(rrset)
     return [
-        SignedRRset(rrset, tuple(sigs.get((rrset.name, int(rrset.rdtype)), ()))) for rrset in data
+        SignedRRset(
+            rrset, tuple(sigs.get((rrset.name, int(rrset.rdtype)), ())), raws.get(id(rrset))
+        )
+        for rrset in data
     ]
 
 

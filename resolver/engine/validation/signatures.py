@@ -125,18 +125,31 @@ def _check_signature(
 
 
 _Fingerprint = tuple[
-    RRSIG, dns.name.Name, int, int, frozenset[object], tuple[tuple[int, int, int, bytes], ...]
+    tuple[int, ...],
+    bytes,
+    tuple[bytes, ...],
+    tuple[bytes, ...],
+    int,
+    int,
+    tuple[bytes, ...],
+    tuple[tuple[int, int, int, bytes], ...],
 ]
+
+
+def _labels(name: dns.name.Name) -> tuple[bytes, ...]:
+    return tuple(label.lower() for label in name.labels)
 
 
 class Verified:
     """The signatures already found to verify, at most ``max_entries`` (the oldest go first),
     so that one signature over the same data is checked once: the RRset a wildcard expands
-    under many names has one canonical form, under the wildcard's owner (RFC 4035 5.3.2), and
-    the same NSEC comes in many replies. An entry is the RRSIG (its fields and signature),
-    the data in canonical form (owner lowercased, or the wildcard it came from; the records
-    as RFC 4034 6.2 orders and compares them) and the keys tried; only successes are kept,
-    and the signature's validity window is the caller's to check each time."""
+    under many names is signed as the wildcard's (RFC 4035 5.3.2), and the same NSEC comes in
+    many replies. An entry holds all that the signed data is made of (RFC 4034 3.1.8.1): the
+    RRSIG's fields and signature, the owner lowercased (or the wildcard it came from), class,
+    type and the records' rdata as they came (uncompressed, case kept, sorted: a finer key
+    than their canonical form, so two entries never stand for different data), and the keys
+    tried. Only successes are kept; the signature's validity window is the caller's to check
+    each time."""
 
     __slots__ = ("_entries", "_max", "hits", "misses")
 
@@ -153,19 +166,37 @@ class Verified:
         return f"<Verified entries={len(self._entries)} hits={self.hits} misses={self.misses}>"
 
     def check(
-        self, rrset: dns.rrset.RRset, sig: RRSIG, signer: dns.name.Name, candidates: list[DNSKEY]
+        self,
+        signed: SignedRRset,
+        sig: RRSIG,
+        signer: dns.name.Name,
+        candidates: list[DNSKEY],
     ) -> None:
         """`_check_signature`, unless this signature over this data with these keys has
         verified before; raises ValidationFailure."""
-        owner = rrset.name
-        if sig.labels < _label_count(owner):
-            owner = dns.name.Name((b"*", *owner.labels[-(sig.labels + 1) :]))
+        rrset = signed.rrset
+        owner = _labels(rrset.name)
+        if sig.labels < _label_count(rrset.name):
+            owner = (b"*", *owner[-(sig.labels + 1) :])
+        data = signed.raw
+        if data is None:  # as `Reply.from_records` keeps it: uncompressed, case kept, sorted
+            data = tuple(sorted(rd.to_wire() for rd in rrset))
         fingerprint: _Fingerprint = (
-            sig,
-            owner.canonicalize(),
+            (
+                int(sig.type_covered),
+                sig.algorithm,
+                sig.labels,
+                sig.original_ttl,
+                sig.expiration,
+                sig.inception,
+                sig.key_tag,
+            ),
+            sig.signature,
+            _labels(sig.signer),
+            owner,
             int(rrset.rdclass),
             int(rrset.rdtype),
-            frozenset(rrset),
+            data,
             tuple((k.flags, k.protocol, k.algorithm, k.key) for k in candidates),
         )
         if fingerprint in self._entries:
@@ -238,7 +269,7 @@ def verify_rrset(
             continue
         try:
             if verified is not None:
-                verified.check(rrset, sig, signer, candidates)
+                verified.check(signed, sig, signer, candidates)
             else:
                 _check_signature(rrset, sig, signer, candidates)
         except (dns.exception.ValidationFailure, dns.exception.UnsupportedAlgorithm) as exc:
