@@ -149,7 +149,7 @@ class Verified:
     type and the records' rdata as they came (uncompressed, case kept, sorted: a finer key
     than their canonical form, so two entries never stand for different data), and the keys
     tried. Only successes are kept; the signature's validity window is the caller's to check
-    each time."""
+    each time. ``max_entries`` 0 keeps none (every signature is checked)."""
 
     __slots__ = ("_entries", "_max", "hits", "misses")
 
@@ -175,6 +175,10 @@ class Verified:
         """`_check_signature`, unless this signature over this data with these keys has
         verified before; raises ValidationFailure."""
         rrset = signed.rrset
+        if not self._max:
+            self.misses += 1
+            _check_signature(rrset, sig, signer, candidates)
+            return
         owner = _labels(rrset.name)
         if sig.labels < _label_count(rrset.name):
             owner = (b"*", *owner[-(sig.labels + 1) :])
@@ -204,6 +208,8 @@ class Verified:
             return
         self.misses += 1
         _check_signature(rrset, sig, signer, candidates)
+        if not self._max:
+            return
         if len(self._entries) >= self._max:
             del self._entries[next(iter(self._entries))]
         self._entries[fingerprint] = None

@@ -62,6 +62,10 @@ BOGUS_TTL = 60
 MAX_ZONES = 10_000
 """Zones (and names proven no zone cut) whose keys a validator keeps at most."""
 
+REMEMBERED_SIGNATURES = 10_000
+"""Signatures found to verify that a validator remembers at most, so that one signature over
+the same data is not checked again (``signatures.Verified``)."""
+
 _NXDOMAIN = 3
 _NOERROR = 0
 _CNAME = 5
@@ -122,6 +126,7 @@ class Validator:
     insecure with EDE 27 (RFC 9276 3.2). ``bogus_ttl`` is how long a bogus zone is
     remembered before its keys are asked for again. ``max_zones`` bounds what is kept about
     zones (trust anchors aside): past it, the entry learned first is forgotten first.
+    ``remembered_signatures`` bounds the signatures remembered as verified (0: none).
     """
 
     def __init__(
@@ -132,6 +137,7 @@ class Validator:
         nsec3_iterations: int = NSEC3_ITERATION_LIMIT,
         bogus_ttl: int = BOGUS_TTL,
         max_zones: int = MAX_ZONES,
+        remembered_signatures: int = REMEMBERED_SIGNATURES,
     ) -> None:
         self._anchors = anchors
         self._clock = clock
@@ -140,7 +146,7 @@ class Validator:
         self._max_zones = max_zones
         self._entries: dict[dns.name.Name, _Entry] = {}
         self._counts = {state: 0 for state in Security}
-        self._verified = Verified()
+        self._verified = Verified(remembered_signatures)
 
     def __repr__(self) -> str:
         counts = " ".join(f"{s.name.lower()}={n}" for s, n in self._counts.items())
