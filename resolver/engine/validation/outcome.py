@@ -51,6 +51,8 @@ EDE_RRSIGS_MISSING = 10
 EDE_NSEC_MISSING = 12
 EDE_NSEC3_ITERATIONS = 27  # "Unsupported NSEC3 Iterations Value" (RFC 9276 3.2)
 
+_RRSIG = 46
+
 
 class Security(enum.IntEnum):
     """RFC 4033 section 5's four states; a larger value is a worse one."""
@@ -143,14 +145,13 @@ class Reply:
         """Group records already read (``wire.records``: names in wire form, rdata
         self-contained) as `from_wire` groups a message, without reading the message again;
         raises WireError for a name or rdata that does not parse."""
-        names: dict[bytes, dns.name.Name] = {}
         try:
             return cls(
-                qname=_name(qname, names),
+                qname=_name(qname),
                 qtype=qtype,
                 rcode=rcode,
-                answer=tuple(group(*_rrsets(answer, names))),
-                authority=tuple(group(*_rrsets(authority, names))),
+                answer=tuple(_grouped(answer)),
+                authority=tuple(_grouped(authority)),
                 zone=zone,
             )
         except (dns.exception.DNSException, ValueError) as exc:
@@ -158,10 +159,12 @@ class Reply:
 
 
 _PARSED_MAX = 8192
-# dnspython's rdata objects, by class, type and rdata: they are immutable, and the same
-# records (a wildcard's RRset and RRSIG, an NSEC) come again in reply after reply; building
-# one costs more than the rest of grouping it. Bounded: emptied when full.
+# dnspython's rdata objects and names, by what they were read from: they are immutable, and
+# the same records (a wildcard's RRset and RRSIG, an NSEC) and owners come again in reply
+# after reply; building one costs more than the rest of grouping it. Bounded: emptied when
+# full.
 _parsed: dict[tuple[int, int, bytes], dns.rdata.Rdata] = {}
+_names: dict[bytes, dns.name.Name] = {}
 
 
 def _rdata(rclass: int, rtype: int, wire: bytes) -> dns.rdata.Rdata:
@@ -174,47 +177,54 @@ def _rdata(rclass: int, rtype: int, wire: bytes) -> dns.rdata.Rdata:
     return rdata
 
 
-def _name(wire: bytes, names: dict[bytes, dns.name.Name]) -> dns.name.Name:
-    name = names.get(wire)
+def _name(wire: bytes) -> dns.name.Name:
+    name = _names.get(wire)
     if name is None:
-        name = names[wire] = dns.name.from_wire(wire, 0)[0]
+        if len(_names) >= _PARSED_MAX:
+            _names.clear()
+        name = _names[wire] = dns.name.from_wire(wire, 0)[0]
     return name
 
 
-def _rrsets(
-    records: Iterable[Record], names: dict[bytes, dns.name.Name]
-) -> tuple[list[dns.rrset.RRset], dict[int, tuple[bytes, ...]]]:
-    """The records as dnspython RRsets, in the order their owners and types first came (an
-    RRset's TTL is the least of its records'), and each RRset's rdata as it came, sorted, by
-    the RRset's id."""
-    sets: dict[tuple[bytes, int, int, int], dns.rrset.RRset] = {}
-    raws: dict[tuple[bytes, int, int, int], set[bytes]] = {}
+def _grouped(records: Iterable[Record]) -> list[SignedRRset]:
+    """The records as `group` makes them of a parsed section: each RRset (in the order its
+    owner and type first came, its TTL the least of its records') with the RRSIGs of the
+    same owner over its type, and its rdata as it came, sorted."""
+    data: dict[tuple[bytes, int, int], tuple[bytes, dict[bytes, None], list[int]]] = {}
+    sigs: dict[tuple[bytes, int], dict[tuple[int, bytes], None]] = {}
     for record in records:
+        owner = record.name.lower()
         rtype = record.rtype
-        covers = 0
-        if rtype == dns.rdatatype.RRSIG and len(record.rdata) >= 2:
-            covers = int.from_bytes(record.rdata[:2], "big")
-        key = (record.name.lower(), rtype, record.rclass, covers)
-        rrset = sets.get(key)
-        if rrset is None:
-            name = _name(record.name, names)
-            rrset = sets[key] = dns.rrset.RRset(name, record.rclass, rtype, covers)  # type: ignore[arg-type]
-            raws[key] = set()
-        rrset.add(_rdata(record.rclass, rtype, record.rdata), record.ttl)
-        raws[key].add(record.rdata)
-    return list(sets.values()), {id(sets[k]): tuple(sorted(v)) for k, v in raws.items()}
+        if rtype == _RRSIG:
+            if len(record.rdata) >= 2:
+                covered = int.from_bytes(record.rdata[:2], "big")
+                sigs.setdefault((owner, covered), {})[(record.rclass, record.rdata)] = None
+            continue
+        key = (owner, rtype, record.rclass)
+        entry = data.get(key)
+        if entry is None:
+            data[key] = (record.name, {record.rdata: None}, [record.ttl])
+        else:
+            entry[1][record.rdata] = None
+            entry[2].append(record.ttl)
+    grouped: list[SignedRRset] = []
+    for (owner, rtype, rclass), (name, rdatas, ttls) in data.items():
+        rrset = dns.rrset.RRset(_name(name), rclass, rtype)  # type: ignore[arg-type]
+        ttl = min(ttls)
+        for raw in rdatas:
+            rrset.add(_rdata(rclass, rtype, raw), ttl)
+        over = sigs.get((owner, rtype), {})
+        signatures = tuple(_rdata(c, _RRSIG, raw) for c, raw in over)
+        grouped.append(SignedRRset(rrset, signatures, tuple(sorted(rdatas))))  # type: ignore[arg-type]
+    return grouped
 
 
-def group(
-    rrsets: Iterable[dns.rrset.RRset], raws: dict[int, tuple[bytes, ...]] | None = None
-) -> list[SignedRRset]:
-    """Pair each RRset with the RRSIGs of the same owner that cover its type (and its rdata
-    as it came, from ``raws`` by the RRset's id).
+def group(rrsets: Iterable[dns.rrset.RRset]) -> list[SignedRRset]:
+    """Pair each RRset with the RRSIGs of the same owner that cover its type.
 
     RRSIGs covering a type absent from ``rrsets`` are dropped; so are RRSIG RRsets asked for
     on purpose, which this validator never judges.
     """
-    raws = raws or {}
     data: list[dns.rrset.RRset] = []
     sigs: dict[tuple[dns.name.Name, int], list[RRSIG]] = {}
     for rrset in rrsets:
@@ -224,10 +234,7 @@ def group(
         else:
             data.append(rrset)
     return [
-        SignedRRset(
-            rrset, tuple(sigs.get((rrset.name, int(rrset.rdtype)), ())), raws.get(id(rrset))
-        )
-        for rrset in data
+        SignedRRset(rrset, tuple(sigs.get((rrset.name, int(rrset.rdtype)), ()))) for rrset in data
     ]
 
 
