@@ -269,12 +269,13 @@ def _digest(message: Message) -> tuple[int, frozenset[tuple[bytes, int, bytes]]]
 
 class _Kept(NamedTuple):
     """A reply kept for the validator: the records read from it, the question it answers
-    (lowercase wire form) and the zone whose server was asked."""
+    (lowercase wire form), the zone whose server was asked, and that server's address."""
 
     message: Message
     name: bytes
     qtype: int
     zone: bytes
+    server: str
 
 
 class _Frame:
@@ -318,8 +319,8 @@ class _Frame:
         self.minimised = 0
         # DNSSEC: the DS or DNSKEY set this frame fetches for the validator (None: the
         # client's question or a name server's address), the replies kept to validate
-        # (the records read, the question and the zone asked), and the RRSIGs and
-        # NSEC/NSEC3 records a DO client gets.
+        # (the records read, the question, the zone asked and the server), and the RRSIGs
+        # and NSEC/NSEC3 records a DO client gets.
         self.need: Need | None = None
         self.replies: list[_Kept] = []
         self.sigs: list[Record] = []
@@ -515,7 +516,7 @@ class Iteration:
             return self._next(now)
         # What the validator reads of this reply, should it be kept: these records, not
         # the wire read again.
-        self._read = _Kept(message, asked, self._asked[1], frame.zone.name)
+        self._read = _Kept(message, asked, self._asked[1], frame.zone.name, server)
         if self._caps is not None:
             self._caps.append(message)
             if len(self._caps) < 2:
@@ -1112,13 +1113,16 @@ class Iteration:
         """A kept reply as the validator reads it, from the records read when it came: only
         those inside the zone the server was asked as a server of (what the iteration
         believed of it, RFC 2181 5.4.1); a server's word on another zone is judged where
-        that zone is asked."""
-        message, name, qtype, zone = kept
+        that zone is asked. The server's address goes with it, for the reason of a bogus
+        verdict."""
+        message, name, qtype, zone, server = kept
         try:
             origin = dns.name.from_wire(zone, 0)[0]
             answer = [r for r in message.answer if _under(r.name.lower(), zone)]
             authority = [r for r in message.authority if _under(r.name.lower(), zone)]
-            return Reply.from_records(name, qtype, message.rcode, answer, authority, origin)
+            return Reply.from_records(
+                name, qtype, message.rcode, answer, authority, origin, server=server
+            )
         except (WireError, ValueError, dns.name.NameTooLong) as exc:
             return Outcome(Security.BOGUS, EDE_DNSSEC_BOGUS, f"unreadable reply: {exc}")
 
