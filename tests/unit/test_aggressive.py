@@ -79,9 +79,11 @@ def test_a_wildcard_answers_nsec_is_capped_by_the_cached_soa_minimum() -> None:
     assert (source.rdatas, source.security) == ((b"\x04wild",), Security.SECURE)
 
 
-def test_nsec3_records_are_never_chained() -> None:
+def test_nsec3_records_not_even_an_opt_out_span_are_never_chained() -> None:
     cache = RRsetCache()
     hashed = "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.example."
+    # SHA-1, the opt-out flag set, no iterations, no salt: an opt-out span proves no
+    # NXDOMAIN (RFC 5155 9.2), and no NSEC3 is used for synthesis at all.
     records = [
         Record(w(hashed), NSEC3, 1, 300, b"\x01\x01\x00\x00\x00\x14" + bytes(20) + bitmap(A)),
         Record(w(hashed), RRSIG, 1, 300, rrsig(NSEC3, 2)),
