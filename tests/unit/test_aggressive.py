@@ -122,6 +122,8 @@ def test_secure_nsec_records_prove_answers(
     assert bool(made.answer) == answered
     assert all(r.name == w(name) for r in made.answer)
     assert {r.rtype for r in made.proofs} >= {NSEC, RRSIG}
+    if not answered:  # the negative TTL: the SOA's minimum, not its TTL (RFC 2308, 8198 5.4)
+        assert [(r.rtype, r.ttl) for r in made.authority] == [(SOA, 299)]
 
 
 @pytest.mark.parametrize(
