@@ -60,7 +60,11 @@ The rules:
   signatures), and learnt; a zone whose servers all fail then ends the query. The answer's
   RRsets in the RRset cache take the verdict as their security status, and a TTL no longer
   than their signatures'. With a validator the RRset cache's answer data does not shortcut
-  the client's question either.
+  the client's question either, but with ``aggressive_nsec`` (RFC 8198) the secure NSEC
+  records of a validated negative or wildcard answer are kept there with their RRSIGs (and a
+  wildcard's RRset under its own name), and a later question they prove, in a zone the
+  validator still holds secure, is answered from them without asking
+  (``engine.aggressive``).
 
 The reply built holds the question as the client asked it, the CNAME chain and the answer
 (or, for a negative answer, the SOA in the authority section); for a client that set DO, the
@@ -477,6 +481,7 @@ class Iteration:
         if not isinstance(keys, ZoneKeys) or keys.security is not Security.SECURE:
             return None
         self._synthesised = True
+        self._asked = (key, self._qtype)  # what +trace shows: the question, asked of none
         self._step(f"{made.what}: synthesised from the validated cache", now)
         records, below = [*made.answer], [*made.authority]
         if self._do:
