@@ -209,7 +209,9 @@ def test_records_already_read_group_as_the_wire_does(
     assert validator.validate(from_records) == validator.validate(from_wire)
 
 
-@pytest.mark.parametrize("remembered", [10_000, 0], ids=["remembered", "memo-off"])
+@pytest.mark.parametrize(
+    "remembered", [10_000, 1, 0], ids=["remembered", "bound-of-one", "memo-off"]
+)
 def test_a_signature_over_the_same_data_is_checked_once(remembered: int) -> None:
     served = Served(None)
     validator = Validator(served.anchors, clock=lambda: NOW, remembered_signatures=remembered)
@@ -224,7 +226,8 @@ def test_a_signature_over_the_same_data_is_checked_once(remembered: int) -> None
     # names: each was checked for x. already.
     checked = after["signatures_checked"] - before["signatures_checked"]
     again = after["signatures_remembered"] - before["signatures_remembered"]
-    assert (checked, again) == ((0, 4) if remembered else (4, 0))
+    # With room for one, the TXT set's signature and the NSEC's push each other out.
+    assert (checked, again) == ((0, 4) if remembered > 1 else (4, 0))
 
 
 def test_a_remembered_signature_does_not_vouch_for_other_data() -> None:
