@@ -29,7 +29,7 @@ from typing import Protocol
 from resolver.config import Address
 from resolver.errors import LocalError, UpstreamUnreachable, WireError
 from resolver.transport.tls import describe_failure, spki_pin
-from resolver.wire.options import OPTION_KEEPALIVE, QUERY_BLOCK, add_option, pad, read_keepalive
+from resolver.wire.options import QUERY_BLOCK, read_keepalive, stream_query
 
 __all__ = [
     "CertificateRejected",
@@ -399,7 +399,6 @@ def keepalive_query(query: bytes, *, padded: bool) -> bytes:
     ``padded`` (an encrypted stream) padded to RFC 8467's 128-byte blocks. Unchanged when it
     has no OPT record (EDNS off)."""
     try:
-        query = add_option(query, OPTION_KEEPALIVE)
+        return stream_query(query, QUERY_BLOCK if padded else 0)
     except WireError:
         return query
-    return pad(query, QUERY_BLOCK) if padded else query
