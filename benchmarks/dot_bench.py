@@ -1,17 +1,19 @@
 """DNS over TLS and HTTPS listeners, cache hits: ours (`resolver serve --listen-tls`) against
 Unbound's (`tls-port`) with `dnsperf -m dot`, and ours (`--listen-https`) against dnsdist's DoH
-frontend (`addDOHLocal`, with a packet cache) with `dnsperf -m doh`, all answering the same 64
-names, on loopback, in queries per second and per CPU-second of the server process (user +
-system time of all its threads from /proc/PID/stat over the run).
+frontend (`addDOHLocal`, with a packet cache) and Unbound's (`https-port`) with `dnsperf -m
+doh`, all answering the same 64 names, on loopback, in queries per second and per CPU-second
+of the server process (user + system time of all its threads from /proc/PID/stat over the
+run).
 
     python -m benchmarks.dot_bench [--seconds 10] [--clients 10] [--outstanding 100]
 
 Unbound answers from `local-data` (its cache path); ours and dnsdist forward to that Unbound's
 plain port and answer from their caches after the warm-up. dnsperf 2.10's DoH loses replies
-from dnsdist 1.7 with more than one query in flight, so both DoH rows use GET with one
-client and one query outstanding (`-c 1 -q 1`). The certificate is made for the run (a
-throwaway CA under a temporary directory); nothing leaves loopback. Each server is pinned to
-CPU 1 and dnsperf to CPU 0 with taskset when there are two CPUs.
+from dnsdist 1.7 with more than one query in flight, so the rows against dnsdist use GET with
+one client and one query outstanding (`-c 1 -q 1`) for both; the rows against Unbound's DoH
+listener use GET at the DoT rows' load. The certificate is made for the run (a throwaway CA
+under a temporary directory); nothing leaves loopback. Each server is pinned to CPU 1 and
+dnsperf to CPU 0 with taskset when there are two CPUs.
 """
 
 from __future__ import annotations
@@ -159,8 +161,8 @@ def main() -> None:
         cert, key = certificate(home)
         queries = home / "queries.txt"
         queries.write_text("".join(f"n{i}.example. A\n" for i in range(NAMES)))
-        plain, unbound_tls, ours_plain, ours_tls, ours_https, dnsdist_doh = (
-            free_port() for _ in range(6)
+        plain, unbound_tls, unbound_https, ours_plain, ours_tls, ours_https, dnsdist_doh = (
+            free_port() for _ in range(7)
         )
         (home / "dnsdist.conf").write_text(dnsdist_conf(dnsdist_doh, plain, cert, key))
         records = "".join(
@@ -170,8 +172,10 @@ def main() -> None:
             f"""server:
     interface: 127.0.0.1@{plain}
     interface: 127.0.0.1@{unbound_tls}
+    interface: 127.0.0.1@{unbound_https}
     port: {plain}
     tls-port: {unbound_tls}
+    https-port: {unbound_https}
     tls-service-key: "{key}"
     tls-service-pem: "{cert}"
     do-ip6: no
@@ -231,7 +235,7 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            for port in (unbound_tls, ours_tls, ours_https, dnsdist_doh):
+            for port in (unbound_tls, unbound_https, ours_tls, ours_https, dnsdist_doh):
                 wait_for(port)
             dot = argparse.Namespace(**{**vars(args), "mode": "dot"})
             print(
@@ -250,6 +254,15 @@ def main() -> None:
             mine = measure("resolver --listen-https", ours.pid, ours_https, queries, doh)
             if theirs:
                 print(f"ours / dnsdist per CPU-second: {mine / theirs:.2f}x")
+            doh = argparse.Namespace(**{**vars(args), "mode": "doh"})
+            print(
+                f"dnsperf -m doh (GET), {args.seconds} s, {args.clients} clients, "
+                f"{args.outstanding} outstanding"
+            )
+            theirs = measure("unbound (https-port)", unbound.pid, unbound_https, queries, doh)
+            mine = measure("resolver --listen-https", ours.pid, ours_https, queries, doh)
+            if theirs:
+                print(f"ours / unbound per CPU-second: {mine / theirs:.2f}x")
         finally:
             for process in (dnsdist, ours, unbound):
                 process.terminate()
