@@ -69,8 +69,8 @@ class HttpsSession:
             config=h2.config.H2Configuration(
                 client_side=False,
                 header_encoding=None,
-                # Our own response headers, always valid: checking and normalizing them was a
-                # fifth of a GET's cost in h2 (the client's are still checked).
+                # Our own response headers, always valid, are not checked and normalized again
+                # for every reply; the client's still are (RFC 9113 section 8.1.1).
                 validate_outbound_headers=False,
                 normalize_outbound_headers=False,
             )
