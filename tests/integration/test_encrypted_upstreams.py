@@ -178,3 +178,27 @@ async def test_a_query_caught_by_the_servers_close_is_retried_without_counting_a
         assert (stats.timeouts, stats.unreachable, stats.bad_responses) == (0, 0, 0)
         assert statistics.failovers == 0
         assert second.queries == []
+
+
+async def test_fastest_moves_a_silent_tls_upstream_behind_the_other(ca: PrivateCa) -> None:
+    good = ca.issue("good")
+    async with (
+        asyncio.timeout(BOUND),
+        StreamServer(lambda seen: [], server_context(good)) as silent,
+        StreamServer(answering(b"\x7f\x00\x00\x02"), server_context(good)) as other,
+        running(
+            [tls_upstream(silent), tls_upstream(other)],
+            TransportConfig(tls_ca=ca.pem),
+            policy="fastest",
+            upstream_timeout=0.2,
+        ) as (engine, port),
+    ):
+        # Unmeasured upstreams are tried first: within two questions the silent one has been
+        # tried once, timed out and been passed over.
+        for name in ("a.example.", "b.example."):
+            assert addresses(await ask(port, name)) == ["127.0.0.2"]
+        assert len(silent.queries) == 1
+        for name in ("c.example.", "d.example.", "e.example."):
+            assert addresses(await ask(port, name)) == ["127.0.0.2"]
+        assert len(silent.queries) == 1
+        assert [u.timeouts for u in engine.statistics().upstreams] == [1, 0]
