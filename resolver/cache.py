@@ -70,14 +70,16 @@ _RENDERED_MAX = 10_000  # finished replies kept for repeats; each lives a second
 
 # The cache file (``Cache.save``): this line, then per entry its fixed part and then the key's
 # name and the stored reply. Times are wall-clock seconds: the monotonic clock restarts.
-_FILE_MAGIC = b"resolver cache file 1\n"
-_FILE_ENTRY = struct.Struct("!BHHBdI")  # name length, qtype, qclass, do | cd << 1, stored, length
+_FILE_MAGIC = b"resolver cache file 2\n"
+# name length, qtype, qclass, do | cd << 1, stored, length, the entry's EDE plus one (0: none)
+_FILE_ENTRY = struct.Struct("!BHHBdIH")
 
 _U16 = struct.Struct("!H")
 
 # CacheEntry._flags: the kind in the low bits, then whether a prefetch was already requested,
 # then the whole second of age of the entry's last FRESH hit (modulo 16, plus one; 0: none),
-# then (failures only) the Extended DNS Error info code plus one (0: none). The flags of an
+# then the Extended DNS Error info code plus one (0: none): a failure's reason, or what an
+# answer proven insecure carries (RFC 8914 codes 1, 2 and 27, issue 19). The flags of an
 # entry without an EDE stay below 256, an int Python shares: they cost no memory per entry.
 _POSITIVE = 0
 _NEGATIVE = 1
@@ -177,7 +179,9 @@ class CacheEntry:
 
     @property
     def ede(self) -> int | None:
-        """A failure's Extended DNS Error info code (RFC 8914), or None."""
+        """The Extended DNS Error info code (RFC 8914) that goes with the entry, or None: a
+        failure's reason, or the information an insecure answer carries (an unsupported
+        algorithm or digest, too many NSEC3 iterations), served with it from the cache."""
         code = self._flags >> _EDE_SHIFT
         return code - 1 if code else None
 
@@ -361,9 +365,12 @@ class Cache:
             return CacheHit(entry, Freshness.HELD, False)
         return CacheHit(entry, Freshness.STALE, False)
 
-    def put(self, key: CacheKey, view: ReplyView, now: float | None = None) -> CacheEntry | None:
+    def put(
+        self, key: CacheKey, view: ReplyView, now: float | None = None, ede: int | None = None
+    ) -> CacheEntry | None:
         """Store the reply ``view`` is of (the whole reply to the query ``key`` came from, read
-        once where it was matched: its question is the key's) if cacheable.
+        once where it was matched: its question is the key's) if cacheable, with ``ede``, the
+        Extended DNS Error that goes with it whenever it is served (None: none).
 
         Returns the new entry, or None when the reply is not cached: truncated, an rcode other
         than NOERROR, NXDOMAIN or SERVFAIL, a negative answer without an SOA, a lifetime of 0,
@@ -399,7 +406,8 @@ class Cache:
             buf = bytearray(reply)
             set_ttls_into(buf, info.offsets, [min(t, lifetime) for t in ttls])
             stored = bytes(buf)
-        entry = CacheEntry(stored, array("H", info.offsets).tobytes(), now, lifetime, kind)
+        flags = kind if ede is None else kind | (ede + 1) << _EDE_SHIFT
+        entry = CacheEntry(stored, array("H", info.offsets).tobytes(), now, lifetime, flags)
         self._store(key, entry)
         self._inserts += 1
         return entry
@@ -546,7 +554,13 @@ class Cache:
                 continue
             flags = int(key.do) | int(key.cd) << 1
             fixed = _FILE_ENTRY.pack(
-                len(key.name), key.qtype, key.qclass, flags, wall_now - age, len(entry._reply)
+                len(key.name),
+                key.qtype,
+                key.qclass,
+                flags,
+                wall_now - age,
+                len(entry._reply),
+                entry._flags >> _EDE_SHIFT,
             )
             parts += (fixed, key.name, entry._reply)
             count += 1
@@ -581,7 +595,7 @@ class Cache:
             while pos < len(data):
                 if pos + _FILE_ENTRY.size > len(data):
                     raise WireError(f"{path} is cut off at byte {pos}")
-                name_length, qtype, qclass, flags, stored, length = _FILE_ENTRY.unpack_from(
+                name_length, qtype, qclass, flags, stored, length, ede = _FILE_ENTRY.unpack_from(
                     data, pos
                 )
                 pos += _FILE_ENTRY.size
@@ -597,7 +611,7 @@ class Cache:
                     question_end : question_end + 4
                 ] != _TYPE_CLASS.pack(qtype, qclass):
                     raise WireError(f"{path}: an entry does not match its key")
-                entry = self.put(key, scan(reply), now - age)
+                entry = self.put(key, scan(reply), now - age, ede - 1 if ede else None)
                 if entry is None:
                     continue
                 if age >= entry._lifetime + stale_max:

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 import dns.name
+import dns.rdataclass
+import dns.rdatatype
 
 from resolver.cache import Cache, CacheEntry, CacheKey, CacheStatistics, Freshness
 from resolver.config import (
@@ -493,7 +495,7 @@ class Engine:
                         self._prefetch(ask)
                     self._cache_answers += 1
                     self._answered += 1
-                    return Outcome(cache.serve(entry, 0, ask.name, now), None, hit.until)
+                    return Outcome(cache.serve(entry, 0, ask.name, now), entry.ede, hit.until)
                 if freshness is Freshness.HELD:
                     return self._stale_outcome(entry, ask.name)
                 stale = entry
@@ -805,7 +807,7 @@ class Engine:
         cache = self.cache
         if view is not None and cache is not None:
             try:  # noqa: SIM105
-                cache.put(key, view)
+                cache.put(key, view, ede=extra)
             except WireError:
                 pass  # a reply the cache cannot take is still relayed: the client gets it
         failed = reply is None or reply[3] & 0x0F in (SERVFAIL, REFUSED)
@@ -841,15 +843,16 @@ class Engine:
         ask = flight.ask
         how = answering(verdict, mode=self.validation, ad=True, do=ask.do, cd=ask.cd)
         if how.log_bogus:
-            what = "bogus" if how.servfail else "bogus (permissive: answered anyway)"
+            # In Unbound's words at val-log-level 2: the question, what failed, from which
+            # server, for which RRset or key; then the EDE the client gets.
             self._events.log(
                 logging.WARNING,
                 ("bogus", verdict.reason),
-                "validation failure <%s>: %s: %s (EDE %s)%s",
-                _question_text(ask.name, ask.qtype),
-                what,
-                verdict.reason,
+                "validation failure <%s>: %s (EDE %s%s)%s",
+                _question_text(ask.name, ask.qtype, ask.qclass),
+                verdict.reason or "bogus",
                 verdict.ede,
+                "" if how.servfail else "; permissive: answered anyway",
                 self._private_root_hint(),
             )
         if how.servfail:
@@ -932,10 +935,13 @@ def _validator(config: DnssecConfig) -> Validator:
     )
 
 
-def _question_text(name: bytes, qtype: int) -> str:
+def _question_text(name: bytes, qtype: int, qclass: int) -> str:
+    """``www.example. A IN``, as Unbound's log shows a question."""
     labels = []
     pos = 0
     while pos < len(name) and name[pos]:
         labels.append(name[pos + 1 : pos + 1 + name[pos]].decode("ascii", "replace"))
         pos += name[pos] + 1
-    return f"{'.'.join(labels)}. {qtype}"
+    rdtype = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(qtype))
+    rdclass = dns.rdataclass.to_text(dns.rdataclass.RdataClass.make(qclass))
+    return f"{'.'.join(labels)}. {rdtype} {rdclass}"

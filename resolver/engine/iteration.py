@@ -290,9 +290,10 @@ class _Frame:
         self.minimised = 0
         # DNSSEC: the DS or DNSKEY set this frame fetches for the validator (None: the
         # client's question or a name server's address), the replies kept to validate
-        # (wire, the zone asked), and the RRSIGs and NSEC/NSEC3 records a DO client gets.
+        # (wire, the zone asked, the server), and the RRSIGs and NSEC/NSEC3 records a DO
+        # client gets.
         self.need: Need | None = None
-        self.replies: list[tuple[bytes, bytes]] = []
+        self.replies: list[tuple[bytes, bytes, str]] = []
         self.sigs: list[Record] = []
         self.proofs: list[Record] = []
         self.enter(zone)
@@ -868,7 +869,9 @@ class Iteration:
 
     def _referral(self, frame: _Frame, message: Message, cut: bytes, now: float) -> Action:
         if self._validator is not None and frame.server_of is None:
-            frame.replies.append((self._wire, frame.zone.name))  # its DS, or their absence
+            frame.replies.append(
+                (self._wire, frame.zone.name, self._server)
+            )  # its DS, or their absence
         frame.referrals += 1
         if frame.referrals > self._config.max_referrals:
             self._step("too many referrals", now)
@@ -1005,7 +1008,7 @@ class Iteration:
         if frame.server_of is not None:
             return
         if self._validator is not None:
-            frame.replies.append((self._wire, frame.zone.name))
+            frame.replies.append((self._wire, frame.zone.name, self._server))
         if self._do and frame.need is None:
             frame.sigs += _signatures(answers, signed)
             if negative:
@@ -1013,10 +1016,11 @@ class Iteration:
             elif authority:
                 frame.proofs += _proofs(inside)  # a wildcard answer's proof
 
-    def _reply(self, wire: bytes, zone: bytes) -> Reply | Outcome:
+    def _reply(self, wire: bytes, zone: bytes, server: str) -> Reply | Outcome:
         """A kept reply as the validator reads it: only the records inside the zone the
         server was asked as a server of (what the iteration believed of it, RFC 2181
-        5.4.1); a server's word on another zone is judged where that zone is asked."""
+        5.4.1); a server's word on another zone is judged where that zone is asked.
+        ``server`` is the address it came from, for the reason of a bogus verdict."""
         try:
             origin = dns.name.from_wire(zone, 0)[0]
             reply = Reply.from_wire(wire, origin)
@@ -1026,6 +1030,7 @@ class Iteration:
             reply,
             answer=tuple(s for s in reply.answer if s.name.is_subdomain(origin)),
             authority=tuple(s for s in reply.authority if s.name.is_subdomain(origin)),
+            server=server,
         )
 
     def _validate(self, now: float) -> Action:

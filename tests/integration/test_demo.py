@@ -40,7 +40,7 @@ def test_demo_subprocess_exits_zero_and_shows_answers_and_statistics() -> None:
     # DNSSEC: example.com. is signed at each run, one child zone with expired signatures.
     assert "NOERROR  127.1.0.1  (AD: validated)" in out
     assert "SERVFAIL, no records (EDE 7)" in out
-    assert "log: validation failure <www.expired.example.com. 1>" in out
+    assert "log: validation failure <www.expired.example.com. A IN>: signature expired" in out
     assert "daemon statistics" in out
     assert "upstreams:" in out
     assert "pool:" in out

@@ -78,6 +78,12 @@ def signed_world(directory: Path) -> tuple[dict[str, list[str]], Path, Path]:
     leaves = {
         "good": (SignedZone("good.test.", LEAF + CHAINS, **window), True, True),
         "nsec3": (SignedZone("nsec3.test.", LEAF, nsec3=(1, "ab", False), **window), True, True),
+        # More NSEC3 iterations than the validator's limit (150): its denials are insecure.
+        "costly": (
+            SignedZone("costly.test.", LEAF, nsec3=(200, "ab", False), **window),
+            True,
+            True,
+        ),
         "expired": (
             SignedZone("expired.test.", LEAF, inception=NOW - 30 * DAY, expiration=NOW - 3 * DAY),
             True,
@@ -287,6 +293,21 @@ async def test_a_wildcard_answer_is_secure_with_its_nsec(signed: Signed) -> None
     assert "NSEC" in types(reply.authority)
 
 
+async def test_an_insecure_answer_keeps_its_ede_when_served_from_the_cache(
+    signed: Signed,
+) -> None:
+    # RFC 9276 3.2: a denial by NSEC3 of too many iterations is insecure, with EDE 27; the
+    # repeat comes from the cache (the authorities are not asked again) and says so too.
+    first = await ask(signed, "nothere.costly.test.", ad=True)
+    asked = signed.engine.statistics().upstream_queries
+    again = await ask(signed, "nothere.costly.test.", ad=True)
+    assert signed.engine.statistics().upstream_queries == asked
+    for reply in (first, again):
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+        assert not reply.flags & dns.flags.AD
+        assert ede(reply) == [27]
+
+
 async def test_a_warm_validator_fetches_no_key_twice(signed: Signed) -> None:
     await ask(signed, "www.good.test.", ad=True)
     before = {a: len(s.queries) for a, s in signed.authorities.items()}
@@ -353,8 +374,11 @@ async def test_permissive_answers_bogus_data_without_ad_and_logs_it(
         assert reply.rcode() == dns.rcode.NOERROR
         assert [rd.to_text() for rd in reply.answer[0]] == ["192.0.2.1"]
         assert not reply.flags & dns.flags.AD
-        assert "validation failure <www.expired.test. 1>" in caplog.text
-        assert "permissive" in caplog.text
+        # In Unbound's words at val-log-level 2, then the EDE and what was done.
+        assert (
+            "validation failure <www.expired.test. A IN>: signature expired from "
+            f"{LEAVES} for key expired.test. while building chain of trust (EDE 7; permissive"
+        ) in caplog.text
         secure = await ask(served, "www.good.test.", ad=True)
         assert secure.flags & dns.flags.AD
         assert served.engine.statistics().bogus == 1

@@ -213,3 +213,28 @@ def test_ours_names_the_precise_failure_each_time(world: World, zone: str, code:
         reply = ask(world, world.ours, f"www.{zone}.test A")
         assert reply.status == "SERVFAIL", reply.text
         assert ede_code(reply) == code, reply.text
+
+
+def _logged(server: Server, question: str) -> str:
+    """What ``server``'s log says after ``validation failure <QUESTION>: `` (waited for: the
+    line is written as the answer goes out, and both logs are files)."""
+    marker = f"validation failure <{question}>: "
+    deadline = time.monotonic() + 30.0
+    while True:
+        for line in server.proc.log.read_text(errors="replace").splitlines():
+            if marker in line:
+                return line.split(marker, 1)[1]
+        if time.monotonic() > deadline:
+            pytest.fail(f"{server.name} logged no {marker!r}", pytrace=False)
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("zone", ["expired", "future", "badds", "stripped", "zskonly"])
+def test_ours_logs_a_bogus_zone_in_unbound_s_words(world: World, zone: str) -> None:
+    # val-log-level 2: what failed, from which server, for which key; ours adds the EDE.
+    for server in (world.unbound, world.ours):
+        ask(world, server, f"www.{zone}.test A")
+    question = f"www.{zone}.test. A IN"
+    theirs = _logged(world.unbound, question)
+    ours = _logged(world.ours, question)
+    assert ours.startswith(f"{theirs} (EDE "), f"ours: {ours}\nunbound: {theirs}"

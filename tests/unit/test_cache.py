@@ -644,6 +644,31 @@ def test_saved_answers_are_restored_aged_by_the_wall_clock(
     assert negative.entry.negative
 
 
+def test_an_answer_keeps_the_extended_error_it_was_stored_with(
+    cache: Cache, tmp_path: Path
+) -> None:
+    # An answer proven insecure by too many NSEC3 iterations carries EDE 27 (RFC 9276 3.2)
+    # every time it is served, from the cache and after a restart from the cache file.
+    cache.put(_key(), scan(_a_reply(300)), ede=27)
+    cache.put(_key("plain.example.com"), scan(_a_reply(300, qname="plain.example.com")))
+    hit = cache.get(_key())
+    assert hit is not None
+    assert hit.entry.ede == 27
+    plain = cache.get(_key("plain.example.com"))
+    assert plain is not None
+    assert plain.entry.ede is None
+    path = tmp_path / "cache.bin"
+    assert cache.save(path) == 2
+    restored = Cache(CacheConfig(), clock=FakeClock())
+    assert restored.restore(path) == 2
+    again = restored.get(_key())
+    assert again is not None
+    assert again.entry.ede == 27
+    plain = restored.get(_key("plain.example.com"))
+    assert plain is not None
+    assert plain.entry.ede is None
+
+
 def test_answers_past_their_stale_window_are_not_restored(clock: FakeClock, tmp_path: Path) -> None:
     cache = Cache(CacheConfig(stale_max=50), clock=clock)
     cache.put(_key(), scan(_a_reply(60)))

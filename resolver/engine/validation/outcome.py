@@ -91,6 +91,8 @@ class Reply:
     RRsets of those sections, each with its RRSIGs (the additional section is never validated:
     glue is not signed). ``zone`` is the zone the reply came from as the iteration knows it
     (the delegation it followed), or None; it decides whose keys judge unsigned data.
+    ``server`` is the address of the server that sent it ("" when unknown), for the reason
+    a bogus verdict gives ("from 192.0.2.1", as Unbound says it).
     """
 
     qname: dns.name.Name
@@ -99,6 +101,7 @@ class Reply:
     answer: tuple[SignedRRset, ...] = ()
     authority: tuple[SignedRRset, ...] = ()
     zone: dns.name.Name | None = None
+    server: str = ""
 
     @classmethod
     def from_message(cls, message: dns.message.Message, zone: dns.name.Name | None = None) -> Reply:
@@ -151,9 +154,10 @@ class Outcome:
 
     ``ede`` is the RFC 8914 code that goes with a bogus verdict (and with an insecure one
     reached through an unsupported algorithm or digest, or too many NSEC3 iterations);
-    ``reason`` says why in words a log can carry. ``ttl`` is the longest the validated data
-    may be cached (RFC 4035 5.3.3: no longer than any RRset's original TTL or its signature's
-    expiry), or None when nothing capped it.
+    ``reason`` says why in words a log can carry: for a bogus verdict, the words Unbound logs
+    at ``val-log-level: 2`` (what failed, from which server, for which RRset or key). ``ttl``
+    is the longest the validated data may be cached (RFC 4035 5.3.3: no longer than any
+    RRset's original TTL or its signature's expiry), or None when nothing capped it.
     """
 
     security: Security

@@ -9,10 +9,12 @@ fetches that and hands the reply to `learn_ds` or `learn_dnskey`, and asks again
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import dns.dnssec
 import dns.name
 import dns.rdatatype
 import dns.rrset
@@ -243,7 +245,7 @@ class Validator:
         now = self._now()
         found = _find(reply, zone, _DS)
         if found is not None:
-            checked = self._check(found, reply, zone.parent())
+            checked = self._check(found, reply, zone.parent(), _chain("DS", zone))
             if not isinstance(checked, Checked):
                 return checked
             if checked.outcome.security is not Security.SECURE:
@@ -268,6 +270,8 @@ class Validator:
         if denial.proof is Proof.PROVEN and not denial.delegation and parent != zone:
             return self._store(zone, _NoCut(parent, now + (outcome.ttl or 0)))
         judged = _denial_outcome(denial, outcome, insecure=denial.proof is Proof.PROVEN)
+        if judged.bogus:
+            judged = _said(judged, reply, f"({denial.reason})", "no DS but also no proof of that")
         return self._judged(zone, judged, now)
 
     def learn_dnskey(self, zone: dns.name.Name, reply: Reply) -> ZoneKeys | Need:
@@ -283,31 +287,32 @@ class Validator:
         if not isinstance(entry, _Pending):
             return self.keys_for(zone)
         found = _find(reply, zone, _DNSKEY)
+        chain = _chain("key", zone)
         if found is None:
-            outcome = Outcome(Security.BOGUS, EDE_DNSKEY_MISSING, f"no DNSKEY set for {zone}")
-            return self._judged(zone, outcome, now)
+            outcome = Outcome(Security.BOGUS, EDE_DNSKEY_MISSING, "No DNSKEY record")
+            return self._judged(zone, _said(outcome, reply, chain), now)
         trusted = [
             key
             for key in found.rrset
             if key in entry.anchor_keys or any(ds_matches(ds, key, zone) for ds in entry.ds)
         ]
         if not trusted:
-            outcome = Outcome(
-                Security.BOGUS, EDE_DNSKEY_MISSING, f"no DNSKEY of {zone} matches its DS"
+            algorithms = sorted({int(ds.algorithm) for ds in entry.ds}) or sorted(
+                {int(key.algorithm) for key in entry.anchor_keys}
             )
-            return self._judged(zone, outcome, now)
+            named = " ".join(dns.dnssec.algorithm_to_text(a) for a in algorithms)
+            outcome = Outcome(
+                Security.BOGUS, EDE_DNSKEY_MISSING, f"no keys have a DS with algorithm {named}"
+            )
+            return self._judged(zone, _said(outcome, reply, chain), now)
         checked = verify_rrset(found, zone, trusted, now)
         if checked.outcome.security is not Security.SECURE:
             outcome = checked.outcome
             if outcome.ede == EDE_DNSKEY_MISSING:
                 # Keys match the DS but none of them signed the set (only the ZSK did):
                 # the signature that matters is missing, as Unbound reports it.
-                outcome = Outcome(
-                    Security.BOGUS,
-                    EDE_RRSIGS_MISSING,
-                    f"no RRSIG over the DNSKEY set of {zone} by a key matching its DS",
-                )
-            return self._judged(zone, outcome, now)
+                outcome = Outcome(Security.BOGUS, EDE_RRSIGS_MISSING, "signature missing")
+            return self._judged(zone, _said(outcome, reply, chain), now)
         keys = ZoneKeys(
             zone,
             Security.SECURE,
@@ -379,8 +384,16 @@ class Validator:
             return keys
         return keys.outcome()
 
-    def _check(self, signed: SignedRRset, reply: Reply, fallback: dns.name.Name) -> Checked | Need:
-        """Judge one RRset by the keys of its signer (or, unsigned, of the reply's zone)."""
+    def _check(
+        self,
+        signed: SignedRRset,
+        reply: Reply,
+        fallback: dns.name.Name,
+        subject: str | None = None,
+    ) -> Checked | Need:
+        """Judge one RRset by the keys of its signer (or, unsigned, of the reply's zone); a
+        bogus verdict of its own signatures names the server and ``subject`` (by default the
+        RRset, as ``<name TYPE CLASS>``)."""
         signers = [
             s
             for s in signed.signers()
@@ -392,7 +405,12 @@ class Validator:
             return keys
         if keys.security is not Security.SECURE:
             return Checked(keys.outcome())
-        return verify_rrset(signed, keys.zone, keys.dnskeys, self._now())
+        checked = verify_rrset(signed, keys.zone, keys.dnskeys, self._now())
+        if not checked.outcome.bogus:
+            return checked
+        if subject is None:
+            subject = f"for <{signed.name} {dns.rdatatype.to_text(signed.rrset.rdtype)} IN>"
+        return Checked(_said(checked.outcome, reply, subject), checked.wildcard)
 
     def _denial_records(
         self, reply: Reply, fallback: dns.name.Name
@@ -428,9 +446,14 @@ class Validator:
             return outcome
         if reply.rcode == _NXDOMAIN:
             denial = deny_nxdomain(name, nsecs, nsec3s, self._limit)
+            kind = "nameerror"
         else:
             denial = deny_nodata(name, reply.qtype, nsecs, nsec3s, self._limit)
-        return _denial_outcome(denial, outcome)
+            kind = "nodata"
+        judged = _denial_outcome(denial, outcome)
+        if judged.bogus:
+            judged = _said(judged, reply, f"({denial.reason})", f"{kind} proof failed")
+        return judged
 
     def _wildcard(self, signed: SignedRRset, checked: Checked, reply: Reply) -> Outcome | Need:
         assert checked.wildcard is not None
@@ -441,7 +464,23 @@ class Validator:
         if outcome.security is not Security.SECURE:
             return outcome
         denial = deny_closer_match(signed.name, checked.wildcard, nsecs, nsec3s, self._limit)
-        return worst([checked.outcome, _denial_outcome(denial, outcome)])
+        judged = _denial_outcome(denial, outcome)
+        if judged.bogus:
+            judged = _said(judged, reply, f"({denial.reason})", "wildcard proof failed")
+        return worst([checked.outcome, judged])
+
+
+def _chain(what: str, zone: dns.name.Name) -> str:
+    """The end of a reason for a DS or DNSKEY set, as Unbound words it."""
+    return f"for {what} {zone} while building chain of trust"
+
+
+def _said(outcome: Outcome, reply: Reply, subject: str, phrase: str | None = None) -> Outcome:
+    """A bogus verdict's reason as Unbound logs it at ``val-log-level: 2``: what failed
+    (``phrase``, or the verdict's own words), from which server, and ``subject``: the RRset
+    or the key it failed for."""
+    origin = f" from {reply.server}" if reply.server else ""
+    return dataclasses.replace(outcome, reason=f"{phrase or outcome.reason}{origin} {subject}")
 
 
 def _find(reply: Reply, name: dns.name.Name, rdtype: int) -> SignedRRset | None:
