@@ -439,3 +439,19 @@ def test_sighup_reloads_the_certificate_in_every_worker(
     with pytest.raises(ssl.SSLCertVerificationError):
         tls_ask(tls, ca, "after.example.")
     assert daemon.stop().count("reloaded the configuration") == 2
+
+
+def test_a_killed_worker_serves_tls_again_on_the_same_socket(
+    encrypted_workers: tuple[Workers, int, int, PrivateCa],
+) -> None:
+    daemon, tls, _, ca = encrypted_workers
+    killed, kept = daemon.pids()
+    os.kill(killed, signal.SIGKILL)
+    daemon.wait_for("is ready again")
+    (new,) = set(daemon.pids()) - {kept}
+    for _ in range(CLIENTS // 2):
+        assert tls_ask(tls, ca, "again.example.") == [ANSWER]
+    counters = daemon.statistics()
+    assert counters[new]["tls_queries"] > 0
+    assert counters[kept]["tls_queries"] > 0
+    daemon.stop()
