@@ -832,6 +832,9 @@ class DnssecConfig:
     with a trailing dot. ``nsec3_max_iterations``: NSEC3 records with more iterations make an
     answer insecure with EDE 27 (RFC 9276 3.2; 150, as Unbound). ``bogus_ttl``: seconds a
     bogus zone is remembered before it is asked again (RFC 9520; 60, as Unbound).
+    ``aggressive_nsec``: in recursive mode, answer NXDOMAIN, NODATA and wildcard answers from
+    NSEC records already validated, without asking (RFC 8198; on, as Unbound's
+    ``aggressive-nsec``).
     """
 
     validation: Validation | None = None
@@ -839,6 +842,7 @@ class DnssecConfig:
     negative_trust_anchors: tuple[str, ...] = ()
     nsec3_max_iterations: int = 150
     bogus_ttl: int = 60
+    aggressive_nsec: bool = True
 
     def __post_init__(self) -> None:
         if self.validation is not None:
@@ -854,6 +858,7 @@ class DnssecConfig:
         )
         _check_int("dnssec.nsec3_max_iterations", self.nsec3_max_iterations, 0, 65535)
         _check_int("dnssec.bogus_ttl", self.bogus_ttl, 1, 3600)
+        _check_bool("dnssec.aggressive_nsec", self.aggressive_nsec)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

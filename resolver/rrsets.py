@@ -17,18 +17,38 @@ type (a NODATA learnt without an SOA, or a name server found to have no address)
 Plain code: the time is passed in (``now``, seconds on any monotonic clock); no I/O. Names are
 lowercase wire form. At most ``max_entries`` RRsets are kept; the least recently used goes
 first.
+
+The secure NSEC RRsets of each zone (stored with ``zone``) are also kept in the zone's
+canonical order (RFC 4034 section 6.1), so that ``covering`` finds the one whose span holds a
+name: what aggressive use of the validated cache (RFC 8198) reads. An RRset may carry the
+RRSIG rdatas over it (``sigs``), so that data answered from it can go to a client with DO.
 """
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["RRset", "RRsetCache", "RRsetStatistics", "Rank", "Security"]
+__all__ = ["RRset", "RRsetCache", "RRsetStatistics", "Rank", "Security", "canonical_key"]
 
 CLASS_IN = 1
+TYPE_NSEC = 47
+
+
+def canonical_key(name: bytes) -> tuple[bytes, ...]:
+    """A lowercase wire-form name as a key that sorts in DNSSEC canonical order (RFC 4034
+    section 6.1): its labels from the root down, each compared as octets."""
+    labels: list[bytes] = []
+    pos = 0
+    while name[pos]:
+        end = pos + 1 + name[pos]
+        labels.append(name[pos + 1 : end])
+        pos = end
+    labels.reverse()
+    return tuple(labels)
 
 
 class Rank(enum.IntEnum):
@@ -54,8 +74,8 @@ class Security(enum.IntEnum):
 class RRset(NamedTuple):
     """One record set: owner ``name`` (lowercase wire form), type, class, the records' rdata
     (self-contained, as ``wire.records.Record`` holds it; empty: the name has no data of this
-    type), the TTL it was stored with, its expiry on the caller's clock, its rank and its
-    security status."""
+    type), the TTL it was stored with, its expiry on the caller's clock, its rank, its
+    security status, and the RRSIG rdatas over it (self-contained; none when not kept)."""
 
     name: bytes
     rtype: int
@@ -65,6 +85,7 @@ class RRset(NamedTuple):
     expires: float
     rank: Rank
     security: Security
+    sigs: tuple[bytes, ...] = ()
 
     def remaining(self, now: float) -> int:
         """The TTL left at ``now``, in whole seconds (0 once expired)."""
@@ -96,6 +117,8 @@ class RRsetCache:
         "_max",
         "_max_ttl",
         "_misses",
+        "_nsec_chains",
+        "_nsec_zone",
         "_refused",
         "_stored",
     )
@@ -107,6 +130,9 @@ class RRsetCache:
         self._max_ttl = max_ttl
         self._entries: OrderedDict[tuple[bytes, int, int], RRset] = OrderedDict()
         self._by_type: dict[int, int] = {}
+        # The secure NSEC owners of each zone in canonical order, and each owner's zone.
+        self._nsec_chains: dict[bytes, list[tuple[tuple[bytes, ...], bytes]]] = {}
+        self._nsec_zone: dict[bytes, bytes] = {}
         self._hits = self._misses = self._stored = 0
         self._refused = self._evicted = self._expired = 0
 
@@ -131,6 +157,8 @@ class RRsetCache:
             self._by_type[rtype] -= 1
             self._expired += 1
             self._misses += 1
+            if rtype == TYPE_NSEC:
+                self._unchain(name)
             return None
         entries.move_to_end(key)  # least recently used goes first
         if rrset.rank < min_rank:
@@ -150,9 +178,13 @@ class RRsetCache:
         rclass: int = CLASS_IN,
         *,
         security: Security = Security.UNCHECKED,
+        sigs: tuple[bytes, ...] = (),
+        zone: bytes | None = None,
     ) -> RRset | None:
         """Store an RRset for ``ttl`` seconds (at most ``max_ttl``) unless an unexpired one of
-        higher rank is there. Returns the RRset stored, or None when refused."""
+        higher rank is there, with the RRSIG rdatas ``sigs`` over it. A secure NSEC RRset
+        stored with its ``zone`` (lowercase wire form) joins that zone's chain (``covering``).
+        Returns the RRset stored, or None when refused."""
         name = name.lower()
         key = (name, rtype, rclass)
         entries = self._entries
@@ -169,12 +201,59 @@ class RRsetCache:
                 oldest, _ = entries.popitem(last=False)
                 self._by_type[oldest[1]] -= 1
                 self._evicted += 1
+                if oldest[1] == TYPE_NSEC:
+                    self._unchain(oldest[0])
             self._by_type[rtype] = self._by_type.get(rtype, 0) + 1
         ttl = max(0, min(ttl, self._max_ttl))
-        rrset = RRset(name, rtype, rclass, tuple(rdatas), ttl, now + ttl, rank, security)
+        rrset = RRset(name, rtype, rclass, tuple(rdatas), ttl, now + ttl, rank, security, sigs)
         entries[key] = rrset
         self._stored += 1
+        if rtype == TYPE_NSEC and rclass == CLASS_IN:
+            self._unchain(name)
+            if security is Security.SECURE and zone is not None and rdatas:
+                self._chain(name, zone.lower())
         return rrset
+
+    def _chain(self, owner: bytes, zone: bytes) -> None:
+        chain = self._nsec_chains.setdefault(zone, [])
+        bisect.insort(chain, (canonical_key(owner), owner))
+        self._nsec_zone[owner] = zone
+
+    def _unchain(self, owner: bytes) -> None:
+        zone = self._nsec_zone.pop(owner, None)
+        if zone is None:
+            return
+        chain = self._nsec_chains[zone]
+        item = (canonical_key(owner), owner)
+        index = bisect.bisect_left(chain, item)
+        if index < len(chain) and chain[index] == item:
+            del chain[index]
+        if not chain:
+            del self._nsec_chains[zone]
+
+    def covering(self, zone: bytes, name: bytes, now: float) -> RRset | None:
+        """The unexpired secure NSEC RRset of ``zone`` whose owner comes last in canonical
+        order before ``name`` (lowercase wire forms), or None: the only one of the zone's
+        cached chain that may cover ``name`` (the caller checks its next name)."""
+        chain = self._nsec_chains.get(zone)
+        if not chain:
+            return None
+        key = canonical_key(name)
+        while chain:
+            index = bisect.bisect_left(chain, (key, b""))
+            if index == 0:
+                return None
+            owner = chain[index - 1][1]
+            rrset = self.get(owner, TYPE_NSEC, now)
+            if rrset is not None and rrset.security is Security.SECURE:
+                return rrset
+            self._unchain(owner)
+            chain = self._nsec_chains.get(zone, [])
+        return None
+
+    def chained(self, zone: bytes) -> int:
+        """How many secure NSEC RRsets of ``zone`` are in its chain."""
+        return len(self._nsec_chains.get(zone, ()))
 
     def set_security(
         self, name: bytes, rtype: int, security: Security, rclass: int = CLASS_IN
@@ -185,6 +264,8 @@ class RRsetCache:
         if rrset is None:
             return False
         self._entries[key] = rrset._replace(security=security)
+        if rtype == TYPE_NSEC and security is not Security.SECURE:
+            self._unchain(name)
         return True
 
     def remove(self, name: bytes, rtype: int, rclass: int = CLASS_IN) -> None:
@@ -192,6 +273,8 @@ class RRsetCache:
         data, say)."""
         if self._entries.pop((name, rtype, rclass), None) is not None:
             self._by_type[rtype] -= 1
+            if rtype == TYPE_NSEC:
+                self._unchain(name)
 
     def count(self, rtype: int) -> int:
         """How many RRsets of type ``rtype`` are kept (expired ones until found)."""

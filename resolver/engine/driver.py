@@ -175,6 +175,8 @@ class EngineStatistics:
     insecure: int = 0
     bogus: int = 0
     indeterminate: int = 0
+    # Answers made from validated NSEC records without asking (RFC 8198).
+    synthesised: int = 0
     policy_hits: tuple[tuple[str, str, int], ...] = ()  # (list or zone, action, hits)
 
 
@@ -273,6 +275,8 @@ class Engine:
         self.validation: Validation = validation
         self.validator: Validator | None = None
         self._verdicts = dict.fromkeys(Security, 0)
+        self._aggressive_nsec = (dnssec or DnssecConfig()).aggressive_nsec
+        self._synthesised = 0
         if validation != "off":
             self.validator = _validator(dnssec or DnssecConfig())
         if recursion is not None:
@@ -689,6 +693,7 @@ class Engine:
                 rng=self._rng,
                 validator=self.validator,
                 do=ask.do,
+                aggressive_nsec=self._aggressive_nsec and not ask.cd,
             )
         flight = _Flight(self, ask, route, decision)
         self._inflight[ask.key] = flight
@@ -800,6 +805,9 @@ class Engine:
         if flight.timer is not None:
             flight.timer.cancel()
         view = done.reply  # in the form we store and serve (see Done), read once
+        decision = flight.decision
+        if isinstance(decision, Iteration) and decision.synthesised:
+            self._synthesised += 1
         extra: int | None = None  # an EDE that goes with the answer (an insecure one's)
         if done.verdict is not None and view is not None:
             view, done, extra = self._judged(flight, view, done)
@@ -909,6 +917,7 @@ class Engine:
             insecure=self._verdicts[Security.INSECURE],
             bogus=self._verdicts[Security.BOGUS],
             indeterminate=self._verdicts[Security.INDETERMINATE],
+            synthesised=self._synthesised,
             policy_hits=tuple((s, a, n) for (s, a), n in sorted(self._policy_hits.items())),
         )
 

@@ -60,7 +60,11 @@ The rules:
   signatures), and learnt; a zone whose servers all fail then ends the query. The answer's
   RRsets in the RRset cache take the verdict as their security status, and a TTL no longer
   than their signatures'. With a validator the RRset cache's answer data does not shortcut
-  the client's question either.
+  the client's question either, but with ``aggressive_nsec`` (RFC 8198) the secure NSEC
+  records of a validated negative or wildcard answer are kept there with their RRSIGs (and a
+  wildcard's RRset under its own name), and a later question they prove, in a zone the
+  validator still holds secure, is answered from them without asking
+  (``engine.aggressive``).
 
 The reply built holds the question as the client asked it, the CNAME chain and the answer
 (or, for a negative answer, the SOA in the authority section); for a client that set DO, the
@@ -72,7 +76,6 @@ the driver to apply (``validation.answering``).
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import random
 from typing import NamedTuple
@@ -80,6 +83,7 @@ from typing import NamedTuple
 import dns.name
 
 from resolver.config import RecursionConfig
+from resolver.engine import aggressive
 from resolver.engine.actions import (
     EDE_NETWORK_ERROR,
     EDE_NO_REACHABLE_AUTHORITY,
@@ -127,6 +131,9 @@ _TYPE_NSEC = 47
 _TYPE_DNSKEY = 48
 _TYPE_NSEC3 = 50
 _PROOF_TYPES = frozenset({_TYPE_NSEC, _TYPE_NSEC3})
+# Questions never answered from NSEC records: those about the DNSSEC records themselves, DS
+# (its parent's chain, not its zone's), and ANY.
+_NOT_SYNTHESISED = frozenset({_TYPE_DS, _TYPE_RRSIG, _TYPE_NSEC, _TYPE_DNSKEY, _TYPE_NSEC3, 255})
 _TYPE_ANY = 255
 _FORMERR = 1
 _MAX_LINKS = 8  # CNAME and DNAME links followed for one question
@@ -237,6 +244,20 @@ def _signatures(records: list[Record], signed: list[Record]) -> list[Record]:
     return [r for r in records if r.rtype == _TYPE_RRSIG and (r.name.lower(), _covered(r)) in sets]
 
 
+_ZONE_NAMES_MAX = 1024
+_zone_names: dict[bytes, dns.name.Name] = {}
+
+
+def _zone_name(zone: bytes) -> dns.name.Name:
+    """A zone's name as the validator speaks it (few zones, asked for again and again)."""
+    name = _zone_names.get(zone)
+    if name is None:
+        if len(_zone_names) >= _ZONE_NAMES_MAX:
+            _zone_names.clear()
+        name = _zone_names[zone] = dns.name.from_wire(zone, 0)[0]
+    return name
+
+
 def _keys_text(keys: ZoneKeys | Need) -> str:
     """What the validator made of a zone, in a few words (for +trace)."""
     if isinstance(keys, ZoneKeys):
@@ -250,6 +271,17 @@ def _digest(message: Message) -> tuple[int, frozenset[tuple[bytes, int, bytes]]]
     return message.rcode, frozenset((r.name.lower(), r.rtype, r.rdata) for r in message.answer)
 
 
+class _Kept(NamedTuple):
+    """A reply kept for the validator: the records read from it, the question it answers
+    (lowercase wire form), the zone whose server was asked, and that server's address."""
+
+    message: Message
+    name: bytes
+    qtype: int
+    zone: bytes
+    server: str
+
+
 class _Frame:
     """One name being resolved: the client's question (at the bottom of the stack), or the
     address of a name server (above it)."""
@@ -260,6 +292,7 @@ class _Frame:
         "failed_servers",
         "fanned_out",
         "key",
+        "learnt",
         "links",
         "minimise",
         "minimised",
@@ -290,12 +323,15 @@ class _Frame:
         self.minimised = 0
         # DNSSEC: the DS or DNSKEY set this frame fetches for the validator (None: the
         # client's question or a name server's address), the replies kept to validate
-        # (wire, the zone asked, the server), and the RRSIGs and NSEC/NSEC3 records a DO
-        # client gets.
+        # (the records read, the question, the zone asked and the server), and the RRSIGs
+        # and NSEC/NSEC3 records a DO client gets.
         self.need: Need | None = None
-        self.replies: list[tuple[bytes, bytes, str]] = []
+        self.replies: list[_Kept] = []
         self.sigs: list[Record] = []
         self.proofs: list[Record] = []
+        # The NSEC, SOA and wildcard records (with RRSIGs) a secure verdict lets the RRset
+        # cache keep for synthesis (RFC 8198).
+        self.learnt: list[Record] = []
         self.enter(zone)
 
     def enter(self, zone: Zone) -> None:
@@ -314,6 +350,7 @@ class Iteration:
     """The way of one question from the root to its answer (see the module's rules)."""
 
     __slots__ = (
+        "_aggressive",
         "_asked",
         "_caps",
         "_case",
@@ -330,6 +367,7 @@ class Iteration:
         "_qclass",
         "_qtype",
         "_queries",
+        "_read",
         "_result",
         "_rng",
         "_sent_at",
@@ -337,11 +375,11 @@ class Iteration:
         "_side",
         "_stack",
         "_steps",
+        "_synthesised",
         "_tcp",
         "_times",
         "_unreachable",
         "_validator",
-        "_wire",
     )
 
     def __init__(
@@ -359,6 +397,7 @@ class Iteration:
         steps: list[Step] | None = None,
         validator: Validator | None = None,
         do: bool = False,
+        aggressive_nsec: bool = False,
     ) -> None:
         self._name = name
         self._qtype = qtype
@@ -388,7 +427,12 @@ class Iteration:
         self._validator = validator if qtype != _TYPE_RRSIG else None
         self._do = do
         self._dnssec = do or self._validator is not None
-        self._wire = b""
+        # RFC 8198: answer from secure NSEC records of the RRset cache when they prove the
+        # answer (never with CD: the driver passes False then), and keep those a secure
+        # negative or wildcard answer brings.
+        self._aggressive = aggressive_nsec and self._validator is not None
+        self._synthesised = False
+        self._read: _Kept | None = None
         self._checked = 0
         self._outcomes: list[Outcome] = []
         self._result: tuple[int, list[Record], list[Record] | tuple[()]] | None = None
@@ -397,6 +441,11 @@ class Iteration:
     def queries(self) -> int:
         """Queries sent so far."""
         return self._queries
+
+    @property
+    def synthesised(self) -> bool:
+        """Whether the answer was made from validated NSEC records, unasked (RFC 8198)."""
+        return self._synthesised
 
     # ----------------------------------------------------------------- events
 
@@ -411,7 +460,44 @@ class Iteration:
         if known is not None and not known.rdatas and self._validator is None:
             self._step("NODATA without an SOA, from the cache", now)
             return self._complete(frame, NOERROR, [], (), now)
+        if self._aggressive and self._qtype not in _NOT_SYNTHESISED:
+            made = self._synthesise(key, zone.name, now)
+            if made is not None:
+                return made
         return self._next(now)
+
+    def _synthesise(self, key: bytes, zone: bytes, now: float) -> Done | None:
+        """The answer made from the secure NSEC records cached for ``zone`` (RFC 8198), when
+        they prove one and the validator still holds the zone secure; else None."""
+        rrsets = self._delegations.rrsets
+        if not rrsets.chained(zone):
+            return None
+        made = aggressive.synthesise(rrsets, key, self._qtype, zone, now)
+        if made is None:
+            return None
+        validator = self._validator
+        assert validator is not None
+        keys = validator.keys_for(_zone_name(zone))
+        if not isinstance(keys, ZoneKeys) or keys.security is not Security.SECURE:
+            return None
+        self._synthesised = True
+        self._asked = (key, self._qtype)  # what +trace shows: the question, asked of none
+        self._step(f"{made.what}: synthesised from the validated cache", now)
+        records, below = [*made.answer], [*made.authority]
+        if self._do:
+            records += made.answer_sigs
+            below += made.proofs
+        reply = build_reply(
+            self._name,
+            self._qtype,
+            self._qclass,
+            made.rcode,
+            records,
+            below,
+            flags=QR | RD | RA | AD,
+        )
+        verdict = Outcome(Security.SECURE, None, made.what)
+        return Done(scan(reply), None, verdict)
 
     def on_reply(self, view: ReplyView, now: float) -> Action:
         """The validated reply to the last Query (its view; the records are read here)."""
@@ -427,13 +513,15 @@ class Iteration:
             # carry that case into the answer: they get the case we meant (lowercase).
             reply = reply[:12] + asked + reply[end:]
             known = end + 4  # matched to ours already: not read again
-        self._wire = reply
         try:
             message = read_message(reply, known)
         except WireError as exc:
             self._step(f"malformed reply ({exc})", now)
             frame.tried.add(server)
             return self._next(now)
+        # What the validator reads of this reply, should it be kept: these records, not
+        # the wire read again.
+        self._read = _Kept(message, asked, self._asked[1], frame.zone.name, server)
         if self._caps is not None:
             self._caps.append(message)
             if len(self._caps) < 2:
@@ -715,9 +803,10 @@ class Iteration:
                     # is read only for that (it costs as much as the rest of the reply).
                     self._learn_own_servers(frame, self._authority(message, zone)[1], now)
                 self._learn_answer([*chain, *found], aa, now)
-                # A DO client gets a wildcard answer's NSEC records: only then is the
-                # authority section read here.
-                proofs = self._authority(message, zone)[1] if self._do else []
+                # A DO client gets a wildcard answer's NSEC records, and a wildcard answer
+                # teaches synthesis (RFC 8198): only then is the authority section read here.
+                wildcard = self._aggressive and aggressive.expanded(answers)
+                proofs = self._authority(message, zone)[1] if self._do or wildcard else []
                 self._keep(frame, answers, [*chain, *found], proofs, proofs)
                 self._step("answer", now)
                 return self._complete(frame, NOERROR, found, (), now)
@@ -869,9 +958,8 @@ class Iteration:
 
     def _referral(self, frame: _Frame, message: Message, cut: bytes, now: float) -> Action:
         if self._validator is not None and frame.server_of is None:
-            frame.replies.append(
-                (self._wire, frame.zone.name, self._server)
-            )  # its DS, or their absence
+            assert self._read is not None
+            frame.replies.append(self._read)  # its DS, or their absence
         frame.referrals += 1
         if frame.referrals > self._config.max_referrals:
             self._step("too many referrals", now)
@@ -1008,7 +1096,16 @@ class Iteration:
         if frame.server_of is not None:
             return
         if self._validator is not None:
-            frame.replies.append((self._wire, frame.zone.name, self._server))
+            assert self._read is not None
+            frame.replies.append(self._read)
+        if self._aggressive and frame.need is None:
+            if negative:
+                frame.learnt += _proofs(inside, frozenset({_TYPE_SOA}))
+                frame.learnt += [r for r in inside if r.rtype == _TYPE_SOA]
+            elif authority and aggressive.expanded(answers):
+                frame.learnt += [r for r in signed if r.rtype != _TYPE_CNAME]
+                frame.learnt += _signatures(answers, signed)
+                frame.learnt += _proofs(inside)
         if self._do and frame.need is None:
             frame.sigs += _signatures(answers, signed)
             if negative:
@@ -1016,22 +1113,23 @@ class Iteration:
             elif authority:
                 frame.proofs += _proofs(inside)  # a wildcard answer's proof
 
-    def _reply(self, wire: bytes, zone: bytes, server: str) -> Reply | Outcome:
-        """A kept reply as the validator reads it: only the records inside the zone the
-        server was asked as a server of (what the iteration believed of it, RFC 2181
-        5.4.1); a server's word on another zone is judged where that zone is asked.
-        ``server`` is the address it came from, for the reason of a bogus verdict."""
+    @staticmethod
+    def _reply(kept: _Kept) -> Reply | Outcome:
+        """A kept reply as the validator reads it, from the records read when it came: only
+        those inside the zone the server was asked as a server of (what the iteration
+        believed of it, RFC 2181 5.4.1); a server's word on another zone is judged where
+        that zone is asked. The server's address goes with it, for the reason of a bogus
+        verdict."""
+        message, name, qtype, zone, server = kept
         try:
             origin = dns.name.from_wire(zone, 0)[0]
-            reply = Reply.from_wire(wire, origin)
+            answer = [r for r in message.answer if _under(r.name.lower(), zone)]
+            authority = [r for r in message.authority if _under(r.name.lower(), zone)]
+            return Reply.from_records(
+                name, qtype, message.rcode, answer, authority, origin, server=server
+            )
         except (WireError, ValueError, dns.name.NameTooLong) as exc:
             return Outcome(Security.BOGUS, EDE_DNSSEC_BOGUS, f"unreadable reply: {exc}")
-        return dataclasses.replace(
-            reply,
-            answer=tuple(s for s in reply.answer if s.name.is_subdomain(origin)),
-            authority=tuple(s for s in reply.authority if s.name.is_subdomain(origin)),
-            server=server,
-        )
 
     def _validate(self, now: float) -> Action:
         """Judge the kept replies of the client's question in order (referrals first, whose
@@ -1042,7 +1140,7 @@ class Iteration:
         assert self._result is not None
         frame = self._stack[0]
         while self._checked < len(frame.replies):
-            reply = self._reply(*frame.replies[self._checked])
+            reply = self._reply(frame.replies[self._checked])
             verdict = reply if isinstance(reply, Outcome) else validator.validate(reply)
             if isinstance(verdict, NeedDS | NeedDNSKEY):
                 return self._fetch(verdict, now)
@@ -1082,7 +1180,7 @@ class Iteration:
                 return self._validate(now)
             if not frame.replies:
                 return self._fail()
-            reply = self._reply(*frame.replies[-1])
+            reply = self._reply(frame.replies[-1])
             if isinstance(reply, Outcome):
                 return self._fail()
             if isinstance(need, NeedDS):
@@ -1124,6 +1222,8 @@ class Iteration:
                 records = [r._replace(ttl=min(r.ttl, cap)) for r in records]
                 below = [r._replace(ttl=min(r.ttl, cap)) for r in below]
             self._mark([*frame.chain, *answer], verdict, now)
+            if verdict.secure and frame.learnt:
+                aggressive.learn(self._delegations.rrsets, frame.learnt, cap, now)
         reply = build_reply(
             self._name, self._qtype, self._qclass, rcode, records, below, flags=flags
         )

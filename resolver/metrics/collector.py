@@ -31,6 +31,8 @@ ADDR:PORT, ``type`` a question type, or ``other`` for those not counted by name)
   ``resolver_pool_sockets_created_total{to}``, ``resolver_pool_sockets_retired_total{to}``;
 * ``resolver_dnssec_answers_total{result}`` (secure, insecure, bogus, indeterminate): the
   verdicts of the validator on the answers resolved or forwarded;
+  ``resolver_dnssec_synthesised_answers_total``: answers made from validated NSEC records
+  without asking (RFC 8198);
 * ``resolver_policy_hits_total{source,action}``: the response policy's hits, by list or RPZ
   zone and action;
 * ``resolver_reloads_total{result}``, ``resolver_build_info{version}``.
@@ -140,6 +142,11 @@ def _recursion(readings: Readings) -> Iterator[Metric]:
     ):
         answers.add_metric([result], value)
     yield answers
+    yield CounterMetricFamily(
+        "resolver_dnssec_synthesised_answers",
+        "Answers made from validated NSEC records without asking the authority (RFC 8198).",
+        value=engine.synthesised,
+    )
 
 
 class ResolverCollector:

@@ -5,7 +5,9 @@ signed in the test with fresh keys (root on 127.0.0.2, test. on 127.0.0.3, its c
 Secure answers carry AD (asked with AD, or with DO: with their RRSIGs then), an insecure
 delegation's answers do not, bogus zones (an expired signature, RRSIGs stripped) are SERVFAIL
 with their Extended DNS Error and are not asked again at once, CD gives the bogus data without
-AD, and an NSEC3 NXDOMAIN is secure with its proof.
+AD, and an NSEC3 NXDOMAIN is secure with its proof. With the validated NSEC records of one
+answer, later questions they prove are answered without asking (RFC 8198), never under CD, a
+negative trust anchor or from NSEC3.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import NamedTuple
 
+import dns.dnssec
 import dns.edns
 import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import pytest
 from conftest import Hierarchy
@@ -135,7 +139,11 @@ class Signed(NamedTuple):
 
 
 async def _serving(
-    directory: Path, validation: Validation = "on", negative: tuple[str, ...] = ()
+    directory: Path,
+    validation: Validation = "on",
+    negative: tuple[str, ...] = (),
+    *,
+    aggressive: bool = True,
 ) -> AsyncIterator[Signed]:
     texts, hints, anchor = signed_world(directory)
     zones = {
@@ -154,7 +162,9 @@ async def _serving(
             TransportConfig(),
             cache=Cache(CacheConfig()),
             recursion=RecursionConfig(root_hints=hints, port=port),
-            dnssec=DnssecConfig(trust_anchors=anchor, negative_trust_anchors=negative),
+            dnssec=DnssecConfig(
+                trust_anchors=anchor, negative_trust_anchors=negative, aggressive_nsec=aggressive
+            ),
             validation=validation,
         )
         await engine.start()
@@ -561,3 +571,118 @@ async def test_rrsig_records_asked_for_on_purpose_are_given_unjudged(signed: Sig
     assert reply.rcode() == dns.rcode.NOERROR
     assert types(reply.answer) == {"RRSIG"}
     assert not reply.flags & dns.flags.AD
+
+
+# --- aggressive use of the validated cache (RFC 8198) ----------------------------------
+
+
+def asked(served: Signed) -> int:
+    return sum(len(a.queries) for a in served.authorities.values())
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "qtype", "rcode", "answered"),
+    [
+        ("x.wild.good.test.", "y.wild.good.test.", "TXT", dns.rcode.NOERROR, {"TXT", "RRSIG"}),
+        ("nothere.good.test.", "mz.good.test.", "A", dns.rcode.NXDOMAIN, set()),
+        ("zz.good.test.", "zy.good.test.", "A", dns.rcode.NXDOMAIN, set()),
+        ("www.good.test.", "www.good.test.", "MX", dns.rcode.NOERROR, set()),
+        ("x.wild.good.test.", "y.wild.good.test.", "MX", dns.rcode.NOERROR, set()),
+    ],
+    ids=["wildcard", "nxdomain", "nxdomain-last-span", "nodata", "wildcard-nodata"],
+)
+async def test_validated_nsec_answers_later_questions_without_asking(
+    signed: Signed, first: str, then: str, qtype: str, rcode: int, answered: set[str]
+) -> None:
+    learnt = await ask(signed, first, "TXT" if first == then else qtype, do=True)
+    assert learnt.flags & dns.flags.AD
+    before = asked(signed)
+    reply = await ask(signed, then, qtype, do=True)
+    assert asked(signed) == before
+    assert signed.engine.statistics().synthesised == 1
+    assert reply.rcode() == rcode
+    assert reply.flags & dns.flags.AD
+    assert types(reply.answer) == answered
+    assert "NSEC" in types(reply.authority)
+    if rcode == dns.rcode.NOERROR and answered:
+        (data,) = (r for r in reply.answer if r.rdtype == dns.rdatatype.TXT)
+        assert data.name == dns.name.from_text(then)
+    else:
+        assert "SOA" in types(reply.authority)
+    plain = await ask(signed, then.replace("y.", "z.").replace("nz.", "nw."), qtype, ad=True)
+    assert plain.rcode() == rcode
+    assert plain.flags & dns.flags.AD
+    assert types(plain.authority) <= {"SOA"}
+
+
+async def test_a_synthesised_wildcard_answer_validates_downstream(signed: Signed) -> None:
+    await ask(signed, "x.wild.good.test.", "TXT", do=True)
+    reply = await ask(signed, "y.wild.good.test.", "TXT", do=True)
+    assert signed.engine.statistics().synthesised == 1
+    key = await ask(signed, "good.test.", "DNSKEY", do=True)
+    keys = {dns.name.from_text("good.test."): key.find_rrset(
+        key.answer, dns.name.from_text("good.test."), dns.rdataclass.IN, dns.rdatatype.DNSKEY
+    )}  # fmt: skip
+    data = reply.find_rrset(
+        reply.answer, dns.name.from_text("y.wild.good.test."), dns.rdataclass.IN,
+        dns.rdatatype.TXT,
+    )  # fmt: skip
+    sigs = reply.find_rrset(
+        reply.answer, data.name, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.TXT
+    )
+    dns.dnssec.validate(data, sigs, keys)  # raises if the signature does not hold
+    for rrset in reply.authority:
+        if rrset.rdtype == dns.rdatatype.NSEC:
+            nsec_sigs = reply.find_rrset(
+                reply.authority, rrset.name, dns.rdataclass.IN, dns.rdatatype.RRSIG,
+                dns.rdatatype.NSEC,
+            )  # fmt: skip
+            dns.dnssec.validate(rrset, nsec_sigs, keys)
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "cd"),
+    [
+        ("nothere.good.test.", "mz.good.test.", True),
+        ("nothere.nsec3.test.", "nz.nsec3.test.", False),
+        ("x.wild.nsec3.test.", "y.wild.nsec3.test.", False),
+        ("nothere.unsigned.test.", "nz.unsigned.test.", False),
+    ],
+    ids=["cd", "nsec3-nxdomain", "nsec3-wildcard", "insecure"],
+)
+async def test_no_answer_is_synthesised_under_cd_from_nsec3_or_for_insecure_zones(
+    signed: Signed, first: str, then: str, cd: bool
+) -> None:
+    await ask(signed, first, "TXT", do=True)
+    before = asked(signed)
+    await ask(signed, then, "TXT", do=True, cd=cd)
+    assert asked(signed) > before
+    assert signed.engine.statistics().synthesised == 0
+
+
+@pytest.mark.parametrize(
+    ("aggressive", "negative"),
+    [(False, ()), (True, ("good.test.",))],
+    ids=["switched-off", "negative-trust-anchor"],
+)
+async def test_no_answer_is_synthesised_when_off_or_under_a_negative_anchor(
+    tmp_path: Path, aggressive: bool, negative: tuple[str, ...]
+) -> None:
+    async for served in _serving(tmp_path, negative=negative, aggressive=aggressive):
+        await ask(served, "nothere.good.test.", do=True)
+        before = asked(served)
+        reply = await ask(served, "mz.good.test.", do=True)
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+        assert asked(served) > before
+        assert served.engine.statistics().synthesised == 0
+
+
+async def test_validated_nsec_is_kept_no_longer_than_the_soa_minimum(signed: Signed) -> None:
+    await ask(signed, "nothere.good.test.", do=True)
+    rrsets = signed.engine.delegations
+    assert rrsets is not None
+    nsec = rrsets.rrsets.get(name_to_wire("good.test."), dns.rdatatype.NSEC, time.monotonic())
+    assert nsec is not None
+    assert nsec.security is Status.SECURE
+    assert nsec.sigs
+    assert nsec.ttl <= 300

@@ -9,7 +9,8 @@ the same trust anchor, the test root's DS.
 For every question, plain, with ``+cd`` and with ``+dnssec``, both must give the same rcode,
 the same AD bit, whether data came back, and the same class of Extended DNS Error (RFC 8914:
 a DNSSEC failure, 6 to 12, or another code, or none); a secure answer asked with ``+dnssec``
-must carry its RRSIGs.
+must carry its RRSIGs. The questions asked last fall in the NSEC spans the first ones
+brought, so both resolvers answer them from their validated caches (RFC 8198).
 Without nsd, unbound, ip, dig or the rights to make a namespace these tests fail, never skip.
 """
 
@@ -40,6 +41,14 @@ QUESTIONS = [
     for zone in ZONES
     for name, qtype in (("www", "A"), ("nothere", "A"), ("www", "MX"), ("x.wild", "TXT"))
     for option in ("", " +cd", " +dnssec")
+]
+# Asked after those, in the same NSEC spans: both resolvers answer these from the NSEC
+# records already validated (RFC 8198), Unbound's aggressive-nsec and ours alike.
+QUESTIONS += [
+    f"{name}.{zone}.test {qtype}{option}"
+    for zone in ZONES
+    for name, qtype in (("y.wild", "TXT"), ("mz", "A"), ("www", "TXT"), ("y.wild", "MX"))
+    for option in (" +dnssec", "", " +cd")
 ]
 
 

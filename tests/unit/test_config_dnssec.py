@@ -40,12 +40,18 @@ def test_dnssec_section_builds(tmp_path: Path) -> None:
                 "negative_trust_anchors": ["Broken.Example", "lab.test."],
                 "nsec3_max_iterations": 100,
                 "bogus_ttl": 30,
+                "aggressive_nsec": False,
             },
         }
     )
     assert config.dnssec.trust_anchors == tmp_path / "anchors.txt"
     assert config.dnssec.negative_trust_anchors == ("broken.example.", "lab.test.")
     assert (config.dnssec.nsec3_max_iterations, config.dnssec.bogus_ttl) == (100, 30)
+    assert config.dnssec.aggressive_nsec is False
+
+
+def test_aggressive_nsec_is_on_by_default() -> None:
+    assert config_from_mapping({"mode": "recursive"}).dnssec.aggressive_nsec is True
 
 
 @pytest.mark.parametrize(
@@ -58,6 +64,7 @@ def test_dnssec_section_builds(tmp_path: Path) -> None:
         ({"negative_trust_anchors": ["bad..name"]}, "dnssec.negative_trust_anchors"),
         ({"nsec3_max_iterations": -1}, "dnssec.nsec3_max_iterations"),
         ({"bogus_ttl": 0}, "dnssec.bogus_ttl"),
+        ({"aggressive_nsec": "yes"}, "dnssec.aggressive_nsec"),
         ({"strict": True}, "dnssec.strict"),
     ],
     ids=[
@@ -68,6 +75,7 @@ def test_dnssec_section_builds(tmp_path: Path) -> None:
         "nta-bad-name",
         "negative-iterations",
         "zero-bogus-ttl",
+        "aggressive-not-a-bool",
         "unknown-key",
     ],
 )

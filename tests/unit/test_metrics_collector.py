@@ -210,13 +210,14 @@ def test_recursive_mode_reports_its_dnssec_verdicts() -> None:
         ipv6=None,
     )
     engine = dataclasses.replace(
-        ENGINE, servers=servers, secure=7, insecure=3, bogus=2, indeterminate=1
+        ENGINE, servers=servers, secure=7, insecure=3, bogus=2, indeterminate=1, synthesised=4
     )
     samples = scrape(readings(engine=engine))
     assert samples['resolver_dnssec_answers_total{result="secure"}'] == 7
     assert samples['resolver_dnssec_answers_total{result="insecure"}'] == 3
     assert samples['resolver_dnssec_answers_total{result="bogus"}'] == 2
     assert samples['resolver_dnssec_answers_total{result="indeterminate"}'] == 1
+    assert samples["resolver_dnssec_synthesised_answers_total"] == 4
 
 
 def test_listener_connections_and_encrypted_queries_are_counted_by_transport() -> None:

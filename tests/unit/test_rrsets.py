@@ -1,11 +1,12 @@
-"""The RRset cache: credibility ranks (RFC 2181 section 5.4.1), expiry, the size bound and
-the security status slot; plain code, time passed in."""
+"""The RRset cache: credibility ranks (RFC 2181 section 5.4.1), expiry, the size bound, the
+security status slot and the chain of secure NSEC records by zone; plain code, time passed
+in."""
 
 from __future__ import annotations
 
 import pytest
 
-from resolver.rrsets import Rank, RRsetCache, RRsetStatistics, Security
+from resolver.rrsets import Rank, RRsetCache, RRsetStatistics, Security, canonical_key
 from resolver.wire.message import name_to_wire
 
 A, NS = 1, 2
@@ -138,4 +139,75 @@ def test_the_module_exports_the_cache_its_records_and_their_ranks() -> None:
         "RRsetStatistics",
         "Rank",
         "Security",
+        "canonical_key",
     ]
+
+
+NSEC = 47
+ZONE = name_to_wire("example.com.")
+
+
+def nsec(cache: RRsetCache, owner: str, now: float = 0.0, **kwargs: object) -> None:
+    options: dict[str, object] = {"security": Security.SECURE, "zone": ZONE, "sigs": (b"s",)}
+    options.update(kwargs)
+    cache.put(name_to_wire(owner), NSEC, (b"next",), 60, Rank.AUTHORITY_AA, now, **options)  # type: ignore[arg-type]
+
+
+def covering(cache: RRsetCache, name: str, now: float = 1.0) -> str | None:
+    found = cache.covering(ZONE, name_to_wire(name), now)
+    return None if found is None else found.name.decode("latin-1")
+
+
+def test_canonical_keys_sort_names_in_dnssec_order() -> None:
+    names = ["z.example.", "a.example.", "yljkjljk.a.example.", "Z.a.example.", "example."]
+    names += ["*.z.example.", "\\001.z.example.", "zABC.a.EXAMPLE."]
+    ordered = sorted(names, key=lambda n: canonical_key(name_to_wire(n).lower()))
+    # RFC 4034 section 6.1's example, but for its label of octet 200
+    assert ordered == [
+        "example.",
+        "a.example.",
+        "yljkjljk.a.example.",
+        "Z.a.example.",
+        "zABC.a.EXAMPLE.",
+        "z.example.",
+        "\\001.z.example.",
+        "*.z.example.",
+    ]
+
+
+def test_the_secure_nsec_before_a_name_in_canonical_order_is_the_covering_one() -> None:
+    cache = RRsetCache()
+    for owner in ("example.com.", "b.example.com.", "m.example.com."):
+        nsec(cache, owner)
+    assert covering(cache, "c.example.com.") == "\x01b\x07example\x03com\x00"
+    assert covering(cache, "a.b.example.com.") == "\x01b\x07example\x03com\x00"
+    assert covering(cache, "z.example.com.") == "\x01m\x07example\x03com\x00"
+    assert covering(cache, "a.example.com.") == "\x07example\x03com\x00"
+    assert cache.chained(ZONE) == 3
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["expired", "insecure", "removed", "unchecked-verdict", "evicted", "no-zone"],
+)
+def test_an_nsec_no_longer_secure_and_present_leaves_the_chain(how: str) -> None:
+    cache = RRsetCache(max_entries=2 if how == "evicted" else 100)
+    nsec(cache, "example.com.")
+    if how == "no-zone":
+        nsec(cache, "b.example.com.", zone=None)
+    else:
+        nsec(cache, "b.example.com.")
+    if how == "expired":
+        assert covering(cache, "c.example.com.", now=61.0) is None
+    elif how == "insecure":
+        nsec(cache, "b.example.com.", security=Security.INSECURE)
+    elif how == "removed":
+        cache.remove(name_to_wire("b.example.com."), NSEC)
+    elif how == "unchecked-verdict":
+        cache.set_security(name_to_wire("b.example.com."), NSEC, Security.BOGUS)
+    elif how == "evicted":
+        cache.put(NAME, A, (b"\x01\x02\x03\x04",), 60, Rank.ANSWER, 0.0)
+        cache.put(name_to_wire("x.example.net."), A, (b"\x01\x02\x03\x04",), 60, Rank.ANSWER, 0.0)
+    if how != "expired":
+        assert covering(cache, "c.example.com.") in (None, "\x07example\x03com\x00")
+    assert cache.chained(ZONE) <= 1

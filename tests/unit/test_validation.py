@@ -756,6 +756,7 @@ def test_validation_package_exports_its_api() -> None:
             "EDE_UNSUPPORTED_DIGEST",
             "MAX_ZONES",
             "NSEC3_ITERATION_LIMIT",
+            "REMEMBERED_SIGNATURES",
             "ROOT_ANCHORS",
             "SUPPORTED_ALGORITHMS",
             "SUPPORTED_DIGESTS",

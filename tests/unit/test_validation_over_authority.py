@@ -5,9 +5,12 @@ the same way. What the authority sends with DO must be exactly what a validator 
 
 from __future__ import annotations
 
+import dataclasses
+
 import dns.message
 import dns.name
 import dns.rdatatype
+import dns.rrset
 import pytest
 from signing import NOW, SignedZone, zone_text
 
@@ -25,6 +28,7 @@ from resolver.engine.validation import (
     ZoneKeys,
 )
 from resolver.errors import WireError
+from resolver.wire.records import read_message
 
 SOA = "@ SOA ns hostmaster 1 7200 3600 1209600 300\n@ NS ns\nns A 192.0.2.53\n"
 LEAF = (
@@ -175,3 +179,66 @@ def test_data_changed_after_signing_is_bogus() -> None:
 def test_malformed_reply_is_a_wire_error(wire: bytes) -> None:
     with pytest.raises(WireError):
         Reply.from_wire(wire)
+
+
+def records_of(served: Served, qname: str, rdtype: str) -> Reply:
+    """The reply as the iteration hands it over: the records it read, not the wire."""
+    query = dns.message.make_query(dns.name.from_text(qname), rdtype, want_dnssec=True)
+    wire = served.responder.answer(query.to_wire(), max_udp=None)
+    assert wire is not None
+    message = read_message(wire)
+    question = message.question
+    assert question is not None
+    zone = dns.name.from_text("example.test.")
+    return Reply.from_records(
+        question.name, question.qtype, message.rcode, message.answer, message.authority, zone
+    )
+
+
+@pytest.mark.parametrize(
+    ("qname", "rdtype", "state"), CASES[:9], ids=[c[0] + c[1] for c in CASES[:9]]
+)
+def test_records_already_read_group_as_the_wire_does(
+    served: Served, qname: str, rdtype: str, state: Security
+) -> None:
+    from_wire = served.ask(dns.name.from_text(qname), rdtype)
+    from_records = records_of(served, qname, rdtype)
+    assert from_records == dataclasses.replace(from_wire, zone=from_records.zone)
+    validator = Validator(served.anchors, clock=lambda: NOW)
+    served.resolve(validator, qname, rdtype)  # keys learnt
+    assert validator.validate(from_records) == validator.validate(from_wire)
+
+
+@pytest.mark.parametrize(
+    "remembered", [10_000, 1, 0], ids=["remembered", "bound-of-one", "memo-off"]
+)
+def test_a_signature_over_the_same_data_is_checked_once(remembered: int) -> None:
+    served = Served(None)
+    validator = Validator(served.anchors, clock=lambda: NOW, remembered_signatures=remembered)
+    served.resolve(validator, "x.wild.example.test.", "TXT")
+    before = validator.statistics()
+    for label in ("y", "z"):
+        verdict = validator.validate(records_of(served, f"{label}.wild.example.test.", "TXT"))
+        assert isinstance(verdict, Outcome)
+        assert verdict.security is Security.SECURE
+    after = validator.statistics()
+    # The wildcard's TXT set (one canonical form under *.wild) and the NSEC covering both
+    # names: each was checked for x. already.
+    checked = after["signatures_checked"] - before["signatures_checked"]
+    again = after["signatures_remembered"] - before["signatures_remembered"]
+    # With room for one, the TXT set's signature and the NSEC's push each other out.
+    assert (checked, again) == ((0, 4) if remembered > 1 else (4, 0))
+
+
+def test_a_remembered_signature_does_not_vouch_for_other_data() -> None:
+    served = Served(None)
+    validator = Validator(served.anchors, clock=lambda: NOW)
+    assert served.resolve(validator, "www.example.test.", "A").security is Security.SECURE
+    reply = served.ask(dns.name.from_text("www.example.test."), "A")
+    (signed,) = reply.answer
+    forged = dns.rrset.from_text(signed.name, 300, "IN", "A", "203.0.113.66")
+    verdict = validator.validate(
+        dataclasses.replace(reply, answer=(dataclasses.replace(signed, rrset=forged),))
+    )
+    assert isinstance(verdict, Outcome)
+    assert (verdict.security, verdict.ede) == (Security.BOGUS, EDE_DNSSEC_BOGUS)

@@ -37,7 +37,11 @@ and the denial of existence (NXDOMAIN, NODATA, wildcard expansion, wildcard NODA
 NSEC3 with closest encloser proofs and opt-out) when the answer lacks the data asked for.
 
 What the validator learns of zones' keys it keeps until their TTL (capped by the signatures)
-runs out; a bogus zone for `BOGUS_TTL` seconds (RFC 9520); at most `MAX_ZONES` of them.
+runs out; a bogus zone for `BOGUS_TTL` seconds (RFC 9520); at most `MAX_ZONES` of them. It
+remembers at most `REMEMBERED_SIGNATURES` signatures found to verify, so that one signature
+over the same data (a wildcard's RRset under many names, the same NSEC) is checked once.
+``Reply.from_records`` groups the records the iteration already read, without a second parse
+of the wire.
 
 ``answering(outcome, mode=..., ad=..., do=..., cd=...)`` turns a verdict into the answer's
 flags (AD, SERVFAIL, EDE) as Unbound answers; see `resolver.engine.validation.answering`.
@@ -72,7 +76,13 @@ from resolver.engine.validation.outcome import (
     SignedRRset,
 )
 from resolver.engine.validation.signatures import SUPPORTED_ALGORITHMS, SUPPORTED_DIGESTS
-from resolver.engine.validation.validator import BOGUS_TTL, MAX_ZONES, Validator, ZoneKeys
+from resolver.engine.validation.validator import (
+    BOGUS_TTL,
+    MAX_ZONES,
+    REMEMBERED_SIGNATURES,
+    Validator,
+    ZoneKeys,
+)
 
 __all__ = [
     "BOGUS_TTL",
@@ -87,6 +97,7 @@ __all__ = [
     "EDE_UNSUPPORTED_DIGEST",
     "MAX_ZONES",
     "NSEC3_ITERATION_LIMIT",
+    "REMEMBERED_SIGNATURES",
     "ROOT_ANCHORS",
     "SUPPORTED_ALGORITHMS",
     "SUPPORTED_DIGESTS",

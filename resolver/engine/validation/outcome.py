@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 import dns.exception
 import dns.message
 import dns.name
+import dns.rdata
 import dns.rdatatype
 import dns.rrset
 from dns.rdtypes.ANY.RRSIG import RRSIG
 
 from resolver.errors import WireError
+from resolver.wire.records import Record
 
 __all__ = [
     "EDE_DNSKEY_MISSING",
@@ -49,6 +51,8 @@ EDE_RRSIGS_MISSING = 10
 EDE_NSEC_MISSING = 12
 EDE_NSEC3_ITERATIONS = 27  # "Unsupported NSEC3 Iterations Value" (RFC 9276 3.2)
 
+_RRSIG = 46
+
 
 class Security(enum.IntEnum):
     """RFC 4033 section 5's four states; a larger value is a worse one."""
@@ -61,10 +65,13 @@ class Security(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class SignedRRset:
-    """One RRset of a reply and the RRSIG records over it (possibly none)."""
+    """One RRset of a reply and the RRSIG records over it (possibly none); ``raw``, when
+    the records came as bytes (`Reply.from_records`), their rdata as they came, sorted: a
+    key to the data finer than its canonical form (case kept), cheap to compare."""
 
     rrset: dns.rrset.RRset
     sigs: tuple[RRSIG, ...] = ()
+    raw: tuple[bytes, ...] | None = field(default=None, compare=False)
 
     @property
     def name(self) -> dns.name.Name:
@@ -127,6 +134,95 @@ class Reply:
         if len(message.question) != 1:
             raise WireError(f"a reply with {len(message.question)} questions")
         return cls.from_message(message, zone)
+
+    @classmethod
+    def from_records(
+        cls,
+        qname: bytes,
+        qtype: int,
+        rcode: int,
+        answer: Iterable[Record],
+        authority: Iterable[Record],
+        zone: dns.name.Name | None = None,
+        *,
+        server: str = "",
+    ) -> Reply:
+        """Group records already read (``wire.records``: names in wire form, rdata
+        self-contained) as `from_wire` groups a message, without reading the message again;
+        raises WireError for a name or rdata that does not parse."""
+        try:
+            return cls(
+                qname=_name(qname),
+                qtype=qtype,
+                rcode=rcode,
+                answer=tuple(_grouped(answer)),
+                authority=tuple(_grouped(authority)),
+                zone=zone,
+                server=server,
+            )
+        except (dns.exception.DNSException, ValueError) as exc:
+            raise WireError(f"cannot read the reply to validate: {exc}") from exc
+
+
+_PARSED_MAX = 8192
+# dnspython's rdata objects and names, by what they were read from: they are immutable, and
+# the same records (a wildcard's RRset and RRSIG, an NSEC) and owners come again in reply
+# after reply; building one costs more than the rest of grouping it. Bounded: emptied when
+# full.
+_parsed: dict[tuple[int, int, bytes], dns.rdata.Rdata] = {}
+_names: dict[bytes, dns.name.Name] = {}
+
+
+def _rdata(rclass: int, rtype: int, wire: bytes) -> dns.rdata.Rdata:
+    key = (rclass, rtype, wire)
+    rdata = _parsed.get(key)
+    if rdata is None:
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.clear()
+        rdata = _parsed[key] = dns.rdata.from_wire(rclass, rtype, wire, 0, len(wire))  # type: ignore[arg-type]
+    return rdata
+
+
+def _name(wire: bytes) -> dns.name.Name:
+    name = _names.get(wire)
+    if name is None:
+        if len(_names) >= _PARSED_MAX:
+            _names.clear()
+        name = _names[wire] = dns.name.from_wire(wire, 0)[0]
+    return name
+
+
+def _grouped(records: Iterable[Record]) -> list[SignedRRset]:
+    """The records as `group` makes them of a parsed section: each RRset (in the order its
+    owner and type first came, its TTL the least of its records') with the RRSIGs of the
+    same owner over its type, and its rdata as it came, sorted."""
+    data: dict[tuple[bytes, int, int], tuple[bytes, dict[bytes, None], list[int]]] = {}
+    sigs: dict[tuple[bytes, int], dict[tuple[int, bytes], None]] = {}
+    for record in records:
+        owner = record.name.lower()
+        rtype = record.rtype
+        if rtype == _RRSIG:
+            if len(record.rdata) >= 2:
+                covered = int.from_bytes(record.rdata[:2], "big")
+                sigs.setdefault((owner, covered), {})[(record.rclass, record.rdata)] = None
+            continue
+        key = (owner, rtype, record.rclass)
+        entry = data.get(key)
+        if entry is None:
+            data[key] = (record.name, {record.rdata: None}, [record.ttl])
+        else:
+            entry[1][record.rdata] = None
+            entry[2].append(record.ttl)
+    grouped: list[SignedRRset] = []
+    for (owner, rtype, rclass), (name, rdatas, ttls) in data.items():
+        rrset = dns.rrset.RRset(_name(name), rclass, rtype)  # type: ignore[arg-type]
+        ttl = min(ttls)
+        for raw in rdatas:
+            rrset.add(_rdata(rclass, rtype, raw), ttl)
+        over = sigs.get((owner, rtype), {})
+        signatures = tuple(_rdata(c, _RRSIG, raw) for c, raw in over)
+        grouped.append(SignedRRset(rrset, signatures, tuple(sorted(rdatas))))  # type: ignore[arg-type]
+    return grouped
 
 
 def group(rrsets: Iterable[dns.rrset.RRset]) -> list[SignedRRset]:

@@ -38,6 +38,7 @@ __all__ = [
     "SUPPORTED_ALGORITHMS",
     "SUPPORTED_DIGESTS",
     "Checked",
+    "Verified",
     "ds_matches",
     "usable_ds",
     "verify_rrset",
@@ -123,6 +124,97 @@ def _check_signature(
     dns.dnssec.validate_rrsig(rrset, sig, {signer: keyset}, now=float(sig.inception) + 1)
 
 
+_Fingerprint = tuple[
+    tuple[int, ...],
+    bytes,
+    tuple[bytes, ...],
+    tuple[bytes, ...],
+    int,
+    int,
+    tuple[bytes, ...],
+    tuple[tuple[int, int, int, bytes], ...],
+]
+
+
+def _labels(name: dns.name.Name) -> tuple[bytes, ...]:
+    return tuple(label.lower() for label in name.labels)
+
+
+class Verified:
+    """The signatures already found to verify, at most ``max_entries`` (the oldest go first),
+    so that one signature over the same data is checked once: the RRset a wildcard expands
+    under many names is signed as the wildcard's (RFC 4035 5.3.2), and the same NSEC comes in
+    many replies. An entry holds all that the signed data is made of (RFC 4034 3.1.8.1): the
+    RRSIG's fields and signature, the owner lowercased (or the wildcard it came from), class,
+    type and the records' rdata as they came (uncompressed, case kept, sorted: a finer key
+    than their canonical form, so two entries never stand for different data), and the keys
+    tried. Only successes are kept; the signature's validity window is the caller's to check
+    each time. ``max_entries`` 0 keeps none (every signature is checked)."""
+
+    __slots__ = ("_entries", "_max", "hits", "misses")
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._entries: dict[_Fingerprint, None] = {}
+        self._max = max_entries
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<Verified entries={len(self._entries)} hits={self.hits} misses={self.misses}>"
+
+    def check(
+        self,
+        signed: SignedRRset,
+        sig: RRSIG,
+        signer: dns.name.Name,
+        candidates: list[DNSKEY],
+    ) -> None:
+        """`_check_signature`, unless this signature over this data with these keys has
+        verified before; raises ValidationFailure."""
+        rrset = signed.rrset
+        if not self._max:
+            self.misses += 1
+            _check_signature(rrset, sig, signer, candidates)
+            return
+        owner = _labels(rrset.name)
+        if sig.labels < _label_count(rrset.name):
+            owner = (b"*", *owner[-(sig.labels + 1) :])
+        data = signed.raw
+        if data is None:  # as `Reply.from_records` keeps it: uncompressed, case kept, sorted
+            data = tuple(sorted(rd.to_wire() for rd in rrset))
+        fingerprint: _Fingerprint = (
+            (
+                int(sig.type_covered),
+                sig.algorithm,
+                sig.labels,
+                sig.original_ttl,
+                sig.expiration,
+                sig.inception,
+                sig.key_tag,
+            ),
+            sig.signature,
+            _labels(sig.signer),
+            owner,
+            int(rrset.rdclass),
+            int(rrset.rdtype),
+            data,
+            tuple((k.flags, k.protocol, k.algorithm, k.key) for k in candidates),
+        )
+        if fingerprint in self._entries:
+            self.hits += 1
+            return
+        self.misses += 1
+        _check_signature(rrset, sig, signer, candidates)
+        if not self._max:
+            return
+        if len(self._entries) >= self._max:
+            del self._entries[next(iter(self._entries))]
+        self._entries[fingerprint] = None
+
+
 def _zone_keys(keys: Iterable[DNSKEY]) -> list[DNSKEY]:
     """The keys that may sign zone data: the Zone Key bit set, protocol 3, not revoked
     (RFC 5011 7: a revoked key signs only its own revocation)."""
@@ -132,9 +224,14 @@ def _zone_keys(keys: Iterable[DNSKEY]) -> list[DNSKEY]:
 
 
 def verify_rrset(
-    signed: SignedRRset, signer: dns.name.Name, keys: Iterable[DNSKEY], now: int
+    signed: SignedRRset,
+    signer: dns.name.Name,
+    keys: Iterable[DNSKEY],
+    now: int,
+    verified: Verified | None = None,
 ) -> Checked:
-    """Check ``signed`` against ``keys``, the zone keys of ``signer``, at ``now``.
+    """Check ``signed`` against ``keys``, the zone keys of ``signer``, at ``now``; with
+    ``verified``, a signature that verified before over the same data is not checked again.
 
     Secure if one RRSIG by a key of ``keys`` whose algorithm is supported verifies within its
     validity window; bogus otherwise, with EDE 10 when there is no RRSIG at all, 7 or 8 when
@@ -176,7 +273,10 @@ def verify_rrset(
             failures.append((EDE_SIGNATURE_NOT_YET_VALID, "signature before inception date"))
             continue
         try:
-            _check_signature(rrset, sig, signer, candidates)
+            if verified is not None:
+                verified.check(signed, sig, signer, candidates)
+            else:
+                _check_signature(rrset, sig, signer, candidates)
         except (dns.exception.ValidationFailure, dns.exception.UnsupportedAlgorithm) as exc:
             failures.append((EDE_DNSSEC_BOGUS, f"signature crypto failed ({exc})"))
             continue
