@@ -1,14 +1,19 @@
-"""DNS over TLS listeners, cache hits: ours (`resolver serve --listen-tls`) against Unbound's
-(`tls-port`), both answering the same 64 names, measured with `dnsperf -m dot` on loopback, in
-queries per second and per CPU-second of the server process (user + system time from
-/proc/PID/stat over the run).
+"""DNS over TLS and HTTPS listeners, cache hits: ours (`resolver serve --listen-tls`) against
+Unbound's (`tls-port`) with `dnsperf -m dot`, and ours (`--listen-https`) against dnsdist's DoH
+frontend (`addDOHLocal`, with a packet cache) and Unbound's (`https-port`) with `dnsperf -m
+doh`, all answering the same 64 names, on loopback, in queries per second and per CPU-second
+of the server process (user + system time of all its threads from /proc/PID/stat over the
+run).
 
     python -m benchmarks.dot_bench [--seconds 10] [--clients 10] [--outstanding 100]
 
-Unbound answers from `local-data` (its cache path); ours forwards to that Unbound's plain port
-and answers from its own cache after the warm-up. The certificate is made for the run (a
-throwaway CA under a temporary directory); nothing leaves loopback. Each server is pinned to
-CPU 1 and dnsperf to CPU 0 with taskset when there are two CPUs.
+Unbound answers from `local-data` (its cache path); ours and dnsdist forward to that Unbound's
+plain port and answer from their caches after the warm-up. dnsperf 2.10's DoH loses replies
+from dnsdist 1.7 with more than one query in flight, so the rows against dnsdist use GET with
+one client and one query outstanding (`-c 1 -q 1`) for both; the rows against Unbound's DoH
+listener use GET at the DoT rows' load. The certificate is made for the run (a throwaway CA
+under a temporary directory); nothing leaves loopback. Each server is pinned to CPU 1 and
+dnsperf to CPU 0 with taskset when there are two CPUs.
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ def dnsperf(port: int, queries: Path, args: argparse.Namespace) -> tuple[float, 
     argv = [
         "dnsperf",
         "-m",
-        "dot",
+        args.mode,
         "-s",
         "127.0.0.1",
         "-p",
@@ -107,6 +112,8 @@ def dnsperf(port: int, queries: Path, args: argparse.Namespace) -> tuple[float, 
         "-q",
         str(args.outstanding),
     ]
+    if args.mode == "doh":
+        argv += ["-O", "doh-method=GET", "-O", f"doh-uri=https://127.0.0.1:{port}/dns-query"]
     out = subprocess.run(
         pinned(0, argv), capture_output=True, text=True, timeout=args.seconds + 60
     ).stdout
@@ -128,13 +135,25 @@ def measure(name: str, pid: int, port: int, queries: Path, args: argparse.Namesp
     return per_cpu
 
 
+def dnsdist_conf(doh: int, backend: int, cert: Path, key: Path) -> str:
+    """dnsdist with a DoH frontend on ``doh`` (``/dns-query``) and a packet cache, in front of
+    Unbound's plain port; the health check asks a name Unbound holds."""
+    return f"""setSecurityPollSuffix("")
+setLocal("127.0.0.1:{free_port()}")
+setACL({{"127.0.0.0/8"}})
+newServer({{address="127.0.0.1:{backend}", checkName="n1.example.", checkInterval=1}})
+getPool(""):setCache(newPacketCache(10000))
+addDOHLocal("127.0.0.1:{doh}", "{cert}", "{key}", "/dns-query")
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--outstanding", type=int, default=100)
     args = parser.parse_args()
-    for tool in ("unbound", "dnsperf"):
+    for tool in ("unbound", "dnsperf", "dnsdist"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed")
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,7 +161,10 @@ def main() -> None:
         cert, key = certificate(home)
         queries = home / "queries.txt"
         queries.write_text("".join(f"n{i}.example. A\n" for i in range(NAMES)))
-        plain, unbound_tls, ours_plain, ours_tls = (free_port() for _ in range(4))
+        plain, unbound_tls, unbound_https, ours_plain, ours_tls, ours_https, dnsdist_doh = (
+            free_port() for _ in range(7)
+        )
+        (home / "dnsdist.conf").write_text(dnsdist_conf(dnsdist_doh, plain, cert, key))
         records = "".join(
             f'    local-data: "n{i}.example. 300 IN A 192.0.2.{i + 1}"\n' for i in range(NAMES)
         )
@@ -150,8 +172,10 @@ def main() -> None:
             f"""server:
     interface: 127.0.0.1@{plain}
     interface: 127.0.0.1@{unbound_tls}
+    interface: 127.0.0.1@{unbound_https}
     port: {plain}
     tls-port: {unbound_tls}
+    https-port: {unbound_https}
     tls-service-key: "{key}"
     tls-service-pem: "{cert}"
     do-ip6: no
@@ -189,6 +213,8 @@ def main() -> None:
                     f"127.0.0.1:{plain}",
                     "--listen-tls",
                     f"127.0.0.1:{ours_tls}",
+                    "--listen-https",
+                    f"127.0.0.1:{ours_https}",
                     "--tls-cert",
                     str(cert),
                     "--tls-key",
@@ -201,19 +227,44 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        dnsdist = subprocess.Popen(
+            pinned(
+                1, ["dnsdist", "--supervised", "--disable-syslog", "-C", str(home / "dnsdist.conf")]
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
-            wait_for(unbound_tls)
-            wait_for(ours_tls)
+            for port in (unbound_tls, unbound_https, ours_tls, ours_https, dnsdist_doh):
+                wait_for(port)
+            dot = argparse.Namespace(**{**vars(args), "mode": "dot"})
             print(
                 f"dnsperf -m dot, {args.seconds} s, {args.clients} clients, "
                 f"{args.outstanding} outstanding, {NAMES} names (cache hits)"
             )
-            theirs = measure("unbound (tls-port)", unbound.pid, unbound_tls, queries, args)
-            mine = measure("resolver --listen-tls", ours.pid, ours_tls, queries, args)
+            theirs = measure("unbound (tls-port)", unbound.pid, unbound_tls, queries, dot)
+            mine = measure("resolver --listen-tls", ours.pid, ours_tls, queries, dot)
+            if theirs:
+                print(f"ours / unbound per CPU-second: {mine / theirs:.2f}x")
+            doh = argparse.Namespace(
+                **{**vars(args), "mode": "doh", "clients": 1, "outstanding": 1}
+            )
+            print(f"dnsperf -m doh (GET), {args.seconds} s, 1 client, 1 outstanding")
+            theirs = measure("dnsdist (addDOHLocal)", dnsdist.pid, dnsdist_doh, queries, doh)
+            mine = measure("resolver --listen-https", ours.pid, ours_https, queries, doh)
+            if theirs:
+                print(f"ours / dnsdist per CPU-second: {mine / theirs:.2f}x")
+            doh = argparse.Namespace(**{**vars(args), "mode": "doh"})
+            print(
+                f"dnsperf -m doh (GET), {args.seconds} s, {args.clients} clients, "
+                f"{args.outstanding} outstanding"
+            )
+            theirs = measure("unbound (https-port)", unbound.pid, unbound_https, queries, doh)
+            mine = measure("resolver --listen-https", ours.pid, ours_https, queries, doh)
             if theirs:
                 print(f"ours / unbound per CPU-second: {mine / theirs:.2f}x")
         finally:
-            for process in (ours, unbound):
+            for process in (dnsdist, ours, unbound):
                 process.terminate()
                 try:
                     process.wait(timeout=10)

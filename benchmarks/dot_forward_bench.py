@@ -1,9 +1,10 @@
 """Forwarding over DNS over TLS: ours (`resolver serve --upstream tls://...`, cache off) against
-Unbound as a forwarder with `forward-tls-upstream: yes`, both forwarding to the same Unbound
-DoT upstream (answering every name under wild.test from `local-data`), clients asking distinct
+Unbound as a forwarder with `forward-tls-upstream: yes` and dnsdist with a DoT backend
+(`newServer{..., tls="openssl"}`, no packet cache), all forwarding to the same Unbound DoT
+upstream (answering every name under wild.test from `local-data`), clients asking distinct
 names over UDP with dnsperf. Reports queries per second and per CPU-second of the forwarder
-process, and for ours the TLS handshakes per 10,000 queries (from its own statistics, logged
-on SIGUSR1).
+process (all its threads), and the TLS handshakes per 10,000 queries for ours (from its own
+statistics, logged on SIGUSR1) and dnsdist (its backend's `tcpNewConnections` through its API).
 
     python -m benchmarks.dot_forward_bench [--seconds 10] [--outstanding 200]
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import re
 import shutil
 import signal
@@ -22,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -111,6 +115,31 @@ def dnsperf(port: int, names: Path, args: argparse.Namespace) -> tuple[float, in
     return qps, completed, lost
 
 
+API_KEY = "bench"  # dnsdist's API, on loopback, read by this script only
+
+
+def dnsdist_conf(listen: int, upstream_tls: int, ca: Path, api: int) -> str:
+    """dnsdist on UDP (and TCP) ``listen`` forwarding over DoT to ``upstream_tls``: the health
+    check asks a name the upstream answers (nothing leaves loopback), no packet cache."""
+    return f"""setSecurityPollSuffix("")
+setLocal("127.0.0.1:{listen}")
+setACL({{"127.0.0.0/8"}})
+newServer({{address="127.0.0.1:{upstream_tls}", tls="openssl", subjectName="dns.test",
+  caStore="{ca}", validateCertificates=true, checkName="check.wild.test.", checkInterval=1}})
+webserver("127.0.0.1:{api}")
+setWebserverConfig({{apiKey="{API_KEY}", acl="127.0.0.0/8"}})
+"""
+
+
+def dnsdist_state(api: int) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{api}/api/v1/servers/localhost", headers={"X-API-Key": API_KEY}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        state: dict[str, Any] = json.load(response)
+    return state
+
+
 def write_names(path: Path, run: str, count: int) -> None:
     path.write_text("".join(f"q{i}.{run}.wild.test A\n" for i in range(count)))
 
@@ -120,13 +149,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--outstanding", type=int, default=200)
     args = parser.parse_args()
-    for tool in ("unbound", "dnsperf"):
+    for tool in ("unbound", "dnsperf", "dnsdist"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed")
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         ca, cert, key = ca_and_certificate(home)
         upstream_tls, unbound_port, ours_port = free_port(), free_port(), free_port()
+        dnsdist_port, dnsdist_api = free_port(), free_port()
+        (home / "dnsdist.conf").write_text(
+            dnsdist_conf(dnsdist_port, upstream_tls, ca, dnsdist_api)
+        )
         (home / "upstream.conf").write_text(
             unbound_base(home, "upstream")
             + f"""    interface: 127.0.0.1@{upstream_tls}
@@ -194,8 +227,25 @@ remote-control:
                     stderr=sink,
                 )
             processes.append(ours)
+            dnsdist = subprocess.Popen(
+                pinned(
+                    1,
+                    [
+                        "dnsdist",
+                        "--supervised",
+                        "--disable-syslog",
+                        "-C",
+                        str(home / "dnsdist.conf"),
+                    ],
+                ),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            processes.append(dnsdist)
             wait_for(unbound_port)
             wait_for(ours_port)
+            wait_for(dnsdist_port)
+            wait_for(dnsdist_api)
             names = home / "names.txt"
             print(
                 f"distinct names over UDP, forwarded over DoT; {args.seconds} s, "
@@ -204,6 +254,7 @@ remote-control:
             rates = {}
             for label, process, port in (
                 ("unbound forward-tls", forwarder, unbound_port),
+                ("dnsdist tls backend", dnsdist, dnsdist_port),
                 ("resolver tls://", ours, ours_port),
             ):
                 write_names(names, f"warm{port}", 2000)
@@ -228,9 +279,21 @@ remote-control:
                     f"ours: {opened[-1]} TLS connections for {queries[-1]} queries "
                     f"({per:.2f} handshakes per 10,000 queries)"
                 )
-            theirs = rates["unbound forward-tls"]
-            if theirs:
-                print(f"ours / unbound per CPU-second: {rates['resolver tls://'] / theirs:.2f}x")
+            backend = dnsdist_state(dnsdist_api)["servers"][0]
+            connections, asked = int(backend["tcpNewConnections"]), int(backend["queries"])
+            if asked:
+                print(
+                    f"dnsdist: {connections} TLS connections for {asked} queries "
+                    f"({connections * 10_000 / asked:.2f} handshakes per 10,000 queries, "
+                    f"{backend.get('tcpReusedConnections', '?')} reused)"
+                )
+            mine = rates["resolver tls://"]
+            for label in ("unbound forward-tls", "dnsdist tls backend"):
+                if rates[label]:
+                    print(f"ours / {label.split()[0]} per CPU-second: {mine / rates[label]:.2f}x")
+            faster = max(rates["unbound forward-tls"], rates["dnsdist tls backend"])
+            if faster:
+                print(f"ours / the faster per CPU-second: {mine / faster:.2f}x")
         finally:
             for process in reversed(processes):
                 process.terminate()

@@ -910,13 +910,6 @@ class Config:
                         f"{upstream[0]} port {upstream[1]} is the daemon's own listener "
                         f"({listen[0]} port {listen[1]}): every query would loop",
                     )
-        server = self.server
-        if (server.listen_tls or server.listen_https) and server.workers > 1:
-            raise ConfigError(
-                "server.listen_tls",
-                f"needs server.workers = 1 (not {server.workers}): the TLS and HTTPS listeners "
-                "are served by one process",
-            )
         metrics = self.metrics.listen
         if metrics is not None and self.server.workers > 1:
             # Each worker counts only what it answers; one listener would see one worker.

@@ -1,10 +1,11 @@
 """Worker processes: ``server.workers`` daemons answering on sockets their parent bound.
 
 The parent binds one set of listening sockets per worker (UDP, and TCP, on every listen
-address) with SO_REUSEPORT, so that the kernel spreads clients over the sets by their address
-and port; then it drops privileges (``--user``) and forks a worker per set. A worker is the
-ordinary daemon, with its own event loop, engine and cache, on the set it was given; it
-closes whatever else of its parent's it inherited.
+address; TCP on every TLS and HTTPS one) with SO_REUSEPORT, so that the kernel spreads clients
+over the sets by their address and port; then it drops privileges (``--user``) and forks a
+worker per set. A worker is the ordinary daemon, with its own event loop, engine and cache, on
+the set it was given (it loads the TLS certificate and key itself, at its start and at each
+SIGHUP); it closes whatever else of its parent's it inherited.
 
 Forking without exec is safe here because the parent never runs an event loop or a thread:
 it is a plain loop around ``select`` (asserted at each fork). It also spares each worker an
@@ -187,7 +188,8 @@ class Supervisor:
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        return [listener.address for listener in self._workers[0].listeners]
+        """The plain DNS listen addresses (as ``Server.addresses``; not the TLS and HTTPS ones)."""
+        return [w.address for w in self._workers[0].listeners if w.kind == "dns"]
 
     def run(self) -> int:
         """Start the workers (the first alone, so that a start that fails is told once, by

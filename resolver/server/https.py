@@ -66,7 +66,14 @@ class HttpsSession:
         self._handle = handle
         self._write = write
         self._h2 = h2.connection.H2Connection(
-            config=h2.config.H2Configuration(client_side=False, header_encoding=None)
+            config=h2.config.H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                # Our own response headers, always valid, are not checked and normalized again
+                # for every reply; the client's still are (RFC 9113 section 8.1.1).
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
         )
         self._h2.local_settings = h2.settings.Settings(
             client=False,

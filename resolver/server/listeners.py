@@ -9,11 +9,12 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from resolver.config import Address, ServerConfig
 from resolver.transport import format_address
 
-__all__ = ["Listener", "bind_listeners", "bind_stream_listener"]
+__all__ = ["Listener", "ListenerKind", "bind_listeners", "bind_stream_listener"]
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +27,30 @@ _SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 _KERNEL_DOUBLES = 2 if sys.platform == "linux" else 1
 
 
+# What a listening socket set serves: plain DNS (UDP, and TCP on the same port), DNS over TLS
+# (RFC 7858) or DNS over HTTPS (RFC 8484), the last two on one TCP socket each.
+ListenerKind = Literal["dns", "tls", "https"]
+
+
 @dataclass(frozen=True, slots=True)
 class Listener:
-    """The bound sockets of one listen address: UDP, and TCP on the same port unless TCP is
-    off. Whoever binds them closes them, unless a Server took them over."""
+    """The bound sockets of one listen address: for ``kind`` "dns" UDP, and TCP on the same
+    port unless TCP is off; for "tls" and "https" the one TCP socket (``udp`` is None). Whoever
+    binds them closes them, unless a Server took them over."""
 
-    udp: socket.socket
+    udp: socket.socket | None
     tcp: socket.socket | None
+    kind: ListenerKind = "dns"
 
     @property
     def address(self) -> Address:
-        host, port = self.udp.getsockname()[:2]
+        sock = self.udp if self.udp is not None else self.tcp
+        assert sock is not None
+        host, port = sock.getsockname()[:2]
         return host, port
 
     def sockets(self) -> list[socket.socket]:
-        return [self.udp] if self.tcp is None else [self.udp, self.tcp]
+        return [sock for sock in (self.udp, self.tcp) if sock is not None]
 
     def close(self) -> None:
         for sock in self.sockets():
@@ -50,8 +60,9 @@ class Listener:
 def bind_listeners(
     config: ServerConfig, *, reuse_port: bool = False, like: Sequence[Listener] = ()
 ) -> list[Listener]:
-    """Bind UDP (and TCP unless ``config.tcp`` is off) on every address of ``config.listen``.
-    Raises OSError, after closing whatever it had bound.
+    """Bind UDP (and TCP unless ``config.tcp`` is off) on every address of ``config.listen``,
+    then a TCP socket on each address of ``config.listen_tls`` and of ``config.listen_https``
+    (in that order). Raises OSError, after closing whatever it had bound.
 
     With port 0 the UDP port is picked first and TCP takes the same number; if that TCP port
     is taken, both are tried again on another port (a bounded number of times). An IPv6
@@ -63,7 +74,9 @@ def bind_listeners(
     and the kernel spreads the clients over them; ``like`` (listeners bound so before, one
     per address) binds such a further set on their very ports, port 0 included. Its buffer
     sizes are not reported again."""
-    assert not like or len(like) == len(config.listen)
+    encrypted: list[tuple[ListenerKind, Address]] = [("tls", a) for a in config.listen_tls]
+    encrypted += [("https", address) for address in config.listen_https]
+    assert not like or len(like) == len(config.listen) + len(encrypted)
     v4_ports = {port for host, port in config.listen if ":" not in host and port}
     bound: list[Listener] = []
     try:
@@ -80,6 +93,11 @@ def bind_listeners(
                     last = attempt == _BIND_ATTEMPTS - 1
                     if port != 0 or exc.errno != errno.EADDRINUSE or last:
                         raise
+        for index, (kind, (host, port)) in enumerate(encrypted, len(config.listen)):
+            if like:
+                port = like[index].address[1]
+            sock = bind_stream_listener(host, port, reuse_port=reuse_port)
+            bound.append(Listener(None, sock, kind))
     except BaseException:
         for listener in bound:
             listener.close()
@@ -115,11 +133,11 @@ def _bind(
     return Listener(udp, tcp)
 
 
-def bind_stream_listener(host: str, port: int) -> socket.socket:
+def bind_stream_listener(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A TCP socket bound to ``host``:``port`` for the TLS or HTTPS listener (IPv6 ones for
-    IPv6 only). Raises OSError."""
+    IPv6 only), with SO_REUSEPORT when ``reuse_port`` (worker processes). Raises OSError."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = _listening_socket(family, socket.SOCK_STREAM, True, False)
+    sock = _listening_socket(family, socket.SOCK_STREAM, True, reuse_port)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # As for TCP: the kernel keeps little of a client's unread replies (see _bind).

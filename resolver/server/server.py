@@ -32,7 +32,7 @@ from resolver.querylog import QueryLog
 from resolver.server.access import AccessControl
 from resolver.server.connections import TCP_WRITE_HIGH, Connections, TcpClient
 from resolver.server.https import HttpsSession, Reply
-from resolver.server.listeners import Listener, bind_listeners, bind_stream_listener
+from resolver.server.listeners import Listener, bind_listeners
 from resolver.transport.tls import server_context
 from resolver.triage import Local, Parsed, fit, for_client, servfail, triage
 from resolver.wire.message import qtype_value
@@ -240,9 +240,10 @@ class Server:
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Serve on the listeners given to the constructor, or else bind UDP (and TCP unless
-        disabled) on every listen address (see :func:`bind_listeners`). Raises OSError, after
-        closing every listening socket."""
+        """Serve on the listeners given to the constructor (a worker's, bound by its parent),
+        or else bind UDP (and TCP unless disabled) on every listen address and TCP on every
+        TLS and HTTPS one (see :func:`bind_listeners`). Raises ConfigError for a certificate or
+        key that cannot be loaded, OSError; every listening socket is closed then."""
         self._loop = asyncio.get_running_loop()
         listeners, self._given = self._given, []
         if not listeners:
@@ -250,51 +251,44 @@ class Server:
         served = 0
         try:
             for listener in listeners:
-                await self._serve_on(listener)
+                if listener.kind == "dns":
+                    await self._serve_on(listener)
+                else:
+                    await self._serve_encrypted(listener)
                 served += 1
-            await self._serve_encrypted()
         except BaseException:
             for listener in listeners[served:]:
                 listener.close()
             self._close_listeners()
             raise
 
-    async def _serve_encrypted(self) -> None:
-        """Bind the TLS and HTTPS listeners (their certificate read first). Raises ConfigError
-        for a certificate or key that cannot be loaded, OSError."""
+    async def _serve_encrypted(self, listener: Listener) -> None:
+        """Serve DNS over TLS or HTTPS on ``listener``'s socket, with the kind's context (made
+        at its first listener: the certificate and key read then). Raises ConfigError for a
+        certificate or key that cannot be loaded, OSError."""
         config = self.config
-        for kind, addresses, alpn, bound in (
-            ("tls", config.listen_tls, ("dot",), self.tls_addresses),
-            ("https", config.listen_https, ("h2",), self.https_addresses),
-        ):
-            if not addresses:
-                continue
+        kind, sock = listener.kind, listener.tcp
+        assert sock is not None
+        context = self._contexts.get(kind)
+        if context is None:
             assert config.tls_cert is not None
             assert config.tls_key is not None
+            alpn = ("dot",) if kind == "tls" else ("h2",)
             context = server_context(config.tls_cert, config.tls_key, alpn=alpn)
             self._contexts[kind] = context
-            for host, port in addresses:
-                sock = bind_stream_listener(host, port)
-                try:
-                    handler = functools.partial(self._tcp_connection, kind=kind)
-                    # The handshake comes before the handler (as in Unbound, whose access
-                    # control applies to the queries): started by hand after the handler's
-                    # checks, it would race the client's first bytes into the plain reader.
-                    server = await asyncio.start_server(
-                        handler,
-                        sock=sock,
-                        ssl=context,
-                        ssl_handshake_timeout=config.tcp_idle_timeout,
-                    )
-                except BaseException:
-                    sock.close()
-                    raise
-                self._tcp.append(server)
-                name = sock.getsockname()
-                bound.append((name[0], name[1]))
+        handler = functools.partial(self._tcp_connection, kind=kind)
+        # The handshake comes before the handler (as in Unbound, whose access control applies
+        # to the queries): started by hand after the handler's checks, it would race the
+        # client's first bytes into the plain reader.
+        server = await asyncio.start_server(
+            handler, sock=sock, ssl=context, ssl_handshake_timeout=config.tcp_idle_timeout
+        )
+        self._tcp.append(server)
+        (self.tls_addresses if kind == "tls" else self.https_addresses).append(listener.address)
 
     async def _serve_on(self, listener: Listener) -> None:
         assert self._loop is not None
+        assert listener.udp is not None
         try:
             transport, _ = await self._loop.create_datagram_endpoint(
                 lambda: _UdpListener(self), sock=listener.udp

@@ -29,7 +29,7 @@ from typing import Protocol
 from resolver.config import Address
 from resolver.errors import LocalError, UpstreamUnreachable, WireError
 from resolver.transport.tls import describe_failure, spki_pin
-from resolver.wire.options import OPTION_KEEPALIVE, QUERY_BLOCK, add_option, pad, read_keepalive
+from resolver.wire.options import OPTION_KEEPALIVE, QUERY_BLOCK, read_keepalive, stream_query
 
 __all__ = [
     "CertificateRejected",
@@ -46,6 +46,9 @@ _READ_SIZE = 65536
 # Unsent bytes a connection may hold before it takes no more queries: a server that stops
 # reading cannot grow our memory without bound.
 _WRITE_HIGH_WATER = 256 * 1024
+# An edns-tcp-keepalive option with a timeout: code 11, length 2. A reply without these bytes
+# has none, and is not walked to look for one.
+_KEEPALIVE_MARK = OPTION_KEEPALIVE.to_bytes(2, "big") + b"\x00\x02"
 
 
 class Pending(Protocol):
@@ -255,7 +258,8 @@ class StreamConnection:
         """``message`` ended the query it answered, which is no longer pending."""
         self.replies += 1
         self.unanswered = 0
-        if self.replies == 1 or self.keepalive is not None:
+        # RFC 7828 section 3.3.2: each reply that carries a timeout resets it.
+        if _KEEPALIVE_MARK in message:
             with contextlib.suppress(WireError):
                 timeout = read_keepalive(message)
                 if timeout is not None:
@@ -399,7 +403,6 @@ def keepalive_query(query: bytes, *, padded: bool) -> bytes:
     ``padded`` (an encrypted stream) padded to RFC 8467's 128-byte blocks. Unchanged when it
     has no OPT record (EDNS off)."""
     try:
-        query = add_option(query, OPTION_KEEPALIVE)
+        return stream_query(query, QUERY_BLOCK if padded else 0)
     except WireError:
         return query
-    return pad(query, QUERY_BLOCK) if padded else query

@@ -355,7 +355,8 @@ class StreamPool:
             return
         if self._waiting:
             self._reconcile()
-        elif self._sweep is None:
+        else:
+            # Also when a sweep is planned: this connection's keepalive may be due before it.
             self._arm_sweep()
 
     def _count_stray(self) -> None:
@@ -369,9 +370,14 @@ class StreamPool:
         idle = [c for c in self._connections if not c.in_flight]
         if not idle:
             return
-        due = min(c.idle_since + self._timeout_of(c) for c in idle)
         loop = self._loop or self._bind()
-        self._sweep = loop.call_at(max(due, loop.time()) + 0.001, self._sweep_idle)
+        due = max(min(c.idle_since + self._timeout_of(c) for c in idle), loop.time()) + 0.001
+        planned = self._sweep
+        if planned is not None:
+            if planned.when() <= due:
+                return
+            planned.cancel()
+        self._sweep = loop.call_at(due, self._sweep_idle)
 
     def _sweep_idle(self) -> None:
         self._sweep = None

@@ -20,6 +20,7 @@ __all__ = [
     "add_option",
     "pad",
     "read_keepalive",
+    "stream_query",
 ]
 
 OPTION_KEEPALIVE = 11  # edns-tcp-keepalive, RFC 7828
@@ -70,6 +71,27 @@ def pad(data: bytes, block: int) -> bytes:
     size = len(data) + 4
     fill = -size % block
     return add_option(data, OPTION_PADDING, bytes(fill))
+
+
+def stream_query(data: bytes, block: int) -> bytes:
+    """The query ``data`` as sent over a stream: an empty edns-tcp-keepalive option (RFC 7828
+    section 3.2.1) appended to its OPT record and, when ``block`` is not 0, padding (RFC 7830)
+    to a multiple of ``block`` bytes (unless it carries padding already): what ``add_option``
+    then ``pad`` make, from one walk of the message. Unchanged without an OPT record, or when
+    the OPT is not the last record. Raises WireError when the record would grow past 65535
+    bytes."""
+    try:
+        rdlength_at = _last_opt(data)
+    except WireError:
+        return data
+    extra = _OPTION.pack(OPTION_KEEPALIVE, 0)
+    if block and _find_option(data, rdlength_at, OPTION_PADDING) is None:
+        fill = -(len(data) + 8) % block
+        extra += _OPTION.pack(OPTION_PADDING, fill) + bytes(fill)
+    rdlength = ((data[rdlength_at] << 8) | data[rdlength_at + 1]) + len(extra)
+    if rdlength > 0xFFFF:
+        raise WireError("the OPT record would be too long")
+    return data[:rdlength_at] + rdlength.to_bytes(2, "big") + data[rdlength_at + 2 :] + extra
 
 
 def _find_option(data: bytes, rdlength_at: int, code: int) -> bytes | None:

@@ -143,3 +143,62 @@ async def test_tcp_after_truncation_reuses_one_pooled_connection(authority: Auth
         assert streams.opened == 1
         assert streams.queries == 3
         assert streams.reused == 2
+
+
+async def test_a_query_caught_by_the_servers_close_is_retried_without_counting_against_health(
+    ca: PrivateCa,
+) -> None:
+    good = ca.issue("good")
+
+    def close_on_second(seen: list[bytes]) -> list[bytes]:
+        if len(seen) == 2:  # the server ends the connection as the second query arrives
+            raise ConnectionError("closing")
+        return [echo_reply(seen[-1])]
+
+    async with (
+        asyncio.timeout(BOUND),
+        StreamServer(close_on_second, server_context(good)) as first,
+        StreamServer(answering(b"\x7f\x00\x00\x02"), server_context(good)) as second,
+        running(
+            [tls_upstream(first), tls_upstream(second)],
+            TransportConfig(tls_ca=ca.pem),
+            down_after=1,
+            down_for=60.0,
+        ) as (engine, port),
+    ):
+        for name in ("a.example.", "b.example."):
+            assert addresses(await ask(port, name)) == ["127.0.0.1"]
+        statistics = engine.statistics()
+        stats = statistics.upstreams[0]
+        assert stats.streams.retried == 1
+        assert stats.streams.peer_closed == 1
+        assert first.accepted == 2
+        assert stats.streams.resumed == 1  # the fresh connection resumed the TLS session
+        # No failure counted: the first upstream stayed up, nothing failed over.
+        assert (stats.timeouts, stats.unreachable, stats.bad_responses) == (0, 0, 0)
+        assert statistics.failovers == 0
+        assert second.queries == []
+
+
+async def test_fastest_moves_a_silent_tls_upstream_behind_the_other(ca: PrivateCa) -> None:
+    good = ca.issue("good")
+    async with (
+        asyncio.timeout(BOUND),
+        StreamServer(lambda seen: [], server_context(good)) as silent,
+        StreamServer(answering(b"\x7f\x00\x00\x02"), server_context(good)) as other,
+        running(
+            [tls_upstream(silent), tls_upstream(other)],
+            TransportConfig(tls_ca=ca.pem),
+            policy="fastest",
+            upstream_timeout=0.2,
+        ) as (engine, port),
+    ):
+        # Unmeasured upstreams are tried first: within two questions the silent one has been
+        # tried once, timed out and been passed over.
+        for name in ("a.example.", "b.example."):
+            assert addresses(await ask(port, name)) == ["127.0.0.2"]
+        assert len(silent.queries) == 1
+        for name in ("c.example.", "d.example.", "e.example."):
+            assert addresses(await ask(port, name)) == ["127.0.0.2"]
+        assert len(silent.queries) == 1
+        assert [u.timeouts for u in engine.statistics().upstreams] == [1, 0]

@@ -81,6 +81,37 @@ async def test_queries_get_keepalive_option_and_server_keepalive_zero_closes_idl
         await pool.aclose()
 
 
+def keepalive_reply(query: bytes, tenths: int) -> bytes:
+    """An echo reply to ``query`` whose OPT says edns-tcp-keepalive ``tenths`` x 100 ms."""
+    reply = echo_reply(query)
+    opt = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x06\x00\x0b\x00\x02"
+    return reply[:10] + b"\x00\x01" + reply[12:] + opt + tenths.to_bytes(2, "big")
+
+
+async def test_a_servers_short_keepalive_closes_idle_before_an_idle_close_already_planned() -> None:
+    def answer(seen: list[bytes]) -> list[bytes]:
+        query = seen[-1]
+        if b"\x04hold" in query:
+            return []  # keeps a second connection busy
+        if b"\x05short" in query:
+            return [keepalive_reply(query, 2)]  # 0.2 s
+        return [echo_reply(query)]
+
+    async with StreamServer(answer) as server:
+        pool = make_pool(server, idle_timeout=60.0, max_inflight=1)
+        long, hold = Query("long.example."), Query("hold.example.")
+        pool.submit(long)
+        pool.submit(hold)
+        await long.outcome  # its connection idle: closed in 60 s, the plan so far
+        await until(lambda: server.accepted == 2)
+        short = Query("short.example.")
+        pool.submit(short)  # over the idle connection, whose server now says 0.2 s
+        await short.outcome
+        await until(lambda: pool.statistics().idle_closed == 1, timeout=10.0)
+        assert pool.statistics().open == 1  # the one still waiting for "hold"
+        await pool.aclose()
+
+
 async def test_connection_cap_holds_and_waiting_queries_get_room() -> None:
     async with StreamServer(reverse_after(2)) as server:
         pool = make_pool(server, max_connections=2, max_inflight=2)

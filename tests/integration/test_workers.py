@@ -1,7 +1,8 @@
 """`resolver serve --workers 2` as a real subprocess: both workers answer over UDP and TCP, each
-from a cache of its own; a worker killed comes back on the same sockets; SIGHUP, SIGUSR1 and
-SIGTERM reach every worker; the service manager hears the parent alone; a worker that keeps
-dying, or a parent that is gone, ends everything."""
+from a cache of its own, and over TLS and HTTPS (kdig), each reloading its certificate at SIGHUP;
+a worker killed comes back on the same sockets; SIGHUP, SIGUSR1 and SIGTERM reach every worker;
+the service manager hears the parent alone; a worker that keeps dying, or a parent that is
+gone, ends everything."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import os
 import pwd
 import random
 import re
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -33,6 +36,7 @@ from support import (
     upstream_in_thread,
     write,
 )
+from tls_support import PrivateCa
 
 from resolver.workers import DELAYS
 
@@ -335,3 +339,119 @@ def test_a_taken_port_stops_the_parent_before_any_worker(tmp_path: Path) -> None
         result = subprocess.run(argv, capture_output=True, text=True, timeout=STARTUP)
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines() == ["resolver: error: cannot start: Address already in use"]
+
+
+# ----------------------------------------------------------------- DoT and DoH with workers
+
+
+def kdig() -> str:
+    path = shutil.which("kdig")
+    if path is None:
+        pytest.fail("kdig is not installed: apt-get install knot-dnsutils (.ci/run does)")
+    return path
+
+
+def kdig_answers(port: int, ca: PrivateCa, option: str, name: str) -> list[str]:
+    """The A records kdig (``+tls`` or ``+https``) gets for ``name``; fails on anything but
+    NOERROR."""
+    argv = [kdig(), "@127.0.0.1", "-p", str(port), option, f"+tls-ca={ca.pem}"]
+    result = subprocess.run(
+        [*argv, "+tls-hostname=resolver.test", "+short", name, "A"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.split()
+
+
+def tls_ask(port: int, ca: PrivateCa, name: str) -> list[str]:
+    """One query over a fresh TLS connection (a port of its own), verifying the certificate
+    against ``ca``; its A records. Raises ssl.SSLError when the certificate is not ``ca``'s."""
+    context = ssl.create_default_context(cafile=str(ca.pem))
+    query = DNSRecord.question(name).pack()
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="resolver.test") as sock,
+    ):
+        sock.sendall(len(query).to_bytes(2, "big") + query)
+        data = b""
+        while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
+            chunk = sock.recv(4096)
+            assert chunk, "the server closed the connection"
+            data += chunk
+    return addresses(DNSRecord.parse(data[2:]))
+
+
+@pytest.fixture
+def encrypted_workers(
+    workers: Callable[..., Workers], tmp_path: Path
+) -> Iterator[tuple[Workers, int, int, PrivateCa]]:
+    """Two workers serving DoT and DoH (a certificate of a private CA for resolver.test),
+    forwarding to a scripted upstream."""
+    (tmp_path / "ca").mkdir()
+    ca = PrivateCa(tmp_path / "ca")
+    issued = ca.issue("ours", names=("resolver.test",))
+    tls, https = free_port(), free_port()
+    with upstream_in_thread(answer) as upstream:
+        args = ["--listen", f"127.0.0.1:{free_port()}", "--upstream", upstream_of(upstream)]
+        args += ["--listen-tls", f"127.0.0.1:{tls}", "--listen-https", f"127.0.0.1:{https}"]
+        args += ["--tls-cert", str(issued.cert), "--tls-key", str(issued.key)]
+        yield workers(args), tls, https, ca
+
+
+def test_both_workers_answer_over_tls_and_https(
+    encrypted_workers: tuple[Workers, int, int, PrivateCa],
+) -> None:
+    daemon, tls, https, ca = encrypted_workers
+    for option, port in (("+tls", tls), ("+https", https)):
+        assert kdig_answers(port, ca, option, "kdig.example.") == [ANSWER]
+    for _ in range(CLIENTS // 2):
+        assert tls_ask(tls, ca, "spread.example.") == [ANSWER]
+    for _ in range(16):  # kdig is slower: 16 connections, all to one worker once in 2**15
+        assert kdig_answers(https, ca, "+https", "spread.example.") == [ANSWER]
+    counters = daemon.statistics()
+    assert sorted(counters) == sorted(daemon.pids())
+    for served in counters.values():
+        assert served["tls_queries"] > 0
+        assert served["https_queries"] > 0
+    err = daemon.stop()
+    assert "Traceback" not in err
+
+
+def test_sighup_reloads_the_certificate_in_every_worker(
+    encrypted_workers: tuple[Workers, int, int, PrivateCa], tmp_path: Path
+) -> None:
+    daemon, tls, _, ca = encrypted_workers
+    assert tls_ask(tls, ca, "before.example.") == [ANSWER]
+    (tmp_path / "other-ca").mkdir()
+    other = PrivateCa(tmp_path / "other-ca")
+    fresh = other.issue("fresh", names=("resolver.test",))
+    (ca.directory / "ours.pem").write_bytes(fresh.cert.read_bytes())
+    (ca.directory / "ours.key").write_bytes(fresh.key.read_bytes())
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.state().startswith("RELOADING=1")
+    assert daemon.state() == "READY=1"
+    # Both workers reloaded before READY=1: every connection, whichever worker takes it, is
+    # served the new certificate.
+    for _ in range(CLIENTS // 2):
+        assert tls_ask(tls, other, "after.example.") == [ANSWER]
+    with pytest.raises(ssl.SSLCertVerificationError):
+        tls_ask(tls, ca, "after.example.")
+    assert daemon.stop().count("reloaded the configuration") == 2
+
+
+def test_a_killed_worker_serves_tls_again_on_the_same_socket(
+    encrypted_workers: tuple[Workers, int, int, PrivateCa],
+) -> None:
+    daemon, tls, _, ca = encrypted_workers
+    killed, kept = daemon.pids()
+    os.kill(killed, signal.SIGKILL)
+    daemon.wait_for("is ready again")
+    (new,) = set(daemon.pids()) - {kept}
+    for _ in range(CLIENTS // 2):
+        assert tls_ask(tls, ca, "again.example.") == [ANSWER]
+    counters = daemon.statistics()
+    assert counters[new]["tls_queries"] > 0
+    assert counters[kept]["tls_queries"] > 0
+    daemon.stop()
