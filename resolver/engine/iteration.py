@@ -102,7 +102,7 @@ from resolver.engine.validation import (
     Validator,
     ZoneKeys,
 )
-from resolver.engine.validation.outcome import worst
+from resolver.engine.validation.outcome import name_of, worst
 from resolver.errors import (
     CaseMismatch,
     LocalError,
@@ -244,20 +244,6 @@ def _signatures(records: list[Record], signed: list[Record]) -> list[Record]:
     """The RRSIGs of ``records`` over the RRsets of ``signed``."""
     sets = {(r.name.lower(), r.rtype) for r in signed}
     return [r for r in records if r.rtype == _TYPE_RRSIG and (r.name.lower(), _covered(r)) in sets]
-
-
-_ZONE_NAMES_MAX = 1024
-_zone_names: dict[bytes, dns.name.Name] = {}
-
-
-def _zone_name(zone: bytes) -> dns.name.Name:
-    """A zone's name as the validator speaks it (few zones, asked for again and again)."""
-    name = _zone_names.get(zone)
-    if name is None:
-        if len(_zone_names) >= _ZONE_NAMES_MAX:
-            _zone_names.clear()
-        name = _zone_names[zone] = dns.name.from_wire(zone, 0)[0]
-    return name
 
 
 def _keys_text(keys: ZoneKeys | Need) -> str:
@@ -479,7 +465,7 @@ class Iteration:
             return None
         validator = self._validator
         assert validator is not None
-        keys = validator.keys_for(_zone_name(zone))
+        keys = validator.keys_for(name_of(zone))
         if not isinstance(keys, ZoneKeys) or keys.security is not Security.SECURE:
             return None
         self._synthesised = True

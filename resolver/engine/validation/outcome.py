@@ -37,6 +37,7 @@ __all__ = [
     "Reply",
     "Security",
     "SignedRRset",
+    "name_of",
     "worst",
 ]
 
@@ -152,7 +153,7 @@ class Reply:
         raises WireError for a name or rdata that does not parse."""
         try:
             return cls(
-                qname=_name(qname),
+                qname=name_of(qname),
                 qtype=qtype,
                 rcode=rcode,
                 answer=tuple(_grouped(answer)),
@@ -183,7 +184,9 @@ def _rdata(rclass: int, rtype: int, wire: bytes) -> dns.rdata.Rdata:
     return rdata
 
 
-def _name(wire: bytes) -> dns.name.Name:
+def name_of(wire: bytes) -> dns.name.Name:
+    """The dnspython name of ``wire`` (an uncompressed wire-form name), kept for the next
+    reply that names it."""
     name = _names.get(wire)
     if name is None:
         if len(_names) >= _PARSED_MAX:
@@ -215,7 +218,7 @@ def _grouped(records: Iterable[Record]) -> list[SignedRRset]:
             entry[2].append(record.ttl)
     grouped: list[SignedRRset] = []
     for (owner, rtype, rclass), (name, rdatas, ttls) in data.items():
-        rrset = dns.rrset.RRset(_name(name), rclass, rtype)  # type: ignore[arg-type]
+        rrset = dns.rrset.RRset(name_of(name), rclass, rtype)  # type: ignore[arg-type]
         ttl = min(ttls)
         for raw in rdatas:
             rrset.add(_rdata(rclass, rtype, raw), ttl)
