@@ -67,3 +67,4 @@ class Done(NamedTuple):
     reply: ReplyView | None
     ede: int | None
     verdict: Outcome | None = None  # the DNSSEC verdict on the reply; None: not validated
+    synthesised: bool = False  # made from the validated cache, no server asked (RFC 8198)

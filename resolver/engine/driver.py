@@ -805,8 +805,7 @@ class Engine:
         if flight.timer is not None:
             flight.timer.cancel()
         view = done.reply  # in the form we store and serve (see Done), read once
-        decision = flight.decision
-        if isinstance(decision, Iteration) and decision.synthesised:
+        if done.synthesised:
             self._synthesised += 1
         extra: int | None = None  # an EDE that goes with the answer (an insecure one's)
         if done.verdict is not None and view is not None:

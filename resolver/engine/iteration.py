@@ -363,7 +363,6 @@ class Iteration:
         "_side",
         "_stack",
         "_steps",
-        "_synthesised",
         "_tcp",
         "_times",
         "_unreachable",
@@ -419,7 +418,6 @@ class Iteration:
         # answer (never with CD: the driver passes False then), and keep those a secure
         # negative or wildcard answer brings.
         self._aggressive = aggressive_nsec and self._validator is not None
-        self._synthesised = False
         self._read: _Kept | None = None
         self._checked = 0
         self._outcomes: list[Outcome] = []
@@ -429,11 +427,6 @@ class Iteration:
     def queries(self) -> int:
         """Queries sent so far."""
         return self._queries
-
-    @property
-    def synthesised(self) -> bool:
-        """Whether the answer was made from validated NSEC records, unasked (RFC 8198)."""
-        return self._synthesised
 
     # ----------------------------------------------------------------- events
 
@@ -468,7 +461,6 @@ class Iteration:
         keys = validator.keys_for(name_of(zone))
         if not isinstance(keys, ZoneKeys) or keys.security is not Security.SECURE:
             return None
-        self._synthesised = True
         self._asked = (key, self._qtype)  # what +trace shows: the question, asked of none
         self._step(f"{made.what}: synthesised from the validated cache", now)
         records, below = [*made.answer], [*made.authority]
@@ -485,7 +477,7 @@ class Iteration:
             flags=QR | RD | RA | AD,
         )
         verdict = Outcome(Security.SECURE, None, made.what)
-        return Done(scan(reply), None, verdict)
+        return Done(scan(reply), None, verdict, synthesised=True)
 
     def on_reply(self, view: ReplyView, now: float) -> Action:
         """The validated reply to the last Query (its view; the records are read here)."""
