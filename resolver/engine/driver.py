@@ -181,9 +181,10 @@ class EngineStatistics:
 
 
 class _Route:
-    """Where the questions for one domain (or all others) go: upstreams, and their selector."""
+    """Where the questions for one domain (or all others) go: upstreams, their names (as the
+    validator's reasons give the server), and their selector."""
 
-    __slots__ = ("config", "name", "selector", "upstreams")
+    __slots__ = ("config", "name", "names", "selector", "upstreams")
 
     def __init__(
         self,
@@ -194,6 +195,7 @@ class _Route:
     ) -> None:
         self.name = name
         self.upstreams = upstreams
+        self.names = tuple(upstream.name for upstream in upstreams)
         self.selector = selector
         self.config = config  # the policy and health settings its selector was made with
 
@@ -675,6 +677,7 @@ class Engine:
                 validator=self.validator,
                 qtype=ask.qtype,
                 do=ask.do,
+                servers=route.names,
             )
         elif route.upstreams:
             decision = Forwarding(route.selector, self.config.upstream_timeout, deadline)

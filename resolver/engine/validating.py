@@ -15,6 +15,9 @@ AD is set when the verdict is secure, whatever the upstream said.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 import dns.name
 
 from resolver.engine.actions import Done, Send
@@ -53,12 +56,15 @@ class ValidatingForwarding:
 
     __slots__ = (
         "_answer",
+        "_answered_by",
         "_deadline",
         "_do",
         "_forwarding",
         "_needs",
         "_qtype",
         "_selector",
+        "_sent",
+        "_servers",
         "_timeout",
         "_validator",
     )
@@ -72,8 +78,13 @@ class ValidatingForwarding:
         validator: Validator,
         qtype: int,
         do: bool,
+        servers: Sequence[str] = (),
     ) -> None:
         self._selector = selector
+        # The upstreams' names by index, and the one asked last: the server a bogus
+        # verdict's reason names, as Unbound's does behind a forward zone.
+        self._servers = servers
+        self._sent = ""
         self._timeout = upstream_timeout
         self._deadline = deadline
         self._validator = validator
@@ -81,6 +92,7 @@ class ValidatingForwarding:
         self._do = do
         self._forwarding = Forwarding(selector, upstream_timeout, deadline)
         self._answer: ReplyView | None = None
+        self._answered_by = ""
         # The DS and DNSKEY sets being fetched, each with its reply once it came; the last is
         # the one asked now, those below it wait for it.
         self._needs: list[tuple[Need, Reply | None]] = []
@@ -96,6 +108,8 @@ class ValidatingForwarding:
 
     def _step(self, action: Action, now: float) -> Action:
         if isinstance(action, Send):
+            servers = self._servers
+            self._sent = servers[action.upstream] if action.upstream < len(servers) else ""
             if not self._needs:
                 return action._replace(dnssec=True)
             need = self._needs[-1][0]
@@ -107,10 +121,11 @@ class ValidatingForwarding:
             if action.reply is None or action.reply.message[3] & 0x0F not in (0, 3):
                 return action  # no answer, or an error: relayed as forwarding relays it
             self._answer = action.reply
+            self._answered_by = self._sent
             return self._judge(now)
         if action.reply is None:
             return action  # a key set the upstreams would not give: the answer cannot be judged
-        self._needs[-1] = (self._needs[-1][0], _reply(action.reply.message))
+        self._needs[-1] = (self._needs[-1][0], _reply(action.reply.message, self._sent))
         return self._learn(now)
 
     def _learn(self, now: float) -> Action:
@@ -134,7 +149,7 @@ class ValidatingForwarding:
 
     def _judge(self, now: float) -> Action:
         assert self._answer is not None
-        reply = _reply(self._answer.message)
+        reply = _reply(self._answer.message, self._answered_by)
         if reply is None:
             verdict: Outcome | Need = Outcome(Security.BOGUS, EDE_DNSSEC_BOGUS, "unreadable")
         else:
@@ -184,8 +199,8 @@ class ValidatingForwarding:
         return scan(reply)
 
 
-def _reply(message: bytes) -> Reply | None:
+def _reply(message: bytes, server: str) -> Reply | None:
     try:
-        return Reply.from_wire(message)
+        return dataclasses.replace(Reply.from_wire(message), server=server)
     except (WireError, ValueError, dns.name.NameTooLong):
         return None

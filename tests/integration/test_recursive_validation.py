@@ -461,6 +461,20 @@ async def test_forward_mode_refuses_bogus_data_with_its_ede(
     assert ede(reply) == [code]
 
 
+async def test_forward_mode_logs_a_bogus_answer_naming_the_upstream_it_came_from(
+    forwarding: Signed, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As Unbound behind a forward zone: what failed, from which server, for which key.
+    with caplog.at_level(logging.WARNING, logger="resolver.engine.driver"):
+        reply = await ask(forwarding, "www.expired.test.")
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    upstream = forwarding.engine.upstreams[0].name
+    assert (
+        f"validation failure <www.expired.test. A IN>: signature expired from {upstream} "
+        "for key expired.test. while building chain of trust (EDE 7)"
+    ) in caplog.text
+
+
 async def test_forward_mode_behind_an_upstream_that_strips_signatures_is_bogus(
     tmp_path: Path,
 ) -> None:
