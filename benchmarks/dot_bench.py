@@ -265,12 +265,17 @@ def main() -> None:
                 print(f"ours / unbound per CPU-second: {mine / theirs:.2f}x")
         finally:
             for process in (dnsdist, ours, unbound):
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+                stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a server this benchmark started: SIGTERM, then SIGKILL after 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 if __name__ == "__main__":

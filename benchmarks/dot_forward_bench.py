@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from benchmarks.dot_bench import ROOT, cpu_seconds, free_port, pinned, wait_for
+from benchmarks.dot_bench import ROOT, cpu_seconds, free_port, pinned, stop, wait_for
 
 NAMES_PER_SECOND = 60_000  # more than either forwarder reaches here
 
@@ -296,12 +296,7 @@ remote-control:
                 print(f"ours / the faster per CPU-second: {mine / faster:.2f}x")
         finally:
             for process in reversed(processes):
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+                stop(process)
 
 
 if __name__ == "__main__":
