@@ -101,6 +101,15 @@ class Connections:
             return min(self.config.tcp_idle_timeout, self.config.tcp_busy_idle_timeout)
         return self.config.tcp_idle_timeout
 
+    def reconfigure(self, config: ServerConfig) -> None:
+        """New limits (a reload): connections waiting for their next query wait no longer
+        than the idle timeout now says, from when they began to wait."""
+        self.config = config
+        limit = self.idle_timeout()
+        for client in self._clients:
+            client.shorten_idle(limit)
+        self._pressed = self.busy()
+
     def pressure_changed(self) -> None:
         """After a connection came or went (or the limits changed). Waits begun under
         pressure get the short timeout anyway; when pressure begins, those begun before it

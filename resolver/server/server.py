@@ -220,8 +220,7 @@ class Server:
             self._clock = answerer.clock()
             self._cache = answerer.cache
         self._access = AccessControl(config.allow, config.outside_allow)
-        self._connections.config = config
-        self._connections.pressure_changed()
+        self._connections.reconfigure(config)
         self._reload_certificate()
 
     def _reload_certificate(self) -> None:
