@@ -719,6 +719,22 @@ async def test_queries_cut_anywhere_across_tcp_segments_are_answered(
     assert sorted(read_header(r).id for r in replies) == [1, 2]
 
 
+async def test_a_client_that_half_closes_after_its_query_still_gets_the_answer(
+    authority: Authority,
+) -> None:
+    authority.faults.delay = 0.2  # the end of its stream arrives before the answer
+    async with asyncio.timeout(BOUND), daemon(authority) as instance:
+        reader, writer = await asyncio.open_connection(*instance.addresses[0])
+        try:
+            writer.write(frame(query(qid=31)))
+            writer.write_eof()
+            assert read_header(await read_frame(reader)).id == 31
+            assert await closed_by_peer(reader)  # then the server closes its side too
+        finally:
+            writer.close()
+        await until(lambda: instance.server.statistics().tcp_connections == 0)
+
+
 async def test_abusive_tcp_clients_do_not_keep_others_out(authority: Authority) -> None:
     # Clients that connect and send nothing or half a message, more of them than the cap
     # allows, reconnecting when closed; meanwhile normal clients ask over TCP and UDP.
