@@ -119,6 +119,15 @@ def parse_dnsperf(text: str) -> tuple[int, int, int, float, float, str]:
     return sent, completed, lost, qps, latency, rcodes.group(1).strip() if rcodes else "-"
 
 
+def run_dnsperf(argv: Sequence[str], seconds: float) -> str:
+    """Run a dnsperf command line bounded by ``seconds`` (its ``-l``) to its end; its
+    output. Raises SetupError when it fails."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    if done.returncode != 0:
+        raise SetupError(f"dnsperf failed ({done.returncode}):\n{done.stderr}{done.stdout}")
+    return done.stdout
+
+
 def measure(
     server: str,
     target: Proc,
@@ -145,13 +154,11 @@ def measure(
     answered_before = counter.read()
     cpu_before = (cpu_seconds(target.pid), cpu_seconds(upstream.pid))
     wall = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    out = run_dnsperf(argv, seconds)
     wall = time.monotonic() - wall
     cpu_after = (cpu_seconds(target.pid), cpu_seconds(upstream.pid))
     answered = counter.read() - answered_before
-    if done.returncode != 0:
-        raise SetupError(f"dnsperf failed ({done.returncode}):\n{done.stderr}{done.stdout}")
-    sent, completed, lost, qps, latency, rcodes = parse_dnsperf(done.stdout)
+    sent, completed, lost, qps, latency, rcodes = parse_dnsperf(out)
     if target is upstream:
         answered = completed  # dnsperf's own queries: one upstream query each
     return Run(

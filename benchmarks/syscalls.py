@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.dnsperf import dnsperf_argv, parse_dnsperf
+from benchmarks.dnsperf import dnsperf_argv, parse_dnsperf, run_dnsperf
 from benchmarks.errors import SetupError
 from benchmarks.harness import (
     failures_reported,
@@ -143,9 +143,7 @@ def trace_one(
             error = tracer.stderr.read().decode() if tracer.stderr else ""
             raise SetupError(f"{args.tool} exited: {error}")
         argv = dnsperf_argv(port, queries, args.seconds, 100, once=True, rate=args.rate)
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=args.seconds + 30, check=False
-        )
+        report = run_dnsperf(argv, args.seconds)
         time.sleep(0.2)  # the last replies' wake-ups
     finally:
         if tracer.poll() is None:
@@ -155,9 +153,7 @@ def trace_one(
         except subprocess.TimeoutExpired:
             os.killpg(tracer.pid, signal.SIGKILL)
             tracer.wait(5)
-    if done.returncode != 0:
-        raise SetupError(f"dnsperf failed ({done.returncode}):\n{done.stderr}{done.stdout}")
-    _, completed, lost, qps, _, _ = parse_dnsperf(done.stdout)
+    _, completed, lost, qps, _, _ = parse_dnsperf(report)
     text = out.read_text() if out.exists() else ""
     counts = parse_perf(text) if args.tool == "perf" else parse_strace(text)
     if not counts:

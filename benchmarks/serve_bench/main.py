@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.dnsperf import Counter, Run, dnsperf_argv, measure, parse_dnsperf
+from benchmarks.dnsperf import (
+    Counter,
+    Run,
+    dnsperf_argv,
+    measure,
+    parse_dnsperf,
+    run_dnsperf,
+)
 from benchmarks.harness import (
     failures_reported,
     interrupt_on_sigterm,
@@ -167,10 +173,7 @@ def compare_upstreams(args: argparse.Namespace, tmp: Path) -> None:
             for proc in procs:
                 time.sleep(args.pause)
                 argv = dnsperf_argv(proc.port, query_file("zone"), args.seconds, args.outstanding)
-                done = subprocess.run(
-                    argv, capture_output=True, text=True, timeout=args.seconds + 30, check=False
-                )
-                _, _, lost, qps, _, _ = parse_dnsperf(done.stdout)
+                _, _, lost, qps, _, _ = parse_dnsperf(run_dnsperf(argv, args.seconds))
                 results[proc.name].append(qps)
                 print(f"  {proc.name:24} {qps:9,.0f} qps lost {lost}", flush=True)
     print("\n| upstream candidate | qps (median) |\n|---|---:|")

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.dnsperf import dnsperf_argv, parse_dnsperf
+from benchmarks.dnsperf import dnsperf_argv, parse_dnsperf, run_dnsperf
 from benchmarks.errors import SetupError
 from benchmarks.memory import status_kib
 from benchmarks.processes import wait_ready
@@ -42,10 +42,7 @@ def descriptors(pid: int) -> int:
 
 def dnsperf(port: int, seconds: float, rate: int | None) -> tuple[int, int, int, float]:
     argv = dnsperf_argv(port, query_file("zone"), seconds, 100, rate=rate)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
-    if done.returncode != 0:
-        raise SetupError(f"dnsperf failed ({done.returncode}):\n{done.stderr}{done.stdout}")
-    sent, completed, lost, qps, _, _ = parse_dnsperf(done.stdout)
+    sent, completed, lost, qps, _, _ = parse_dnsperf(run_dnsperf(argv, seconds))
     return sent, completed, lost, qps
 
 
