@@ -80,6 +80,7 @@ from benchmarks.report import (
     times,
     version_of,
 )
+from benchmarks.serve_bench.floor import command as floor_command
 from benchmarks.serve_bench.nsd import NsdCounter
 
 PROG = "recursive_bench"
@@ -166,8 +167,7 @@ def start(
         if anchor is not None and not args.aggressive_nsec:
             dnssec += "\naggressive_nsec = false"
         servers[OURS] = hierarchy.start_resolver(core=SERVER_CORE, dnssec=dnssec)
-    floor = [sys.executable, "-m", "benchmarks.serve_bench.floor"]
-    floor += ["--listen", f"{FLOOR_ADDRESS}:53", "--upstream", f"{AUTHORITY}:53"]
+    floor = floor_command(f"{FLOOR_ADDRESS}:53", f"{AUTHORITY}:53")
     servers[FLOOR] = hierarchy.start_server("floor", FLOOR_ADDRESS, floor, core=SERVER_CORE)
     for server in servers.values():
         check(hierarchy, server, f"warm.{ZONE}")  # the delegation, cached from here on
@@ -194,8 +194,7 @@ def start_spread(hierarchy: Hierarchy, args: argparse.Namespace) -> dict[str, Se
         servers[OURS] = hierarchy.start_resolver(core=SERVER_CORE)
     if args.before is not None:
         servers[BEFORE] = start_before(hierarchy, args.before)
-    floor = [sys.executable, "-m", "benchmarks.serve_bench.floor"]
-    floor += ["--listen", f"{FLOOR_ADDRESS}:53", "--upstream", f"{SPREAD_LEAVES}:53"]
+    floor = floor_command(f"{FLOOR_ADDRESS}:53", f"{SPREAD_LEAVES}:53")
     servers[FLOOR] = hierarchy.start_server("floor", FLOOR_ADDRESS, floor, core=SERVER_CORE)
     for name, server in servers.items():
         if name in (UNBOUND, OURS, BEFORE):

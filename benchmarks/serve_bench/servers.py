@@ -18,6 +18,7 @@ from benchmarks import daemon
 from benchmarks.errors import SetupError
 from benchmarks.ports import free_port
 from benchmarks.processes import HOST, LOAD_CORE, ROOT, SERVER_CORE, Proc, ask
+from benchmarks.serve_bench.floor import command as floor_command
 
 QUERIES = ROOT / "benchmarks" / "queries"
 
@@ -214,8 +215,7 @@ def forwarder_procs(
 
     def floor() -> Proc:
         port = free_port()
-        argv = [*python, "benchmarks.serve_bench.floor", "--listen", f"{HOST}:{port}",
-                "--upstream", f"{HOST}:{upstream_port}"]  # fmt: skip
+        argv = [*pinned, *floor_command(f"{HOST}:{port}", f"{HOST}:{upstream_port}")]
         return Proc(FLOOR, argv, tmp / f"{tag}-floor.log", port, probe)
 
     def dnslib() -> Proc:
