@@ -113,7 +113,7 @@ def run_once(
     time.sleep(args.pause)
     single_pass = args.distinct_names if load == "distinct" else 0
     proc = layout.proc
-    before, machine = process_cpu(proc.pid), machine_times()
+    before, machine_before = process_cpu(proc.pid), machine_times()
     run = measure(
         proc.name,
         proc,
@@ -125,7 +125,7 @@ def run_once(
         clients=args.clients,
     )
     after, (idle, total) = process_cpu(proc.pid), machine_times()
-    layout.idle.append((idle - machine[0]) / max(1, total - machine[1]))
+    layout.idle.append((idle - machine_before[0]) / max(1, total - machine_before[1]))
     workers = [after[pid] - before.get(pid, 0.0) for pid in after if pid != proc.pid]
     layout.workers_cpu.append(sorted((cpu / run.wall for cpu in workers), reverse=True))
     layout.row.runs.append(run)
