@@ -96,6 +96,8 @@ RUN if [ -n "$WHEELS" ]; then \
     fi \
     && rm -rf /wheels
 COPY tests/compose /suite
+# The reader of `resolver query +trace` output it shares with tests/integration.
+COPY tests/trace_output.py /suite/trace_output.py
 ENV PYTHONDONTWRITEBYTECODE=1
 WORKDIR /suite
 USER resolver

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import platform
 import struct
 import sys
@@ -33,6 +32,7 @@ import tracemalloc
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from benchmarks.memory import rss_bytes
 from resolver.cache import Cache, CacheConfig, CacheEntry, CacheKey
 from resolver.wire.view import scan
 
@@ -62,11 +62,6 @@ def reply_for(name: bytes, index: int) -> bytes:
         + _QUESTION_TAIL.pack(TYPE_A, CLASS_IN)
         + _ANSWER.pack(0xC00C, TYPE_A, CLASS_IN, 300, 4, address)
     )
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def fill(cache: Cache, entries: int) -> None:

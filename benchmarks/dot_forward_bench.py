@@ -15,120 +15,56 @@ forwarder under test has CPU 1, the upstream and dnsperf CPU 0.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from benchmarks import daemon
+from benchmarks.certificates import ca_and_certificate
+from benchmarks.cpu import process_seconds
+from benchmarks.dnsperf import dnsperf_argv, lost_line, parse_dnsperf
+from benchmarks.errors import SetupError
+from benchmarks.harness import missing_tool
+from benchmarks.peers import dnsdist_argv, dnsdist_conf, unbound_argv, unbound_conf
+from benchmarks.ports import free_port, wait_listening
+from benchmarks.processes import HOST, ROOT, pinned, spawn, stop
+from benchmarks.report import cpu_line, ours_over
 
-from benchmarks.dot_bench import ROOT, cpu_seconds, free_port, pinned, stop, wait_for
-
+PROG = "dot_forward_bench"
 NAMES_PER_SECOND = 60_000  # more than either forwarder reaches here
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def ca_and_certificate(home: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA (ca.pem) and a certificate of it for dns.test (cert.pem, key.pem)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dns.test")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("dns.test")]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = home / "ca.pem", home / "cert.pem", home / "key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(_key_pem(key))
-    return paths
-
-
-def unbound_base(home: Path, name: str) -> str:
-    return f"""server:
-    do-ip6: no
-    num-threads: 1
-    username: ""
-    chroot: ""
-    directory: "{home}"
-    pidfile: "{home}/{name}.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    access-control: 127.0.0.0/8 allow
-    incoming-num-tcp: 1024
-    outgoing-num-tcp: 64
-    do-not-query-localhost: no
-"""
-
-
 def dnsperf(port: int, names: Path, args: argparse.Namespace) -> tuple[float, int, str]:
-    argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(names), "-n", "1"]
-    argv += ["-l", str(args.seconds), "-c", "1", "-q", str(args.outstanding), "-t", "2"]
+    """dnsperf over UDP at ``port`` on CPU 0, reading ``names`` once: its qps, queries
+    completed and line of queries lost."""
+    argv = dnsperf_argv(port, names, args.seconds, args.outstanding, once=True, core=None)
     out = subprocess.run(
         pinned(0, argv), capture_output=True, text=True, timeout=args.seconds + 60
     ).stdout
-    qps, completed = 0.0, 0
-    lost = ""
-    for line in out.splitlines():
-        if "Queries per second:" in line:
-            qps = float(line.split(":")[1])
-        elif "Queries completed:" in line:
-            completed = int(line.split(":")[1].split()[0])
-        elif "Queries lost:" in line:
-            lost = line.strip()
-    return qps, completed, lost
+    _, completed, _, qps, _, _ = parse_dnsperf(out)
+    return qps, completed, lost_line(out)
 
 
 API_KEY = "bench"  # dnsdist's API, on loopback, read by this script only
 
 
-def dnsdist_conf(listen: int, upstream_tls: int, ca: Path, api: int) -> str:
+def tls_backend(listen: int, upstream_tls: int, ca: Path, api: int) -> str:
     """dnsdist on UDP (and TCP) ``listen`` forwarding over DoT to ``upstream_tls``: the health
     check asks a name the upstream answers (nothing leaves loopback), no packet cache."""
-    return f"""setSecurityPollSuffix("")
-setLocal("127.0.0.1:{listen}")
-setACL({{"127.0.0.0/8"}})
-newServer({{address="127.0.0.1:{upstream_tls}", tls="openssl", subjectName="dns.test",
+    return dnsdist_conf(
+        listen,
+        f"""newServer({{address="{HOST}:{upstream_tls}", tls="openssl", subjectName="dns.test",
   caStore="{ca}", validateCertificates=true, checkName="check.wild.test.", checkInterval=1}})
-webserver("127.0.0.1:{api}")
+webserver("{HOST}:{api}")
 setWebserverConfig({{apiKey="{API_KEY}", acl="127.0.0.0/8"}})
-"""
+""",
+    )
 
 
 def dnsdist_state(api: int) -> dict[str, Any]:
@@ -149,103 +85,63 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--outstanding", type=int, default=200)
     args = parser.parse_args()
-    for tool in ("unbound", "dnsperf", "dnsdist"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is not installed")
+    if missing_tool(PROG, ("unbound", "dnsperf", "dnsdist")):
+        raise SystemExit(2)
+    try:
+        run(args)
+    except SetupError as exc:
+        raise SystemExit(f"{PROG}: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         ca, cert, key = ca_and_certificate(home)
         upstream_tls, unbound_port, ours_port = free_port(), free_port(), free_port()
         dnsdist_port, dnsdist_api = free_port(), free_port()
-        (home / "dnsdist.conf").write_text(
-            dnsdist_conf(dnsdist_port, upstream_tls, ca, dnsdist_api)
-        )
-        (home / "upstream.conf").write_text(
-            unbound_base(home, "upstream")
-            + f"""    interface: 127.0.0.1@{upstream_tls}
+        (home / "dnsdist.conf").write_text(tls_backend(dnsdist_port, upstream_tls, ca, dnsdist_api))
+        upstream = f"""    interface: {HOST}@{upstream_tls}
     tls-port: {upstream_tls}
     tls-service-key: "{key}"
     tls-service-pem: "{cert}"
     local-zone: "test." nodefault
     local-zone: "wild.test." redirect
     local-data: "wild.test. 300 IN A 127.1.0.9"
-remote-control:
-    control-enable: no
 """
-        )
-        (home / "forwarder.conf").write_text(
-            unbound_base(home, "forwarder")
-            + f"""    interface: 127.0.0.1@{unbound_port}
+        (home / "upstream.conf").write_text(unbound_conf(home, "upstream", upstream))
+        forwarding = f"""    interface: {HOST}@{unbound_port}
     tls-cert-bundle: "{ca}"
     local-zone: "test." nodefault
-forward-zone:
-    name: "."
-    forward-addr: 127.0.0.1@{upstream_tls}#dns.test
-    forward-tls-upstream: yes
-remote-control:
-    control-enable: no
 """
+        forward_zone = f"""forward-zone:
+    name: "."
+    forward-addr: {HOST}@{upstream_tls}#dns.test
+    forward-tls-upstream: yes
+"""
+        (home / "forwarder.conf").write_text(
+            unbound_conf(home, "forwarder", forwarding, forward_zone)
         )
-        (home / "resolver.toml").write_text("[cache]\nenabled = false\n")
+        config = daemon.write_config(home / "resolver.toml", "[cache]\nenabled = false\n")
         log = home / "resolver.log"
-        processes = [
-            subprocess.Popen(
-                pinned(0, ["unbound", "-d", "-c", str(home / "upstream.conf")]),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        ]
+        processes = [spawn(pinned(0, unbound_argv(home / "upstream.conf")))]
         try:
-            wait_for(upstream_tls)
-            forwarder = subprocess.Popen(
-                pinned(1, ["unbound", "-d", "-c", str(home / "forwarder.conf")]),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            wait_listening(upstream_tls)
+            forwarder = spawn(pinned(1, unbound_argv(home / "forwarder.conf")))
             processes.append(forwarder)
-            with log.open("w") as sink:
-                ours = subprocess.Popen(
-                    pinned(
-                        1,
-                        [
-                            sys.executable,
-                            "-m",
-                            "resolver",
-                            "serve",
-                            "--config",
-                            str(home / "resolver.toml"),
-                            "--listen",
-                            f"127.0.0.1:{ours_port}",
-                            "--upstream",
-                            f"tls://127.0.0.1:{upstream_tls}#dns.test",
-                            "--tls-ca",
-                            str(ca),
-                        ],
-                    ),
-                    cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
-                    stderr=sink,
-                )
-            processes.append(ours)
-            dnsdist = subprocess.Popen(
-                pinned(
-                    1,
-                    [
-                        "dnsdist",
-                        "--supervised",
-                        "--disable-syslog",
-                        "-C",
-                        str(home / "dnsdist.conf"),
-                    ],
-                ),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            serve = daemon.serve(
+                config=config,
+                listen=f"{HOST}:{ours_port}",
+                upstream=f"tls://{HOST}:{upstream_tls}#dns.test",
+                extra=["--tls-ca", str(ca)],
+                log_level=None,  # its statistics, logged on SIGUSR1, are read from the log
             )
+            with log.open("wb") as sink:
+                ours = spawn(pinned(1, serve), cwd=ROOT, stderr=sink)
+            processes.append(ours)
+            dnsdist = spawn(pinned(1, dnsdist_argv(home / "dnsdist.conf")))
             processes.append(dnsdist)
-            wait_for(unbound_port)
-            wait_for(ours_port)
-            wait_for(dnsdist_port)
-            wait_for(dnsdist_api)
+            for port in (unbound_port, ours_port, dnsdist_port, dnsdist_api):
+                wait_listening(port)
             names = home / "names.txt"
             print(
                 f"distinct names over UDP, forwarded over DoT; {args.seconds} s, "
@@ -260,14 +156,11 @@ remote-control:
                 write_names(names, f"warm{port}", 2000)
                 dnsperf(port, names, argparse.Namespace(seconds=2, outstanding=50))
                 write_names(names, f"r{port}", NAMES_PER_SECOND * args.seconds)
-                before = cpu_seconds(process.pid)
+                before = process_seconds(process.pid)
                 qps, completed, lost = dnsperf(port, names, args)
-                spent = cpu_seconds(process.pid) - before
+                spent = process_seconds(process.pid) - before
                 rates[label] = completed / spent if spent else 0.0
-                print(
-                    f"{label:<22} {qps:>9,.0f} qps  {spent:>6.2f} CPU s  "
-                    f"{rates[label]:>9,.0f} q/CPU-s  {lost}"
-                )
+                print(cpu_line(label, qps, spent, rates[label], lost, width=9))
             ours.send_signal(signal.SIGUSR1)
             time.sleep(1.0)
             text = log.read_text()
@@ -288,12 +181,15 @@ remote-control:
                     f"{backend.get('tcpReusedConnections', '?')} reused)"
                 )
             mine = rates["resolver tls://"]
-            for label in ("unbound forward-tls", "dnsdist tls backend"):
-                if rates[label]:
-                    print(f"ours / {label.split()[0]} per CPU-second: {mine / rates[label]:.2f}x")
             faster = max(rates["unbound forward-tls"], rates["dnsdist tls backend"])
-            if faster:
-                print(f"ours / the faster per CPU-second: {mine / faster:.2f}x")
+            for peer, theirs in (
+                ("unbound", rates["unbound forward-tls"]),
+                ("dnsdist", rates["dnsdist tls backend"]),
+                ("the faster", faster),
+            ):
+                line = ours_over(peer, mine, theirs)
+                if line is not None:
+                    print(line)
         finally:
             for process in reversed(processes):
                 stop(process)

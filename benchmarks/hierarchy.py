@@ -45,13 +45,14 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.serve_bench.servers import ROOT, Proc, SetupError
+from benchmarks import daemon
+from benchmarks.errors import SetupError
+from benchmarks.processes import ROOT, Proc
 
 FIXTURES = ROOT / "fixtures"
 ZONES = FIXTURES / "zones"
@@ -543,11 +544,11 @@ class Hierarchy:
         """Our daemon, ``python -m resolver serve`` from this checkout, in recursive mode
         (resolver_toml()) on ADDRESS:53; returns once it answers. Raises SetupError with its
         log when it exits first (a bad configuration, a port taken)."""
-        config = self.directory / f"resolver-{address}.toml"
-        config.write_text(resolver_toml(address, extra_toml, root_hints, dnssec))
-        command = [sys.executable, "-m", "resolver", "serve", "--config", str(config)]
-        command += ["--log-level", "warning"]
-        return self.start_server(f"resolver-{address}", address, command, core)
+        config = daemon.write_config(
+            self.directory / f"resolver-{address}.toml",
+            resolver_toml(address, extra_toml, root_hints, dnssec),
+        )
+        return self.start_server(f"resolver-{address}", address, daemon.serve(config=config), core)
 
     def start_server(
         self, name: str, address: str, command: Sequence[str], core: str | None = None

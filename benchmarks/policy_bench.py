@@ -41,13 +41,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks.memory import rss_bytes
+
 CALLS = 200_000
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * PAGE / 1e6
+    return rss_bytes() / 1e6
 
 
 def names(count: int, seed: int = 21) -> list[str]:

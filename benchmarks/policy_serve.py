@@ -26,16 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.policy_bench import names, write_list, write_rpz
+from benchmarks.processes import Proc, running, wait_ready
+from benchmarks.report import Row
 from benchmarks.serve_bench.main import run_once, start_upstream
-from benchmarks.serve_bench.report import Row, sweep_table
-from benchmarks.serve_bench.servers import (
-    CACHE_OFF,
-    Proc,
-    check_answers,
-    ours_proc,
-    running,
-    wait_ready,
-)
+from benchmarks.serve_bench.report import sweep_table
+from benchmarks.serve_bench.servers import CACHE_OFF, check_answers, ours_proc
 from benchmarks.serve_bench.workloads import WORKLOADS, Inputs
 
 STARTUP = 300.0  # seconds: loading the policy, on a busy machine

@@ -37,6 +37,7 @@ from asyncio_connection_pool import ConnectionPool, ConnectionStrategy
 from connpool import AsyncConnectionPool, PoolConfig
 
 import resolver.pool as pool_module
+from benchmarks.harness import rotated
 from resolver.pool import Pool
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
@@ -328,8 +329,7 @@ def run_config(config: Config, impls: Sequence[str], options: Options) -> dict[s
     the order and every other round reverses it, so no implementation always runs first."""
     results = {name: Result() for name in impls}
     for round_ in range(options.repeat):
-        shift = round_ % len(impls)
-        order = list(impls[shift:]) + list(impls[:shift])
+        order = rotated(impls, round_)
         if round_ % 2:
             order.reverse()
         for name in order:

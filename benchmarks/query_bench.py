@@ -29,9 +29,7 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import sysconfig
@@ -41,8 +39,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-REPO = Path(__file__).resolve().parent.parent
-ZONES = REPO / "fixtures" / "zones"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository
+
+from benchmarks import daemon
+from benchmarks.errors import SetupError
+from benchmarks.harness import rotated
+from benchmarks.ports import free_port
+from benchmarks.processes import HOST, ROOT, spawn, stop, wait_answering
+from benchmarks.report import load_average
+
 NAME = "www.example.com"
 ANSWER = "127.1.0.1"
 TARGET_RATIO = 2.0
@@ -50,64 +55,19 @@ STARTUP = 15.0  # seconds for the authority to answer
 CALL_TIMEOUT = 20.0  # seconds for one measured call
 
 
-def free_port() -> int:
-    """A loopback port free for both UDP and TCP right now."""
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise SystemExit("no free loopback port")
-
-
-def answers(port: int) -> bool:
-    """Whether something on 127.0.0.1:``port`` answers a query for NAME."""
-    labels = b"".join(bytes((len(p),)) + p.encode() for p in NAME.split("."))
-    query = struct.pack("!6H", 0x4242, 0x0100, 1, 0, 0, 0) + labels + b"\x00\x00\x01\x00\x01"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.2)
-        try:
-            sock.sendto(query, ("127.0.0.1", port))
-            reply, source = sock.recvfrom(65535)
-        except OSError:
-            time.sleep(0.05)  # nothing listens yet: pace the polling
-            return False
-    return source[1] == port and reply[:2] == b"\x42\x42" and bool(reply[2] & 0x80)
-
-
 def start_authority(port: int) -> subprocess.Popen[bytes]:
-    zones = [f"--zone={path}" for path in sorted(ZONES.glob("*.zone"))]
-    listen = ["--listen", f"127.0.0.1:{port}", "--log-level", "warning"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "resolver", "authority", *zones, *listen],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + STARTUP
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"resolver authority exited with {process.returncode}")
-        if answers(port):
-            return process
-    stop(process)
-    raise SystemExit(f"resolver authority did not answer within {STARTUP:g}s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
+    """``resolver authority`` of this checkout serving the fixture zones on HOST:port, once
+    it answers. Raises SetupError."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = spawn(daemon.fixture_authority(f"{HOST}:{port}"), cwd=ROOT, env=env)
     try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
+        wait_answering(
+            lambda: process.poll() is None, port, (NAME, "A"), STARTUP, "resolver authority"
+        )
+    except SetupError:
+        stop(process)
+        raise
+    return process
 
 
 def timed(command: Sequence[str], env: dict[str, str], answer: bool = True) -> tuple[float, float]:
@@ -132,7 +92,7 @@ def install(target: Path) -> Path:
     leaves nothing in it); its console script."""
     source = target.parent / "source"
     litter = shutil.ignore_patterns(".git", "build", "*.egg-info", ".*_cache", ".hypothesis")
-    shutil.copytree(REPO, source, ignore=litter)
+    shutil.copytree(ROOT, source, ignore=litter)
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps"]
     done = subprocess.run(
         [*pip, "--target", str(target), str(source)],
@@ -166,8 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"stopped by signal {signum}")
 
     signal.signal(signal.SIGTERM, on_signal)
-    port = free_port()
-    authority = start_authority(port)
+    try:
+        port = free_port()
+        authority = start_authority(port)
+    except SetupError as exc:
+        raise SystemExit(str(exc)) from None
     try:
         with tempfile.TemporaryDirectory(prefix="query-bench-") as scratch:
             script = install(Path(scratch) / "install")
@@ -190,8 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cpu: dict[str, list[float]] = {label: [] for label in commands}
             labels = list(commands)
             for round_number in range(args.rounds):
-                shift = round_number % len(labels)
-                for label in labels[shift:] + labels[:shift]:
+                for label in rotated(labels, round_number):
                     command, command_env, answer = commands[label]
                     wall, used = timed(command, command_env, answer)
                     times[label].append(wall)
@@ -203,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratio = median_ms["ours"] / median_ms["dig"]
     print(f"server: resolver authority on 127.0.0.1:{port}; question: {NAME} A")
     print(f"python: {sys.version.split()[0]} ({sys.executable}); dig: {dig}")
-    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average at the end: {load_average()}")
     print(f"rounds: {args.rounds}, rotating which goes first")
     for label, values in times.items():
         print(f"{label:>9} ms: {' '.join(f'{t * 1000:.1f}' for t in values)}")

@@ -39,15 +39,16 @@ import argparse
 import math
 import os
 import random
-import signal
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
+from benchmarks import daemon
+from benchmarks.dnsperf import measure
+from benchmarks.errors import SetupError
+from benchmarks.harness import failures_reported, interrupt_on_sigterm, missing_cores, rotated
 from benchmarks.hierarchy import (
     FLOOR_ADDRESS,
     SPREAD_ANSWER,
@@ -64,12 +65,25 @@ from benchmarks.hierarchy import (
     sign_fixtures,
     write_spread,
 )
-from benchmarks.serve_bench.dnsperf import measure
+from benchmarks.processes import LOAD_CORE, SERVER_CORE
+from benchmarks.report import (
+    Row,
+    git_state,
+    leading_cells,
+    leading_header,
+    load_average,
+    measured_package,
+    median,
+    now,
+    paired,
+    run_figures,
+    times,
+    version_of,
+)
+from benchmarks.serve_bench.floor import command as floor_command
 from benchmarks.serve_bench.nsd import NsdCounter
-from benchmarks.serve_bench.report import Row, git_state, measured_package, median, paired
-from benchmarks.serve_bench.report import tool_version as version_of
-from benchmarks.serve_bench.servers import LOAD_CORE, SERVER_CORE, SetupError
 
+PROG = "recursive_bench"
 ZONE = "wild.test."
 AUTHORITY = "127.0.0.5"  # wild.test.'s server (fixtures/README.md)
 WILDCARD_ANSWER = "127.1.3.1"
@@ -153,8 +167,7 @@ def start(
         if anchor is not None and not args.aggressive_nsec:
             dnssec += "\naggressive_nsec = false"
         servers[OURS] = hierarchy.start_resolver(core=SERVER_CORE, dnssec=dnssec)
-    floor = [sys.executable, "-m", "benchmarks.serve_bench.floor"]
-    floor += ["--listen", f"{FLOOR_ADDRESS}:53", "--upstream", f"{AUTHORITY}:53"]
+    floor = floor_command(f"{FLOOR_ADDRESS}:53", f"{AUTHORITY}:53")
     servers[FLOOR] = hierarchy.start_server("floor", FLOOR_ADDRESS, floor, core=SERVER_CORE)
     for server in servers.values():
         check(hierarchy, server, f"warm.{ZONE}")  # the delegation, cached from here on
@@ -164,10 +177,10 @@ def start(
 
 def start_before(hierarchy: Hierarchy, checkout: Path) -> Server:
     """``resolver serve`` as ``start_resolver`` runs it, imported from ``checkout``."""
-    config = hierarchy.directory / "resolver-before.toml"
-    config.write_text(resolver_toml(BEFORE_ADDRESS))
-    command = ["env", "-C", str(checkout), f"PYTHONPATH={checkout}", sys.executable, "-m"]
-    command += ["resolver", "serve", "--config", str(config), "--log-level", "warning"]
+    config = daemon.write_config(
+        hierarchy.directory / "resolver-before.toml", resolver_toml(BEFORE_ADDRESS)
+    )
+    command = daemon.serve(config=config, python=daemon.from_checkout(checkout))
     return hierarchy.start_server("resolver-before", BEFORE_ADDRESS, command, core=SERVER_CORE)
 
 
@@ -181,8 +194,7 @@ def start_spread(hierarchy: Hierarchy, args: argparse.Namespace) -> dict[str, Se
         servers[OURS] = hierarchy.start_resolver(core=SERVER_CORE)
     if args.before is not None:
         servers[BEFORE] = start_before(hierarchy, args.before)
-    floor = [sys.executable, "-m", "benchmarks.serve_bench.floor"]
-    floor += ["--listen", f"{FLOOR_ADDRESS}:53", "--upstream", f"{SPREAD_LEAVES}:53"]
+    floor = floor_command(f"{FLOOR_ADDRESS}:53", f"{SPREAD_LEAVES}:53")
     servers[FLOOR] = hierarchy.start_server("floor", FLOOR_ADDRESS, floor, core=SERVER_CORE)
     for name, server in servers.items():
         if name in (UNBOUND, OURS, BEFORE):
@@ -213,8 +225,7 @@ def bench_spread(args: argparse.Namespace, directory: Path) -> tuple[list[Row], 
         order = list(servers)
         for round_ in range(args.rounds):
             print(f"round {round_ + 1} of {args.rounds}", flush=True)
-            shift = round_ % len(order)
-            for name in order[shift:] + order[:shift]:
+            for name in rotated(order, round_):
                 queries = names.next()
                 time.sleep(args.pause)
                 server = servers[name]
@@ -235,8 +246,7 @@ def bench_spread(args: argparse.Namespace, directory: Path) -> tuple[list[Row], 
                 rows[name].runs.append(run)
                 referrals[name].append(asked / run.completed if run.completed else 0.0)
                 print(
-                    f"  {name:20} {run.qps:9,.0f} qps lost {run.lost} cpu {run.server_cpu:.0%} "
-                    f"{run.per_cpu_second:9,.0f} q/cpu-s up/q {run.upstream_per_query:.2f} "
+                    f"  {name:20} {run_figures(run)} up/q {run.upstream_per_query:.2f} "
                     f"parent q/q {referrals[name][-1]:.3f}",
                     flush=True,
                 )
@@ -256,8 +266,7 @@ def bench(args: argparse.Namespace, directory: Path) -> list[Row]:
         order = list(servers)
         for round_ in range(args.rounds):
             print(f"round {round_ + 1} of {args.rounds}", flush=True)
-            shift = round_ % len(order)
-            for name in order[shift:] + order[:shift]:
+            for name in rotated(order, round_):
                 queries = names.next()
                 time.sleep(args.pause)
                 server = servers[name]
@@ -275,15 +284,11 @@ def bench(args: argparse.Namespace, directory: Path) -> list[Row]:
                 )
                 rows[name].runs.append(run)
                 print(
-                    f"  {name:20} {run.qps:9,.0f} qps lost {run.lost} "
-                    f"cpu {run.server_cpu:.0%} up/q {run.upstream_per_query:.2f}",
+                    f"  {name:20} {run_figures(run, per_cpu=False)} "
+                    f"up/q {run.upstream_per_query:.2f}",
                     flush=True,
                 )
         return [rows[name] for name in order]
-
-
-def _x(value: float) -> str:
-    return f"{value:.2f}x" if value else "-"
 
 
 def table(rows: Sequence[Row], referrals: dict[str, float] | None = None) -> list[str]:
@@ -291,24 +296,18 @@ def table(rows: Sequence[Row], referrals: dict[str, float] | None = None) -> lis
     query, and "authority" is the child zones' server."""
     unbound = next(row for row in rows if row.server == UNBOUND)
     lines = [
-        "| server | qps (median) | qps range | lost | avg latency ms | server CPU | "
-        "CPU us/query | queries per CPU-s | authority CPU | up/q | "
+        leading_header()
+        + "CPU us/query | queries per CPU-s | authority CPU | up/q | "
         + ("parent q/q | " if referrals is not None else "")
         + "qps vs Unbound | per CPU-s vs Unbound |",
         "|---|" + "---:|" * (11 + (referrals is not None)),
     ]
     for row in rows:
-        runs = row.runs
         lines.append(
-            f"| {row.server} | {row.qps:,.0f} | {row.spread()} | {row.lost} | "
-            f"{median([r.latency_ms for r in runs]):.2f} | "
-            f"{median([r.server_cpu for r in runs]):.0%} | "
-            f"{median([r.cpu_us_per_query for r in runs]):.1f} | "
-            f"{row.per_cpu_second:,.0f} | "
-            f"{median([r.upstream_cpu for r in runs]):.0%} | "
-            f"{median([r.upstream_per_query for r in runs]):.2f} | "
+            leading_cells(row) + f"{row.cpu_us_per_query:.1f} | {row.per_cpu_second:,.0f} | "
+            f"{row.upstream_cpu:.0%} | {row.upstream_per_query:.2f} | "
             + (f"{referrals[row.server]:.3f} | " if referrals is not None else "")
-            + f"{_x(paired(row, unbound))} | {_x(paired(row, unbound, per_cpu=True))} |"
+            + f"{times(paired(row, unbound))} | {times(paired(row, unbound, per_cpu=True))} |"
         )
     return lines
 
@@ -356,19 +355,16 @@ def verdicts(rows: Sequence[Row], workload: str = "wild") -> list[str]:
             out.append(f"WARNING: {row.server} ran out of time (--seconds) before its names")
         if any(r.rcodes.split()[:1] != ["NOERROR"] or "," in r.rcodes for r in runs):
             out.append(f"WARNING: {row.server} answered {[r.rcodes for r in runs]}")
-        if row.server != CEILING and median([r.server_cpu for r in runs]) < 0.9:
+        if row.server != CEILING and row.server_cpu < 0.9:
             out.append(
-                f"WARNING: {row.server} used {median([r.server_cpu for r in runs]):.0%} of its "
+                f"WARNING: {row.server} used {row.server_cpu:.0%} of its "
                 "core: another tenant had it, or it waited on something else"
             )
     return out
 
 
 def describe(args: argparse.Namespace) -> list[str]:
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    unbound = version_of(["unbound", "-V"], r"Version (\S+)")
-    nsd = version_of(["nsd", "-v"], r"NSD version (\S+)")
-    dnsperf = version_of(["dnsperf", "-h"], r"Version (\S+)")
+    unbound, nsd, dnsperf = version_of("unbound"), version_of("nsd"), version_of("dnsperf")
     measured = f"{measured_package()} (tree {git_state()})" if args.ours else "not measured"
     names = (
         f"{args.zones * args.per_zone:,} new names in {args.zones:,} new delegated zones per run"
@@ -380,7 +376,7 @@ def describe(args: argparse.Namespace) -> list[str]:
         if not args.aggressive_nsec:
             names += " (ours with aggressive_nsec = false)"
     return [
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load {load}",
+        f"date: {now()}, {os.cpu_count()} cores, load {load_average()}",
         f"unbound {unbound}, NSD {nsd}, dnsperf {dnsperf}; resolver: {measured}",
         f"workload {args.workload}; load: dnsperf -c 1 -q {args.outstanding} -t 2 "
         f"-l {args.seconds:g} -n 1, {names}, {args.rounds} round(s), medians; resolver under "
@@ -448,36 +444,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through the finally that ends the namespace
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+    with failures_reported(PROG):
         require("ip", "nsd", "nsd-control", "unbound", "dig", "dnsperf", "taskset")
-    except SetupError as exc:
-        print(f"recursive_bench: {exc}", file=sys.stderr)
+    if missing_cores(PROG):
         return 2
-    if not {0, 1} <= os.sched_getaffinity(0):
-        print("recursive_bench: needs cores 0 and 1", file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupt_on_sigterm()
     print("\n".join(describe(args)), flush=True)
-    with tempfile.TemporaryDirectory(prefix="recursive_bench.") as name:
+    with tempfile.TemporaryDirectory(prefix="recursive_bench.") as name, failures_reported(PROG):
         referrals = None
-        try:
-            if args.workload == "spread":
-                rows, referrals = bench_spread(args, Path(name))
-            else:
-                rows = bench(args, Path(name))
-        except SetupError as exc:
-            print(f"recursive_bench: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("recursive_bench: interrupted; every server stopped", file=sys.stderr)
-            return 130
-    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+        if args.workload == "spread":
+            rows, referrals = bench_spread(args, Path(name))
+        else:
+            rows = bench(args, Path(name))
+    print(f"\nload average at the end: {load_average()}\n")
     print("\n".join(table(rows, referrals)))
     print()
     print("\n".join(verdicts(rows, args.workload)))

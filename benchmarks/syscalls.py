@@ -33,28 +33,31 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
-from benchmarks.serve_bench.dnsperf import parse_dnsperf
+from benchmarks.dnsperf import dnsperf_argv, parse_dnsperf, run_dnsperf
+from benchmarks.errors import SetupError
+from benchmarks.harness import (
+    failures_reported,
+    interrupt_on_sigterm,
+    missing_cores,
+    missing_tool,
+)
+from benchmarks.processes import running
+from benchmarks.report import git_state, load_average, now
 from benchmarks.serve_bench.nsd import ZONE, nsd_proc
-from benchmarks.serve_bench.report import git_state
 from benchmarks.serve_bench.servers import (
     BEFORE,
     CACHE_OFF,
     CEILING,
     FLOOR,
-    HOST,
-    LOAD_CORE,
     OURS,
-    SetupError,
     before_proc,
     check_answers,
     forwarder_procs,
-    running,
 )
 
+PROG = "syscalls"
 SERVERS = (OURS, FLOOR)
 
 
@@ -139,14 +142,8 @@ def trace_one(
         if tracer.poll() is not None:
             error = tracer.stderr.read().decode() if tracer.stderr else ""
             raise SetupError(f"{args.tool} exited: {error}")
-        argv = [
-            "taskset", "-c", LOAD_CORE, "dnsperf", "-s", HOST, "-p", str(port),
-            "-d", str(queries), "-n", "1", "-l", f"{args.seconds:g}", "-Q", str(args.rate),
-            "-c", "1", "-q", "100", "-t", "2",
-        ]  # fmt: skip
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=args.seconds + 30, check=False
-        )
+        argv = dnsperf_argv(port, queries, args.seconds, 100, once=True, rate=args.rate)
+        report = run_dnsperf(argv, args.seconds)
         time.sleep(0.2)  # the last replies' wake-ups
     finally:
         if tracer.poll() is None:
@@ -156,9 +153,7 @@ def trace_one(
         except subprocess.TimeoutExpired:
             os.killpg(tracer.pid, signal.SIGKILL)
             tracer.wait(5)
-    if done.returncode != 0:
-        raise SetupError(f"dnsperf failed ({done.returncode}):\n{done.stderr}{done.stdout}")
-    _, completed, lost, qps, _, _ = parse_dnsperf(done.stdout)
+    _, completed, lost, qps, _, _ = parse_dnsperf(report)
     text = out.read_text() if out.exists() else ""
     counts = parse_perf(text) if args.tool == "perf" else parse_strace(text)
     if not counts:
@@ -271,36 +266,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through the finally blocks that stop the servers
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    for name in ("dnsperf", "nsd", "nsd-control", "taskset", args.tool):
-        if shutil.which(name) is None:
-            print(f"syscalls: {name} is not installed", file=sys.stderr)
-            return 2
-    if not {0, 1} <= os.sched_getaffinity(0):
-        print("syscalls: needs cores 0 and 1", file=sys.stderr)
+    if missing_tool(PROG, ("dnsperf", "nsd", "nsd-control", "taskset", args.tool)):
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
+    if missing_cores(PROG):
+        return 2
+    interrupt_on_sigterm()
     print(
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; resolver tree {git_state()}; "
+        f"date: {now()}; resolver tree {git_state()}; "
         f"{args.tool}; dnsperf -Q {args.rate} -l {args.seconds:g} -n 1, distinct names under "
-        f"{ZONE} (NSD); {args.rounds} run(s) per server; load average "
-        + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        f"{ZONE} (NSD); {args.rounds} run(s) per server; load average {load_average()}",
         flush=True,
     )
-    with tempfile.TemporaryDirectory(prefix="syscalls.") as name:
-        try:
-            results = bench(args, Path(name))
-        except SetupError as exc:
-            print(f"syscalls: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("syscalls: interrupted; every server stopped", file=sys.stderr)
-            return 130
+    with tempfile.TemporaryDirectory(prefix="syscalls.") as name, failures_reported(PROG):
+        results = bench(args, Path(name))
     print()
     print("\n".join(table(results, args.servers)))
     return 0

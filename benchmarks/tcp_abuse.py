@@ -29,29 +29,17 @@ import contextlib
 import os
 import socket
 import struct
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-ZONES = REPO / "fixtures" / "zones"
-STARTUP = 15.0
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository
 
-
-def free_port() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise SystemExit("no free port")
+from benchmarks import daemon
+from benchmarks.errors import SetupError
+from benchmarks.memory import status_kib
+from benchmarks.ports import free_port
+from benchmarks.processes import HOST, ROOT, spawned, wait_answering
 
 
 def query(name: str, qid: int = 1, qtype: int = 1) -> bytes:
@@ -76,41 +64,6 @@ def udp_answered(port: int, name: str, qid: int, timeout: float) -> bool:
                     return True
         except OSError:
             return False
-
-
-def wait_answering(process: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + STARTUP
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"exited with {process.returncode} before answering")
-        if udp_answered(port, "www.example.com", 7, 0.2):
-            return
-    raise SystemExit(f"no answer on {port} within {STARTUP}s")
-
-
-@contextlib.contextmanager
-def running(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    # `python -m` puts the working directory first on the path: run in the checkout measured.
-    process = subprocess.Popen(
-        args, env=env, cwd=env["PYTHONPATH"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise SystemExit(f"no {field} for {pid}")
 
 
 async def flood(port: int, abusers: int, seconds: float) -> str:
@@ -220,46 +173,33 @@ def never_reads(port: int, pid: int, name: str, qtype: int, count: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", choices=["flood", "never-reads", "both"], default="both")
-    parser.add_argument("--checkout", type=Path, default=REPO, help="code to run (a checkout)")
+    parser.add_argument("--checkout", type=Path, default=ROOT, help="code to run (a checkout)")
     parser.add_argument("--abusers", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--queries", type=int, default=20_000)
     parser.add_argument("--name", default="big.example.com")
     parser.add_argument("--qtype", type=int, default=16, help="numeric (16: TXT)")
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(args.checkout.resolve())}
+    try:
+        run(args)
+    except SetupError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> None:
+    checkout = args.checkout.resolve()
+    # ``python -m`` puts the working directory first on the path: run in the checkout measured.
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
     up, port = free_port(), free_port()
-    zones = [f"--zone={path}" for path in sorted(ZONES.glob("*.zone"))]
-    authority = [
-        sys.executable,
-        "-m",
-        "resolver",
-        "authority",
-        *zones,
-        "--listen",
-        f"127.0.0.1:{up}",
-    ]
-    with running(authority, env) as auth:
-        wait_answering(auth, up)
-        serve = [
-            sys.executable,
-            "-m",
-            "resolver",
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--upstream",
-            f"127.0.0.1:{up}",
-            "--log-level",
-            "warning",
-        ]
-        with running(serve, env) as daemon:
-            wait_answering(daemon, port)
-            print(f"checkout {args.checkout.resolve()}", flush=True)
+    authority = daemon.fixture_authority(f"{HOST}:{up}", log_level=None)
+    with spawned(authority, cwd=checkout, env=env) as auth:
+        wait_answering(lambda: auth.poll() is None, up, name="resolver authority")
+        serve = daemon.serve(listen=f"{HOST}:{port}", upstream=f"{HOST}:{up}")
+        with spawned(serve, cwd=checkout, env=env) as ours:
+            wait_answering(lambda: ours.poll() is None, port, name="resolver serve")
+            print(f"checkout {checkout}", flush=True)
             if args.scenario in ("never-reads", "both"):
-                print(
-                    never_reads(port, daemon.pid, args.name, args.qtype, args.queries), flush=True
-                )
+                print(never_reads(port, ours.pid, args.name, args.qtype, args.queries), flush=True)
             if args.scenario in ("flood", "both"):
                 print(asyncio.run(flood(port, args.abusers, args.seconds)), flush=True)
 

@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository
 
-from tcp_abuse import REPO, ZONES, free_port, running, wait_answering
+from benchmarks import daemon
+from benchmarks.dnsperf import dnsperf_argv, parse_dnsperf
+from benchmarks.errors import SetupError
+from benchmarks.ports import free_port
+from benchmarks.processes import HOST, ROOT, spawned, wait_answering
 
-HITS = REPO / "benchmarks" / "queries" / "hits.txt"
+HITS = ROOT / "benchmarks" / "queries" / "hits.txt"
 
 
 def socket_drops(port: int) -> int:
@@ -57,7 +60,7 @@ def loopback_drops() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkout", type=Path, default=REPO, help="code to run (a checkout)")
+    parser.add_argument("--checkout", type=Path, default=ROOT, help="code to run (a checkout)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--outstanding", type=int, default=300)
@@ -65,39 +68,39 @@ def main() -> None:
         "--client-buffer", type=int, default=0, help="dnsperf -b: its socket buffers, KiB"
     )
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(args.checkout.resolve())}
+    try:
+        run(args)
+    except SetupError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> None:
+    checkout = args.checkout.resolve()
+    # ``python -m`` puts the working directory first on the path: run in the checkout measured.
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
     up, port = free_port(), free_port()
-    zones = [f"--zone={path}" for path in sorted(ZONES.glob("*.zone"))]
-    authority = [sys.executable, "-m", "resolver", "authority", *zones]
-    serve = [sys.executable, "-m", "resolver", "serve", "--listen", f"127.0.0.1:{port}"]
-    serve += ["--upstream", f"127.0.0.1:{up}", "--log-level", "warning"]
-    with running([*authority, "--listen", f"127.0.0.1:{up}"], env) as auth:
-        wait_answering(auth, up)
-        with running(serve, env) as daemon:
-            wait_answering(daemon, port)
-            dnsperf = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(HITS)]
-            if args.client_buffer:
-                dnsperf += ["-b", str(args.client_buffer)]
-            subprocess.run([*dnsperf, "-n", "1"], capture_output=True, check=True)  # warm
-            print(f"checkout {args.checkout.resolve()}", flush=True)
-            for run in range(args.runs):
+    authority = daemon.fixture_authority(f"{HOST}:{up}", log_level=None)
+    serve = daemon.serve(listen=f"{HOST}:{port}", upstream=f"{HOST}:{up}")
+    with spawned(authority, cwd=checkout, env=env) as auth:
+        wait_answering(lambda: auth.poll() is None, up, name="resolver authority")
+        with spawned(serve, cwd=checkout, env=env) as ours:
+            wait_answering(lambda: ours.poll() is None, port, name="resolver serve")
+            buffers = ["-b", str(args.client_buffer)] if args.client_buffer else []
+            warm = ["dnsperf", "-s", HOST, "-p", str(port), "-d", str(HITS), *buffers, "-n", "1"]
+            subprocess.run(warm, capture_output=True, check=True)
+            print(f"checkout {checkout}", flush=True)
+            argv = dnsperf_argv(
+                port, HITS, args.seconds, args.outstanding, core=None, timeout=None, options=buffers
+            )
+            for number in range(args.runs):
                 before, all_before = socket_drops(port), loopback_drops()
-                out = subprocess.run(
-                    [*dnsperf, "-c", "1", "-q", str(args.outstanding), "-l", str(args.seconds)],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-                sent = re.search(r"Queries sent:\s+(\d+)", out)
-                lost = re.search(r"Queries lost:\s+(\d+)", out)
-                qps = re.search(r"Queries per second:\s+([\d.]+)", out)
-                if not (sent and lost and qps):
-                    raise SystemExit(f"unexpected dnsperf output:\n{out}")
+                out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+                sent, _, lost, qps, _, _ = parse_dnsperf(out)
                 print(
-                    f"run {run + 1}: sent {sent[1]}, lost {lost[1]}, "
+                    f"run {number + 1}: sent {sent}, lost {lost}, "
                     f"listener drops {socket_drops(port) - before}, "
                     f"all loopback sockets' drops {loopback_drops() - all_before}, "
-                    f"{float(qps[1]):,.0f} qps",
+                    f"{qps:,.0f} qps",
                     flush=True,
                 )
 

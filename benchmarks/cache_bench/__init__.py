@@ -17,8 +17,8 @@ core 1. Each round runs every server once, in rotated order; the table shows med
 Targets: ours at least 1.0x dnsmasq's qps and 0.9x the trivial responder's, 0 lost, printed as
 VERDICT lines (exit status 0 whatever they say; 2 when setup fails). Traffic goes to 127.0.0.1
 only; every dnsperf run is bounded (``-l``); every process started is in its own process group
-and is killed on exit. The helpers (processes, dnsperf runs and parsing, upstream counters)
-come from benchmarks.serve_bench.
+and is killed on exit. The helpers (processes, dnsperf runs and parsing, reporting) are
+benchmarks/'s shared modules; the upstream and its counter come from benchmarks.serve_bench.
 
     python -m benchmarks.cache_bench              # ~2 minutes: 5 rounds of 5 s
     python -m benchmarks.cache_bench --quick      # ~20 seconds

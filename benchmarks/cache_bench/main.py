@@ -3,36 +3,38 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import signal
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
-from benchmarks.serve_bench.dnsperf import Run, measure
-from benchmarks.serve_bench.report import BUSY_CPU, Row, describe, median, ratio
+from benchmarks.dnsperf import Run, measure
+from benchmarks.harness import (
+    failures_reported,
+    interrupt_on_sigterm,
+    missing_cores,
+    missing_tool,
+    rotated,
+)
+from benchmarks.ports import free_port
+from benchmarks.processes import SERVER_CORE, Proc, running
+from benchmarks.report import Row, busy_warning, leading_cells, leading_header, met, ratio
+from benchmarks.serve_bench.report import describe
 from benchmarks.serve_bench.servers import (
-    DNSMASQ_COMMON,
-    HOST,
-    LOAD_CORE,
     UPSTREAM_RECORDS,
-    Proc,
-    SetupError,
     UpstreamCounter,
     check_answers,
-    free_port,
+    dnsmasq_proc,
+    ours_proc,
     query_file,
     read_queries,
-    running,
+    upstream_proc,
 )
 
+PROG = "cache_bench"
 DESCRIPTION = "dnsperf cache hits: resolver serve vs dnsmasq vs a trivial uvloop responder."
 WORKLOAD = "hits"  # benchmarks/queries/hits.txt
-SERVER_CORE = "0"
 
 UPSTREAM = "upstream dnsmasq"
 OURS = "resolver serve (cache on)"
@@ -59,42 +61,23 @@ HIT_RECORDS = (
 )
 
 
+def trivial_proc(tmp: Path) -> Proc:
+    """The trivial responder (trivial.py), alone on the server core."""
+    port = free_port()
+    argv = ["taskset", "-c", SERVER_CORE, sys.executable, "-m", "benchmarks.cache_bench.trivial",
+            "--port", str(port)]  # fmt: skip
+    return Proc(TRIVIAL, argv, tmp / "trivial.log", port)
+
+
 def procs(tmp: Path) -> tuple[Proc, dict[str, Proc]]:
     """The upstream (with dnsperf, on the load core) and the servers under test (server core)."""
-    up_port = free_port()
-    upstream = Proc(
-        UPSTREAM,
-        ["taskset", "-c", LOAD_CORE, "dnsmasq", *DNSMASQ_COMMON, f"--port={up_port}",
-         *HIT_RECORDS],
-        tmp / "upstream.log",
-        up_port,
-    )  # fmt: skip
-    pinned = ["taskset", "-c", SERVER_CORE]
-    ours, dnsmasq, trivial = free_port(), free_port(), free_port()
+    upstream = upstream_proc(tmp, HIT_RECORDS, UPSTREAM)
     servers = {
         # Default config: the answer cache is on.
-        OURS: Proc(
-            OURS,
-            [*pinned, sys.executable, "-m", "resolver", "serve", "--listen", f"{HOST}:{ours}",
-             "--upstream", f"{HOST}:{up_port}", "--log-level", "warning"],
-            tmp / "ours.log",
-            ours,
-        ),
-        DNSMASQ: Proc(
-            DNSMASQ,
-            [*pinned, "dnsmasq", *DNSMASQ_COMMON, "--cache-size=10000",
-             f"--server={HOST}#{up_port}", f"--port={dnsmasq}"],
-            tmp / "dnsmasq.log",
-            dnsmasq,
-        ),
-        TRIVIAL: Proc(
-            TRIVIAL,
-            [*pinned, sys.executable, "-m", "benchmarks.cache_bench.trivial", "--port",
-             str(trivial)],
-            tmp / "trivial.log",
-            trivial,
-        ),
-    }  # fmt: skip
+        OURS: ours_proc(tmp, "ours", upstream.port, "", ("www.example.com", "A"), OURS),
+        DNSMASQ: dnsmasq_proc(tmp, DNSMASQ, upstream.port, 10000),
+        TRIVIAL: trivial_proc(tmp),
+    }
     return upstream, servers
 
 
@@ -123,9 +106,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Row], dict[str
         print(f"warm-up pass ({len(read_queries(WORKLOAD))} questions): upstream queries "
               + ", ".join(f"{k} {v}" for k, v in warmed.items()), flush=True)  # fmt: skip
         for round_ in range(args.rounds):
-            shift = round_ % len(SERVERS)
-            order = SERVERS[shift:] + SERVERS[:shift]
-            for server in order:
+            for server in rotated(SERVERS, round_):
                 time.sleep(args.pause)
                 run = measure(
                     server,
@@ -149,42 +130,34 @@ def bench(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Row], dict[str
 def table(rows: dict[str, Row]) -> list[str]:
     dnsmasq, trivial = rows[DNSMASQ].qps, rows[TRIVIAL].qps
     lines = [
-        "| server | qps (median) | qps range | lost | avg latency ms | server CPU | "
-        "queries per CPU-s | upstream queries | vs dnsmasq | vs trivial |",
+        leading_header() + "queries per CPU-s | upstream queries | vs dnsmasq | vs trivial |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows.values():
         runs = row.runs
         lines.append(
-            f"| {row.server} | {row.qps:,.0f} | {row.spread()} | {sum(r.lost for r in runs)} | "
-            f"{median([r.latency_ms for r in runs]):.2f} | "
-            f"{median([r.server_cpu for r in runs]):.0%} | "
-            f"{median([r.per_cpu_second for r in runs]):,.0f} | "
+            leading_cells(row) + f"{row.per_cpu_second:,.0f} | "
             f"{sum(upstream_queries(r) for r in runs) if row.server in CACHING else '-'} | "
             f"{ratio(row.qps, dnsmasq)} | {ratio(row.qps, trivial)} |"
         )
     return lines
 
 
-def _met(ok: bool) -> str:
-    return "MET" if ok else "MISSED"
-
-
 def verdicts(rows: dict[str, Row], warmed: dict[str, int]) -> list[str]:
     ours = rows[OURS]
-    per_cpu = {s: median([r.per_cpu_second for r in rows[s].runs]) for s in SERVERS}
+    per_cpu = {s: rows[s].per_cpu_second for s in SERVERS}
     vs_dnsmasq = ours.qps / rows[DNSMASQ].qps
     vs_trivial = ours.qps / rows[TRIVIAL].qps
-    lost = sum(r.lost for r in ours.runs)
+    lost = ours.lost
     questions = len(read_queries(WORKLOAD))
     out = [
         f"VERDICT hits: qps vs dnsmasq {vs_dnsmasq:.2f}x (target >= {TARGET_VS_DNSMASQ}x): "
-        f"{_met(vs_dnsmasq >= TARGET_VS_DNSMASQ)}; per CPU-second "
+        f"{met(vs_dnsmasq >= TARGET_VS_DNSMASQ)}; per CPU-second "
         f"{ratio(per_cpu[OURS], per_cpu[DNSMASQ])}",
         f"VERDICT hits: qps vs trivial responder {vs_trivial:.2f}x (target >= "
-        f"{TARGET_VS_TRIVIAL}x): {_met(vs_trivial >= TARGET_VS_TRIVIAL)}; per CPU-second "
+        f"{TARGET_VS_TRIVIAL}x): {met(vs_trivial >= TARGET_VS_TRIVIAL)}; per CPU-second "
         f"{ratio(per_cpu[OURS], per_cpu[TRIVIAL])}",
-        f"VERDICT hits: lost queries {lost} (target 0): {_met(lost == 0)}",
+        f"VERDICT hits: lost queries {lost} (target 0): {met(lost == 0)}",
     ]
     for name in CACHING:
         during = sum(upstream_queries(r) for r in rows[name].runs)
@@ -194,13 +167,9 @@ def verdicts(rows: dict[str, Row], warmed: dict[str, int]) -> list[str]:
             f"{'OK' if during == 0 and warmed[name] <= questions else 'FAILED'}"
         )
     for row in rows.values():
-        cpu = median([r.server_cpu for r in row.runs])
-        if cpu < BUSY_CPU:
-            out.append(
-                f"WARNING: {row.server} used {cpu:.0%} of its core (median): it did not get "
-                "the core or was not CPU-bound, so its qps says less than its queries per "
-                "CPU-second"
-            )
+        busy = busy_warning(row)
+        if busy is not None:
+            out.append(busy)
         odd = sorted({r.rcodes for r in row.runs if not r.rcodes.startswith("NOERROR 100")})
         odd = [c for c in odd if "(100.00%)" not in c]
         if odd:
@@ -225,31 +194,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through the finally blocks that stop the servers
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    for tool in ("dnsperf", "dnsmasq", "taskset"):
-        if shutil.which(tool) is None:
-            print(f"cache_bench: {tool} is not installed", file=sys.stderr)
-            return 2
-    if not {0, 1} <= os.sched_getaffinity(0):
-        print("cache_bench: needs cores 0 and 1", file=sys.stderr)
+    if missing_tool(PROG, ("dnsperf", "dnsmasq", "taskset")) or missing_cores(PROG):
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupt_on_sigterm()
     for line in describe(args):
         print(line)
-    with tempfile.TemporaryDirectory(prefix="cache_bench.") as name:
-        try:
-            rows, warmed = bench(args, Path(name))
-        except SetupError as exc:
-            print(f"cache_bench: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("cache_bench: interrupted; every server stopped", file=sys.stderr)
-            return 130
+    with tempfile.TemporaryDirectory(prefix="cache_bench.") as name, failures_reported(PROG):
+        rows, warmed = bench(args, Path(name))
     print(f"\nworkload {WORKLOAD} (queries/{WORKLOAD}.txt), all answered from cache\n")
     print("\n".join(table(rows)))
     print()

@@ -31,32 +31,46 @@ every dnsperf run is bounded (``-l``); every process is stopped on the way out.
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import shutil
-import signal
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
-from benchmarks.cache_bench.main import DNSMASQ, OURS, SERVER_CORE, TRIVIAL
-from benchmarks.serve_bench.dnsperf import Run, measure
+from benchmarks.cache_bench.main import DNSMASQ, OURS, TRIVIAL, trivial_proc
+from benchmarks.dnsperf import Run, measure
+from benchmarks.errors import SetupError
+from benchmarks.harness import (
+    failures_reported,
+    interrupt_on_sigterm,
+    missing_cores,
+    missing_tool,
+    rotated,
+)
+from benchmarks.processes import Proc, running
+from benchmarks.report import (
+    Row,
+    busy_warning,
+    leading_cells,
+    leading_header,
+    load_average,
+    met,
+    paired,
+    run_figures,
+    times,
+)
 from benchmarks.serve_bench.nsd import ZONE, NsdCounter, nsd_proc
-from benchmarks.serve_bench.report import BUSY_CPU, Row, describe, median, paired
+from benchmarks.serve_bench.report import describe
 from benchmarks.serve_bench.servers import (
     BEFORE,
-    DNSMASQ_COMMON,
-    HOST,
-    Proc,
-    SetupError,
+    before_proc,
     check_answers,
-    free_port,
-    running,
+    dnsmasq_proc,
+    ours_proc,
 )
 
+PROG = "cache_bench.many"
 DESCRIPTION = (
     "dnsperf cache hits over many names: resolver serve vs dnsmasq vs a trivial uvloop responder"
 )
@@ -82,50 +96,15 @@ def procs(
     upstream, counter = nsd_proc(tmp, UPSTREAM, ttl=TTL)
     probe = (f"probe.{ZONE}", "A")
     entries = 2 * names
-    config = tmp / "ours.toml"
-    config.write_text(f"[cache]\nmax_entries = {entries}\n")
-    pinned = ["taskset", "-c", SERVER_CORE]
-    ours, dnsmasq, trivial = free_port(), free_port(), free_port()
+    toml = f"[cache]\nmax_entries = {entries}\n"
     servers = {
-        OURS: Proc(
-            OURS,
-            [*pinned, sys.executable, "-m", "resolver", "serve", "--config", str(config),
-             "--listen", f"{HOST}:{ours}", "--upstream", f"{HOST}:{upstream.port}",
-             "--log-level", "warning"],
-            tmp / "ours.log",
-            ours,
-            probe,
-        ),
-        DNSMASQ: Proc(
-            DNSMASQ,
-            [*pinned, "dnsmasq", *DNSMASQ_COMMON,
-             f"--cache-size={min(entries, DNSMASQ_CACHE_MAX)}",
-             f"--server={HOST}#{upstream.port}", f"--port={dnsmasq}"],
-            tmp / "dnsmasq.log",
-            dnsmasq,
-            probe,
-        ),
-        TRIVIAL: Proc(
-            TRIVIAL,
-            [*pinned, sys.executable, "-m", "benchmarks.cache_bench.trivial", "--port",
-             str(trivial)],
-            tmp / "trivial.log",
-            trivial,
-        ),
-    }  # fmt: skip
+        OURS: ours_proc(tmp, "ours", upstream.port, toml, probe, OURS),
+        DNSMASQ: dnsmasq_proc(tmp, DNSMASQ, upstream.port, min(entries, DNSMASQ_CACHE_MAX), probe),
+        TRIVIAL: trivial_proc(tmp),
+    }
     if before is not None:
-        # The same daemon imported from another checkout (``python -m`` puts its working
-        # directory first on sys.path: it runs there), to measure a change in the same run.
-        port = free_port()
-        servers[BEFORE] = Proc(
-            BEFORE,
-            [*pinned, "env", "-C", str(before), f"PYTHONPATH={before}", sys.executable, "-m",
-             "resolver", "serve", "--config", str(config), "--listen", f"{HOST}:{port}",
-             "--upstream", f"{HOST}:{upstream.port}", "--log-level", "warning"],
-            tmp / "before.log",
-            port,
-            probe,
-        )  # fmt: skip
+        # The same daemon imported from another checkout, to measure a change in the same run.
+        servers[BEFORE] = before_proc(tmp, before, upstream.port, toml, probe)
     return upstream, counter, servers
 
 
@@ -168,8 +147,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Row], dict[str
             check_answers(servers[name], [(f"check.{ZONE}", "A")])
         warmed = warm(servers, upstream, counter, queries, args.names)
         for round_ in range(args.rounds):
-            shift = round_ % len(order)
-            for server in order[shift:] + order[:shift]:
+            for server in rotated(order, round_):
                 time.sleep(args.pause)
                 run = measure(
                     server,
@@ -182,43 +160,29 @@ def bench(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Row], dict[str
                 )
                 rows[server].runs.append(run)
                 print(
-                    f"  round {round_ + 1} {server:26} {run.qps:9,.0f} qps lost {run.lost} "
-                    f"cpu {run.server_cpu:.0%} {run.per_cpu_second:9,.0f} q/cpu-s upstream "
+                    f"  round {round_ + 1} {server:26} {run_figures(run)} upstream "
                     f"{upstream_queries(run)} rcodes {run.rcodes}",
                     flush=True,
                 )
     return rows, warmed
 
 
-def _x(value: float) -> str:
-    return f"{value:.2f}x" if value else "-"
-
-
 def table(rows: dict[str, Row]) -> list[str]:
     dnsmasq, trivial = rows[DNSMASQ], rows[TRIVIAL]
     lines = [
-        "| server | qps (median) | qps range | lost | avg latency ms | server CPU | CPU us/query | "
-        "queries per CPU-s | upstream queries | qps vs dnsmasq | per CPU-s vs dnsmasq | "
-        "per CPU-s vs trivial |",
+        leading_header() + "CPU us/query | queries per CPU-s | upstream queries | qps vs dnsmasq | "
+        "per CPU-s vs dnsmasq | per CPU-s vs trivial |",
         "|---|" + "---:|" * 11,
     ]
     for row in rows.values():
         runs = row.runs
         lines.append(
-            f"| {row.server} | {row.qps:,.0f} | {row.spread()} | {row.lost} | "
-            f"{median([r.latency_ms for r in runs]):.2f} | "
-            f"{median([r.server_cpu for r in runs]):.0%} | "
-            f"{median([r.cpu_us_per_query for r in runs]):.1f} | "
-            f"{row.per_cpu_second:,.0f} | "
+            leading_cells(row) + f"{row.cpu_us_per_query:.1f} | {row.per_cpu_second:,.0f} | "
             f"{sum(upstream_queries(r) for r in runs) if row.server != TRIVIAL else '-'} | "
-            f"{_x(paired(row, dnsmasq))} | {_x(paired(row, dnsmasq, per_cpu=True))} | "
-            f"{_x(paired(row, trivial, per_cpu=True))} |"
+            f"{times(paired(row, dnsmasq))} | {times(paired(row, dnsmasq, per_cpu=True))} | "
+            f"{times(paired(row, trivial, per_cpu=True))} |"
         )
     return lines
-
-
-def _met(ok: bool) -> str:
-    return "MET" if ok else "MISSED"
 
 
 def verdicts(rows: dict[str, Row], warmed: dict[str, list[int]], names: int) -> list[str]:
@@ -226,11 +190,11 @@ def verdicts(rows: dict[str, Row], warmed: dict[str, list[int]], names: int) -> 
     per_cpu = paired(ours, rows[DNSMASQ], per_cpu=True)
     out = [
         f"VERDICT many: per CPU-second vs dnsmasq {per_cpu:.2f}x (target >= "
-        f"{TARGET_VS_DNSMASQ}x): {_met(per_cpu >= TARGET_VS_DNSMASQ)}; qps "
+        f"{TARGET_VS_DNSMASQ}x): {met(per_cpu >= TARGET_VS_DNSMASQ)}; qps "
         f"{paired(ours, rows[DNSMASQ]):.2f}x; {names:,} names",
         f"INFO many: vs trivial responder per CPU-second "
         f"{paired(ours, rows[TRIVIAL], per_cpu=True):.2f}x; qps {paired(ours, rows[TRIVIAL]):.2f}x",
-        f"VERDICT many: lost queries {ours.lost} (target 0): {_met(ours.lost == 0)}",
+        f"VERDICT many: lost queries {ours.lost} (target 0): {met(ours.lost == 0)}",
     ]
     if BEFORE in rows:
         out.append(
@@ -245,13 +209,9 @@ def verdicts(rows: dict[str, Row], warmed: dict[str, list[int]], names: int) -> 
             f"{'OK' if during == 0 else 'FAILED'}"
         )
     for row in rows.values():
-        cpu = median([r.server_cpu for r in row.runs])
-        if cpu < BUSY_CPU:
-            out.append(
-                f"WARNING: {row.server} used {cpu:.0%} of its core (median): it did not get "
-                "the core or was not CPU-bound, so its qps says less than its queries per "
-                "CPU-second"
-            )
+        busy = busy_warning(row)
+        if busy is not None:
+            out.append(busy)
         if row.lost and row.server != OURS:
             out.append(f"WARNING: {row.server} lost {row.lost} queries")
         odd = sorted({r.rcodes for r in row.runs if "NOERROR 100" not in r.rcodes.replace("(", "")})
@@ -289,33 +249,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through the finally blocks that stop the servers
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    for tool in ("dnsperf", "dnsmasq", "nsd", "nsd-control", "taskset"):
-        if shutil.which(tool) is None:
-            print(f"cache_bench.many: {tool} is not installed", file=sys.stderr)
-            return 2
-    if not {0, 1} <= os.sched_getaffinity(0):
-        print("cache_bench.many: needs cores 0 and 1", file=sys.stderr)
+    if missing_tool(PROG, ("dnsperf", "dnsmasq", "nsd", "nsd-control", "taskset")):
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
+    if missing_cores(PROG):
+        return 2
+    interrupt_on_sigterm()
     for line in describe(args):
         print(line)
     print(f"workload many: {args.names:,} names under {ZONE} (NSD, TTL {TTL}), every one cached")
-    with tempfile.TemporaryDirectory(prefix="cache_bench_many.") as name:
-        try:
-            rows, warmed = bench(args, Path(name))
-        except SetupError as exc:
-            print(f"cache_bench.many: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("cache_bench.many: interrupted; every server stopped", file=sys.stderr)
-            return 130
-    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    with tempfile.TemporaryDirectory(prefix="cache_bench_many.") as name, failures_reported(PROG):
+        rows, warmed = bench(args, Path(name))
+    print(f"\nload average at the end: {load_average()}\n")
     print("\n".join(table(rows)))
     print()
     print("\n".join(verdicts(rows, warmed, args.names)))

@@ -25,14 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.cache_bench.main import OURS, TRIVIAL, WORKLOAD, procs
-from benchmarks.serve_bench.dnsperf import dnsperf_argv, parse_dnsperf
-from benchmarks.serve_bench.servers import (
-    SetupError,
-    check_answers,
-    query_file,
-    read_queries,
-    running,
-)
+from benchmarks.dnsperf import dnsperf_argv, parse_dnsperf
+from benchmarks.errors import SetupError
+from benchmarks.processes import running
+from benchmarks.serve_bench.servers import check_answers, query_file, read_queries
 
 _LINE = re.compile(r"^(.*) (\d+)$")
 

@@ -11,10 +11,10 @@ import argparse
 import platform
 import sys
 import time
-from datetime import UTC, datetime
 
 from benchmarks.fuzz.drive import FuzzFailure, Tally, target
 from benchmarks.fuzz.run import HYPOTHESIS_BATCH, SENDERS, hypothesis_batches, mutated_batches
+from benchmarks.report import now
 
 
 def main() -> int:
@@ -23,7 +23,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     hypothesis_share = args.packets // 50
-    print(f"# fuzz {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}")
+    print(f"# fuzz {now()}, Python {platform.python_version()}")
     print(f"# {args.packets} packets, seed {args.seed}")
     try:
         with target() as running:

@@ -19,14 +19,14 @@ import contextlib
 import select
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from benchmarks.serve_bench.servers import free_port
+from benchmarks import daemon
+from benchmarks.ports import free_port
+from benchmarks.processes import ROOT
 from resolver.errors import WireError
 from resolver.wire import DNSRecord, build_query
 from resolver.wire.raw import section_offsets
@@ -37,7 +37,6 @@ QUIET = 0.05  # no more replies for this long: the batch is done
 PROBE_ID = 0xFFFF
 _QR = 0x8000
 _RCODES = {0, 1, 2, 3, 4, 5}
-_ROOT = Path(__file__).resolve().parents[2]
 
 
 class FuzzFailure(AssertionError):
@@ -230,10 +229,6 @@ class Target:
             raise FuzzFailure(f"the daemon exited with {self.daemon.returncode}:\n{err}")
 
 
-def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "resolver", *args]
-
-
 def _wait_ready(process: subprocess.Popen[str], port: int) -> None:
     deadline = time.monotonic() + STARTUP
     while time.monotonic() < deadline:
@@ -250,7 +245,7 @@ def _wait_ready(process: subprocess.Popen[str], port: int) -> None:
 @contextlib.contextmanager
 def _running(args: list[str]) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=_ROOT
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT
     )
     try:
         yield process
@@ -265,24 +260,19 @@ def _running(args: list[str]) -> Iterator[subprocess.Popen[str]]:
 @contextlib.contextmanager
 def target(*serve_args: str) -> Iterator[Target]:
     """The daemon under fuzz, ready; on the way out, fail if it logged a traceback."""
-    zones = sorted((_ROOT / "fixtures" / "zones").glob("*.zone"))
     upstream, port = free_port(), free_port()
-    zone_args = [arg for zone in zones for arg in ("--zone", str(zone))]
-    authority = _command("authority", *zone_args, "--listen", f"127.0.0.1:{upstream}")
-    serve = _command(
-        "serve", "--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{upstream}"
+    authority = daemon.fixture_authority(f"127.0.0.1:{upstream}")
+    serve = daemon.serve(
+        listen=f"127.0.0.1:{port}", upstream=f"127.0.0.1:{upstream}", extra=serve_args
     )
-    with (
-        _running([*authority, "--log-level", "warning"]) as auth,
-        _running([*serve, "--log-level", "warning", *serve_args]) as daemon,
-    ):
-        _wait_ready(daemon, port)
-        yield Target(port, daemon)
-        target_alive = daemon.poll() is None
-        daemon.terminate()
-        daemon.wait(timeout=5)
-        assert daemon.stderr is not None
-        err = daemon.stderr.read()
+    with _running(authority) as auth, _running(serve) as daemon_process:
+        _wait_ready(daemon_process, port)
+        yield Target(port, daemon_process)
+        target_alive = daemon_process.poll() is None
+        daemon_process.terminate()
+        daemon_process.wait(timeout=5)
+        assert daemon_process.stderr is not None
+        err = daemon_process.stderr.read()
         assert auth.poll() is None, "the upstream died"
     if not target_alive:
         raise FuzzFailure(f"the daemon died:\n{err}")

@@ -34,9 +34,11 @@ Traffic goes to 127.0.0.1 only; every dnsperf run is bounded (``-l``, and ``-n 1
 ``distinct``); every process this starts is in its own process group and is killed on exit,
 also on SIGTERM and Ctrl-C.
 
-The package: servers.py and nsd.py start and stop the processes, workloads.py makes the
-queries, dnsperf.py runs and parses one measurement, report.py builds the tables and verdicts,
-main.py drives the rounds, floor.py is the floor forwarder.
+The package: servers.py and nsd.py make the processes, workloads.py makes the queries,
+report.py builds the tables and verdicts, main.py drives the rounds, floor.py is the floor
+forwarder. What the other benchmarks use too lives beside it in benchmarks/: processes.py
+(starting and stopping them, waiting for an answer), ports.py, cpu.py, dnsperf.py (one
+measurement, run and parsed), report.py (rows, medians, ratios), harness.py and daemon.py.
 
 Run from the repository root (see benchmarks/README.md, section "Serve")::
 

@@ -94,6 +94,13 @@ async def serve(listen: Address, upstream: Address, sockets: int) -> None:
     print(f"floor: {listener.dropped} queries dropped", file=sys.stderr)
 
 
+def command(listen: str, upstream: str) -> list[str]:
+    """The command line that runs the floor on ``listen`` in front of ``upstream`` (each
+    ADDR:PORT), with this interpreter."""
+    module = "benchmarks.serve_bench.floor"
+    return [sys.executable, "-m", module, "--listen", listen, "--upstream", upstream]
+
+
 def address(text: str) -> Address:
     host, _, port = text.rpartition(":")
     return host, int(port)

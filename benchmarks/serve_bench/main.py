@@ -5,27 +5,31 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
-from benchmarks.serve_bench.dnsperf import Run, dnsperf_argv, measure, parse_dnsperf
-from benchmarks.serve_bench.nsd import PROBE, nsd_proc
-from benchmarks.serve_bench.report import (
-    Row,
-    describe,
-    median,
-    sweep_table,
-    table,
-    verdicts,
+from benchmarks.dnsperf import (
+    Counter,
+    Run,
+    dnsperf_argv,
+    measure,
+    parse_dnsperf,
+    run_dnsperf,
 )
+from benchmarks.harness import (
+    failures_reported,
+    interrupt_on_sigterm,
+    missing_cores,
+    missing_tool,
+    rotated,
+)
+from benchmarks.processes import Proc, running
+from benchmarks.report import Row, load_average, median, run_figures
+from benchmarks.serve_bench.nsd import PROBE, nsd_proc
+from benchmarks.serve_bench.report import describe, sweep_table, table, verdicts
 from benchmarks.serve_bench.servers import (
     BEFORE,
     CACHE_OFF,
@@ -35,9 +39,6 @@ from benchmarks.serve_bench.servers import (
     DNSMASQ,
     FLOOR,
     OURS,
-    Counter,
-    Proc,
-    SetupError,
     UpstreamCounter,
     before_proc,
     build_version,
@@ -46,7 +47,6 @@ from benchmarks.serve_bench.servers import (
     forwarder_procs,
     ours_proc,
     query_file,
-    running,
     upstream_proc,
 )
 from benchmarks.serve_bench.workloads import (
@@ -57,15 +57,11 @@ from benchmarks.serve_bench.workloads import (
     Workload,
 )
 
+PROG = "serve_bench"
 DESCRIPTION = (
     "dnsperf against UDP forwarders (resolver serve, dnsmasq, a minimal uvloop floor) in front "
     "of a fast upstream on loopback: dnsmasq for the zone and unique workloads, NSD for distinct."
 )
-
-
-def rotated(items: Sequence[str], round_: int) -> list[str]:
-    shift = round_ % len(items)
-    return [*items[shift:], *items[:shift]]
 
 
 def start_upstream(kind: Upstream, tmp: Path) -> tuple[Proc, Counter]:
@@ -90,11 +86,7 @@ def run_once(
     run = measure(
         name, target, *upstream, queries, args.seconds, args.outstanding, single_pass=single_pass
     )
-    print(
-        f"  {workload.name:8} {name:22} {run.qps:9,.0f} qps lost {run.lost} "
-        f"cpu {run.server_cpu:.0%} {run.per_cpu_second:9,.0f} q/cpu-s",
-        flush=True,
-    )
+    print(f"  {workload.name:8} {name:22} {run_figures(run)}", flush=True)
     return run
 
 
@@ -181,10 +173,7 @@ def compare_upstreams(args: argparse.Namespace, tmp: Path) -> None:
             for proc in procs:
                 time.sleep(args.pause)
                 argv = dnsperf_argv(proc.port, query_file("zone"), args.seconds, args.outstanding)
-                done = subprocess.run(
-                    argv, capture_output=True, text=True, timeout=args.seconds + 30, check=False
-                )
-                _, _, lost, qps, _, _ = parse_dnsperf(done.stdout)
+                _, _, lost, qps, _, _ = parse_dnsperf(run_dnsperf(argv, args.seconds))
                 results[proc.name].append(qps)
                 print(f"  {proc.name:24} {qps:9,.0f} qps lost {lost}", flush=True)
     print("\n| upstream candidate | qps (median) |\n|---|---:|")
@@ -280,60 +269,38 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through the finally blocks that stop the servers
-
-
-def missing_tools(args: argparse.Namespace) -> list[str]:
-    tools = ["dnsperf", "dnsmasq", "taskset"]
+def tools(args: argparse.Namespace) -> list[str]:
+    needed = ["dnsperf", "dnsmasq", "taskset"]
     if args.max_uses or "distinct" in args.workloads:
-        tools += ["nsd", "nsd-control"]
-    return [tool for tool in tools if shutil.which(tool) is None]
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+        needed += ["nsd", "nsd-control"]
+    return needed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    for tool in missing_tools(args):
-        print(f"serve_bench: {tool} is not installed", file=sys.stderr)
+    if missing_tool(PROG, tools(args)) or missing_cores(PROG):
         return 2
-    if not {0, 1} <= os.sched_getaffinity(0):
-        print("serve_bench: needs cores 0 and 1", file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupt_on_sigterm()
     for line in describe(args):
         print(line)
     if args.compiled:
-        try:
+        with failures_reported(PROG):
             compiled_version = build_version(args.compiled)
-        except SetupError as exc:
-            print(f"serve_bench: {exc}", file=sys.stderr)
-            return 2
         print(f"{COMPILED}: {args.compiled}, {compiled_version}")
         if not compiled_version.endswith("(compiled with mypyc)"):
-            print(f"serve_bench: {args.compiled} does not hold the compiled build", file=sys.stderr)
+            print(f"{PROG}: {args.compiled} does not hold the compiled build", file=sys.stderr)
             return 2
     if args.max_uses or "distinct" in args.workloads:
         print(f"distinct: {args.distinct_names:,} new names per run, each read once (-n 1)")
-    with tempfile.TemporaryDirectory(prefix="serve_bench.") as name:
+    with tempfile.TemporaryDirectory(prefix="serve_bench.") as name, failures_reported(PROG):
         tmp = Path(name)
-        try:
-            if args.compare_upstreams:
-                compare_upstreams(args, tmp)
-                return 0
-            if args.max_uses:
-                sweep_rows = sweep(args, tmp)
-            else:
-                rows = bench(args, tmp)
-        except SetupError as exc:
-            print(f"serve_bench: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("serve_bench: interrupted; every server stopped", file=sys.stderr)
-            return 130
+        if args.compare_upstreams:
+            compare_upstreams(args, tmp)
+            return 0
+        if args.max_uses:
+            sweep_rows = sweep(args, tmp)
+        else:
+            rows = bench(args, tmp)
     print(f"\nload average at the end: {load_average()}")
     if args.max_uses:
         print(f"\nworkload distinct, {OURS} (cache off) per [transport.pool] max_uses")

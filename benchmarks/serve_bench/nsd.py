@@ -13,7 +13,9 @@ import re
 import subprocess
 from pathlib import Path
 
-from benchmarks.serve_bench.servers import HOST, LOAD_CORE, Proc, SetupError, free_port
+from benchmarks.errors import SetupError
+from benchmarks.ports import free_port
+from benchmarks.processes import HOST, LOAD_CORE, Proc
 
 ZONE = "wild.test"
 ANSWER = "127.1.0.9"  # every name under the zone's wildcard

@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import platform
-import re
-import statistics
-import subprocess
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from importlib.metadata import version
-from pathlib import Path
 
-from benchmarks.serve_bench.dnsperf import Run
-from benchmarks.serve_bench.servers import (
-    BEFORE,
-    CEILING,
-    COMPILED,
-    DNSMASQ,
-    FLOOR,
-    LOAD_CORE,
-    OURS,
-    ROOT,
-    SERVER_CORE,
+from benchmarks.processes import LOAD_CORE, SERVER_CORE
+from benchmarks.report import (
+    Row,
+    busy_warning,
+    git_state,
+    leading_cells,
+    leading_header,
+    machine,
+    measured_package,
+    met,
+    now,
+    paired,
+    times,
+    version_of,
 )
+from benchmarks.serve_bench.servers import BEFORE, CEILING, COMPILED, DNSMASQ, FLOOR, OURS
 
 # Targets, as (baseline, least ratio, measure): "qps" compares queries per second, "cpu"
 # queries per CPU-second (steadier on a shared machine). From the issue on one home and a
@@ -40,64 +35,14 @@ TARGETS: dict[str, tuple[tuple[str, float, str], ...]] = {
 }
 ZERO_LOST = ("distinct",)
 BASELINES = (DNSMASQ, FLOOR)
-# A server under load that used less of its core than this was not alone on it (another
-# tenant of the machine) or waited for something else.
-BUSY_CPU = 0.9
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else 0.0
-
-
-@dataclass
-class Row:
-    """One server's runs on one workload, one per round (runs[i] is round i + 1)."""
-
-    server: str
-    runs: list[Run] = field(default_factory=list)
-
-    @property
-    def qps(self) -> float:
-        return median([r.qps for r in self.runs])
-
-    @property
-    def per_cpu_second(self) -> float:
-        return median([r.per_cpu_second for r in self.runs])
-
-    @property
-    def lost(self) -> int:
-        return sum(r.lost for r in self.runs)
-
-    def spread(self) -> str:
-        low, high = min(r.qps for r in self.runs), max(r.qps for r in self.runs)
-        return f"{low:,.0f}-{high:,.0f}"
-
-
-def paired(row: Row, base: Row, per_cpu: bool = False) -> float:
-    """The median over rounds of row/base, each round's ratio from runs taken minutes apart
-    at most: closer to the truth on a shared machine than a ratio of two medians."""
-    ratios = []
-    for mine, theirs in zip(row.runs, base.runs, strict=False):
-        a, b = (mine.per_cpu_second, theirs.per_cpu_second) if per_cpu else (mine.qps, theirs.qps)
-        if b:
-            ratios.append(a / b)
-    return median(ratios)
-
-
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b else "-"
-
-
-def _x(value: float) -> str:
-    return f"{value:.2f}x" if value else "-"
 
 
 def table(rows: Sequence[Row]) -> list[str]:
     by = {row.server: row for row in rows}
     bases = [by[name] for name in BASELINES if name in by]
     header = (
-        "| server | qps (median) | qps range | lost | avg latency ms | server CPU | CPU us/query "
-        "| queries per CPU-s | upstream CPU | up/q | "
+        leading_header()
+        + "CPU us/query | queries per CPU-s | upstream CPU | up/q | "
         + " | ".join(f"qps vs {b.server.split()[0]}" for b in bases)
         + " | "
         + " | ".join(f"per CPU-s vs {b.server.split()[0]}" for b in bases)
@@ -105,25 +50,15 @@ def table(rows: Sequence[Row]) -> list[str]:
     )
     lines = [header, "|---|" + "---:|" * (9 + 2 * len(bases))]
     for row in rows:
-        runs = row.runs
         lines.append(
-            f"| {row.server} | {row.qps:,.0f} | {row.spread()} | {row.lost} | "
-            f"{median([r.latency_ms for r in runs]):.2f} | "
-            f"{median([r.server_cpu for r in runs]):.0%} | "
-            f"{median([r.cpu_us_per_query for r in runs]):.1f} | "
-            f"{row.per_cpu_second:,.0f} | "
-            f"{median([r.upstream_cpu for r in runs]):.0%} | "
-            f"{median([r.upstream_per_query for r in runs]):.2f} | "
-            + " | ".join(_x(paired(row, b)) for b in bases)
+            leading_cells(row) + f"{row.cpu_us_per_query:.1f} | {row.per_cpu_second:,.0f} | "
+            f"{row.upstream_cpu:.0%} | {row.upstream_per_query:.2f} | "
+            + " | ".join(times(paired(row, b)) for b in bases)
             + " | "
-            + " | ".join(_x(paired(row, b, per_cpu=True)) for b in bases)
+            + " | ".join(times(paired(row, b, per_cpu=True)) for b in bases)
             + " |"
         )
     return lines
-
-
-def _met(ok: bool) -> str:
-    return "MET" if ok else "MISSED"
 
 
 def verdicts(workload: str, rows: Sequence[Row]) -> list[str]:
@@ -147,12 +82,12 @@ def verdicts(workload: str, rows: Sequence[Row]) -> list[str]:
             if measure == "cpu":
                 line = (
                     f"VERDICT {workload}: per CPU-second vs {base} {per_cpu:.2f}x (target >= "
-                    f"{least}x): {_met(per_cpu >= least)}; qps {vs:.2f}x"
+                    f"{least}x): {met(per_cpu >= least)}; qps {vs:.2f}x"
                 )
             else:
                 line = (
                     f"VERDICT {workload}: qps vs {base} {vs:.2f}x (target >= {least}x): "
-                    f"{_met(vs >= least)}; per CPU-second {per_cpu:.2f}x"
+                    f"{met(vs >= least)}; per CPU-second {per_cpu:.2f}x"
                 )
             out.append(line + _beside(workload, by, base))
         if BEFORE in by:
@@ -176,7 +111,7 @@ def verdicts(workload: str, rows: Sequence[Row]) -> list[str]:
                         f"per CPU-second {per_cpu:.2f}x"
                     )
         kind = "VERDICT" if workload in ZERO_LOST else "INFO"
-        target = f" (target 0): {_met(ours.lost == 0)}" if workload in ZERO_LOST else ""
+        target = f" (target 0): {met(ours.lost == 0)}" if workload in ZERO_LOST else ""
         out.append(f"{kind} {workload}: {OURS} lost queries {ours.lost}{target}")
     for base in BASELINES:
         if base in by and by[base].lost:
@@ -185,13 +120,9 @@ def verdicts(workload: str, rows: Sequence[Row]) -> list[str]:
                 "a baseline that drops queries can look faster than it is"
             )
     for row in rows:
-        cpu = median([r.server_cpu for r in row.runs])
-        if row.server != CEILING and cpu < BUSY_CPU:
-            out.append(
-                f"WARNING {workload}: {row.server} used {cpu:.0%} of its core (median): "
-                "it did not get the core or was not CPU-bound, so its qps says less than "
-                "its queries per CPU-second"
-            )
+        busy = busy_warning(row, workload)
+        if row.server != CEILING and busy is not None:
+            out.append(busy)
     ceiling = by.get(CEILING)
     forwarders = [row.qps for row in rows if row.server != CEILING]
     if ceiling is not None and forwarders and max(forwarders) > 0.8 * ceiling.qps:
@@ -215,7 +146,7 @@ def _beside(workload: str, by: dict[str, Row], base: str) -> str:
             f"(ours {paired(ours, floor, per_cpu=True):.2f}x the floor)"
         )
     if workload == "zone":
-        up_q = median([r.upstream_per_query for r in by[OURS].runs])
+        up_q = by[OURS].upstream_per_query
         text += (
             f"; coalescing answered {max(0.0, 1.0 - up_q):.0%} of client queries without an "
             f"upstream query of their own (up/q {up_q:.2f})"
@@ -250,72 +181,23 @@ def sweep_table(rows: Sequence[Row]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        runs = row.runs
         lines.append(
             f"| {row.server} | {row.qps:,.0f} | {row.spread()} | {row.lost} | "
-            f"{median([r.server_cpu for r in runs]):.0%} | "
-            f"{median([r.cpu_us_per_query for r in runs]):.1f} | "
-            f"{row.per_cpu_second:,.0f} | "
-            f"{median([r.upstream_per_query for r in runs]):.2f} | "
-            f"{_x(paired(row, base))} | {_x(paired(row, base, per_cpu=True))} |"
+            f"{row.server_cpu:.0%} | {row.cpu_us_per_query:.1f} | {row.per_cpu_second:,.0f} | "
+            f"{row.upstream_per_query:.2f} | "
+            f"{times(paired(row, base))} | {times(paired(row, base, per_cpu=True))} |"
         )
     return lines
 
 
-def tool_version(argv: list[str], pattern: str) -> str:
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        text = done.stdout + done.stderr
-        match = re.search(pattern, text)
-        if match:
-            return match.group(1)
-    return "?"
-
-
-def measured_package() -> str:
-    """Where ``python -m resolver``, started in ROOT as the servers are, imports it from."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        done = subprocess.run(
-            [sys.executable, "-c", "import resolver; print(resolver.__file__)"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        if done.returncode == 0:
-            return str(Path(done.stdout.strip()).parent)
-    return "?"
-
-
-def git_state() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        head = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--", "resolver")
-        return f"{head}{' + uncommitted changes in resolver/' if dirty else ''}"
-    return "?"
-
-
 def describe(args: argparse.Namespace) -> list[str]:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        match = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-        cpu = match.group(1) if match else "?"
-    dnsmasq = tool_version(["dnsmasq", "--version"], r"version (\S+)")
-    dnsperf = tool_version(["dnsperf", "-h"], r"Version (\S+)")
-    nsd = tool_version(["nsd", "-v"], r"NSD version (\S+)")
     return [
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"machine: {platform.machine()}, {os.cpu_count()} cores ({cpu}), "
-        f"{platform.system()} {platform.release()}, load average "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"date: {now()}",
+        machine(),
         f"python {platform.python_version()}, uvloop {version('uvloop')}, "
         f"dnslib {version('dnslib')}, "
-        f"dnsmasq {dnsmasq}, NSD {nsd}, dnsperf {dnsperf}",
+        f"dnsmasq {version_of('dnsmasq')}, NSD {version_of('nsd')}, "
+        f"dnsperf {version_of('dnsperf')}",
         f"resolver measured: {measured_package()} (tree {git_state()})",
         f"load: dnsperf -c 1 -q {args.outstanding} -t 2 -l {args.seconds:g}, "
         f"{args.rounds} round(s), medians; server under test on core {SERVER_CORE}, "

@@ -3,27 +3,24 @@ each in its own process group, stopped whatever happens. (NSD, the other upstrea
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
-from dnslib import QTYPE, RCODE, DNSRecord
+from dnslib import QTYPE, RCODE
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchmarks import daemon
+from benchmarks.errors import SetupError
+from benchmarks.ports import free_port
+from benchmarks.processes import HOST, LOAD_CORE, ROOT, SERVER_CORE, Proc, ask
+from benchmarks.serve_bench.floor import command as floor_command
+
 QUERIES = ROOT / "benchmarks" / "queries"
-HOST = "127.0.0.1"
-SERVER_CORE = "0"  # the server under test, alone
-LOAD_CORE = "1"  # dnsperf and the upstream
 
 CEILING = "upstream (ceiling)"
 OURS = "resolver serve"
@@ -65,134 +62,7 @@ DNSMASQ_COMMON = (
 DNSLIB_QUIET = "--log=-request,-reply,-truncated,-error"
 
 
-class SetupError(Exception):
-    """A server did not start or answered wrongly: the benchmark cannot run."""
-
-
-# --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on HOST (the daemon and dnsmasq bind both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((HOST, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((HOST, port))
-                except OSError:
-                    continue
-        return port
-    raise SetupError("no free port on loopback")
-
-
-@dataclass
-class Proc:
-    """A process in its own session (so its whole group can be killed), logging to a file."""
-
-    name: str
-    argv: list[str]
-    log: Path
-    port: int
-    probe: tuple[str, str] = ("www.example.com", "A")  # a question it answers once ready
-    popen: subprocess.Popen[bytes] | None = None
-    # Sent to the process when the thread that started it ends, even by SIGKILL (Linux's
-    # PR_SET_PDEATHSIG, kept across exec): for servers that must not outlive their starter.
-    parent_death_signal: int | None = None
-
-    def start(self) -> None:
-        with self.log.open("wb") as out:
-            self.popen = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                start_new_session=True,
-                preexec_fn=_on_parent_death(self.parent_death_signal),
-            )
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def stop(self) -> None:
-        """SIGTERM to the process group, SIGKILL after 5 s. Idempotent."""
-        if self.popen is None:
-            return
-        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            if self.popen.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(wait)
-        # Stragglers in the group (a dnsmasq TCP child) go too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-
-
-def _on_parent_death(signum: int | None) -> Callable[[], None] | None:
-    """A preexec_fn asking the kernel to send ``signum`` to the child when its parent thread
-    ends; None for none. libc is looked up here, before the fork."""
-    if signum is None:
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    pr_set_pdeathsig = 1
-
-    def request() -> None:
-        prctl(pr_set_pdeathsig, signum, 0, 0, 0)
-
-    return request
-
-
-def process_cpu(pgid: int) -> dict[int, float]:
-    """User + system CPU seconds (utime and stime, fields 14 and 15 of /proc/PID/stat) of each
-    live process in the process group, by pid, all threads included."""
-    ticks: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:  # field 5, the process group
-                ticks[int(stat.parent.name)] = int(fields[11]) + int(fields[12])
-    return {pid: n / os.sysconf("SC_CLK_TCK") for pid, n in ticks.items()}
-
-
-def cpu_seconds(pgid: int) -> float:
-    """The CPU time of the whole process group (see ``process_cpu``). The servers under test
-    are one process each (``taskset`` execs them, so the group leader is the server), but
-    ``resolver serve --workers N``, whose workers are forked into its group; NSD is three."""
-    return sum(process_cpu(pgid).values())
-
-
-def ask(port: int, name: str, qtype: str, timeout: float = 1.0) -> DNSRecord | None:
-    """One UDP query to HOST:port; the parsed reply or None."""
-    query = DNSRecord.question(name, qtype)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.sendto(query.pack(), (HOST, port))
-            data, _ = sock.recvfrom(65535)
-        except OSError:
-            return None
-    return DNSRecord.parse(data)
-
-
-def wait_ready(proc: Proc, timeout: float = 15.0) -> None:
-    """Poll until the server answers its probe question. Raises SetupError."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise SetupError(f"{proc.name} exited:\n{proc.log.read_text()[-2000:]}")
-        if ask(proc.port, *proc.probe, timeout=0.5) is not None:
-            return
-        time.sleep(0.1)
-    raise SetupError(f"{proc.name} did not answer on {HOST}:{proc.port} within {timeout:.0f} s")
+# --------------------------------------------------------------------------- queries
 
 
 def query_file(workload: str) -> Path:
@@ -215,12 +85,6 @@ def check_answers(proc: Proc, queries: Sequence[tuple[str, str]]) -> None:
         synthesised = name.endswith(("uniq.example.com", "wild.test"))
         if synthesised and QTYPE[reply.rr[0].rtype] != qtype:
             raise SetupError(f"{proc.name}: {name} {qtype}: got {reply.rr[0]}")
-
-
-class Counter(Protocol):
-    """An upstream's own count of the queries it received or answered."""
-
-    def read(self) -> int: ...
 
 
 class UpstreamCounter:
@@ -246,11 +110,31 @@ class UpstreamCounter:
 # --------------------------------------------------------------------------- servers
 
 
-def upstream_proc(tmp: Path) -> Proc:
-    """The dnsmasq upstream of the ``zone`` and ``unique`` workloads, answering locally."""
+def upstream_proc(
+    tmp: Path, records: Sequence[str] = UPSTREAM_RECORDS, name: str = CEILING
+) -> Proc:
+    """The dnsmasq upstream of the ``zone`` and ``unique`` workloads, answering locally from
+    ``records`` (dnsmasq options), on the load core."""
     port = free_port()
     argv = ["taskset", "-c", LOAD_CORE, "dnsmasq", *DNSMASQ_COMMON, f"--port={port}"]
-    return Proc(CEILING, [*argv, *UPSTREAM_RECORDS], tmp / "upstream.log", port)
+    return Proc(name, [*argv, *records], tmp / "upstream.log", port)
+
+
+def dnsmasq_proc(
+    tmp: Path,
+    name: str,
+    upstream_port: int,
+    cache_size: int,
+    probe: tuple[str, str] = ("www.example.com", "A"),
+    log: str = "dnsmasq",
+) -> Proc:
+    """dnsmasq forwarding to HOST:upstream_port with a cache of ``cache_size`` entries (0:
+    none), alone on the server core; logging to LOG.log."""
+    port = free_port()
+    argv = ["taskset", "-c", SERVER_CORE, "dnsmasq", *DNSMASQ_COMMON,
+            f"--cache-size={cache_size}", f"--server={HOST}#{upstream_port}",
+            f"--port={port}"]  # fmt: skip
+    return Proc(name, argv, tmp / f"{log}.log", port, probe)
 
 
 # The daemon has an answer cache: off, so that every query is forwarded.
@@ -267,37 +151,29 @@ def ours_proc(
     *,
     cores: str = SERVER_CORE,
     workers: int = 1,
-    build: Path | None = None,
+    python: Sequence[str] = daemon.PYTHON,
 ) -> Proc:
     """``resolver serve`` from this checkout (``sys.executable -m resolver``, run in the
     repository root) with the TOML text given, on ``cores`` (the server core), with
-    ``workers`` worker processes (forked: in the same process group). With ``build``, the
-    package installed in that directory instead (see :func:`build_python`)."""
-    config = tmp / f"{tag}.toml"
-    config.write_text(toml)
+    ``workers`` worker processes (forked: in the same process group). ``python`` runs another
+    interpreter or package instead (``daemon.from_build``, ``daemon.from_checkout``)."""
+    config = daemon.write_config(tmp / f"{tag}.toml", toml)
     port = free_port()
-    python = [sys.executable] if build is None else build_python(build)
-    argv = [
-        "taskset", "-c", cores, *python, "-m", "resolver", "serve",
-        "--config", str(config), "--listen", f"{HOST}:{port}",
-        "--upstream", f"{HOST}:{upstream_port}", "--workers", str(workers),
-        "--log-level", "warning",
-    ]  # fmt: skip
-    return Proc(name, argv, tmp / f"{tag}.log", port, probe)
-
-
-def build_python(build: Path) -> list[str]:
-    """The command that runs Python with the package installed in ``build`` (``pip install
-    --target``) first on its path: ``-P`` keeps the working directory, this checkout, off it,
-    and ``env`` sets PYTHONPATH without changing the environment of anything else."""
-    return ["env", f"PYTHONPATH={build}", sys.executable, "-P"]
+    argv = daemon.serve(
+        config=config,
+        listen=f"{HOST}:{port}",
+        upstream=f"{HOST}:{upstream_port}",
+        extra=["--workers", str(workers)],
+        python=python,
+    )
+    return Proc(name, ["taskset", "-c", cores, *argv], tmp / f"{tag}.log", port, probe)
 
 
 def build_version(build: Path) -> str:
     """``resolver --version`` of the package installed in ``build``; SetupError if it fails."""
     try:
         done = subprocess.run(
-            [*build_python(build), "-m", "resolver", "--version"],
+            daemon.resolver("--version", python=daemon.from_build(build)),
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -315,11 +191,8 @@ def before_proc(
 ) -> Proc:
     """``resolver serve`` as ``ours_proc`` makes it, but importing the package from another
     checkout (a copy of the tree before a change), to measure before and after in one run."""
-    proc = ours_proc(tmp, "before", upstream_port, toml, probe, name=BEFORE)
-    python = proc.argv.index(sys.executable)
-    # ``python -m`` puts its working directory first on sys.path: run it in the checkout.
-    proc.argv[python:python] = ["env", "-C", str(checkout), f"PYTHONPATH={checkout}"]
-    return proc
+    python = daemon.from_checkout(checkout)
+    return ours_proc(tmp, "before", upstream_port, toml, probe, name=BEFORE, python=python)
 
 
 def forwarder_procs(
@@ -338,15 +211,11 @@ def forwarder_procs(
     python = [*pinned, sys.executable, "-m"]
 
     def dnsmasq() -> Proc:
-        port = free_port()
-        argv = [*pinned, "dnsmasq", *DNSMASQ_COMMON, "--cache-size=0",
-                f"--server={HOST}#{upstream_port}", f"--port={port}"]  # fmt: skip
-        return Proc(DNSMASQ, argv, tmp / f"{tag}-dnsmasq.log", port, probe)
+        return dnsmasq_proc(tmp, DNSMASQ, upstream_port, 0, probe, f"{tag}-dnsmasq")
 
     def floor() -> Proc:
         port = free_port()
-        argv = [*python, "benchmarks.serve_bench.floor", "--listen", f"{HOST}:{port}",
-                "--upstream", f"{HOST}:{upstream_port}"]  # fmt: skip
+        argv = [*pinned, *floor_command(f"{HOST}:{port}", f"{HOST}:{upstream_port}")]
         return Proc(FLOOR, argv, tmp / f"{tag}-floor.log", port, probe)
 
     def dnslib() -> Proc:
@@ -360,8 +229,9 @@ def forwarder_procs(
 
     def ours_compiled() -> Proc:
         assert compiled is not None
+        python = daemon.from_build(compiled)
         return ours_proc(
-            tmp, f"{tag}-compiled", upstream_port, CACHE_OFF, probe, COMPILED, build=compiled
+            tmp, f"{tag}-compiled", upstream_port, CACHE_OFF, probe, COMPILED, python=python
         )
 
     build = {OURS: ours, COMPILED: ours_compiled, DNSMASQ: dnsmasq, FLOOR: floor, DNSLIB: dnslib}
@@ -382,8 +252,8 @@ def candidate_procs(tmp: Path) -> list[Proc]:
         ),
         Proc(
             "resolver authority",
-            [*pinned, sys.executable, "-m", "resolver", "authority", "--zone", zone,
-             "--listen", f"{HOST}:{authority}", "--log-level", "warning"],
+            [*pinned, *daemon.resolver("authority", "--zone", zone, "--listen",
+             f"{HOST}:{authority}", "--log-level", "warning")],
             tmp / "cand-authority.log",
             authority,
         ),
@@ -395,17 +265,3 @@ def candidate_procs(tmp: Path) -> list[Proc]:
             fixed,
         ),
     ]  # fmt: skip
-
-
-@contextlib.contextmanager
-def running(procs: Sequence[Proc]) -> Iterator[None]:
-    """Start every process, wait until each answers; stop them all, whatever happens."""
-    try:
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            wait_ready(proc)
-        yield
-    finally:
-        for proc in procs:
-            proc.stop()

@@ -18,28 +18,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.serve_bench.dnsperf import dnsperf_argv, parse_dnsperf
+from benchmarks.dnsperf import dnsperf_argv, parse_dnsperf, run_dnsperf
+from benchmarks.errors import SetupError
+from benchmarks.memory import status_kib
+from benchmarks.processes import wait_ready
+from benchmarks.report import now
 from benchmarks.serve_bench.servers import (
-    SetupError,
     check_answers,
     ours_proc,
     query_file,
     read_queries,
     upstream_proc,
-    wait_ready,
 )
 
 SAMPLE_EVERY = 5.0
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise SetupError(f"no VmRSS for {pid}")
 
 
 def descriptors(pid: int) -> int:
@@ -47,13 +41,8 @@ def descriptors(pid: int) -> int:
 
 
 def dnsperf(port: int, seconds: float, rate: int | None) -> tuple[int, int, int, float]:
-    argv = dnsperf_argv(port, query_file("zone"), seconds, 100)
-    if rate is not None:
-        argv += ["-Q", str(rate)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
-    if done.returncode != 0:
-        raise SetupError(f"dnsperf failed ({done.returncode}):\n{done.stderr}{done.stdout}")
-    sent, completed, lost, qps, _, _ = parse_dnsperf(done.stdout)
+    argv = dnsperf_argv(port, query_file("zone"), seconds, 100, rate=rate)
+    sent, completed, lost, qps, _, _ = parse_dnsperf(run_dnsperf(argv, seconds))
     return sent, completed, lost, qps
 
 
@@ -63,7 +52,7 @@ def main() -> int:
     parser.add_argument("--share", type=float, default=0.8)
     parser.add_argument("--rss-slack", type=float, default=2.0, help="MiB")
     args = parser.parse_args()
-    print(f"# soak {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}")
+    print(f"# soak {now()}, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory(prefix="soak-") as name:
         tmp = Path(name)
         upstream = upstream_proc(tmp)
@@ -80,15 +69,14 @@ def main() -> int:
             print(f"maximum {best:.0f} qps (best of two 10 s runs); soak at {rate} qps")
             # The daemon is the process dnsperf talks to: taskset execs into Python.
             pid = ours.pid
-            samples = [(0.0, rss_kib(pid), descriptors(pid))]
+            samples = [(0.0, status_kib(pid, "VmRSS"), descriptors(pid))]
             began = time.monotonic()
-            argv = dnsperf_argv(ours.port, query_file("zone"), args.seconds, 100)
-            load = subprocess.Popen(
-                [*argv, "-Q", str(rate)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
+            argv = dnsperf_argv(ours.port, query_file("zone"), args.seconds, 100, rate=rate)
+            load = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             while load.poll() is None and time.monotonic() - began < args.seconds + 30:
                 time.sleep(SAMPLE_EVERY)  # sampling period, not an ordering sleep
-                samples.append((time.monotonic() - began, rss_kib(pid), descriptors(pid)))
+                at = time.monotonic() - began
+                samples.append((at, status_kib(pid, "VmRSS"), descriptors(pid)))
             out, err = load.communicate(timeout=30)
             if load.returncode != 0:
                 raise SetupError(f"dnsperf failed ({load.returncode}):\n{err}{out}")

@@ -17,10 +17,10 @@ import platform
 import random
 import sys
 import time
-from datetime import UTC, datetime
 
 import uvloop
 
+from benchmarks.report import now
 from benchmarks.spoof.forge import POISON, Attacker, attacked_round, random_ids, target
 
 
@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    print(f"# spoof {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}")
+    print(f"# spoof {now()}, Python {platform.python_version()}")
     print(f"# {args.rounds} rounds per row; 'taken in' counts forgeries the daemon read")
     print("| 0x20 | K forged per query | poisoned | measured rate | model | taken in | seconds |")
     print("|---|---|---|---|---|---|---|")

@@ -3,52 +3,54 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
-import os
 import platform
-import shutil
-import signal
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 from benchmarks.cache_bench.main import HIT_RECORDS
-from benchmarks.serve_bench.dnsperf import Run, measure
-from benchmarks.serve_bench.nsd import PROBE, nsd_proc
-from benchmarks.serve_bench.report import (
+from benchmarks.cpu import machine_times, process_cpu
+from benchmarks.dnsperf import Counter, Run, measure
+from benchmarks.harness import (
+    failures_reported,
+    interrupt_on_sigterm,
+    missing_cores,
+    missing_tool,
+    rotated,
+)
+from benchmarks.processes import LOAD_CORE, SERVER_CORE, Proc, running
+from benchmarks.report import (
     Row,
     git_state,
+    leading_cells,
+    leading_header,
+    load_average,
+    machine,
     measured_package,
     median,
+    now,
     paired,
-    run_warnings,
-    tool_version,
+    run_figures,
+    version_of,
 )
+from benchmarks.serve_bench.nsd import PROBE, nsd_proc
+from benchmarks.serve_bench.report import run_warnings
 from benchmarks.serve_bench.servers import (
     CACHE_OFF,
-    DNSMASQ_COMMON,
-    LOAD_CORE,
-    SERVER_CORE,
-    Counter,
-    Proc,
-    SetupError,
     UpstreamCounter,
     check_answers,
-    free_port,
     ours_proc,
-    process_cpu,
     query_file,
     read_queries,
-    running,
+    upstream_proc,
 )
 from benchmarks.serve_bench.workloads import DISTINCT_QPS_BOUND, WORKLOADS, Inputs
 
+PROG = "workers_bench"
 DESCRIPTION = "resolver serve with 1 worker against 2 (--workers 2), cache hits and distinct names"
 
 ONE_PINNED = "1 worker, core 0"
@@ -70,13 +72,6 @@ class Layout:
     idle: list[float] = field(default_factory=list)  # per run, the machine's idle share
 
 
-def cpu_times() -> tuple[int, int]:
-    """The machine's idle and total CPU time so far, in ticks (the ``cpu`` line of
-    /proc/stat; idle includes iowait)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return fields[3] + fields[4], sum(fields)
-
-
 def settle(proc: Proc, questions: Sequence[tuple[str, str]]) -> None:
     """Ask every question WARM_PASSES times, each from a socket of its own: every worker
     has started and answers (a query to one still starting waits in its buffer), and with
@@ -89,9 +84,7 @@ def start_loads(args: argparse.Namespace, tmp: Path) -> dict[str, tuple[Proc, Co
     """The upstream of each load: cache_bench's dnsmasq for ``hits``, NSD for ``distinct``."""
     upstreams: dict[str, tuple[Proc, Counter]] = {}
     if "hits" in args.loads:
-        port = free_port()
-        argv = ["taskset", "-c", LOAD_CORE, "dnsmasq", *DNSMASQ_COMMON, f"--port={port}"]
-        dnsmasq = Proc("upstream dnsmasq", [*argv, *HIT_RECORDS], tmp / "upstream.log", port)
+        dnsmasq = upstream_proc(tmp, HIT_RECORDS, "upstream dnsmasq")
         upstreams["hits"] = (dnsmasq, UpstreamCounter(dnsmasq))
     if "distinct" in args.loads:
         upstreams["distinct"] = nsd_proc(tmp, "NSD")
@@ -120,7 +113,7 @@ def run_once(
     time.sleep(args.pause)
     single_pass = args.distinct_names if load == "distinct" else 0
     proc = layout.proc
-    before, machine = process_cpu(proc.pid), cpu_times()
+    before, machine_before = process_cpu(proc.pid), machine_times()
     run = measure(
         proc.name,
         proc,
@@ -131,15 +124,13 @@ def run_once(
         single_pass=single_pass,
         clients=args.clients,
     )
-    after, (idle, total) = process_cpu(proc.pid), cpu_times()
-    layout.idle.append((idle - machine[0]) / max(1, total - machine[1]))
+    after, (idle, total) = process_cpu(proc.pid), machine_times()
+    layout.idle.append((idle - machine_before[0]) / max(1, total - machine_before[1]))
     workers = [after[pid] - before.get(pid, 0.0) for pid in after if pid != proc.pid]
     layout.workers_cpu.append(sorted((cpu / run.wall for cpu in workers), reverse=True))
     layout.row.runs.append(run)
     print(
-        f"  {load:8} {proc.name:22} {run.qps:9,.0f} qps lost {run.lost} "
-        f"cpu {run.server_cpu:.0%} {run.per_cpu_second:9,.0f} q/cpu-s "
-        f"machine idle {layout.idle[-1]:.0%}",
+        f"  {load:8} {proc.name:22} {run_figures(run)} machine idle {layout.idle[-1]:.0%}",
         flush=True,
     )
     return run
@@ -159,9 +150,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, Layout]]:
         for round_ in range(args.rounds):
             print(f"round {round_ + 1} of {args.rounds}", flush=True)
             for load, made in daemons.items():
-                names = list(made)
-                shift = round_ % len(names)
-                for name in names[shift:] + names[:shift]:
+                for name in rotated(list(made), round_):
                     run_once(args, inputs, load, made[name], upstreams[load])
     return daemons
 
@@ -177,20 +166,16 @@ def _shares(layout: Layout) -> str:
 def table(made: dict[str, Layout]) -> list[str]:
     base, unpinned = made[ONE_PINNED].row, made[ONE].row
     lines = [
-        "| layout | qps (median) | qps range | lost | avg latency ms | server CPU | "
-        "worker CPU | queries per CPU-s | up/q | upstream CPU | machine idle | "
+        leading_header("layout")
+        + "worker CPU | queries per CPU-s | up/q | upstream CPU | machine idle | "
         "qps vs 1 worker, core 0 | qps vs 1 worker, cores 0-1 | per CPU-s vs 1 worker, core 0 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for layout in made.values():
-        row, runs = layout.row, layout.row.runs
+        row = layout.row
         lines.append(
-            f"| {row.server} | {row.qps:,.0f} | {row.spread()} | {row.lost} | "
-            f"{median([r.latency_ms for r in runs]):.2f} | "
-            f"{median([r.server_cpu for r in runs]):.0%} | {_shares(layout)} | "
-            f"{row.per_cpu_second:,.0f} | "
-            f"{median([r.upstream_per_query for r in runs]):.2f} | "
-            f"{median([r.upstream_cpu for r in runs]):.0%} | {median(layout.idle):.0%} | "
+            leading_cells(row) + f"{_shares(layout)} | {row.per_cpu_second:,.0f} | "
+            f"{row.upstream_per_query:.2f} | {row.upstream_cpu:.0%} | {median(layout.idle):.0%} | "
             f"{paired(row, base):.2f}x | {paired(row, unpinned):.2f}x | "
             f"{paired(row, base, per_cpu=True):.2f}x |"
         )
@@ -220,28 +205,15 @@ def notes(load: str, made: dict[str, Layout]) -> list[str]:
 
 
 def describe(args: argparse.Namespace) -> list[str]:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    dnsmasq = tool_version(["dnsmasq", "--version"], r"version (\S+)")
-    dnsperf = tool_version(["dnsperf", "-h"], r"Version (\S+)")
-    nsd = tool_version(["nsd", "-v"], r"NSD version (\S+)")
     return [
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"machine: {platform.machine()}, {os.cpu_count()} cores ({cpu}), "
-        f"{platform.system()} {platform.release()}, load average {load_average()}",
-        f"python {platform.python_version()}, dnsmasq {dnsmasq}, NSD {nsd}, dnsperf {dnsperf}",
+        f"date: {now()}",
+        machine(),
+        f"python {platform.python_version()}, dnsmasq {version_of('dnsmasq')}, "
+        f"NSD {version_of('nsd')}, dnsperf {version_of('dnsperf')}",
         f"resolver measured: {measured_package()} (tree {git_state()})",
         f"load: dnsperf -c {args.clients} -q {args.outstanding} -t 2 -l {args.seconds:g}, "
         f"{args.rounds} round(s), medians; dnsperf and the upstream on core {LOAD_CORE}",
     ]
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -275,34 +247,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through the finally blocks that stop the servers
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     tools = ["dnsperf", "dnsmasq", "taskset"]
     if "distinct" in args.loads:
         tools += ["nsd", "nsd-control"]
-    for tool in tools:
-        if shutil.which(tool) is None:
-            print(f"workers_bench: {tool} is not installed", file=sys.stderr)
-            return 2
-    if not {0, 1} <= os.sched_getaffinity(0):
-        print("workers_bench: needs cores 0 and 1", file=sys.stderr)
+    if missing_tool(PROG, tools) or missing_cores(PROG):
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupt_on_sigterm()
     for line in describe(args):
         print(line)
-    with tempfile.TemporaryDirectory(prefix="workers_bench.") as name:
-        try:
-            daemons = bench(args, Path(name))
-        except SetupError as exc:
-            print(f"workers_bench: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("workers_bench: interrupted; every server stopped", file=sys.stderr)
-            return 130
+    with tempfile.TemporaryDirectory(prefix="workers_bench.") as name, failures_reported(PROG):
+        daemons = bench(args, Path(name))
     print(f"\nload average at the end: {load_average()}")
     for load, made in daemons.items():
         what = "cache hits, upstream dnsmasq" if load == "hits" else "distinct names, upstream NSD"

@@ -20,6 +20,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from conftest import TRANSPORTS, address, addresses
+from trace_output import chain
 
 RECURSIVE = "recursive"
 # The trust anchor the `sign` service wrote: the root's DS (the signed volume, read-only here).
@@ -210,19 +211,6 @@ def trace(name: str, tmp_path: Path) -> str:
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-def chain(stdout: str) -> dict[str, str]:
-    """The trace's verdict lines, zone by zone."""
-    lines = stdout.splitlines()
-    start = lines.index(";; chain of trust, zone by zone:")
-    verdicts = {}
-    for line in lines[start + 1 :]:
-        match = re.match(r"^;;   (\S+) +(.+)$", line)
-        if match is None:
-            break
-        verdicts[match[1]] = match[2]
-    return verdicts
 
 
 SECURE_BY_DS = re.compile(

@@ -21,6 +21,7 @@ import dns.dnssec
 import pytest
 from signing import SignedZone, zone_text
 from support import free_port
+from trace_output import chain
 
 from resolver.authority import Authority
 from resolver.authority.zone import parse_zone
@@ -141,19 +142,6 @@ def under(stdout: str, step: str) -> list[str]:
 
 def fields(line: str) -> list[str]:
     return line.split()
-
-
-def chain(stdout: str) -> dict[str, str]:
-    """The verdict lines after ``;; chain of trust, zone by zone:``, by zone."""
-    lines = stdout.splitlines()
-    start = lines.index(";; chain of trust, zone by zone:")
-    verdicts = {}
-    for line in lines[start + 1 :]:
-        match = re.match(r"^;;   (\S+) +(.+)$", line)
-        if match is None:
-            break
-        verdicts[match[1]] = match[2]
-    return verdicts
 
 
 async def test_each_referral_shows_the_ds_records_it_holds_with_their_rrsig(world: World) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.errors import SetupError
 from benchmarks.hierarchy import (
     UNBOUND_ADDRESS,
     Hierarchy,
@@ -30,7 +31,6 @@ from benchmarks.hierarchy import (
     tool,
     unbound_conf,
 )
-from benchmarks.serve_bench.servers import SetupError
 
 pytestmark = pytest.mark.interop
 

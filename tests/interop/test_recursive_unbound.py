@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import pytest
 
+from benchmarks.errors import SetupError
 from benchmarks.hierarchy import (
     AUTHORITIES,
     Hierarchy,
@@ -33,7 +34,6 @@ from benchmarks.hierarchy import (
     require,
     running,
 )
-from benchmarks.serve_bench.servers import SetupError
 
 pytestmark = pytest.mark.interop
 

@@ -26,8 +26,8 @@ from typing import NamedTuple
 import pytest
 from signing import Key, SignedZone, make_key, zone_text
 
+from benchmarks.errors import SetupError
 from benchmarks.hierarchy import Hierarchy, Reply, Server, require, running, zone_file
-from benchmarks.serve_bench.servers import SetupError
 
 pytestmark = pytest.mark.interop
 

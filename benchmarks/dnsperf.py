@@ -1,4 +1,5 @@
-"""One bounded dnsperf run and what it measured, with the CPU the servers used meanwhile."""
+"""dnsperf: its command line, what its output says, and one bounded run with the CPU the
+servers used meanwhile."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from benchmarks.serve_bench.servers import (
-    HOST,
-    LOAD_CORE,
-    Counter,
-    Proc,
-    SetupError,
-    cpu_seconds,
-)
+from benchmarks.cpu import cpu_seconds
+from benchmarks.errors import SetupError
+from benchmarks.processes import HOST, LOAD_CORE, Proc
+
+
+class Counter(Protocol):
+    """An upstream's own count of the queries it received or answered."""
+
+    def read(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +57,22 @@ def dnsperf_argv(
     once: bool = False,
     host: str = HOST,
     clients: int = 1,
+    *,
+    core: str | None = LOAD_CORE,
+    timeout: float | None = 2,
+    mode: str | None = None,
+    rate: int | None = None,
+    options: Sequence[str] = (),
 ) -> list[str]:
-    """dnsperf at host:port on the load core, bounded by ``-l`` (and by one pass over the
-    input with ``once``), from ``clients`` sockets (``-c``: source ports)."""
+    """dnsperf at host:port on ``core`` (None: not pinned), bounded by ``-l`` (and by one
+    pass over the input with ``once``), from ``clients`` sockets (``-c``: source ports),
+    ``outstanding`` queries in flight (``-q``), waiting ``timeout`` seconds for a reply
+    (``-t``; None: dnsperf's default); ``mode`` is ``-m`` (udp, tcp, dot, doh), ``rate``
+    ``-Q``, and ``options`` go last."""
     return [
-        "taskset",
-        "-c",
-        LOAD_CORE,
+        *(["taskset", "-c", core] if core is not None else []),
         "dnsperf",
+        *(["-m", mode] if mode is not None else []),
         "-s",
         host,
         "-p",
@@ -74,17 +85,27 @@ def dnsperf_argv(
         str(clients),
         "-q",
         str(outstanding),
-        "-t",
-        "2",
+        *(["-t", f"{timeout:g}"] if timeout is not None else []),
         *(["-n", "1"] if once else []),
+        *(["-Q", str(rate)] if rate is not None else []),
+        *options,
     ]
 
 
-def _field(text: str, label: str) -> str:
+def _line(text: str, label: str) -> re.Match[str]:
     match = re.search(rf"^\s*{re.escape(label)}:\s*(.+)$", text, re.MULTILINE)
     if match is None:
         raise SetupError(f"dnsperf output lacks {label!r}:\n{text}")
-    return match.group(1).strip()
+    return match
+
+
+def _field(text: str, label: str) -> str:
+    return _line(text, label).group(1).strip()
+
+
+def lost_line(text: str) -> str:
+    """dnsperf's ``Queries lost:`` line as it printed it (count and share), stripped."""
+    return _line(text, "Queries lost").group(0).strip()
 
 
 def parse_dnsperf(text: str) -> tuple[int, int, int, float, float, str]:
@@ -96,6 +117,15 @@ def parse_dnsperf(text: str) -> tuple[int, int, int, float, float, str]:
     latency = float(_field(text, "Average Latency (s)").split()[0]) * 1000
     rcodes = re.search(r"^\s*Response codes:\s*(.*)$", text, re.MULTILINE)
     return sent, completed, lost, qps, latency, rcodes.group(1).strip() if rcodes else "-"
+
+
+def run_dnsperf(argv: Sequence[str], seconds: float) -> str:
+    """Run a dnsperf command line bounded by ``seconds`` (its ``-l``) to its end; its
+    output. Raises SetupError when it fails."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    if done.returncode != 0:
+        raise SetupError(f"dnsperf failed ({done.returncode}):\n{done.stderr}{done.stdout}")
+    return done.stdout
 
 
 def measure(
@@ -124,13 +154,11 @@ def measure(
     answered_before = counter.read()
     cpu_before = (cpu_seconds(target.pid), cpu_seconds(upstream.pid))
     wall = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    out = run_dnsperf(argv, seconds)
     wall = time.monotonic() - wall
     cpu_after = (cpu_seconds(target.pid), cpu_seconds(upstream.pid))
     answered = counter.read() - answered_before
-    if done.returncode != 0:
-        raise SetupError(f"dnsperf failed ({done.returncode}):\n{done.stderr}{done.stdout}")
-    sent, completed, lost, qps, latency, rcodes = parse_dnsperf(done.stdout)
+    sent, completed, lost, qps, latency, rcodes = parse_dnsperf(out)
     if target is upstream:
         answered = completed  # dnsperf's own queries: one upstream query each
     return Run(
