@@ -2,7 +2,7 @@
 ``/dns-query``, with GET (``?dns=`` base64url, no padding) and POST
 (``application/dns-message``).
 
-HTTP/2 is the ``h2`` library's (sans-I/O): the server's connection task feeds
+HTTP/2 is the ``h2`` library's (sans-I/O): the server's connection protocol feeds
 :meth:`HttpsSession.receive` what it reads (after access control, the connection cap and the
 TLS handshake, as for any TCP connection) and the session writes what h2 says to through
 ``write``. Each request's DNS message goes to ``handle``, the server's one path for a query
@@ -11,11 +11,11 @@ request we cannot take gets an HTTP error, never a traceback: 404 for another pa
 another method, 415 for another media type, 413 for a body longer than a DNS message, 400 for
 a missing or malformed message (or one the server drops). A client that does not open with
 HTTP/2's preface is spoken to in HTTP/1.1 (``h11``, sans-I/O as well): the same requests, one
-at a time on a kept-alive connection; a request h11 cannot parse gets a 400 and the end of the
-connection.
+at a time on a kept-alive connection, until one asks to close (``closed`` turns true when its
+reply is sent); a request h11 cannot parse gets a 400 and the end of the connection.
 
 At most ``max_streams`` requests are open at once (SETTINGS_MAX_CONCURRENT_STREAMS; h2
-refuses more), and the connection task stops reading while as many are in flight.
+refuses more), and the connection is not read while as many are in flight.
 """
 
 from __future__ import annotations
