@@ -720,9 +720,11 @@ class _StreamConnection(asyncio.Protocol):
     idle timeout (shorter under pressure: see :mod:`.connections`) for each next query, on
     one timer that is not moved per query: when it fires, the wait is measured again from the
     last whole query. At EOF, idle time out or shutdown it reads no more and closes once its
-    queries in flight are answered, or after ``shutdown_grace``. Replies are framed and
-    written together at the end of the read that made them (or of the loop's turn): one
-    write, one TLS record; on TLS and HTTPS they are padded to RFC 8467's 468-byte blocks.
+    queries in flight are answered, or after ``shutdown_grace``. Over TCP and TLS, replies are
+    framed and written together at the end of the read that made them (or of the loop's
+    turn): one write, one TLS record; an HTTPS session writes each reply on its own (dnsperf's
+    DoH client loses replies that share a record: see benchmarks/README.md). On TLS and HTTPS
+    replies are padded to RFC 8467's 468-byte blocks.
     """
 
     def __init__(self, server: Server, kind: str) -> None:
