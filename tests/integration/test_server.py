@@ -547,6 +547,31 @@ async def test_idle_tcp_connection_is_closed(authority: Authority, ask_first: bo
         await until(lambda: instance.server.statistics().tcp_connections == 0)
 
 
+async def test_the_idle_timeout_counts_from_the_last_query_not_from_the_first(
+    authority: Authority,
+) -> None:
+    loop = asyncio.get_running_loop()
+    async with (
+        asyncio.timeout(BOUND),
+        daemon(authority, tcp_idle_timeout=1.0) as instance,
+    ):
+        address = instance.addresses[0]
+        await udp_ask(address, query())  # cached: every TCP query is answered at once
+        reader, writer = await asyncio.open_connection(*address)
+        try:
+            opened = loop.time()
+            qid = 0
+            while loop.time() - opened < 2.5:  # well past the idle timeout, never idle long
+                qid += 1
+                writer.write(frame(query(qid=qid)))
+                assert read_header(await read_frame(reader)).id == qid
+                await asyncio.sleep(0.05)
+            assert instance.server.statistics().tcp_connections == 1
+            assert await closed_by_peer(reader)  # once it stops asking
+        finally:
+            writer.close()
+
+
 async def test_at_the_cap_the_idlest_connection_makes_room_for_a_new_one(
     authority: Authority,
 ) -> None:
