@@ -4,46 +4,46 @@ Idle connections wait ``tcp_idle_timeout`` for their next query, or at most
 ``tcp_busy_idle_timeout`` while more than half the connection cap is in use (pressure); when
 pressure begins, those already waiting are cut short once. At the cap, the connection that
 sent a whole query longest ago (or never) and has none in flight is closed to make room.
+The connections themselves (reading, framing, their timers) are the server's; this module
+sees them through :class:`Connection`.
 """
 
 from __future__ import annotations
 
-import asyncio
+from typing import Protocol
 
 from resolver.config import ServerConfig
 
-__all__ = ["TCP_WRITE_HIGH", "Connections", "TcpClient"]
+__all__ = ["TCP_WRITE_HIGH", "Connection", "Connections"]
 
 TCP_WRITE_HIGH = 64 * 1024  # unsent reply bytes above which a connection is not read
 
 
-class TcpClient:
-    """One TCP connection's state: its queries in flight, and since when and until when it
-    waits for its next query (the timeout pressure may shorten); the replies framed in this
-    turn of the loop, written together at its end (one write, so one TLS record, for all the
-    replies that the queries of one read make)."""
+class Connection(Protocol):
+    """What the policy needs of one open TCP (or TLS, or HTTPS) connection."""
 
-    __slots__ = ("_loop", "outstanding", "read_timeout", "reading_since", "unsent", "writer")
+    @property
+    def outstanding(self) -> int:
+        """Its queries in flight."""
+        ...
 
-    def __init__(self, writer: asyncio.StreamWriter, now: float) -> None:
-        self.writer = writer
-        self.outstanding: set[asyncio.Future[None]] = set()
-        self.reading_since = now
-        self.read_timeout: asyncio.Timeout | None = None
-        self.unsent = bytearray()
-        self._loop = asyncio.get_running_loop()
+    def shorten_idle(self, limit: float) -> None:
+        """Wait no longer than ``limit`` seconds for the next query, counted from when the
+        connection began to wait (if it is waiting)."""
+        ...
 
-    def send(self, frame: bytes) -> None:
-        """Write ``frame`` (a whole length-prefixed message) at the end of this loop turn."""
-        if not self.unsent:
-            self._loop.call_soon(self.flush)
-        self.unsent += frame
+    def end(self) -> None:
+        """Read no more; close once the queries in flight are answered (or after
+        ``shutdown_grace``)."""
+        ...
 
-    def flush(self) -> None:
-        unsent = self.unsent
-        if unsent and not self.writer.is_closing():
-            self.writer.write(bytes(unsent))
-        unsent.clear()
+    def close(self) -> None:
+        """Close now, after the replies framed this turn."""
+        ...
+
+    def abort(self) -> None:
+        """Close now, dropping whatever is unsent."""
+        ...
 
 
 class Connections:
@@ -54,37 +54,42 @@ class Connections:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self._clients: dict[asyncio.StreamWriter, TcpClient] = {}
+        self._clients: dict[Connection, None] = {}  # ordered: the idlest first
         self._pressed = False  # more than half the TCP connection cap in use
 
     def __len__(self) -> int:
         return len(self._clients)
 
+    def end_all(self) -> None:
+        """Stop reading every connection (shutdown): each closes once its queries in flight
+        are answered."""
+        for client in list(self._clients):
+            client.end()
+
     def close_all(self) -> None:
         """Close every connection, each after the replies framed for it this turn."""
-        for client in list(self._clients.values()):
-            client.flush()
-            client.writer.close()
+        for client in list(self._clients):
+            client.close()
 
     def full(self) -> bool:
         """Whether the connection cap is reached."""
         return len(self._clients) >= self.config.max_tcp_connections
 
-    def add(self, client: TcpClient) -> None:
-        self._clients[client.writer] = client
+    def add(self, client: Connection) -> None:
+        self._clients[client] = None
         self.pressure_changed()
 
-    def active(self, client: TcpClient) -> None:
+    def active(self, client: Connection) -> None:
         """``client`` sent a whole query: most recently active last, so that the first
         without queries in flight is the idlest."""
-        writer = client.writer
-        del self._clients[writer]
-        self._clients[writer] = client
+        clients = self._clients
+        del clients[client]
+        clients[client] = None
 
-    def remove(self, client: TcpClient) -> None:
-        """Forget ``client`` (unless it was evicted already)."""
-        if self._clients.get(client.writer) is client:
-            del self._clients[client.writer]
+    def remove(self, client: Connection) -> None:
+        """Forget ``client`` (unless it was forgotten already: evicted, or closed)."""
+        if client in self._clients:
+            del self._clients[client]
             self.pressure_changed()
 
     def busy(self) -> bool:
@@ -96,34 +101,32 @@ class Connections:
             return min(self.config.tcp_idle_timeout, self.config.tcp_busy_idle_timeout)
         return self.config.tcp_idle_timeout
 
+    def reconfigure(self, config: ServerConfig) -> None:
+        """New limits (a reload): connections waiting for their next query wait no longer
+        than the idle timeout now says, from when they began to wait."""
+        self.config = config
+        limit = self.idle_timeout()
+        for client in self._clients:
+            client.shorten_idle(limit)
+        self._pressed = self.busy()
+
     def pressure_changed(self) -> None:
-        """After a connection came or went (or the limits changed). Reads begun under
+        """After a connection came or went (or the limits changed). Waits begun under
         pressure get the short timeout anyway; when pressure begins, those begun before it
         are cut short once."""
         busy = self.busy()
         if busy and not self._pressed:
-            self._shorten_idle_timeouts()
+            limit = self.idle_timeout()
+            for client in self._clients:
+                client.shorten_idle(limit)
         self._pressed = busy
-
-    def _shorten_idle_timeouts(self) -> None:
-        """Every connection waiting for its next query waits no longer than the busy timeout
-        from when it began to wait."""
-        busy = self.idle_timeout()
-        for client in self._clients.values():
-            timeout = client.read_timeout
-            if timeout is None:
-                continue
-            when = timeout.when()
-            limit = client.reading_since + busy
-            if when is None or when > limit:
-                timeout.reschedule(limit)
 
     def evict_idlest(self) -> bool:
         """Close the connection that sent a whole query longest ago (or never) and has none in
         flight; False if every connection has queries in flight."""
-        for writer, client in self._clients.items():
+        for client in self._clients:
             if not client.outstanding:
-                del self._clients[writer]
-                writer.transport.abort()
+                del self._clients[client]
+                client.abort()
                 return True
         return False

@@ -2,7 +2,7 @@
 ``/dns-query``, with GET (``?dns=`` base64url, no padding) and POST
 (``application/dns-message``).
 
-HTTP/2 is the ``h2`` library's (sans-I/O): the server's connection task feeds
+HTTP/2 is the ``h2`` library's (sans-I/O): the server's connection protocol feeds
 :meth:`HttpsSession.receive` what it reads (after access control, the connection cap and the
 TLS handshake, as for any TCP connection) and the session writes what h2 says to through
 ``write``. Each request's DNS message goes to ``handle``, the server's one path for a query
@@ -11,11 +11,11 @@ request we cannot take gets an HTTP error, never a traceback: 404 for another pa
 another method, 415 for another media type, 413 for a body longer than a DNS message, 400 for
 a missing or malformed message (or one the server drops). A client that does not open with
 HTTP/2's preface is spoken to in HTTP/1.1 (``h11``, sans-I/O as well): the same requests, one
-at a time on a kept-alive connection; a request h11 cannot parse gets a 400 and the end of the
-connection.
+at a time on a kept-alive connection, until one asks to close (``closed`` turns true when its
+reply is sent); a request h11 cannot parse gets a 400 and the end of the connection.
 
 At most ``max_streams`` requests are open at once (SETTINGS_MAX_CONCURRENT_STREAMS; h2
-refuses more), and the connection task stops reading while as many are in flight.
+refuses more), and the connection is not read while as many are in flight.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class HttpsSession:
     """The HTTP/2 state of one client connection (see the module)."""
 
     __slots__ = (
+        "_closed",
         "_first",
         "_h2",
         "_handle",
@@ -58,7 +59,6 @@ class HttpsSession:
         "_requests",
         "_unsent",
         "_write",
-        "closed",
         "requests",
     )
 
@@ -87,8 +87,14 @@ class HttpsSession:
         self._unsent: dict[int, bytes] = {}  # reply bytes waiting for flow-control window
         self._first = True
         self._http1: Http1Session | None = None
-        self.closed = False
+        self._closed = False
         self.requests = 0
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is to be closed (an HTTP/1.1 client's too, which may ask
+        for that in a request whose reply is sent later)."""
+        return self._closed if self._http1 is None else self._http1.closed
 
     def receive(self, data: bytes) -> bool:
         """Take what the client sent; False when the connection is to be closed (an HTTP/1.1
@@ -96,7 +102,6 @@ class HttpsSession:
         if self._http1 is not None:
             keep = self._http1.receive(data)
             self.requests = self._http1.requests
-            self.closed = self._http1.closed
             return keep
         if self._first:
             # Our preface waits for the client's: an HTTP/1.1 client is answered in its own.
@@ -109,7 +114,7 @@ class HttpsSession:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError:
             self._flush()  # h2 has queued a GOAWAY that says why
-            self.closed = True
+            self._closed = True
             return False
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
@@ -125,7 +130,7 @@ class HttpsSession:
                 self._send_unsent()
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self._flush()
-                self.closed = True
+                self._closed = True
                 return False
         self._flush()
         return True
@@ -134,10 +139,10 @@ class HttpsSession:
         """Say goodbye (GOAWAY) before the connection closes."""
         if self._http1 is not None:
             self._http1.close()
-        elif not self.closed and not self._first:
+        elif not self._closed and not self._first:
             self._h2.close_connection()
             self._flush()
-        self.closed = True
+        self._closed = True
 
     # ----------------------------------------------------------------- requests
 
@@ -174,7 +179,7 @@ class HttpsSession:
         self.requests += 1
 
         def reply(answer: bytes | None) -> None:
-            if self.closed:
+            if self._closed:
                 return
             self._respond(stream, 400 if answer is None else 200, answer or b"")
             self._flush()

@@ -5,16 +5,16 @@ dropped; a client outside the allowed networks gets REFUSED (or nothing, as conf
 anything else is looked at, and its TCP connections are closed unread; a malformed query gets
 FORMERR, an unsupported opcode NOTIMP. Every other query goes to the engine
 (``Engine.answer``) under one deadline set here, over UDP and TCP alike; the server counts what
-is in flight and drains it on shutdown. UDP queries run on callbacks, a TCP connection in a
-task of its own. Who may ask is :mod:`.access`'s to say, which TCP connections stay open
-:mod:`.connections`'s; the sockets come from :mod:`.listeners`.
+is in flight and drains it on shutdown. UDP queries and TCP (TLS, HTTPS) connections alike
+run on callbacks (a protocol per socket, no task per connection). Who may ask is
+:mod:`.access`'s to say, which TCP connections stay open :mod:`.connections`'s; the sockets
+come from :mod:`.listeners`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import ssl
 from collections import defaultdict
@@ -30,7 +30,7 @@ from resolver.errors import WireError
 from resolver.histogram import Histogram
 from resolver.querylog import QueryLog
 from resolver.server.access import AccessControl
-from resolver.server.connections import TCP_WRITE_HIGH, Connections, TcpClient
+from resolver.server.connections import TCP_WRITE_HIGH, Connections
 from resolver.server.https import HttpsSession, Reply
 from resolver.server.listeners import Listener, bind_listeners
 from resolver.transport.tls import server_context
@@ -144,9 +144,10 @@ class Server:
         self._access = AccessControl(config.allow, config.outside_allow)
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.Server] = []
-        self._connection_tasks: set[asyncio.Task[None]] = set()
         self._connections = Connections(config)
-        self._room: asyncio.Event | None = None  # set when a query in flight settles
+        # Stream connections not read until the server has fewer than max_inflight queries
+        # in flight.
+        self._room_waiters: list[_StreamConnection] = []
         self._stop = asyncio.Event()
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
@@ -219,8 +220,7 @@ class Server:
             self._clock = answerer.clock()
             self._cache = answerer.cache
         self._access = AccessControl(config.allow, config.outside_allow)
-        self._connections.config = config
-        self._connections.pressure_changed()
+        self._connections.reconfigure(config)
         self._reload_certificate()
 
     def _reload_certificate(self) -> None:
@@ -276,12 +276,14 @@ class Server:
             alpn = ("dot",) if kind == "tls" else ("h2",)
             context = server_context(config.tls_cert, config.tls_key, alpn=alpn)
             self._contexts[kind] = context
-        handler = functools.partial(self._tcp_connection, kind=kind)
-        # The handshake comes before the handler (as in Unbound, whose access control applies
-        # to the queries): started by hand after the handler's checks, it would race the
-        # client's first bytes into the plain reader.
-        server = await asyncio.start_server(
-            handler, sock=sock, ssl=context, ssl_handshake_timeout=config.tcp_idle_timeout
+        assert self._loop is not None
+        # The handshake comes before the connection's checks (as in Unbound, whose access
+        # control applies to the queries): the protocol is made when it is done.
+        server = await self._loop.create_server(
+            lambda: _StreamConnection(self, kind),
+            sock=sock,
+            ssl=context,
+            ssl_handshake_timeout=config.tcp_idle_timeout,
         )
         self._tcp.append(server)
         (self.tls_addresses if kind == "tls" else self.https_addresses).append(listener.address)
@@ -298,7 +300,9 @@ class Server:
             raise
         if listener.tcp is not None:
             try:
-                server = await asyncio.start_server(self._tcp_connection, sock=listener.tcp)
+                server = await self._loop.create_server(
+                    lambda: _StreamConnection(self, "tcp"), sock=listener.tcp
+                )
             except BaseException:
                 listener.tcp.close()
                 transport.close()
@@ -330,10 +334,11 @@ class Server:
         """Shut down gracefully. Idempotent: every call waits for the same closing work,
         which goes on even if a caller is cancelled.
 
-        New TCP connections are refused and new UDP queries dropped at once; queries in flight
-        get their answers (up to ``shutdown_grace`` seconds); then the UDP sockets close (they
-        stay open until then so those answers can still be sent from the port the clients
-        asked) and the TCP connections are closed.
+        New TCP connections are refused and new UDP queries dropped at once, and open TCP
+        connections are read no more (those without queries in flight close); queries in
+        flight get their answers (up to ``shutdown_grace`` seconds); then the UDP sockets close
+        (they stay open until then so those answers can still be sent from the port the
+        clients asked) and the TCP connections left are closed.
         """
         if self._closing is None:
             self._closed = True
@@ -343,6 +348,7 @@ class Server:
             self._given.clear()
             for server in self._tcp:
                 server.close()
+            self._connections.end_all()
             self._closing = asyncio.get_running_loop().create_task(self._drain_and_close())
         await asyncio.shield(self._closing)
 
@@ -357,12 +363,6 @@ class Server:
         for transport in self._udp:
             transport.close()
         self._connections.close_all()
-        if self._connection_tasks:
-            timeout = max(0.0, grace_ends - loop.time())
-            _, pending = await asyncio.wait(set(self._connection_tasks), timeout=timeout)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
         for server in self._tcp:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=1.0)
@@ -488,9 +488,11 @@ class Server:
         self._inflight -= 1
         if self._drained is not None and not self._inflight:
             self._drained.set()
-        if self._room is not None:  # TCP connections wait for room under max_inflight
-            self._room.set()
-            self._room = None
+        waiters = self._room_waiters
+        if waiters and self._inflight < self.config.max_inflight:
+            self._room_waiters = []
+            for connection in waiters:
+                connection.unpause(_ROOM)
 
     # ----------------------------------------------------------------- UDP
 
@@ -641,211 +643,404 @@ class Server:
             query[2:], Rendered(reply[2:], outcome.until, question.name, question.qtype, tag)
         )
 
-    # ----------------------------------------------------------------- TCP
-
-    async def _tcp_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, kind: str = "tcp"
-    ) -> None:
-        """One client's TCP connection: length-prefixed queries, each answered as its answer
-        is ready (pipelined, in any order); closed after the idle timeout, at EOF, or at
-        shutdown. ``kind`` "tls" (DNS over TLS) and "https" (DNS over HTTPS): connections
-        whose TLS handshake is done (within the idle timeout), under the same rules (an
-        HTTPS connection's queries are HTTP/2 requests; see :mod:`.https`); their replies are
-        padded to RFC 8467's 468-byte blocks.
-
-        The connection is read only while it has fewer than ``max_tcp_outstanding`` queries
-        in flight, the server fewer than ``max_inflight``, and its unsent replies fit under
-        the write buffer's high-water mark; replies left unread for ``tcp_write_timeout``
-        close it. At the connection cap, the connection that sent a whole query longest ago
-        (and has none in flight) is closed to make room; with more than half the cap in use,
-        connections wait at most ``tcp_busy_idle_timeout`` for their next query."""
-        peername = writer.get_extra_info("peername")
-        peer: tuple[str, int] = (peername[0], peername[1]) if peername else ("", 0)
-        host = peer[0]
-        if not self._access.allows(host):
-            self._counts["denied"] += 1
-            writer.transport.abort()  # not a byte read: nothing it sends is looked at
-            return
-        connections = self._connections
-        # At the cap, the idlest connection makes room (see resolver.server.connections).
-        if not self._closed and connections.full() and connections.evict_idlest():
-            self._counts["tcp_evicted"] += 1
-        elif self._closed or connections.full():
-            self._counts["dropped"] += 1
-            writer.close()
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        loop = self._loop or asyncio.get_running_loop()
-        client = TcpClient(writer, loop.time())
-        self._connection_tasks.add(task)
-        connections.add(client)
-        self._counts["accepted_" + kind] += 1
-        try:
-            writer.transport.set_write_buffer_limits(high=TCP_WRITE_HIGH)
-            if kind == "https":
-                await self._https_session(client, reader, peer)
-                return
-            while not self._closed and await self._tcp_room(client):
-                client.reading_since = loop.time()
-                query = await self._tcp_read(reader, client)
-                if query is None:
-                    break
-                connections.active(client)
-                self._counts["tcp"] += 1
-                if kind == "tls":
-                    self._counts["tls"] += 1
-                self._tcp_query(client, query, peer, kind)
-            if client.outstanding and not writer.is_closing():
-                await asyncio.wait(client.outstanding, timeout=self.config.shutdown_grace)
-        finally:
-            connections.remove(client)
-            self._connection_tasks.discard(task)
-            client.flush()  # the last replies, framed this turn, go before the close
-            writer.close()
-
-    async def _tcp_read(self, reader: asyncio.StreamReader, client: TcpClient) -> bytes | None:
-        """The next query of ``client``'s connection (RFC 1035 section 4.2.2: a two-byte length,
-        then the message), or None when the connection ends first or its idle time runs out.
-        A method of its own: mypyc compiles no ``break`` inside ``try``/``finally``."""
-        try:
-            async with asyncio.timeout(self._connections.idle_timeout()) as client.read_timeout:
-                size = int.from_bytes(await reader.readexactly(2), "big")
-                return await reader.readexactly(size)
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            return None
-        finally:
-            client.read_timeout = None
-
-    async def _https_read(self, reader: asyncio.StreamReader, client: TcpClient) -> bytes:
-        """What an HTTPS connection sent next, up to 64 KiB; empty when the connection ends
-        first or its idle time runs out. Apart, as :meth:`_tcp_read` is, for mypyc."""
-        try:
-            async with asyncio.timeout(self._connections.idle_timeout()) as client.read_timeout:
-                return await reader.read(65536)
-        except (TimeoutError, ConnectionError):
-            return b""
-        finally:
-            client.read_timeout = None
-
-    async def _https_session(
-        self, client: TcpClient, reader: asyncio.StreamReader, peer: tuple[str, int]
-    ) -> None:
-        """Feed an HTTPS connection's bytes to its HTTP/2 session while it may send more (as
-        :meth:`_tcp_room` says: requests in flight, unread replies, the server's load)."""
-        writer = client.writer
-        connections = self._connections
-        loop = self._loop or asyncio.get_running_loop()
-
-        def handle(message: bytes, reply: Reply) -> None:
-            self._counts["tcp"] += 1
-            self._counts["https"] += 1
-            connections.active(client)
-            self._stream_query(message, peer, "https", reply, client.outstanding)
-
-        session = HttpsSession(handle, writer.write, max_streams=self.config.max_tcp_outstanding)
-        try:
-            while not self._closed and await self._tcp_room(client):
-                client.reading_since = loop.time()
-                data = await self._https_read(reader, client)
-                if not data or not session.receive(data):
-                    break
-            if client.outstanding and not writer.is_closing():
-                await asyncio.wait(client.outstanding, timeout=self.config.shutdown_grace)
-        finally:
-            if not writer.is_closing():
-                session.close()
-
-    async def _tcp_room(self, client: TcpClient) -> bool:
-        """Wait until ``client`` may send one more query; False when its connection is to be
-        closed (its replies stayed unread, or it is gone)."""
-        writer = client.writer
-        while True:
-            if writer.transport.get_write_buffer_size() > TCP_WRITE_HIGH:
-                try:
-                    async with asyncio.timeout(self.config.tcp_write_timeout):
-                        await writer.drain()
-                except TimeoutError:
-                    self._counts["tcp_stalled"] += 1
-                    writer.transport.abort()
-                    return False
-                except ConnectionError:
-                    return False
-            elif len(client.outstanding) >= self.config.max_tcp_outstanding:
-                await asyncio.wait(set(client.outstanding), return_when=asyncio.FIRST_COMPLETED)
-            elif self._inflight >= self.config.max_inflight:
-                if self._room is None:
-                    self._room = asyncio.Event()
-                await self._room.wait()
-            else:
-                return not writer.is_closing()
-
-    def _tcp_query(
-        self, client: TcpClient, query: bytes, peer: tuple[str, int], kind: str = "tcp"
-    ) -> None:
-        writer = client.writer
-        padded = kind != "tcp"
-
-        def send(reply: bytes | None) -> None:
-            if reply is not None and not writer.is_closing():
-                if padded:
-                    reply = pad(reply, RESPONSE_BLOCK)
-                # Whole frames, written together at the end of the loop's turn: frames of
-                # concurrent answers never interleave.
-                client.send(len(reply).to_bytes(2, "big") + reply)
-
-        self._stream_query(query, peer, kind, send, client.outstanding)
+    # ----------------------------------------------------------------- TCP, TLS, HTTPS
 
     def _stream_query(
-        self,
-        query: bytes,
-        peer: tuple[str, int],
-        kind: str,
-        send: Callable[[bytes | None], None],
-        outstanding: set[asyncio.Future[None]],
+        self, query: bytes, connection: _StreamConnection, send: Callable[[bytes | None], None]
     ) -> None:
-        """One query read from a connection (``kind``: tcp, tls or https): triaged, answered,
-        logged; its reply (None: none) goes to ``send``, padded on encrypted transports;
-        ``outstanding`` holds it while it is in flight."""
+        """One query read from a connection (TCP, TLS or HTTPS): triaged, answered, logged;
+        its reply (None: none) goes to ``send``, padded on encrypted transports; the
+        connection counts it among its queries in flight until it is answered."""
         query_log = self.query_log
         started = self._now()
-        if kind == "https":
-            plain_send = send
-
-            def send(reply: bytes | None) -> None:
-                plain_send(None if reply is None else pad(reply, RESPONSE_BLOCK))
-
+        peer = connection.peer
+        kind = connection.kind
+        padded = connection.padded
         first = self._triage(query, peer[0])
         if not isinstance(first, Parsed):
-            send(first)
+            send(pad(first, RESPONSE_BLOCK) if padded and first is not None else first)
             if first is not None:
                 self._count_made_here(query, first, True)
                 if query_log is not None:
                     self._log_made_here(query_log, peer, kind, query, first, started)
             return
         parsed = first
-        loop = self._loop or asyncio.get_running_loop()
-        finished: asyncio.Future[None] = loop.create_future()
-        outstanding.add(finished)
 
-        def done(outcome: Outcome, at_once: bool = False) -> None:
+        def done(outcome: Outcome) -> None:
             self._settled()
-            outstanding.discard(finished)
-            finished.set_result(None)
             if outcome.reply is None and outcome.policy is not None:
                 self._counts["dropped"] += 1  # the response policy's DROP
-                return
-            reply = self._reply(query, parsed, outcome, True, None if at_once else asked)
-            send(reply)
-            if query_log is not None:
-                self._log(query_log, peer, kind, parsed, reply, started, outcome, at_once)
+            else:
+                reply = self._reply(query, parsed, outcome, True, asked)
+                send(pad(reply, RESPONSE_BLOCK) if padded else reply)
+                if query_log is not None:
+                    self._log(query_log, peer, kind, parsed, reply, started, outcome, False)
+            connection.settled()
 
         ask, deadline = self._ask(parsed, started)
-        asked = perf_counter()
+        asked = perf_counter()  # before: ``done`` may be called before ``answer`` returns
         self._inflight += 1
+        connection.outstanding += 1
         outcome = self.answerer.answer(ask, deadline, done, Client(peer[0], True))
-        if outcome is not None:
-            done(outcome, True)
+        if outcome is None:
+            if connection.outstanding >= self.config.max_tcp_outstanding:
+                connection.pause(_FULL)
+            return
+        self._inflight -= 1
+        connection.outstanding -= 1
+        if outcome.reply is None and outcome.policy is not None:
+            self._counts["dropped"] += 1  # the response policy's DROP
+            return
+        reply = self._reply(query, parsed, outcome, True, None)
+        send(pad(reply, RESPONSE_BLOCK) if padded else reply)
+        if query_log is not None:
+            self._log(query_log, peer, kind, parsed, reply, started, outcome, True)
+
+
+# Why a stream connection is not read (bits of _StreamConnection.paused): its queries in flight
+# are at max_tcp_outstanding; the server's at max_inflight; its unsent replies are above the
+# high-water mark; it is at its end (EOF, idle, shutdown: it reads no more).
+_FULL = 1
+_ROOM = 2
+_WRITE = 4
+_END = 8
+
+
+class _StreamConnection(asyncio.Protocol):
+    """One client's TCP connection (``kind`` "tcp"), DNS over TLS ("tls") or DNS over HTTPS
+    ("https"), on callbacks: length-prefixed queries parsed from what arrives (HTTP requests:
+    see :mod:`.https`), each answered as its answer is ready (pipelined, in any order).
+
+    Made when the connection is accepted (after the TLS handshake, within the idle timeout):
+    a client outside the allowed networks is aborted unread; at the connection cap the
+    connection that sent a whole query longest ago (and has none in flight) is closed to make
+    room, else this one. It is not read while it has ``max_tcp_outstanding`` queries in
+    flight, the server ``max_inflight``, or its unsent replies are above the write buffer's
+    high-water mark; replies left unread for ``tcp_write_timeout`` close it. It waits its
+    idle timeout (shorter under pressure: see :mod:`.connections`) for each next query, on
+    one timer that is not moved per query: when it fires, the wait is measured again from the
+    last whole query. At EOF, idle time out or shutdown it reads no more and closes once its
+    queries in flight are answered, or after ``shutdown_grace``. Over TCP and TLS, replies are
+    framed and written together at the end of the read that made them (or of the loop's
+    turn): one write, one TLS record; an HTTPS session writes each reply on its own (dnsperf's
+    DoH client loses replies that share a record: see benchmarks/README.md). On TLS and HTTPS
+    replies are padded to RFC 8467's 468-byte blocks.
+    """
+
+    def __init__(self, server: Server, kind: str) -> None:
+        self._server = server
+        self.kind = kind
+        self.padded = kind != "tcp"
+        self.peer: tuple[str, int] = ("", 0)
+        self.outstanding = 0
+        self.paused = 0  # why it is not read: _FULL, _ROOM, _WRITE, _END
+        self.idle_since = 0.0  # when it began to wait for its next query
+        self._transport: asyncio.Transport | None = None
+        self._loop = server._loop or asyncio.get_running_loop()
+        self._buffer = bytearray()  # what arrived and is not read yet (part of a query)
+        self._unsent: list[bytes] = []  # replies framed, written at the end of the read or turn
+        self._unsent_size = 0
+        self._reading = False  # in data_received: its replies are written at its end
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_from = 0.0  # the idle_since that the idle timer measures from
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._end_timer: asyncio.TimerHandle | None = None
+        self._resuming = False
+        self._session: HttpsSession | None = None
+
+    # ----------------------------------------------------------------- opening and closing
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stream = cast(asyncio.Transport, transport)
+        self._transport = stream
+        server = self._server
+        peername = stream.get_extra_info("peername")
+        self.peer = (peername[0], peername[1]) if peername else ("", 0)
+        counts = server._counts
+        if not server._access.allows(self.peer[0]):
+            counts["denied"] += 1
+            stream.abort()  # not a byte read: nothing it sends is looked at
+            return
+        connections = server._connections
+        # At the cap, the idlest connection makes room (see resolver.server.connections).
+        if not server._closed and connections.full() and connections.evict_idlest():
+            counts["tcp_evicted"] += 1
+        elif server._closed or connections.full():
+            counts["dropped"] += 1
+            stream.close()
+            return
+        connections.add(self)
+        counts["accepted_" + self.kind] += 1
+        stream.set_write_buffer_limits(high=TCP_WRITE_HIGH)
+        if self.kind == "https":
+            self._session = HttpsSession(
+                self._request, self._write, max_streams=server.config.max_tcp_outstanding
+            )
+        self.idle_since = self._loop.time()
+        self._arm_idle(connections.idle_timeout())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server._connections.remove(self)
+        self.paused |= _END
+        self._buffer.clear()
+        self._unsent.clear()
+        for timer in (self._idle_timer, self._write_timer, self._end_timer):
+            if timer is not None:
+                timer.cancel()
+        self._idle_timer = self._write_timer = self._end_timer = None
+
+    def eof_received(self) -> bool:
+        self.end()
+        # Plain TCP stays open for the replies still to come; over TLS the transport closes
+        # anyway (and says so if asked to stay open).
+        return self.kind == "tcp" and self.outstanding > 0
+
+    def end(self) -> None:
+        """Read no more; close once the queries in flight are answered (or after
+        ``shutdown_grace``)."""
+        if self.paused & _END:
+            return
+        self.pause(_END)
+        self._buffer.clear()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if not self.outstanding:
+            self.close()
+        else:
+            self._end_timer = self._loop.call_later(self._server.config.shutdown_grace, self.close)
+
+    def close(self) -> None:
+        """Close after the replies framed this turn (and, on HTTPS, a GOAWAY)."""
+        transport = self._transport
+        self._server._connections.remove(self)
+        self.paused |= _END
+        if transport is None or transport.is_closing():
+            return
+        self.flush()
+        if self._session is not None:
+            self._session.close()
+        transport.close()
+
+    def abort(self) -> None:
+        """Close now, unsent replies dropped (an eviction, a stalled reader)."""
+        self.paused |= _END
+        if self._transport is not None:
+            self._transport.abort()
+
+    def settled(self) -> None:
+        """One of its queries in flight was answered (its reply sent)."""
+        self.outstanding -= 1
+        if self.paused & _END:
+            if not self.outstanding:
+                self.close()
+        elif self.paused & _FULL:
+            self.unpause(_FULL)
+
+    # ----------------------------------------------------------------- reading
+
+    def data_received(self, data: bytes) -> None:
+        if self.paused & _END:
+            return  # nothing more is read
+        buffer = self._buffer
+        if self._session is not None:
+            if self.paused:
+                buffer += data
+                return
+            self.idle_since = self._loop.time()
+            self._feed(data)
+            return
+        if buffer:
+            buffer += data
+            if self.paused or len(buffer) < 2 or len(buffer) < 2 + (buffer[0] << 8 | buffer[1]):
+                return
+            data = bytes(buffer)
+            buffer.clear()
+        elif self.paused:
+            buffer += data
+            return
+        self._frames(data)
+
+    def _frames(self, data: bytes) -> None:
+        """Every whole query in ``data`` (while the connection may be read); the rest is kept
+        for the next read."""
+        server = self._server
+        counts = server._counts
+        tls = self.kind == "tls"
+        limit = server.config.max_inflight
+        send = self._send
+        end = len(data)
+        start = 0
+        self._reading = True
+        try:
+            while end - start >= 2 and not self.paused:
+                if server._inflight >= limit:
+                    self.pause(_ROOM)
+                    server._room_waiters.append(self)
+                    break
+                stop = start + 2 + (data[start] << 8 | data[start + 1])
+                if stop > end:
+                    break
+                query = data[start + 2 : stop]
+                start = stop
+                counts["tcp"] += 1
+                if tls:
+                    counts["tls"] += 1
+                server._connections.active(self)
+                server._stream_query(query, self, send)
+        finally:
+            self._reading = False
+        if start:
+            self.idle_since = self._loop.time()
+        if start < end and not self.paused & _END:
+            self._buffer += memoryview(data)[start:]
+        if self._unsent:
+            self.flush()
+
+    def _feed(self, data: bytes) -> None:
+        """Give what an HTTPS connection sent to its HTTP session; its end when the session
+        says so (an HTTP/1.1 client's close, a protocol error, a GOAWAY)."""
+        session = self._session
+        assert session is not None
+        if not session.receive(data):
+            self.end()
+
+    def _request(self, message: bytes, reply: Reply) -> None:
+        """One DNS message an HTTPS request carried, and where its reply goes."""
+        server = self._server
+        counts = server._counts
+        counts["tcp"] += 1
+        counts["https"] += 1
+        server._connections.active(self)
+        session = self._session
+        assert session is not None
+
+        def send(answer: bytes | None) -> None:
+            reply(answer)
+            if session.closed:  # an HTTP/1.1 client that asked to close after this reply
+                self.end()
+
+        if server._inflight >= server.config.max_inflight and not self.paused & _ROOM:
+            self.pause(_ROOM)
+            server._room_waiters.append(self)
+        server._stream_query(message, self, send)
+
+    # ----------------------------------------------------------------- flow control
+
+    def pause(self, why: int) -> None:
+        """Stop reading, for reason ``why`` (until it is lifted: :meth:`unpause`)."""
+        if not self.paused and self._transport is not None:
+            self._transport.pause_reading()
+        self.paused |= why
+
+    def unpause(self, why: int) -> None:
+        """Lift reason ``why``; with none left, reading goes on (in a later callback: never
+        inside the caller's)."""
+        if not self.paused & why:
+            return
+        self.paused &= ~why
+        if not self.paused and not self._resuming:
+            self._resuming = True
+            self._loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        self._resuming = False
+        transport = self._transport
+        if self.paused or transport is None or transport.is_closing():
+            return
+        transport.resume_reading()
+        self.idle_since = self._loop.time()
+        if self._idle_timer is None:
+            self._arm_idle(self._server._connections.idle_timeout())
+        buffer = self._buffer
+        if buffer:
+            data = bytes(buffer)
+            buffer.clear()
+            if self._session is not None:
+                self._feed(data)
+            else:
+                self._frames(data)
+
+    def pause_writing(self) -> None:
+        self.pause(_WRITE)
+        if self._write_timer is None:
+            self._write_timer = self._loop.call_later(
+                self._server.config.tcp_write_timeout, self._stalled
+            )
+
+    def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        self.unpause(_WRITE)
+
+    def _stalled(self) -> None:
+        """Its replies stayed unread for ``tcp_write_timeout``."""
+        self._write_timer = None
+        self._server._counts["tcp_stalled"] += 1
+        self._server._connections.remove(self)
+        self.abort()
+
+    # ----------------------------------------------------------------- idle time
+
+    def _arm_idle(self, limit: float) -> None:
+        self._idle_from = self.idle_since
+        self._idle_timer = self._loop.call_at(self.idle_since + limit, self._idle)
+
+    def _idle(self) -> None:
+        """The idle timer fired: the end, if no whole query came since it was set (and the
+        connection is read); else wait again, for what is left of the wait since the last."""
+        self._idle_timer = None
+        if self.paused:
+            return  # armed again when reading goes on
+        since = self.idle_since
+        if since != self._idle_from:
+            limit = self._server._connections.idle_timeout()
+            if since + limit > self._loop.time():
+                self._arm_idle(limit)
+                return
+        self.end()
+
+    def shorten_idle(self, limit: float) -> None:
+        timer = self._idle_timer
+        if timer is None:
+            return
+        deadline = self.idle_since + limit
+        if timer.when() > deadline:
+            timer.cancel()
+            self._arm_idle(limit)
+
+    # ----------------------------------------------------------------- writing
+
+    def _send(self, reply: bytes | None) -> None:
+        """Frame ``reply`` (a DNS message; None: nothing) to be written with the others of
+        this read or turn: frames of concurrent answers never interleave."""
+        if reply is None:
+            return
+        unsent = self._unsent
+        if not unsent and not self._reading:
+            self._loop.call_soon(self.flush)
+        unsent.append(len(reply).to_bytes(2, "big") + reply)
+        self._unsent_size += len(reply) + 2
+        if self._unsent_size > TCP_WRITE_HIGH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the replies framed so far, in one write."""
+        unsent = self._unsent
+        if not unsent:
+            return
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
+        unsent.clear()
+        self._unsent_size = 0
+
+    def _write(self, data: bytes) -> None:
+        """What the HTTPS session writes (each reply on its own: see benchmarks/README.md)."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
 
 
 class _UdpListener(asyncio.DatagramProtocol):

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from typing import Any, cast
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tls_support import PrivateCa
 
 from resolver.authority import Authority
 from resolver.config import Config, ForwarderConfig, ServerConfig, SocketPoolConfig, TransportConfig
@@ -545,6 +547,31 @@ async def test_idle_tcp_connection_is_closed(authority: Authority, ask_first: bo
         await until(lambda: instance.server.statistics().tcp_connections == 0)
 
 
+async def test_the_idle_timeout_counts_from_the_last_query_not_from_the_first(
+    authority: Authority,
+) -> None:
+    loop = asyncio.get_running_loop()
+    async with (
+        asyncio.timeout(BOUND),
+        daemon(authority, tcp_idle_timeout=1.0) as instance,
+    ):
+        address = instance.addresses[0]
+        await udp_ask(address, query())  # cached: every TCP query is answered at once
+        reader, writer = await asyncio.open_connection(*address)
+        try:
+            opened = loop.time()
+            qid = 0
+            while loop.time() - opened < 2.5:  # well past the idle timeout, never idle long
+                qid += 1
+                writer.write(frame(query(qid=qid)))
+                assert read_header(await read_frame(reader)).id == qid
+                await asyncio.sleep(0.05)
+            assert instance.server.statistics().tcp_connections == 1
+            assert await closed_by_peer(reader)  # once it stops asking
+        finally:
+            writer.close()
+
+
 async def test_at_the_cap_the_idlest_connection_makes_room_for_a_new_one(
     authority: Authority,
 ) -> None:
@@ -662,6 +689,77 @@ async def test_a_client_that_never_reads_is_not_read_and_is_closed(authority: Au
     assert stats.tcp_queries < sent / 2  # reading stopped once its replies piled up
 
 
+async def test_tcp_queries_wait_for_room_under_max_inflight_and_all_get_answers(
+    authority: Authority,
+) -> None:
+    authority.faults.delay = 0.05
+    names = [f"r{i}.example.com." for i in range(12)]  # distinct: nothing is coalesced
+    async with (
+        asyncio.timeout(BOUND),
+        daemon(authority, max_inflight=3, max_tcp_outstanding=32) as instance,
+    ):
+        seen: list[int] = []
+        sampler = asyncio.ensure_future(_highest_inflight(instance, seen))
+        try:
+            reader, writer = await asyncio.open_connection(*instance.addresses[0])
+            writer.write(b"".join(frame(query(name, qid=i)) for i, name in enumerate(names)))
+            replies = [await read_frame(reader) for _ in names]
+            writer.close()
+        finally:
+            sampler.cancel()
+    assert sorted(read_header(r).id for r in replies) == list(range(len(names)))
+    assert max(seen) <= 3  # the connection was not read while the server was full
+    assert instance.server.statistics().dropped == 0
+
+
+@pytest.mark.parametrize(
+    "cuts",
+    [
+        pytest.param("bytes", id="byte-by-byte"),
+        pytest.param("prefix", id="cut-in-the-length"),
+        pytest.param("joined", id="one-and-a-half-then-the-rest"),
+    ],
+)
+async def test_queries_cut_anywhere_across_tcp_segments_are_answered(
+    served: Address, cuts: str
+) -> None:
+    stream = frame(query(qid=1)) + frame(query("mail.example.com.", qid=2))
+    if cuts == "bytes":
+        pieces = [stream[i : i + 1] for i in range(len(stream))]
+    elif cuts == "prefix":
+        pieces = [stream[:1], stream[1:]]
+    else:
+        middle = len(stream) * 3 // 4
+        pieces = [stream[:middle], stream[middle:]]
+    async with asyncio.timeout(BOUND):
+        reader, writer = await asyncio.open_connection(*served)
+        try:
+            for piece in pieces:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.001)  # each piece in a segment of its own
+            replies = [await read_frame(reader) for _ in range(2)]
+        finally:
+            writer.close()
+    assert sorted(read_header(r).id for r in replies) == [1, 2]
+
+
+async def test_a_client_that_half_closes_after_its_query_still_gets_the_answer(
+    authority: Authority,
+) -> None:
+    authority.faults.delay = 0.2  # the end of its stream arrives before the answer
+    async with asyncio.timeout(BOUND), daemon(authority) as instance:
+        reader, writer = await asyncio.open_connection(*instance.addresses[0])
+        try:
+            writer.write(frame(query(qid=31)))
+            writer.write_eof()
+            assert read_header(await read_frame(reader)).id == 31
+            assert await closed_by_peer(reader)  # then the server closes its side too
+        finally:
+            writer.close()
+        await until(lambda: instance.server.statistics().tcp_connections == 0)
+
+
 async def test_abusive_tcp_clients_do_not_keep_others_out(authority: Authority) -> None:
     # Clients that connect and send nothing or half a message, more of them than the cap
     # allows, reconnecting when closed; meanwhile normal clients ask over TCP and UDP.
@@ -729,6 +827,85 @@ async def test_under_pressure_idle_connections_wait_less(authority: Authority) -
             for _, writer in held:
                 writer.close()
         await until(lambda: instance.server.statistics().tcp_connections == 0)
+
+
+# --- DNS over TLS and HTTPS ----------------------------------------------------------------
+
+
+def _insecure(alpn: str) -> ssl.SSLContext:
+    """A client context that takes our test certificate (what is checked here is not TLS)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols([alpn])
+    return context
+
+
+@contextlib.asynccontextmanager
+async def encrypted_daemon(
+    authority: Authority, ca: PrivateCa, **server: Any
+) -> AsyncIterator[Daemon]:
+    issued = ca.issue("ours")
+    async with daemon(
+        authority,
+        listen_tls=(("127.0.0.1", 0),),
+        listen_https=(("127.0.0.1", 0),),
+        tls_cert=issued.cert,
+        tls_key=issued.key,
+        **server,
+    ) as instance:
+        yield instance
+
+
+async def test_an_http1_client_that_asks_to_close_is_closed_after_its_reply(
+    authority: Authority, ca: PrivateCa
+) -> None:
+    message = query(qid=0)
+    request = (
+        b"POST /dns-query HTTP/1.1\r\nHost: dns.test\r\n"
+        b"Content-Type: application/dns-message\r\nConnection: close\r\n"
+        + f"Content-Length: {len(message)}\r\n\r\n".encode()
+        + message
+    )
+    async with (
+        asyncio.timeout(BOUND),
+        encrypted_daemon(authority, ca, tcp_idle_timeout=60.0) as instance,
+    ):
+        address = instance.server.https_addresses[0]
+        reader, writer = await asyncio.open_connection(*address, ssl=_insecure("http/1.1"))
+        try:
+            writer.write(request)
+            async with asyncio.timeout(WAIT):  # not the 60 s idle timeout
+                response = await reader.read()
+        finally:
+            writer.close()
+    assert response.startswith(b"HTTP/1.1 200"), response
+    assert read_header(response.split(b"\r\n\r\n", 1)[1]).rcode == NOERROR
+
+
+async def test_graceful_shutdown_answers_a_dot_query_in_flight(
+    authority: Authority, ca: PrivateCa
+) -> None:
+    authority.faults.delay = 0.3
+    async with asyncio.timeout(BOUND), encrypted_daemon(authority, ca) as instance:
+        address = instance.server.tls_addresses[0]
+        idle = await asyncio.open_connection(*address, ssl=_insecure("dot"))
+        reader, writer = await asyncio.open_connection(*address, ssl=_insecure("dot"))
+        try:
+            writer.write(frame(query(qid=9, edns=1232)))
+            await authority.wait_queries(1)
+            closing = asyncio.ensure_future(instance.aclose())
+            # Nothing is read any more: the idle connection is closed at once, the other once
+            # its query is answered.
+            assert await closed_by_peer(idle[0])
+            reply = await read_frame(reader)
+            assert read_header(reply).id == 9
+            assert len(reply) % 468 == 0  # padded
+            assert await closed_by_peer(reader)
+            await closing
+        finally:
+            writer.close()
+            idle[1].close()
 
 
 # --- listening: IPv6, dual-stack, socket buffers --------------------------------------------
