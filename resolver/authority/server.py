@@ -174,23 +174,29 @@ class Authority:
         if self._closed or self._address is not None:
             raise RuntimeError("an Authority can be started once")
         loop = asyncio.get_running_loop()
-        for _ in range(_BIND_ATTEMPTS):
-            udp, _ = await loop.create_datagram_endpoint(
-                lambda: _Udp(self), local_addr=(host, port)
-            )
-            bound = int(udp.get_extra_info("sockname")[1])
-            try:
-                self._tcp = await asyncio.start_server(self._serve_tcp, host, bound)
-            except OSError as exc:
-                udp.close()
-                if port != 0 or exc.errno != errno.EADDRINUSE:
-                    raise
-                continue
-            self._udp = udp
-            break
-        else:
-            raise OSError(errno.EADDRINUSE, f"no port free for both UDP and TCP on {host}")
+        # The other port first: once TCP listens a client may be answered, and nothing is
+        # awaited from then until the server counts as started (a stop then says so).
         other, _ = await loop.create_datagram_endpoint(lambda: _Udp(None), local_addr=(host, 0))
+        try:
+            for _ in range(_BIND_ATTEMPTS):
+                udp, _ = await loop.create_datagram_endpoint(
+                    lambda: _Udp(self), local_addr=(host, port)
+                )
+                bound = int(udp.get_extra_info("sockname")[1])
+                try:
+                    self._tcp = await asyncio.start_server(self._serve_tcp, host, bound)
+                except OSError as exc:
+                    udp.close()
+                    if port != 0 or exc.errno != errno.EADDRINUSE:
+                        raise
+                    continue
+                self._udp = udp
+                break
+            else:
+                raise OSError(errno.EADDRINUSE, f"no port free for both UDP and TCP on {host}")
+        except BaseException:
+            other.close()
+            raise
         self._other_udp = other
         self._address = (host, bound)
         zones = ", ".join(f"{z.origin} (serial {z.serial})" for z in self.responder.zones)
