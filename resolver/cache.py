@@ -24,7 +24,10 @@ Beside the entries: recursive mode's RRsets with their credibility and security 
 recent hits (``Rendered``), keyed by
 the query's bytes after its ID, so that an exact repeat is answered at the listener with one
 lookup; each is valid only until the moment the engine gave for it (at most the end of the
-current second of its entry's age), and they go with ``clear``.
+current second of its entry's age), and they go with ``clear``. They are kept apart by the
+kind of reply (``RENDERED_DATAGRAM``, ``RENDERED_STREAM``, ``RENDERED_PADDED``), one dict
+each: the same query gets a truncated reply over UDP, a whole one over TCP and a padded one
+over TLS, and a repeat finds only a reply of its own kind.
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ _ONE = b"\x00\x01"
 _TYPE_CLASS = struct.Struct("!HH")
 
 __all__ = [
+    "RENDERED_DATAGRAM",
+    "RENDERED_PADDED",
+    "RENDERED_STREAM",
     "STALE_RECHECK",
     "Cache",
     "CacheConfig",
@@ -66,7 +72,17 @@ STALE_RECHECK = 30.0
 """Seconds a stale answer whose refresh failed is served without asking again (RFC 8767
 section 5, its example value)."""
 
-_RENDERED_MAX = 10_000  # finished replies kept for repeats; each lives a second at most
+_RENDERED_MAX = 10_000  # finished replies kept for repeats, per kind; each lives a second at most
+# Bytes of queries and replies rendered (per kind) before they are all dropped: a stream's
+# reply may be 64 KiB, and 10 000 of them would be far more than UDP's few kilobytes each.
+_RENDERED_BYTES = 16 << 20
+
+RENDERED_DATAGRAM = 0
+"""The kind of a rendered UDP reply (truncated to the client's UDP size)."""
+RENDERED_STREAM = 1
+"""The kind of a rendered reply sent over a stream unpadded (plain TCP)."""
+RENDERED_PADDED = 2
+"""The kind of a rendered reply sent over an encrypted stream, padded (RFC 8467)."""
 
 # The cache file (``Cache.save``): this line, then per entry its fixed part and then the key's
 # name and the stored reply. Times are wall-clock seconds: the monotonic clock restarts.
@@ -265,7 +281,10 @@ class Cache:
         self._config = config if config is not None else CacheConfig()
         self._clock = clock
         self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
-        self._rendered: dict[bytes, Rendered] = {}
+        # Rendered replies, one dict per kind (RENDERED_DATAGRAM, _STREAM, _PADDED), and the
+        # bytes rendered into each since it was last emptied.
+        self._rendered: tuple[dict[bytes, Rendered], ...] = ({}, {}, {})
+        self._rendered_bytes = [0, 0, 0]
         # Recursive mode's records, each with the rank of where it was read (RFC 2181 section
         # 5.4.1) and its security status: NS sets and name-server addresses among them. Kept
         # here, with the answers, so that they outlive an engine replaced by a reload.
@@ -292,7 +311,7 @@ class Cache:
         (what they were made from may have changed with the reload). ``enabled`` is not
         looked at."""
         self._config = config
-        self._rendered.clear()
+        self._drop_rendered()
         entries = self._entries
         while len(entries) > config.max_entries:
             entries.popitem(last=False)
@@ -481,26 +500,41 @@ class Cache:
         self._holds += 1
         return entry
 
-    def render(self, query_tail: bytes, rendered: Rendered) -> None:
-        """Keep ``rendered``, the finished reply to the query whose bytes after the ID are
-        ``query_tail``, until ``rendered.until``. At most 10 000 are kept (all are dropped
-        when that is reached: none lives longer than a second). Raises nothing."""
-        kept = self._rendered
-        if len(kept) >= _RENDERED_MAX:
+    def render(self, query_tail: bytes, rendered: Rendered, kind: int = RENDERED_DATAGRAM) -> None:
+        """Keep ``rendered``, the finished reply of ``kind`` (``RENDERED_DATAGRAM``,
+        ``RENDERED_STREAM``, ``RENDERED_PADDED``) to the query whose bytes after the ID are
+        ``query_tail``, until ``rendered.until``. Per kind at most 10 000 are kept, and 16 MiB
+        of queries and replies rendered (all of that kind are dropped when either is reached:
+        none lives longer than a second). Raises nothing."""
+        kept = self._rendered[kind]
+        size = len(query_tail) + len(rendered.reply_tail)
+        total = self._rendered_bytes[kind] + size
+        if len(kept) >= _RENDERED_MAX or total > _RENDERED_BYTES:
             kept.clear()
+            total = size
+        self._rendered_bytes[kind] = total
         kept[query_tail] = rendered
 
-    def repeat(self, query_tail: bytes, now: float) -> Rendered | None:
-        """The rendered reply for the query whose bytes after the ID are ``query_tail``, if
-        one is kept and still valid at ``now``; counted as a repeat. Raises nothing."""
-        rendered = self._rendered.get(query_tail)
+    def repeat(
+        self, query_tail: bytes, now: float, kind: int = RENDERED_DATAGRAM
+    ) -> Rendered | None:
+        """The rendered reply of ``kind`` for the query whose bytes after the ID are
+        ``query_tail``, if one is kept and still valid at ``now``; counted as a repeat.
+        Replies of other kinds are never looked at. Raises nothing."""
+        kept = self._rendered[kind]
+        rendered = kept.get(query_tail)
         if rendered is None:
             return None
         if rendered.until <= now:
-            del self._rendered[query_tail]
+            del kept[query_tail]
             return None
         self._repeats += 1
         return rendered
+
+    def _drop_rendered(self) -> None:
+        for kept in self._rendered:
+            kept.clear()
+        self._rendered_bytes = [0, 0, 0]
 
     def serve(
         self,
@@ -631,7 +665,7 @@ class Cache:
     def clear(self) -> None:
         """Drop every entry and rendered reply; the counters keep counting."""
         self._entries.clear()
-        self._rendered.clear()
+        self._drop_rendered()
 
     def statistics(self) -> CacheStatistics:
         """A snapshot of the counters and the current number of entries."""
@@ -646,7 +680,7 @@ class Cache:
             failures=self._failures,
             holds=self._holds,
             repeats=self._repeats,
-            rendered=len(self._rendered),
+            rendered=sum(len(kept) for kept in self._rendered),
         )
 
     def __repr__(self) -> str:

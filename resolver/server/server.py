@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import ClassVar, Protocol, cast
 
-from resolver.cache import Cache, Rendered
+from resolver.cache import (
+    RENDERED_DATAGRAM,
+    RENDERED_PADDED,
+    RENDERED_STREAM,
+    Cache,
+    Rendered,
+)
 from resolver.config import Address, PeerAddress, ServerConfig
 from resolver.engine import EDE_STALE_ANSWER, Ask, Client, Outcome
 from resolver.errors import WireError
@@ -117,8 +123,9 @@ class ReplyCounts:
     on uvloop); a reply made in the callback that read its query (a local or cached answer,
     or one the server made itself) is not timed and counts as 0 s: it took microseconds, below
     the smallest bucket.
-    ``cache_repeats``: UDP queries answered as repeats of a cached answer's rendered reply
-    (``Cache.repeat``), which never reach the engine (the cache's hits do not count them)."""
+    ``cache_repeats``: queries (UDP, TCP, TLS, HTTPS) answered as repeats of a cached
+    answer's rendered reply (``Cache.repeat``), which never reach the engine (the cache's hits
+    do not count them)."""
 
     replies: Mapping[tuple[str, int, int], int]
     durations: Mapping[str, Histogram]
@@ -369,10 +376,16 @@ class Server:
 
     def statistics(self) -> ServerStatistics:
         c = self._counts
-        # UDP queries answered as repeats: counted there only.
-        remembered = sum(n for key, n in self._replies.items() if key & _HOW >= _REPEAT_LOCAL)
+        # Repeats are counted among the replies only; a stream's query is counted in "tcp"
+        # too, as it is read, a datagram's not.
+        remembered = udp_remembered = 0
+        for key, n in self._replies.items():
+            if key & _HOW >= _REPEAT_LOCAL:
+                remembered += n
+                if not key & 1:
+                    udp_remembered += n
         return ServerStatistics(
-            udp_queries=c["udp"] + remembered,
+            udp_queries=c["udp"] + udp_remembered,
             tcp_queries=c["tcp"],
             answered=c["answered"] + remembered,
             servfail=c["servfail"],
@@ -494,17 +507,23 @@ class Server:
             for connection in waiters:
                 connection.unpause(_ROOM)
 
-    # ----------------------------------------------------------------- UDP
-
-    def repeat(self, query: bytes, client: PeerAddress) -> bytes | None:
-        """The reply to a UDP ``query`` that exactly repeats (but for its ID) one answered at
-        once a moment ago, from the reply the cache keeps rendered, if it still holds, the
-        client is allowed and the server is not shutting down; else None (``datagram`` then
-        handles the query). Counted and logged as the reply it repeats."""
+    def repeat(
+        self,
+        query: bytes,
+        client: PeerAddress,
+        transport: str = "udp",
+        kind: int = RENDERED_DATAGRAM,
+    ) -> bytes | None:
+        """The reply to a ``query`` that exactly repeats (but for its ID) one answered at once
+        a moment ago over a transport of the same ``kind`` (``RENDERED_DATAGRAM`` for UDP,
+        ``RENDERED_STREAM`` for TCP, ``RENDERED_PADDED`` for TLS and HTTPS), from the reply
+        the cache keeps rendered, if it still holds, the client is allowed and the server is
+        not shutting down; else None (``datagram`` or ``_stream_query`` then handles the
+        query). Counted and logged (as ``transport``) as the reply it repeats."""
         cache = self._cache
         if cache is None:
             return None
-        rendered = cache.repeat(query[2:], self._clock())
+        rendered = cache.repeat(query[2:], self._clock(), kind)
         if rendered is None or self._closed or not self._access.allows(client[0]):
             return None
         tag = rendered.tag
@@ -513,8 +532,10 @@ class Server:
         if query_log is not None:
             source = "local" if tag & _HOW == _REPEAT_LOCAL else "cache"
             rcode = tag >> 3 & 0x0F
-            query_log.record(client, "udp", rendered.name, rendered.qtype, rcode, 0.0, source)
+            query_log.record(client, transport, rendered.name, rendered.qtype, rcode, 0.0, source)
         return query[:2] + rendered.reply_tail
+
+    # ----------------------------------------------------------------- UDP
 
     def datagram(
         self, transport: asyncio.DatagramTransport, query: bytes, addr: PeerAddress
@@ -629,18 +650,26 @@ class Server:
         query_log.record(client, transport, name, qtype, rcode, self._now() - started, "server")
 
     def _render(
-        self, query: bytes, parsed: Parsed, reply: bytes, outcome: Outcome, cache: Cache
+        self,
+        query: bytes,
+        parsed: Parsed,
+        reply: bytes,
+        outcome: Outcome,
+        cache: Cache,
+        kind: int = RENDERED_DATAGRAM,
     ) -> None:
-        """Keep a finished UDP reply to a cache hit (or a local answer) in the cache for as
-        long as it stays byte-identical (``outcome.until``, which the cache gives from an
-        answer's second hit within a second: see ``CacheHit.until``). The key is the query
-        without its ID (flags, question with its case, EDNS settings: everything the reply
-        depends on), so a repeat costs one lookup."""
+        """Keep a finished reply to a cache hit (or a local answer), exactly as it was sent
+        (padded on TLS and HTTPS), in the cache among those of its ``kind`` for as long as it
+        stays byte-identical (``outcome.until``, which the cache gives from an answer's second
+        hit within a second: see ``CacheHit.until``). The key is the query without its ID
+        (flags, question with its case, EDNS settings: everything the reply depends on but the
+        transport, which picks the kind), so a repeat costs one lookup."""
         local = outcome.reply is not None and outcome.reply[2] & (AA >> 8)
         question = parsed.question
-        tag = _count_key(question.qtype, reply, False, _REPEAT_LOCAL if local else _REPEAT_CACHE)
+        how = _REPEAT_LOCAL if local else _REPEAT_CACHE
+        tag = _count_key(question.qtype, reply, kind != RENDERED_DATAGRAM, how)
         cache.render(
-            query[2:], Rendered(reply[2:], outcome.until, question.name, question.qtype, tag)
+            query[2:], Rendered(reply[2:], outcome.until, question.name, question.qtype, tag), kind
         )
 
     # ----------------------------------------------------------------- TCP, TLS, HTTPS
@@ -648,13 +677,20 @@ class Server:
     def _stream_query(
         self, query: bytes, connection: _StreamConnection, send: Callable[[bytes | None], None]
     ) -> None:
-        """One query read from a connection (TCP, TLS or HTTPS): triaged, answered, logged;
-        its reply (None: none) goes to ``send``, padded on encrypted transports; the
-        connection counts it among its queries in flight until it is answered."""
-        query_log = self.query_log
-        started = self._now()
+        """One query read from a connection (TCP, TLS or HTTPS): an exact repeat of one
+        answered at once a moment ago is answered from its rendered reply (``repeat``); any
+        other is triaged, answered, logged; its reply (None: none) goes to ``send``, padded on
+        encrypted transports; the connection counts it among its queries in flight until it
+        is answered."""
         peer = connection.peer
         kind = connection.kind
+        rendering = connection.rendering
+        repeated = self.repeat(query, peer, kind, rendering)
+        if repeated is not None:
+            send(repeated)
+            return
+        query_log = self.query_log
+        started = self._now()
         padded = connection.padded
         first = self._triage(query, peer[0])
         if not isinstance(first, Parsed):
@@ -692,9 +728,12 @@ class Server:
             self._counts["dropped"] += 1  # the response policy's DROP
             return
         reply = self._reply(query, parsed, outcome, True, None)
-        send(pad(reply, RESPONSE_BLOCK) if padded else reply)
+        sent = pad(reply, RESPONSE_BLOCK) if padded else reply
+        send(sent)
         if query_log is not None:
             self._log(query_log, peer, kind, parsed, reply, started, outcome, True)
+        if outcome.until and self._cache is not None:
+            self._render(query, parsed, sent, outcome, self._cache, rendering)
 
 
 # Why a stream connection is not read (bits of _StreamConnection.paused): its queries in flight
@@ -731,6 +770,10 @@ class _StreamConnection(asyncio.Protocol):
         self._server = server
         self.kind = kind
         self.padded = kind != "tcp"
+        # Where its rendered replies are kept in the cache (Server.repeat): TCP's unpadded
+        # apart from the padded ones of TLS and HTTPS (the same query gets the same bytes on
+        # those two).
+        self.rendering = RENDERED_STREAM if kind == "tcp" else RENDERED_PADDED
         self.peer: tuple[str, int] = ("", 0)
         self.outstanding = 0
         self.paused = 0  # why it is not read: _FULL, _ROOM, _WRITE, _END

@@ -7,12 +7,14 @@ import asyncio
 import itertools
 import json
 import shutil
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 from support import udp_exchange
+from tls_support import PrivateCa
 
 from resolver.authority import Authority
 from resolver.cache import Cache
@@ -21,6 +23,7 @@ from resolver.engine import Engine
 from resolver.querylog import QueryLog
 from resolver.server import Server
 from resolver.wire import DNSRecord, build_query, parse
+from resolver.wire.options import RESPONSE_BLOCK
 
 
 class FakeClock:
@@ -238,4 +241,177 @@ async def test_repeats_answered_from_rendered_replies_are_logged_as_cache_answer
     cache = served.engine.cache
     assert cache is not None
     # The second hit is rendered; the last two repeat it: the fast path, logged all the same.
+    assert cache.statistics().repeats == 2
+
+
+# --------------------------------------------------------------- repeats over TCP, TLS, HTTPS
+
+
+@pytest.fixture
+async def streamed(authority: Authority, ca: PrivateCa) -> AsyncIterator[Served]:
+    """As ``served``, with DNS over TLS and HTTPS listeners too (port: UDP and TCP)."""
+    issued = ca.issue("ours")
+    clock = FakeClock()
+    config = ForwarderConfig(
+        upstreams=(authority.address,), upstream_timeout=2.5, query_timeout=4.0
+    )
+    engine = Engine(config, TransportConfig(), cache=Cache(CacheConfig(), clock=clock))
+    await engine.start()
+    server_config = ServerConfig(
+        listen=(("127.0.0.1", 0),),
+        listen_tls=(("127.0.0.1", 0),),
+        listen_https=(("127.0.0.1", 0),),
+        tls_cert=issued.cert,
+        tls_key=issued.key,
+    )
+    server = Server(server_config, engine)
+    try:
+        await server.start()
+        yield Served(clock, engine, server.addresses[0][1], server)
+    finally:
+        await server.aclose()
+        await engine.aclose()
+
+
+def _insecure(alpn: str) -> ssl.SSLContext:
+    """A client context that takes the test certificate (what is checked here is not TLS)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols([alpn])
+    return context
+
+
+async def stream_exchange(served: Served, transport: str, queries: list[bytes]) -> list[bytes]:
+    """Ask ``queries`` one after the other over one TCP or TLS connection (each after the
+    reply to the one before), or over HTTPS (HTTP/1.1 POST, a connection each); the replies."""
+    server = served.server
+    replies: list[bytes] = []
+    if transport == "https":
+        address = server.https_addresses[0]
+        for message in queries:
+            reader, writer = await asyncio.open_connection(*address, ssl=_insecure("http/1.1"))
+            try:
+                writer.write(
+                    b"POST /dns-query HTTP/1.1\r\nHost: dns.test\r\n"
+                    b"Content-Type: application/dns-message\r\nConnection: close\r\n"
+                    + f"Content-Length: {len(message)}\r\n\r\n".encode()
+                    + message
+                )
+                response = await reader.read()
+            finally:
+                writer.close()
+            assert response.startswith(b"HTTP/1.1 200"), response
+            replies.append(response.split(b"\r\n\r\n", 1)[1])
+        return replies
+    if transport == "tls":
+        reader, writer = await asyncio.open_connection(
+            *server.tls_addresses[0], ssl=_insecure("dot")
+        )
+    else:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    try:
+        for message in queries:
+            writer.write(len(message).to_bytes(2, "big") + message)
+            size = int.from_bytes(await reader.readexactly(2), "big")
+            replies.append(await reader.readexactly(size))
+    finally:
+        writer.close()
+    return replies
+
+
+def with_id(query: bytes, qid: int) -> bytes:
+    return qid.to_bytes(2, "big") + query[2:]
+
+
+STREAMS = [
+    pytest.param("tcp", id="tcp"),
+    pytest.param("tls", id="tls"),
+    pytest.param("https", id="https"),
+]
+
+
+@pytest.mark.parametrize("transport", STREAMS)
+async def test_stream_repeats_are_answered_from_the_rendered_reply_with_their_own_id(
+    streamed: Served, transport: str
+) -> None:
+    query = build_query("www.example.com.", 1, qid=1)
+    cache = streamed.engine.cache
+    assert cache is not None
+    async with asyncio.timeout(20):
+        # A miss (from the authority), the first hit in its second (not rendered), the second
+        # (rendered), then two repeats of it (HTTPS clients send ID 0, RFC 8484 section 4.1).
+        ids = [0] * 5 if transport == "https" else [1, 2, 3, 4, 5]
+        _miss, first, second, repeat, again = await stream_exchange(
+            streamed, transport, [with_id(query, qid) for qid in ids]
+        )
+    assert streamed.engine.statistics().cache_answers == 2  # the repeats skipped the engine
+    assert (cache.statistics().repeats, cache.statistics().rendered) == (2, 1)
+    assert streamed.server.reply_counts().cache_repeats == 2
+    assert [r[:2] for r in (second, repeat, again)] == [with_id(b"", qid) for qid in ids[2:]]
+    assert repeat[2:] == again[2:] == second[2:]
+    assert parse(repeat).rr[0].ttl == 300
+    padded = transport != "tcp"
+    assert all((len(reply) % RESPONSE_BLOCK == 0) == padded for reply in (first, second, repeat))
+    statistics = streamed.server.statistics()
+    assert (statistics.tcp_queries, statistics.udp_queries, statistics.answered) == (5, 0, 5)
+
+
+async def test_a_udp_query_never_gets_a_streams_rendered_reply(streamed: Served) -> None:
+    # Too big for UDP at 1232 bytes: truncated there, whole over TCP.
+    query = build_query("big.example.com.", 16, qid=1, edns_size=1232)
+    cache = streamed.engine.cache
+    assert cache is not None
+
+    async def udp(qid: int) -> DNSRecord:
+        reply = await asyncio.to_thread(udp_exchange, streamed.port, with_id(query, qid))
+        assert len(reply) <= 1232
+        return parse(reply)
+
+    async with asyncio.timeout(20):
+        tcp = await stream_exchange(streamed, "tcp", [with_id(query, q) for q in (1, 2, 3)])
+        assert cache.statistics().rendered == 1  # TCP's, of the third
+        after_tcp = await udp(4)  # the same question, over UDP: a hit, rendered for UDP
+        assert cache.statistics().repeats == 0
+        repeated = await udp(5)  # a repeat of UDP's rendered reply
+        assert cache.statistics().repeats == 1
+        (tcp_repeat,) = await stream_exchange(streamed, "tcp", [with_id(query, 6)])
+    assert cache.statistics().repeats == 2
+    assert [(r.header.tc, len(r.rr)) for r in (after_tcp, repeated)] == [(1, 0), (1, 0)]
+    whole = [parse(r) for r in [*tcp, tcp_repeat]]
+    assert [(r.header.tc, len(r.rr)) for r in whole] == [(0, 8)] * 4
+    assert tcp_repeat[2:] == tcp[2][2:]
+
+
+async def test_a_tcp_query_never_gets_a_padded_reply_rendered_for_tls(streamed: Served) -> None:
+    query = build_query("www.example.com.", 1, qid=1)
+    cache = streamed.engine.cache
+    assert cache is not None
+    async with asyncio.timeout(20):
+        await stream_exchange(streamed, "tls", [with_id(query, q) for q in (1, 2, 3)])
+        assert cache.statistics().rendered == 1
+        first, repeat = await stream_exchange(streamed, "tcp", [with_id(query, 4), query])
+    assert len(first) < RESPONSE_BLOCK
+    assert first[2:] == repeat[2:]
+    assert cache.statistics().repeats == 1  # TCP's own, rendered from its first
+
+
+@pytest.mark.parametrize("transport", STREAMS)
+async def test_stream_repeats_are_logged_as_cache_answers_on_their_transport(
+    streamed: Served, tmp_path: Path, transport: str
+) -> None:
+    log = QueryLog(tmp_path / "queries.jsonl")
+    streamed.server.query_log = log
+    query = build_query("www.example.com.", 1, qid=1)
+    async with asyncio.timeout(20):
+        await stream_exchange(streamed, transport, [with_id(query, q) for q in range(1, 6)])
+    log.close()
+    lines = (tmp_path / "queries.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["source"] for r in records] == ["upstream", "cache", "cache", "cache", "cache"]
+    assert {(r["transport"], r["name"], r["type"], r["rcode"]) for r in records} == {
+        (transport, "www.example.com.", "A", "NOERROR")
+    }
+    cache = streamed.engine.cache
+    assert cache is not None
     assert cache.statistics().repeats == 2

@@ -11,6 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from resolver.cache import (
+    RENDERED_DATAGRAM,
+    RENDERED_PADDED,
+    RENDERED_STREAM,
     STALE_RECHECK,
     Cache,
     CacheConfig,
@@ -618,6 +621,74 @@ def test_clear_drops_rendered_replies_too(cache: Cache, clock: FakeClock) -> Non
     cache.render(b"query", Rendered(b"reply", clock.now + 1.0, b"\x00", 1, 0))
     cache.clear()
     assert cache.repeat(b"query", clock.now) is None
+
+
+KINDS = [
+    pytest.param(RENDERED_DATAGRAM, id="datagram"),
+    pytest.param(RENDERED_STREAM, id="stream"),
+    pytest.param(RENDERED_PADDED, id="padded"),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_rendered_reply_repeats_only_for_its_own_kind(
+    cache: Cache, clock: FakeClock, kind: int
+) -> None:
+    rendered = Rendered(b"reply", clock.now + 1.0, b"\x03www\x00", 1, 7)
+    cache.render(b"query", rendered, kind)
+    others = [k for k in (RENDERED_DATAGRAM, RENDERED_STREAM, RENDERED_PADDED) if k != kind]
+    assert [cache.repeat(b"query", clock.now, other) for other in others] == [None, None]
+    assert cache.repeat(b"query", clock.now, kind) is rendered
+    assert cache.statistics().repeats == 1
+
+
+def test_the_same_query_keeps_one_rendered_reply_per_kind(cache: Cache, clock: FakeClock) -> None:
+    replies = {}
+    for kind in (RENDERED_DATAGRAM, RENDERED_STREAM, RENDERED_PADDED):
+        replies[kind] = Rendered(bytes([kind]), clock.now + 1.0, b"\x00", 1, 0)
+        cache.render(b"query", replies[kind], kind)
+    assert cache.statistics().rendered == 3
+    for kind, rendered in replies.items():
+        assert cache.repeat(b"query", clock.now, kind) is rendered
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reconfigure_and_clear_drop_rendered_replies_of_every_kind(
+    cache: Cache, clock: FakeClock, kind: int
+) -> None:
+    cache.render(b"query", Rendered(b"reply", clock.now + 1.0, b"\x00", 1, 0), kind)
+    cache.reconfigure(CacheConfig(max_entries=3))
+    assert cache.repeat(b"query", clock.now, kind) is None
+    cache.render(b"query", Rendered(b"reply", clock.now + 1.0, b"\x00", 1, 0), kind)
+    cache.clear()
+    assert cache.repeat(b"query", clock.now, kind) is None
+    assert cache.statistics().rendered == 0
+
+
+def test_rendered_replies_of_a_kind_are_dropped_at_the_count_bound(
+    cache: Cache, clock: FakeClock
+) -> None:
+    rendered = Rendered(b"r", clock.now + 1.0, b"\x00", 1, 0)
+    for i in range(10_000):
+        cache.render(i.to_bytes(4, "big"), rendered, RENDERED_STREAM)
+    cache.render(b"other", rendered, RENDERED_DATAGRAM)
+    assert cache.statistics().rendered == 10_001
+    cache.render(b"last", rendered, RENDERED_STREAM)
+    assert cache.statistics().rendered == 2  # the stream's were all dropped, UDP's kept
+    assert cache.repeat(b"other", clock.now) is not None
+
+
+def test_rendered_stream_replies_are_dropped_at_the_byte_bound(
+    cache: Cache, clock: FakeClock
+) -> None:
+    # Replies as big as a stream carries: 258 of them (and their 4-byte queries) are 16 MiB.
+    whole = Rendered(bytes(65_000), clock.now + 1.0, b"\x00", 1, 0)
+    for i in range(258):
+        cache.render(i.to_bytes(4, "big"), whole, RENDERED_PADDED)
+    assert cache.statistics().rendered == 258
+    cache.render(b"more", whole, RENDERED_PADDED)
+    assert cache.statistics().rendered == 1
+    assert cache.repeat(b"more", clock.now, RENDERED_PADDED) is not None
 
 
 # --------------------------------------------------------------- the cache file
