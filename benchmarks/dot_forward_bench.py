@@ -29,8 +29,7 @@ from benchmarks import daemon
 from benchmarks.certificates import ca_and_certificate
 from benchmarks.cpu import process_seconds
 from benchmarks.dnsperf import dnsperf_argv, lost_line, parse_dnsperf
-from benchmarks.errors import SetupError
-from benchmarks.harness import missing_tool
+from benchmarks.harness import failures_reported, missing_tool
 from benchmarks.peers import dnsdist_argv, dnsdist_conf, unbound_argv, unbound_conf
 from benchmarks.ports import free_port, wait_listening
 from benchmarks.processes import HOST, ROOT, pinned, spawn, stop
@@ -87,10 +86,8 @@ def main() -> None:
     args = parser.parse_args()
     if missing_tool(PROG, ("unbound", "dnsperf", "dnsdist")):
         raise SystemExit(2)
-    try:
+    with failures_reported(PROG):
         run(args)
-    except SetupError as exc:
-        raise SystemExit(f"{PROG}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> None:

@@ -36,10 +36,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository
 
 from benchmarks import daemon
-from benchmarks.errors import SetupError
+from benchmarks.harness import failures_reported
 from benchmarks.memory import status_kib
 from benchmarks.ports import free_port
 from benchmarks.processes import HOST, ROOT, spawned, wait_answering
+
+PROG = "tcp_abuse"
 
 
 def query(name: str, qid: int = 1, qtype: int = 1) -> bytes:
@@ -180,10 +182,8 @@ def main() -> None:
     parser.add_argument("--name", default="big.example.com")
     parser.add_argument("--qtype", type=int, default=16, help="numeric (16: TXT)")
     args = parser.parse_args()
-    try:
+    with failures_reported(PROG):
         run(args)
-    except SetupError as exc:
-        raise SystemExit(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> None:

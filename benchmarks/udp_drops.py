@@ -30,9 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 from benchmarks import daemon
 from benchmarks.dnsperf import dnsperf_argv, parse_dnsperf
-from benchmarks.errors import SetupError
+from benchmarks.harness import failures_reported
 from benchmarks.ports import free_port
 from benchmarks.processes import HOST, ROOT, spawned, wait_answering
+
+PROG = "udp_drops"
 
 HITS = ROOT / "benchmarks" / "queries" / "hits.txt"
 
@@ -68,10 +70,8 @@ def main() -> None:
         "--client-buffer", type=int, default=0, help="dnsperf -b: its socket buffers, KiB"
     )
     args = parser.parse_args()
-    try:
+    with failures_reported(PROG):
         run(args)
-    except SetupError as exc:
-        raise SystemExit(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> None:
