@@ -137,29 +137,43 @@ def run(args: argparse.Namespace) -> None:
         try:
             for port in (unbound_tls, unbound_https, ours_tls, ours_https, dnsdist_doh):
                 wait_listening(port)
-            dot = argparse.Namespace(**{**vars(args), "mode": "dot"})
-            print(
-                f"dnsperf -m dot, {args.seconds} s, {args.clients} clients, "
-                f"{args.outstanding} outstanding, {NAMES} names (cache hits)"
+
+            def pair(title: str, peer: str, pid: int, port: int, ns: argparse.Namespace) -> None:
+                """One comparison: its title, the peer's run, ours, and the ratio."""
+                print(title)
+                theirs = measure(peer, pid, port, queries, ns)
+                ours_port = ours_tls if ns.mode == "dot" else ours_https
+                mine = measure(
+                    f"resolver --listen-{'tls' if ns.mode == 'dot' else 'https'}",
+                    ours.pid,
+                    ours_port,
+                    queries,
+                    ns,
+                )
+                compare(peer.split()[0], mine, theirs)
+
+            load = f"{args.clients} clients, {args.outstanding} outstanding"
+            pair(
+                f"dnsperf -m dot, {args.seconds} s, {load}, {NAMES} names (cache hits)",
+                "unbound (tls-port)",
+                unbound.pid,
+                unbound_tls,
+                argparse.Namespace(**{**vars(args), "mode": "dot"}),
             )
-            theirs = measure("unbound (tls-port)", unbound.pid, unbound_tls, queries, dot)
-            mine = measure("resolver --listen-tls", ours.pid, ours_tls, queries, dot)
-            compare("unbound", mine, theirs)
-            doh = argparse.Namespace(
-                **{**vars(args), "mode": "doh", "clients": 1, "outstanding": 1}
+            pair(
+                f"dnsperf -m doh (GET), {args.seconds} s, 1 client, 1 outstanding",
+                "dnsdist (addDOHLocal)",
+                dnsdist.pid,
+                dnsdist_doh,
+                argparse.Namespace(**{**vars(args), "mode": "doh", "clients": 1, "outstanding": 1}),
             )
-            print(f"dnsperf -m doh (GET), {args.seconds} s, 1 client, 1 outstanding")
-            theirs = measure("dnsdist (addDOHLocal)", dnsdist.pid, dnsdist_doh, queries, doh)
-            mine = measure("resolver --listen-https", ours.pid, ours_https, queries, doh)
-            compare("dnsdist", mine, theirs)
-            doh = argparse.Namespace(**{**vars(args), "mode": "doh"})
-            print(
-                f"dnsperf -m doh (GET), {args.seconds} s, {args.clients} clients, "
-                f"{args.outstanding} outstanding"
+            pair(
+                f"dnsperf -m doh (GET), {args.seconds} s, {load}",
+                "unbound (https-port)",
+                unbound.pid,
+                unbound_https,
+                argparse.Namespace(**{**vars(args), "mode": "doh"}),
             )
-            theirs = measure("unbound (https-port)", unbound.pid, unbound_https, queries, doh)
-            mine = measure("resolver --listen-https", ours.pid, ours_https, queries, doh)
-            compare("unbound", mine, theirs)
         finally:
             for process in (dnsdist, ours, unbound):
                 stop(process)
