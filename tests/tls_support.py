@@ -133,6 +133,16 @@ def server_context(issued: Issued) -> ssl.SSLContext:
 Answer = Callable[[list[bytes]], list[bytes]]
 
 
+def insecure_client_context(alpn: str) -> ssl.SSLContext:
+    """A client context that takes any certificate, offering ``alpn`` (for tests where what
+    is checked is not TLS)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols([alpn])
+    return context
+
+
 def echo_reply(query: bytes, address: bytes = b"\x7f\x00\x00\x01") -> bytes:
     """A NOERROR reply to ``query`` (no OPT) with one A record for its question."""
     question_end = 12

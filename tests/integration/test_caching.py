@@ -7,14 +7,13 @@ import asyncio
 import itertools
 import json
 import shutil
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 from support import udp_exchange
-from tls_support import PrivateCa
+from tls_support import PrivateCa, insecure_client_context
 
 from resolver.authority import Authority
 from resolver.cache import Cache
@@ -273,15 +272,6 @@ async def streamed(authority: Authority, ca: PrivateCa) -> AsyncIterator[Served]
         await engine.aclose()
 
 
-def _insecure(alpn: str) -> ssl.SSLContext:
-    """A client context that takes the test certificate (what is checked here is not TLS)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols([alpn])
-    return context
-
-
 async def stream_exchange(served: Served, transport: str, queries: list[bytes]) -> list[bytes]:
     """Ask ``queries`` one after the other over one TCP or TLS connection (each after the
     reply to the one before), or over HTTPS (HTTP/1.1 POST, a connection each); the replies."""
@@ -290,7 +280,9 @@ async def stream_exchange(served: Served, transport: str, queries: list[bytes]) 
     if transport == "https":
         address = server.https_addresses[0]
         for message in queries:
-            reader, writer = await asyncio.open_connection(*address, ssl=_insecure("http/1.1"))
+            reader, writer = await asyncio.open_connection(
+                *address, ssl=insecure_client_context("http/1.1")
+            )
             try:
                 writer.write(
                     b"POST /dns-query HTTP/1.1\r\nHost: dns.test\r\n"
@@ -306,7 +298,7 @@ async def stream_exchange(served: Served, transport: str, queries: list[bytes]) 
         return replies
     if transport == "tls":
         reader, writer = await asyncio.open_connection(
-            *server.tls_addresses[0], ssl=_insecure("dot")
+            *server.tls_addresses[0], ssl=insecure_client_context("dot")
         )
     else:
         reader, writer = await asyncio.open_connection("127.0.0.1", served.port)

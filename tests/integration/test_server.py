@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import socket
-import ssl
 import struct
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from typing import Any, cast
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tls_support import PrivateCa
+from tls_support import PrivateCa, insecure_client_context
 
 from resolver.authority import Authority
 from resolver.config import Config, ForwarderConfig, ServerConfig, SocketPoolConfig, TransportConfig
@@ -832,15 +831,6 @@ async def test_under_pressure_idle_connections_wait_less(authority: Authority) -
 # --- DNS over TLS and HTTPS ----------------------------------------------------------------
 
 
-def _insecure(alpn: str) -> ssl.SSLContext:
-    """A client context that takes our test certificate (what is checked here is not TLS)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols([alpn])
-    return context
-
-
 @contextlib.asynccontextmanager
 async def encrypted_daemon(
     authority: Authority, ca: PrivateCa, **server: Any
@@ -872,7 +862,9 @@ async def test_an_http1_client_that_asks_to_close_is_closed_after_its_reply(
         encrypted_daemon(authority, ca, tcp_idle_timeout=60.0) as instance,
     ):
         address = instance.server.https_addresses[0]
-        reader, writer = await asyncio.open_connection(*address, ssl=_insecure("http/1.1"))
+        reader, writer = await asyncio.open_connection(
+            *address, ssl=insecure_client_context("http/1.1")
+        )
         try:
             writer.write(request)
             async with asyncio.timeout(WAIT):  # not the 60 s idle timeout
@@ -889,8 +881,8 @@ async def test_graceful_shutdown_answers_a_dot_query_in_flight(
     authority.faults.delay = 0.3
     async with asyncio.timeout(BOUND), encrypted_daemon(authority, ca) as instance:
         address = instance.server.tls_addresses[0]
-        idle = await asyncio.open_connection(*address, ssl=_insecure("dot"))
-        reader, writer = await asyncio.open_connection(*address, ssl=_insecure("dot"))
+        idle = await asyncio.open_connection(*address, ssl=insecure_client_context("dot"))
+        reader, writer = await asyncio.open_connection(*address, ssl=insecure_client_context("dot"))
         try:
             writer.write(frame(query(qid=9, edns=1232)))
             await authority.wait_queries(1)
