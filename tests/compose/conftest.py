@@ -45,9 +45,18 @@ def ask(
     transport: str = "udp",
     recurse: bool = True,
     timeout: float = 3.0,
+    ad: bool = False,
+    do: bool = False,
+    cd: bool = False,
 ) -> dns.message.Message:
-    """One question to ``service`` on port 53; raises dns.exception.Timeout without a reply."""
-    query = dns.message.make_query(name, rdtype, use_edns=0, payload=1232)
+    """One question to ``service`` on port 53, with the DNSSEC flags asked for (as dig's
+    +adflag, +dnssec and +cd); raises dns.exception.Timeout without a reply."""
+    query = dns.message.make_query(name, rdtype, use_edns=0, payload=1232, want_dnssec=do)
+    query.flags &= ~dns.flags.AD
+    if ad:
+        query.flags |= dns.flags.AD
+    if cd:
+        query.flags |= dns.flags.CD
     if not recurse:
         query.flags &= ~dns.flags.RD
     where = address(service)
